@@ -1,0 +1,117 @@
+/**
+ * Every refusal memwal makes is a MemwalError with a stable `code`.
+ * The code is the API; the message may change. `transient` says whether the
+ * same call may succeed later without anyone repairing anything.
+ */
+export type ErrorCode =
+  | 'WAL_CORRUPT_FRAME'
+  | 'WAL_CORRUPT_HEADER'
+  | 'WAL_TORN_TAIL'
+  | 'WAL_HOLE'
+  | 'WAL_MISSING_SEGMENT'
+  | 'WAL_LSN_SEQUENCE'
+  | 'WAL_UNKNOWN_VERSION'
+  | 'WAL_RECORD_TOO_LARGE'
+  | 'WAL_WRITE_FAILED'
+  | 'WAL_SYNC_FAILED'
+  | 'WAL_FAILED'
+  | 'WAL_CLOSED'
+  | 'WAL_INVALID_RECORD'
+  | 'LOCK_HELD'
+  | 'LOCK_COMPROMISED'
+  | 'IO_ERROR'
+  | 'INVALID_OPTIONS'
+  | 'ASSERTION_FAILED'
+
+export interface ErrorOptions {
+  readonly cause?: unknown
+  readonly transient?: boolean
+  readonly details?: Readonly<Record<string, unknown>>
+}
+
+export class MemwalError extends Error {
+  readonly code: ErrorCode
+  readonly transient: boolean
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.transient = options.transient ?? false
+    this.details = options.details ?? {}
+  }
+}
+
+/** Where in the log something was found: the place every corruption report names. */
+export interface LogPlace {
+  readonly segment: string
+  readonly offset: number
+  /** First and last LSN affected, when known. */
+  readonly lsnFirst?: number
+  readonly lsnLast?: number
+}
+
+/** Bytes on disk that do not form a valid frame, header or sequence (G5). */
+export class CorruptionError extends MemwalError {
+  readonly place: LogPlace
+  constructor(code: ErrorCode, message: string, place: LogPlace, options: ErrorOptions = {}) {
+    super(code, `${message} (segment ${place.segment}, offset ${place.offset}${lsnText(place)})`, {
+      ...options,
+      details: { ...options.details, ...place },
+    })
+    this.place = place
+  }
+}
+
+/** A write or sync the operating system refused. */
+export class IoError extends MemwalError {}
+
+/** The WAL stopped accepting writes after an fsync failure or an unrecoverable write failure (G2). */
+export class WalFailedError extends MemwalError {
+  constructor(message: string, cause?: unknown) {
+    super('WAL_FAILED', message, { cause })
+  }
+}
+
+export class WalClosedError extends MemwalError {
+  constructor() {
+    super('WAL_CLOSED', 'the write-ahead log is closed')
+  }
+}
+
+export class RecordTooLargeError extends MemwalError {
+  constructor(bytes: number, max: number) {
+    super('WAL_RECORD_TOO_LARGE', `record of ${bytes} bytes exceeds recordBytesMax ${max}`, {
+      details: { bytes, max },
+    })
+  }
+}
+
+export class LockHeldError extends MemwalError {
+  constructor(dir: string, holder: string, cause?: unknown) {
+    super('LOCK_HELD', `data directory ${dir} is locked by ${holder}`, { cause, details: { dir, holder } })
+  }
+}
+
+export class InvalidOptionsError extends MemwalError {
+  constructor(message: string) {
+    super('INVALID_OPTIONS', message)
+  }
+}
+
+export class AssertionFailedError extends MemwalError {
+  constructor(message: string) {
+    super('ASSERTION_FAILED', `invariant violated: ${message}`)
+  }
+}
+
+function lsnText(place: LogPlace): string {
+  if (place.lsnFirst === undefined) return ''
+  if (place.lsnLast === undefined || place.lsnLast === place.lsnFirst) return `, LSN ${place.lsnFirst}`
+  return `, LSNs ${place.lsnFirst}-${place.lsnLast}`
+}
+
+export function isMemwalError(err: unknown): err is MemwalError {
+  return err instanceof MemwalError
+}

@@ -1,0 +1,21 @@
+/**
+ * memwal's public API. `cli/` and `bench/` import only from here.
+ */
+export { Wal, type WalOptions } from './wal/wal.js'
+export type { Durability, WriterState } from './wal/wal-writer.js'
+export type { LogRecord } from './wal/wal-reader.js'
+export { RecordCodec, type WalRecord, type Op, type PutOp, type DeleteOp } from './wal/record-codec.js'
+export { RecordType, FORMAT_VERSION } from './wal/format.js'
+export { CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport } from './recovery/wal-recovery.js'
+export { describeFinding, type Finding, type FindingKind, type FindingAction } from './recovery/findings.js'
+export {
+  MemwalError, CorruptionError, IoError, WalFailedError, WalClosedError, RecordTooLargeError, LockHeldError,
+  InvalidOptionsError, AssertionFailedError, isMemwalError, type ErrorCode, type LogPlace,
+} from './errors.js'
+export type { FileSystem, FileHandle, FileStat, OpenMode, OpenOptions } from './io/fs.js'
+export { NodeFileSystem } from './io/node-fs.js'
+export { SimulatedFileSystem, SimulatedCrashError, type FaultRule } from './io/sim-fs.js'
+export { systemClock, ManualClock, type Clock } from './io/clock.js'
+export { systemRandom, SeededRandom, type Random } from './io/random.js'
+export { ProcessDirLocker, noDirLocker, lockHolder, type DirLocker, type DirLock } from './io/dir-lock.js'
+export { limits } from './limits.js'

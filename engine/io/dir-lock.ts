@@ -1,0 +1,106 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import { posix as path } from 'node:path'
+import lockfile from 'proper-lockfile'
+import { LockHeldError, MemwalError } from '../errors.js'
+
+/** One writer per data directory (G7). */
+export interface DirLocker {
+  /** Takes the lock or rejects with LockHeldError naming the holder. `onCompromised` fires if it is lost later. */
+  acquire(dir: string, onCompromised: (err: Error) => void): Promise<DirLock>
+}
+
+export interface DirLock {
+  release(): Promise<void>
+}
+
+export const LOCK_NAME = 'memwal.lock'
+const OWNER_FILE = 'owner.json'
+
+interface Owner {
+  readonly pid: number
+  readonly hostname: string
+  readonly startedAtMs: number
+}
+
+/**
+ * The lock is proper-lockfile's directory `<dir>/memwal.lock`, kept fresh by
+ * its timer; `owner.json` inside names the holder. A lock whose holder was
+ * killed (same host, PID gone) is taken over at once rather than after
+ * proper-lockfile's stale period; a lock whose owner cannot be told is taken
+ * over once stale (mtime older than `staleMs`).
+ */
+export class ProcessDirLocker implements DirLocker {
+  constructor(private readonly staleMs = 10_000) {}
+
+  async acquire(dir: string, onCompromised: (err: Error) => void): Promise<DirLock> {
+    const lockPath = path.join(dir, LOCK_NAME)
+    const options = {
+      lockfilePath: lockPath,
+      realpath: false,
+      stale: this.staleMs,
+      retries: 0,
+      onCompromised,
+      // Release removes the directory with the owner file inside it.
+      fs: { ...fs, rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.rm(p, { recursive: true, force: true }, cb) },
+    }
+    let release: () => Promise<void>
+    try {
+      release = await lockfile.lock(dir, options)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw new MemwalError('IO_ERROR', `cannot lock ${dir}: ${(err as Error).message}`, { cause: err })
+      const owner = readOwner(lockPath)
+      if (!owner || !holderIsGone(owner)) throw new LockHeldError(dir, describe(owner), err)
+      // The holder was killed: its lock is left over. Take it, if nobody else did meanwhile.
+      const again = readOwner(lockPath)
+      if (again?.pid === owner.pid) fs.rmSync(lockPath, { recursive: true, force: true })
+      try {
+        release = await lockfile.lock(dir, options)
+      } catch (err2) {
+        throw new LockHeldError(dir, describe(readOwner(lockPath)), err2)
+      }
+    }
+    const owner: Owner = { pid: process.pid, hostname: os.hostname(), startedAtMs: Date.now() }
+    fs.writeFileSync(path.join(lockPath, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 })
+    return { release: () => release() }
+  }
+}
+
+/** For a simulated filesystem, where no other process can look. */
+export const noDirLocker: DirLocker = Object.freeze({
+  acquire: () => Promise.resolve({ release: () => Promise.resolve() }),
+})
+
+/** Who holds the lock of `dir`, for messages; undefined when it is not locked. */
+export function lockHolder(dir: string): string | undefined {
+  const lockPath = path.join(dir, LOCK_NAME)
+  if (!fs.existsSync(lockPath)) return undefined
+  return describe(readOwner(lockPath))
+}
+
+function readOwner(lockPath: string): Owner | undefined {
+  try {
+    const o: unknown = JSON.parse(fs.readFileSync(path.join(lockPath, OWNER_FILE), 'utf8'))
+    if (typeof o === 'object' && o !== null && 'pid' in o && 'hostname' in o && typeof o.pid === 'number' && typeof o.hostname === 'string') {
+      return { pid: o.pid, hostname: o.hostname, startedAtMs: 'startedAtMs' in o && typeof o.startedAtMs === 'number' ? o.startedAtMs : 0 }
+    }
+  } catch {
+    // No owner file yet (being taken right now), or unreadable: the holder is unknown.
+  }
+  return undefined
+}
+
+function holderIsGone(o: Owner): boolean {
+  if (o.hostname !== os.hostname()) return false
+  if (o.pid === process.pid) return false
+  try {
+    process.kill(o.pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
+function describe(o: Owner | undefined): string {
+  return o ? `process ${o.pid} on ${o.hostname} (since ${new Date(o.startedAtMs).toISOString()})` : 'an unknown process'
+}

@@ -1,0 +1,71 @@
+/**
+ * The filesystem seam. Every byte the WAL reads or writes goes through a
+ * FileSystem, so that tests can swap in a simulated one that loses unsynced
+ * bytes, tears writes and injects errors (see sim-fs.ts).
+ *
+ * Only what the WAL needs is here, with durability stated per call:
+ * - a handle opened with `dsync: true` makes every completed `write` durable
+ *   (O_DSYNC: data and the metadata needed to read it back);
+ * - otherwise written bytes are durable only after `datasync()`;
+ * - a directory entry (create, rename, unlink) is durable only after
+ *   `syncDir()` of its parent.
+ */
+export interface FileHandle {
+  /** Writes all of `data` at `position`; rejects (ENOSPC, EIO, ...) having written any prefix of it. */
+  write(data: Uint8Array, position: number): Promise<void>
+  /** Reads up to `length` bytes at `position` into `into[offset..]`; resolves the count read (0 at end of file). */
+  read(into: Uint8Array, offset: number, length: number, position: number): Promise<number>
+  datasync(): Promise<void>
+  truncate(length: number): Promise<void>
+  size(): Promise<number>
+  close(): Promise<void>
+}
+
+export type OpenMode =
+  /** Read only. */
+  | 'read'
+  /** Read and write an existing file. */
+  | 'readwrite'
+  /** Create a new file (fails if it exists), read and write. */
+  | 'create'
+
+export interface OpenOptions {
+  readonly dsync?: boolean
+}
+
+export interface FileStat {
+  readonly size: number
+  readonly isFile: boolean
+  readonly isDirectory: boolean
+}
+
+export interface FileSystem {
+  open(path: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle>
+  readFile(path: string): Promise<Uint8Array>
+  /** Names in a directory, sorted. */
+  readdir(path: string): Promise<string[]>
+  /** Creates a directory and its parents with mode 0700; no error if it exists. */
+  mkdirp(path: string): Promise<void>
+  rename(from: string, to: string): Promise<void>
+  unlink(path: string): Promise<void>
+  /** Undefined when nothing is at `path`. */
+  stat(path: string): Promise<FileStat | undefined>
+  /** Makes the directory's entries (creates, renames, unlinks) durable. */
+  syncDir(path: string): Promise<void>
+}
+
+/** The errno-style code of an error from a FileSystem, if it has one. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code
+  return undefined
+}
+
+/**
+ * Errors after which the bytes of a write are known not to matter yet:
+ * no space, quota, file too big. Anything else (EIO above all) leaves the
+ * state of the disk unknown, and the WAL must fail closed (G2).
+ */
+export function isSpaceError(err: unknown): boolean {
+  const code = errnoCode(err)
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG'
+}

@@ -1,0 +1,101 @@
+import fs from 'node:fs'
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js'
+
+const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_DSYNC } = fs.constants
+const FILE_MODE = 0o600
+const DIR_MODE = 0o700
+
+/**
+ * The real filesystem. Callback-style `fs` calls on raw descriptors: each is one
+ * trip through libuv's thread pool and nothing more, which matters on the
+ * append path (fs.promises' FileHandle adds work per call).
+ */
+export class NodeFileSystem implements FileSystem {
+  async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
+    let flags = mode === 'read' ? O_RDONLY : mode === 'readwrite' ? O_RDWR : O_RDWR | O_CREAT | O_EXCL
+    if (options.dsync === true) flags |= O_DSYNC
+    const fd = await new Promise<number>((resolve, reject) =>
+      fs.open(path, flags, FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
+    )
+    return new NodeFileHandle(fd)
+  }
+
+  async readFile(path: string): Promise<Uint8Array> {
+    return fs.promises.readFile(path)
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    return (await fs.promises.readdir(path)).sort()
+  }
+
+  async mkdirp(path: string): Promise<void> {
+    await fs.promises.mkdir(path, { recursive: true, mode: DIR_MODE })
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await fs.promises.rename(from, to)
+  }
+
+  async unlink(path: string): Promise<void> {
+    await fs.promises.unlink(path)
+  }
+
+  async stat(path: string): Promise<FileStat | undefined> {
+    try {
+      const s = await fs.promises.stat(path)
+      return { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory() }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  async syncDir(path: string): Promise<void> {
+    const handle = await fs.promises.open(path, 'r')
+    try {
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  }
+}
+
+class NodeFileHandle implements FileHandle {
+  constructor(private readonly fd: number) {}
+
+  write(data: Uint8Array, position: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        fs.write(this.fd, data, done, data.byteLength - done, position + done, (err, written) => {
+          if (err) return reject(err)
+          const total = done + written
+          if (total < data.byteLength) return step(total) // short write: carry on where it stopped
+          resolve()
+        })
+      }
+      step(0)
+    })
+  }
+
+  read(into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.read(this.fd, into, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))),
+    )
+  }
+
+  datasync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())))
+  }
+
+  truncate(length: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.ftruncate(this.fd, length, (err) => (err ? reject(err) : resolve())))
+  }
+
+  size(): Promise<number> {
+    return new Promise((resolve, reject) => fs.fstat(this.fd, (err, s) => (err ? reject(err) : resolve(s.size))))
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())))
+  }
+}
