@@ -1,6 +1,12 @@
 /**
  * memwal's public API. `cli/` and `bench/` import only from here.
  */
+export { MemWAL, type QueryOptions, type QueryResult } from './engine.js'
+export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
+export type { EngineHealth, EngineState, SinkHealth } from './health.js'
+export type { PutOptions, BatchOp } from './validate.js'
+export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'
+export { resilienceDefaults, type ResilienceConfig, type BreakerState } from './resilience/policy.js'
 export { Wal, type WalOptions } from './wal/wal.js'
 export type { Durability, WriterState } from './wal/wal-writer.js'
 export type { LogRecord } from './wal/wal-reader.js'

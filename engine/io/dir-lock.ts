@@ -4,6 +4,8 @@ import { posix as path } from 'node:path'
 import lockfile from 'proper-lockfile'
 import { LockHeldError, MemwalError } from '../errors.js'
 
+const TEMP_SUFFIX = '.tmp'
+
 /** One writer per data directory (G7). */
 export interface DirLocker {
   /** Takes the lock or rejects with LockHeldError naming the holder. `onCompromised` fires if it is lost later. */
@@ -31,38 +33,86 @@ interface Owner {
  * over once stale (mtime older than `staleMs`).
  */
 export class ProcessDirLocker implements DirLocker {
-  constructor(private readonly staleMs = 10_000) {}
+  /**
+   * `staleMs` is generous on purpose: a holder killed on this host is taken
+   * over at once through its PID, so the stale period only matters for a
+   * holder on another host or one whose owner file is unreadable, while a
+   * short one lets a busy event loop or a slow disk "compromise" a live lock.
+   */
+  constructor(
+    private readonly staleMs = 60_000,
+    private readonly updateMs = 5_000,
+  ) {}
 
   async acquire(dir: string, onCompromised: (err: Error) => void): Promise<DirLock> {
     const lockPath = path.join(dir, LOCK_NAME)
+    removeDeadTemps(dir)
+    const owner: Owner = { pid: process.pid, hostname: os.hostname(), startedAtMs: Date.now() }
     const options = {
       lockfilePath: lockPath,
       realpath: false,
       stale: this.staleMs,
+      update: this.updateMs,
       retries: 0,
       onCompromised,
-      // Release removes the directory with the owner file inside it.
-      fs: { ...fs, rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.rm(p, { recursive: true, force: true }, cb) },
+      fs: {
+        ...fs,
+        // The lock directory appears with its owner file already inside (made
+        // aside, then renamed into place): writing into it later would change
+        // its mtime, which proper-lockfile reads as another process taking it.
+        mkdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => mkdirWithOwner(p, owner, cb),
+        // Release removes the directory with the owner file inside it.
+        rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
+      },
     }
     let release: () => Promise<void>
     try {
       release = await lockfile.lock(dir, options)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw new MemwalError('IO_ERROR', `cannot lock ${dir}: ${(err as Error).message}`, { cause: err })
-      const owner = readOwner(lockPath)
-      if (!owner || !holderIsGone(owner)) throw new LockHeldError(dir, describe(owner), err)
+      const holder = readOwner(lockPath)
+      if (!holder || !holderIsGone(holder)) throw new LockHeldError(dir, describe(holder), err)
       // The holder was killed: its lock is left over. Take it, if nobody else did meanwhile.
       const again = readOwner(lockPath)
-      if (again?.pid === owner.pid) fs.rmSync(lockPath, { recursive: true, force: true })
+      if (again?.pid === holder.pid && again.startedAtMs === holder.startedAtMs) fs.rmSync(lockPath, { recursive: true, force: true })
       try {
         release = await lockfile.lock(dir, options)
       } catch (err2) {
         throw new LockHeldError(dir, describe(readOwner(lockPath)), err2)
       }
     }
-    const owner: Owner = { pid: process.pid, hostname: os.hostname(), startedAtMs: Date.now() }
-    fs.writeFileSync(path.join(lockPath, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 })
     return { release: () => release() }
+  }
+}
+
+function mkdirWithOwner(lockPath: string, owner: Owner, cb: (err: NodeJS.ErrnoException | null) => void): void {
+  const temp = `${lockPath}.${owner.pid}.${process.hrtime.bigint()}${TEMP_SUFFIX}`
+  const fail = (err: NodeJS.ErrnoException): void => fs.rm(temp, { recursive: true, force: true }, () => cb(err))
+  fs.mkdir(temp, { mode: 0o700 }, (err) => {
+    if (err) return cb(err)
+    fs.writeFile(path.join(temp, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 }, (err2) => {
+      if (err2) return fail(err2)
+      fs.rename(temp, lockPath, (err3) => {
+        if (!err3) return cb(null)
+        // Renaming onto a lock that exists (never empty: it holds its owner file) fails: that is "already held".
+        if (err3.code === 'ENOTEMPTY' || err3.code === 'EEXIST') err3.code = 'EEXIST'
+        fail(err3)
+      })
+    })
+  })
+}
+
+/** Lock directories being made by processes that died before renaming them into place. */
+function removeDeadTemps(dir: string): void {
+  let names: string[] = []
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${LOCK_NAME.replace('.', '\\.')}\\.(\\d+)\\..*\\${TEMP_SUFFIX}$`).exec(name)
+    if (m?.[1] && holderIsGone({ pid: Number(m[1]), hostname: os.hostname(), startedAtMs: 0 })) fs.rmSync(path.join(dir, name), { recursive: true, force: true })
   }
 }
 

@@ -117,36 +117,51 @@ function decide(o: RecoverOptions, scan: LogScan, findings: Finding[]): Plan {
   }
 }
 
-/** Only a torn tail (if anything) to zero; the log must still reach every LSN known durable. */
-function tolerate(o: RecoverOptions, scan: LogScan, findings: Finding[]): Plan {
+/**
+ * Only a torn tail (if anything) to zero; the log must still reach every LSN
+ * known durable. A log that ends before it is a hole: refused, unless
+ * `holeAction` says the policy accepts the loss (point-in-time drops it,
+ * skip-corrupt skips it): then it is reported, and its LSNs are never reused.
+ */
+function tolerate(o: RecoverOptions, scan: LogScan, findings: Finding[], holeAction?: 'dropped' | 'skipped'): Plan {
   const last = scan.segments.length - 1
   const tail = scan.problems.findIndex((p) => p.atTail)
   const tailProblem = scan.problems[tail]
   const seg = scan.segments[last]
   const keptLast = seg ? dueOf(seg) - 1 : o.durableLsn
-  if (keptLast < o.durableLsn) {
-    const hole: Finding = {
-      kind: 'hole', segment: seg?.entry.name ?? '(no segment)', offset: seg?.validEnd ?? 0, lsnFirst: keptLast + 1, lsnLast: o.durableLsn,
-      detail: `the log ends at LSN ${keptLast} but LSN ${o.durableLsn} is known durable: acknowledged records are missing`, action: 'refused',
-    }
-    findings.push(hole)
-    for (const f of findings) if (f.action === 'none') f.action = 'refused'
-    throw findingError(hole, findings)
-  }
   for (const f of findings) f.action = 'truncated'
+  const hole = holeFinding(o, seg, keptLast, holeAction ?? 'refused')
+  if (hole) {
+    findings.push(hole)
+    if (holeAction === undefined) {
+      for (const f of findings) f.action = 'refused'
+      throw findingError(hole, findings)
+    }
+  }
+  const nextLsn = Math.max(keptLast, o.durableLsn) + 1
   return {
     ...(tailProblem ? { zeroFrom: { index: tailProblem.segmentIndex, offset: tailProblem.offset, keepCopy: false } } : {}),
     quarantine: [],
     keptLast,
-    nextLsn: keptLast + 1,
-    resume: seg ? appendTo(seg, keptLast + 1) : { kind: 'new-segment', baseLsn: keptLast + 1, gapFromLsn: 0 },
+    nextLsn,
+    resume: seg ? resumeAfter(seg, undefined, keptLast, nextLsn) : { kind: 'new-segment', baseLsn: nextLsn, gapFromLsn: 0 },
+  }
+}
+
+/** The LSNs after `reached` up to the durable one, which the log no longer holds: undefined when there are none. */
+function holeFinding(o: RecoverOptions, seg: ScannedSegment | undefined, reached: number, action: Finding['action']): Finding | undefined {
+  if (reached >= o.durableLsn) return undefined
+  return {
+    kind: 'hole', segment: seg?.entry.name ?? '(no segment)', offset: seg?.header ? seg.validEnd : 0, lsnFirst: reached + 1, lsnLast: o.durableLsn,
+    alreadyApplied: o.durableLsn <= o.appliedLsn,
+    detail: `the log ends at LSN ${reached} but LSN ${o.durableLsn} is known durable: acknowledged records are missing`, action,
   }
 }
 
 /** Keep everything before the first problem; drop the rest, keeping the evidence in quarantine/. */
 function pointInTime(o: RecoverOptions, scan: LogScan, findings: Finding[]): Plan {
   const first = scan.problems[0]
-  if (!first) return tolerate(o, scan, findings)
+  if (!first) return tolerate(o, scan, findings, 'dropped')
   const wholeSegment = first.kind === 'corrupt-header' || first.offset < SEGMENT_HEADER_BYTES
   const keepUpTo = wholeSegment ? first.segmentIndex - 1 : first.segmentIndex
   const quarantine: number[] = []
@@ -187,6 +202,8 @@ function skipCorrupt(o: RecoverOptions, scan: LogScan, findings: Finding[]): Pla
   const kept = scan.segments[lastIndex]
   const keptLast = kept ? dueOf(kept) - 1 : 0
   const nextLsn = Math.max(keptLast, scan.maxLsn, o.durableLsn) + 1
+  const hole = holeFinding(o, lastProblem ? scan.segments[lastIndex + 1] : kept, Math.max(keptLast, scan.maxLsn), 'skipped')
+  if (hole) findings.push(hole)
   return {
     ...(tail && tail.segmentIndex === lastIndex ? { zeroFrom: { index: tail.segmentIndex, offset: tail.offset, keepCopy: false } } : {}),
     quarantine,

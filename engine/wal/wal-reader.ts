@@ -52,8 +52,10 @@ export async function* readLog(o: ReadOptions): AsyncGenerator<LogRecord> {
       }
       if (ev.lsn < o.fromLsn) continue
       if (ev.lsn > o.toLsn) return
-      if (expected !== undefined && ev.lsn !== expected && !o.skipDamage) {
-        throw new CorruptionError('WAL_LSN_SEQUENCE', `frame has LSN ${ev.lsn} where ${expected} was due`, { segment: seg.name, offset: ev.offset, lsnFirst: ev.lsn })
+      if (expected !== undefined && ev.lsn !== expected) {
+        if (!o.skipDamage) throw new CorruptionError('WAL_LSN_SEQUENCE', `frame has LSN ${ev.lsn} where ${expected} was due`, { segment: seg.name, offset: ev.offset, lsnFirst: ev.lsn })
+        // A stale duplicate of an LSN already read (recovery skipped it too): never yield LSNs out of order.
+        if (ev.lsn < expected) continue
       }
       expected = ev.lsn + 1
       yield { lsn: ev.lsn, type: ev.type, payload: ev.payload }

@@ -33,6 +33,12 @@ export interface WalOptions {
   readonly appliedLsn?: number
   /** Verify frames from this LSN on at open (default: all of them). */
   readonly verifyFromLsn?: number
+  /**
+   * The next LSN must be at least this: a sink may hold LSNs the log lost
+   * (durability `interval` or `none`), and new records must never reuse them.
+   * The skipped LSNs are declared as a gap in a new segment's header.
+   */
+  readonly nextLsnAtLeast?: number
   readonly fs?: FileSystem
   readonly clock?: Clock
   readonly random?: Random
@@ -51,6 +57,7 @@ interface ResolvedWalOptions {
   readonly durableLsn: number
   readonly appliedLsn: number
   readonly verifyFromLsn: number
+  readonly nextLsnAtLeast: number
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
@@ -89,7 +96,7 @@ export class Wal {
         recordBytesMax: o.limits.recordBytesMax, policy: o.policy, durableLsn: o.durableLsn,
         appliedLsn: o.appliedLsn, verifyFromLsn: o.verifyFromLsn,
       })
-      const segment = await openResume(o, sums, recovered.resume)
+      const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, o.nextLsnAtLeast))
       const writer = new WalWriter(
         { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, ...(options.onFailed ? { onFailed: options.onFailed } : {}) },
         segment,
@@ -161,10 +168,43 @@ export class Wal {
     return this.writer.sync()
   }
 
+  /** Fails the log from outside (a lost lock): nothing more is acknowledged (G2, G7). */
+  poison(message: string, cause: unknown): void {
+    this.writer.poison(message, cause)
+  }
+
+  /**
+   * Deletes the segments whose every record is at or below `lsn` (never the
+   * active one): WAL retention, called with the lowest durable sink checkpoint.
+   * Resolves the LSN up to which the oldest remaining segment reaches, so the
+   * caller knows when a purge can next free anything.
+   */
+  async purgeThrough(lsn: number): Promise<number> {
+    const { segments } = await listWal(this.o.fs, this.o.walDir)
+    let removed = 0
+    for (let i = 0; i + 1 < segments.length; i++) {
+      const next = segments[i + 1]
+      const seg = segments[i]
+      if (!next || !seg || next.baseLsn - 1 > lsn || seg.name === this.writer.activeSegment) break
+      await this.o.fs.unlink(seg.path)
+      removed++
+    }
+    if (removed > 0) await this.o.fs.syncDir(this.o.walDir)
+    const oldestNext = segments[removed + 1]
+    // With one segment left, nothing can go until the next rotation: ask again after more records.
+    return oldestNext ? oldestNext.baseLsn - 1 : Math.max(lsn, this.lastLsn) + 1
+  }
+
   async close(): Promise<void> {
     await this.writer.close()
     await this.lock.release().catch(() => undefined)
   }
+}
+
+function raiseNextLsn(r: Resume, atLeast: number): Resume {
+  const next = r.kind === 'append' ? r.nextLsn : r.baseLsn
+  if (next >= atLeast) return r
+  return { kind: 'new-segment', baseLsn: atLeast, gapFromLsn: r.kind === 'new-segment' && r.gapFromLsn !== 0 ? r.gapFromLsn : next }
 }
 
 async function openResume(o: ResolvedWalOptions, sums: Checksums, r: Resume): Promise<{ segment: OpenSegment; offset: number; nextLsn: number }> {
@@ -214,6 +254,7 @@ function resolve(w: WalOptions): ResolvedWalOptions {
     durableLsn: w.durableLsn ?? 0,
     appliedLsn: w.appliedLsn ?? 0,
     verifyFromLsn: w.verifyFromLsn ?? 0,
+    nextLsnAtLeast: w.nextLsnAtLeast ?? 1,
     fs,
     clock: w.clock ?? systemClock,
     random: w.random ?? systemRandom,

@@ -1,0 +1,155 @@
+import { InvalidOptionsError } from './errors.js'
+import { systemClock, type Clock } from './io/clock.js'
+import type { DirLocker } from './io/dir-lock.js'
+import type { FileSystem } from './io/fs.js'
+import { NodeFileSystem } from './io/node-fs.js'
+import { systemRandom, type Random } from './io/random.js'
+import type { CorruptionPolicy } from './recovery/wal-recovery.js'
+import { resilienceDefaults, type ResilienceConfig } from './resilience/policy.js'
+import type { BackendSink } from './sinks/sink.js'
+import type { Durability } from './wal/wal-writer.js'
+import type { Registry } from 'prom-client'
+
+/** pino-compatible: `logger.warn({ sink }, 'message')`. Silent by default. */
+export interface Logger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+export const silentLogger: Logger = Object.freeze({ debug() {}, info() {}, warn() {}, error() {} })
+
+export interface MemwalOptions {
+  /** The data directory (created 0700 if missing). */
+  readonly dir: string
+  /** `sync` (default): acknowledged once durable. See Durability. */
+  readonly durability?: Durability
+  readonly syncIntervalMs?: number
+  readonly segmentBytes?: number
+  readonly recordBytesMax?: number
+  readonly corruptionPolicy?: CorruptionPolicy
+  /** Key length in UTF-8 bytes (default 1 KiB). */
+  readonly keyBytesMax?: number
+  /** Namespace and each tag, UTF-8 bytes (default 256). */
+  readonly labelBytesMax?: number
+  /** Tags per record (default 64). */
+  readonly tagsMax?: number
+  /** Operations in one batch (default 10,000). */
+  readonly batchOpsMax?: number
+  /** Acknowledged but not yet applied everywhere, in payload bytes (default 64 MiB). */
+  readonly maxBacklogBytes?: number
+  /** At the backlog limit: `reject` (default) with ENGINE_BACKLOG_FULL, or `wait` up to `backlogWaitMsMax`. */
+  readonly backlogPolicy?: 'reject' | 'wait'
+  readonly backlogWaitMsMax?: number
+  /** In-memory cache size in bytes (default 32 MiB). */
+  readonly cacheBytes?: number
+  /** Records per apply batch (default 1,024) and bytes (default 1 MiB). */
+  readonly applyBatchRecordsMax?: number
+  readonly applyBatchBytesMax?: number
+  /** Retry, breaker and timeout per sink. */
+  readonly resilience?: Partial<ResilienceConfig>
+  /** Replaces the LevelDB backend (the index stays in the local LevelDB store). */
+  readonly backend?: BackendSink
+  /** Wraps each sink before use (fault injection in tests, instrumentation). */
+  readonly wrapSink?: <S extends import('./sinks/sink.js').Sink>(sink: S) => S
+  readonly logger?: Logger
+  /** prom-client registry to register memwal's metrics on (never the global one). */
+  readonly metrics?: Registry
+  /** How long `close()` waits for a sink call in progress (default 5 s). */
+  readonly closeGraceMs?: number
+  readonly fs?: FileSystem
+  readonly clock?: Clock
+  readonly random?: Random
+  readonly locker?: DirLocker
+}
+
+export interface ResolvedOptions {
+  readonly dir: string
+  readonly durability: Durability
+  readonly syncIntervalMs: number | undefined
+  readonly segmentBytes: number | undefined
+  readonly recordBytesMax: number | undefined
+  readonly corruptionPolicy: CorruptionPolicy | undefined
+  readonly keyBytesMax: number
+  readonly labelBytesMax: number
+  readonly tagsMax: number
+  readonly batchOpsMax: number
+  readonly maxBacklogBytes: number
+  readonly backlogPolicy: 'reject' | 'wait'
+  readonly backlogWaitMsMax: number
+  readonly cacheBytes: number
+  readonly applyBatchRecordsMax: number
+  readonly applyBatchBytesMax: number
+  readonly resilience: ResilienceConfig
+  readonly backend: BackendSink | undefined
+  readonly wrapSink: MemwalOptions['wrapSink']
+  readonly logger: Logger
+  readonly metrics: Registry | undefined
+  readonly closeGraceMs: number
+  readonly fs: FileSystem
+  readonly clock: Clock
+  readonly random: Random
+  readonly locker: DirLocker | undefined
+}
+
+/** Every default, written once. */
+export const engineDefaults = Object.freeze({
+  keyBytesMax: 1024,
+  labelBytesMax: 256,
+  tagsMax: 64,
+  batchOpsMax: 10_000,
+  maxBacklogBytes: 64 * 1024 * 1024,
+  backlogWaitMsMax: 10_000,
+  cacheBytes: 32 * 1024 * 1024,
+  applyBatchRecordsMax: 1024,
+  applyBatchBytesMax: 1024 * 1024,
+  closeGraceMs: 5_000,
+})
+
+export function resolveOptions(o: MemwalOptions): ResolvedOptions {
+  if (typeof o !== 'object' || o === null) throw new InvalidOptionsError('options are required')
+  if (typeof o.dir !== 'string' || o.dir.length === 0) throw new InvalidOptionsError('dir is required')
+  const r: ResolvedOptions = {
+    dir: o.dir,
+    durability: o.durability ?? 'sync',
+    syncIntervalMs: o.syncIntervalMs,
+    segmentBytes: o.segmentBytes,
+    recordBytesMax: o.recordBytesMax,
+    corruptionPolicy: o.corruptionPolicy,
+    keyBytesMax: positive('keyBytesMax', o.keyBytesMax ?? engineDefaults.keyBytesMax),
+    labelBytesMax: positive('labelBytesMax', o.labelBytesMax ?? engineDefaults.labelBytesMax),
+    tagsMax: positive('tagsMax', o.tagsMax ?? engineDefaults.tagsMax),
+    batchOpsMax: positive('batchOpsMax', o.batchOpsMax ?? engineDefaults.batchOpsMax),
+    maxBacklogBytes: positive('maxBacklogBytes', o.maxBacklogBytes ?? engineDefaults.maxBacklogBytes),
+    backlogPolicy: o.backlogPolicy ?? 'reject',
+    backlogWaitMsMax: positive('backlogWaitMsMax', o.backlogWaitMsMax ?? engineDefaults.backlogWaitMsMax),
+    cacheBytes: positive('cacheBytes', o.cacheBytes ?? engineDefaults.cacheBytes),
+    applyBatchRecordsMax: positive('applyBatchRecordsMax', o.applyBatchRecordsMax ?? engineDefaults.applyBatchRecordsMax),
+    applyBatchBytesMax: positive('applyBatchBytesMax', o.applyBatchBytesMax ?? engineDefaults.applyBatchBytesMax),
+    resilience: resolveResilience(o.resilience ?? {}),
+    backend: o.backend,
+    wrapSink: o.wrapSink,
+    logger: o.logger ?? silentLogger,
+    metrics: o.metrics,
+    closeGraceMs: positive('closeGraceMs', o.closeGraceMs ?? engineDefaults.closeGraceMs),
+    fs: o.fs ?? new NodeFileSystem(),
+    clock: o.clock ?? systemClock,
+    random: o.random ?? systemRandom,
+    locker: o.locker,
+  }
+  if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError('backlogPolicy must be reject or wait')
+  return Object.freeze(r)
+}
+
+function resolveResilience(p: Partial<ResilienceConfig>): ResilienceConfig {
+  const r = { ...resilienceDefaults, ...p }
+  for (const [k, v] of Object.entries(r)) positive(k, v)
+  if (r.retryDelayMsMin > r.retryDelayMsMax) throw new InvalidOptionsError('retryDelayMsMin must not exceed retryDelayMsMax')
+  return Object.freeze(r)
+}
+
+function positive(name: string, v: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidOptionsError(`${name} must be a positive number`)
+  return v
+}

@@ -1,0 +1,55 @@
+import { Level } from 'level'
+import { Packr } from 'msgpackr'
+import { MemwalError } from '../errors.js'
+
+/**
+ * The LevelDB database under `<dir>/store`, shared by the LevelDB backend and
+ * the index: each keeps its data in its own sublevel and its checkpoint under
+ * `meta`, written in the same batch as the data (one batch may span sublevels
+ * atomically). Keys sort as bytes.
+ */
+export class LevelStore {
+  readonly db: Level<string, Uint8Array>
+  readonly data
+  readonly index
+  readonly meta
+  /** Values are msgpack; records extension off so any process can decode them. */
+  readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+
+  private constructor(readonly location: string) {
+    this.db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.data = this.db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.index = this.db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.meta = this.db.sublevel<string, Uint8Array>('meta', { keyEncoding: 'utf8', valueEncoding: 'view' })
+  }
+
+  static async open(location: string): Promise<LevelStore> {
+    const s = new LevelStore(location)
+    try {
+      await s.db.open({ createIfMissing: true })
+    } catch (cause) {
+      throw new MemwalError('IO_ERROR', `cannot open the LevelDB store at ${location}: ${(cause as Error).message}`, { cause })
+    }
+    return s
+  }
+
+  async readCheckpoint(name: string): Promise<number> {
+    const v = await this.meta.get(`checkpoint:${name}`)
+    return v === undefined ? 0 : decodeLsn(v)
+  }
+
+  async close(): Promise<void> {
+    await this.db.close()
+  }
+}
+
+/** Checkpoints are stored as 8-byte big-endian integers. */
+export function encodeLsn(lsn: number): Uint8Array {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(BigInt(lsn))
+  return b
+}
+
+export function decodeLsn(b: Uint8Array): number {
+  return Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(0))
+}

@@ -1,0 +1,111 @@
+import { assert } from '../assert.js'
+import { MemwalError } from '../errors.js'
+import type { WalRecord } from '../wal/record-codec.js'
+
+/** One acknowledged record on its way to a sink. */
+export interface AppliedRecord {
+  readonly lsn: number
+  readonly record: WalRecord
+  /** Encoded size of the record's payload: what bounds caches and batches. */
+  readonly bytes: number
+}
+
+/**
+ * A bounded batch of consecutive records. The sink's checkpoint becomes
+ * `upToLsn` (>= the last record's LSN: a batch may carry no records, only a
+ * checkpoint moved past a dead-lettered one).
+ */
+export interface ApplyBatch {
+  readonly records: readonly AppliedRecord[]
+  readonly upToLsn: number
+}
+
+export type FailureClass = 'transient' | 'permanent'
+
+/**
+ * The contract every replica implements (abstract-level's pattern: the public
+ * method validates and keeps the invariants, the protected hook does the work).
+ *
+ * - `apply` is idempotent by LSN: records at or below the checkpoint are
+ *   dropped before the hook sees them (G3).
+ * - A durable sink writes its checkpoint in the same atomic step as the data
+ *   (`_apply` receives the new checkpoint for that reason), and that step is
+ *   synced before it resolves, so WAL retention may trust it.
+ * - `classify` says whether a failure may succeed if retried.
+ */
+export abstract class Sink {
+  abstract readonly name: string
+  /** Whether the sink's checkpoint survives a restart (it then holds WAL retention). */
+  abstract readonly durable: boolean
+  private checkpointValue = 0
+  private opened = false
+
+  /** Opens the sink and resolves its checkpoint. */
+  async open(): Promise<number> {
+    this.checkpointValue = await this._open()
+    assert(Number.isSafeInteger(this.checkpointValue) && this.checkpointValue >= 0, 'sink checkpoint is a non-negative integer')
+    this.opened = true
+    return this.checkpointValue
+  }
+
+  get checkpoint(): number {
+    return this.checkpointValue
+  }
+
+  async apply(batch: ApplyBatch, signal?: AbortSignal): Promise<void> {
+    assert(this.opened, `sink ${this.name} is open`)
+    let prev = this.checkpointValue
+    const fresh: AppliedRecord[] = []
+    for (const r of batch.records) {
+      if (r.lsn <= this.checkpointValue) continue // applied already: no second effect
+      assert(r.lsn > prev, 'records in a batch are in LSN order')
+      prev = r.lsn
+      fresh.push(r)
+    }
+    if (batch.upToLsn <= this.checkpointValue) return
+    assert(prev <= batch.upToLsn, 'batch checkpoint covers its records')
+    await this._apply(fresh, batch.upToLsn, signal)
+    this.checkpointValue = batch.upToLsn
+  }
+
+  /** A failure is transient unless the sink knows better. */
+  classify(err: unknown): FailureClass {
+    return err instanceof MemwalError && !err.transient && err.code === 'SINK_APPLY_FAILED' ? 'permanent' : 'transient'
+  }
+
+  async close(): Promise<void> {
+    this.opened = false
+    await this._close()
+  }
+
+  /** Opens storage; resolves the checkpoint stored with the data (0 if none). */
+  protected abstract _open(): Promise<number>
+  /** Applies `records` and stores `checkpoint` in the same atomic, durable step. */
+  protected abstract _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void>
+  protected abstract _close(): Promise<void>
+}
+
+/** A sink that rejects a record for good (it will never apply): it goes to the dead-letter log. */
+export class PermanentSinkError extends MemwalError {
+  constructor(message: string, cause?: unknown) {
+    super('SINK_APPLY_FAILED', message, { cause, transient: false })
+  }
+}
+
+/** A stored value, as a backend returns it. */
+export interface StoredEntry {
+  readonly value: unknown
+  readonly namespace?: string
+  readonly tags?: readonly string[]
+  /** LSN of the record that wrote it. */
+  readonly lsn: number
+}
+
+/** A backend is a sink that can also be read. */
+export abstract class BackendSink extends Sink {
+  readonly durable = true
+  /** The entry stored under `key`, or undefined. Rejects when the backend cannot answer. */
+  abstract get(key: string): Promise<StoredEntry | undefined>
+  /** Every live entry in key order (for the reconciler and index rebuilds). */
+  abstract entries(options?: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]>
+}
