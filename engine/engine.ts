@@ -103,7 +103,7 @@ export class MemWAL extends EventEmitter {
     const lock = await locker.acquire(dir, (err) => engine?.failClosed(new WalFailedError('the data directory lock was compromised', err)))
     const undo: (() => Promise<unknown>)[] = [() => lock.release()]
     try {
-      const store = await LevelStore.open(path.join(dir, 'store'))
+      const store = await LevelStore.open(path.join(dir, 'store'), o.level)
       undo.push(() => store.close())
       const wrap = o.wrapSink ?? (<S,>(s: S) => s)
       const backend = wrap(o.backend ?? new LevelBackend(store))

@@ -51,6 +51,12 @@ export interface MemwalOptions {
   readonly resilience?: Partial<ResilienceConfig>
   /** Replaces the LevelDB backend (the index stays in the local LevelDB store). */
   readonly backend?: BackendSink
+  /**
+   * The abstract-level database for the backend and the index, instead of
+   * LevelDB at `<dir>/store` (utf8 keys, 'view' values): memory-level in
+   * simulations. memwal opens and closes it.
+   */
+  readonly level?: import('./sinks/level-store.js').LevelDatabase
   /** Wraps each sink before use (fault injection in tests, instrumentation). */
   readonly wrapSink?: <S extends import('./sinks/sink.js').Sink>(sink: S) => S
   readonly logger?: Logger
@@ -83,6 +89,7 @@ export interface ResolvedOptions {
   readonly applyBatchBytesMax: number
   readonly resilience: ResilienceConfig
   readonly backend: BackendSink | undefined
+  readonly level: import('./sinks/level-store.js').LevelDatabase | undefined
   readonly wrapSink: MemwalOptions['wrapSink']
   readonly logger: Logger
   readonly metrics: Registry | undefined
@@ -129,6 +136,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     applyBatchBytesMax: positive('applyBatchBytesMax', o.applyBatchBytesMax ?? engineDefaults.applyBatchBytesMax),
     resilience: resolveResilience(o.resilience ?? {}),
     backend: o.backend,
+    level: o.level,
     wrapSink: o.wrapSink,
     logger: o.logger ?? silentLogger,
     metrics: o.metrics,

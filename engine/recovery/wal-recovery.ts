@@ -128,7 +128,8 @@ function tolerate(o: RecoverOptions, scan: LogScan, findings: Finding[], holeAct
   const tail = scan.problems.findIndex((p) => p.atTail)
   const tailProblem = scan.problems[tail]
   const seg = scan.segments[last]
-  const keptLast = seg ? dueOf(seg) - 1 : o.durableLsn
+  // No segment at all holds nothing: if an LSN is known durable, that is a hole too.
+  const keptLast = seg ? dueOf(seg) - 1 : 0
   for (const f of findings) f.action = 'truncated'
   const hole = holeFinding(o, seg, keptLast, holeAction ?? 'refused')
   if (hole) {
@@ -144,7 +145,7 @@ function tolerate(o: RecoverOptions, scan: LogScan, findings: Finding[], holeAct
     quarantine: [],
     keptLast,
     nextLsn,
-    resume: seg ? resumeAfter(seg, undefined, keptLast, nextLsn) : { kind: 'new-segment', baseLsn: nextLsn, gapFromLsn: 0 },
+    resume: resumeAfter(seg, undefined, keptLast, nextLsn),
   }
 }
 

@@ -59,7 +59,7 @@ export class IndexSink extends Sink {
     const batch: Batch = []
     for (const key of keys) this.diff(batch, key, before.get(key), after.get(key))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.db.batch(batch, { sync: true })
+    await this.store.writeBatch(batch)
   }
 
   /** Keys matching every given criterion, in key order, as the index has them. */

@@ -34,7 +34,7 @@ export class LevelBackend extends BackendSink {
       else add(r.record.op, r.lsn)
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.db.batch(ops, { sync: true })
+    await this.store.writeBatch(ops)
   }
 
   async get(key: string): Promise<StoredEntry | undefined> {

@@ -1,6 +1,10 @@
+import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
 import { Packr } from 'msgpackr'
 import { MemwalError } from '../errors.js'
+
+/** Any abstract-level database with string keys and binary values (LevelDB by default; memory-level in simulations). */
+export type LevelDatabase = AbstractLevel<string | Uint8Array | Buffer, string, Uint8Array>
 
 /**
  * The LevelDB database under `<dir>/store`, shared by the LevelDB backend and
@@ -9,22 +13,23 @@ import { MemwalError } from '../errors.js'
  * atomically). Keys sort as bytes.
  */
 export class LevelStore {
-  readonly db: Level<string, Uint8Array>
+  readonly db: LevelDatabase
   readonly data
   readonly index
   readonly meta
   /** Values are msgpack; records extension off so any process can decode them. */
   readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
 
-  private constructor(readonly location: string) {
-    this.db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  private constructor(readonly location: string, db: LevelDatabase | undefined) {
+    this.db = db ?? (new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as LevelDatabase)
     this.data = this.db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.index = this.db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.meta = this.db.sublevel<string, Uint8Array>('meta', { keyEncoding: 'utf8', valueEncoding: 'view' })
   }
 
-  static async open(location: string): Promise<LevelStore> {
-    const s = new LevelStore(location)
+  /** Opens LevelDB at `location`, or the database given (which must use utf8 keys and 'view' values). */
+  static async open(location: string, db?: LevelDatabase): Promise<LevelStore> {
+    const s = new LevelStore(location, db)
     try {
       await s.db.open({ createIfMissing: true })
     } catch (cause) {
@@ -36,6 +41,15 @@ export class LevelStore {
   async readCheckpoint(name: string): Promise<number> {
     const v = await this.meta.get(`checkpoint:${name}`)
     return v === undefined ? 0 : decodeLsn(v)
+  }
+
+  /**
+   * Writes one atomic batch, synced: a sink's data and checkpoint land
+   * together, and survive power loss once this resolves (WAL retention trusts
+   * them). `sync` is classic-level's option; other databases ignore it.
+   */
+  async writeBatch(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): Promise<void> {
+    await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, Uint8Array>)
   }
 
   async close(): Promise<void> {

@@ -36,6 +36,7 @@ export class RecordCodec {
    * only until the next encode: the WAL copies it into its group buffer at once.
    */
   encode(r: WalRecord): Uint8Array {
+    checkStorable(r)
     return this.packr.encode(toWire(r))
   }
 
@@ -49,6 +50,60 @@ export class RecordCodec {
     }
     return fromWire(type, wire)
   }
+}
+
+/**
+ * Refuses what msgpack cannot carry exactly, rather than writing a record that
+ * reads back different from what the caller holds (and serves from memory):
+ * - an own `__proto__` key: msgpackr decodes it as `__proto_` (which a second
+ *   key may then overwrite), to keep Object.prototype safe;
+ * - a string that is not well-formed UTF-16 (a lone surrogate, as in a string
+ *   cut in the middle of an emoji): UTF-8 cannot hold it, it reads back as U+FFFD;
+ * - a circular value (msgpackr would overflow the stack);
+ * - a key, namespace or tag that is not a string: decode would refuse the record.
+ */
+function checkStorable(r: WalRecord): void {
+  const ops: readonly Op[] = r.type === RecordType.BATCH ? r.ops : [r.op]
+  if (!Array.isArray(ops)) throw invalid('batch operations are not an array')
+  for (const op of ops) {
+    storableString(op.key, 'key')
+    if (op.type === 'del') continue
+    if (op.type !== 'put') throw invalid('operation type is neither put nor del')
+    if (op.namespace !== undefined) storableString(op.namespace, 'namespace')
+    if (op.tags !== undefined) {
+      if (!Array.isArray(op.tags)) throw invalid('tags are not an array')
+      for (const tag of op.tags) storableString(tag, 'tag')
+    }
+    storableValue(op.value, new Set())
+  }
+}
+
+function storableString(s: unknown, what: string): void {
+  if (typeof s !== 'string') throw invalid(`${what} is not a string`)
+  if (!s.isWellFormed()) throw invalid(`${what} is not well-formed UTF-16 (lone surrogate)`)
+}
+
+function storableValue(v: unknown, path: Set<object>): void {
+  if (typeof v === 'string') return storableString(v, 'a string in the value')
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || v instanceof Date) return
+  if (path.has(v)) throw invalid('the value is circular')
+  path.add(v)
+  if (v instanceof Map) {
+    for (const [k, x] of v) {
+      if (k === '__proto__') throw invalid('the value has a __proto__ key')
+      storableValue(k, path)
+      storableValue(x, path)
+    }
+  } else if (Array.isArray(v) || v instanceof Set) {
+    for (const x of v) storableValue(x, path)
+  } else {
+    for (const k of Object.keys(v)) {
+      if (k === '__proto__') throw invalid('the value has a __proto__ key')
+      storableString(k, 'a key in the value')
+      storableValue((v as Record<string, unknown>)[k], path)
+    }
+  }
+  path.delete(v)
 }
 
 function toWire(r: WalRecord): unknown {
