@@ -22,6 +22,10 @@ import { checkBatch, checkKey, checkPutOptions, checkValue, invalidValue, type B
 import { EngineMetrics } from './metrics.js'
 import type { RecoveryReport } from './recovery/wal-recovery.js'
 import type { EngineHealth, EngineState, SinkHealth } from './health.js'
+import { scanLog } from './recovery/log-scan.js'
+import { latestVersions, report, toReconcile, type ReconcileFinding, type VerifyReport } from './reconcile/reconciler.js'
+import { checkSinks } from './reconcile/sink-check.js'
+import { limits } from './limits.js'
 
 export interface QueryOptions extends IndexQuery {
   /** At most this many results (default 1,000; at most 100,000). */
@@ -278,7 +282,13 @@ export class MemWAL extends EventEmitter {
     let i = 0
     const it = this.index.keys(query)[Symbol.asyncIterator]()
     for (;;) {
-      const next = await this.readBackend(() => it.next())
+      // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
+      let next: IteratorResult<[string, unknown]>
+      try {
+        next = await it.next()
+      } catch (cause) {
+        throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+      }
       if (next.done) break
       const [key] = next.value
       if (overridden.has(key)) continue
@@ -308,6 +318,52 @@ export class MemWAL extends EventEmitter {
     } catch (cause) {
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the backend cannot answer: ${(cause as Error).message}`, { cause, transient: true })
     }
+  }
+
+  // ---- verify ----
+
+  /**
+   * The reconciler on the open engine (DESIGN.md §8): verifies every segment
+   * and frame, and that the backend, the index and the cache agree with the
+   * log where their checkpoints say they should. With `repair`, wrong backend
+   * keys are re-applied from the log, the index is rebuilt from the backend
+   * and stale cache entries are dropped (the appliers pause meanwhile). Damage
+   * in the log itself is reported; repairing it takes `memwal fsck --repair`
+   * on a closed directory.
+   */
+  async verify(options: { readonly repair?: boolean } = {}): Promise<VerifyReport> {
+    this.throwIfClosed()
+    const started = this.o.clock.nowMs()
+    const sums = await createChecksums()
+    const walDir = path.join(this.dirPath, 'wal')
+    const active = this.wal.activeSegment
+    const lastLsn = this.wal.lastLsn
+    const scan = await scanLog({ fs: this.o.fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
+    const findings: ReconcileFinding[] = []
+    for (const p of scan.problems) {
+      const segment = scan.segments[p.segmentIndex]?.entry.name ?? '?'
+      if (p.atTail && segment === active) continue // the writer's own tail, mid-append
+      findings.push({
+        kind: p.atTail ? 'torn-tail' : p.kind, segment, offset: p.offset,
+        ...(p.lsnFirst !== undefined ? { lsnFirst: p.lsnFirst } : {}),
+        ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast, alreadyApplied: p.lsnLast <= this.backend.checkpoint } : {}),
+        detail: `${p.detail} (repair with memwal fsck --repair on the closed directory)`, repaired: false,
+      })
+    }
+    const repair = options.repair === true
+    const paused = repair ? this.appliers.slice(0, 2) : []
+    await Promise.all(paused.map((a) => a.pause()))
+    try {
+      const latest = await latestVersions(this.o.fs, sums, walDir)
+      const unstable = new Set<string>(this.pending.keys())
+      const low = Math.min(this.backend.checkpoint, this.index.checkpoint)
+      for (const [key, v] of latest) if (v.lsn > low || v.lsn > lastLsn) unstable.add(key)
+      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn }, latest, repair)
+      findings.push(...sinkFindings.map(toReconcile))
+    } finally {
+      for (const a of paused) a.resume()
+    }
+    return report(findings, scan, lastLsn, { backend: this.backend.checkpoint, index: this.index.checkpoint }, this.o.clock.nowMs() - started)
   }
 
   // ---- flush, health, close ----

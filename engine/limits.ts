@@ -22,8 +22,6 @@ export const limits = {
   /** interval durability: how often unsynced bytes are fdatasync'd. */
   syncIntervalMsDefault: 100,
   syncIntervalMsMax: 60_000,
-  /** Chunk used to zero-fill a segment when preallocating it. */
-  zeroFillChunkBytes: 1024 * 1024,
 } as const
 
 export interface WalLimits {

@@ -47,6 +47,8 @@ export interface ApplierStatus {
  */
 export class Applier {
   private stopping = false
+  private paused: { done: Promise<void>; resume: () => void } | undefined
+  private idle: (() => void) | undefined
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
   private cancelSleep: (() => void) | undefined
@@ -96,13 +98,43 @@ export class Applier {
     }
   }
 
+  /**
+   * Stops taking new batches and resolves once the call in progress (if any)
+   * is done: the reconciler repairs a sink while nothing else writes to it.
+   */
+  async pause(): Promise<void> {
+    if (this.paused) return
+    let resume!: () => void
+    const done = new Promise<void>((r) => (resume = r))
+    this.paused = { done, resume }
+    await new Promise<void>((r) => {
+      this.idle = r
+      this.notify()
+      this.cancelSleep?.()
+    })
+  }
+
+  resume(): void {
+    const p = this.paused
+    this.paused = undefined
+    p?.resume()
+  }
+
   private async run(): Promise<void> {
     while (!this.stopping) {
+      if (this.paused) {
+        await this.inflight // a timed-out call may still be running: nothing may touch the sink until it settles
+        this.idle?.()
+        this.idle = undefined
+        await this.paused.done
+        continue
+      }
       const from = this.sink.checkpoint + 1
       if (from > this.host.ackedLsn()) {
         await new Promise<void>((r) => (this.wake = r))
         continue
       }
+      if (this.paused) continue
       const batch = this.nextBatch(from)
       if (this.stopping) return
       await this.deliver(batch)
@@ -129,7 +161,8 @@ export class Applier {
   /** Delivers until the sink has taken the batch (or its poison went to the dead-letter log). */
   private async deliver(batch: ApplyBatch): Promise<void> {
     let backoff: IBackoff<unknown> | undefined
-    while (!this.stopping) {
+    // Paused: give the batch up; the loop rebuilds it from the checkpoint on resume.
+    while (!this.stopping && !this.paused) {
       await this.inflight
       try {
         await this.policy.execute((signal) => {

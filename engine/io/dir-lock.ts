@@ -61,8 +61,11 @@ export class ProcessDirLocker implements DirLocker {
         // aside, then renamed into place): writing into it later would change
         // its mtime, which proper-lockfile reads as another process taking it.
         mkdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => mkdirWithOwner(p, owner, cb),
-        // Release removes the directory with the owner file inside it.
+        // Release removes the directory with the owner file inside it; so does
+        // proper-lockfile's clean-up at process exit (rmdirSync), which a plain
+        // rmdir could not do with the owner file inside.
         rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
+        rmdirSync: (p: string) => fs.rmSync(p, { recursive: true, force: true }),
       },
     }
     let release: () => Promise<void>

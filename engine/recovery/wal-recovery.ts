@@ -4,7 +4,7 @@ import type { FileSystem } from '../io/fs.js'
 import type { Checksums } from '../wal/checksum.js'
 import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../wal/format.js'
 import type { SegmentEntry } from '../wal/segment-list.js'
-import { limits } from '../limits.js'
+import { copyFile, freeName, zeroRange } from '../io/file-ops.js'
 import { findingError, type Finding } from './findings.js'
 import { scanLog, type LogScan, type ScannedProblem, type ScannedSegment } from './log-scan.js'
 
@@ -264,37 +264,5 @@ async function carryOut(o: RecoverOptions, scan: LogScan, plan: Plan): Promise<v
   if (plan.quarantine.length > 0) {
     await o.fs.syncDir(o.quarantineDir)
     await o.fs.syncDir(o.walDir)
-  }
-}
-
-/** Overwrites [from, to) with zeros, durably: the file keeps its preallocated size. */
-async function zeroRange(fs: FileSystem, file: string, from: number, to: number): Promise<void> {
-  if (to <= from) return
-  const handle = await fs.open(file, 'readwrite')
-  try {
-    const chunk = Buffer.alloc(Math.min(limits.zeroFillChunkBytes, to - from))
-    for (let at = from; at < to; at += chunk.length) await handle.write(at + chunk.length <= to ? chunk : chunk.subarray(0, to - at), at)
-    await handle.datasync()
-  } finally {
-    await handle.close()
-  }
-}
-
-async function copyFile(fs: FileSystem, from: string, to: string): Promise<void> {
-  const bytes = await fs.readFile(from)
-  const handle = await fs.open(to, 'create')
-  try {
-    await handle.write(bytes, 0)
-    await handle.datasync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/** A path in `dir` for `name` that nothing holds yet: evidence is never overwritten. */
-async function freeName(fs: FileSystem, dir: string, name: string): Promise<string> {
-  for (let n = 0; ; n++) {
-    const candidate = path.join(dir, n === 0 ? name : `${name}.${n}`)
-    if (!(await fs.stat(candidate))) return candidate
   }
 }

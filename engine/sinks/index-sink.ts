@@ -86,6 +86,42 @@ export class IndexSink extends Sink {
     return this.keys({})
   }
 
+  /** Every namespace and tag entry, as (kind, label, key): the reconciler checks each points at a live, matching key. */
+  async *postings(): AsyncIterable<{ readonly kind: 'namespace' | 'tag'; readonly label: string; readonly key: string }> {
+    for (const [kind, tag] of [['namespace', 'n'], ['tag', 't']] as const) {
+      for await (const k of this.store.index.keys({ gte: `${tag}${SEP}`, lt: `${tag}${SEP}${HIGH}` })) {
+        const rest = k.slice(2)
+        const cut = rest.indexOf(SEP)
+        yield { kind, label: rest.slice(0, cut), key: rest.slice(cut + 1) }
+      }
+    }
+  }
+
+  /**
+   * Rebuilds the whole index from the backend's entries, replacing what was
+   * there, and sets the index checkpoint to the backend's (the reconciler's
+   * repair; runs with the engine's appliers stopped or before they start).
+   */
+  async rebuild(entries: AsyncIterable<[string, IndexedEntry]>, checkpoint: number): Promise<number> {
+    // First claim nothing: a crash midway leaves an index that says it is empty-handed, never one that lies.
+    await this.store.writeBatch([{ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(0) }])
+    await this.store.index.clear()
+    let batch: Batch = []
+    let n = 0
+    for await (const [key, e] of entries) {
+      this.diff(batch, key, undefined, { ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) })
+      n++
+      if (batch.length >= 4096) {
+        await this.store.writeBatch(batch)
+        batch = []
+      }
+    }
+    batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
+    await this.store.writeBatch(batch)
+    await this.open()
+    return n
+  }
+
   protected async _close(): Promise<void> {
     // The store is closed by its owner.
   }

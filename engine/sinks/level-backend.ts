@@ -37,6 +37,14 @@ export class LevelBackend extends BackendSink {
     await this.store.writeBatch(ops)
   }
 
+  async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
+    const { data, packr } = this.store
+    const ops: Batch = entries.map(([key, e]) =>
+      e ? { type: 'put', sublevel: data, key, value: packr.encode([e.value, e.namespace ?? null, e.tags ?? null, e.lsn]) } : { type: 'del', sublevel: data, key },
+    )
+    if (ops.length > 0) await this.store.writeBatch(ops)
+  }
+
   async get(key: string): Promise<StoredEntry | undefined> {
     const v = await this.store.data.get(key)
     return v === undefined ? undefined : this.decode(v)

@@ -108,4 +108,10 @@ export abstract class BackendSink extends Sink {
   abstract get(key: string): Promise<StoredEntry | undefined>
   /** Every live entry in key order (for the reconciler and index rebuilds). */
   abstract entries(options?: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]>
+  /**
+   * The reconciler's repair: stores each entry as given (undefined deletes
+   * the key), leaving the checkpoint alone. Used to re-apply from the WAL the
+   * latest version of keys the backend holds wrongly.
+   */
+  abstract repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void>
 }

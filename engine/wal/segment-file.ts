@@ -3,7 +3,7 @@ import type { Checksums } from './checksum.js'
 import { encodeSegmentHeader, FORMAT_VERSION } from './format.js'
 import type { FileHandle, FileSystem } from '../io/fs.js'
 import { segmentName, TEMP_SUFFIX } from './segment-name.js'
-import { limits } from '../limits.js'
+import { ZERO_CHUNK_BYTES } from '../io/file-ops.js'
 
 /**
  * Segment files are preallocated: a spare file is zero-filled to the full
@@ -28,7 +28,7 @@ export async function prepareSpare(fs: FileSystem, walDir: string, segmentBytes:
   if (await fs.stat(spare)) await fs.unlink(spare)
   const handle = await fs.open(spare, 'create')
   try {
-    const chunk = Buffer.alloc(Math.min(limits.zeroFillChunkBytes, segmentBytes))
+    const chunk = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, segmentBytes))
     for (let at = 0; at < segmentBytes; at += chunk.length) {
       await handle.write(at + chunk.length <= segmentBytes ? chunk : chunk.subarray(0, segmentBytes - at), at)
     }

@@ -1,0 +1,42 @@
+import { posix as path } from 'node:path'
+import type { FileSystem } from './fs.js'
+
+/** Chunk used when writing zeros over a range (zero-fill, truncation of a preallocated segment). */
+export const ZERO_CHUNK_BYTES = 1024 * 1024
+
+/** Overwrites [from, to) of a file with zeros, durably; the file keeps its size (segments are preallocated). */
+export async function zeroRange(fs: FileSystem, file: string, from: number, to: number): Promise<void> {
+  if (to <= from) return
+  const h = await fs.open(file, 'readwrite')
+  try {
+    const chunk = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, to - from))
+    for (let at = from; at < to; at += chunk.length) await h.write(at + chunk.length <= to ? chunk : chunk.subarray(0, to - at), at)
+    await h.datasync()
+  } finally {
+    await h.close()
+  }
+}
+
+/** Writes `bytes` to a new file, durably (file and directory entry). */
+export async function writeNewFile(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
+  const h = await fs.open(file, 'create')
+  try {
+    await h.write(bytes, 0)
+    await h.datasync()
+  } finally {
+    await h.close()
+  }
+  await fs.syncDir(path.dirname(file))
+}
+
+export async function copyFile(fs: FileSystem, from: string, to: string): Promise<void> {
+  await writeNewFile(fs, to, await fs.readFile(from))
+}
+
+/** A path in `dir` for `name` that nothing holds yet: evidence is never overwritten. */
+export async function freeName(fs: FileSystem, dir: string, name: string): Promise<string> {
+  for (let n = 0; ; n++) {
+    const candidate = path.join(dir, n === 0 ? name : `${name}.${n}`)
+    if (!(await fs.stat(candidate))) return candidate
+  }
+}

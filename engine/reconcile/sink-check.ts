@@ -1,0 +1,146 @@
+import { Packr } from 'msgpackr'
+import type { BackendSink, StoredEntry } from '../sinks/sink.js'
+import type { IndexedEntry, IndexSink } from '../sinks/index-sink.js'
+import type { CacheSink } from '../sinks/cache-sink.js'
+import { RecordType } from '../wal/format.js'
+import type { Op, WalRecord } from '../wal/record-codec.js'
+
+/**
+ * The reconciler's checks of the replicas against the log (DESIGN.md §8), and
+ * their repairs. Pure comparison over iterators in key order (LevelDB and the
+ * index both sort keys as bytes), so memory holds the log's latest versions
+ * and little else.
+ */
+export type SinkFindingKind = 'checkpoint-ahead' | 'backend-missing' | 'backend-stale' | 'backend-extra' | 'index-missing' | 'index-orphan' | 'index-mismatch' | 'cache-stale'
+
+export interface SinkFinding {
+  readonly kind: SinkFindingKind
+  readonly sink: string
+  readonly key?: string
+  readonly lsnFirst?: number
+  readonly detail: string
+  repaired: boolean
+}
+
+/** The latest version of each key in the log. */
+export type LatestVersions = Map<string, { readonly lsn: number; readonly op: Op }>
+
+export function addToLatest(latest: LatestVersions, lsn: number, r: WalRecord): void {
+  const ops = r.type === RecordType.BATCH ? r.ops : [r.op]
+  for (const op of ops) latest.set(op.key, { lsn, op })
+}
+
+export interface SinkTargets {
+  readonly backend: BackendSink
+  readonly index: IndexSink
+  readonly cache?: CacheSink
+  /** Keys whose state is in flux (pending, or touched above the lowest checkpoint): not compared. */
+  readonly unstable: ReadonlySet<string>
+  readonly lastLsn: number
+}
+
+export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair: boolean): Promise<SinkFinding[]> {
+  const findings: SinkFinding[] = []
+  for (const s of [t.backend, t.index]) {
+    if (s.checkpoint > t.lastLsn) {
+      findings.push({ kind: 'checkpoint-ahead', sink: s.name, lsnFirst: t.lastLsn + 1, detail: `checkpoint ${s.checkpoint} is past the log's last LSN ${t.lastLsn}: the log lost records this sink has; the next open continues after it`, repaired: false })
+    }
+  }
+  await checkBackend(t, latest, repair, findings)
+  await checkIndex(t, repair, findings)
+  if (t.cache) await checkCache(t, t.cache, repair, findings)
+  return findings
+}
+
+/** Every key whose latest log version the backend's checkpoint covers must be stored exactly so. */
+async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: boolean, findings: SinkFinding[]): Promise<void> {
+  const covered = t.backend.checkpoint
+  const packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  const seen = new Set<string>()
+  const fixes: [string, StoredEntry | undefined][] = []
+  const wrong = (kind: SinkFindingKind, key: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
+    findings.push({ kind, sink: t.backend.name, key, lsnFirst: lsn, detail, repaired: false })
+    fixes.push([key, fix])
+  }
+  for await (const [key, stored] of t.backend.entries()) {
+    const v = latest.get(key)
+    if (!v || v.lsn > covered || t.unstable.has(key)) continue
+    seen.add(key)
+    if (v.op.type === 'del') wrong('backend-extra', key, v.lsn, `deleted at LSN ${v.lsn} but still stored (from LSN ${stored.lsn})`, undefined)
+    else if (!sameEntry(packr, stored, v.op, v.lsn)) wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn))
+  }
+  for (const [key, v] of latest) {
+    if (seen.has(key) || v.lsn > covered || v.op.type === 'del' || t.unstable.has(key)) continue
+    wrong('backend-missing', key, v.lsn, `written at LSN ${v.lsn} (covered by checkpoint ${covered}) but absent`, entryOf(v.op, v.lsn))
+  }
+  if (repair && fixes.length > 0) {
+    await t.backend.repair(fixes)
+    for (const f of findings) if (f.sink === t.backend.name && f.kind !== 'checkpoint-ahead') f.repaired = true
+  }
+}
+
+/** The index and the backend, merged in key order: each live key indexed as stored, nothing else indexed. */
+async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding[]): Promise<void> {
+  const name = t.index.name
+  const first = findings.length
+  const forward = new Map<string, IndexedEntry>()
+  const b = t.backend.entries()[Symbol.asyncIterator]()
+  const x = t.index.all()[Symbol.asyncIterator]()
+  let bn = await b.next()
+  let xn = await x.next()
+  while (!bn.done || !xn.done) {
+    const bk = bn.done ? undefined : bn.value[0]
+    const xk = xn.done ? undefined : xn.value[0]
+    if (xk !== undefined && !xn.done) forward.set(xk, xn.value[1])
+    if (bk !== undefined && (xk === undefined || bk < xk)) {
+      if (!t.unstable.has(bk)) findings.push({ kind: 'index-missing', sink: name, key: bk, detail: 'live key not indexed', repaired: false })
+      bn = await b.next()
+    } else if (xk !== undefined && (bk === undefined || xk < bk)) {
+      if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, key: xk, detail: 'indexed key not in the backend', repaired: false })
+      xn = await x.next()
+    } else if (bk !== undefined && !bn.done && !xn.done) {
+      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, key: bk, detail: 'indexed namespace/tags differ from the stored ones', repaired: false })
+      bn = await b.next()
+      xn = await x.next()
+    }
+  }
+  for await (const p of t.index.postings()) {
+    if (t.unstable.has(p.key)) continue
+    const f = forward.get(p.key)
+    const ok = f !== undefined && (p.kind === 'namespace' ? f.namespace === p.label : (f.tags ?? []).includes(p.label))
+    if (!ok) findings.push({ kind: 'index-orphan', sink: name, key: p.key, detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, repaired: false })
+  }
+  if (repair && findings.length > first) {
+    const backend = t.backend
+    await t.index.rebuild(labelsOf(backend.entries()), backend.checkpoint)
+    for (let i = first; i < findings.length; i++) (findings[i] as SinkFinding).repaired = true
+  }
+}
+
+async function checkCache(t: SinkTargets, cache: CacheSink, repair: boolean, findings: SinkFinding[]): Promise<void> {
+  for (const [key, e] of [...cache.entries()]) {
+    if (t.unstable.has(key)) continue
+    const stored = await t.backend.get(key)
+    if (stored && stored.lsn === e.lsn) continue
+    findings.push({ kind: 'cache-stale', sink: cache.name, key, lsnFirst: e.lsn, detail: `cached from LSN ${e.lsn}, backend has ${stored ? `LSN ${stored.lsn}` : 'nothing'}`, repaired: repair })
+    if (repair) cache.invalidate(key)
+  }
+}
+
+async function* labelsOf(entries: AsyncIterable<[string, StoredEntry]>): AsyncIterable<[string, IndexedEntry]> {
+  for await (const [k, e] of entries) yield [k, { ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }]
+}
+
+function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
+  const at = [...(a.tags ?? [])].sort()
+  const bt = [...(b.tags ?? [])].sort()
+  return a.namespace === b.namespace && at.length === bt.length && at.every((x, i) => x === bt[i])
+}
+
+function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
+  return stored.lsn === lsn && sameLabels(stored, op) && Buffer.from(packr.encode(stored.value)).equals(Buffer.from(packr.encode(op.value)))
+}
+
+function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number): StoredEntry {
+  return { value: op.value, lsn, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) }
+}
