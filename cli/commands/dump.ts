@@ -1,0 +1,35 @@
+import { checkDataDir, dumpLog, NodeFileSystem, type WalRecord } from '../../engine/index.js'
+import { ExitCode } from '../exit-codes.js'
+import type { Output } from '../output.js'
+
+export interface DumpCommandOptions {
+  readonly from?: number
+  readonly to?: number
+  readonly key?: string
+}
+
+/** `memwal dump <dir>`: the records of the log, in LSN order, with their places; damaged ranges too. */
+export async function dump(dir: string, o: DumpCommandOptions, out: Output): Promise<number> {
+  await checkDataDir(new NodeFileSystem(), dir)
+  let damaged = 0
+  let records = 0
+  const stream = out.json ? process.stdout : undefined
+  stream?.write('{"entries":[')
+  for await (const e of dumpLog({ dir, ...(o.from !== undefined ? { fromLsn: o.from } : {}), ...(o.to !== undefined ? { toLsn: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) })) {
+    if (e.kind === 'damage') damaged++
+    else records++
+    if (stream) {
+      stream.write(`${records + damaged > 1 ? ',' : ''}\n${JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? { bytes: Buffer.from(v).toString('base64') } : v))}`)
+      continue
+    }
+    if (e.kind === 'damage') out.line(`!! damage ${e.segment}@${e.offset}-${e.end}: ${e.detail}`)
+    else out.line(`${e.lsn}\t${e.segment}@${e.offset}\t${summary(e.record)}`)
+  }
+  stream?.write(`\n],"records":${records},"damaged":${damaged}}\n`)
+  if (!out.json) out.note(`${records} records, ${damaged} damaged ranges`)
+  return damaged > 0 ? ExitCode.UNCORRECTED : ExitCode.CLEAN
+}
+
+function summary(r: WalRecord): string {
+  return JSON.stringify(r.type === 3 ? { batch: r.ops } : r.op)
+}

@@ -1,0 +1,50 @@
+import { fsck as runFsck, MemWAL, type ReconcileFinding } from '../../engine/index.js'
+import { ExitCode } from '../exit-codes.js'
+import { table, type Output } from '../output.js'
+
+/** `memwal fsck <dir> [--repair]`: verify the log and the replicas; repair if asked. */
+export async function fsck(dir: string, o: { readonly repair: boolean }, out: Output): Promise<number> {
+  const bar = out.progress(0, 'verify')
+  let report
+  try {
+    report = await runFsck({
+      dir,
+      repair: o.repair,
+      onProgress: (done, total) => bar.update(done, total),
+      replay: async (d) => {
+        const engine = await MemWAL.open({ dir: d })
+        try {
+          await engine.flush({ timeoutMs: 600_000 })
+        } finally {
+          await engine.close()
+        }
+      },
+    })
+  } finally {
+    bar.stop()
+  }
+  const code = report.clean ? ExitCode.CLEAN : report.unrepaired === 0 ? ExitCode.CORRECTED : ExitCode.UNCORRECTED
+  if (out.json) {
+    out.document({ ...report, exitCode: code })
+    return code
+  }
+  const mbps = report.elapsedMs > 0 ? (report.bytesScanned / 1e6 / (report.elapsedMs / 1000)).toFixed(0) : '-'
+  out.line(`${report.segments} segments, ${report.records} records, last LSN ${report.lastLsn}; checkpoints backend ${report.checkpoints.backend}, index ${report.checkpoints.index}`)
+  out.line(`verified ${(report.bytesScanned / 1e6).toFixed(1)} MB in ${report.elapsedMs} ms (${mbps} MB/s)`)
+  if (report.clean) {
+    out.line('clean: the log, the backend and the index agree')
+    return code
+  }
+  out.line(table([['kind', 'count'], ...Object.entries(report.counts).map(([k, n]) => [k, String(n)])]))
+  for (const f of report.findings.slice(0, 200)) out.line(`  ${describe(f)}`)
+  if (report.findings.length > 200) out.line(`  ... and ${report.findings.length - 200} more (use --json for all)`)
+  out.line(report.unrepaired === 0 ? `repaired all ${report.repaired} findings` : `${report.unrepaired} findings left uncorrected${o.repair ? '' : ' (run with --repair)'}`)
+  return code
+}
+
+function describe(f: ReconcileFinding): string {
+  const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}` : (f.sink ?? '')
+  const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined || f.lsnLast === f.lsnFirst ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
+  const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (NOT in the backend: lost)'
+  return `${f.kind} ${where}${lsns}: ${f.detail}${had}${f.repaired ? ' [repaired]' : ''}`
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { describeError, exitCodeFor, ExitCode } from './exit-codes.js'
+import { createOutput } from './output.js'
+import { dump } from './commands/dump.js'
+import { fsck } from './commands/fsck.js'
+import { replay } from './commands/replay.js'
+import { status } from './commands/status.js'
+
+/**
+ * The `memwal` command. Every command takes --json (one JSON document on
+ * stdout; progress and logs on stderr). Exit codes follow e2fsck: 0 clean,
+ * 1 errors corrected, 4 errors left uncorrected, 8 operational error, 16 usage.
+ */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command()
+  program.name('memwal').description('memwal: a write-ahead-log storage engine; tools for its data directories').exitOverride().showHelpAfterError()
+  const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
+    fn().then(setExit, (err: unknown) => {
+      const code = exitCodeFor(err)
+      process.stderr.write(`memwal ${name}: ${describeError(err)}\n`)
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: (err as { code?: string })?.code ?? 'ERROR', message: (err as Error)?.message ?? String(err) }, exitCode: code })}\n`)
+      setExit(code)
+    })
+
+  program
+    .command('replay <dir>')
+    .description('recover the log and apply everything unapplied to every sink, then exit')
+    .option('--json', 'one JSON document on stdout')
+    .option('--timeout <ms>', 'give up waiting for the sinks after this long', positiveInt, 600_000)
+    .action((dir: string, o: { json?: boolean; timeout: number }) => run('replay', o.json === true, () => replay(dir, { timeoutMs: o.timeout }, createOutput(o.json === true))))
+
+  program
+    .command('fsck <dir>')
+    .description('verify segments, frames, checkpoints, backend, index; --repair fixes what it can')
+    .option('--repair', 'repair: truncate and quarantine damage, replay, re-apply, rebuild the index')
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; repair?: boolean }) => run('fsck', o.json === true, () => fsck(dir, { repair: o.repair === true }, createOutput(o.json === true))))
+
+  program
+    .command('dump <dir>')
+    .description('print the records of the log with their places')
+    .option('--from <lsn>', 'first LSN', positiveInt)
+    .option('--to <lsn>', 'last LSN', positiveInt)
+    .option('--key <key>', 'only records touching this key')
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; from?: number; to?: number; key?: string }) =>
+      run('dump', o.json === true, () => dump(dir, { ...(o.from !== undefined ? { from: o.from } : {}), ...(o.to !== undefined ? { to: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) }, createOutput(o.json === true))),
+    )
+
+  program
+    .command('status <dir>')
+    .description('segments, last LSN, checkpoints, backlog, lock holder')
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean }) => run('status', o.json === true, () => status(dir, createOutput(o.json === true))))
+
+  program
+    .command('bench')
+    .description('run the benchmark harness (options are passed to it, e.g. --quick, --json)')
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action((args: string[]) => run('bench', false, () => runBench(args)))
+
+  return program
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer')
+  return n
+}
+
+function runBench(args: string[]): Promise<number> {
+  const script = fileURLToPath(new URL('../bench/wal-bench.js', import.meta.url))
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: 'inherit' })
+    child.on('error', reject)
+    child.on('exit', (code) => resolve(code ?? ExitCode.OPERATIONAL))
+  })
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let code: number = ExitCode.CLEAN
+  const program = buildProgram((c) => (code = c))
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; anything else commander rejects is a usage error.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? ExitCode.CLEAN : ExitCode.USAGE
+    }
+    process.stderr.write(`memwal: ${describeError(err)}\n`)
+    return exitCodeFor(err)
+  }
+  return code
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
+  process.exitCode = await main(process.argv.slice(2))
+}
