@@ -213,7 +213,8 @@ export class Applier {
     this.failures++
     const code = err instanceof MemwalError ? err.code : err instanceof TaskCancelledError ? 'SINK_TIMEOUT' : err instanceof BrokenCircuitError ? 'SINK_BREAKER_OPEN' : ((err as { code?: string }).code ?? 'SINK_APPLY_FAILED')
     this.lastError = { code, message: (err as Error)?.message ?? String(err), atMs: this.host.clock.nowMs() }
-    if (!this.down && (this.policy.breakerState() !== 'closed' || err instanceof BrokenCircuitError)) {
+    // A timed-out call is abandoned but still running, and the next attempt waits for it: the sink is stuck, hence down, whatever the breaker says.
+    if (!this.down && (this.policy.breakerState() !== 'closed' || err instanceof BrokenCircuitError || err instanceof TaskCancelledError)) {
       this.down = true
       this.host.sinkHealth(this.sink, true, err)
     }

@@ -64,8 +64,8 @@ export class ProcessDirLocker implements DirLocker {
         // Release removes the directory with the owner file inside it; so does
         // proper-lockfile's clean-up at process exit (rmdirSync), which a plain
         // rmdir could not do with the owner file inside.
-        rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
-        rmdirSync: (p: string) => fs.rmSync(p, { recursive: true, force: true }),
+        rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => removeLockDir(p, owner, cb),
+        rmdirSync: (p: string) => removeLockDirSync(p, owner),
       },
     }
     let release: () => Promise<void>
@@ -77,7 +77,7 @@ export class ProcessDirLocker implements DirLocker {
       if (!holder || !holderIsGone(holder)) throw new LockHeldError(dir, describe(holder), err)
       // The holder was killed: its lock is left over. Take it, if nobody else did meanwhile.
       const again = readOwner(lockPath)
-      if (again?.pid === holder.pid && again.startedAtMs === holder.startedAtMs) fs.rmSync(lockPath, { recursive: true, force: true })
+      if (again?.pid === holder.pid && again.startedAtMs === holder.startedAtMs) removeLockDirSync(lockPath, owner)
       try {
         release = await lockfile.lock(dir, options)
       } catch (err2) {
@@ -103,6 +103,35 @@ function mkdirWithOwner(lockPath: string, owner: Owner, cb: (err: NodeJS.ErrnoEx
       })
     })
   })
+}
+
+/**
+ * Removes a lock directory by first renaming it aside, then deleting the
+ * renamed copy: emptying it in place would leave, for a moment, an empty
+ * directory that a new holder's rename could replace, and the recursive
+ * delete would then take the new holder's lock with it.
+ */
+function removeLockDir(lockPath: string, owner: Owner, cb: (err: NodeJS.ErrnoException | null) => void): void {
+  const aside = asideName(lockPath, owner)
+  fs.rename(lockPath, aside, (err) => {
+    if (err) return cb(err.code === 'ENOENT' ? null : err)
+    fs.rm(aside, { recursive: true, force: true }, cb)
+  })
+}
+
+function removeLockDirSync(lockPath: string, owner: Owner): void {
+  const aside = asideName(lockPath, owner)
+  try {
+    fs.renameSync(lockPath, aside)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  fs.rmSync(aside, { recursive: true, force: true })
+}
+
+function asideName(lockPath: string, owner: Owner): string {
+  return `${lockPath}.${owner.pid}.${process.hrtime.bigint()}.released${TEMP_SUFFIX}`
 }
 
 /** Lock directories being made by processes that died before renaming them into place. */

@@ -38,7 +38,10 @@ export class CacheSink extends Sink {
   }
 
   get(key: string): StoredEntry | undefined {
-    return this.lru.get(key)
+    const e = this.lru.get(key)
+    if (!e) return undefined
+    // Without the size bookkeeping: a reader gets the same shape whichever tier answers.
+    return { value: e.value, lsn: e.lsn, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }
   }
 
   /** Fills the cache from a backend read, unless a newer version is there already. */

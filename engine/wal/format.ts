@@ -126,7 +126,7 @@ export function encodeFrameBodyInto(out: Buffer, offset: number, type: RecordTyp
 /** Binds a frame body at `offset` to its LSN and to the salt of the segment it goes into. */
 export function sealFrame(out: Buffer, offset: number, lsn: number, salt: number, sums: Checksums): void {
   out.writeBigUInt64LE(BigInt(lsn), offset + 8)
-  out.writeUInt32LE(sums.h32(out.subarray(offset + 8, offset + FRAME_HEADER_BYTES), salt), offset + 4)
+  out.writeUInt32LE(sums.h32of24(new DataView(out.buffer, out.byteOffset, out.byteLength), offset + 8, salt), offset + 4)
 }
 
 /** Writes one complete frame into `out` at `offset`; returns the offset after it. */
@@ -177,28 +177,46 @@ export type FrameDecode =
  * cannot cause a huge read.
  */
 export function decodeFrame(bytes: Uint8Array, offset: number, salt: number, recordBytesMax: number, sums: Checksums): FrameDecode {
+  return decodeFrameAt(frameView(bytes), offset, salt, recordBytesMax, sums)
+}
+
+/** The bytes of a segment with a DataView over them: made once per segment, not per frame (the scan's hot path). */
+export interface FrameView {
+  readonly bytes: Uint8Array
+  readonly dv: DataView
+}
+
+export function frameView(bytes: Uint8Array): FrameView {
+  return { bytes, dv: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
+}
+
+/** decodeFrame over a prepared view. */
+export function decodeFrameAt(v: FrameView, offset: number, salt: number, recordBytesMax: number, sums: Checksums): FrameDecode {
+  const { bytes, dv } = v
   const left = bytes.length - offset
-  if (left <= 0) return { kind: 'end' }
-  if (left < FRAME_HEADER_BYTES) return allZero(bytes, offset, bytes.length) ? { kind: 'end' } : { kind: 'invalid', fault: 'truncated' }
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
-  if (b.readUInt32LE(offset) !== FRAME_MAGIC) {
-    return allZero(bytes, offset, offset + FRAME_HEADER_BYTES) ? { kind: 'end' } : { kind: 'invalid', fault: 'bad-magic' }
+  if (left <= 0) return END
+  if (left < FRAME_HEADER_BYTES) return allZero(bytes, offset, bytes.length) ? END : { kind: 'invalid', fault: 'truncated' }
+  if (dv.getUint32(offset, true) !== FRAME_MAGIC) {
+    return allZero(bytes, offset, offset + FRAME_HEADER_BYTES) ? END : { kind: 'invalid', fault: 'bad-magic' }
   }
-  if (b.readUInt32LE(offset + 4) !== sums.h32(b.subarray(offset + 8, offset + FRAME_HEADER_BYTES), salt)) {
+  if (dv.getUint32(offset + 4, true) !== sums.h32of24(dv, offset + 8, salt)) {
     return { kind: 'invalid', fault: 'bad-header-checksum' }
   }
-  const lsn = readSafeU64(b, offset + 8)
-  if (lsn === undefined || lsn < 1) return { kind: 'invalid', fault: 'bad-lsn' }
-  const length = b.readUInt32LE(offset + 16)
-  const type = b[offset + 20] ?? 0
+  const lsnHigh = dv.getUint32(offset + 12, true)
+  const lsn = lsnHigh * 2 ** 32 + dv.getUint32(offset + 8, true)
+  if (lsnHigh >= 2 ** 21 || lsn < 1) return { kind: 'invalid', fault: 'bad-lsn' }
+  const length = dv.getUint32(offset + 16, true)
+  const type = bytes[offset + 20] ?? 0
   if (!isRecordType(type)) return { kind: 'invalid', fault: 'bad-type', lsn }
   if (length > recordBytesMax) return { kind: 'invalid', fault: 'bad-length', lsn }
   const end = offset + FRAME_HEADER_BYTES + length
   if (end > bytes.length) return { kind: 'invalid', fault: 'truncated', lsn }
-  const payload = b.subarray(offset + FRAME_HEADER_BYTES, end)
-  if (b.readBigUInt64LE(offset + 24) !== sums.h64(payload)) return { kind: 'invalid', fault: 'bad-payload-checksum', lsn }
-  return { kind: 'frame', lsn, type, flags: b[offset + 21] ?? 0, payload, next: end }
+  const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, end)
+  if (dv.getBigUint64(offset + 24, true) !== sums.h64(payload)) return { kind: 'invalid', fault: 'bad-payload-checksum', lsn }
+  return { kind: 'frame', lsn, type, flags: bytes[offset + 21] ?? 0, payload, next: end }
 }
+
+const END: FrameDecode = Object.freeze({ kind: 'end' })
 
 /** Offset of the next frame magic at or after `from`, or -1: where a salvage scan resumes. */
 export function findNextMagic(bytes: Uint8Array, from: number): number {

@@ -1,5 +1,5 @@
 import type { Checksums } from './checksum.js'
-import { dataEnd, decodeFrame, decodeSegmentHeader, findNextMagic, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType, type SegmentHeader } from './format.js'
+import { dataEnd, decodeFrameAt, decodeSegmentHeader, findNextMagic, frameView, type FrameView, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType, type SegmentHeader } from './format.js'
 
 /** A frame that verified, in a segment's bytes. */
 export interface ScannedFrame {
@@ -50,10 +50,13 @@ export interface SegmentScanInput {
  */
 export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonly validEnd: number; readonly dataEnd: number }> {
   const end = dataEnd(s.bytes, SEGMENT_HEADER_BYTES)
+  // The view spans the whole segment: a frame that starts before the end of
+  // the data may end in zero bytes past it.
+  const view = frameView(s.bytes)
   let at = SEGMENT_HEADER_BYTES
   let validEnd = SEGMENT_HEADER_BYTES
   while (at < end) {
-    const d = decodeFrame(s.bytes, at, s.salt, s.recordBytesMax, s.sums)
+    const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums)
     if (d.kind === 'frame') {
       yield { kind: 'frame', lsn: d.lsn, type: d.type, offset: at, next: d.next, payload: d.payload }
       at = d.next
@@ -61,7 +64,7 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonl
       continue
     }
     const fault = d.kind === 'end' ? 'garbage-after-end' : d.fault
-    const resume = resync(s, at + 1, end)
+    const resume = resync(view, s, at + 1, end)
     yield {
       kind: 'damage',
       offset: at,
@@ -76,11 +79,11 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonl
   return { validEnd, dataEnd: end }
 }
 
-function resync(s: SegmentScanInput, from: number, end: number): number | undefined {
-  let q = findNextMagic(s.bytes, from)
+function resync(view: FrameView, s: SegmentScanInput, from: number, end: number): number | undefined {
+  let q = findNextMagic(view.bytes, from)
   while (q !== -1 && q < end) {
-    if (decodeFrame(s.bytes, q, s.salt, s.recordBytesMax, s.sums).kind === 'frame') return q
-    q = findNextMagic(s.bytes, q + 1)
+    if (decodeFrameAt(view, q, s.salt, s.recordBytesMax, s.sums).kind === 'frame') return q
+    q = findNextMagic(view.bytes, q + 1)
   }
   return undefined
 }
