@@ -26,6 +26,7 @@ import { scanLog } from './recovery/log-scan.js'
 import { latestVersions, report, toReconcile, type ReconcileFinding, type VerifyReport } from './reconcile/reconciler.js'
 import { checkSinks } from './reconcile/sink-check.js'
 import { limits } from './limits.js'
+import { HybridClock } from './hlc.js'
 
 export interface QueryOptions extends IndexQuery {
   /** At most this many results (default 1,000; at most 100,000). */
@@ -74,6 +75,7 @@ export class MemWAL extends EventEmitter {
   private purging = false
   private readonly deadLetters = new Map<string, Promise<DeadLetterLog>>()
   private readonly metrics: EngineMetrics | undefined
+  private readonly hlc: HybridClock
 
   private constructor(
     private readonly o: ResolvedOptions,
@@ -93,6 +95,7 @@ export class MemWAL extends EventEmitter {
       return new Applier(sink, policy, this.applierHost(), { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax })
     })
     this.metrics = o.metrics ? new EngineMetrics(o.metrics, this) : undefined
+    this.hlc = new HybridClock(o.clock)
   }
 
   /**
@@ -143,6 +146,7 @@ export class MemWAL extends EventEmitter {
       const cache = wrap(new CacheSink(o.cacheBytes, () => wal.lastLsn))
       await cache.open()
       engine = new MemWAL(o, wal, lock, store, backend, index, cache, pending, dir)
+      engine.hlc.observe(await lastHlc(wal))
       for (const a of engine.appliers) a.start()
       o.logger.info({ dir, recovery: summarise(wal.recovery) }, 'memwal open')
       return engine
@@ -179,8 +183,9 @@ export class MemWAL extends EventEmitter {
     return this.write({ type: RecordType.BATCH, ops: checkBatch(ops, this.o) })
   }
 
-  private async write(record: WalRecord): Promise<{ lsn: number }> {
+  private async write(unstamped: WalRecord): Promise<{ lsn: number }> {
     this.throwIfNotWritable()
+    const record: WalRecord = { ...unstamped, hlc: this.hlc.next() }
     let payload: Uint8Array
     try {
       // Copied at once: msgpackr reuses its buffer, and the pending log keeps this one.
@@ -550,6 +555,17 @@ export class MemWAL extends EventEmitter {
   private throwIfClosed(): void {
     if (this.lifecycle === 'closed' || this.lifecycle === 'closing') throw new MemwalError('ENGINE_CLOSED', 'the engine is closed')
   }
+}
+
+/** The timestamp of the last record in the log, so the clock never goes back across a restart. */
+async function lastHlc(wal: Wal): Promise<number> {
+  if (wal.lastLsn === 0) return 0
+  try {
+    for await (const r of wal.read(wal.lastLsn)) return wal.decode(r).hlc ?? 0
+  } catch {
+    // An unreadable last record was already reported by recovery; the wall clock will do.
+  }
+  return 0
 }
 
 /** Reads what some sink has not applied back from the segments into the pending log. */

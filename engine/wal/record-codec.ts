@@ -5,9 +5,12 @@ import { RecordType } from './format.js'
 /**
  * The logical operations a frame carries, and their msgpack payloads.
  * Payloads are arrays, not maps, to stay small:
- *   PUT    [key, value, namespace | null, tags | null]
- *   DELETE [key]
- *   BATCH  [[1, key, value, namespace | null, tags | null] | [2, key], ...]
+ *   PUT    [key, value, namespace | null, tags | null, hlc?]
+ *   DELETE [key, hlc?]
+ *   BATCH  [[1, key, value, namespace | null, tags | null] | [2, key], ..., hlc?]
+ * `hlc` (a hybrid logical clock timestamp: ms * 1000 + a counter, assigned by
+ * the writer) is optional and trails the array, so records written without one
+ * read the same. Backends shared by several writers order versions by it.
  */
 export interface PutOp {
   readonly type: 'put'
@@ -22,10 +25,11 @@ export interface DeleteOp {
 }
 export type Op = PutOp | DeleteOp
 
-export type WalRecord =
+export type WalRecord = (
   | { readonly type: typeof RecordType.PUT; readonly op: PutOp }
   | { readonly type: typeof RecordType.DELETE; readonly op: DeleteOp }
   | { readonly type: typeof RecordType.BATCH; readonly ops: readonly Op[] }
+) & { readonly hlc?: number }
 
 export class RecordCodec {
   // Records extension off: a fresh process must decode what an earlier one wrote.
@@ -107,27 +111,34 @@ function storableValue(v: unknown, path: Set<object>): void {
 }
 
 function toWire(r: WalRecord): unknown {
-  switch (r.type) {
-    case RecordType.PUT:
-      return [r.op.key, r.op.value, r.op.namespace ?? null, r.op.tags ?? null]
-    case RecordType.DELETE:
-      return [r.op.key]
-    case RecordType.BATCH:
-      return r.ops.map((op) => (op.type === 'put' ? [1, op.key, op.value, op.namespace ?? null, op.tags ?? null] : [2, op.key]))
-  }
+  const wire = ((): unknown[] => {
+    switch (r.type) {
+      case RecordType.PUT:
+        return [r.op.key, r.op.value, r.op.namespace ?? null, r.op.tags ?? null]
+      case RecordType.DELETE:
+        return [r.op.key]
+      case RecordType.BATCH:
+        return r.ops.map((op) => (op.type === 'put' ? [1, op.key, op.value, op.namespace ?? null, op.tags ?? null] : [2, op.key]))
+    }
+  })()
+  if (r.hlc !== undefined) wire.push(r.hlc)
+  return wire
 }
 
 function fromWire(type: RecordType, wire: unknown): WalRecord {
   if (!Array.isArray(wire)) throw invalid('payload is not an array')
+  const trailing: unknown = wire[type === RecordType.PUT ? 4 : type === RecordType.DELETE ? 1 : wire.length - 1]
+  const hlc = typeof trailing === 'number' ? { hlc: trailing } : {}
   switch (type) {
     case RecordType.PUT:
-      return { type, op: putFrom(wire, 0) }
+      return { type, op: putFrom(wire, 0), ...hlc }
     case RecordType.DELETE:
-      return { type, op: { type: 'del', key: keyFrom(wire[0]) } }
+      return { type, op: { type: 'del', key: keyFrom(wire[0]) }, ...hlc }
     case RecordType.BATCH:
       return {
         type,
-        ops: wire.map((w: unknown): Op => {
+        ...hlc,
+        ops: (typeof trailing === 'number' ? wire.slice(0, -1) : wire).map((w: unknown): Op => {
           if (!Array.isArray(w)) throw invalid('batch entry is not an array')
           if (w[0] === 1) return putFrom(w, 1)
           if (w[0] === 2) return { type: 'del', key: keyFrom(w[1]) }
