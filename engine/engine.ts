@@ -90,10 +90,12 @@ export class MemWAL extends EventEmitter {
   ) {
     super()
     this.sinks = [backend, index, cache]
-    this.appliers = this.sinks.map((sink) => {
-      const policy = createSinkPolicy(o.resilience, o.random)
-      return new Applier(sink, policy, this.applierHost(), { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax })
-    })
+    const limits = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
+    // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
+    this.appliers = [
+      new Applier(backend, createSinkPolicy(o.resilience, o.random), this.applierHost(), limits, [cache]),
+      new Applier(index, createSinkPolicy(o.resilience, o.random), this.applierHost(), limits),
+    ]
     this.metrics = o.metrics ? new EngineMetrics(o.metrics, this) : undefined
     this.hlc = new HybridClock(o.clock)
   }
@@ -189,11 +191,16 @@ export class MemWAL extends EventEmitter {
     let payload: Uint8Array
     try {
       // Copied at once: msgpackr reuses its buffer, and the pending log keeps this one.
-      payload = Uint8Array.prototype.slice.call(this.codec.encode(record))
+      payload = this.pending.copy(this.codec.encode(record))
     } catch (cause) {
       throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
     }
-    await this.admit(payload.length)
+    try {
+      await this.admit(payload.length)
+    } catch (err) {
+      this.metrics?.writeFailed(err) // a backpressure refusal is what memwal_write_errors_total must show
+      throw err
+    }
     const started = this.o.clock.nowMs()
     let lsn: number
     try {
@@ -359,7 +366,7 @@ export class MemWAL extends EventEmitter {
       })
     }
     const repair = options.repair === true
-    const paused = repair ? this.appliers.slice(0, 2) : []
+    const paused = repair ? this.appliers : []
     await Promise.all(paused.map((a) => a.pause()))
     try {
       const latest = await latestVersions(this.o.fs, sums, walDir)
@@ -402,14 +409,15 @@ export class MemWAL extends EventEmitter {
     const acked = this.wal.lastLsn
     const now = this.o.clock.nowMs()
     const sinks: Record<string, SinkHealth> = {}
-    for (const a of this.appliers) {
+    for (const sink of this.sinks) {
+      const a = this.applierOf(sink)
       const s = a.status()
-      const lagRecords = Math.max(0, acked - a.sink.checkpoint)
-      const oldest = this.pending.ackedAtAfter(a.sink.checkpoint)
-      sinks[a.sink.name] = {
-        durable: a.sink.durable,
+      const lagRecords = Math.max(0, acked - sink.checkpoint)
+      const oldest = this.pending.ackedAtAfter(sink.checkpoint)
+      sinks[sink.name] = {
+        durable: sink.durable,
         breaker: a.policy.breakerState(),
-        checkpoint: a.sink.checkpoint,
+        checkpoint: sink.checkpoint,
         lag: {
           records: lagRecords,
           bytes: this.pending.records === 0 ? 0 : Math.round((this.pending.bytes * Math.min(lagRecords, this.pending.records)) / this.pending.records),
@@ -477,6 +485,12 @@ export class MemWAL extends EventEmitter {
         this.emit(down ? 'sink-down' : 'sink-recovered', { sink: sink.name, ...(error !== undefined ? { error } : {}) })
       },
     }
+  }
+
+  private applierOf(sink: Sink): Applier {
+    const a = this.appliers.find((x) => x.sink === sink || x.followers.includes(sink))
+    assert(a !== undefined, 'every sink has an applier')
+    return a
   }
 
   private minCheckpoint(): number {
@@ -573,7 +587,7 @@ async function loadBacklog(wal: Wal, pending: PendingLog, nowMs: number): Promis
   if (pending.nextLsn > wal.lastLsn) return
   for await (const r of wal.read(pending.nextLsn)) {
     if (r.lsn > pending.nextLsn) pending.skipTo(r.lsn)
-    pending.accept(r.lsn, wal.decode(r), Uint8Array.prototype.slice.call(r.payload), nowMs)
+    pending.accept(r.lsn, wal.decode(r), pending.copy(r.payload), nowMs)
   }
   if (pending.nextLsn <= wal.lastLsn) pending.skipTo(wal.lastLsn + 1)
 }

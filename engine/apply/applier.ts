@@ -59,11 +59,17 @@ export class Applier {
   private appliedCount = 0
   private deadLetters = 0
 
+  /**
+   * `followers` are in-memory sinks fed each batch right after `sink` took it
+   * (the cache follows the backend: it caches what the backend holds, and the
+   * batch is decoded once for both). Their apply must not fail.
+   */
   constructor(
     readonly sink: Sink,
     readonly policy: SinkPolicy,
     private readonly host: ApplierHost,
     private readonly limits: BatchLimits,
+    readonly followers: readonly Sink[] = [],
   ) {}
 
   start(): void {
@@ -170,6 +176,7 @@ export class Applier {
           this.inflight = call.catch(() => undefined)
           return call
         })
+        for (const f of this.followers) await f.apply(batch)
         this.succeeded(batch)
         return
       } catch (err) {

@@ -5,24 +5,24 @@ import type { AppliedRecord } from '../sinks/sink.js'
 
 /** The type of a placeholder for an LSN that holds no record. */
 const GAP = 0
+/** Payloads are copied into slabs of this size: one allocation per slab, not per record. */
+const SLAB_BYTES = 1024 * 1024
+/** Decoded records kept for the appliers, so that three sinks decode a record once. */
+const DECODED_MAX = 16_384
 
 /** One acknowledged record not yet applied by every sink. */
 interface TailEntry {
   readonly lsn: number
   readonly type: RecordType | typeof GAP
-  /** The record's msgpack payload (a private copy): decoded on demand, so the caller's objects are never shared. */
+  /** The record's msgpack payload, a view into a slab: decoded on demand, so the caller's objects are never shared. */
   readonly payload: Uint8Array
   readonly ackedAtMs: number
-  readonly keys: readonly string[]
+  /** The key of a single-op record, or every key of a batch. */
+  readonly keys: string | readonly string[]
 }
 
-/** The latest pending version of a key. */
-interface OverlayEntry {
-  readonly lsn: number
-  readonly entry: TailEntry
-  /** Position of the op within a BATCH record; 0 otherwise. */
-  readonly opIndex: number
-}
+/** The overlay maps a key to the entry holding its latest version; for a batch, with the op's position. */
+type OverlayEntry = TailEntry | { readonly entry: TailEntry; readonly opIndex: number }
 
 export type PendingVersion =
   | { readonly kind: 'put'; readonly lsn: number; readonly op: Extract<Op, { type: 'put' }> }
@@ -30,9 +30,10 @@ export type PendingVersion =
 
 /**
  * The records acknowledged but not yet applied by every sink, in LSN order
- * (the in-memory tail the appliers read while they keep up), and per key the
- * latest of them (the overlay that reads consult first, G4). Its size is the
- * backlog that `maxBacklogBytes` bounds (G6).
+ * (the tail the appliers read), and per key the latest of them (the overlay
+ * that reads consult first, G4). Its size is the backlog that
+ * `maxBacklogBytes` bounds (G6). Memory per record is kept near its payload:
+ * payloads live in shared slabs, and the overlay points at tail entries.
  */
 export class PendingLog {
   private readonly tail: TailEntry[] = []
@@ -42,8 +43,14 @@ export class PendingLog {
   private bytesValue = 0
   /** Acknowledgements can resolve out of order; they are held here until the gap closes. */
   private readonly early = new Map<number, TailEntry>()
+  private slab = Buffer.allocUnsafe(0)
+  private slabUsed = 0
+  private readonly decoded = new Map<number, AppliedRecord>()
 
-  constructor(private readonly codec: RecordCodec, nextLsn: number) {
+  constructor(
+    private readonly codec: RecordCodec,
+    nextLsn: number,
+  ) {
     this.first = nextLsn
   }
 
@@ -74,10 +81,23 @@ export class PendingLog {
     return this.at(Math.max(lsn + 1, this.first))?.ackedAtMs
   }
 
-  /** Takes an acknowledged record; keeps `payload`, which the caller must not reuse. */
+  /** A private copy of a payload, in a slab: what `accept` is given. */
+  copy(payload: Uint8Array): Uint8Array {
+    if (payload.length > SLAB_BYTES / 4) return Uint8Array.prototype.slice.call(payload)
+    if (this.slabUsed + payload.length > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(SLAB_BYTES)
+      this.slabUsed = 0
+    }
+    const view = this.slab.subarray(this.slabUsed, this.slabUsed + payload.length)
+    view.set(payload)
+    this.slabUsed += payload.length
+    return view
+  }
+
+  /** Takes an acknowledged record; keeps `payload` (from `copy`), which the caller must not reuse. */
   accept(lsn: number, record: WalRecord, payload: Uint8Array, nowMs: number): void {
-    const keys = record.type === RecordType.BATCH ? record.ops.map((o) => o.key) : [record.op.key]
-    const entry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys }
+    const keys = record.type === RecordType.BATCH ? record.ops.map((o) => o.key) : record.op.key
+    const entry: TailEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys }
     if (lsn !== this.nextLsn) {
       assert(lsn > this.nextLsn, 'an LSN is acknowledged once')
       this.early.set(lsn, entry)
@@ -95,7 +115,13 @@ export class PendingLog {
     const e = this.at(lsn)
     if (!e) return undefined
     if (e.type === GAP) return null
-    return { lsn, record: this.codec.decode(e.type, e.payload), bytes: e.payload.length }
+    let r = this.decoded.get(lsn)
+    if (!r) {
+      r = { lsn, record: this.codec.decode(e.type, e.payload), bytes: e.payload.length }
+      if (this.decoded.size >= DECODED_MAX) this.decoded.delete(this.decoded.keys().next().value as number)
+      this.decoded.set(lsn, r)
+    }
+    return r
   }
 
   /**
@@ -103,7 +129,7 @@ export class PendingLog {
    * skipped them (point-in-time, skip-corrupt), so sinks pass over them.
    */
   skipTo(lsn: number): void {
-    while (this.nextLsn < lsn) this.push({ lsn: this.nextLsn, type: GAP, payload: new Uint8Array(0), ackedAtMs: 0, keys: [] })
+    while (this.nextLsn < lsn) this.push({ lsn: this.nextLsn, type: GAP, payload: EMPTY, ackedAtMs: 0, keys: [] })
   }
 
   /** Drops what every sink has applied (LSN <= `lsn`), and the overlay entries it superseded. */
@@ -114,10 +140,9 @@ export class PendingLog {
       this.tail[this.head] = undefined as unknown as TailEntry
       this.head++
       this.first++
-      for (const key of e.keys) {
-        const o = this.overlay.get(key)
-        if (o && o.lsn <= lsn) this.overlay.delete(key)
-      }
+      this.decoded.delete(e.lsn)
+      if (typeof e.keys === 'string') this.forget(e.keys, e)
+      else for (const key of e.keys) this.forget(key, e)
     }
     if (this.head > 1024 && this.head * 2 > this.tail.length) {
       this.tail.splice(0, this.head)
@@ -130,16 +155,22 @@ export class PendingLog {
   lookup(key: string): PendingVersion | undefined {
     const o = this.overlay.get(key)
     if (!o) return undefined
-    assert(o.entry.type !== GAP, 'a gap has no keys')
-    const r = this.codec.decode(o.entry.type, o.entry.payload)
-    const op = r.type === RecordType.BATCH ? r.ops[o.opIndex] : r.op
+    const entry = 'entry' in o ? o.entry : o
+    assert(entry.type !== GAP, 'a gap has no keys')
+    const r = this.decoded.get(entry.lsn)?.record ?? this.codec.decode(entry.type, entry.payload)
+    const op = r.type === RecordType.BATCH ? r.ops['opIndex' in o ? o.opIndex : 0] : r.op
     assert(op !== undefined && op.key === key, 'overlay entry points at its op')
-    return op.type === 'put' ? { kind: 'put', lsn: o.lsn, op } : { kind: 'del', lsn: o.lsn }
+    return op.type === 'put' ? { kind: 'put', lsn: entry.lsn, op } : { kind: 'del', lsn: entry.lsn }
   }
 
   /** Every key with a pending version. */
   keys(): IterableIterator<string> {
     return this.overlay.keys()
+  }
+
+  private forget(key: string, e: TailEntry): void {
+    const o = this.overlay.get(key)
+    if (o && ('entry' in o ? o.entry : o) === e) this.overlay.delete(key)
   }
 
   private at(lsn: number): TailEntry | undefined {
@@ -150,6 +181,9 @@ export class PendingLog {
   private push(e: TailEntry): void {
     this.tail.push(e)
     this.bytesValue += e.payload.length
-    e.keys.forEach((key, i) => this.overlay.set(key, { lsn: e.lsn, entry: e, opIndex: e.type === RecordType.BATCH ? i : 0 }))
+    if (typeof e.keys === 'string') this.overlay.set(e.keys, e)
+    else e.keys.forEach((key, i) => this.overlay.set(key, { entry: e, opIndex: i }))
   }
 }
+
+const EMPTY = new Uint8Array(0)

@@ -366,11 +366,28 @@ class SimFileHandle implements FileHandle {
 function applyWrite(inode: Inode, position: number, bytes: Uint8Array, durable: boolean): void {
   inode.current = writeInto(inode.current, position, bytes)
   if (durable) {
-    // O_DSYNC: this write's bytes are durable on return; earlier unsynced ones are not thereby synced.
+    // O_DSYNC: this write's bytes are durable on return; earlier unsynced ones are not thereby synced,
+    // but where they overlap this write it superseded them: no power loss can bring them back.
     inode.durable = writeInto(inode.durable, position, bytes)
+    inode.pending = supersede(inode.pending, position, position + bytes.length)
   } else {
     inode.pending.push({ kind: 'write', position, bytes: Uint8Array.from(bytes) })
   }
+}
+
+/** Unsynced writes with the bytes in [from, to) cut out, in order: a later durable write holds those bytes now. */
+function supersede(pending: PendingOp[], from: number, to: number): PendingOp[] {
+  const out: PendingOp[] = []
+  for (const op of pending) {
+    const end = op.kind === 'write' ? op.position + op.bytes.length : 0
+    if (op.kind !== 'write' || end <= from || op.position >= to) {
+      out.push(op)
+      continue
+    }
+    if (op.position < from) out.push({ kind: 'write', position: op.position, bytes: op.bytes.subarray(0, from - op.position) })
+    if (end > to) out.push({ kind: 'write', position: to, bytes: op.bytes.subarray(to - op.position) })
+  }
+  return out
 }
 
 /** After EIO from a sync, Linux may drop the dirty pages: they never reach the disk, yet reads still see them. */

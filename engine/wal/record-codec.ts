@@ -67,6 +67,8 @@ export class RecordCodec {
  * - a key, namespace or tag that is not a string: decode would refuse the record.
  */
 function checkStorable(r: WalRecord): void {
+  // Anything but a number in the trailing slot would be dropped (PUT, DELETE) or misread as an operation (BATCH).
+  if (r.hlc !== undefined && !Number.isFinite(r.hlc)) throw invalid('hlc is not a finite number')
   const ops: readonly Op[] = r.type === RecordType.BATCH ? r.ops : [r.op]
   if (!Array.isArray(ops)) throw invalid('batch operations are not an array')
   for (const op of ops) {
@@ -89,6 +91,8 @@ function storableString(s: unknown, what: string): void {
 
 function storableValue(v: unknown, path: Set<object>): void {
   if (typeof v === 'string') return storableString(v, 'a string in the value')
+  // msgpackr would write a nested function as nil: the value would read back without it.
+  if (typeof v === 'function') throw invalid('the value holds a function')
   if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || v instanceof Date) return
   if (path.has(v)) throw invalid('the value is circular')
   path.add(v)

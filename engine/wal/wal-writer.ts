@@ -1,3 +1,4 @@
+import { posix as path } from 'node:path'
 import { assert } from '../assert.js'
 import { MemwalError, RecordTooLargeError, WalClosedError, WalFailedError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
@@ -7,7 +8,7 @@ import type { Random } from '../io/random.js'
 import type { WalLimits } from '../limits.js'
 import type { Checksums } from './checksum.js'
 import { encodeFrameBodyInto, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, sealFrame, type RecordType } from './format.js'
-import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
+import { installSegment, prepareSpare, SPARE_NAME, type OpenSegment } from './segment-file.js'
 
 /**
  * - `sync`: a write is acknowledged only once durable (segments are opened
@@ -379,6 +380,7 @@ export class WalWriter {
         await prepareSpare(this.c.fs, this.c.walDir, this.c.limits.segmentBytes)
       }
     } catch (err) {
+      this.spareError = err ?? new Error('spare preparation failed') // still no spare: the next rotation prepares one again
       if (isSpaceError(err)) return new MemwalError('WAL_WRITE_FAILED', `no space for a new segment: ${(err as Error).message}`, { cause: err, transient: true })
       return this.fail('could not prepare a new segment', err)
     }
@@ -401,6 +403,12 @@ export class WalWriter {
       this.segment = next
       this.offset = SEGMENT_HEADER_BYTES
     } catch (err) {
+      // No space for the header (or the rename): the spare was not installed and the active
+      // segment is intact. Reject these frames; the next rotation prepares a fresh spare.
+      if (isSpaceError(err) && (await this.c.fs.stat(path.join(this.c.walDir, SPARE_NAME)).catch(() => undefined))) {
+        this.spareError = err
+        return new MemwalError('WAL_WRITE_FAILED', `no space for a new segment: ${(err as Error).message}`, { cause: err, transient: true })
+      }
       return this.fail('could not install a new segment', err)
     }
     this.startSpare()
