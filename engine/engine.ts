@@ -7,6 +7,7 @@ import { DeadLetterLog } from './apply/dead-letter.js'
 import { PendingLog } from './apply/pending-log.js'
 import { createChecksums } from './wal/checksum.js'
 import { noDirLocker, ProcessDirLocker, type DirLock } from './io/dir-lock.js'
+import { holdProcess } from './io/clock.js'
 import { NodeFileSystem } from './io/node-fs.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
 import { createSinkPolicy } from './resilience/policy.js'
@@ -65,7 +66,7 @@ export class MemWAL extends EventEmitter {
   private readonly appliers: Applier[]
   private readonly sinks: Sink[]
   private readonly codec = new RecordCodec()
-  private flushWaiters: { lsn: number; resolve: () => void }[] = []
+  private flushWaiters: { lsn: number; resolve: () => void; fail: (err: Error) => void }[] = []
   private backlogWaiters: (() => void)[] = []
   private backlogHigh = false
   /** Size of the last record the backlog had no room for: health stays read-only while such a record still would not fit. */
@@ -223,17 +224,22 @@ export class MemWAL extends EventEmitter {
     this.refusedBytes = bytes
     if (this.o.backlogPolicy === 'reject') throw this.backlogFull()
     const deadline = this.o.clock.nowMs() + this.o.backlogWaitMsMax
-    while (this.pending.bytes + bytes > this.o.maxBacklogBytes) {
-      const left = deadline - this.o.clock.nowMs()
-      if (left <= 0) throw this.backlogFull()
-      await new Promise<void>((resolve) => {
-        const cancel = this.o.clock.setTimer(left, resolve)
-        this.backlogWaiters.push(() => {
-          cancel()
-          resolve()
+    const release = holdProcess() // the caller awaits this write: its wait must not rest on unref'd timers alone
+    try {
+      while (this.pending.bytes + bytes > this.o.maxBacklogBytes) {
+        const left = deadline - this.o.clock.nowMs()
+        if (left <= 0) throw this.backlogFull()
+        await new Promise<void>((resolve) => {
+          const cancel = this.o.clock.setTimer(left, resolve)
+          this.backlogWaiters.push(() => {
+            cancel()
+            resolve()
+          })
         })
-      })
-      this.throwIfNotWritable()
+        this.throwIfNotWritable()
+      }
+    } finally {
+      release()
     }
   }
 
@@ -392,16 +398,24 @@ export class MemWAL extends EventEmitter {
       this.pending.trimThrough(this.minCheckpoint())
       return
     }
+    // The caller awaits this: hold the process until it settles (the appliers' timers are unref'd).
+    const release = holdProcess()
     await new Promise<void>((resolve, reject) => {
       const cancel = options.timeoutMs === undefined ? undefined : this.o.clock.setTimer(options.timeoutMs, () => {
         this.flushWaiters = this.flushWaiters.filter((w) => w.resolve !== done)
-        reject(new MemwalError('ENGINE_FLUSH_TIMEOUT', `flush did not complete in ${options.timeoutMs} ms`, { transient: true, details: this.health() as unknown as Record<string, unknown> }))
+        fail(new MemwalError('ENGINE_FLUSH_TIMEOUT', `flush did not complete in ${options.timeoutMs} ms`, { transient: true, details: this.health() as unknown as Record<string, unknown> }))
       })
       const done = (): void => {
         cancel?.()
+        release()
         resolve()
       }
-      this.flushWaiters.push({ lsn: target, resolve: done })
+      const fail = (err: Error): void => {
+        cancel?.()
+        release()
+        reject(err)
+      }
+      this.flushWaiters.push({ lsn: target, resolve: done, fail })
     })
   }
 
@@ -460,6 +474,8 @@ export class MemWAL extends EventEmitter {
     const was = this.lifecycle
     this.lifecycle = 'closing'
     for (const w of this.backlogWaiters.splice(0)) w()
+    // What they wait for stays in the log and is applied after the next open; they must not wait for ever.
+    for (const w of this.flushWaiters.splice(0)) w.fail(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))

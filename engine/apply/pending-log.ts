@@ -157,7 +157,8 @@ export class PendingLog {
     if (!o) return undefined
     const entry = 'entry' in o ? o.entry : o
     assert(entry.type !== GAP, 'a gap has no keys')
-    const r = this.decoded.get(entry.lsn)?.record ?? this.codec.decode(entry.type, entry.payload)
+    // Decoded afresh, never from `decoded`: the caller gets its own objects, and a change it makes must not reach the sinks.
+    const r = this.codec.decode(entry.type, entry.payload)
     const op = r.type === RecordType.BATCH ? r.ops['opIndex' in o ? o.opIndex : 0] : r.op
     assert(op !== undefined && op.key === key, 'overlay entry points at its op')
     return op.type === 'put' ? { kind: 'put', lsn: entry.lsn, op } : { kind: 'del', lsn: entry.lsn }

@@ -48,3 +48,14 @@ export class ManualClock implements Clock {
     this.now = until
   }
 }
+
+/**
+ * Keeps the process alive until the returned function is called: for a
+ * caller awaiting the engine (flush, a write waiting for backlog room), whose
+ * wait would otherwise rest only on unref'd timers and end the process with
+ * the promise unsettled. Background work never holds the process.
+ */
+export function holdProcess(): () => void {
+  const t = setInterval(() => undefined, 2 ** 30)
+  return () => clearInterval(t)
+}
