@@ -190,8 +190,12 @@ export function frameView(bytes: Uint8Array): FrameView {
   return { bytes, dv: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
 }
 
-/** decodeFrame over a prepared view. */
-export function decodeFrameAt(v: FrameView, offset: number, salt: number, recordBytesMax: number, sums: Checksums): FrameDecode {
+/**
+ * decodeFrame over a prepared view. `verifyPayload` false skips the payload
+ * checksum (the header's is still checked): only for a quick look such as
+ * `memwal status`, never for data that is returned.
+ */
+export function decodeFrameAt(v: FrameView, offset: number, salt: number, recordBytesMax: number, sums: Checksums, verifyPayload = true): FrameDecode {
   const { bytes, dv } = v
   const left = bytes.length - offset
   if (left <= 0) return END
@@ -212,7 +216,7 @@ export function decodeFrameAt(v: FrameView, offset: number, salt: number, record
   const end = offset + FRAME_HEADER_BYTES + length
   if (end > bytes.length) return { kind: 'invalid', fault: 'truncated', lsn }
   const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, end)
-  if (dv.getBigUint64(offset + 24, true) !== sums.h64(payload)) return { kind: 'invalid', fault: 'bad-payload-checksum', lsn }
+  if (verifyPayload && dv.getBigUint64(offset + 24, true) !== sums.h64(payload)) return { kind: 'invalid', fault: 'bad-payload-checksum', lsn }
   return { kind: 'frame', lsn, type, flags: bytes[offset + 21] ?? 0, payload, next: end }
 }
 

@@ -39,6 +39,8 @@ export interface SegmentScanInput {
   readonly salt: number
   readonly recordBytesMax: number
   readonly sums: Checksums
+  /** False: frame headers only (a quick look; see decodeFrameAt). */
+  readonly verifyPayloads?: boolean
 }
 
 /**
@@ -56,7 +58,7 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonl
   let at = SEGMENT_HEADER_BYTES
   let validEnd = SEGMENT_HEADER_BYTES
   while (at < end) {
-    const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums)
+    const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, s.verifyPayloads !== false)
     if (d.kind === 'frame') {
       yield { kind: 'frame', lsn: d.lsn, type: d.type, offset: at, next: d.next, payload: d.payload }
       at = d.next
