@@ -115,6 +115,8 @@ export class MemWAL extends EventEmitter {
     const lock = await locker.acquire(dir, (err) => engine?.failClosed(new WalFailedError('the data directory lock was compromised', err)))
     const undo: (() => Promise<unknown>)[] = [() => lock.release()]
     try {
+      // Made here (0700) rather than by LevelDB (0755): DESIGN.md §2.
+      if (!o.level) await o.fs.mkdirp(path.join(dir, 'store'))
       const store = await LevelStore.open(path.join(dir, 'store'), o.level)
       undo.push(() => store.close())
       const wrap = o.wrapSink ?? (<S,>(s: S) => s)
@@ -273,7 +275,7 @@ export class MemWAL extends EventEmitter {
     const lastBefore = this.wal.lastLsn
     const e = await this.readBackend(() => this.backend.get(k))
     // Fill the cache only if nothing was written meanwhile (a later write could be older than what we read).
-    if (e && this.wal.lastLsn === lastBefore && !this.pending.lookup(k)) this.cache.fill(k, e, approxBytes(e))
+    if (e && this.wal.lastLsn === lastBefore && !this.pending.lookup(k)) this.cache.fill(k, e)
     const again = this.pending.lookup(k)
     if (again) return again.kind === 'del' ? undefined : entryOf(again.op, again.lsn)
     return e
@@ -375,11 +377,12 @@ export class MemWAL extends EventEmitter {
     const paused = repair ? this.appliers : []
     await Promise.all(paused.map((a) => a.pause()))
     try {
-      const latest = await latestVersions(this.o.fs, sums, walDir)
+      const lost: [number, number][] = []
+      const latest = await latestVersions(this.o.fs, sums, walDir, lost, this.backend.checkpoint)
       const unstable = new Set<string>(this.pending.keys())
       const low = Math.min(this.backend.checkpoint, this.index.checkpoint)
       for (const [key, v] of latest) if (v.lsn > low || v.lsn > lastLsn) unstable.add(key)
-      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn }, latest, repair)
+      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn, lost }, latest, repair)
       findings.push(...sinkFindings.map(toReconcile))
     } finally {
       for (const a of paused) a.resume()
@@ -623,13 +626,6 @@ function resultOf(key: string, e: StoredEntry): QueryResult {
   return { key, value: e.value, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }
 }
 
-function approxBytes(e: StoredEntry): number {
-  try {
-    return JSON.stringify(e.value)?.length ?? 16
-  } catch {
-    return 1024
-  }
-}
 
 function summarise(r: RecoveryReport): object {
   return { records: r.records, lastLsn: r.lastLsn, findings: r.findings.length }

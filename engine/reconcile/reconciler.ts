@@ -12,8 +12,8 @@ import { createChecksums, type Checksums } from '../wal/checksum.js'
 import { RecordCodec } from '../wal/record-codec.js'
 import { readLog } from '../wal/wal-reader.js'
 import { limits } from '../limits.js'
-import { repairLog } from './log-repair.js'
-import { addToLatest, checkSinks, type LatestVersions, type SinkFinding, type SinkFindingKind } from './sink-check.js'
+import { repairLog, type LogRepairAction } from './log-repair.js'
+import { addToLatest, checkSinks, type LatestVersions, type LsnRange, type SinkFinding, type SinkFindingKind } from './sink-check.js'
 
 /**
  * What `verify` and `memwal fsck` report: every finding with its place, a count
@@ -97,8 +97,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
       repaired: false,
     }))
     if (o.repair && scan.problems.length > 0) {
-      await repairLog(fs, sums, path.join(dir, 'quarantine'), scan)
-      findings.push(...logFindings.map((f) => ({ ...f, repaired: true })))
+      const actions = await repairLog(fs, sums, path.join(dir, 'quarantine'), scan)
+      findings.push(...logFindings.map((f, i) => withRepair(f, actions.filter((a) => a.problem === scan.problems[i] && a.action !== 'gap-declared'), backendLsn)))
     } else {
       findings.push(...logFindings)
     }
@@ -117,17 +117,33 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     await backend.open()
     await index.open()
     const lastLsn = lastLsnOf(scan)
-    const latest = await latestVersions(fs, sums, walDir)
+    const lost: LsnRange[] = []
+    const latest = await latestVersions(fs, sums, walDir, lost, backend.checkpoint)
     const unstable = new Set<string>()
     const low = Math.min(backend.checkpoint, index.checkpoint)
     for (const [key, v] of latest) if (v.lsn > low) unstable.add(key)
-    const sinkFindings = await checkSinks({ backend, index, unstable, lastLsn }, latest, o.repair)
+    const sinkFindings = await checkSinks({ backend, index, unstable, lastLsn, lost }, latest, o.repair)
     findings.push(...sinkFindings.map(toReconcile))
     return report(findings, scan, lastLsn, { backend: backend.checkpoint, index: index.checkpoint }, now() - started)
   } finally {
     await store?.close().catch(() => undefined)
     await lock.release().catch(() => undefined)
   }
+}
+
+/**
+ * A log finding once repaired: it names every LSN the repair took out of the
+ * log (a cut removes the damaged frame and the rest of its segment), and
+ * whether the backend had them all (then nothing was lost).
+ */
+function withRepair(f: ReconcileFinding, actions: readonly LogRepairAction[], backendLsn: number): ReconcileFinding {
+  let out: ReconcileFinding = { ...f, repaired: true }
+  for (const a of actions) {
+    if (a.lsnFirst === undefined || a.lsnLast === undefined || a.lsnLast < a.lsnFirst) continue
+    const last = Math.max(out.lsnLast ?? a.lsnLast, a.lsnLast)
+    out = { ...out, lsnFirst: Math.min(out.lsnFirst ?? a.lsnFirst, a.lsnFirst), lsnLast: last, alreadyApplied: last <= backendLsn, detail: `${out.detail}; ${a.action} ${a.segment}: LSNs ${a.lsnFirst}-${a.lsnLast} are no longer in the log` }
+  }
+  return out
 }
 
 /** Missing directory, not a directory, or not a memwal one: a clear typed error before anything is touched. */
@@ -145,12 +161,22 @@ export async function checkDataDir(fs: FileSystem, dir: string): Promise<void> {
   if (!wal?.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${dir} is not a memwal data directory (no wal/ inside)`)
 }
 
-export async function latestVersions(fs: FileSystem, sums: Checksums, walDir: string): Promise<LatestVersions> {
+/**
+ * The latest version of each key in the log. With `lost`, also the LSN ranges
+ * up to `throughLsn` the log does not hold after its first record (damage
+ * skipped, a missing segment, a declared gap, a cut tail): what the sinks
+ * applied there only they know.
+ */
+export async function latestVersions(fs: FileSystem, sums: Checksums, walDir: string, lost?: LsnRange[], throughLsn = 0): Promise<LatestVersions> {
   const codec = new RecordCodec()
   const latest: LatestVersions = new Map()
+  let prev = 0
   for await (const r of readLog({ fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax, fromLsn: 1, toLsn: Number.MAX_SAFE_INTEGER, skipDamage: true })) {
+    if (prev !== 0 && r.lsn > prev + 1) lost?.push([prev + 1, r.lsn - 1])
+    prev = r.lsn
     addToLatest(latest, r.lsn, codec.decode(r.type, r.payload))
   }
+  if (prev < throughLsn) lost?.push([prev + 1, throughLsn])
   return latest
 }
 

@@ -22,6 +22,9 @@ export interface SinkFinding {
   repaired: boolean
 }
 
+/** First and last LSN, inclusive. */
+export type LsnRange = readonly [number, number]
+
 /** The latest version of each key in the log. */
 export type LatestVersions = Map<string, { readonly lsn: number; readonly op: Op }>
 
@@ -37,6 +40,12 @@ export interface SinkTargets {
   /** Keys whose state is in flux (pending, or touched above the lowest checkpoint): not compared. */
   readonly unstable: ReadonlySet<string>
   readonly lastLsn: number
+  /**
+   * LSN ranges the log no longer holds (cut or lost after the backend may have
+   * applied them): where a key's version may lie there, the backend is the
+   * only witness, and the log cannot prove it wrong.
+   */
+  readonly lost?: readonly LsnRange[]
 }
 
 export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair: boolean): Promise<SinkFinding[]> {
@@ -62,15 +71,20 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
     findings.push({ kind, sink: t.backend.name, key, lsnFirst: lsn, detail, repaired: false })
     fixes.push([key, fix])
   }
+  const lost = (t.lost ?? []).filter(([first]) => first <= covered)
   for await (const [key, stored] of t.backend.entries()) {
     const v = latest.get(key)
     if (!v || v.lsn > covered || t.unstable.has(key)) continue
     seen.add(key)
+    // Stored from a record the log lost: newer than the log's latest version of the key, not stale.
+    if (stored.lsn > v.lsn && lost.some(([a, b]) => a <= stored.lsn && stored.lsn <= b)) continue
     if (v.op.type === 'del') wrong('backend-extra', key, v.lsn, `deleted at LSN ${v.lsn} but still stored (from LSN ${stored.lsn})`, undefined)
     else if (!sameEntry(packr, stored, v.op, v.lsn)) wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn))
   }
   for (const [key, v] of latest) {
     if (seen.has(key) || v.lsn > covered || v.op.type === 'del' || t.unstable.has(key)) continue
+    // A record the log lost after this version may have deleted the key: its absence proves nothing.
+    if (lost.some(([, b]) => b > v.lsn)) continue
     wrong('backend-missing', key, v.lsn, `written at LSN ${v.lsn} (covered by checkpoint ${covered}) but absent`, entryOf(v.op, v.lsn))
   }
   if (repair && fixes.length > 0) {
