@@ -74,6 +74,9 @@ export class MemWAL extends EventEmitter {
   private purgeAt = 0
   private purgeNextMs = 0
   private purging = false
+  /** The purge in progress, if any; and how many verify() calls are reading the whole log (retention waits for them). */
+  private purgeInFlight: Promise<unknown> = Promise.resolve()
+  private verifying = 0
   private readonly deadLetters = new Map<string, Promise<DeadLetterLog>>()
   private readonly metrics: EngineMetrics | undefined
   private readonly hlc: HybridClock
@@ -123,6 +126,8 @@ export class MemWAL extends EventEmitter {
       const backend = wrap(o.backend ?? new LevelBackend(store))
       const index = wrap(new IndexSink(store))
       const backendLsn = await backend.open()
+      // A backend with its own connections (PostgreSQL) must not outlive a failed open.
+      undo.push(() => backend.close())
       const indexLsn = await index.open()
       const durable = Math.max(backendLsn, indexLsn)
       const wal = await Wal.open({
@@ -356,6 +361,17 @@ export class MemWAL extends EventEmitter {
    */
   async verify(options: { readonly repair?: boolean } = {}): Promise<VerifyReport> {
     this.throwIfClosed()
+    // Retention must not delete a segment under the scan: no purge starts meanwhile, and one in progress is waited for.
+    this.verifying++
+    try {
+      await this.purgeInFlight
+      return await this.verifyLog(options)
+    } finally {
+      this.verifying--
+    }
+  }
+
+  private async verifyLog(options: { readonly repair?: boolean }): Promise<VerifyReport> {
     const started = this.o.clock.nowMs()
     const sums = await createChecksums()
     const walDir = path.join(this.dirPath, 'wal')
@@ -382,12 +398,24 @@ export class MemWAL extends EventEmitter {
       const unstable = new Set<string>(this.pending.keys())
       const low = Math.min(this.backend.checkpoint, this.index.checkpoint)
       for (const [key, v] of latest) if (v.lsn > low || v.lsn > lastLsn) unstable.add(key)
-      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn, lost }, latest, repair)
-      findings.push(...sinkFindings.map(toReconcile))
+      // The log's end now, not at the start: the appliers may have gone past that meanwhile (checkpoint-ahead compares the two).
+      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn: this.wal.lastLsn, lost }, latest, repair)
+      // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
+      const moved = repair ? new Set<string>() : await this.keysWrittenAfter(lastLsn)
+      findings.push(...sinkFindings.filter((f) => f.key === undefined || !moved.has(f.key)).map(toReconcile))
     } finally {
       for (const a of paused) a.resume()
     }
     return report(findings, scan, lastLsn, { backend: this.backend.checkpoint, index: this.index.checkpoint }, this.o.clock.nowMs() - started)
+  }
+
+  private async keysWrittenAfter(lsn: number): Promise<Set<string>> {
+    const keys = new Set<string>()
+    for await (const r of this.wal.read(lsn + 1)) {
+      const record = this.wal.decode(r)
+      for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) keys.add(op.key)
+    }
+    return keys
   }
 
   // ---- flush, health, close ----
@@ -482,7 +510,7 @@ export class MemWAL extends EventEmitter {
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))
-    for (const d of this.deadLetters.values()) await (await d).close().catch(() => undefined)
+    for (const d of this.deadLetters.values()) await d.then((l) => l.close()).catch(() => undefined)
     await this.store.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the store failed'))
     this.metrics?.unregister()
     await this.lock.release().catch(() => undefined)
@@ -534,10 +562,10 @@ export class MemWAL extends EventEmitter {
   private maybePurge(): void {
     const durableMin = Math.min(...this.sinks.filter((s) => s.durable).map((s) => s.checkpoint))
     const now = this.o.clock.nowMs()
-    if (this.purging || durableMin < this.purgeAt || now < this.purgeNextMs || this.lifecycle !== 'open') return
+    if (this.purging || this.verifying > 0 || durableMin < this.purgeAt || now < this.purgeNextMs || this.lifecycle !== 'open') return
     this.purging = true
     this.purgeNextMs = now + PURGE_INTERVAL_MS
-    this.wal
+    this.purgeInFlight = this.wal
       .purgeThrough(durableMin)
       .then((next) => (this.purgeAt = next))
       .catch((err: unknown) => this.o.logger.warn({ err }, 'segment purge failed; will retry'))
@@ -547,8 +575,11 @@ export class MemWAL extends EventEmitter {
   private async writeDeadLetter(sink: Sink, record: AppliedRecord, error: unknown): Promise<void> {
     let log = this.deadLetters.get(sink.name)
     if (!log) {
-      log = createChecksums().then((sums) => DeadLetterLog.open(this.o.fs, path.join(this.dirPath, 'deadletter'), sink.name, sums, this.o.random.nextU32(), this.o.clock.nowMs()))
-      this.deadLetters.set(sink.name, log)
+      const opening = createChecksums().then((sums) => DeadLetterLog.open(this.o.fs, path.join(this.dirPath, 'deadletter'), sink.name, sums, this.o.random.nextU32(), this.o.clock.nowMs()))
+      // A log that failed to open (disk full, I/O error) is opened afresh on the next attempt, not failed for ever.
+      opening.catch(() => this.deadLetters.get(sink.name) === opening && this.deadLetters.delete(sink.name))
+      this.deadLetters.set(sink.name, opening)
+      log = opening
     }
     await (await log).append(record.lsn, record.record.type, this.codec.encode(record.record))
     this.o.logger.error({ sink: sink.name, lsn: record.lsn, err: error }, 'record dead-lettered')

@@ -200,6 +200,7 @@ export class PgBackend extends BackendSink {
   // ---- lifecycle ----
 
   protected async _open(): Promise<number> {
+    assert(this.pool === undefined, 'a PgBackend is opened once (close it before opening it again)')
     const pool = new pg.Pool({
       ...this.pgConfig,
       connectionString: this.connectionString,
