@@ -16,7 +16,7 @@ import { status } from './commands/status.js'
  */
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command()
-  program.name('memwal').description('memwal: a write-ahead-log storage engine; tools for its data directories').exitOverride().showHelpAfterError()
+  program.name('memwal').description('memwal: a write-ahead-log storage engine; tools for its data directories').exitOverride()
   const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
     fn().then(setExit, (err: unknown) => {
       const code = exitCodeFor(err)
@@ -90,7 +90,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are not errors; anything else commander rejects is a usage error.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? ExitCode.CLEAN : ExitCode.USAGE
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.CLEAN
+      // Commander printed the one-line error on stderr; under --json stdout still gets its one document.
+      if (argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: { code: 'USAGE', message: err.message }, exitCode: ExitCode.USAGE })}\n`)
+      return ExitCode.USAGE
     }
     process.stderr.write(`memwal: ${describeError(err)}\n`)
     return exitCodeFor(err)

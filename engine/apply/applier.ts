@@ -179,10 +179,17 @@ export class Applier {
         for (const f of this.followers) await f.apply(batch)
         this.succeeded(batch)
         return
-      } catch (err) {
+      } catch (caught) {
+        let err = caught
         if (!(err instanceof BrokenCircuitError) && this.sink.classify(err) === 'permanent' && batch.records.length > 0) {
-          await this.isolate(batch, err)
-          return
+          try {
+            await this.isolate(batch, err)
+            return
+          } catch (deadLetterError) {
+            // The dead-letter log could not take the poison record (disk full, I/O error): it stays
+            // unapplied and is retried with backoff, never dropped (and never thrown out of the loop).
+            err = deadLetterError
+          }
         }
         this.failed(err)
         backoff = backoff ? backoff.next(undefined) : this.policy.backoff()

@@ -1,0 +1,136 @@
+/**
+ * Runs the `memwal` CLI as a subprocess, the way a user does: the TypeScript
+ * entry through tsx (`node --import tsx cli/main.ts ...`), so the tests never
+ * depend on a stale dist/. Also copies data-directory fixtures into a temp
+ * dir, and holds a data directory's lock from a child process:
+ *
+ *   node --import tsx test/support/cli-run.ts --hold <dir>
+ *
+ * opens MemWAL on <dir>, prints `ready <pid>`, and keeps the directory open
+ * until its stdin closes (then closes the engine and exits 0).
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { MemWAL } from '../../engine/index.js'
+import { tmpDir } from './tmp-dir.js'
+
+const SELF = fileURLToPath(import.meta.url)
+export const REPO_DIR = path.resolve(path.dirname(SELF), '..', '..')
+export const CLI_ENTRY = path.join(REPO_DIR, 'cli', 'main.ts')
+export const DATADIRS = path.join(REPO_DIR, 'fixtures', 'datadirs')
+
+export interface CliResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** The environment without the test runner's NODE_OPTIONS (its loader hooks slow a child's start a lot). */
+export function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  delete env['NODE_OPTIONS']
+  return env
+}
+
+export interface RunOptions {
+  /** Run as this user and group (root only): how EACCES is reached when the tests run as root. */
+  readonly uid?: number
+  readonly gid?: number
+  readonly timeoutMs?: number
+}
+
+/** `memwal <args...>`; resolves when it exits, with everything it wrote. */
+export function runCli(args: readonly string[], o: RunOptions = {}): Promise<CliResult> {
+  const options: SpawnOptions = { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }
+  const node = [process.execPath, '--import', 'tsx', CLI_ENTRY, ...args]
+  // The test runner's process tracking re-adds its hooks to every child (they write under .tap/, which another
+  // user may not): a child running as another user goes through env(1), which drops them before node starts.
+  const proc = o.uid !== undefined ? spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', ...node], options) : spawn(node[0] as string, node.slice(1), options)
+  let stdout = ''
+  let stderr = ''
+  proc.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c))
+  proc.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const timer = setTimeout(() => proc.kill('SIGKILL'), o.timeoutMs ?? 120_000)
+  return new Promise((resolve, reject) => {
+    proc.on('error', reject)
+    proc.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}
+
+/**
+ * The one JSON document a `--json` command printed: stdout must be exactly
+ * one JSON value followed by a newline (JSON.parse refuses two documents,
+ * and anything else around it).
+ */
+export function oneJson<T = Record<string, unknown>>(r: CliResult): T {
+  if (!r.stdout.endsWith('\n')) throw new Error(`stdout does not end with a newline: ${JSON.stringify(r.stdout.slice(-200))}`)
+  try {
+    return JSON.parse(r.stdout) as T
+  } catch (err) {
+    throw new Error(`stdout is not one JSON document (${(err as Error).message}): ${JSON.stringify(r.stdout.slice(0, 500))}; stderr: ${r.stderr}`)
+  }
+}
+
+/** stderr's lines, without the final newline's empty string. */
+export function stderrLines(r: CliResult): string[] {
+  return r.stderr.split('\n').filter((l, i, all) => !(i === all.length - 1 && l === ''))
+}
+
+/** A private copy of fixtures/datadirs/<name>, removed when the test ends. */
+export function copyFixture(t: { teardown(fn: () => unknown): void }, name: string): string {
+  const dir = path.join(tmpDir(t, `memwal-cli-${name}-`), name)
+  fs.cpSync(path.join(DATADIRS, name), dir, { recursive: true })
+  return dir
+}
+
+/** A child process holding `dir` open (and so its lock); `release()` closes it and waits for its exit. */
+export interface Holder {
+  readonly pid: number
+  readonly proc: ChildProcess
+  release(): Promise<number | null>
+}
+
+export async function holdDir(dir: string): Promise<Holder> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', SELF, '--hold', dir], { cwd: REPO_DIR, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  proc.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c))
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)))
+  const pid = await new Promise<number>((resolve, reject) => {
+    proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      const m = /^ready (\d+)$/m.exec(out)
+      if (m?.[1]) resolve(Number(m[1]))
+    })
+    void exited.then((code) => reject(new Error(`holder exited ${String(code)} before it was ready: ${err}`)))
+  })
+  return {
+    pid,
+    proc,
+    release: async () => {
+      proc.stdin?.end()
+      return exited
+    },
+  }
+}
+
+async function hold(dir: string): Promise<void> {
+  const engine = await MemWAL.open({ dir })
+  process.stdout.write(`ready ${process.pid}\n`)
+  process.stdin.resume()
+  await new Promise<void>((resolve) => process.stdin.on('end', resolve))
+  await engine.close()
+}
+
+if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === SELF && process.argv[2] === '--hold' && process.argv[3]) {
+  hold(process.argv[3]).catch((err: unknown) => {
+    process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`)
+    process.exit(1)
+  })
+}
