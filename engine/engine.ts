@@ -118,6 +118,8 @@ export class MemWAL extends EventEmitter {
   static async open(options: MemwalOptions): Promise<MemWAL> {
     const o = resolveOptions(options)
     const dir = path.resolve(o.dir)
+    // Before anything runs in the background (the writer prepares a spare segment as soon as it exists).
+    const sums = await createChecksums()
     await o.fs.mkdirp(dir)
     const locker = o.locker ?? (o.fs instanceof NodeFileSystem ? new ProcessDirLocker() : noDirLocker)
     let engine: MemWAL | undefined
@@ -163,7 +165,7 @@ export class MemWAL extends EventEmitter {
       await cache.open()
       engine = new MemWAL(o, wal, lock, store, backend, index, cache, pending, dir)
       engine.hlc.observe(await lastHlc(wal))
-      engine.sums = await createChecksums()
+      engine.sums = sums
       for (const a of engine.appliers) a.start()
       o.logger.info({ dir, recovery: summarise(wal.recovery) }, 'memwal open')
       return engine
@@ -388,9 +390,11 @@ export class MemWAL extends EventEmitter {
     const findings: ReconcileFinding[] = []
     for (const p of scan.problems) {
       const segment = scan.segments[p.segmentIndex]?.entry.name ?? '?'
-      if (p.atTail && segment === active) continue // the writer's own tail, mid-append
+      // Damage where an LSN already written was due is corruption, wherever it is; past it, the writer's own tail, mid-append.
+      const written = p.due !== undefined && p.due <= lastLsn
+      if (p.atTail && segment === active && !written) continue
       findings.push({
-        kind: p.atTail ? 'torn-tail' : p.kind, segment, offset: p.offset,
+        kind: p.atTail && !written ? 'torn-tail' : p.kind, segment, offset: p.offset,
         ...(p.lsnFirst !== undefined ? { lsnFirst: p.lsnFirst } : {}),
         ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast, alreadyApplied: p.lsnLast <= this.backend.checkpoint } : {}),
         detail: `${p.detail} (repair with memwal fsck --repair on the closed directory)`, repaired: false,
@@ -410,6 +414,10 @@ export class MemWAL extends EventEmitter {
       // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
       const moved = repair ? new Set<string>() : await this.keysWrittenAfter(lastLsn)
       findings.push(...sinkFindings.filter((f) => f.key === undefined || !moved.has(f.key)).map(toReconcile))
+    } catch (cause) {
+      // A sink that cannot answer (a backend outage) is a typed refusal, not its raw error (G4).
+      if (isMemwalError(cause)) throw cause
+      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `verify cannot read the sinks: ${(cause as Error)?.message ?? String(cause)}`, { cause, transient: true })
     } finally {
       for (const a of paused) a.resume()
     }
@@ -519,6 +527,8 @@ export class MemWAL extends EventEmitter {
     for (const w of this.backlogWaiters.splice(0)) w()
     // What they wait for stays in the log and is applied after the next open; they must not wait for ever.
     for (const w of this.flushWaiters.splice(0)) w.fail(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))
+    // A purge deleting segments must end before the lock is released: the next opener's recovery scan must not see a segment vanish.
+    await this.purgeInFlight
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))

@@ -1,0 +1,226 @@
+/**
+ * Fault injection for the engine's sinks, through the `wrapSink` option:
+ *
+ *   const faults = new SinkFaults({ targets: ['backend'] })
+ *   const engine = await MemWAL.open({ dir, wrapSink: (s) => faults.wrap(s) })
+ *
+ * The wrapper patches the sink instance's protected `_apply` hook (the public
+ * `apply` keeps the idempotency filter and the checkpoint bookkeeping), and a
+ * backend's `get` and `entries`. For the target sinks it can
+ * - fail a seeded fraction of apply calls with a transient error (`transientRate`),
+ * - fail every apply and read during an outage (`down()` / `up()`),
+ * - hang applies until released (`hang()` / `release()`; a hung call then
+ *   completes its work, as a slow backend would, whatever the abort signal),
+ * - reject records touching given keys for good with PermanentSinkError (`rejectKeys`).
+ * For every wrapped sink it counts the calls and, per LSN, how many times the
+ * sink's storage took the record (to catch a double apply).
+ */
+import { PermanentSinkError, SeededRandom, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
+
+/** A transient failure: what a backend that cannot be reached throws. */
+export class InjectedFault extends Error {
+  readonly code = 'EINJECTED'
+}
+
+type ApplyHook = (records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal) => Promise<void>
+
+interface SinkStats {
+  /** Calls that reached the hook (fresh records after the idempotency filter). */
+  calls: number
+  /** Calls the injector failed (outage, transient, permanent). */
+  failed: number
+  /** Per LSN: how many times the sink's storage took it. */
+  readonly applied: Map<number, number>
+  /** LSNs of every call's records, in call order (to see how records were batched). */
+  readonly batches: number[][]
+}
+
+export interface SinkFaultsOptions {
+  /** Names of the sinks to inject faults into (default: backend). Every wrapped sink is counted. */
+  readonly targets?: readonly string[]
+  /** Fraction of apply calls that fail transiently, drawn from `seed`. */
+  readonly transientRate?: number
+  readonly seed?: number
+}
+
+export class SinkFaults {
+  private readonly targets: Set<string>
+  private readonly random: SeededRandom
+  private transientRate: number
+  private isDown = false
+  private hangGate: { promise: Promise<void>; open: () => void } | undefined
+  private hungCalls = 0
+  private readonly poison = new Set<string>()
+  private readonly stats = new Map<string, SinkStats>()
+  private readonly sinks = new Map<string, Sink>()
+
+  constructor(o: SinkFaultsOptions = {}) {
+    this.targets = new Set(o.targets ?? ['backend'])
+    this.random = new SeededRandom(o.seed ?? 1)
+    this.transientRate = o.transientRate ?? 0
+  }
+
+  /** Use as `wrapSink: (s) => faults.wrap(s)`. */
+  wrap<S extends Sink>(sink: S): S {
+    const name = sink.name
+    const stats: SinkStats = { calls: 0, failed: 0, applied: new Map(), batches: [] }
+    this.stats.set(name, stats)
+    this.sinks.set(name, sink)
+    const target = this.targets.has(name)
+    const hooks = sink as unknown as { _apply: ApplyHook; get?: (key: string) => Promise<StoredEntry | undefined>; entries?: (o?: object) => AsyncIterable<unknown> }
+    const original = hooks._apply.bind(sink)
+    hooks._apply = async (records, checkpoint, signal) => {
+      stats.calls++
+      stats.batches.push(records.map((r) => r.lsn))
+      if (target) {
+        try {
+          await this.beforeApply(name, records)
+        } catch (err) {
+          stats.failed++
+          throw err
+        }
+      }
+      await original(records, checkpoint, signal)
+      for (const r of records) stats.applied.set(r.lsn, (stats.applied.get(r.lsn) ?? 0) + 1)
+    }
+    if (target && typeof hooks.get === 'function') {
+      const get = hooks.get.bind(sink)
+      hooks.get = async (key) => {
+        if (this.isDown) throw new InjectedFault(`${name} is down (get ${key})`)
+        return get(key)
+      }
+    }
+    if (target && typeof hooks.entries === 'function') {
+      const entries = hooks.entries.bind(sink)
+      const self = this
+      hooks.entries = async function* (o?: object) {
+        if (self.isDown) throw new InjectedFault(`${name} is down (entries)`)
+        yield* entries(o)
+      }
+    }
+    return sink
+  }
+
+  /** Every apply and read of the target sinks fails until `up()`. */
+  down(): void {
+    this.isDown = true
+  }
+
+  up(): void {
+    this.isDown = false
+  }
+
+  get downNow(): boolean {
+    return this.isDown
+  }
+
+  setTransientRate(rate: number): void {
+    this.transientRate = rate
+  }
+
+  /** Apply calls of the target sinks from now on wait until `release()`. */
+  hang(): void {
+    if (this.hangGate) return
+    let open!: () => void
+    const promise = new Promise<void>((r) => (open = r))
+    this.hangGate = { promise, open }
+  }
+
+  /** Lets every hung call go on (and do its work); new calls no longer hang. */
+  release(): void {
+    const g = this.hangGate
+    this.hangGate = undefined
+    g?.open()
+  }
+
+  /** Calls waiting in `hang()` right now. */
+  get hanging(): number {
+    return this.hungCalls
+  }
+
+  /** Records holding any of these keys are refused for good by the target sinks. */
+  rejectKeys(...keys: string[]): void {
+    for (const k of keys) this.poison.add(k)
+  }
+
+  /** The wrapped sink instance named `name` (e.g. to read the backend's entries directly). */
+  sink(name: string): Sink {
+    const s = this.sinks.get(name)
+    if (!s) throw new Error(`sink ${name} was never wrapped`)
+    return s
+  }
+
+  /** Every entry the backend stores, read from the backend itself (not through the engine's overlay or cache). */
+  async backendContent(): Promise<Map<string, unknown>> {
+    const b = this.sink('backend') as BackendSink
+    const out = new Map<string, unknown>()
+    for await (const [k, e] of b.entries()) out.set(k, e.value)
+    return out
+  }
+
+  calls(sink: string): number {
+    return this.statsOf(sink).calls
+  }
+
+  failed(sink: string): number {
+    return this.statsOf(sink).failed
+  }
+
+  /** Per LSN, how many times `sink` stored the record. */
+  applied(sink: string): ReadonlyMap<number, number> {
+    return this.statsOf(sink).applied
+  }
+
+  batches(sink: string): readonly (readonly number[])[] {
+    return this.statsOf(sink).batches
+  }
+
+  /** LSNs that `sink` stored more than once. */
+  doubleApplied(sink: string): number[] {
+    return [...this.statsOf(sink).applied].filter(([, n]) => n > 1).map(([lsn]) => lsn)
+  }
+
+  private statsOf(sink: string): SinkStats {
+    const s = this.stats.get(sink)
+    if (!s) throw new Error(`sink ${sink} was never wrapped`)
+    return s
+  }
+
+  private async beforeApply(name: string, records: readonly AppliedRecord[]): Promise<void> {
+    const gate = this.hangGate
+    if (gate) {
+      this.hungCalls++
+      try {
+        await gate.promise
+      } finally {
+        this.hungCalls--
+      }
+    }
+    if (this.isDown) throw new InjectedFault(`${name} is down`)
+    if (this.transientRate > 0 && this.random.nextU32() / 2 ** 32 < this.transientRate) throw new InjectedFault(`${name}: injected transient failure`)
+    for (const r of records) {
+      const rec = r.record
+      const keys = rec.type === 3 ? rec.ops.map((o) => o.key) : [rec.op.key]
+      const bad = keys.find((k) => this.poison.has(k))
+      if (bad !== undefined) throw new PermanentSinkError(`${name} refuses key ${bad} (LSN ${r.lsn}) for good`)
+    }
+  }
+}
+
+/** Polls `cond` every few ms until it holds; fails after `timeoutMs` with `what`. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000, everyMs = 2): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** Small resilience settings so that tests see breakers open and close quickly. */
+export const fastResilience = Object.freeze({
+  retryDelayMsMin: 5,
+  retryDelayMsMax: 50,
+  breakerThreshold: 3,
+  breakerHalfOpenMs: 50,
+  applyTimeoutMs: 200,
+})
