@@ -14,6 +14,7 @@ import t from 'tap'
 import { MemWAL, type MemwalOptions } from '../engine/index.js'
 import { fastResilience, SinkFaults } from './support/faulty-sink.js'
 import { tmpDir } from './support/tmp-dir.js'
+import { childEnv } from './support/child-env.js'
 
 
 const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -418,7 +419,7 @@ t.test('metrics on the registry passed in; unregistered at close', async (t) => 
 /** Runs a script in a child process (tsx), returning its stdout lines and exit code. */
 function runChild(script: string, timeoutMs: number): Promise<{ lines: string[]; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))

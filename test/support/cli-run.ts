@@ -15,6 +15,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { MemWAL } from '../../engine/index.js'
 import { tmpDir } from './tmp-dir.js'
+import { childEnv } from './child-env.js'
 
 const SELF = fileURLToPath(import.meta.url)
 export const REPO_DIR = path.resolve(path.dirname(SELF), '..', '..')
@@ -28,12 +29,7 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** The environment without the test runner's NODE_OPTIONS (its loader hooks slow a child's start a lot). */
-export function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env['NODE_OPTIONS']
-  return env
-}
+export { childEnv }
 
 export interface RunOptions {
   /** Run as this user and group (root only): how EACCES is reached when the tests run as root. */

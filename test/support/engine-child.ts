@@ -26,6 +26,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { MemWAL, SeededRandom, isMemwalError, type BatchOp, type Op, type Sink } from '../../engine/index.js'
+import { childEnv } from './child-env.js'
 
 export const ENGINE_CHILD_FILE = fileURLToPath(import.meta.url)
 const REPO_DIR = path.resolve(path.dirname(ENGINE_CHILD_FILE), '..', '..')
@@ -89,9 +90,7 @@ export interface EngineChild {
 
 /** Spawns the child on `dir` with `seed`; `onLine` sees every complete stdout line, in order. */
 export function spawnEngineChild(dir: string, seed: number, onLine: (line: string) => void): EngineChild {
-  // Without the test runner's NODE_OPTIONS (its process-tracking hooks slow the start a lot).
-  const env = { ...process.env }
-  delete env['NODE_OPTIONS']
+  const env = childEnv()
   const proc = spawn(process.execPath, ['--import', 'tsx', ENGINE_CHILD_FILE, dir, String(seed)], { cwd: REPO_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let partial = ''
   let err = ''

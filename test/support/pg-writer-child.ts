@@ -23,6 +23,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { MemWAL, PgBackend, SeededRandom, isMemwalError, type BatchOp, type Op } from '../../engine/index.js'
+import { childEnv } from './child-env.js'
 
 export const PG_WRITER_CHILD_FILE = fileURLToPath(import.meta.url)
 const REPO_DIR = path.resolve(path.dirname(PG_WRITER_CHILD_FILE), '..', '..')
@@ -181,8 +182,7 @@ export interface PgWriterArgs {
 }
 
 export function spawnPgWriter(a: PgWriterArgs, onLine: (line: string) => void): PgWriterChild {
-  const env = { ...process.env }
-  delete env['NODE_OPTIONS'] // the test runner's hooks slow the child's start a lot
+  const env = childEnv()
   const args = ['--import', 'tsx', PG_WRITER_CHILD_FILE, a.dir, a.writerId, String(a.incarnation), String(a.seed), a.url, a.schema]
   const proc = spawn(process.execPath, args, { cwd: REPO_DIR, env, stdio: ['pipe', 'pipe', 'pipe'] })
   let partial = ''

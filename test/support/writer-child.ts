@@ -28,6 +28,7 @@ import { SeededRandom } from '../../engine/io/random.js'
 import { RecordType } from '../../engine/wal/format.js'
 import type { Op, WalRecord } from '../../engine/wal/record-codec.js'
 import { Wal } from '../../engine/wal/wal.js'
+import { childEnv } from './child-env.js'
 
 export const CHILD_FILE = fileURLToPath(import.meta.url)
 export const CHILD_SEGMENT_BYTES = 256 * 1024
@@ -55,9 +56,7 @@ export interface Child {
  * order; lines are also kept for waitFor unless `keepLines` is false.
  */
 export function spawnChild(args: string[], options: { onLine?: (line: string) => void; keepLines?: boolean } = {}): Child {
-  // Without the test runner's NODE_OPTIONS (its process-tracking hooks triple the start-up time).
-  const env = { ...process.env }
-  delete env['NODE_OPTIONS']
+  const env = childEnv()
   const proc = spawn(process.execPath, childArgs(...args), { cwd: REPO_DIR, env, stdio: ['pipe', 'pipe', 'pipe'] })
   const pid = proc.pid
   if (pid === undefined) throw new Error('child did not start')
