@@ -35,7 +35,7 @@ t.test(`engine model: ${SCENARIOS} seeded scenarios from seed ${SEED}`, async (t
 
   const failed = results.filter((r) => !r.ok).sort((a, b) => a.seed - b.seed)
   for (const r of failed.slice(0, REPORTED_MAX)) {
-    t.fail(`seed ${r.seed}: ${r.violations[0] ?? ''}\n  replay: npx tsx scripts/replay-engine-model.ts --seed ${r.seed}`, { violations: r.violations.slice(0, 5) })
+    t.fail(`seed ${r.seed}: ${r.violations[0] ?? ''}\n  replay: npx tsx test/tools/replay-engine-model.ts --seed ${r.seed}`, { violations: r.violations.slice(0, 5) })
   }
   if (failed.length > REPORTED_MAX) t.fail(`${failed.length - REPORTED_MAX} more failing seeds: ${failed.slice(REPORTED_MAX).map((r) => r.seed).join(' ')}`)
   t.equal(results.length, SCENARIOS, 'every scenario ran')

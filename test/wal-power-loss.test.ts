@@ -7,7 +7,7 @@
  *   MEMWAL_SEED_BASE=<n>   first seed (default below)
  *   MEMWAL_SCENARIOS=<n>   how many scenarios (default 1000)
  *
- * A failing seed replays alone with `npx tsx scripts/replay-power-loss.ts --seed N`.
+ * A failing seed replays alone with `npx tsx test/tools/replay-power-loss.ts --seed N`.
  */
 import t from 'tap'
 import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../engine/index.js'

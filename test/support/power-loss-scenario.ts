@@ -78,7 +78,7 @@ export interface ScenarioResult {
 }
 
 export function replayCommand(seed: number): string {
-  return `npx tsx scripts/replay-power-loss.ts --seed ${seed}`
+  return `npx tsx test/tools/replay-power-loss.ts --seed ${seed}`
 }
 
 export async function runScenario(seed: number, options: ScenarioOptions = {}): Promise<ScenarioResult> {

@@ -1,8 +1,8 @@
 /**
  * Long-run fuzzer for the frame decoder and the segment scanner.
  *
- *   npx tsx scripts/fuzz-decoder.ts --inputs 1000000 --seed 42 [--json]
- *   npx tsx scripts/fuzz-decoder.ts --seed 42 --replay 123456   (one input, described)
+ *   npx tsx test/tools/fuzz-decoder.ts --inputs 1000000 --seed 42 [--json]
+ *   npx tsx test/tools/fuzz-decoder.ts --seed 42 --replay 123456   (one input, described)
  *
  * Each input is derived from (seed, index), so a violation is replayed exactly
  * with --replay. Half the inputs are valid segments (real frames from
@@ -22,13 +22,13 @@
  * clean, 1 on any violation, 16 on a usage error.
  */
 import { parseArgs } from 'node:util'
-import { createChecksums, type Checksums } from '../engine/wal/checksum.js'
+import { createChecksums, type Checksums } from '../../engine/wal/checksum.js'
 import {
   dataEnd, decodeFrame, encodeFrameInto, encodeSegmentHeader, frameBytes, FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES,
   SEGMENT_HEADER_BYTES, type RecordType,
-} from '../engine/wal/format.js'
-import { scanFrames } from '../engine/wal/segment-scanner.js'
-import { SeededRandom } from '../engine/io/random.js'
+} from '../../engine/wal/format.js'
+import { scanFrames } from '../../engine/wal/segment-scanner.js'
+import { SeededRandom } from '../../engine/io/random.js'
 
 interface Frame {
   readonly lsn: number
@@ -287,7 +287,7 @@ function checkInput(input: Input, sums: Checksums, t: Totals, r: SeededRandom): 
 // ---- main ----
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npx tsx scripts/fuzz-decoder.ts --inputs N --seed S [--json] | --seed S --replay INDEX\n`)
+  process.stderr.write(`${message}\nusage: npx tsx test/tools/fuzz-decoder.ts --inputs N --seed S [--json] | --seed S --replay INDEX\n`)
   process.exit(16)
 }
 

@@ -3,14 +3,14 @@
  * verbosely: the workload, where each power cut landed, what recovery found,
  * and every violated invariant. Exits 1 on a violation, 2 on a usage error.
  *
- *   npx tsx scripts/replay-power-loss.ts --seed 20251123
- *   npx tsx scripts/replay-power-loss.ts --seed 7 --epochs 3 --quiet
+ *   npx tsx test/tools/replay-power-loss.ts --seed 20251123
+ *   npx tsx test/tools/replay-power-loss.ts --seed 7 --epochs 3 --quiet
  */
 import { parseArgs } from 'node:util'
-import { runScenario, type ScenarioOptions } from '../test/support/power-loss-scenario.js'
+import { runScenario, type ScenarioOptions } from '../support/power-loss-scenario.js'
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npx tsx scripts/replay-power-loss.ts --seed N [--epochs 1..3] [--quiet]\n`)
+  process.stderr.write(`${message}\nusage: npx tsx test/tools/replay-power-loss.ts --seed N [--epochs 1..3] [--quiet]\n`)
   process.exit(2)
 }
 

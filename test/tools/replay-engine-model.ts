@@ -4,17 +4,17 @@
  * power was cut and which in-flight writes survived, and every violated
  * invariant. Exits 1 on a violation, 2 on a usage error.
  *
- *   npx tsx scripts/replay-engine-model.ts --seed 12345
- *   npx tsx scripts/replay-engine-model.ts --seed 12345 --quiet
+ *   npx tsx test/tools/replay-engine-model.ts --seed 12345
+ *   npx tsx test/tools/replay-engine-model.ts --seed 12345 --quiet
  *
  * The steps derive from the seed; the appliers' retry and breaker timers run
  * on real time, so interleavings may differ slightly between runs.
  */
 import { parseArgs } from 'node:util'
-import { runEngineModelScenario, type ModelScenarioOptions } from '../test/support/engine-model.js'
+import { runEngineModelScenario, type ModelScenarioOptions } from '../support/engine-model.js'
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npx tsx scripts/replay-engine-model.ts --seed N [--steps N] [--quiet]\n`)
+  process.stderr.write(`${message}\nusage: npx tsx test/tools/replay-engine-model.ts --seed N [--steps N] [--quiet]\n`)
   process.exit(2)
 }
 
