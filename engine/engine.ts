@@ -9,6 +9,7 @@ import { createChecksums, type Checksums } from './wal/checksum.js'
 import { noDirLocker, ProcessDirLocker, type DirLock } from './io/dir-lock.js'
 import { holdProcess } from './io/clock.js'
 import { NodeFileSystem } from './io/node-fs.js'
+import type { FileSystem } from './io/fs.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { CacheSink } from './sinks/cache-sink.js'
@@ -120,7 +121,7 @@ export class MemWAL extends EventEmitter {
     const dir = path.resolve(o.dir)
     // Before anything runs in the background (the writer prepares a spare segment as soon as it exists).
     const sums = await createChecksums()
-    await o.fs.mkdirp(dir)
+    await makeDataDir(o.fs, dir)
     const locker = o.locker ?? (o.fs instanceof NodeFileSystem ? new ProcessDirLocker() : noDirLocker)
     let engine: MemWAL | undefined
     const lock = await locker.acquire(dir, (err) => engine?.failClosed(new WalFailedError('the data directory lock was compromised', err)))
@@ -350,10 +351,22 @@ export class MemWAL extends EventEmitter {
     if (backendApplier.policy.breakerState() === 'open') {
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', 'the backend is down (circuit breaker open) and the value is neither pending nor cached', { transient: true })
     }
+    // A read that never returns must not hang the caller: it fails, typed, after applyTimeoutMs (the call itself cannot be cancelled).
+    const ms = this.o.resilience.applyTimeoutMs
+    let cancel: (() => void) | undefined
+    const release = holdProcess() // the caller awaits this; the timer alone is unref'd
     try {
-      return await read()
+      return await Promise.race([
+        read(),
+        new Promise<never>((_, reject) => {
+          cancel = this.o.clock.setTimer(ms, () => reject(new MemwalError('SINK_TIMEOUT', `no answer in ${ms} ms`, { transient: true })))
+        }),
+      ])
     } catch (cause) {
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the backend cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+    } finally {
+      cancel?.()
+      release()
     }
   }
 
@@ -679,6 +692,22 @@ function resultOf(key: string, e: StoredEntry): QueryResult {
   return { key, value: e.value, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }
 }
 
+
+/** Creates the data directory (0700), or says, typed, why it cannot be one: a file in the way, no permission. */
+async function makeDataDir(fs: FileSystem, dir: string): Promise<void> {
+  for (const d of [dir, path.join(dir, 'wal')]) {
+    const st = await fs.stat(d).catch(() => undefined)
+    if (st && !st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${d} exists and is not a directory`, { details: { path: d } })
+  }
+  try {
+    await fs.mkdirp(dir)
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new MemwalError('PERMISSION_DENIED', `cannot create the data directory ${dir} (${code})`, { cause, details: { path: dir } })
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new MemwalError('DIR_NOT_MEMWAL', `cannot create the data directory ${dir}: a file is in the way (${code})`, { cause, details: { path: dir } })
+    throw new MemwalError('IO_ERROR', `cannot create the data directory ${dir}: ${(cause as Error).message}`, { cause, details: { path: dir } })
+  }
+}
 
 function summarise(r: RecoveryReport): object {
   return { records: r.records, lastLsn: r.lastLsn, findings: r.findings.length }

@@ -53,6 +53,8 @@ export class Applier {
   private wake: (() => void) | undefined
   private cancelSleep: (() => void) | undefined
   private inflight: Promise<unknown> = Promise.resolve()
+  /** Set while a timed-out call is still running: the breaker is held open until it settles. */
+  private isolation: { dispose(): void } | undefined
   private failures = 0
   private lastError: ApplierStatus['lastError']
   private down = false
@@ -191,6 +193,7 @@ export class Applier {
             err = deadLetterError
           }
         }
+        if (err instanceof TaskCancelledError) this.holdOpenWhileAbandoned()
         this.failed(err)
         backoff = backoff ? backoff.next(undefined) : this.policy.backoff()
         await this.sleep(backoff.duration)
@@ -211,6 +214,22 @@ export class Applier {
       await this.deliver({ records: [r], upToLsn: r.lsn })
     }
     if (!this.stopping) await this.deliver({ records: [], upToLsn: batch.upToLsn })
+  }
+
+  /**
+   * A call timed out but is still running (it cannot be cancelled), and the
+   * next attempt waits for it: the sink is down until it settles, whatever
+   * the failure count says. The breaker is held open meanwhile, so that reads
+   * do not queue behind a stuck backend and health says so.
+   */
+  private holdOpenWhileAbandoned(): void {
+    if (this.isolation) return
+    const isolation = this.policy.breaker.isolate()
+    this.isolation = isolation
+    void this.inflight.then(() => {
+      isolation.dispose()
+      this.isolation = undefined
+    })
   }
 
   private succeeded(batch: ApplyBatch): void {

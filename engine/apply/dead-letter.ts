@@ -1,7 +1,9 @@
 import { posix as path } from 'node:path'
 import type { FileHandle, FileSystem } from '../io/fs.js'
 import type { Checksums } from '../wal/checksum.js'
-import { encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../wal/format.js'
+import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../wal/format.js'
+import { MemwalError } from '../errors.js'
+import { freeName } from '../io/file-ops.js'
 
 /**
  * `deadletter/<sink>.log`: the records a sink rejected for good, framed as in
@@ -28,8 +30,16 @@ export class DeadLetterLog {
       return new DeadLetterLog(h, SEGMENT_HEADER_BYTES, salt, sums)
     }
     const bytes = await fs.readFile(file)
-    const existingSalt = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readUInt32LE(12)
-    return new DeadLetterLog(await fs.open(file, 'readwrite', { dsync: true }), bytes.length, existingSalt, sums)
+    const h = decodeSegmentHeader(bytes, sums)
+    if (h.kind === 'unknown-version') throw new MemwalError('WAL_UNKNOWN_VERSION', `${file} has format version ${h.version}`, { details: { file, version: h.version } })
+    if (h.kind === 'corrupt') {
+      // A header cut short (a crash, or a full disk, while the log was being created) or damaged: it would fail
+      // every open, and the poison record would block its sink for good. Set aside (never overwritten), start afresh.
+      await fs.rename(file, await freeName(fs, dir, `${sink}.log.damaged`))
+      await fs.syncDir(dir)
+      return DeadLetterLog.open(fs, dir, sink, sums, salt, nowMs)
+    }
+    return new DeadLetterLog(await fs.open(file, 'readwrite', { dsync: true }), bytes.length, h.header.salt, sums)
   }
 
   async append(lsn: number, type: RecordType, payload: Uint8Array): Promise<void> {

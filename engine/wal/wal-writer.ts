@@ -318,7 +318,9 @@ export class WalWriter {
       try {
         await this.segment.handle.write(bytes, this.offset)
       } catch (err) {
-        return this.rejectFrom(g, i, await this.afterWriteError(err, bytes.length))
+        const frameEnds: number[] = []
+        for (let k = i; k < j; k++) frameEnds.push(g.startOf(k + 1) - start)
+        return this.rejectFrom(g, i, await this.afterWriteError(err, frameEnds))
       }
       this.offset += bytes.length
       this.nextLsn += j - i
@@ -346,11 +348,22 @@ export class WalWriter {
    * A write failed. For a space error the bytes that may have landed are
    * overwritten with zeros, so that no rejected record can surface after a
    * crash, and the log goes on. Anything else fails the writer (G2).
+   *
+   * The zeros go frame by frame, from the last frame back (`frameEnds`: each
+   * frame's end, relative to the write's start). A zeroing write may fail
+   * too (a full disk refuses it just the same), having landed a prefix: the
+   * writer then fails closed, and what is left is whole frames, then damage,
+   * then zeros, which recovery truncates as a torn tail. One zeroing write
+   * over the whole range could leave zeros, then the rest of a frame, then
+   * whole frames: damage before a valid frame, which recovery must refuse.
    */
-  private async afterWriteError(err: unknown, length: number): Promise<Error> {
+  private async afterWriteError(err: unknown, frameEnds: readonly number[]): Promise<Error> {
     if (!isSpaceError(err)) return this.fail('write failed; the state of the disk is unknown', err)
     try {
-      await this.segment.handle.write(Buffer.alloc(length), this.offset)
+      for (let k = frameEnds.length - 1; k >= 0; k--) {
+        const from = k === 0 ? 0 : (frameEnds[k - 1] ?? 0)
+        await this.segment.handle.write(Buffer.alloc((frameEnds[k] ?? 0) - from), this.offset + from)
+      }
       if (this.c.durability !== 'sync') await this.segment.handle.datasync()
     } catch (zeroErr) {
       return this.fail('write failed and could not be undone', zeroErr)

@@ -209,6 +209,17 @@ function raiseNextLsn(r: Resume, atLeast: number): Resume {
 
 async function openResume(o: ResolvedWalOptions, sums: Checksums, r: Resume): Promise<{ segment: OpenSegment; offset: number; nextLsn: number }> {
   const dsync = o.durability === 'sync'
+  // What recovery read may sit only in the page cache (written by a process that died, or whose write failed,
+  // before a sync): made durable before anything is appended after it, or a power loss could leave a hole
+  // in front of records acknowledged later.
+  if (r.kind === 'append' && o.durability !== 'none') {
+    const tail = await o.fs.open(r.segment.path, 'readwrite')
+    try {
+      await tail.datasync()
+    } finally {
+      await tail.close()
+    }
+  }
   if (r.kind === 'append' && r.offset + FRAME_HEADER_BYTES <= r.capacity) {
     const handle = await o.fs.open(r.segment.path, 'readwrite', { dsync })
     return { segment: { name: r.segment.name, handle, baseLsn: r.header.baseLsn, salt: r.header.salt, capacity: r.capacity }, offset: r.offset, nextLsn: r.nextLsn }
