@@ -146,6 +146,7 @@ export class MemWAL extends EventEmitter {
         ...(o.segmentBytes !== undefined ? { segmentBytes: o.segmentBytes } : {}),
         ...(o.recordBytesMax !== undefined ? { recordBytesMax: o.recordBytesMax } : {}),
         ...(o.corruptionPolicy !== undefined ? { corruptionPolicy: o.corruptionPolicy } : {}),
+        ...(o.inlineWriteBytesMax !== undefined ? { inlineWriteBytesMax: o.inlineWriteBytesMax } : {}),
         // In sync mode a checkpoint can only cover acknowledged, hence durable, records: a log that ends before it has a hole.
         durableLsn: o.durability === 'sync' ? durable : 0,
         appliedLsn: backendLsn,

@@ -17,6 +17,8 @@ export const limits = {
   segmentBytesHardMax: 1024 * 1024 * 1024,
   /** One group commit: how many bytes go out in one write call at most. */
   groupBytesDefault: 4 * 1024 * 1024,
+  /** Groups up to this size are written without a thread-pool round trip (see WriterConfig). */
+  inlineWriteBytesDefault: 8 * 1024,
   /** Records queued for the writer, not yet written: beyond this, appends wait. */
   queueBytesDefault: 64 * 1024 * 1024,
   /** interval durability: how often unsynced bytes are fdatasync'd. */

@@ -29,6 +29,8 @@ export interface MemwalOptions {
   readonly segmentBytes?: number
   readonly recordBytesMax?: number
   readonly corruptionPolicy?: CorruptionPolicy
+  /** Log groups up to this many bytes are written on the calling thread (0: never; default 8 KiB). */
+  readonly inlineWriteBytesMax?: number
   /** Key length in UTF-8 bytes (default 1 KiB). */
   readonly keyBytesMax?: number
   /** Namespace and each tag, UTF-8 bytes (default 256). */
@@ -77,6 +79,7 @@ export interface ResolvedOptions {
   readonly segmentBytes: number | undefined
   readonly recordBytesMax: number | undefined
   readonly corruptionPolicy: CorruptionPolicy | undefined
+  readonly inlineWriteBytesMax: number | undefined
   readonly keyBytesMax: number
   readonly labelBytesMax: number
   readonly tagsMax: number
@@ -124,6 +127,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     segmentBytes: o.segmentBytes,
     recordBytesMax: o.recordBytesMax,
     corruptionPolicy: o.corruptionPolicy,
+    inlineWriteBytesMax: o.inlineWriteBytesMax,
     keyBytesMax: positive('keyBytesMax', o.keyBytesMax ?? engineDefaults.keyBytesMax),
     labelBytesMax: positive('labelBytesMax', o.labelBytesMax ?? engineDefaults.labelBytesMax),
     tagsMax: positive('tagsMax', o.tagsMax ?? engineDefaults.tagsMax),

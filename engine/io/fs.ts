@@ -13,6 +13,12 @@
 export interface FileHandle {
   /** Writes all of `data` at `position`; rejects (ENOSPC, EIO, ...) having written any prefix of it. */
   write(data: Uint8Array, position: number): Promise<void>
+  /**
+   * The same, on the calling thread, where the filesystem can (the real one).
+   * For a lone small write the trip through libuv's thread pool and back
+   * costs as much as the write; a caller uses this only for small writes.
+   */
+  writeSync?(data: Uint8Array, position: number): void
   /** Reads up to `length` bytes at `position` into `into[offset..]`; resolves the count read (0 at end of file). */
   read(into: Uint8Array, offset: number, length: number, position: number): Promise<number>
   datasync(): Promise<void>

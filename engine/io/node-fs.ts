@@ -77,6 +77,10 @@ class NodeFileHandle implements FileHandle {
     })
   }
 
+  writeSync(data: Uint8Array, position: number): void {
+    for (let done = 0; done < data.byteLength; ) done += fs.writeSync(this.fd, data, done, data.byteLength - done, position + done)
+  }
+
   read(into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return new Promise((resolve, reject) =>
       fs.read(this.fd, into, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))),

@@ -26,6 +26,8 @@ export interface WalOptions {
   readonly recordBytesMax?: number
   readonly groupBytesMax?: number
   readonly queueBytesMax?: number
+  /** Groups up to this many bytes are written on the calling thread (0: never); see WriterConfig. */
+  readonly inlineWriteBytesMax?: number
   readonly corruptionPolicy?: CorruptionPolicy
   /** Highest LSN known durable outside the log (sinks' durable checkpoints): recovery refuses a log that ends before it. */
   readonly durableLsn?: number
@@ -98,7 +100,7 @@ export class Wal {
       })
       const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, o.nextLsnAtLeast))
       const writer = new WalWriter(
-        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, ...(options.onFailed ? { onFailed: options.onFailed } : {}) },
+        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, inlineWriteBytesMax: options.inlineWriteBytesMax ?? limits.inlineWriteBytesDefault, ...(options.onFailed ? { onFailed: options.onFailed } : {}) },
         segment,
       )
       writerRef = writer
