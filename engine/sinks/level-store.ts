@@ -20,7 +20,11 @@ export class LevelStore {
   /** Values are msgpack; records extension off so any process can decode them. */
   readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
 
+  /** True when the database is our own LevelDB (classic-level), which takes pre-encoded batches (see writeBatch). */
+  private readonly ownLevelDb: boolean
+
   private constructor(readonly location: string, db: LevelDatabase | undefined) {
+    this.ownLevelDb = db === undefined
     this.db = db ?? (new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as LevelDatabase)
     this.data = this.db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.index = this.db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' })
@@ -49,7 +53,20 @@ export class LevelStore {
    * them). `sync` is classic-level's option; other databases ignore it.
    */
   async writeBatch(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): Promise<void> {
-    await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, Uint8Array>)
+    if (!this.ownLevelDb) {
+      await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, Uint8Array>)
+      return
+    }
+    // Our own LevelDB: keys are utf8 and values views, as in every sublevel here,
+    // so the ops are encoded once, here, and handed to classic-level's batch hook.
+    // abstract-level's public batch() normalises every op (copies, encoding
+    // lookups, validation, hooks and events, none of which memwal uses): that
+    // was half of the apply path's time, measured at 85k against 172k puts/s.
+    const encoded = ops.map((op) => {
+      const key = op.sublevel ? op.sublevel.prefixKey(op.key, 'utf8') : op.key
+      return op.type === 'put' ? { type: 'put' as const, key, value: op.value, keyEncoding: 'utf8', valueEncoding: 'view' } : { type: 'del' as const, key, keyEncoding: 'utf8' }
+    })
+    await (this.db as unknown as { _batch(ops: unknown[], options: object): Promise<void> })._batch(encoded, { sync: true })
   }
 
   async close(): Promise<void> {
