@@ -1,53 +1,233 @@
 /**
- * Engine benchmark: what the applier, replay, fsck and status cost, against
- * the WAL alone in the same run.
+ * memwal's side of the benchmark (bench/harness.ts runs it): the record
+ * every system writes, the memwal trials (the Wal alone, MemWAL puts, and
+ * MemWAL end to end: acknowledged put -> applied in the LevelDB backend), and
+ * the one-shot engine workloads: a backlog left by a crash, its replay, fsck,
+ * status, and opening a log of a given size.
  *
- *   npx tsx bench/engine-bench.ts [--json] [--quick] [--records N] [--dir BASE]
- *
- * - wal-inflight / engine-inflight: 256 puts in flight for a few seconds, on
- *   the Wal alone and on MemWAL (sync durability, LevelDB backend and index
- *   applying concurrently); the engine's figure counts acknowledgements, and
- *   the drain after the trial is timed too.
- * - apply: N records acknowledged while both durable sinks are down, then the
- *   sinks come back and the backlog drains: records per second into LevelDB
- *   (backend and index).
- * - replay: N records left unapplied by a process that stopped, then a fresh
- *   open (recovery reads the backlog back from the segments) and a flush:
- *   open time, replay time, and the process's peak RSS against the backlog's
- *   bytes.
- * - fsck: the offline reconciler over that directory (log verified, backend
- *   and index compared): MB of log per second.
- * - status: `inspectDataDir` on it.
- * Uses only the public API. Goals are reported, never asserted.
+ * Uses only the public API; memwal is observed from outside (wrapSink is the
+ * documented instrumentation hook, the segment files are counted on disk).
+ * Every function here runs in the process that calls it; the harness decides
+ * which run in a child process of their own (a crash must be a real SIGKILL,
+ * and peak RSS means something only for a process that did one thing).
  */
 import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import { parseArgs } from 'node:util'
-import { fsck, inspectDataDir, MemWAL, RecordType, Wal, type Sink } from '../engine/index.js'
-import { driveInFlight } from './peers.js'
-import { fmt, table } from './stats.js'
+import { posix as path } from 'node:path'
+import { fsck, inspectDataDir, limits, MemWAL, RecordCodec, RecordType, Wal, type MemwalOptions, type Sink } from '../engine/index.js'
+import { driveAwaited, driveInFlight } from './peers.js'
+import type { TrialResult } from './stats.js'
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    records: { type: 'string' },
-    dir: { type: 'string' },
-  },
-})
-const quick = args.quick === true
-const N = Number(args.records ?? (quick ? 100_000 : 1_000_000))
-const TRIAL_MS = quick ? 1000 : 4000
-const IN_FLIGHT = 256
-const base = fs.mkdtempSync(path.join(args.dir ?? os.tmpdir(), 'memwal-engine-bench-'))
-const log = (s: string): void => void process.stderr.write(`${s}\n`)
-/** A ~350-byte record once msgpack-encoded. */
-const value = { text: 'x'.repeat(310), source: 'bench', n: 0 }
+/** Target payload of one record, msgpack-encoded (the Wal's PUT record; every peer stores the same key and value). */
+export const PAYLOAD_BYTES = 350
+export const FRAME_HEADER_BYTES = 32
 
-type Outage = { down: boolean }
-/** Makes the durable sinks fail while `o.down`: acknowledged records pile up as backlog. */
-function outage(o: Outage) {
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---- the record ----
+
+export interface RecordShape {
+  readonly key: (n: number) => string
+  readonly value: string
+  /** The Wal's encoded PUT payload for this key and value. */
+  readonly payloadBytes: number
+}
+
+/** Keys of constant length, and a value string sized so that the encoded PUT payload is PAYLOAD_BYTES. */
+export function recordShape(): RecordShape {
+  const key = (n: number): string => `key-${String(n).padStart(10, '0')}`
+  const codec = new RecordCodec()
+  const text = (length: number): string => {
+    let s = ''
+    for (let i = 0; i < length; i++) s += String.fromCharCode(97 + ((i * 7 + 3) % 26))
+    return s
+  }
+  const size = (length: number): number => codec.encode({ type: RecordType.PUT, op: { type: 'put', key: key(0), value: text(length) } }).length
+  let length = Math.max(0, PAYLOAD_BYTES - size(0))
+  while (length > 0 && size(length) > PAYLOAD_BYTES) length--
+  while (size(length + 1) <= PAYLOAD_BYTES) length++
+  return { key, value: text(length), payloadBytes: size(length) }
+}
+
+// ---- memory ----
+
+/** The highest RSS seen by polling every 20 ms while started (a synchronous loop is seen only at its ends). */
+export class RssSampler {
+  private peak = process.memoryUsage.rss()
+  private timer: NodeJS.Timeout | undefined
+
+  start(): this {
+    this.peak = process.memoryUsage.rss()
+    this.timer = setInterval(() => this.sample(), 20)
+    this.timer.unref()
+    return this
+  }
+
+  sample(): number {
+    const rss = process.memoryUsage.rss()
+    if (rss > this.peak) this.peak = rss
+    return rss
+  }
+
+  /** Stops polling; the peak in bytes. */
+  stop(): number {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    this.sample()
+    return this.peak
+  }
+}
+
+/** The process's peak RSS so far (bytes), as the kernel counts it. */
+export const processPeakRss = (): number => process.resourceUsage().maxRSS * 1024
+
+/** RSS after a full collection when `--expose-gc` is on (else as is). */
+function settledRss(): number {
+  globalThis.gc?.()
+  return process.memoryUsage.rss()
+}
+
+// ---- memwal trials ----
+
+/**
+ * Waits until the spare segment that the log prepares in the background (at
+ * open and at every rotation) is fully written, then flushes it, so that its
+ * zeros are not being written and synced while the clock runs. Observed from
+ * outside: a file in wal/ that is not a `.seg` is a segment being prepared;
+ * it is ready when it has the full segment size on two looks in a row.
+ */
+export async function settleSpare(walDir: string, segmentBytes: number): Promise<void> {
+  const temps = (): { file: string; size: number }[] =>
+    fs.readdirSync(walDir).filter((n) => !n.endsWith('.seg')).map((n) => {
+      const file = path.join(walDir, n)
+      return { file, size: fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0 }
+    })
+  const giveUpAt = performance.now() + 10_000
+  let readyLooks = 0
+  while (readyLooks < 2 && performance.now() < giveUpAt) {
+    const t = temps()
+    readyLooks = t.length > 0 && t.every((f) => f.size >= segmentBytes) ? readyLooks + 1 : 0
+    await sleep(10)
+  }
+  for (const { file } of temps()) {
+    try {
+      const fd = fs.openSync(file, 'r')
+      try {
+        fs.fdatasyncSync(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
+  await sleep(50)
+}
+
+const segmentCount = (walDir: string): number => fs.readdirSync(walDir).filter((n) => n.endsWith('.seg')).length
+
+/**
+ * - `wal`: `Wal.appendRecord` of a PUT record (the log alone, no sinks).
+ * - `engine`: `MemWAL.put` with the defaults (sync durability, LevelDB backend
+ *   and index applying in the background), acknowledged when durable; at the
+ *   backlog limit a put waits (`backlogPolicy: 'wait'`) rather than fail.
+ * - `e2e`: the same puts, each counted only when the LevelDB backend has
+ *   applied it (its checkpoint passed the put's LSN): acknowledged -> applied.
+ */
+export type MemwalKind = 'wal' | 'engine' | 'e2e'
+
+export interface MemwalTrialOptions {
+  readonly kind: MemwalKind
+  /** Writes in flight; with `awaited`, one awaited writer. */
+  readonly depth: number
+  readonly awaited: boolean
+  readonly warmupMs: number
+  readonly measureMs: number
+  readonly segmentBytes: number
+  /** Wait for the spare segment after the warm-up (see settleSpare). */
+  readonly settle: boolean
+}
+
+export interface MemwalTrial {
+  readonly result: TrialResult
+  /** Segments opened while the clock ran. */
+  readonly rotations: number
+}
+
+/** Resolves each waiter once the backend's checkpoint reaches its LSN. */
+class AppliedWaiters {
+  private waiters: { lsn: number; resolve: () => void }[] = []
+  private checkpoint = 0
+
+  wait(lsn: number): Promise<void> {
+    if (lsn <= this.checkpoint) return Promise.resolve()
+    return new Promise((resolve) => this.waiters.push({ lsn, resolve }))
+  }
+
+  advanced(checkpoint: number): void {
+    this.checkpoint = Math.max(this.checkpoint, checkpoint)
+    let kept = 0
+    for (const w of this.waiters) {
+      if (w.lsn <= this.checkpoint) w.resolve()
+      else this.waiters[kept++] = w
+    }
+    this.waiters.length = kept
+  }
+}
+
+/** Wraps the backend sink so that each completed apply reports its checkpoint. */
+function reportApplied(onApplied: (checkpoint: number) => void): NonNullable<MemwalOptions['wrapSink']> {
+  return <S extends Sink>(sink: S): S => {
+    if (sink.name === 'backend') {
+      const apply = sink.apply.bind(sink)
+      sink.apply = async (batch, signal) => {
+        await apply(batch, signal)
+        onApplied(sink.checkpoint)
+      }
+    }
+    return sink
+  }
+}
+
+/** One trial of a memwal system on a fresh directory: warm-up, settle, measured run, close. */
+export async function memwalTrial(dir: string, shape: RecordShape, o: MemwalTrialOptions): Promise<MemwalTrial> {
+  const walDir = path.join(dir, 'wal')
+  let op: () => Promise<unknown>
+  let close: () => Promise<void>
+  let n = 0
+  if (o.kind === 'wal') {
+    const wal = await Wal.open({ dir, durability: 'sync', segmentBytes: o.segmentBytes })
+    op = () => wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: shape.key(n++), value: shape.value } })
+    close = () => wal.close()
+  } else {
+    const applied = new AppliedWaiters()
+    const db = await MemWAL.open({
+      dir, durability: 'sync', segmentBytes: o.segmentBytes, backlogPolicy: 'wait',
+      ...(o.kind === 'e2e' ? { wrapSink: reportApplied((c) => applied.advanced(c)) } : {}),
+    })
+    op = o.kind === 'e2e'
+      ? () => db.put(shape.key(n++), shape.value).then(({ lsn }) => applied.wait(lsn))
+      : () => db.put(shape.key(n++), shape.value)
+    close = () => db.close()
+  }
+  try {
+    const drive = (ms: number): Promise<TrialResult> => (o.awaited ? driveAwaited(op, ms) : driveInFlight(op, ms, o.depth))
+    await drive(o.warmupMs)
+    if (o.settle) await settleSpare(walDir, o.segmentBytes)
+    const before = segmentCount(walDir)
+    const result = await drive(o.measureMs)
+    return { result, rotations: segmentCount(walDir) - before }
+  } finally {
+    await close()
+  }
+}
+
+// ---- one-shot engine workloads ----
+
+/** Generous enough for a backlog of `records` records of this shape (MemWAL payloads run a little above the Wal's). */
+export const backlogBytesMax = (records: number): number => Math.max(2 ** 30, records * 1024)
+
+/** Makes every durable sink fail while `o.down`: acknowledged records pile up as a backlog. */
+function outage(o: { down: boolean }): NonNullable<MemwalOptions['wrapSink']> {
   return <S extends Sink>(sink: S): S => {
     if (sink.durable) {
       const apply = sink.apply.bind(sink)
@@ -57,122 +237,147 @@ function outage(o: Outage) {
   }
 }
 
-async function putMany(db: MemWAL, n: number): Promise<void> {
-  const inflight = new Set<Promise<unknown>>()
+async function putMany(db: MemWAL, shape: RecordShape, n: number, inFlight: number): Promise<void> {
+  const pending = new Set<Promise<unknown>>()
   for (let i = 0; i < n; i++) {
-    const p: Promise<unknown> = db.put(`key/${i}`, value).then(() => inflight.delete(p))
-    inflight.add(p)
-    if (inflight.size >= 1024) await Promise.race(inflight)
+    const p: Promise<unknown> = db.put(shape.key(i), shape.value).then(() => pending.delete(p))
+    pending.add(p)
+    if (pending.size >= inFlight) await Promise.race(pending)
   }
-  await Promise.all(inflight)
+  await Promise.all(pending)
 }
 
-async function walInflight(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'wal-only')
-  const wal = await Wal.open({ dir })
-  await new Promise((r) => setTimeout(r, 1500)) // let the spare segment's zero-fill finish
-  let i = 0
-  const r = await driveInFlight(() => wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: `key/${i++}`, value } }), TRIAL_MS, IN_FLIGHT)
-  await wal.close()
-  return { opsPerSec: r.opsPerSec, p50Us: r.p50Us, p99Us: r.p99Us }
+export interface BacklogResult {
+  readonly records: number
+  /** The engine's own count of backlog bytes (payloads held, not yet applied). */
+  readonly backlogBytes: number
+  readonly walBytes: number
+  readonly ms: number
+  /** RSS after open, before the first put; with the backlog held (after a full GC when exposed); and the peak. */
+  readonly baselineRssBytes: number
+  readonly backlogRssBytes: number
+  readonly peakRssBytes: number
 }
 
-async function engineInflight(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'engine')
-  const db = await MemWAL.open({ dir, maxBacklogBytes: 1 << 30 })
-  await new Promise((r) => setTimeout(r, 1500))
-  let i = 0
-  const r = await driveInFlight(() => db.put(`key/${i++}`, value), TRIAL_MS, IN_FLIGHT)
+/**
+ * `records` puts (durability none: what is held in memory does not depend on
+ * it, and the harness kills this process afterwards: the written bytes are in
+ * the page cache, which SIGKILL keeps) while both durable sinks are down, so
+ * that every record stays in the backlog. The caller kills the process once
+ * this resolved: that is the crash.
+ */
+export async function buildBacklog(dir: string, shape: RecordShape, records: number): Promise<BacklogResult> {
+  const db = await MemWAL.open({ dir, durability: 'none', maxBacklogBytes: backlogBytesMax(records), wrapSink: outage({ down: true }), resilience: { retryDelayMsMin: 50, retryDelayMsMax: 1000 } })
+  const baselineRssBytes = settledRss()
+  const sampler = new RssSampler().start()
   const t = performance.now()
-  const backlog = db.health().backlog.records
-  await db.flush()
-  const drainMs = performance.now() - t
-  await db.close()
-  return { opsPerSec: r.opsPerSec, p50Us: r.p50Us, p99Us: r.p99Us, backlogAtEnd: backlog, drainMs, appliedPerSec: r.ops / ((r.elapsedMs + drainMs) / 1000) }
-}
-
-async function applyDrain(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'apply')
-  const o: Outage = { down: true }
-  const db = await MemWAL.open({ dir, durability: 'none', maxBacklogBytes: 2 ** 31, wrapSink: outage(o), resilience: { retryDelayMsMin: 5, retryDelayMsMax: 20 } })
-  await putMany(db, N)
-  const backlogBytes = db.health().backlog.bytes
-  o.down = false
-  const t = performance.now()
-  await db.flush()
+  await putMany(db, shape, records, 1024)
   const ms = performance.now() - t
-  await db.close()
-  return { records: N, backlogMB: backlogBytes / 1e6, drainMs: ms, recordsPerSec: N / (ms / 1000) }
+  sampler.stop()
+  const h = db.health()
+  if (h.backlog.records !== records) throw new Error(`backlog holds ${h.backlog.records} records, not ${records}`)
+  return { records, backlogBytes: h.backlog.bytes, walBytes: walBytes(dir), ms, baselineRssBytes, backlogRssBytes: settledRss(), peakRssBytes: processPeakRss() }
 }
 
-async function replay(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'replay')
-  const o: Outage = { down: true }
-  const first = await MemWAL.open({ dir, durability: 'none', maxBacklogBytes: 2 ** 31, wrapSink: outage(o) })
-  await putMany(first, N)
-  const backlogBytes = first.health().backlog.bytes
-  await first.close() // stops with everything unapplied, as a crash would leave it
-  global.gc?.()
-  const rssBefore = process.memoryUsage().rss
-  let peak = rssBefore
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20)
+/** Bytes of segment files (preallocated: a segment counts whole from its creation). */
+export function walBytes(dir: string): number {
+  const walDir = path.join(dir, 'wal')
+  return fs.readdirSync(walDir).filter((n) => n.endsWith('.seg')).reduce((sum, n) => sum + fs.statSync(path.join(walDir, n)).size, 0)
+}
+
+export interface ReplayResult {
+  readonly records: number
+  /** MemWAL.open: lock, checkpoints, recovery scan, the backlog read back into memory. */
+  readonly openMs: number
+  /** flush(): until the backend and the index applied everything. */
+  readonly drainMs: number
+  readonly totalMs: number
+  readonly peakRssBytes: number
+}
+
+/** Opens a directory a crash left with `records` unapplied records and waits until every sink has applied them. */
+export async function replay(dir: string, records: number): Promise<ReplayResult> {
   const t0 = performance.now()
-  const db = await MemWAL.open({ dir, maxBacklogBytes: 2 ** 31 })
+  const db = await MemWAL.open({ dir, maxBacklogBytes: backlogBytesMax(records) })
   const t1 = performance.now()
-  await db.flush()
-  const t2 = performance.now()
-  clearInterval(sampler)
-  await db.close()
-  return {
-    records: N, backlogMB: backlogBytes / 1e6, openMs: t1 - t0, replayMs: t2 - t1, totalMs: t2 - t0,
-    recordsPerSec: N / ((t2 - t0) / 1000), peakRssMB: peak / 1e6, rssGrowthMB: (peak - rssBefore) / 1e6, rssGrowthPerBacklogByte: (peak - rssBefore) / backlogBytes,
+  try {
+    const backlog = db.health().backlog.records
+    if (backlog !== records) throw new Error(`recovery found ${backlog} unapplied records, not ${records}`)
+    await db.flush()
+    const t2 = performance.now()
+    const h = db.health()
+    if (h.backlog.records !== 0 || h.sinks['backend']?.checkpoint !== h.wal.lastLsn) throw new Error('flush resolved before the backend applied everything')
+    return { records, openMs: t1 - t0, drainMs: t2 - t1, totalMs: t2 - t0, peakRssBytes: processPeakRss() }
+  } finally {
+    await db.close()
   }
 }
 
-async function fsckRate(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'replay')
+export interface FsckResult {
+  readonly ms: number
+  readonly bytesScanned: number
+  readonly records: number
+}
+
+/** `memwal fsck` without repair: every frame verified, backend and index compared with the log. */
+export async function fsckRun(dir: string): Promise<FsckResult> {
   const t = performance.now()
   const r = await fsck({ dir, repair: false })
   const ms = performance.now() - t
-  return { bytesScannedMB: r.bytesScanned / 1e6, ms, mbPerSec: r.bytesScanned / 1e6 / (ms / 1000), clean: r.clean ? 1 : 0 }
+  if (!r.clean) throw new Error(`fsck found problems in a benchmark directory: ${JSON.stringify(r.counts)}`)
+  return { ms, bytesScanned: r.bytesScanned, records: r.records }
 }
 
-async function statusTime(): Promise<Record<string, number>> {
-  const dir = path.join(base, 'replay')
-  const times: number[] = []
-  let walMB = 0
-  for (let i = 0; i < 5; i++) {
-    const t = performance.now()
-    const s = await inspectDataDir(dir)
-    times.push(performance.now() - t)
-    walMB = s.segments.bytes / 1e6
-  }
-  times.sort((a, b) => a - b)
-  return { walMB, medianMs: times[2] ?? Number.NaN }
+/** `memwal status`: segment list, last segment, checkpoints. */
+export async function statusRun(dir: string): Promise<{ ms: number; segmentBytes: number }> {
+  const t = performance.now()
+  const s = await inspectDataDir(dir)
+  return { ms: performance.now() - t, segmentBytes: s.segments.bytes }
 }
 
-try {
-  log(`engine benchmark: ${N} records, trials of ${TRIAL_MS} ms, in ${base}`)
-  const results: Record<string, Record<string, number>> = {}
-  for (const [name, fn] of [['wal-inflight', walInflight], ['engine-inflight', engineInflight], ['apply', applyDrain], ['replay', replay], ['fsck', fsckRate], ['status', statusTime]] as const) {
-    log(`- ${name}`)
-    results[name] = await fn()
-  }
-  const wal = results['wal-inflight']?.['opsPerSec'] ?? Number.NaN
-  const eng = results['engine-inflight']?.['opsPerSec'] ?? Number.NaN
-  const goals = {
-    applierRecordsPerSec: { measured: results['apply']?.['recordsPerSec'], goal: '>= 150,000' },
-    engineOverWal: { measured: eng / wal, goal: '>= 0.8' },
-    replaySeconds: { measured: (results['replay']?.['totalMs'] ?? Number.NaN) / 1000, goal: `<= 5 for 1,000,000 records (this run: ${N})` },
-    replayRssPerBacklogByte: { measured: results['replay']?.['rssGrowthPerBacklogByte'], goal: '<= 2' },
-    fsckMBPerSec: { measured: results['fsck']?.['mbPerSec'], goal: '>= 500' },
-    statusMs: { measured: results['status']?.['medianMs'], goal: `< 200 on 1 GiB of WAL (this run: ${fmt(results['status']?.['walMB'] ?? 0)} MB)` },
-  }
-  if (args.json) process.stdout.write(`${JSON.stringify({ machine: { cpus: os.cpus().length, node: process.version }, records: N, results, goals }, null, 2)}\n`)
-  else {
-    process.stdout.write(`${table([['workload', 'figures'], ...Object.entries(results).map(([k, v]) => [k, Object.entries(v).map(([a, b]) => `${a}=${fmt(b, b < 10 ? 2 : 0)}`).join(' ')])])}\n\n`)
-    process.stdout.write(`${table([['goal', 'measured', 'target'], ...Object.entries(goals).map(([k, g]) => [k, fmt(g.measured ?? Number.NaN, 2), g.goal])])}\n`)
-  }
-} finally {
-  fs.rmSync(base, { recursive: true, force: true })
+export interface BuiltWal {
+  readonly records: number
+  /** Bytes of frames written (headers and payloads). */
+  readonly frameBytes: number
+  readonly walBytes: number
+  readonly lastLsn: number
 }
+
+/** A log of the Wal's PUT records (durability none) holding at least `bytes` bytes of frames. */
+export async function buildWal(dir: string, shape: RecordShape, bytes: number): Promise<BuiltWal> {
+  const frame = shape.payloadBytes + FRAME_HEADER_BYTES
+  const records = Math.ceil(bytes / frame)
+  const wal = await Wal.open({ dir, durability: 'none' })
+  try {
+    const pending = new Set<Promise<unknown>>()
+    for (let i = 0; i < records; i++) {
+      const p: Promise<unknown> = wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: shape.key(i), value: shape.value } }).then(() => pending.delete(p))
+      pending.add(p)
+      if (pending.size >= 4096) await Promise.race(pending)
+    }
+    await Promise.all(pending)
+    return { records, frameBytes: records * frame, walBytes: walBytes(dir), lastLsn: wal.lastLsn }
+  } finally {
+    await wal.close()
+  }
+}
+
+/**
+ * `Wal.open` on a log: recovery verifies every frame (`tail` false), or only
+ * from the last LSN on (`tail` true: what MemWAL asks for when its sinks have
+ * applied everything, the common restart). The time to open; closing is not
+ * counted.
+ */
+export async function walOpen(dir: string, lastLsn: number, tail: boolean): Promise<{ ms: number }> {
+  const t = performance.now()
+  const wal = await Wal.open({ dir, durability: 'sync', ...(tail ? { verifyFromLsn: lastLsn } : {}) })
+  const ms = performance.now() - t
+  try {
+    if (wal.lastLsn !== lastLsn) throw new Error(`opened at LSN ${wal.lastLsn}, not ${lastLsn}`)
+  } finally {
+    await wal.close()
+  }
+  return { ms }
+}
+
+export const defaultSegmentBytes = limits.segmentBytesDefault

@@ -74,7 +74,7 @@ function positiveInt(v: string): number {
 }
 
 function runBench(args: string[]): Promise<number> {
-  const script = fileURLToPath(new URL('../bench/wal-bench.js', import.meta.url))
+  const script = fileURLToPath(new URL('../bench/harness.js', import.meta.url))
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], { stdio: 'inherit' })
     child.on('error', reject)

@@ -1,0 +1,907 @@
+/**
+ * memwal against its peers, side by side in one run (`npm run bench`,
+ * `memwal bench`).
+ *
+ *   harness [--quick] [--json] [--report FILE] [--dir BASE] [--reps N] [--seconds S]
+ *           [--records N] [--only IDS] [--isolation trial|none] [--profile DIR]
+ *
+ * Append workloads (acknowledged = durable): memwal's Wal and MemWAL (sync
+ * durability), classic-level puts with `{ sync: true }` and lmdb-js with its
+ * durable commits, each with one awaited writer and 1, 16, 256 and 4,096
+ * writes in flight; classic-level sync batches; the raw writeSync +
+ * fdatasyncSync loop; and MemWAL end to end (acknowledged put -> applied in
+ * the LevelDB backend). Every system runs once per round and the order
+ * rotates from round to round, so that machine noise falls on all of them
+ * alike; each figure is the median over the rounds. Each trial has a fresh
+ * directory and a warm-up, and (full mode) a fresh process of its own, so
+ * that its peak RSS is its own and no trial inherits another's heap.
+ *
+ * Engine workloads (one-shot): a backlog of N records (1,000,000; --quick
+ * 100,000) acknowledged while the sinks are down, in a process then killed
+ * with SIGKILL; fsck and status on what it left; its replay (open + apply
+ * everything), with peak RSS; and opening logs of 100 MiB and 1 GiB
+ * (--quick: 16 MiB) with full verification and with the tail only.
+ *
+ * Output: a table on stdout, or with --json one JSON document (progress on
+ * stderr); --report FILE writes a self-contained HTML report with charts.
+ * The goals from the issue are reported, never asserted.
+ */
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import { posix as path } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { ClassicLevel } from 'classic-level'
+import {
+  backlogBytesMax, buildBacklog, buildWal, defaultSegmentBytes, FRAME_HEADER_BYTES, fsckRun, memwalTrial, processPeakRss, recordShape,
+  replay, RssSampler, sleep, statusRun, walOpen, type RecordShape,
+} from './engine-bench.js'
+import { lmdbTrial } from './lmdb-peer.js'
+import { classicLevelTrial, driveAwaited, driveInFlight, rawAppendTrial, rawPreallocTrial } from './peers.js'
+import { renderHtmlReport, type BenchDocument, type GoalEntry, type ProfileSummary, type ResultEntry, type SystemEntry } from './report-html.js'
+import { fmt, median, percentile, table, type TrialResult } from './stats.js'
+
+const USAGE = `usage: memwal bench [--quick] [--json] [--report FILE] [--dir BASE] [--reps N] [--seconds S]
+                    [--records N] [--only IDS] [--isolation trial|none] [--profile DIR]
+  --quick            a short run (under a minute): 2 rounds of 0.2 s trials, 100,000-record backlog, 16 MiB log
+  --json             print one JSON document on stdout (progress goes to stderr)
+  --report FILE      write a self-contained HTML report (charts as inline SVG)
+  --dir BASE         make the run's data directory under BASE (default: the OS temp dir); removed afterwards
+  --reps N           rounds of the append workloads (default 5, quick 2)
+  --seconds S        measured seconds per append trial (default 1.5, quick 0.2)
+  --records N        records in the crash backlog that is replayed (default 1,000,000, quick 100,000)
+  --only IDS         comma-separated workload ids, or prefixes of them (e.g. memwal/,lmdb/inflight-256)
+  --isolation MODE   trial: each trial in a child process of its own (default); none: all in this process (default with --quick)
+  --profile DIR      CPU-profile every memwal child process into DIR and summarise where the time goes (needs --isolation trial)`
+
+// ---- configuration ----
+
+interface Config {
+  readonly json: boolean
+  readonly quick: boolean
+  readonly report: string | undefined
+  readonly base: string
+  readonly reps: number
+  readonly measureMs: number
+  readonly warmupMs: number
+  /** Pause after each trial's cleanup, so that one system's leftovers do not land on the next. */
+  readonly settleMs: number
+  readonly records: number
+  readonly walSizes: readonly number[]
+  /** memwal trials' segment size: the default, smaller in quick mode (less zero-filling). */
+  readonly segmentBytes: number
+  /** Repetitions of fsck, status and open. */
+  readonly oneShotReps: number
+  readonly only: readonly string[] | undefined
+  readonly isolate: boolean
+  readonly profileDir: string | undefined
+  readonly argv: readonly string[]
+}
+
+class UsageError extends Error {}
+
+const MiB = 1024 * 1024
+
+function parseConfig(argv: string[]): Config {
+  let values
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        json: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
+        report: { type: 'string' },
+        dir: { type: 'string' },
+        reps: { type: 'string' },
+        seconds: { type: 'string' },
+        records: { type: 'string' },
+        only: { type: 'string' },
+        isolation: { type: 'string' },
+        profile: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  if (values.help) throw new UsageError('')
+  const quick = values.quick
+  const reps = values.reps === undefined ? (quick ? 2 : 5) : Number(values.reps)
+  if (!Number.isInteger(reps) || reps < 1 || reps > 100) throw new UsageError('--reps must be an integer from 1 to 100')
+  const seconds = values.seconds === undefined ? (quick ? 0.2 : 1.5) : Number(values.seconds)
+  if (!(seconds > 0 && seconds <= 600)) throw new UsageError('--seconds must be in (0, 600]')
+  const records = values.records === undefined ? (quick ? 100_000 : 1_000_000) : Number(values.records)
+  if (!Number.isInteger(records) || records < 1 || records > 20_000_000) throw new UsageError('--records must be an integer from 1 to 20,000,000')
+  const isolation = values.isolation ?? (quick ? 'none' : 'trial')
+  if (isolation !== 'trial' && isolation !== 'none') throw new UsageError('--isolation must be trial or none')
+  if (values.profile !== undefined && isolation !== 'trial') throw new UsageError('--profile needs --isolation trial')
+  const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  if (only !== undefined) {
+    const ids = allWorkloadIds()
+    for (const o of only) if (!ids.some((id) => id.startsWith(o))) throw new UsageError(`--only ${o} matches no workload; known: ${ids.join(', ')}`)
+  }
+  return {
+    json: values.json,
+    quick,
+    report: values.report === undefined ? undefined : path.resolve(values.report),
+    base: path.resolve(values.dir ?? os.tmpdir()),
+    reps,
+    measureMs: seconds * 1000,
+    warmupMs: quick ? 100 : 400,
+    settleMs: quick ? 20 : 100,
+    records,
+    walSizes: quick ? [16 * MiB] : [100 * MiB, 1024 * MiB],
+    segmentBytes: quick ? 16 * MiB : defaultSegmentBytes,
+    oneShotReps: quick ? 2 : 3,
+    only,
+    isolate: isolation === 'trial',
+    profileDir: values.profile === undefined ? undefined : path.resolve(values.profile),
+    argv,
+  }
+}
+
+// ---- what is measured ----
+
+type SystemId = 'memwal' | 'memwal-wal' | 'raw-append' | 'raw-prealloc' | 'level-put' | 'level-batch' | 'lmdb'
+
+const SYSTEMS: readonly SystemEntry[] = [
+  { id: 'memwal', label: 'memwal MemWAL.put (sync)', durability: 'the engine with its defaults: a put resolves once its frame is durable in the WAL (group commit, one O_DSYNC write per group on a preallocated segment); the LevelDB backend and the index apply in the background (end to end: counted when the backend has applied it)' },
+  { id: 'memwal-wal', label: 'memwal Wal (sync)', durability: 'the log alone: Wal.appendRecord resolves once its frame is durable (same write path as MemWAL, no sinks)' },
+  { id: 'raw-append', label: 'raw writeSync+fdatasyncSync', durability: 'one frame-sized write and one fdatasync per record, appended to a file that grows (each fdatasync also commits the new size): the loop the issue names' },
+  { id: 'raw-prealloc', label: 'raw loop, preallocated file', durability: 'the same loop over a file zero-filled and synced beforehand (as memwal lays out segments): each fdatasync flushes data only, the disk\'s floor for one record per flush' },
+  { id: 'level-put', label: 'classic-level put {sync}', durability: 'LevelDB put(key, value, { sync: true }) on a fresh database: resolved after LevelDB\'s log write + fsync (LevelDB groups concurrent writers into one log write)' },
+  { id: 'level-batch', label: 'classic-level batch {sync}', durability: 'LevelDB batch of N puts with { sync: true }, one batch at a time: every record of a batch is acknowledged when the batch resolves' },
+  { id: 'lmdb', label: 'lmdb-js put (durable)', durability: 'lmdb-js defaults (one transaction per event turn, overlappingSync): a put counts once its transaction is committed and flushed (the per-commit flushed promise; separateFlushed only exposes it)' },
+]
+
+const systemLabel = (id: string): string => SYSTEMS.find((s) => s.id === id)?.label ?? id
+
+type AppendMode = 'awaited' | 'inflight' | 'batch' | 'loop' | 'e2e'
+
+interface AppendWorkload {
+  readonly id: string
+  readonly system: SystemId
+  readonly workload: string
+  readonly label: string
+  readonly mode: AppendMode
+  /** Writes in flight, or records per batch. */
+  readonly depth: number
+  readonly concurrency: string | null
+}
+
+const DEPTHS = [1, 16, 256, 4096] as const
+const BATCHES = [16, 256, 4096] as const
+const E2E_DEPTH = 256
+
+function appendWorkloads(): AppendWorkload[] {
+  const w: AppendWorkload[] = []
+  const add = (system: SystemId, mode: AppendMode, depth: number): void => {
+    const workload = mode === 'awaited' ? 'awaited' : mode === 'loop' ? 'loop' : `${mode}-${depth}`
+    const label = mode === 'awaited' ? '1 awaited writer'
+      : mode === 'loop' ? '1 writer (sync loop)'
+      : mode === 'batch' ? `batches of ${depth}, one at a time`
+      : mode === 'e2e' ? `end to end, ${depth} in flight (ack -> applied)`
+      : `${depth} in flight`
+    const concurrency = mode === 'awaited' ? 'awaited' : mode === 'loop' || mode === 'e2e' ? null : String(depth)
+    w.push({ id: `${system}/${workload}`, system, workload, label, mode, depth, concurrency })
+  }
+  // Round 0's order; the systems alternate so that neighbours differ.
+  add('memwal', 'awaited', 1)
+  add('raw-append', 'loop', 1)
+  add('level-put', 'awaited', 1)
+  add('lmdb', 'awaited', 1)
+  add('memwal-wal', 'awaited', 1)
+  add('raw-prealloc', 'loop', 1)
+  for (const d of DEPTHS) {
+    add('memwal', 'inflight', d)
+    add('level-put', 'inflight', d)
+    add('memwal-wal', 'inflight', d)
+    add('lmdb', 'inflight', d)
+  }
+  for (const b of BATCHES) add('level-batch', 'batch', b)
+  add('memwal', 'e2e', E2E_DEPTH)
+  return w
+}
+
+const APPEND = appendWorkloads()
+
+interface OneShotWorkload {
+  readonly id: string
+  readonly system: SystemId
+  readonly workload: string
+  readonly label: string
+}
+
+const sizeName = (bytes: number): string => (bytes >= 1024 * MiB ? `${bytes / (1024 * MiB)}GiB` : `${bytes / MiB}MiB`)
+
+function oneShotWorkloads(records: number, walSizes: readonly number[]): OneShotWorkload[] {
+  const n = fmt(records)
+  return [
+    { id: 'memwal/backlog', system: 'memwal', workload: 'backlog', label: `${n}-record backlog, sinks down (then SIGKILL)` },
+    { id: 'memwal/fsck', system: 'memwal', workload: 'fsck', label: `fsck of the crashed directory (${n} unapplied)` },
+    { id: 'memwal/status', system: 'memwal', workload: 'status', label: `status of the crashed directory` },
+    { id: 'memwal/replay', system: 'memwal', workload: 'replay', label: `replay after the crash: open + apply ${n} records` },
+    ...walSizes.flatMap((b): OneShotWorkload[] => [
+      { id: `memwal-wal/open-${sizeName(b)}`, system: 'memwal-wal', workload: `open-${sizeName(b)}`, label: `open a ${sizeName(b)} log, every frame verified` },
+      { id: `memwal-wal/open-tail-${sizeName(b)}`, system: 'memwal-wal', workload: `open-tail-${sizeName(b)}`, label: `open a ${sizeName(b)} log, tail verified (sinks caught up)` },
+      { id: `memwal-wal/status-${sizeName(b)}`, system: 'memwal-wal', workload: `status-${sizeName(b)}`, label: `status of a ${sizeName(b)} log` },
+    ]),
+  ]
+}
+
+function allWorkloadIds(): string[] {
+  return [...APPEND.map((w) => w.id), ...oneShotWorkloads(1, [100 * MiB, 1024 * MiB, 16 * MiB]).map((w) => w.id)]
+}
+
+const selected = (c: Config, id: string): boolean => c.only === undefined || c.only.some((o) => id.startsWith(o))
+
+// ---- tasks: what one process (this one, or a child) does ----
+
+type Task =
+  | { readonly task: 'append'; readonly id: string; readonly dir: string; readonly warmupMs: number; readonly measureMs: number; readonly segmentBytes: number; readonly settle: boolean }
+  | { readonly task: 'backlog'; readonly dir: string; readonly records: number }
+  | { readonly task: 'replay'; readonly dir: string; readonly records: number }
+  | { readonly task: 'fsck'; readonly dir: string }
+  | { readonly task: 'status'; readonly dir: string }
+  | { readonly task: 'build-wal'; readonly dir: string; readonly bytes: number }
+  | { readonly task: 'wal-open'; readonly dir: string; readonly lastLsn: number; readonly tail: boolean }
+
+/** What a task reports: numbers only (it crosses a process boundary as JSON). */
+type Outcome = Record<string, number>
+
+/** classic-level `batch(puts, { sync: true })` of `size` records, one awaited batch at a time; counted in records. */
+async function levelBatchTrial(dir: string, shape: RecordShape, size: number, warmupMs: number, measureMs: number): Promise<TrialResult> {
+  const db = new ClassicLevel<string, string>(path.join(dir, 'level'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  await db.open()
+  try {
+    let n = 0
+    const op = (): Promise<void> => {
+      const ops = new Array<{ type: 'put'; key: string; value: string }>(size)
+      for (let i = 0; i < size; i++) ops[i] = { type: 'put', key: shape.key(n++), value: shape.value }
+      return db.batch(ops, { sync: true })
+    }
+    await driveAwaited(op, warmupMs)
+    const r = await driveAwaited(op, measureMs)
+    return { ...r, ops: r.ops * size, opsPerSec: r.opsPerSec * size }
+  } finally {
+    await db.close()
+  }
+}
+
+async function appendTask(t: Extract<Task, { task: 'append' }>, shape: RecordShape): Promise<Outcome> {
+  const w = APPEND.find((x) => x.id === t.id)
+  if (!w) throw new Error(`unknown workload ${t.id}`)
+  const timing = { warmupMs: t.warmupMs, measureMs: t.measureMs }
+  const awaited = w.mode === 'awaited'
+  let result: TrialResult
+  let rotations: number | undefined
+  switch (w.system) {
+    case 'memwal':
+    case 'memwal-wal': {
+      const kind = w.system === 'memwal-wal' ? 'wal' : w.mode === 'e2e' ? 'e2e' : 'engine'
+      const m = await memwalTrial(t.dir, shape, { kind, depth: w.depth, awaited, ...timing, segmentBytes: t.segmentBytes, settle: t.settle })
+      result = m.result
+      rotations = m.rotations
+      break
+    }
+    case 'raw-append':
+      result = rawAppendTrial(t.dir, { appendBytes: shape.payloadBytes + FRAME_HEADER_BYTES, ...timing })
+      break
+    case 'raw-prealloc':
+      result = rawPreallocTrial(t.dir, { appendBytes: shape.payloadBytes + FRAME_HEADER_BYTES, ...timing, fileBytes: defaultSegmentBytes })
+      break
+    case 'level-put':
+      // classicLevelTrial drives one awaited writer at depth 1; "1 in flight" is the same load through the in-flight driver.
+      result = !awaited && w.depth === 1
+        ? await levelInFlightOne(t.dir, shape, timing)
+        : await classicLevelTrial(t.dir, { key: shape.key, value: shape.value, ...timing, depth: awaited ? 1 : w.depth })
+      break
+    case 'level-batch':
+      result = await levelBatchTrial(t.dir, shape, w.depth, t.warmupMs, t.measureMs)
+      break
+    case 'lmdb':
+      result = await lmdbTrial(t.dir, { key: shape.key, value: shape.value, ...timing, depth: w.depth, awaited })
+      break
+    default: {
+      const never: never = w.system
+      throw new Error(`unknown system ${String(never)}`)
+    }
+  }
+  return { ...result, ...(rotations !== undefined ? { segmentRotations: rotations } : {}) }
+}
+
+/** classic-level with exactly one put in flight, through the same in-flight driver the other systems use. */
+async function levelInFlightOne(dir: string, shape: RecordShape, timing: { warmupMs: number; measureMs: number }): Promise<TrialResult> {
+  const db = new ClassicLevel<string, string>(path.join(dir, 'level-1'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  await db.open()
+  try {
+    let n = 0
+    const op = (): Promise<void> => db.put(shape.key(n++), shape.value, { sync: true })
+    await driveInFlight(op, timing.warmupMs, 1)
+    return await driveInFlight(op, timing.measureMs, 1)
+  } finally {
+    await db.close()
+  }
+}
+
+/** Runs a task in this process; `peakRssBytes` is the process's (in a child: its own; here: sampled during the task). */
+async function runTask(t: Task, shape: RecordShape): Promise<Outcome> {
+  const sampler = new RssSampler().start()
+  let out: Outcome
+  try {
+    switch (t.task) {
+      case 'append':
+        out = await appendTask(t, shape)
+        break
+      case 'backlog':
+        out = { ...(await buildBacklog(t.dir, shape, t.records)) }
+        break
+      case 'replay':
+        out = { ...(await replay(t.dir, t.records)) }
+        break
+      case 'fsck':
+        out = { ...(await fsckRun(t.dir)) }
+        break
+      case 'status':
+        out = { ...(await statusRun(t.dir)) }
+        break
+      case 'build-wal':
+        out = { ...(await buildWal(t.dir, shape, t.bytes)) }
+        break
+      case 'wal-open':
+        out = { ...(await walOpen(t.dir, t.lastLsn, t.tail)) }
+        break
+      default: {
+        const never: never = t
+        throw new Error(`unknown task ${JSON.stringify(never)}`)
+      }
+    }
+  } finally {
+    sampler.stop()
+  }
+  return { ...out, peakRssBytes: out['peakRssBytes'] ?? sampler.stop() }
+}
+
+// ---- child processes ----
+
+const SCRIPT = fileURLToPath(import.meta.url)
+
+/** This process's node flags, minus any CPU-profiling ones (a child is profiled only when asked). */
+function inheritedExecArgv(): string[] {
+  const out: string[] = []
+  const a = process.execArgv
+  for (let i = 0; i < a.length; i++) {
+    const arg = a[i] ?? ''
+    if (arg.startsWith('--cpu-prof')) {
+      if (!arg.includes('=') && arg !== '--cpu-prof') i++
+      continue
+    }
+    out.push(arg)
+  }
+  return out
+}
+
+/**
+ * Runs a task in a child process (this script with `--child`) and returns
+ * its outcome. A `backlog` child is killed with SIGKILL as soon as it has
+ * reported: the crash whose leftovers the replay recovers.
+ */
+function runChild(t: Task, profileDir: string | undefined): Promise<Outcome> {
+  const flags = [...inheritedExecArgv()]
+  if (t.task === 'backlog' || t.task === 'replay') flags.push('--expose-gc')
+  if (profileDir !== undefined) flags.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`)
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...flags, SCRIPT, '--child', JSON.stringify(t)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    let reported: Outcome | undefined
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s
+      const nl = stdout.indexOf('\n')
+      if (reported === undefined && nl >= 0) {
+        try {
+          reported = JSON.parse(stdout.slice(0, nl)) as Outcome
+        } catch (err) {
+          reject(new Error(`child ${t.task} printed no JSON: ${stdout.slice(0, 200)} (${(err as Error).message})`))
+          child.kill('SIGKILL')
+          return
+        }
+        if (t.task === 'backlog') child.kill('SIGKILL')
+      }
+    })
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      if (reported !== undefined && (code === 0 || (t.task === 'backlog' && signal === 'SIGKILL'))) resolve(reported)
+      else reject(new Error(`child ${t.task}${t.task === 'append' ? ` ${t.id}` : ''} ended with ${signal ?? `exit code ${String(code)}`}`))
+    })
+  })
+}
+
+/** The `--child` side: run one task, print its outcome as one line; a backlog child then waits to be killed. */
+async function childMain(spec: string): Promise<void> {
+  const t = JSON.parse(spec) as Task
+  const out = await runTask(t, recordShape())
+  const line = `${JSON.stringify({ ...out, peakRssBytes: processPeakRss() })}\n`
+  await new Promise<void>((resolve) => process.stdout.write(line, () => resolve()))
+  if (t.task === 'backlog') {
+    setInterval(() => undefined, 60_000) // the crash comes from outside
+    return
+  }
+  process.exit(0)
+}
+
+// ---- the machine ----
+
+function diskOf(dir: string): Record<string, string> {
+  try {
+    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((p) => p.length >= 3)
+    let best: string[] | undefined
+    for (const m of mounts) {
+      const mp = m[1] ?? ''
+      if ((dir === mp || dir.startsWith(mp.endsWith('/') ? mp : `${mp}/`)) && (!best || mp.length > (best[1] ?? '').length)) best = m
+    }
+    if (!best) return {}
+    const dev = path.basename(best[0] ?? '')
+    const block = dev.replace(/p?\d+$/, '')
+    const read = (f: string): string | undefined => {
+      try {
+        return fs.readFileSync(f, 'utf8').trim()
+      } catch {
+        return undefined
+      }
+    }
+    const rotational = read(`/sys/block/${block}/queue/rotational`)
+    const model = read(`/sys/block/${block}/device/model`)
+    const sizeSectors = read(`/sys/block/${block}/size`)
+    return {
+      device: best[0] ?? '', mountPoint: best[1] ?? '', filesystem: best[2] ?? '', mountOptions: best[3] ?? '',
+      ...(rotational !== undefined ? { rotational } : {}),
+      ...(model !== undefined ? { model } : {}),
+      ...(sizeSectors !== undefined ? { sizeGB: String(Math.round((Number(sizeSectors) * 512) / 1e9)) } : {}),
+    }
+  } catch {
+    return {}
+  }
+}
+
+function machineInfo(base: string): Record<string, unknown> {
+  const cpus = os.cpus()
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGB: Math.round(os.totalmem() / 1e9),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    kernel: os.release(),
+    disk: diskOf(base),
+  }
+}
+
+class LoadWatch {
+  readonly start = os.loadavg()[0] ?? Number.NaN
+  private readonly samples: number[] = [this.start]
+  private readonly timer = setInterval(() => this.samples.push(os.loadavg()[0] ?? Number.NaN), 5000)
+
+  constructor() {
+    this.timer.unref()
+  }
+
+  stop(): BenchDocument['load'] {
+    clearInterval(this.timer)
+    const end = os.loadavg()[0] ?? Number.NaN
+    this.samples.push(end)
+    return { start: this.start, end, mean: this.samples.reduce((a, b) => a + b, 0) / this.samples.length, max: Math.max(...this.samples), samples: this.samples.length }
+  }
+}
+
+// ---- running ----
+
+interface Run {
+  readonly c: Config
+  readonly shape: RecordShape
+  readonly runDir: string
+  readonly log: (line: string) => void
+  /** Per result id, the repetitions' outcomes. */
+  readonly outcomes: Map<string, Outcome[]>
+  readonly profiled: Map<string, string[]>
+}
+
+let childSeq = 0
+
+/** Runs `t` as configured (child or here), records the outcome under `id`. */
+async function perform(run: Run, id: string, t: Task, options: { readonly forceChild?: boolean } = {}): Promise<Outcome> {
+  const child = run.c.isolate || options.forceChild === true
+  let profileDir: string | undefined
+  if (child && run.c.profileDir !== undefined && id.startsWith('memwal')) {
+    profileDir = path.join(run.c.profileDir, `${id.replace(/[^a-zA-Z0-9-]+/g, '_')}-${++childSeq}`)
+    run.profiled.set(id, [...(run.profiled.get(id) ?? []), profileDir])
+  }
+  const out = child ? await runChild(t, profileDir) : await runTask(t, run.shape)
+  if (!id.startsWith('_')) run.outcomes.set(id, [...(run.outcomes.get(id) ?? []), out])
+  return out
+}
+
+/** Removes a trial's directory and flushes the removal (freed blocks included) before the next trial. */
+async function cleanDir(runDir: string, dir: string, settleMs: number): Promise<void> {
+  fs.rmSync(dir, { recursive: true, force: true })
+  const fd = fs.openSync(runDir, 'r')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  await sleep(settleMs)
+}
+
+async function appendRounds(run: Run): Promise<void> {
+  const { c, log } = run
+  const order = APPEND.filter((w) => selected(c, w.id))
+  for (let round = 0; round < c.reps; round++) {
+    for (let k = 0; k < order.length; k++) {
+      const w = order[(k + round) % order.length]
+      if (!w) continue
+      const dir = path.join(run.runDir, `r${round}-${w.id.replace('/', '-')}`)
+      fs.mkdirSync(dir, { mode: 0o700 })
+      let r: Outcome
+      try {
+        r = await perform(run, w.id, { task: 'append', id: w.id, dir, warmupMs: c.warmupMs, measureMs: c.measureMs, segmentBytes: c.segmentBytes, settle: !c.quick })
+      } finally {
+        await cleanDir(run.runDir, dir, c.settleMs)
+      }
+      log(`round ${round + 1}/${c.reps} ${w.id.padEnd(26)} ${fmt(r['opsPerSec'] ?? Number.NaN).padStart(9)} records/s  p50 ${fmt(r['p50Us'] ?? Number.NaN, 1)} us  p99 ${fmt(r['p99Us'] ?? Number.NaN, 1)} us`)
+    }
+  }
+}
+
+/** The crash backlog: built and killed, then fsck and status (interleaved, repeated), then the replay. */
+async function crashWorkloads(run: Run, oneShots: readonly OneShotWorkload[]): Promise<void> {
+  const { c, log } = run
+  const want = (id: string): boolean => oneShots.some((w) => w.id === id && selected(c, id))
+  if (!['memwal/backlog', 'memwal/fsck', 'memwal/status', 'memwal/replay'].some(want)) return
+  const dir = path.join(run.runDir, 'crash')
+  log(`building a ${fmt(c.records)}-record backlog with the sinks down, then SIGKILL`)
+  // Always a child: it must be killed, and its RSS must be its own.
+  const b = await perform(run, want('memwal/backlog') ? 'memwal/backlog' : '_backlog', { task: 'backlog', dir, records: c.records }, { forceChild: true })
+  log(`  ${fmt(b['records'] ?? 0)} records acknowledged in ${fmt((b['ms'] ?? 0) / 1000, 1)} s; backlog ${fmt((b['backlogBytes'] ?? 0) / 1e6)} MB, RSS ${fmt((b['backlogRssBytes'] ?? 0) / 1e6)} MB`)
+  for (let i = 0; i < c.oneShotReps; i++) {
+    const pair: ('fsck' | 'status')[] = i % 2 === 0 ? ['fsck', 'status'] : ['status', 'fsck']
+    for (const task of pair) {
+      if (!want(`memwal/${task}`)) continue
+      const r = await perform(run, `memwal/${task}`, { task, dir })
+      log(`  ${task} ${i + 1}/${c.oneShotReps}: ${fmt(r['ms'] ?? 0, 1)} ms`)
+    }
+  }
+  if (want('memwal/replay')) {
+    log(`replaying ${fmt(c.records)} records`)
+    const r = await perform(run, 'memwal/replay', { task: 'replay', dir, records: c.records }, { forceChild: true })
+    log(`  open ${fmt(r['openMs'] ?? 0)} ms + apply ${fmt(r['drainMs'] ?? 0)} ms, peak RSS ${fmt((r['peakRssBytes'] ?? 0) / 1e6)} MB`)
+  }
+  await cleanDir(run.runDir, dir, c.settleMs)
+}
+
+/** Logs of each size: opened (all frames verified, and tail only) and inspected, interleaved, repeated. */
+async function openWorkloads(run: Run, oneShots: readonly OneShotWorkload[]): Promise<Map<string, Outcome>> {
+  const { c, log } = run
+  const built = new Map<string, Outcome>()
+  const sizes = c.walSizes.filter((b) => oneShots.some((w) => w.id.endsWith(`-${sizeName(b)}`) && selected(c, w.id)))
+  const dirs = new Map<number, { dir: string; lastLsn: number }>()
+  for (const bytes of sizes) {
+    const dir = path.join(run.runDir, `log-${sizeName(bytes)}`)
+    log(`writing a ${sizeName(bytes)} log`)
+    const b = await perform(run, `_build-${sizeName(bytes)}`, { task: 'build-wal', dir, bytes })
+    built.set(sizeName(bytes), b)
+    dirs.set(bytes, { dir, lastLsn: b['lastLsn'] ?? 0 })
+  }
+  const steps: { id: string; task: Task }[] = []
+  for (const [bytes, { dir, lastLsn }] of dirs) {
+    const s = sizeName(bytes)
+    steps.push({ id: `memwal-wal/open-${s}`, task: { task: 'wal-open', dir, lastLsn, tail: false } })
+    steps.push({ id: `memwal-wal/open-tail-${s}`, task: { task: 'wal-open', dir, lastLsn, tail: true } })
+    steps.push({ id: `memwal-wal/status-${s}`, task: { task: 'status', dir } })
+  }
+  const chosen = steps.filter((s) => selected(c, s.id))
+  for (let i = 0; i < c.oneShotReps; i++) {
+    for (let k = 0; k < chosen.length; k++) {
+      const s = chosen[(k + i) % chosen.length]
+      if (!s) continue
+      const r = await perform(run, s.id, s.task)
+      log(`  ${s.id} ${i + 1}/${c.oneShotReps}: ${fmt(r['ms'] ?? 0, 1)} ms`)
+    }
+  }
+  for (const { dir } of dirs.values()) await cleanDir(run.runDir, dir, c.settleMs)
+  return built
+}
+
+// ---- results ----
+
+const mb = (bytes: number): number => bytes / 1e6
+
+function appendResult(w: AppendWorkload, reps: readonly Outcome[], shape: RecordShape): ResultEntry {
+  const repetitions = reps.map((r) => {
+    const { peakRssBytes, ...rest } = r
+    return { ...rest, mbPerSec: mb((r['opsPerSec'] ?? Number.NaN) * shape.payloadBytes), peakRssMB: mb(peakRssBytes ?? Number.NaN) }
+  })
+  const med = (k: string): number => median(repetitions.map((r) => (r as Record<string, number>)[k] ?? Number.NaN))
+  const rotations = repetitions.map((r) => (r as Record<string, number>)['segmentRotations']).filter((x): x is number => x !== undefined)
+  return {
+    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'append', concurrency: w.concurrency,
+    opsPerSec: med('opsPerSec'), mbPerSec: med('mbPerSec'), p50Us: med('p50Us'), p99Us: med('p99Us'), p999Us: med('p999Us'),
+    peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)),
+    ...(rotations.length > 0 ? { details: { segmentRotationsMedian: median(rotations) } } : {}),
+    repetitions,
+  }
+}
+
+/**
+ * A one-shot workload's entry: its duration `msKey` per repetition; ops/s and
+ * MB/s are the records and bytes it covered per second of that duration;
+ * the latency percentiles are those of the durations.
+ */
+function oneShotResult(w: OneShotWorkload, reps: readonly Outcome[], msKey: string, covered: { records: number; bytes: number }, details: Record<string, number>): ResultEntry {
+  const repetitions = reps.map((r) => {
+    const ms = r[msKey] ?? Number.NaN
+    return { ...r, ms, opsPerSec: covered.records / (ms / 1000), mbPerSec: mb(covered.bytes) / (ms / 1000), peakRssMB: mb(r['peakRssBytes'] ?? Number.NaN) }
+  })
+  const ms = [...repetitions.map((r) => r.ms)].sort((a, b) => a - b)
+  const msMedian = median(ms)
+  return {
+    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'engine', concurrency: null,
+    opsPerSec: covered.records / (msMedian / 1000), mbPerSec: mb(covered.bytes) / (msMedian / 1000),
+    p50Us: percentile(ms, 50) * 1000, p99Us: percentile(ms, 99) * 1000, p999Us: percentile(ms, 99.9) * 1000,
+    peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)), ms: msMedian, details, repetitions,
+  }
+}
+
+function results(run: Run, built: Map<string, Outcome>, oneShots: readonly OneShotWorkload[]): ResultEntry[] {
+  const out: ResultEntry[] = []
+  for (const w of APPEND) {
+    const reps = run.outcomes.get(w.id)
+    if (reps && reps.length > 0) out.push(appendResult(w, reps, run.shape))
+  }
+  const first = (id: string): Outcome | undefined => run.outcomes.get(id)?.[0]
+  const backlog = first('memwal/backlog')
+  const fsckFirst = first('memwal/fsck')
+  const records = run.c.records
+  const walBytes = backlog?.['walBytes'] ?? fsckFirst?.['bytesScanned'] ?? Number.NaN
+  for (const w of oneShots) {
+    const reps = run.outcomes.get(w.id)
+    if (!reps || reps.length === 0) continue
+    const r0 = reps[0] ?? {}
+    switch (w.workload) {
+      case 'backlog': {
+        const bytes = r0['backlogBytes'] ?? Number.NaN
+        out.push(oneShotResult(w, reps, 'ms', { records, bytes }, {
+          records, backlogMB: mb(bytes), walMB: mb(r0['walBytes'] ?? Number.NaN), baselineRssMB: mb(r0['baselineRssBytes'] ?? Number.NaN),
+          rssWithBacklogMB: mb(r0['backlogRssBytes'] ?? Number.NaN), rssGrowthPerBacklogByte: ((r0['backlogRssBytes'] ?? Number.NaN) - (r0['baselineRssBytes'] ?? Number.NaN)) / bytes,
+        }))
+        break
+      }
+      case 'fsck':
+        out.push(oneShotResult(w, reps, 'ms', { records: r0['records'] ?? records, bytes: r0['bytesScanned'] ?? Number.NaN }, { bytesScannedMB: mb(r0['bytesScanned'] ?? Number.NaN), records: r0['records'] ?? Number.NaN }))
+        break
+      case 'status':
+        out.push(oneShotResult(w, reps, 'ms', { records, bytes: walBytes }, { walMB: mb(walBytes) }))
+        break
+      case 'replay': {
+        const backlogBytes = backlog?.['backlogBytes'] ?? Number.NaN
+        out.push(oneShotResult(w, reps, 'totalMs', { records, bytes: backlogBytes }, {
+          records, openMs: median(reps.map((r) => r['openMs'] ?? Number.NaN)), applyMs: median(reps.map((r) => r['drainMs'] ?? Number.NaN)),
+          backlogMB: mb(backlogBytes), peakRssPerBacklogByte: Math.max(...reps.map((r) => r['peakRssBytes'] ?? Number.NaN)) / backlogBytes,
+        }))
+        break
+      }
+      default: {
+        const size = w.workload.replace(/^(open-tail-|open-|status-)/, '')
+        const b = built.get(size)
+        const covered = { records: b?.['records'] ?? Number.NaN, bytes: b?.['walBytes'] ?? Number.NaN }
+        out.push(oneShotResult(w, reps, 'ms', covered, { records: covered.records, frameMB: mb(b?.['frameBytes'] ?? Number.NaN), segmentFilesMB: mb(covered.bytes) }))
+      }
+    }
+  }
+  return out
+}
+
+function goals(res: readonly ResultEntry[]): GoalEntry[] {
+  const ops = (id: string): number | undefined => res.find((r) => r.id === id)?.opsPerSec
+  const goal = (id: string, text: string, target: number, a: string, b: string): GoalEntry => {
+    const x = ops(a)
+    const y = ops(b)
+    const measured = x !== undefined && y !== undefined && y > 0 ? x / y : null
+    return { id, goal: text, target, measured, met: measured === null ? null : measured >= target, numerator: a, denominator: b }
+  }
+  return [
+    goal('memwal-awaited-vs-raw', 'MemWAL.put, one awaited writer >= 0.9x the raw write+fdatasync loop', 0.9, 'memwal/awaited', 'raw-append/loop'),
+    goal('wal-awaited-vs-raw', 'Wal, one awaited writer >= 0.9x the raw write+fdatasync loop', 0.9, 'memwal-wal/awaited', 'raw-append/loop'),
+    goal('memwal-awaited-vs-raw-prealloc', 'MemWAL.put, one awaited writer >= 0.9x the raw loop on a preallocated file (the stricter floor)', 0.9, 'memwal/awaited', 'raw-prealloc/loop'),
+    goal('memwal-256-vs-lmdb', 'MemWAL.put, 256 in flight >= 1.3x lmdb-js at 256 in flight', 1.3, 'memwal/inflight-256', 'lmdb/inflight-256'),
+    goal('wal-256-vs-lmdb', 'Wal, 256 in flight >= 1.3x lmdb-js at 256 in flight', 1.3, 'memwal-wal/inflight-256', 'lmdb/inflight-256'),
+    goal('memwal-256-vs-level', 'MemWAL.put, 256 in flight >= 20x classic-level sync puts at 256 in flight', 20, 'memwal/inflight-256', 'level-put/inflight-256'),
+    goal('wal-256-vs-level', 'Wal, 256 in flight >= 20x classic-level sync puts at 256 in flight', 20, 'memwal-wal/inflight-256', 'level-put/inflight-256'),
+    goal('e2e-vs-wal', 'end to end into LevelDB (ack -> applied, 256 in flight) >= 0.8x the WAL alone at 256 in flight', 0.8, `memwal/e2e-${E2E_DEPTH}`, 'memwal-wal/inflight-256'),
+  ]
+}
+
+function notes(c: Config, shape: RecordShape): string[] {
+  return [
+    `Every append workload writes the same records: ${shape.payloadBytes}-byte Wal payloads (${shape.payloadBytes + FRAME_HEADER_BYTES}-byte frames); classic-level and lmdb-js store the same key and value string. MB/s counts ${shape.payloadBytes} bytes per acknowledged record, whatever each system writes on disk.`,
+    `Append trials: ${c.reps} rounds, ${fmt(c.warmupMs)} ms warm-up then ${fmt(c.measureMs)} ms measured, fresh directory each, systems in rotating order; figures are medians over the rounds, peak RSS the highest.`,
+    c.isolate ? 'Each trial ran in a child process of its own: its peak RSS is that process\'s (the kernel\'s maxrss, Node itself included).' : 'All trials ran in this one process (--isolation none): peak RSS is the process\'s, sampled during the trial, and includes whatever earlier trials left.',
+    `Latency runs from issuing a write to its acknowledgement; for batches, per batch (every record of it waits that long). For one-shot workloads the percentiles are those of the durations over ${c.oneShotReps} repetition(s) (the backlog and its replay: one), and records/s and MB/s are the records and bytes covered per second of the operation.`,
+    `The crash backlog: ${fmt(c.records)} MemWAL puts (durability none, which changes nothing in what is held in memory) while the backend and index fail every apply, in a child process killed with SIGKILL once they were acknowledged; replay = MemWAL.open (recovery reads the backlog back) + flush (everything applied to LevelDB), in a fresh process. The logs were just written: opens, fsck and status read them from a warm page cache.`,
+    `Segment files are preallocated (${fmt(c.segmentBytes / MiB)} MiB each${c.quick ? ' in this quick run; 64 MiB by default' : ''}): a log's size on disk counts whole segments, so MB/s for open, status and fsck counts the zero-filled end of the last segment too.`,
+    'Goals are reported, never asserted; the figures depend on the machine and on what else it runs (see the load average).',
+  ]
+}
+
+// ---- profiles ----
+
+interface CpuProfileNode {
+  readonly id: number
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
+}
+
+interface CpuProfile {
+  readonly nodes: readonly CpuProfileNode[]
+  readonly samples?: readonly number[]
+  readonly timeDeltas?: readonly number[]
+}
+
+function areaOf(url: string, name: string): string {
+  if (name === '(garbage collector)' || name === '(program)' || name === '(idle)') return name
+  if (url === '') return '(native/VM)'
+  if (url.startsWith('node:')) return 'node internals'
+  const nm = url.lastIndexOf('node_modules/')
+  if (nm >= 0) return url.slice(nm + 13).split('/').slice(0, url.slice(nm + 13).startsWith('@') ? 2 : 1).join('/')
+  const m = /\/(engine|bench|cli)\/(([a-z-]+)\/)?/.exec(url)
+  if (m) return m[3] !== undefined ? `${m[1]}/${m[3]}` : (m[1] ?? url)
+  return url
+}
+
+function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary | undefined {
+  const fnMs = new Map<string, { name: string; location: string; selfMs: number }>()
+  const areaMs = new Map<string, number>()
+  let idle = 0
+  let busy = 0
+  for (const d of dirs) {
+    if (!fs.existsSync(d)) continue
+    for (const f of fs.readdirSync(d).filter((n) => n.endsWith('.cpuprofile'))) {
+      const p = JSON.parse(fs.readFileSync(path.join(d, f), 'utf8')) as CpuProfile
+      const byId = new Map(p.nodes.map((n) => [n.id, n]))
+      const samples = p.samples ?? []
+      const deltas = p.timeDeltas ?? []
+      for (let i = 0; i < samples.length; i++) {
+        const node = byId.get(samples[i] ?? -1)
+        const ms = (deltas[i + 1] ?? deltas[i] ?? 0) / 1000
+        if (!node) continue
+        const { functionName, url, lineNumber } = node.callFrame
+        const name = functionName || '(anonymous)'
+        if (name === '(idle)') {
+          idle += ms
+          continue
+        }
+        busy += ms
+        const short = url.replace(/^file:\/\//, '').replace(/^.*?\/(engine|bench|cli|node_modules)\//, '$1/')
+        const location = url === '' ? '' : `${short}:${lineNumber + 1}`
+        const key = `${name} ${location}`
+        const e = fnMs.get(key) ?? { name, location, selfMs: 0 }
+        e.selfMs += ms
+        fnMs.set(key, e)
+        const area = areaOf(url, name)
+        areaMs.set(area, (areaMs.get(area) ?? 0) + ms)
+      }
+    }
+  }
+  if (busy === 0) return undefined
+  const pct = (ms: number): number => (100 * ms) / busy
+  return {
+    id, busyMs: busy, idleMs: idle,
+    functions: [...fnMs.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, 15).map((f) => ({ ...f, pct: pct(f.selfMs) })),
+    areas: [...areaMs.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([area, selfMs]) => ({ area, selfMs, pct: pct(selfMs) })),
+  }
+}
+
+// ---- output ----
+
+function renderText(doc: BenchDocument): string {
+  const head = ['system', 'workload', 'records/s', 'MB/s', 'p50 us', 'p99 us', 'p99.9 us', 'peak RSS MB', 'reps']
+  const append = doc.results.filter((r) => r.group === 'append').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.opsPerSec), fmt(r.mbPerSec, 2), fmt(r.p50Us, 1), fmt(r.p99Us, 1), fmt(r.p999Us, 1), fmt(r.peakRssMB), String(r.repetitions.length)])
+  const engine = doc.results.filter((r) => r.group === 'engine').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.ms ?? Number.NaN, 1), fmt(r.opsPerSec), fmt(r.mbPerSec, 1), fmt(r.peakRssMB), String(r.repetitions.length)])
+  const m = doc.machine
+  const disk = m['disk'] as Record<string, string>
+  const out = [
+    `memwal benchmark${doc.config['quick'] ? ' (quick)' : ''}: ${String(m['cpus'])} cpus (${String(m['cpuModel'])}), node ${String(m['node'])}, disk ${disk['device'] ?? '?'} (${disk['filesystem'] ?? '?'}), ` +
+      `load average ${fmt(doc.load.start, 2)} at start, ${fmt(doc.load.end, 2)} at end (max ${fmt(doc.load.max, 2)})`,
+    '',
+  ]
+  if (append.length > 0) out.push('append (acknowledged = durable), median over rounds:', table([head, ...append]), '')
+  if (engine.length > 0) out.push('one-shot engine workloads:', table([['system', 'workload', 'ms', 'records/s', 'MB/s', 'peak RSS MB', 'reps'], ...engine]), '')
+  for (const r of doc.results.filter((x) => x.group === 'engine' && x.details)) {
+    out.push(`  ${r.id}: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v, Math.abs(v) < 10 ? 2 : 0)}`).join(', ')}`)
+  }
+  const measured = doc.goals.filter((g) => g.measured !== null)
+  if (measured.length > 0) out.push('', 'goals (ratios in this run; reported, not asserted):')
+  for (const g of measured) out.push(`  ${g.met ? 'PASS ' : 'SHORT'}  ${fmt(g.measured ?? Number.NaN, 2).padStart(7)}x  (target ${g.target}x)  ${g.goal}`)
+  for (const p of doc.profiles ?? []) {
+    out.push('', `where the time goes: ${p.id} (${fmt(p.busyMs)} ms busy): ${p.areas.slice(0, 6).map((a) => `${a.area} ${fmt(a.pct, 1)}%`).join(', ')}`)
+    for (const f of p.functions.slice(0, 8)) out.push(`  ${fmt(f.pct, 1).padStart(5)}%  ${f.name}  ${f.location}`)
+  }
+  out.push('', `total ${fmt(doc.elapsedMs / 1000, 1)} s`)
+  return out.join('\n') + '\n'
+}
+
+async function main(argv: string[]): Promise<number> {
+  const childAt = argv.indexOf('--child')
+  if (childAt >= 0) {
+    await childMain(argv[childAt + 1] ?? '')
+    return 0
+  }
+  let c: Config
+  try {
+    c = parseConfig(argv)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    if (err.message) process.stderr.write(`memwal bench: ${err.message}\n`)
+    process.stderr.write(`${USAGE}\n`)
+    return err.message ? 16 : 0
+  }
+  const log = (line: string): void => void process.stderr.write(`${line}\n`)
+  const started = performance.now()
+  const startedAt = new Date().toISOString()
+  const load = new LoadWatch()
+  const shape = recordShape()
+  fs.mkdirSync(c.base, { recursive: true })
+  if (c.profileDir !== undefined) fs.mkdirSync(c.profileDir, { recursive: true })
+  const runDir = fs.mkdtempSync(path.join(c.base, 'memwal-bench-'))
+  const run: Run = { c, shape, runDir, log, outcomes: new Map(), profiled: new Map() }
+  const oneShots = oneShotWorkloads(c.records, c.walSizes)
+  const appendCount = APPEND.filter((w) => selected(c, w.id)).length
+  log(`memwal bench: data in ${runDir}; ${c.reps} rounds x ${appendCount} append workloads, ${c.measureMs / 1000} s each; backlog ${fmt(c.records)} records; ${c.isolate ? 'a process per trial' : 'one process'}`)
+  let built: Map<string, Outcome>
+  try {
+    await appendRounds(run)
+    await crashWorkloads(run, oneShots)
+    built = await openWorkloads(run, oneShots)
+  } finally {
+    fs.rmSync(runDir, { recursive: true, force: true })
+  }
+  const res = results(run, built, oneShots)
+  const profiles = [...run.profiled.entries()].map(([id, dirs]) => summariseProfiles(id, dirs)).filter((p): p is ProfileSummary => p !== undefined)
+  const doc: BenchDocument = {
+    benchmark: 'memwal',
+    startedAt,
+    command: `memwal bench ${c.argv.join(' ')}`.trim(),
+    config: {
+      quick: c.quick, reps: c.reps, measureMs: c.measureMs, warmupMs: c.warmupMs, records: c.records, walSizesMiB: c.walSizes.map((b) => b / MiB),
+      segmentBytes: c.segmentBytes, oneShotReps: c.oneShotReps, isolation: c.isolate ? 'trial' : 'none', payloadBytes: shape.payloadBytes,
+      frameBytes: shape.payloadBytes + FRAME_HEADER_BYTES, inFlight: [...DEPTHS], batches: [...BATCHES], e2eInFlight: E2E_DEPTH,
+      backlogBytesMax: backlogBytesMax(c.records), base: c.base, ...(c.profileDir !== undefined ? { profileDir: c.profileDir } : {}),
+    },
+    machine: machineInfo(c.base),
+    load: load.stop(),
+    systems: SYSTEMS,
+    results: res,
+    goals: goals(res),
+    ...(profiles.length > 0 ? { profiles } : {}),
+    notes: notes(c, shape),
+    elapsedMs: performance.now() - started,
+  }
+  if (c.report !== undefined) {
+    fs.mkdirSync(path.dirname(c.report), { recursive: true })
+    fs.writeFileSync(c.report, renderHtmlReport(doc))
+    log(`report written to ${c.report}`)
+  }
+  process.stdout.write(c.json ? `${JSON.stringify(doc, null, 2)}\n` : renderText(doc))
+  return 0
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    process.stderr.write(`memwal bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exitCode = 8
+  },
+)
