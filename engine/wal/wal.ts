@@ -221,6 +221,10 @@ async function openResume(o: ResolvedWalOptions, sums: Checksums, r: Resume): Pr
     } finally {
       await tail.close()
     }
+    // Likewise its directory entry: a rotation whose directory sync failed leaves a renamed segment
+    // that a power loss would take back, with every record appended to it since (found by torture
+    // seed 1206549609: EIO on syncDir, reopen with the page cache intact, then power loss).
+    await o.fs.syncDir(o.walDir)
   }
   if (r.kind === 'append' && r.offset + FRAME_HEADER_BYTES <= r.capacity) {
     const handle = await o.fs.open(r.segment.path, 'readwrite', { dsync })
