@@ -39,7 +39,7 @@ import {
 } from './engine-bench.js'
 import { lmdbTrial } from './lmdb-peer.js'
 import { classicLevelTrial, driveAwaited, driveInFlight, rawAppendTrial, rawPreallocTrial } from './peers.js'
-import { renderHtmlReport, type BenchDocument, type GoalEntry, type ProfileSummary, type ResultEntry, type SystemEntry } from './report-html.js'
+import { renderHtmlReport, type BenchDocument, type GoalEntry, type ProfileSummary, type ResultEntry, type SystemEntry, type TargetEntry } from './report-html.js'
 import { fmt, median, percentile, table, type TrialResult } from './stats.js'
 
 const USAGE = `usage: memwal bench [--quick] [--json] [--report FILE] [--dir BASE] [--reps N] [--seconds S]
@@ -723,6 +723,25 @@ function goals(res: readonly ResultEntry[]): GoalEntry[] {
   ]
 }
 
+/** The engine's absolute targets from earlier issues, judged on this run's figures. */
+function targets(res: readonly ResultEntry[], records: number): TargetEntry[] {
+  const r = (id: string): ResultEntry | undefined => res.find((x) => x.id === id)
+  const target = (id: string, text: string, measured: number | undefined, unit: string, ok: (v: number) => boolean, from: string, judged = true): TargetEntry => {
+    const m = measured !== undefined && Number.isFinite(measured) ? measured : null
+    return { id, target: text, measured: m, unit, met: m === null || !judged ? null : ok(m), from }
+  }
+  const replay = r('memwal/replay')
+  const applyMs = replay?.details?.['applyMs']
+  const status = [...res].reverse().find((x) => x.id.startsWith('memwal-wal/status-'))
+  return [
+    target('replay-1m-seconds', 'replay of 1,000,000 unapplied records (open + apply) <= 5 s', replay?.ms === undefined ? undefined : replay.ms / 1000, 's', (v) => v <= 5, `memwal/replay (${fmt(records)} records)`, records === 1_000_000),
+    target('apply-records-per-second', 'applier >= 150,000 records/s into LevelDB (backend and index)', applyMs === undefined ? undefined : records / (applyMs / 1000), 'records/s', (v) => v >= 150_000, 'the apply step of memwal/replay'),
+    target('backlog-rss-per-byte', 'memory for a backlog <= 2x its bytes', r('memwal/backlog')?.details?.['rssGrowthPerBacklogByte'], 'x', (v) => v <= 2, 'memwal/backlog: RSS growth after GC / backlog bytes'),
+    target('fsck-mb-per-second', 'fsck >= 500 MB/s', r('memwal/fsck')?.mbPerSec, 'MB/s', (v) => v >= 500, 'memwal/fsck (log verified, backend and index compared)'),
+    target('status-ms', 'status < 200 ms on 1 GiB of log', status?.ms, 'ms', (v) => v < 200, status?.id ?? 'memwal-wal/status-1GiB', status?.id === 'memwal-wal/status-1GiB'),
+  ]
+}
+
 function notes(c: Config, shape: RecordShape): string[] {
   return [
     `Every append workload writes the same records: ${shape.payloadBytes}-byte Wal payloads (${shape.payloadBytes + FRAME_HEADER_BYTES}-byte frames); classic-level and lmdb-js store the same key and value string. MB/s counts ${shape.payloadBytes} bytes per acknowledged record, whatever each system writes on disk.`,
@@ -740,6 +759,7 @@ function notes(c: Config, shape: RecordShape): string[] {
 interface CpuProfileNode {
   readonly id: number
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
+  readonly children?: readonly number[]
 }
 
 interface CpuProfile {
@@ -761,7 +781,10 @@ function areaOf(url: string, name: string): string {
 
 function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary | undefined {
   const fnMs = new Map<string, { name: string; location: string; selfMs: number }>()
+  const ownerMs = new Map<string, { name: string; location: string; selfMs: number }>()
   const areaMs = new Map<string, number>()
+  const shortUrl = (url: string): string => url.replace(/^file:\/\//, '').replace(/^.*?\/(engine|bench|cli|node_modules)\//, '$1/')
+  const ours = (url: string): boolean => /\/(engine|bench|cli)\/[^/]/.test(url) && !url.includes('/node_modules/')
   let idle = 0
   let busy = 0
   for (const d of dirs) {
@@ -769,6 +792,8 @@ function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary 
     for (const f of fs.readdirSync(d).filter((n) => n.endsWith('.cpuprofile'))) {
       const p = JSON.parse(fs.readFileSync(path.join(d, f), 'utf8')) as CpuProfile
       const byId = new Map(p.nodes.map((n) => [n.id, n]))
+      const parent = new Map<number, number>()
+      for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
       const samples = p.samples ?? []
       const deltas = p.timeDeltas ?? []
       for (let i = 0; i < samples.length; i++) {
@@ -782,14 +807,23 @@ function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary 
           continue
         }
         busy += ms
-        const short = url.replace(/^file:\/\//, '').replace(/^.*?\/(engine|bench|cli|node_modules)\//, '$1/')
-        const location = url === '' ? '' : `${short}:${lineNumber + 1}`
+        const location = url === '' ? '' : `${shortUrl(url)}:${lineNumber + 1}`
         const key = `${name} ${location}`
         const e = fnMs.get(key) ?? { name, location, selfMs: 0 }
         e.selfMs += ms
         fnMs.set(key, e)
         const area = areaOf(url, name)
         areaMs.set(area, (areaMs.get(area) ?? 0) + ms)
+        // The innermost memwal (or benchmark) function on the stack: what the time was spent in or on behalf of.
+        let at: CpuProfileNode | undefined = node
+        while (at && !ours(at.callFrame.url)) at = byId.get(parent.get(at.id) ?? -1)
+        const o = at
+          ? { name: at.callFrame.functionName || '(anonymous)', location: `${shortUrl(at.callFrame.url)}:${at.callFrame.lineNumber + 1}` }
+          : { name: name.startsWith('(') ? name : '(outside memwal)', location: name.startsWith('(') ? '' : area }
+        const ok = `${o.name} ${o.location}`
+        const oe = ownerMs.get(ok) ?? { ...o, selfMs: 0 }
+        oe.selfMs += ms
+        ownerMs.set(ok, oe)
       }
     }
   }
@@ -799,6 +833,7 @@ function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary 
     id, busyMs: busy, idleMs: idle,
     functions: [...fnMs.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, 15).map((f) => ({ ...f, pct: pct(f.selfMs) })),
     areas: [...areaMs.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([area, selfMs]) => ({ area, selfMs, pct: pct(selfMs) })),
+    owners: [...ownerMs.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, 15).map((f) => ({ ...f, pct: pct(f.selfMs) })),
   }
 }
 
@@ -823,9 +858,15 @@ function renderText(doc: BenchDocument): string {
   const measured = doc.goals.filter((g) => g.measured !== null)
   if (measured.length > 0) out.push('', 'goals (ratios in this run; reported, not asserted):')
   for (const g of measured) out.push(`  ${g.met ? 'PASS ' : 'SHORT'}  ${fmt(g.measured ?? Number.NaN, 2).padStart(7)}x  (target ${g.target}x)  ${g.goal}`)
+  const targetsMeasured = doc.targets.filter((x) => x.measured !== null)
+  if (targetsMeasured.length > 0) out.push('', 'engine targets (from earlier issues):')
+  for (const x of targetsMeasured) out.push(`  ${x.met === null ? '  -  ' : x.met ? 'PASS ' : 'SHORT'}  ${`${fmt(x.measured ?? Number.NaN, (x.measured ?? 0) < 10 ? 2 : 0)} ${x.unit}`.padStart(16)}  ${x.target}  [${x.from}]`)
   for (const p of doc.profiles ?? []) {
     out.push('', `where the time goes: ${p.id} (${fmt(p.busyMs)} ms busy): ${p.areas.slice(0, 6).map((a) => `${a.area} ${fmt(a.pct, 1)}%`).join(', ')}`)
-    for (const f of p.functions.slice(0, 8)) out.push(`  ${fmt(f.pct, 1).padStart(5)}%  ${f.name}  ${f.location}`)
+    out.push('  by innermost memwal function on the stack (its own time and the library calls it made):')
+    for (const f of p.owners.slice(0, 10)) out.push(`  ${fmt(f.pct, 1).padStart(5)}%  ${f.name}  ${f.location}`)
+    out.push('  by function (self time):')
+    for (const f of p.functions.slice(0, 6)) out.push(`  ${fmt(f.pct, 1).padStart(5)}%  ${f.name}  ${f.location}`)
   }
   out.push('', `total ${fmt(doc.elapsedMs / 1000, 1)} s`)
   return out.join('\n') + '\n'
@@ -883,6 +924,7 @@ async function main(argv: string[]): Promise<number> {
     systems: SYSTEMS,
     results: res,
     goals: goals(res),
+    targets: targets(res, c.records),
     ...(profiles.length > 0 ? { profiles } : {}),
     notes: notes(c, shape),
     elapsedMs: performance.now() - started,

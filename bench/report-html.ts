@@ -44,6 +44,17 @@ export interface GoalEntry {
   readonly denominator: string
 }
 
+/** An absolute figure the engine aims for (from earlier issues), judged in this run. */
+export interface TargetEntry {
+  readonly id: string
+  readonly target: string
+  readonly measured: number | null
+  readonly unit: string
+  /** null when not measured, or not at the size the target is stated for. */
+  readonly met: boolean | null
+  readonly from: string
+}
+
 export interface SystemEntry {
   readonly id: string
   readonly label: string
@@ -59,6 +70,8 @@ export interface ProfileSummary {
   readonly idleMs: number
   readonly functions: readonly { readonly name: string; readonly location: string; readonly selfMs: number; readonly pct: number }[]
   readonly areas: readonly { readonly area: string; readonly selfMs: number; readonly pct: number }[]
+  /** Time by the innermost memwal (or benchmark) function on the stack: spent in it, or in the library calls it made. */
+  readonly owners: readonly { readonly name: string; readonly location: string; readonly selfMs: number; readonly pct: number }[]
 }
 
 export interface BenchDocument {
@@ -71,6 +84,7 @@ export interface BenchDocument {
   readonly systems: readonly SystemEntry[]
   readonly results: readonly ResultEntry[]
   readonly goals: readonly GoalEntry[]
+  readonly targets: readonly TargetEntry[]
   readonly profiles?: readonly ProfileSummary[]
   readonly notes: readonly string[]
   readonly elapsedMs: number
@@ -165,7 +179,7 @@ function latencyChart(doc: BenchDocument, c: string): string {
   const W = 760
   const rowH = 3 * 9 + 10
   const L = 300
-  const R = 20
+  const R = 70
   const T = 24
   const B = 36
   const H = T + B + rows.length * rowH
@@ -254,13 +268,23 @@ function goalsTable(doc: BenchDocument): string {
   return `<table><thead><tr><th>goal</th><th>measured</th><th>target</th><th></th><th>ratio of</th></tr></thead><tbody>${body.join('')}</tbody></table>`
 }
 
+function targetsTable(doc: BenchDocument): string {
+  if (doc.targets.length === 0) return ''
+  const body = doc.targets.map((g) => {
+    const verdict = g.met === null ? '<td>–</td>' : g.met ? '<td class="pass">PASS</td>' : '<td class="short">SHORT</td>'
+    return `<tr><td>${esc(g.target)}</td><td class="n">${g.measured === null ? '–' : `${num(g.measured, g.measured < 10 ? 2 : 0)} ${esc(g.unit)}`}</td>${verdict}<td class="small">${esc(g.from)}</td></tr>`
+  })
+  return `<h3>Engine targets</h3><table><thead><tr><th>target</th><th>measured</th><th></th><th>from</th></tr></thead><tbody>${body.join('')}</tbody></table>`
+}
+
 function profilesSection(doc: BenchDocument): string {
   if (!doc.profiles || doc.profiles.length === 0) return ''
   const parts = doc.profiles.map((p) => {
-    const fns = p.functions.map((f) => `<tr><td class="n">${num(f.pct, 1)}%</td><td class="n">${num(f.selfMs)}</td><td><code>${esc(f.name)}</code></td><td class="small">${esc(f.location)}</td></tr>`).join('')
+    const rows = (list: ProfileSummary['functions']): string => list.map((f) => `<tr><td class="n">${num(f.pct, 1)}%</td><td class="n">${num(f.selfMs)}</td><td><code>${esc(f.name)}</code></td><td class="small">${esc(f.location)}</td></tr>`).join('')
     const areas = p.areas.map((a) => `${esc(a.area)} ${num(a.pct, 1)}%`).join(' · ')
-    return `<h3>${esc(p.id)}</h3><p class="small">busy ${num(p.busyMs)} ms sampled (idle ${num(p.idleMs)} ms); by area: ${areas}</p>
-<table><thead><tr><th>self</th><th>ms</th><th>function</th><th>where</th></tr></thead><tbody>${fns}</tbody></table>`
+    return `<h3>${esc(p.id)}</h3><p class="small">busy ${num(p.busyMs)} ms sampled (idle ${num(p.idleMs)} ms); self time by area: ${areas}</p>
+<table><thead><tr><th>share</th><th>ms</th><th>innermost memwal function on the stack</th><th>where</th></tr></thead><tbody>${rows(p.owners)}</tbody></table>
+<table><thead><tr><th>self</th><th>ms</th><th>function</th><th>where</th></tr></thead><tbody>${rows(p.functions)}</tbody></table>`
   })
   return `<h2>Where the time goes (CPU profiles)</h2><p class="small">Self time per function, from <code>--cpu-prof</code> of each profiled child process (its whole life: start, warm-up, measured run). A profiled run is slower than an unprofiled one: take its figures from a run without <code>--profile</code>.</p>${parts.join('\n')}`
 }
@@ -289,6 +313,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}dt{font-weigh
 <p>${esc(doc.startedAt)} · <code>${esc(doc.command)}</code> · ${num(doc.elapsedMs / 1000, 1)} s · load average (1 min) ${num(doc.load.start, 2)} at start, ${num(doc.load.end, 2)} at end, mean ${num(doc.load.mean, 2)}, max ${num(doc.load.max, 2)}</p>
 <h2>Goals (ratios measured in this run)</h2>
 ${goalsTable(doc)}
+${targetsTable(doc)}
 <h2>Throughput against writes in flight</h2>
 <p class="small">Median over repetitions; an acknowledgement means the record is durable (fdatasync'd or O_DSYNC-written). Systems are interleaved round by round, so machine noise falls on all of them alike.</p>
 ${throughputChart(doc)}

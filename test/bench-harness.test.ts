@@ -3,6 +3,7 @@
  * runs end to end: `--quick --json --report FILE` prints exactly one JSON
  * document with a positive, finite figure (ops/s, MB/s, p50/p99/p99.9, peak
  * RSS) for every system and workload, every goal ratio measured and judged,
+ * the engine's absolute targets measured,
  * writes a self-contained HTML report with SVG charts, and removes its data.
  * One trial in a child process of its own works too, and bad options are
  * usage errors (exit 16) with nothing on stdout. Speed is never asserted: the
@@ -107,6 +108,12 @@ t.test('--quick --json --report: every system and workload measured, goals judge
     t.equal(g.met, g.measured >= g.target, `goal ${g.id} judged against its target`)
     t.equal(g.measured, byId.get(g.numerator)?.opsPerSec / byId.get(g.denominator)?.opsPerSec, `goal ${g.id} is the ratio of two reported figures`)
   }
+
+  const targets = doc.targets as Record<string, any>[]
+  t.same(targets.map((x) => x.id), ['replay-1m-seconds', 'apply-records-per-second', 'backlog-rss-per-byte', 'fsck-mb-per-second', 'status-ms'], 'the engine targets are reported')
+  for (const x of targets) t.ok(positiveFinite(x.measured), `target ${x.id} measured: ${String(x.measured)}`)
+  t.equal(targets[0]?.met, null, 'a target stated for 1,000,000 records is not judged on 100,000')
+  t.equal(targets[2]?.met, targets[2]?.measured <= 2, 'the backlog memory target is judged')
 
   const html = fs.readFileSync(report, 'utf8')
   t.match(html, /^<!doctype html>/i, 'an HTML document')
