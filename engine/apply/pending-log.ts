@@ -46,6 +46,9 @@ export class PendingLog {
   private slab = Buffer.allocUnsafe(0)
   private slabUsed = 0
   private readonly decoded = new Map<number, AppliedRecord>()
+  /** LSNs in `decoded`, oldest first, for O(1) eviction (a Map's first key is slow to find after many deletes). */
+  private decodedOrder: number[] = []
+  private decodedHead = 0
 
   constructor(
     private readonly codec: RecordCodec,
@@ -118,8 +121,14 @@ export class PendingLog {
     let r = this.decoded.get(lsn)
     if (!r) {
       r = { lsn, record: this.codec.decode(e.type, e.payload), bytes: e.payload.length }
-      if (this.decoded.size >= DECODED_MAX) this.decoded.delete(this.decoded.keys().next().value as number)
+      while (this.decoded.size >= DECODED_MAX && this.decodedHead < this.decodedOrder.length) this.decoded.delete(this.decodedOrder[this.decodedHead++] as number)
+      // Trims delete from the map without touching this queue: compact it now and then, keeping it bounded.
+      if (this.decodedOrder.length - this.decodedHead > 2 * DECODED_MAX || this.decodedHead > DECODED_MAX) {
+        this.decodedOrder = this.decodedOrder.slice(this.decodedHead).filter((l) => this.decoded.has(l))
+        this.decodedHead = 0
+      }
       this.decoded.set(lsn, r)
+      this.decodedOrder.push(lsn)
     }
     return r
   }
