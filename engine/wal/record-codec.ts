@@ -68,7 +68,7 @@ export class RecordCodec {
  */
 function checkStorable(r: WalRecord): void {
   // Anything but a number in the trailing slot would be dropped (PUT, DELETE) or misread as an operation (BATCH).
-  if (r.hlc !== undefined && !Number.isFinite(r.hlc)) throw invalid('hlc is not a finite number')
+  if (r.hlc !== undefined && (!Number.isFinite(r.hlc) || Object.is(r.hlc, -0))) throw invalid('hlc is not a finite number (or is -0, which reads back as 0)')
   const ops: readonly Op[] = r.type === RecordType.BATCH ? r.ops : [r.op]
   if (!Array.isArray(ops)) throw invalid('batch operations are not an array')
   for (const op of ops) {
