@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Sink } from './sinks/sink.js'
-import type { WalRecord } from './wal/record-codec.js'
+import type { WalRecord } from './format/record-codec.js'
 import type { EngineHealth } from './health.js'
 
 /**

@@ -4,10 +4,10 @@ import type { DirLocker } from './io/dir-lock.js'
 import type { FileSystem } from './io/fs.js'
 import { NodeFileSystem } from './io/node-fs.js'
 import { systemRandom, type Random } from './io/random.js'
-import type { CorruptionPolicy } from './recovery/wal-recovery.js'
+import type { CorruptionPolicy } from './log/recovery/wal-recovery.js'
 import { resilienceDefaults, type ResilienceConfig } from './resilience/policy.js'
 import type { BackendSink } from './sinks/sink.js'
-import type { Durability } from './wal/wal-writer.js'
+import type { Durability } from './log/wal-writer.js'
 import type { Registry } from 'prom-client'
 
 /** pino-compatible: `logger.warn({ sink }, 'message')`. Silent by default. */

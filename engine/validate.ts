@@ -1,6 +1,6 @@
 import { MemwalError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
-import type { Op } from './wal/record-codec.js'
+import type { Op } from './format/record-codec.js'
 
 /**
  * Checks what a caller hands in before anything is written. Every refusal is

@@ -1,7 +1,7 @@
 import { posix as path } from 'node:path'
 import type { FileHandle, FileSystem } from '../io/fs.js'
-import type { Checksums } from '../wal/checksum.js'
-import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../wal/format.js'
+import type { Checksums } from '../format/checksum.js'
+import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { MemwalError } from '../errors.js'
 import { freeName } from '../io/file-ops.js'
 

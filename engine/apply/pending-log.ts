@@ -1,6 +1,6 @@
 import { assert } from '../assert.js'
-import { RecordType } from '../wal/format.js'
-import type { Op, RecordCodec, WalRecord } from '../wal/record-codec.js'
+import { RecordType } from '../format/format.js'
+import type { Op, RecordCodec, WalRecord } from '../format/record-codec.js'
 import type { AppliedRecord } from '../sinks/sink.js'
 
 /** The type of a placeholder for an LSN that holds no record. */

@@ -2,8 +2,8 @@ import { Packr } from 'msgpackr'
 import type { BackendSink, StoredEntry } from '../sinks/sink.js'
 import type { IndexedEntry, IndexSink } from '../sinks/index-sink.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
-import { RecordType } from '../wal/format.js'
-import type { Op, WalRecord } from '../wal/record-codec.js'
+import { RecordType } from '../format/format.js'
+import type { Op, WalRecord } from '../format/record-codec.js'
 
 /**
  * The reconciler's checks of the replicas against the log (DESIGN.md §8), and

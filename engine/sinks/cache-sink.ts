@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { Packr } from 'msgpackr'
-import { RecordType } from '../wal/format.js'
-import type { Op } from '../wal/record-codec.js'
+import { RecordType } from '../format/format.js'
+import type { Op } from '../format/record-codec.js'
 import { Sink, type AppliedRecord, type StoredEntry } from './sink.js'
 
 /** Per-entry bookkeeping the byte bound counts on top of the value's encoded size. */

@@ -1,6 +1,6 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { RecordType } from '../wal/format.js'
-import type { Op } from '../wal/record-codec.js'
+import { RecordType } from '../format/format.js'
+import type { Op } from '../format/record-codec.js'
 import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 

@@ -1,6 +1,6 @@
 import { assert } from '../assert.js'
 import { MemwalError } from '../errors.js'
-import type { WalRecord } from '../wal/record-codec.js'
+import type { WalRecord } from '../format/record-codec.js'
 
 /** One acknowledged record on its way to a sink. */
 export interface AppliedRecord {

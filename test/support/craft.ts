@@ -13,13 +13,13 @@ import {
   type CorruptionPolicy, type FileHandle, type FileStat, type FileSystem, type OpenMode, type OpenOptions,
   type RecoveryReport, type WalOptions, type WalRecord,
 } from '../../engine/index.js'
-import { createChecksums, type Checksums } from '../../engine/wal/checksum.js'
+import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
 import {
   decodeSegmentHeader, encodeFrameInto, encodeSegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, type SegmentHeader,
-} from '../../engine/wal/format.js'
-import { RecordCodec } from '../../engine/wal/record-codec.js'
-import { scanFrames } from '../../engine/wal/segment-scanner.js'
-import { parseSegmentName, segmentName } from '../../engine/wal/segment-name.js'
+} from '../../engine/format/format.js'
+import { RecordCodec } from '../../engine/format/record-codec.js'
+import { scanFrames } from '../../engine/log/segment-cursor.js'
+import { parseSegmentName, segmentName } from '../../engine/format/segment-name.js'
 
 export const DIR = '/data'
 export const WAL_DIR = `${DIR}/wal`

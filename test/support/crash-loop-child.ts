@@ -1,5 +1,5 @@
 /**
- * A writer process for test/crash-loop.test.ts: MemWAL on a real data
+ * A writer process for test/process/crash-loop.test.ts: MemWAL on a real data
  * directory (real disk, LevelDB), writing under load to a flaky backend,
  * until the parent kills it with SIGKILL.
  *

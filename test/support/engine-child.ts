@@ -1,5 +1,5 @@
 /**
- * A child process for test/engine-kill9.test.ts: MemWAL on a real data
+ * A child process for test/process/engine-kill9.test.ts: MemWAL on a real data
  * directory (LevelDB store), writing puts, deletes and batches while its
  * backend goes down and comes back on a seeded schedule, until it is killed.
  *

@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL tests' support: where the server is, whether it answers, a
- * schema of one's own; and a writer child for test/pg-multiwriter.test.ts.
+ * schema of one's own; and a writer child for test/process/pg-multiwriter.test.ts.
  *
  *   node --import tsx test/support/pg-writer-child.ts <dir> <writerId> <incarnation> <seed> <url> <schema>
  *

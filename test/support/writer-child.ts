@@ -25,9 +25,9 @@ import { fileURLToPath } from 'node:url'
 // loads LevelDB and the apply path, which would double every child's start-up.
 import { isMemwalError } from '../../engine/errors.js'
 import { SeededRandom } from '../../engine/io/random.js'
-import { RecordType } from '../../engine/wal/format.js'
-import type { Op, WalRecord } from '../../engine/wal/record-codec.js'
-import { Wal } from '../../engine/wal/wal.js'
+import { RecordType } from '../../engine/format/format.js'
+import type { Op, WalRecord } from '../../engine/format/record-codec.js'
+import { Wal } from '../../engine/log/wal.js'
 import { childEnv } from './child-env.js'
 
 export const CHILD_FILE = fileURLToPath(import.meta.url)

@@ -22,12 +22,12 @@
  * clean, 1 on any violation, 16 on a usage error.
  */
 import { parseArgs } from 'node:util'
-import { createChecksums, type Checksums } from '../../engine/wal/checksum.js'
+import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
 import {
   dataEnd, decodeFrame, encodeFrameInto, encodeSegmentHeader, frameBytes, FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES,
   SEGMENT_HEADER_BYTES, type RecordType,
-} from '../../engine/wal/format.js'
-import { scanFrames } from '../../engine/wal/segment-scanner.js'
+} from '../../engine/format/format.js'
+import { scanFrames } from '../../engine/log/segment-cursor.js'
 import { SeededRandom } from '../../engine/io/random.js'
 
 interface Frame {

@@ -1,5 +1,5 @@
 /**
- * Replays one seeded scenario of test/engine-model.test.ts, verbosely: the
+ * Replays one seeded scenario of test/sim/engine-model.test.ts, verbosely: the
  * engine's configuration, every step, each write's LSN, the faults, where
  * power was cut and which in-flight writes survived, and every violated
  * invariant. Exits 1 on a violation, 2 on a usage error.

@@ -1,5 +1,5 @@
 /**
- * Replays one seeded power-loss scenario of test/wal-power-loss.test.ts,
+ * Replays one seeded power-loss scenario of test/sim/wal-power-loss.test.ts,
  * verbosely: the workload, where each power cut landed, what recovery found,
  * and every violated invariant. Exits 1 on a violation, 2 on a usage error.
  *

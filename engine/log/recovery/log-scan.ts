@@ -1,0 +1,196 @@
+import type { Checksums } from '../../format/checksum.js'
+import type { FileSystem } from '../../io/fs.js'
+import { MemwalError } from '../../errors.js'
+import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../../format/format.js'
+import { listWal, readPrefix, type SegmentEntry } from '../segment-list.js'
+import { readHeader, scanFrames } from '../segment-cursor.js'
+
+/**
+ * Verifies the whole log, or from the segment holding `verifyFromLsn`: every
+ * segment header, every frame's checksums, LSN continuity within and across
+ * segments. Pure reading; it changes nothing. What to do about what it finds
+ * is the corruption policy's (wal-recovery.ts).
+ */
+export interface ScanOptions {
+  readonly fs: FileSystem
+  readonly sums: Checksums
+  readonly walDir: string
+  readonly recordBytesMax: number
+  /** Segments wholly below this LSN get only their header checked. */
+  readonly verifyFromLsn: number
+  /** Called for each segment as it is verified, with bytes read: for progress. */
+  readonly onProgress?: (bytes: number) => void
+}
+
+export interface ScannedProblem {
+  readonly kind: 'corrupt-frame' | 'corrupt-header' | 'missing-lsns' | 'lsn-sequence'
+  readonly segmentIndex: number
+  readonly offset: number
+  readonly end?: number
+  readonly lsnFirst?: number
+  readonly lsnLast?: number
+  readonly detail: string
+  /** Invalid bytes in the last segment with no valid frame after them anywhere. */
+  readonly atTail: boolean
+  /** The LSN the log was due to hold next where the problem starts, when known. */
+  readonly due?: number
+}
+
+export interface ScannedSegment {
+  readonly entry: SegmentEntry
+  readonly header?: SegmentHeader
+  readonly fullyScanned: boolean
+  /** File size: the capacity an append may use. */
+  readonly size: number
+  /** LSN of the first and last valid frames, when it has any. */
+  readonly firstLsn?: number
+  readonly lastLsn?: number
+  readonly records: number
+  /** Offset after the last valid frame. */
+  readonly validEnd: number
+  /** Offset after the last non-zero byte. */
+  readonly dataEnd: number
+}
+
+export interface LogScan {
+  readonly segments: readonly ScannedSegment[]
+  readonly temps: readonly string[]
+  readonly problems: readonly ScannedProblem[]
+  readonly records: number
+  readonly bytesScanned: number
+  /** Highest LSN of any valid frame seen, 0 if none. */
+  readonly maxLsn: number
+}
+
+export async function scanLog(o: ScanOptions): Promise<LogScan> {
+  const listing = await listWal(o.fs, o.walDir)
+  const entries = listing.segments
+  let firstFull = 0
+  for (let i = 0; i < entries.length; i++) if ((entries[i]?.baseLsn ?? Infinity) <= o.verifyFromLsn) firstFull = i
+  const segments: ScannedSegment[] = []
+  const problems: ScannedProblem[] = []
+  let expected: number | undefined // next LSN the log should hold, when known
+  let records = 0
+  let bytesScanned = 0
+  let maxLsn = 0
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i] as SegmentEntry
+    const full = i >= firstFull
+    const bytes = full ? await o.fs.readFile(entry.path) : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
+    bytesScanned += bytes.length
+    o.onProgress?.(bytes.length)
+    const size = full ? bytes.length : ((await o.fs.stat(entry.path))?.size ?? 0)
+    const h = readHeader(bytes, o.sums)
+    if (h.kind === 'unknown-version') {
+      throw new MemwalError('WAL_UNKNOWN_VERSION', `segment ${entry.name} has format version ${h.version}; this memwal reads version 1`, {
+        details: { segment: entry.name, version: h.version },
+      })
+    }
+    const headerProblem = h.kind === 'corrupt' ? h.reason : h.header.baseLsn !== entry.baseLsn ? `header base LSN ${h.header.baseLsn} differs from the file name` : undefined
+    if (headerProblem !== undefined || h.kind !== 'header') {
+      const next = entries[i + 1]
+      problems.push({
+        kind: 'corrupt-header', segmentIndex: i, offset: 0, end: size, lsnFirst: entry.baseLsn, ...(expected !== undefined ? { due: expected } : {}),
+        ...(next ? { lsnLast: next.baseLsn - 1 } : {}),
+        detail: headerProblem ?? 'bad header', atTail: false,
+      })
+      segments.push({ entry, fullyScanned: full, size, records: 0, validEnd: SEGMENT_HEADER_BYTES, dataEnd: size })
+      expected = next?.baseLsn
+      continue
+    }
+    const header = h.header
+    if (expected !== undefined && header.baseLsn !== expected) {
+      const declared = header.gapFromLsn !== 0 && header.gapFromLsn <= expected && header.baseLsn > expected
+      if (!declared) {
+        problems.push(
+          header.baseLsn > expected
+            ? { kind: 'missing-lsns', segmentIndex: i, offset: 0, due: expected, lsnFirst: expected, lsnLast: header.baseLsn - 1, detail: `no segment holds LSNs ${expected}-${header.baseLsn - 1}`, atTail: false }
+            : { kind: 'lsn-sequence', segmentIndex: i, offset: 0, due: expected, lsnFirst: header.baseLsn, lsnLast: expected - 1, detail: `segment starts at LSN ${header.baseLsn}, before LSN ${expected} that the previous one reached`, atTail: false },
+        )
+      }
+    }
+    if (!full) {
+      segments.push({ entry, header, fullyScanned: false, size, records: 0, validEnd: SEGMENT_HEADER_BYTES, dataEnd: size })
+      expected = undefined
+      continue
+    }
+    const s = scanSegmentFrames(bytes, header, i, o, problems)
+    records += s.records
+    if (s.lastLsn !== undefined) maxLsn = Math.max(maxLsn, s.lastLsn)
+    segments.push({ entry, header, fullyScanned: true, size, ...s })
+    expected = s.expected
+  }
+  markTail(problems, segments)
+  return { segments, temps: listing.temps, problems, records, bytesScanned, maxLsn }
+}
+
+interface FrameScan {
+  readonly records: number
+  readonly firstLsn?: number
+  readonly lastLsn?: number
+  readonly validEnd: number
+  readonly dataEnd: number
+  readonly expected: number
+}
+
+function scanSegmentFrames(bytes: Uint8Array, header: SegmentHeader, index: number, o: ScanOptions, problems: ScannedProblem[]): FrameScan {
+  const frames = scanFrames({ bytes, salt: header.salt, recordBytesMax: o.recordBytesMax, sums: o.sums })
+  let expected = header.baseLsn
+  let records = 0
+  let firstLsn: number | undefined
+  let lastLsn: number | undefined
+  let validEnd = SEGMENT_HEADER_BYTES
+  let openDamage: { offset: number; end: number; detail: string; lsn?: number } | undefined
+  const closeDamage = (nextLsn: number | undefined, atTail: boolean): void => {
+    if (!openDamage) return
+    const known = nextLsn !== undefined && nextLsn > expected
+    problems.push({
+      kind: 'corrupt-frame', segmentIndex: index, offset: openDamage.offset, end: openDamage.end, lsnFirst: expected, due: expected,
+      ...(known ? { lsnLast: nextLsn - 1 } : {}),
+      detail: openDamage.detail, atTail,
+    })
+    openDamage = undefined
+  }
+  for (;;) {
+    const step = frames.next()
+    if (step.done) {
+      closeDamage(undefined, true)
+      return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd: step.value.dataEnd, expected }
+    }
+    const ev = step.value
+    if (ev.kind === 'damage') {
+      closeDamage(undefined, false)
+      openDamage = { offset: ev.offset, end: ev.end, detail: `${ev.fault}${ev.lsn !== undefined ? ` (header names LSN ${ev.lsn})` : ''}` }
+      if (!ev.resumed) closeDamage(undefined, true)
+      continue
+    }
+    if (ev.lsn !== expected && !openDamage) {
+      problems.push(
+        ev.lsn > expected
+          ? { kind: 'lsn-sequence', segmentIndex: index, offset: ev.offset, end: ev.next, due: expected, lsnFirst: expected, lsnLast: ev.lsn - 1, detail: `frame has LSN ${ev.lsn} where ${expected} was due`, atTail: false }
+          : { kind: 'lsn-sequence', segmentIndex: index, offset: ev.offset, end: ev.next, due: expected, lsnFirst: ev.lsn, lsnLast: ev.lsn, detail: `frame has LSN ${ev.lsn}, already passed (${expected} was due)`, atTail: false },
+      )
+      if (ev.lsn < expected) continue // a stale duplicate: skipped, it moves nothing
+    } else if (openDamage) {
+      if (ev.lsn < expected) continue
+      closeDamage(ev.lsn, false)
+    }
+    records++
+    firstLsn ??= ev.lsn
+    lastLsn = ev.lsn
+    expected = ev.lsn + 1
+    validEnd = ev.next
+  }
+}
+
+/** A problem is at the tail when it is damage in the last segment and no valid frame follows it. */
+function markTail(problems: ScannedProblem[], segments: readonly ScannedSegment[]): void {
+  const last = segments.length - 1
+  for (let k = 0; k < problems.length; k++) {
+    const p = problems[k] as ScannedProblem
+    if (!p.atTail) continue
+    const lastSeg = segments[p.segmentIndex]
+    const tail = p.segmentIndex === last && lastSeg !== undefined && p.offset >= lastSeg.validEnd
+    if (!tail) problems[k] = { ...p, atTail: false }
+  }
+}

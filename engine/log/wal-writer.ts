@@ -1,0 +1,485 @@
+import { posix as path } from 'node:path'
+import { assert } from '../assert.js'
+import { MemwalError, RecordTooLargeError, WalClosedError, WalFailedError } from '../errors.js'
+import type { Clock } from '../io/clock.js'
+import type { FileSystem } from '../io/fs.js'
+import { isSpaceError } from '../io/fs.js'
+import type { Random } from '../io/random.js'
+import type { WalLimits } from '../limits.js'
+import type { Checksums } from '../format/checksum.js'
+import { encodeFrameBodyInto, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, sealFrame, type RecordType } from '../format/format.js'
+import { installSegment, prepareSpare, SPARE_NAME, type OpenSegment } from './segment-file.js'
+
+/**
+ * - `sync`: a write is acknowledged only once durable (segments are opened
+ *   O_DSYNC, so one write call is one durable write). G1.
+ * - `interval`: acknowledged once written; fdatasync every `syncIntervalMs`.
+ *   A power loss can take the last interval's acknowledged writes.
+ * - `none`: never synced (tests, benchmarks).
+ */
+export type Durability = 'sync' | 'interval' | 'none'
+
+export type WriterState =
+  | { readonly kind: 'open' }
+  | { readonly kind: 'closing' }
+  | { readonly kind: 'closed' }
+  | { readonly kind: 'failed'; readonly error: WalFailedError }
+
+export interface WriterConfig {
+  readonly fs: FileSystem
+  readonly sums: Checksums
+  readonly clock: Clock
+  readonly random: Random
+  readonly walDir: string
+  readonly durability: Durability
+  readonly syncIntervalMs: number
+  readonly limits: WalLimits
+  /**
+   * Groups up to this many bytes are written on the calling thread when the
+   * filesystem allows (0: never). A lone awaited writer's group is one frame:
+   * its O_DSYNC write blocks the event loop for one device flush (~100-150 us
+   * here) but skips two thread-pool hand-offs (~20 us each). Larger groups
+   * come from concurrent writers and go through the pool, so that appends
+   * keep gathering while the device works.
+   */
+  readonly inlineWriteBytesMax: number
+  /** Called once, when the writer fails closed. */
+  readonly onFailed?: (error: WalFailedError) => void
+}
+
+export interface WriterPosition {
+  /** The active segment, opened for appends. */
+  readonly segment: OpenSegment
+  /** Where the next frame goes in it. */
+  readonly offset: number
+  readonly nextLsn: number
+}
+
+interface Waiter {
+  resolve(lsn: number): void
+  reject(err: unknown): void
+}
+
+/** Frames gathered for one group commit: bodies encoded, LSNs bound at commit. */
+class Group {
+  buf: Buffer
+  used = 0
+  readonly ends: number[] = []
+  readonly waiters: Waiter[] = []
+
+  constructor(initialBytes: number) {
+    this.buf = Buffer.allocUnsafe(initialBytes)
+  }
+
+  get count(): number {
+    return this.ends.length
+  }
+
+  startOf(i: number): number {
+    return i === 0 ? 0 : (this.ends[i - 1] ?? 0)
+  }
+
+  reset(): void {
+    this.used = 0
+    this.ends.length = 0
+    this.waiters.length = 0
+  }
+}
+
+interface Overflow {
+  readonly type: RecordType
+  readonly payload: Uint8Array
+  readonly waiter: Waiter
+}
+
+const GROUP_INITIAL_BYTES = 64 * 1024
+
+/**
+ * The one serial writer of the log. Appends are encoded at once into the open
+ * group; a single pump writes each group with one write call (one durable write
+ * in `sync` mode) while the next group gathers behind it: group commit.
+ *
+ * After a failed write the group is rejected: a space error zeroes what may
+ * have landed and lets later writes reuse the LSNs; any other error, and any
+ * sync error, fails the writer closed for good (G2).
+ */
+export class WalWriter {
+  private stateValue: WriterState = { kind: 'open' }
+  private segment: OpenSegment
+  private offset: number
+  private nextLsn: number
+  private open: Group = new Group(GROUP_INITIAL_BYTES)
+  private idle: Group | undefined = new Group(GROUP_INITIAL_BYTES)
+  private readonly overflow: Overflow[] = []
+  private overflowBytes = 0
+  /** The pump in progress; `running` is set and cleared synchronously inside it, so no append is missed. */
+  private pumping: Promise<void> = Promise.resolve()
+  private running = false
+  private scheduled = false
+  private unsyncedBytes = 0
+  private syncRequested = false
+  private cancelTimer: (() => void) | undefined
+  private spare: Promise<void> | undefined
+  private spareError: unknown
+  /** LSN of the last record durable on disk (in sync mode, the last acknowledged). */
+  private durableLsnValue: number
+
+  constructor(
+    private readonly c: WriterConfig,
+    at: WriterPosition,
+  ) {
+    assert(at.offset >= SEGMENT_HEADER_BYTES && at.offset <= at.segment.capacity, 'writer offset within its segment')
+    this.segment = at.segment
+    this.offset = at.offset
+    this.nextLsn = at.nextLsn
+    this.durableLsnValue = at.nextLsn - 1
+    this.startSpare()
+    if (c.durability === 'interval') this.armTimer()
+  }
+
+  get state(): WriterState {
+    return this.stateValue
+  }
+
+  /** LSN the next appended record will get, if every write ahead of it succeeds. */
+  get lastAssignedLsn(): number {
+    return this.nextLsn - 1
+  }
+
+  get durableLsn(): number {
+    return this.durableLsnValue
+  }
+
+  get activeSegment(): string {
+    return this.segment.name
+  }
+
+  /** Bytes appended but not yet written. */
+  get queuedBytes(): number {
+    return this.open.used + this.overflowBytes
+  }
+
+  /**
+   * Appends one record. Resolves with its LSN once it is written (and, in
+   * `sync` mode, durable); rejects with a typed error otherwise.
+   */
+  append(type: RecordType, payload: Uint8Array): Promise<number> {
+    const refusal = this.refusal(payload)
+    if (refusal) return Promise.reject(refusal)
+    return new Promise<number>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject }
+      const frameBytes = FRAME_HEADER_BYTES + payload.length
+      if (this.overflow.length === 0 && this.fits(this.open, frameBytes)) {
+        this.stage(this.open, type, payload, waiter)
+      } else if (this.overflowBytes + frameBytes <= this.c.limits.queueBytesMax) {
+        // The open group is full: hold a copy until the next group opens.
+        this.overflow.push({ type, payload: Uint8Array.prototype.slice.call(payload), waiter })
+        this.overflowBytes += frameBytes
+      } else {
+        reject(new MemwalError('WAL_WRITE_FAILED', `write queue full (${this.c.limits.queueBytesMax} bytes queued)`, { transient: true, details: { reason: 'queue-full' } }))
+        return
+      }
+      this.schedule()
+    })
+  }
+
+  /** Makes everything written so far durable (a no-op in `sync` mode, where it already is). */
+  async sync(): Promise<void> {
+    this.throwIfUnusable()
+    if (this.c.durability === 'sync') return this.drain()
+    this.syncRequested = true
+    this.schedule()
+    await this.drain()
+    this.throwIfUnusable()
+  }
+
+  /** Resolves when everything appended so far has been written (or rejected). */
+  async drain(): Promise<void> {
+    while (this.running || this.scheduled) {
+      if (this.running) await this.pumping
+      else await Promise.resolve()
+    }
+  }
+
+  /** Writes what is queued, syncs it, and closes the segment. */
+  async close(): Promise<void> {
+    if (this.stateValue.kind === 'closed' || this.stateValue.kind === 'closing') return
+    const failed = this.stateValue.kind === 'failed'
+    if (!failed) this.stateValue = { kind: 'closing' }
+    await this.drain()
+    this.cancelTimer?.()
+    if (!failed && this.c.durability === 'interval' && this.unsyncedBytes > 0) {
+      try {
+        await this.segment.handle.datasync()
+        this.unsyncedBytes = 0
+        this.durableLsnValue = this.nextLsn - 1
+      } catch (err) {
+        this.fail('fdatasync failed while closing', err)
+      }
+    }
+    await this.spare?.catch(() => undefined)
+    await this.segment.handle.close().catch(() => undefined)
+    if (this.stateValue.kind !== 'failed') this.stateValue = { kind: 'closed' }
+  }
+
+  // ---- appending ----
+
+  private refusal(payload: Uint8Array): Error | undefined {
+    switch (this.stateValue.kind) {
+      case 'open':
+        break
+      case 'failed':
+        return this.stateValue.error
+      case 'closing':
+      case 'closed':
+        return new WalClosedError()
+    }
+    if (payload.length > this.c.limits.recordBytesMax) return new RecordTooLargeError(payload.length, this.c.limits.recordBytesMax)
+    return undefined
+  }
+
+  private fits(g: Group, frameBytes: number): boolean {
+    return g.count === 0 || g.used + frameBytes <= this.c.limits.groupBytesMax
+  }
+
+  private stage(g: Group, type: RecordType, payload: Uint8Array, waiter: Waiter): void {
+    const need = g.used + FRAME_HEADER_BYTES + payload.length
+    if (need > g.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(g.buf.length * 2, this.c.limits.groupBytesMax)))
+      g.buf.copy(grown, 0, 0, g.used)
+      g.buf = grown
+    }
+    g.used = encodeFrameBodyInto(g.buf, g.used, type, payload, this.c.sums)
+    g.ends.push(g.used)
+    g.waiters.push(waiter)
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running) return
+    this.scheduled = true
+    // A microtask, not now: appends made in the same tick join one group.
+    queueMicrotask(() => {
+      this.scheduled = false
+      if (!this.running) this.pumping = this.pump()
+    })
+  }
+
+  /**
+   * Writes groups until none is waiting. `running` is cleared in the same
+   * microtask that finds nothing to do (the loop and the flag live in one
+   * function on purpose): an append that comes after sees it clear and schedules.
+   */
+  private async pump(): Promise<void> {
+    this.running = true
+    try {
+      while (this.stateValue.kind === 'open' || this.stateValue.kind === 'closing') {
+        if (this.open.count > 0) {
+          const g = this.open
+          this.open = this.idle ?? new Group(GROUP_INITIAL_BYTES)
+          this.idle = undefined
+          this.refill()
+          await this.commit(g)
+          g.reset()
+          this.idle = g
+        } else if (this.syncRequested) {
+          this.syncRequested = false
+          await this.syncNow()
+        } else {
+          return
+        }
+      }
+    } finally {
+      this.running = false
+    }
+  }
+
+  /** Moves held appends into the newly opened group, in order. */
+  private refill(): void {
+    let taken = 0
+    while (taken < this.overflow.length) {
+      const o = this.overflow[taken]
+      assert(o !== undefined, 'overflow entry exists')
+      if (!this.fits(this.open, FRAME_HEADER_BYTES + o.payload.length)) break
+      this.stage(this.open, o.type, o.payload, o.waiter)
+      this.overflowBytes -= FRAME_HEADER_BYTES + o.payload.length
+      taken++
+    }
+    this.overflow.splice(0, taken)
+  }
+
+  // ---- committing ----
+
+  private async commit(g: Group): Promise<void> {
+    let i = 0
+    while (i < g.count) {
+      if (this.stateValue.kind === 'failed') return this.rejectFrom(g, i, this.stateValue.error)
+      const j = this.framesThatFit(g, i)
+      if (j === i) {
+        const rotated = await this.rotate()
+        if (rotated !== true) return this.rejectFrom(g, i, rotated)
+        continue
+      }
+      const start = g.startOf(i)
+      const end = g.startOf(j)
+      const first = this.nextLsn
+      for (let k = i; k < j; k++) sealFrame(g.buf, g.startOf(k), first + (k - i), this.segment.salt, this.c.sums)
+      const bytes = g.buf.subarray(start, end)
+      try {
+        const h = this.segment.handle
+        if (h.writeSync && bytes.length <= this.c.inlineWriteBytesMax) h.writeSync(bytes, this.offset)
+        else await h.write(bytes, this.offset)
+      } catch (err) {
+        const frameEnds: number[] = []
+        for (let k = i; k < j; k++) frameEnds.push(g.startOf(k + 1) - start)
+        return this.rejectFrom(g, i, await this.afterWriteError(err, frameEnds))
+      }
+      this.offset += bytes.length
+      this.nextLsn += j - i
+      if (this.c.durability === 'sync') this.durableLsnValue = this.nextLsn - 1
+      else this.unsyncedBytes += bytes.length
+      for (let k = i; k < j; k++) g.waiters[k]?.resolve(first + (k - i))
+      i = j
+    }
+  }
+
+  /** Index past the last frame from `i` that fits in the active segment. */
+  private framesThatFit(g: Group, i: number): number {
+    const room = this.segment.capacity - this.offset
+    const base = g.startOf(i)
+    let j = i
+    while (j < g.count && (g.ends[j] ?? Infinity) - base <= room) j++
+    return j
+  }
+
+  private rejectFrom(g: Group, i: number, err: unknown): void {
+    for (let k = i; k < g.count; k++) g.waiters[k]?.reject(err)
+  }
+
+  /**
+   * A write failed. For a space error the bytes that may have landed are
+   * overwritten with zeros, so that no rejected record can surface after a
+   * crash, and the log goes on. Anything else fails the writer (G2).
+   *
+   * The zeros go frame by frame, from the last frame back (`frameEnds`: each
+   * frame's end, relative to the write's start). A zeroing write may fail
+   * too (a full disk refuses it just the same), having landed a prefix: the
+   * writer then fails closed, and what is left is whole frames, then damage,
+   * then zeros, which recovery truncates as a torn tail. One zeroing write
+   * over the whole range could leave zeros, then the rest of a frame, then
+   * whole frames: damage before a valid frame, which recovery must refuse.
+   */
+  private async afterWriteError(err: unknown, frameEnds: readonly number[]): Promise<Error> {
+    if (!isSpaceError(err)) return this.fail('write failed; the state of the disk is unknown', err)
+    try {
+      for (let k = frameEnds.length - 1; k >= 0; k--) {
+        const from = k === 0 ? 0 : (frameEnds[k - 1] ?? 0)
+        await this.segment.handle.write(Buffer.alloc((frameEnds[k] ?? 0) - from), this.offset + from)
+      }
+      if (this.c.durability !== 'sync') await this.segment.handle.datasync()
+    } catch (zeroErr) {
+      return this.fail('write failed and could not be undone', zeroErr)
+    }
+    return new MemwalError('WAL_WRITE_FAILED', `write failed: ${(err as Error).message}`, { cause: err, transient: true })
+  }
+
+  private async syncNow(): Promise<void> {
+    if (this.unsyncedBytes === 0) return
+    const upTo = this.nextLsn - 1
+    try {
+      await this.segment.handle.datasync()
+    } catch (err) {
+      this.fail('fdatasync failed', err)
+      return
+    }
+    this.unsyncedBytes = 0
+    this.durableLsnValue = upTo
+  }
+
+  /** Opens the next segment. Resolves true, or the error to reject the waiting frames with. */
+  private async rotate(): Promise<true | Error> {
+    try {
+      await this.spare
+      if (this.spareError !== undefined) {
+        this.spareError = undefined
+        await prepareSpare(this.c.fs, this.c.walDir, this.c.limits.segmentBytes)
+      }
+    } catch (err) {
+      this.spareError = err ?? new Error('spare preparation failed') // still no spare: the next rotation prepares one again
+      if (isSpaceError(err)) return new MemwalError('WAL_WRITE_FAILED', `no space for a new segment: ${(err as Error).message}`, { cause: err, transient: true })
+      return this.fail('could not prepare a new segment', err)
+    }
+    try {
+      // A segment is complete and durable before the next one starts: then a
+      // later segment proves every LSN before it was durable (recovery relies on it).
+      if (this.c.durability !== 'none') await this.syncNow()
+      if (this.stateValue.kind === 'failed') return this.stateValue.error
+      const next = await installSegment({
+        fs: this.c.fs,
+        sums: this.c.sums,
+        walDir: this.c.walDir,
+        baseLsn: this.nextLsn,
+        salt: this.c.random.nextU32(),
+        createdAtMs: this.c.clock.nowMs(),
+        segmentBytes: this.c.limits.segmentBytes,
+        dsync: this.c.durability === 'sync',
+      })
+      await this.segment.handle.close().catch(() => undefined)
+      this.segment = next
+      this.offset = SEGMENT_HEADER_BYTES
+    } catch (err) {
+      // No space for the header (or the rename): the spare was not installed and the active
+      // segment is intact. Reject these frames; the next rotation prepares a fresh spare.
+      if (isSpaceError(err) && (await this.c.fs.stat(path.join(this.c.walDir, SPARE_NAME)).catch(() => undefined))) {
+        this.spareError = err
+        return new MemwalError('WAL_WRITE_FAILED', `no space for a new segment: ${(err as Error).message}`, { cause: err, transient: true })
+      }
+      return this.fail('could not install a new segment', err)
+    }
+    this.startSpare()
+    return true
+  }
+
+  private startSpare(): void {
+    this.spareError = undefined
+    this.spare = prepareSpare(this.c.fs, this.c.walDir, this.c.limits.segmentBytes).catch((err: unknown) => {
+      this.spareError = err ?? new Error('spare preparation failed')
+    })
+  }
+
+  private armTimer(): void {
+    this.cancelTimer = this.c.clock.setTimer(this.c.syncIntervalMs, () => {
+      if (this.stateValue.kind !== 'open') return
+      if (this.unsyncedBytes > 0) {
+        this.syncRequested = true
+        this.schedule()
+      }
+      this.armTimer()
+    })
+  }
+
+  // ---- failing closed ----
+
+  private fail(message: string, cause: unknown): WalFailedError {
+    if (this.stateValue.kind === 'failed') return this.stateValue.error
+    const error = new WalFailedError(`${message}: the log accepts no more writes until it is reopened`, cause)
+    this.stateValue = { kind: 'failed', error }
+    this.cancelTimer?.()
+    for (const o of this.overflow) o.waiter.reject(error)
+    this.overflow.length = 0
+    this.overflowBytes = 0
+    this.rejectFrom(this.open, 0, error)
+    this.open.reset()
+    this.c.onFailed?.(error)
+    return error
+  }
+
+  /** Fails the writer from outside (a lost lock): nothing more is acknowledged. */
+  poison(message: string, cause: unknown): void {
+    this.fail(message, cause)
+  }
+
+  private throwIfUnusable(): void {
+    if (this.stateValue.kind === 'failed') throw this.stateValue.error
+    if (this.stateValue.kind === 'closed') throw new WalClosedError()
+  }
+}

@@ -1,0 +1,535 @@
+/**
+ * The `memwal` CLI as a user runs it (a subprocess; DESIGN.md §9), on the
+ * committed data-directory fixtures of fixtures/datadirs/ (see its README):
+ * - fsck finds each fixture's fault, names its kind and place (segment,
+ *   offset, LSNs, keys) and exits 4; fsck --repair fixes it and exits 1; fsck
+ *   then exits 0; and the repaired directory still holds every acknowledged
+ *   value (repair never takes back what the backend had applied);
+ * - replay applies what a backend left unapplied; dump and status report the
+ *   log and the directory; --json prints exactly one JSON document;
+ * - operational errors (missing directory, not a memwal directory, lock held,
+ *   unknown format version, permission denied) exit 8 and usage errors exit
+ *   16, each with one line on stderr.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { MemWAL, RecordType, type Op, type PutOp, type Sink } from '../../engine/index.js'
+import { createChecksums } from '../../engine/format/checksum.js'
+import { decodeSegmentHeader, encodeSegmentHeader } from '../../engine/format/format.js'
+import { segmentName } from '../../engine/format/segment-name.js'
+import { CASES, RECORDS, recordFor, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
+import { copyFixture, DATADIRS, holdDir, oneJson, runCli, stderrLines, type CliResult } from '../support/cli-run.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+// Most of the time goes to starting subprocesses: run the tests (each in its own directory) a few at a time.
+t.jobs = 3
+
+const manifest = JSON.parse(fs.readFileSync(path.join(DATADIRS, 'manifest.json'), 'utf8')) as Manifest
+
+interface Finding {
+  kind: string
+  sink?: string
+  segment?: string
+  offset?: number
+  key?: string
+  lsnFirst?: number
+  lsnLast?: number
+  alreadyApplied?: boolean
+  detail: string
+  repaired: boolean
+}
+
+interface FsckReport {
+  clean: boolean
+  repaired: number
+  unrepaired: number
+  counts: Record<string, number>
+  findings: Finding[]
+  segments: number
+  records: number
+  bytesScanned: number
+  lastLsn: number
+  checkpoints: { backend: number; index: number }
+  elapsedMs: number
+  exitCode: number
+}
+
+// ---- the model: what the fixtures' log acknowledged (LSNs 1..RECORDS, all applied before the fault) ----
+
+interface Version {
+  readonly lsn: number
+  readonly op: Op
+}
+
+function modelOf(records: number): Map<string, Version> {
+  const latest = new Map<string, Version>()
+  for (let i = 1; i <= records; i++) {
+    const r = recordFor(i)
+    for (const op of r.type === RecordType.BATCH ? r.ops : [r.op]) latest.set(op.key, { lsn: i, op })
+  }
+  return latest
+}
+
+const MODEL = modelOf(RECORDS)
+const liveKeys = (pred: (op: PutOp) => boolean): string[] =>
+  [...MODEL.entries()].filter(([, v]) => v.op.type === 'put' && pred(v.op)).map(([k]) => k).sort()
+
+/**
+ * Opens the directory with the engine and checks that every key reads as the
+ * model says (value, labels and the LSN that wrote it; deleted keys absent),
+ * and that index queries by namespace and by tag find exactly the model's keys.
+ */
+async function expectModel(t: Test, dir: string): Promise<void> {
+  const engine = await MemWAL.open({ dir })
+  try {
+    const wrong: string[] = []
+    for (const [key, v] of MODEL) {
+      const e = await engine.getEntry(key)
+      if (v.op.type === 'del') {
+        if (e !== undefined) wrong.push(`${key}: deleted at LSN ${v.lsn}, reads ${JSON.stringify(e)}`)
+        continue
+      }
+      const want = { value: v.op.value, lsn: v.lsn, ...(v.op.namespace !== undefined ? { namespace: v.op.namespace } : {}), ...(v.op.tags ? { tags: v.op.tags } : {}) }
+      if (JSON.stringify(e) !== JSON.stringify(want)) wrong.push(`${key}: want LSN ${v.lsn} ${JSON.stringify(want).slice(0, 80)}, reads ${JSON.stringify(e)?.slice(0, 80)}`)
+    }
+    t.strictSame(wrong, [], 'every acknowledged key reads as the log wrote it (nothing the backend applied was taken back)')
+    for (const namespace of ['notes', 'facts', 'plans', 'stale']) {
+      const got: string[] = []
+      for await (const r of engine.query({ namespace, limit: 100_000 })) got.push(r.key)
+      t.strictSame(got.sort(), liveKeys((op) => op.namespace === namespace), `query namespace ${namespace}`)
+    }
+    for (const tag of ['red', 'green', 'blue', 'urgent', 'pinned', 'stale-tag']) {
+      const got: string[] = []
+      for await (const r of engine.query({ tag, limit: 100_000 })) got.push(r.key)
+      t.strictSame(got.sort(), liveKeys((op) => (op.tags ?? []).includes(tag)), `query tag ${tag}`)
+    }
+  } finally {
+    await engine.close()
+  }
+}
+
+function report(t: Test, r: CliResult, label: string): FsckReport {
+  const doc = oneJson<FsckReport>(r)
+  t.equal(doc.exitCode, r.code, `${label}: the document's exitCode is the process's`)
+  return doc
+}
+
+// ---- per fixture: fsck, fsck --repair, fsck ----
+
+interface CaseExpect {
+  /** Counts per finding kind, before and in the repair run. */
+  readonly found: Record<string, number>
+  readonly repaired: Record<string, number>
+  /** Files in quarantine/ after the repair. */
+  readonly quarantined: readonly string[]
+  /** The LSNs the repaired log no longer holds (the cut), for log damage. */
+  readonly cut?: readonly [number, number]
+}
+
+const baseOf = (segment: string): number => Number(segment.slice(0, 20))
+
+function expectations(name: CaseName): CaseExpect {
+  const m = manifest[name]
+  const nextBase = (seg: string): number => {
+    const i = m.segments.indexOf(seg)
+    return i + 1 < m.segments.length ? baseOf(m.segments[i + 1] as string) : m.lastLsn + 1
+  }
+  switch (name) {
+    case 'clean':
+      return { found: {}, repaired: {}, quarantined: [] }
+    case 'torn-tail':
+      return { found: { 'torn-tail': 1 }, repaired: { 'torn-tail': 1 }, quarantined: [`${m.segment}.broken`] }
+    case 'corrupt-middle-segment':
+    case 'bitflip-payload':
+      // The segment is cut at the damage: the damaged frame and every frame after it in that segment leave the log.
+      return { found: { 'corrupt-frame': 1 }, repaired: { 'corrupt-frame': 1 }, quarantined: [`${m.segment}.broken`], cut: [m.lsnFirst as number, nextBase(m.segment as string) - 1] }
+    case 'missing-segment':
+      return { found: { 'missing-lsns': 1 }, repaired: { 'missing-lsns': 1 }, quarantined: [] }
+    case 'backend-behind':
+      // The index holds the keys the backend lost: orphans until the backend is repaired (which comes first).
+      return { found: { 'backend-missing': 3, 'index-orphan': 3 }, repaired: { 'backend-missing': 3 }, quarantined: [] }
+    case 'stale-index':
+      return { found: { 'index-mismatch': 2 }, repaired: { 'index-mismatch': 2 }, quarantined: [] }
+    case 'orphan-index':
+      return { found: { 'index-orphan': 2 }, repaired: { 'index-orphan': 2 }, quarantined: [] }
+  }
+}
+
+/** Checks the findings name the fixture's fault: kind, segment, offset, LSNs or keys. */
+function expectPlaces(t: Test, name: CaseName, findings: readonly Finding[], repairRun: boolean): void {
+  const m = manifest[name]
+  const e = expectations(name)
+  const log = findings.filter((f) => f.segment !== undefined)
+  switch (name) {
+    case 'clean':
+      t.strictSame(findings, [])
+      return
+    case 'torn-tail':
+      t.match(log, [{ kind: 'torn-tail', segment: m.segment, offset: m.offset, lsnFirst: m.lsnFirst }])
+      t.not(log[0]?.alreadyApplied, true, 'a torn write was never applied')
+      return
+    case 'corrupt-middle-segment':
+    case 'bitflip-payload': {
+      const [first, last] = repairRun ? (e.cut as [number, number]) : [m.lsnFirst, m.lsnLast]
+      t.match(log, [{ kind: 'corrupt-frame', segment: m.segment, offset: m.offset, lsnFirst: first, lsnLast: last, alreadyApplied: true }], repairRun ? 'the repair names the LSNs it cut from the log' : 'the damaged frame')
+      return
+    }
+    case 'missing-segment':
+      // Noticed at the next segment, whose base LSN the missing LSNs precede.
+      t.match(log, [{ kind: 'missing-lsns', segment: segmentName((m.lsnLast as number) + 1), offset: 0, lsnFirst: m.lsnFirst, lsnLast: m.lsnLast, alreadyApplied: true }])
+      t.equal(segmentName(m.lsnFirst as number), m.segment, 'the LSNs are those of the deleted segment')
+      return
+    case 'backend-behind': {
+      const missing = findings.filter((f) => f.kind === 'backend-missing')
+      t.strictSame(missing.map((f) => f.key).sort(), [...(m.keys ?? [])].sort(), 'the keys deleted from the backend')
+      for (const f of missing) t.match(f, { sink: 'backend', lsnFirst: MODEL.get(f.key as string)?.lsn }, `${f.key}: the LSN of its latest put`)
+      if (!repairRun) t.strictSame(findings.filter((f) => f.kind === 'index-orphan').map((f) => f.key).sort(), [...(m.keys ?? [])].sort())
+      return
+    }
+    case 'stale-index':
+    case 'orphan-index':
+      t.strictSame(findings.map((f) => f.key).sort(), [...(m.keys ?? [])].sort(), 'the keys whose index entries are wrong')
+      for (const f of findings) t.equal(f.sink, 'index')
+  }
+}
+
+for (const name of CASES) {
+  t.test(`fixture ${name}: fsck, fsck --repair, fsck`, async (t) => {
+    const dir = copyFixture(t, name)
+    const e = expectations(name)
+    const m = manifest[name]
+    const damaged = name !== 'clean'
+
+    const first = await runCli(['fsck', dir, '--json'])
+    t.equal(first.code, damaged ? 4 : 0, `fsck exits ${damaged ? 4 : 0}; stderr: ${first.stderr}`)
+    const r1 = report(t, first, 'fsck')
+    t.strictSame(r1.counts, e.found, 'counts per kind')
+    t.equal(r1.clean, !damaged)
+    t.equal(r1.unrepaired, r1.findings.length)
+    t.ok(r1.findings.every((f) => !f.repaired), 'nothing is marked repaired without --repair')
+    t.match(r1, { lastLsn: m.lastLsn, checkpoints: { backend: m.checkpoint, index: m.checkpoint }, segments: m.segments.length })
+    expectPlaces(t, name, r1.findings, false)
+
+    const repair = await runCli(['fsck', dir, '--repair', '--json'])
+    t.equal(repair.code, damaged ? 1 : 0, `fsck --repair exits ${damaged ? 1 : 0}; stderr: ${repair.stderr}`)
+    if (repair.code !== null && repair.code >= 4) return // the rest would only repeat the failure
+    const r2 = report(t, repair, 'fsck --repair')
+    t.strictSame(r2.counts, e.repaired, 'counts per kind in the repair run')
+    t.ok(r2.findings.every((f) => f.repaired), 'every finding is marked repaired')
+    t.equal(r2.unrepaired, 0)
+    t.equal(r2.repaired, r2.findings.length)
+    expectPlaces(t, name, r2.findings, true)
+    const q = path.join(dir, 'quarantine')
+    t.strictSame(fs.existsSync(q) ? fs.readdirSync(q).sort() : [], e.quarantined, 'evidence kept in quarantine/')
+    if (name === 'bitflip-payload') {
+      // The cut left the log ending before the checkpoints: the replay goes on after them, in a new segment that declares the gap.
+      t.ok(fs.existsSync(path.join(dir, 'wal', segmentName(m.lastLsn + 1))), 'a new segment starts after the checkpoint')
+    }
+
+    const again = await runCli(['fsck', dir, '--json'])
+    t.equal(again.code, 0, `fsck after the repair exits 0; stderr: ${again.stderr}`)
+    const r3 = report(t, again, 'fsck again')
+    t.equal(r3.clean, true)
+    t.strictSame(r3.findings, [])
+    t.match(r3.checkpoints, { backend: m.checkpoint, index: m.checkpoint })
+
+    await expectModel(t, dir)
+  })
+}
+
+t.test('fsck without --json: a readable summary on stdout, and the same exit codes', async (t) => {
+  const clean = await runCli(['fsck', copyFixture(t, 'clean')])
+  t.equal(clean.code, 0)
+  t.match(clean.stdout, /3 segments, 480 records, last LSN 480/)
+  t.match(clean.stdout, /clean: the log, the backend and the index agree/)
+  const bad = await runCli(['fsck', copyFixture(t, 'corrupt-middle-segment')])
+  t.equal(bad.code, 4)
+  const m = manifest['corrupt-middle-segment']
+  t.match(bad.stdout, `corrupt-frame ${m.segment}@${m.offset} LSN ${m.lsnFirst}`)
+  t.match(bad.stdout, /already in the backend: nothing lost/)
+  t.match(bad.stdout, /1 findings left uncorrected \(run with --repair\)/)
+})
+
+// ---- replay ----
+
+t.test('replay applies the records a failing backend left unapplied; status shows the backlog before and none after', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  let down = true
+  const wrapSink = <S extends Sink>(sink: S): S => {
+    if (sink.name !== 'backend') return sink
+    const apply = sink.apply.bind(sink)
+    sink.apply = async (batch, signal) => {
+      if (down) throw new Error('simulated backend outage')
+      await apply(batch, signal)
+    }
+    return sink
+  }
+  const engine = await MemWAL.open({ dir, wrapSink, closeGraceMs: 200, resilience: { retryDelayMsMin: 1, retryDelayMsMax: 5 } })
+  const N = 40
+  for (let i = 0; i < N; i++) await engine.put(`replay/${String(i).padStart(2, '0')}`, { i }, { namespace: 'replayed', tags: i % 2 === 0 ? ['even'] : ['odd'] })
+  await engine.delete('replay/00')
+  const last = N + 1
+  t.equal(engine.health().sinks['backend']?.checkpoint, 0, 'the backend applied nothing')
+  await engine.close() // without flush: the records stay unapplied in the log
+  down = false
+
+  const before = await runCli(['status', dir, '--json'])
+  t.equal(before.code, 0, before.stderr)
+  const s1 = oneJson<{ lastLsn: number; backlogRecords: number; checkpoints: { backend: number; index: number } }>(before)
+  t.equal(s1.lastLsn, last)
+  t.equal(s1.checkpoints.backend, 0)
+  t.equal(s1.backlogRecords, last, 'every record is in the backlog')
+
+  const replay = await runCli(['replay', dir, '--json'])
+  t.equal(replay.code, 0, replay.stderr)
+  const doc = oneJson<{ dir: string; replayed: number; checkpoints: { backend: number; index: number }; recovery: { lastLsn: number; findings: unknown[] }; recordsPerSecond: number }>(replay)
+  t.equal(doc.dir, dir)
+  t.equal(doc.replayed, last, 'replayed every unapplied record')
+  t.strictSame(doc.checkpoints, { backend: last, index: last })
+  t.equal(doc.recovery.lastLsn, last)
+  t.strictSame(doc.recovery.findings, [])
+  t.type(doc.recordsPerSecond, 'number')
+
+  const after = oneJson<{ backlogRecords: number; checkpoints: { backend: number; index: number } }>(await runCli(['status', dir, '--json']))
+  t.equal(after.backlogRecords, 0, 'no backlog after replay')
+  t.strictSame(after.checkpoints, { backend: last, index: last })
+
+  // The backend itself holds the values now (read through a fresh engine: nothing pending, nothing cached).
+  const check = await MemWAL.open({ dir })
+  try {
+    t.equal(check.health().backlog.records, 0)
+    t.equal(await check.get('replay/00'), undefined)
+    t.strictSame(await check.getEntry('replay/07'), { value: { i: 7 }, lsn: 8, namespace: 'replayed', tags: ['odd'] })
+  } finally {
+    await check.close()
+  }
+
+  const readable = await runCli(['replay', dir])
+  t.equal(readable.code, 0)
+  t.match(readable.stdout, /replayed 0 unapplied records/, 'a second replay has nothing to do')
+})
+
+// ---- dump ----
+
+interface DumpDoc {
+  entries: { kind: string; lsn?: number; segment: string; offset: number; end?: number; detail?: string; record?: { type: number; op?: Op; ops?: Op[] } }[]
+  records: number
+  damaged: number
+}
+
+t.test('dump --json: one document with every record and its place; --from, --to and --key filter', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  const all = await runCli(['dump', dir, '--json'])
+  t.equal(all.code, 0, all.stderr)
+  const doc = oneJson<DumpDoc>(all)
+  t.equal(doc.records, RECORDS)
+  t.equal(doc.damaged, 0)
+  t.strictSame(doc.entries.map((e) => e.lsn), Array.from({ length: RECORDS }, (_, i) => i + 1), 'every LSN, in order')
+  t.ok(doc.entries.every((e) => e.kind === 'record' && manifest.clean.segments.includes(e.segment) && e.offset >= 64), 'each names its segment and offset')
+  t.strictSame(doc.entries[351]?.record, { type: RecordType.PUT, op: (recordFor(352) as { op: Op }).op }, 'the record as written')
+  t.equal(doc.entries[222]?.segment, manifest.clean.segments[1], 'LSN 223 opens the second segment')
+  t.equal(doc.entries[222]?.offset, 64)
+
+  const range = oneJson<DumpDoc>(await runCli(['dump', dir, '--from', '100', '--to', '110', '--json']))
+  t.strictSame(range.entries.map((e) => e.lsn), [100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110])
+  t.equal(range.records, 11)
+
+  const key = oneJson<DumpDoc>(await runCli(['dump', dir, '--key', 'profile/alpha', '--json']))
+  t.strictSame(key.entries.map((e) => e.lsn), [41, 352], 'the records touching the key')
+  const both = oneJson<DumpDoc>(await runCli(['dump', dir, '--key', 'profile/alpha', '--from', '100', '--json']))
+  t.strictSame(both.entries.map((e) => e.lsn), [352])
+  // A key written inside batches too.
+  const batchKey = 'agent/05'
+  const expected = [...Array(RECORDS).keys()].map((i) => i + 1).filter((lsn) => {
+    const r = recordFor(lsn)
+    return (r.type === RecordType.BATCH ? r.ops : [r.op]).some((op) => op.key === batchKey)
+  })
+  t.strictSame(oneJson<DumpDoc>(await runCli(['dump', dir, '--key', batchKey, '--json'])).entries.map((e) => e.lsn), expected)
+
+  const text = await runCli(['dump', dir, '--from', '352', '--to', '352'])
+  t.equal(text.code, 0)
+  t.match(text.stdout, new RegExp(`^352\\t${manifest.clean.segments[1]}@\\d+\\t.*profile/alpha`))
+  t.match(text.stderr, /1 records, 0 damaged ranges/)
+})
+
+t.test('dump on a damaged log shows the damaged range in place and exits 4', async (t) => {
+  const m = manifest['corrupt-middle-segment']
+  const r = await runCli(['dump', copyFixture(t, 'corrupt-middle-segment'), '--json'])
+  t.equal(r.code, 4)
+  const doc = oneJson<DumpDoc>(r)
+  t.equal(doc.damaged, 1)
+  t.equal(doc.records, RECORDS - 1)
+  const i = doc.entries.findIndex((e) => e.kind === 'damage')
+  t.match(doc.entries[i], { kind: 'damage', segment: m.segment, offset: m.offset })
+  t.equal(doc.entries[i - 1]?.lsn, (m.lsnFirst as number) - 1, 'between the records around it')
+  t.equal(doc.entries[i + 1]?.lsn, (m.lsnFirst as number) + 1)
+})
+
+// ---- status ----
+
+t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, quarantine, lock', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  const r = await runCli(['status', dir, '--json'])
+  t.equal(r.code, 0, r.stderr)
+  const s = oneJson(r)
+  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'lastLsn', 'quarantined', 'segments'])
+  t.match(s, {
+    dir,
+    segments: { count: 3, bytes: 3 * 64 * 1024, firstLsn: 1, active: manifest.clean.segments[2] },
+    lastLsn: RECORDS,
+    checkpoints: { backend: RECORDS, index: RECORDS },
+    backlogRecords: 0,
+    deadLetterBytes: {},
+    quarantined: [],
+  })
+  t.type(s['elapsedMs'], 'number')
+
+  const text = await runCli(['status', dir])
+  t.equal(text.code, 0)
+  t.match(text.stdout, /lock\s+free/)
+  t.match(text.stdout, /last LSN\s+480/)
+  t.match(text.stdout, /backlog\s+0 records not yet applied everywhere/)
+})
+
+t.test('status names the process holding the lock; fsck and replay refuse with exit 8 naming it; dump still reads', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  const holder = await holdDir(dir)
+  t.teardown(() => {
+    if (holder.proc.exitCode === null) holder.proc.kill('SIGKILL')
+  })
+  const s = oneJson<{ lockedBy?: string; checkpoints?: unknown }>(await runCli(['status', dir, '--json']))
+  t.match(s.lockedBy, new RegExp(`process ${holder.pid} on `), 'status names the holder')
+  t.equal(s.checkpoints, undefined, 'checkpoints are not read while a process holds the store')
+
+  for (const cmd of ['fsck', 'replay']) {
+    const r = await runCli([cmd, dir])
+    t.equal(r.code, 8, `${cmd} exits 8`)
+    t.equal(r.stdout, '')
+    const lines = stderrLines(r)
+    t.equal(lines.length, 1, `${cmd}: one line on stderr: ${r.stderr}`)
+    t.match(lines[0], new RegExp(`^memwal ${cmd}: .*locked by process ${holder.pid} on .*\\[LOCK_HELD\\]$`))
+    const j = await runCli([cmd, dir, '--json'])
+    t.match(oneJson(j), { error: { code: 'LOCK_HELD' }, exitCode: 8 })
+  }
+  const d = await runCli(['dump', dir, '--from', '480', '--json'])
+  t.equal(d.code, 0, 'dump reads without the lock')
+  t.equal(oneJson<DumpDoc>(d).records, 1)
+
+  t.equal(await holder.release(), 0, 'the holder closed cleanly')
+  t.equal((await runCli(['fsck', dir])).code, 0, 'fsck runs once the lock is free')
+})
+
+// ---- errors ----
+
+function expectOneLineError(t: Test, r: CliResult, cmd: string, code: number, pattern: RegExp): void {
+  t.equal(r.code, code, `${cmd} exits ${code}`)
+  const lines = stderrLines(r)
+  t.equal(lines.length, 1, `${cmd}: one line on stderr, got ${JSON.stringify(r.stderr)}`)
+  t.match(lines[0], pattern, `${cmd}: the message says what is wrong`)
+}
+
+t.test('a missing directory: exit 8 from every command, one line naming it, and nothing created', async (t) => {
+  const dir = path.join(tmpDir(t), 'no-such-dir')
+  for (const cmd of ['fsck', 'replay', 'dump', 'status']) {
+    const r = await runCli([cmd, dir])
+    expectOneLineError(t, r, cmd, 8, new RegExp(`^memwal ${cmd}: no such directory: ${dir} \\[DIR_NOT_FOUND\\]$`))
+    t.equal(r.stdout, '')
+  }
+  for (const cmd of ['replay', 'dump']) {
+    const j = await runCli([cmd, dir, '--json'])
+    t.equal(j.code, 8)
+    t.match(oneJson(j), { error: { code: 'DIR_NOT_FOUND' }, exitCode: 8 }, `${cmd} --json: the error as one document`)
+  }
+  t.notOk(fs.existsSync(dir), 'no command created the directory')
+  const repair = await runCli(['fsck', dir, '--repair'])
+  t.equal(repair.code, 8)
+  t.notOk(fs.existsSync(dir))
+})
+
+t.test('a directory that is not a memwal directory, or a file: exit 8, one line, untouched', async (t) => {
+  const root = tmpDir(t)
+  const empty = path.join(root, 'empty')
+  fs.mkdirSync(empty)
+  fs.writeFileSync(path.join(empty, 'notes.txt'), 'hello')
+  const file = path.join(root, 'a-file')
+  fs.writeFileSync(file, 'not a directory')
+  for (const cmd of ['fsck', 'replay', 'dump', 'status']) expectOneLineError(t, await runCli([cmd, empty]), cmd, 8, /is not a memwal data directory \(no wal\/ inside\) \[DIR_NOT_MEMWAL\]$/)
+  for (const cmd of ['replay', 'status']) expectOneLineError(t, await runCli([cmd, file]), cmd, 8, /is not a directory \[DIR_NOT_MEMWAL\]$/)
+  expectOneLineError(t, await runCli(['fsck', empty, '--repair']), 'fsck --repair', 8, /DIR_NOT_MEMWAL/)
+  t.strictSame(fs.readdirSync(empty), ['notes.txt'], 'nothing was created in it')
+  // A path that runs through a file: the OS says ENOTDIR.
+  expectOneLineError(t, await runCli(['fsck', path.join(file, 'data')]), 'fsck', 8, /ENOTDIR/)
+})
+
+t.test('a store that cannot be opened (a file where store/ should be): exit 8, one line', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  fs.rmSync(path.join(dir, 'store'), { recursive: true })
+  fs.writeFileSync(path.join(dir, 'store'), 'not a LevelDB directory')
+  expectOneLineError(t, await runCli(['fsck', dir]), 'fsck', 8, new RegExp(`cannot open the LevelDB store at ${dir}/store: .*\\[IO_ERROR\\]$`))
+  expectOneLineError(t, await runCli(['replay', dir]), 'replay', 8, new RegExp(`${dir}/store`))
+})
+
+t.test('permission denied: exit 8 and one line naming the path', async (t) => {
+  // The tests run as root, whom permissions do not stop: the CLI runs as `nobody` then (spawn uid/gid), on a directory only root may enter.
+  const asRoot = process.getuid?.() === 0
+  const root = tmpDir(t)
+  fs.chmodSync(root, 0o755)
+  const dir = path.join(root, 'data')
+  fs.cpSync(path.join(DATADIRS, 'clean'), dir, { recursive: true })
+  fs.chmodSync(dir, 0o755)
+  fs.chmodSync(path.join(dir, 'wal'), asRoot ? 0o700 : 0o000)
+  t.teardown(() => fs.chmodSync(path.join(dir, 'wal'), 0o700))
+  const as = asRoot ? { uid: 65534, gid: 65534 } : {}
+  for (const cmd of ['status', 'dump']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`permission denied: ${dir}/wal \\[EACCES\\]$`))
+  // fsck and replay take the lock first: creating it is what is refused.
+  for (const cmd of ['fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, /cannot lock .*EACCES.*\[IO_ERROR\]$/)
+  const j = await runCli(['fsck', dir, '--json'], as)
+  t.match(oneJson(j), { exitCode: 8 })
+})
+
+t.test('an unknown format version: fsck and replay exit 8 saying which version; dump shows the segment as damage', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  const seg = path.join(dir, 'wal', manifest.clean.segments[0] as string)
+  const bytes = fs.readFileSync(seg)
+  const sums = await createChecksums()
+  const h = decodeSegmentHeader(bytes, sums)
+  if (h.kind !== 'header') throw new Error('fixture header unreadable')
+  encodeSegmentHeader({ ...h.header, version: 2 }, sums).copy(bytes, 0)
+  fs.writeFileSync(seg, bytes)
+  t.equal(decodeSegmentHeader(bytes, sums).kind, 'unknown-version', 'a valid header of another version')
+  for (const cmd of ['fsck', 'replay']) {
+    expectOneLineError(t, await runCli([cmd, dir]), cmd, 8, new RegExp(`segment ${manifest.clean.segments[0]} has format version 2; this memwal reads version 1 \\[WAL_UNKNOWN_VERSION\\]$`))
+  }
+  expectOneLineError(t, await runCli(['fsck', dir, '--repair']), 'fsck --repair', 8, /WAL_UNKNOWN_VERSION/)
+  t.equal(fs.readFileSync(seg).compare(bytes), 0, 'the segment is left as it is')
+  t.notOk(fs.existsSync(path.join(dir, 'quarantine')), 'nothing quarantined')
+  const d = await runCli(['dump', dir, '--json'])
+  t.equal(d.code, 4)
+  t.match(oneJson<DumpDoc>(d).entries[0], { kind: 'damage', segment: manifest.clean.segments[0], offset: 0, detail: 'format version 2' })
+})
+
+t.test('usage errors exit 16 with one line on stderr (and, under --json, one document on stdout)', async (t) => {
+  const dir = copyFixture(t, 'clean')
+  const cases: [string[], RegExp][] = [
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['fsck', dir, '--bogus'], /unknown option '--bogus'/],
+    [['fsck'], /missing required argument 'dir'/],
+    [['dump', dir, '--from', 'abc'], /'--from <lsn>' argument 'abc' is invalid/],
+    [['replay', dir, '--timeout', '0'], /'--timeout <ms>' argument '0' is invalid/],
+  ]
+  for (const [args, pattern] of cases) {
+    const r = await runCli(args)
+    expectOneLineError(t, r, args.join(' '), 16, pattern)
+    t.equal(r.stdout, '', 'nothing on stdout')
+  }
+  for (const args of [['fsck', dir, '--bogus', '--json'], ['dump', dir, '--json', '--from', 'abc']]) {
+    const j = await runCli(args)
+    t.equal(j.code, 16)
+    t.match(oneJson(j), { error: { code: 'USAGE' }, exitCode: 16 }, `${args.join(' ')}: the error as one document`)
+    t.equal(stderrLines(j).length, 1)
+  }
+  const help = await runCli(['--help'])
+  t.equal(help.code, 0, '--help is not an error')
+  t.match(help.stdout, /Usage: memwal/)
+})

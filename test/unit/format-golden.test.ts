@@ -1,0 +1,112 @@
+/**
+ * Pins on-disk format version 1 with a golden segment
+ * (fixtures/format-v1/00000000000000000001.seg, made by
+ * fixtures/make-format-fixtures.ts from fixtures/format-v1/records.json).
+ *
+ * If a test here fails, the bytes memwal writes or the way it reads them
+ * changed: segments already on users' disks are at stake. Either undo the
+ * change, or make a new format version (keeping a reader for this one) and a
+ * new fixture directory; never just regenerate this file.
+ */
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { FORMAT_VERSION, ManualClock, RecordCodec, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/index.js'
+import { createChecksums } from '../../engine/format/checksum.js'
+import { encodeFrame, encodeSegmentHeader, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
+import { scanFrames } from '../../engine/log/segment-cursor.js'
+import { GOLDEN_SEGMENT, loadFixture, SEGMENT_BYTES, toWalRecord, trim, writeWithWal } from '../../fixtures/make-format-fixtures.js'
+
+const golden = readFileSync(GOLDEN_SEGMENT)
+const fixture = loadFixture()
+const expected = fixture.records.map(toWalRecord)
+
+t.test('the fixture is what it claims to be', async (t) => {
+  t.equal(FORMAT_VERSION, 1, 'this fixture pins version 1')
+  t.strictSame(fixture.records.map((r) => r.lsn), [1, 2, 3, 4, 5, 6], 'records at LSNs 1..6')
+  t.strictSame(fixture.records.map((r) => r.type), ['PUT', 'PUT', 'PUT', 'DELETE', 'BATCH', 'PUT'], 'PUT, DELETE and BATCH records')
+  t.equal(golden.length, 456, 'golden segment size: 64-byte header and six frames')
+})
+
+t.test('(a) encoding the fixture records gives the golden bytes exactly', async (t) => {
+  const sums = await createChecksums()
+  const codec = new RecordCodec()
+  const parts = [encodeSegmentHeader({ version: 1, salt: fixture.segment.salt, baseLsn: 1, createdAtMs: fixture.segment.createdAtMs, gapFromLsn: 0 }, sums)]
+  for (const r of fixture.records) {
+    const w = toWalRecord(r)
+    parts.push(encodeFrame({ lsn: r.lsn, type: w.type, payload: Buffer.from(codec.encode(w)) }, fixture.segment.salt, sums))
+  }
+  const encoded = Buffer.concat(parts)
+  t.equal(encoded.length, golden.length, 'same length')
+  t.equal(firstDifference(encoded, golden), -1, 'same bytes (first difference at -1 means none)')
+})
+
+t.test('(a) the WAL writer produces the golden segment, zero-padded to its preallocated size', async (t) => {
+  const written = await writeWithWal(fixture)
+  t.equal(written.length, SEGMENT_BYTES, 'the segment file is preallocated')
+  t.equal(firstDifference(trim(written), golden), -1, 'header and frames equal the golden bytes')
+  t.ok(written.subarray(golden.length).every((b) => b === 0), 'zeros after the last frame')
+})
+
+t.test('(b) the golden bytes, read by hand against the spec in format.ts', async (t) => {
+  const sums = await createChecksums()
+  const b = golden
+  t.equal(b.subarray(0, 8).toString('latin1'), 'MEMWALSG', 'segment magic')
+  t.equal(b.readUInt16LE(8), 1, 'format version')
+  t.equal(b.readUInt16LE(10), 64, 'header length')
+  t.equal(b.readUInt32LE(12), 0x12345678, 'salt')
+  t.equal(b.readBigUInt64LE(16), 1n, 'base LSN')
+  t.equal(b.readBigUInt64LE(24), 1_700_000_000_000n, 'created-at ms')
+  t.equal(b.readBigUInt64LE(32), 0n, 'gap-from LSN: none')
+  t.ok(b.subarray(40, 60).every((x) => x === 0), 'reserved bytes are zero')
+  t.equal(b.readUInt32LE(60), sums.h32(b.subarray(0, 60), 0), 'header checksum: xxh32 seed 0 of bytes 0..59')
+
+  const codec = new RecordCodec()
+  let at = SEGMENT_HEADER_BYTES
+  const offsets: number[] = []
+  for (const [i, want] of expected.entries()) {
+    const lsn = i + 1
+    offsets.push(at)
+    t.equal(b.readUInt32LE(at), 0x5246574d, `frame ${lsn} at ${at}: magic "MWFR"`)
+    t.equal(b.readUInt32LE(at + 4), sums.h32(b.subarray(at + 8, at + 32), 0x12345678), `frame ${lsn}: header checksum, xxh32 of bytes 8..31 seeded with the salt`)
+    t.equal(b.readBigUInt64LE(at + 8), BigInt(lsn), `frame ${lsn}: LSN`)
+    const length = b.readUInt32LE(at + 16)
+    t.equal(b[at + 20], want.type, `frame ${lsn}: type`)
+    t.equal(b[at + 21], 0, `frame ${lsn}: flags`)
+    t.equal(b.readUInt16LE(at + 22), 0, `frame ${lsn}: reserved`)
+    const payload = b.subarray(at + 32, at + 32 + length)
+    t.equal(b.readBigUInt64LE(at + 24), sums.h64(payload), `frame ${lsn}: payload checksum, xxh64 seed 0`)
+    t.strictSame(codec.decode(want.type, payload), want, `frame ${lsn}: payload decodes to the record`)
+    at += 32 + length
+  }
+  t.equal(at, b.length, 'frames are packed back to back to the end of the data')
+  t.strictSame(offsets, [64, 155, 215, 287, 327, 414], 'frame offsets, as fixtures/README.md lists them')
+  t.strictSame(expected.map((r) => r.type), [RecordType.PUT, RecordType.PUT, RecordType.PUT, RecordType.DELETE, RecordType.BATCH, RecordType.PUT])
+})
+
+t.test('(b) the golden segment decodes with the format module, and as a real segment through Wal.open', async (t) => {
+  const sums = await createChecksums()
+  const codec = new RecordCodec()
+  const frames = [...scanFrames({ bytes: golden, salt: fixture.segment.salt, recordBytesMax: SEGMENT_BYTES, sums })]
+  t.strictSame(frames.map((f) => (f.kind === 'frame' ? f.lsn : f.kind)), [1, 2, 3, 4, 5, 6], 'six valid frames, no damage')
+  t.strictSame(frames.map((f) => (f.kind === 'frame' ? codec.decode(f.type, f.payload) : undefined)), expected, 'each decodes to its record')
+
+  // As found on a disk: zero-padded to the segment size, under the strictest policy.
+  const sim = new SimulatedFileSystem(new SeededRandom(3))
+  const padded = Buffer.alloc(SEGMENT_BYTES)
+  golden.copy(padded)
+  await sim.mkdirp('/d/wal')
+  sim.poke('/d/wal/00000000000000000001.seg', padded)
+  const wal = await Wal.open({ dir: '/d', fs: sim, segmentBytes: SEGMENT_BYTES, corruptionPolicy: 'absolute', clock: new ManualClock(), random: new SeededRandom(4) })
+  t.strictSame(wal.recovery.findings, [], 'no findings')
+  const read = []
+  for await (const r of wal.read(1)) read.push({ lsn: r.lsn, record: wal.decode(r) })
+  t.strictSame(read, expected.map((record, i) => ({ lsn: i + 1, record })), 'read back in order')
+  t.equal(await wal.appendRecord({ type: RecordType.DELETE, op: { type: 'del', key: 'n' } }), 7, 'appends go on at LSN 7')
+  await wal.close()
+})
+
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.max(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i
+  return -1
+}

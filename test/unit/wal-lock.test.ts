@@ -1,0 +1,215 @@
+/**
+ * G7 on the real filesystem: one writer per data directory. A second writer,
+ * in this process or another, gets LOCK_HELD naming the holder; a lock left by
+ * a killed process is taken over at once; close() releases the lock; and the
+ * data directory keeps its files private (directories 0700, files 0600).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { lockHolder, RecordType, Wal, type MemwalError } from '../../engine/index.js'
+import { tmpDir } from '../support/tmp-dir.js'
+import { CHILD_SEGMENT_BYTES, spawnChild, type Child } from '../support/writer-child.js'
+
+const LOCK_DIR = 'memwal.lock'
+
+function openWal(dir: string): Promise<Wal> {
+  return Wal.open({ dir, segmentBytes: CHILD_SEGMENT_BYTES })
+}
+
+interface TryOpenResult {
+  ok: boolean
+  pid: number
+  code?: string
+  message?: string
+  details?: { dir?: string; holder?: string }
+}
+
+async function tryOpenInChild(dir: string): Promise<TryOpenResult> {
+  const child = spawnChild(['--try-open', dir])
+  const line = await child.waitFor((l) => l.startsWith('{'))
+  const end = await child.ended
+  if (end.code !== 0) throw new Error(`try-open child exited ${String(end.code ?? end.signal)}: ${child.stderr()}`)
+  return JSON.parse(line) as TryOpenResult
+}
+
+/** A child holding the lock of `dir`; killed at the end of the test if still running. */
+async function holdInChild(t: { teardown(fn: () => unknown): void }, dir: string): Promise<Child> {
+  const child = spawnChild(['--hold', dir])
+  t.teardown(() => {
+    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL')
+  })
+  await child.waitFor((l) => l.startsWith('ready '))
+  return child
+}
+
+async function appendOne(wal: Wal, key: string): Promise<number> {
+  return wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key, value: key } })
+}
+
+async function keysIn(wal: Wal): Promise<string[]> {
+  const keys: string[] = []
+  for await (const r of wal.read(1)) {
+    const rec = wal.decode(r)
+    if (rec.type === RecordType.PUT) keys.push(rec.op.key)
+  }
+  return keys
+}
+
+t.test('a second Wal.open in the same process is refused with LOCK_HELD naming this process', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const first = await openWal(dir)
+  t.teardown(() => first.close())
+  await appendOne(first, 'before')
+
+  const err = (await openWal(dir).then(
+    async (w) => {
+      await w.close()
+      return undefined
+    },
+    (e: unknown) => e,
+  )) as MemwalError | undefined
+  t.ok(err, 'the second open is refused')
+  t.equal(err?.code, 'LOCK_HELD')
+  t.match(err?.message, new RegExp(`process ${process.pid}\\b`), 'the message names the holder pid')
+  t.match(String(err?.details['holder']), new RegExp(`process ${process.pid}\\b`), 'details.holder names the holder pid')
+  t.equal(err?.details['dir'], dir, 'details.dir names the data directory')
+
+  // The refused open did not disturb the holder: it still writes, and still holds the lock.
+  await appendOne(first, 'after')
+  t.same(await keysIn(first), ['before', 'after'])
+  t.match(lockHolder(dir), new RegExp(`process ${process.pid}\\b`))
+})
+
+t.test('a second writer process is refused with LOCK_HELD naming the holder process', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  await appendOne(wal, 'a')
+
+  const res = await tryOpenInChild(dir)
+  t.equal(res.ok, false, 'the other process cannot open the WAL')
+  t.not(res.pid, process.pid)
+  t.equal(res.code, 'LOCK_HELD')
+  t.match(res.message, new RegExp(`process ${process.pid}\\b`), 'the message names this process')
+  t.match(res.details?.holder, new RegExp(`process ${process.pid}\\b`), 'details.holder names this process')
+  t.equal(res.details?.dir, dir, 'details.dir names the data directory')
+
+  // The refused process left the lock and the log alone.
+  t.match(lockHolder(dir), new RegExp(`process ${process.pid}\\b`))
+  await appendOne(wal, 'b')
+  t.same(await keysIn(wal), ['a', 'b'])
+})
+
+t.test('this process is refused while another process holds the lock', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const holder = await holdInChild(t, dir)
+  const err = (await openWal(dir).then(
+    async (w) => {
+      await w.close()
+      return undefined
+    },
+    (e: unknown) => e,
+  )) as MemwalError | undefined
+  t.equal(err?.code, 'LOCK_HELD')
+  t.match(String(err?.details['holder']), new RegExp(`process ${holder.pid}\\b`), 'names the child holder')
+  holder.proc.stdin?.end()
+  t.equal((await holder.ended).code, 0)
+})
+
+t.test('a lock left by a SIGKILLed holder is taken over at once', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const holder = await holdInChild(t, dir)
+  t.match(lockHolder(dir), new RegExp(`process ${holder.pid}\\b`))
+  holder.proc.kill('SIGKILL')
+  t.equal((await holder.ended).signal, 'SIGKILL')
+  t.ok(fs.existsSync(path.join(dir, LOCK_DIR)), 'the killed holder left its lock behind')
+
+  // Make the leftover lock look as fresh as can be: by proper-lockfile's mtime
+  // rule it is not stale for an hour, so only the dead-holder check can take it.
+  const future = new Date(Date.now() + 3600_000)
+  fs.utimesSync(path.join(dir, LOCK_DIR), future, future)
+
+  // One attempt, no retry loop: it must succeed now.
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  t.match(lockHolder(dir), new RegExp(`process ${process.pid}\\b`), 'the lock now names this process')
+  await appendOne(wal, 'mine')
+  t.same(await keysIn(wal), ['mine'])
+
+  // And the taken-over lock is a real one: another process is refused.
+  const res = await tryOpenInChild(dir)
+  t.equal(res.code, 'LOCK_HELD')
+  t.match(res.details?.holder, new RegExp(`process ${process.pid}\\b`))
+})
+
+t.test('close() releases the lock: another process can open, then this one again', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const first = await openWal(dir)
+  await appendOne(first, 'one')
+  await first.close()
+  t.notOk(fs.existsSync(path.join(dir, LOCK_DIR)), 'no lock left after close')
+  t.equal(lockHolder(dir), undefined)
+
+  const res = await tryOpenInChild(dir)
+  t.equal(res.ok, true, `another process opens after close (${res.code ?? ''} ${res.message ?? ''})`)
+
+  // A child that holds the lock and closes cleanly releases it too: no takeover needed.
+  const holder = await holdInChild(t, dir)
+  t.match(lockHolder(dir), new RegExp(`process ${holder.pid}\\b`))
+  holder.proc.stdin?.end()
+  await holder.waitFor((l) => l === 'closed')
+  t.equal((await holder.ended).code, 0)
+  t.notOk(fs.existsSync(path.join(dir, LOCK_DIR)), 'the child released its lock on close')
+
+  const again = await openWal(dir)
+  t.teardown(() => again.close())
+  await appendOne(again, 'two')
+  t.same(await keysIn(again), ['one', 'two'])
+})
+
+t.test('a process that exits without close() leaves no lock behind', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const child = spawnChild(['--exit-open', dir])
+  await child.waitFor((l) => l.startsWith('ready '))
+  t.equal((await child.ended).code, 0)
+  // proper-lockfile removes its locks on exit; the owner file inside must not stop it.
+  t.notOk(fs.existsSync(path.join(dir, LOCK_DIR)), 'the lock was removed at exit')
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  t.equal(wal.lastLsn, 1, 'the record the child wrote is there')
+})
+
+t.test('the data directory is created 0700 and its files 0600', async (t) => {
+  const parent = path.join(tmpDir(t), 'not-yet')
+  const dir = path.join(parent, 'data')
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  // Enough to rotate at least once, so that more than one segment exists.
+  const value = Buffer.alloc(50_000, 7)
+  for (let i = 0; i < 12; i++) await wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: `k${i}`, value } })
+  t.ok((await wal.segments()).length >= 2, 'the log rotated')
+
+  const mode = (p: string): string => (fs.statSync(p).mode & 0o777).toString(8)
+  t.equal(mode(parent), '700', 'a missing parent directory is created 0700')
+  t.equal(mode(dir), '700', 'data directory')
+  t.equal(mode(path.join(dir, 'wal')), '700', 'wal directory')
+  const segments = fs.readdirSync(path.join(dir, 'wal')).filter((n) => n.endsWith('.seg'))
+  t.ok(segments.length >= 2)
+  for (const s of segments) t.equal(mode(path.join(dir, 'wal', s)), '600', `segment ${s}`)
+
+  // Everything memwal made under the data directory, the lock included.
+  const walk = (p: string): void => {
+    for (const e of fs.readdirSync(p, { withFileTypes: true })) {
+      const full = path.join(p, e.name)
+      const rel = path.relative(dir, full)
+      if (e.isDirectory()) {
+        t.equal(mode(full), '700', `directory ${rel}`)
+        walk(full)
+      } else {
+        t.equal(mode(full), '600', `file ${rel}`)
+      }
+    }
+  }
+  walk(dir)
+})
