@@ -36,6 +36,9 @@ export type ErrorCode =
   | 'IO_ERROR'
   | 'INVALID_OPTIONS'
   | 'ASSERTION_FAILED'
+  | 'ADAPTER_PEER_MISSING'
+  | 'ADAPTER_INVALID_ARGUMENT'
+  | 'ADAPTER_SCAN_TOO_LARGE'
 
 export interface ErrorOptions {
   readonly cause?: unknown

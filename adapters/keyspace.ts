@@ -1,0 +1,106 @@
+import { MemwalError, type BatchOp, type MemWAL } from '../engine/index.js'
+
+/**
+ * How the adapters name what they store in one MemWAL: a record's identity is
+ * a space (`lg.cp`, `cf.entry`, ...) and a tuple of string parts, encoded into
+ * one memwal key. This is the ONE place that knows the encoding, so moving to
+ * the engine's (namespace, key) identity later changes only this file.
+ *
+ * Encoding: `<space>\0<part>\0<part>...`, each part escaped so that it never
+ * contains `\0` (`\u0001` -> `\u0001\u0002`, `\0` -> `\u0001\u0001`). A scan
+ * of the parts [a, b] is then a prefix query on `<space>\0a\0b\0`, which can
+ * match no other tuple. Parts keep their relative order when they contain
+ * neither escaped character (ids, uuid6 checkpoint ids, numbers padded by the
+ * caller).
+ */
+
+/** Results one scan may hold: the engine's own query limit. Larger scans are refused, typed, never truncated. */
+export const SCAN_RESULTS_MAX = 100_000
+/** Operations per batch when deleting a whole range (under the engine's default batchOpsMax of 10,000). */
+export const DELETE_BATCH_OPS_MAX = 1_000
+
+const SEP = '\u0000'
+const ESC = '\u0001'
+
+export type KeyParts = readonly string[]
+
+export interface ScanHit {
+  readonly parts: KeyParts
+  readonly value: unknown
+}
+
+export class KeySpace {
+  constructor(
+    private readonly db: MemWAL,
+    readonly space: string,
+  ) {
+    if (space.length === 0 || space.includes(SEP) || space.includes(ESC)) throw new MemwalError('ADAPTER_INVALID_ARGUMENT', `bad key space ${JSON.stringify(space)}`)
+  }
+
+  key(parts: KeyParts): string {
+    return this.space + SEP + parts.map(escapePart).join(SEP)
+  }
+
+  /** Every key whose leading parts are `parts` starts with this (and no other key does). */
+  prefix(parts: KeyParts): string {
+    return parts.length === 0 ? this.space + SEP : this.key(parts) + SEP
+  }
+
+  parts(key: string): KeyParts {
+    return key.slice(this.space.length + 1).split(SEP).map(unescapePart)
+  }
+
+  async get(parts: KeyParts): Promise<unknown> {
+    return this.db.get(this.key(parts))
+  }
+
+  /** Durable when it resolves (the engine's sync durability). */
+  async put(parts: KeyParts, value: unknown, tags?: readonly string[]): Promise<void> {
+    await this.db.put(this.key(parts), value, tags ? { tags } : undefined)
+  }
+
+  /** An operation for `MemWAL.batch`: operations on several spaces commit as one atomic, durable record. */
+  putOp(parts: KeyParts, value: unknown, tags?: readonly string[]): BatchOp {
+    return { type: 'put', key: this.key(parts), value, ...(tags ? { tags } : {}) }
+  }
+
+  delOp(parts: KeyParts): BatchOp {
+    return { type: 'del', key: this.key(parts) }
+  }
+
+  /**
+   * Every entry under `parts` in key order. Refuses with ADAPTER_SCAN_TOO_LARGE
+   * rather than answer with a silently cut list.
+   */
+  async scan(parts: KeyParts, tag?: string): Promise<ScanHit[]> {
+    const hits: ScanHit[] = []
+    for await (const r of this.db.query({ prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(tag !== undefined ? { tag } : {}) })) {
+      hits.push({ parts: this.parts(r.key), value: r.value })
+    }
+    if (hits.length >= SCAN_RESULTS_MAX) {
+      throw new MemwalError('ADAPTER_SCAN_TOO_LARGE', `more than ${SCAN_RESULTS_MAX - 1} entries under one ${this.space} prefix`, { details: { space: this.space } })
+    }
+    return hits
+  }
+
+  /** Deletes everything under `parts`, in durable batches (not atomic as a whole: callers order their deletes so that a partial one hides nothing live). */
+  async deleteAll(parts: KeyParts): Promise<number> {
+    let n = 0
+    for (;;) {
+      const keys: string[] = []
+      for await (const r of this.db.query({ prefix: this.prefix(parts), limit: DELETE_BATCH_OPS_MAX })) keys.push(r.key)
+      if (keys.length === 0) return n
+      await this.db.batch(keys.map((key) => ({ type: 'del', key })))
+      n += keys.length
+    }
+  }
+}
+
+function escapePart(p: string): string {
+  if (typeof p !== 'string') throw new MemwalError('ADAPTER_INVALID_ARGUMENT', `a key part must be a string, not ${typeof p}`)
+  return p.includes(ESC) || p.includes(SEP) ? p.replaceAll(ESC, ESC + '\u0002').replaceAll(SEP, ESC + ESC) : p
+}
+
+function unescapePart(p: string): string {
+  return p.includes(ESC) ? p.replace(/\u0001([\u0001\u0002])/g, (_, c: string) => (c === ESC ? SEP : ESC)) : p
+}
