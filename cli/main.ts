@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { describeError, exitCodeFor, ExitCode } from './exit-codes.js'
@@ -16,7 +18,11 @@ import { status } from './commands/status.js'
  */
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command()
-  program.name('memwal').description('memwal: a write-ahead-log storage engine; tools for its data directories').exitOverride()
+  program
+    .name('memwal')
+    .description('memwal: a write-ahead-log storage engine; tools for its data directories')
+    .version(packageVersion(), '-V, --version', 'print the version of memwal')
+    .exitOverride()
   const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
     fn().then(setExit, (err: unknown) => {
       const code = exitCodeFor(err)
@@ -46,9 +52,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--to <lsn>', 'last LSN', positiveInt)
     .option('--key <key>', 'only records touching this key')
     .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; from?: number; to?: number; key?: string }) =>
-      run('dump', o.json === true, () => dump(dir, { ...(o.from !== undefined ? { from: o.from } : {}), ...(o.to !== undefined ? { to: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) }, createOutput(o.json === true))),
-    )
+    .action((dir: string, o: { json?: boolean; from?: number; to?: number; key?: string }, cmd: Command) => {
+      // An empty range is a mistake in the command line, not a clean empty answer.
+      if (o.from !== undefined && o.to !== undefined && o.from > o.to) cmd.error(`error: --from ${o.from} is after --to ${o.to}: the range is empty`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
+      return run('dump', o.json === true, () => dump(dir, { ...(o.from !== undefined ? { from: o.from } : {}), ...(o.to !== undefined ? { to: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) }, createOutput(o.json === true)))
+    })
 
   program
     .command('status <dir>')
@@ -73,6 +81,19 @@ function positiveInt(v: string): number {
   return n
 }
 
+/** The version in memwal's package.json: two levels up from dist/cli/main.js, one from cli/main.ts. */
+function packageVersion(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)), i = 0; i < 3; dir = path.dirname(dir), i++) {
+    try {
+      const pkg: unknown = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
+      if (typeof pkg === 'object' && pkg !== null && 'name' in pkg && pkg.name === 'memwal' && 'version' in pkg && typeof pkg.version === 'string') return pkg.version
+    } catch {
+      // Not here: one level up.
+    }
+  }
+  return 'unknown'
+}
+
 function runBench(args: string[]): Promise<number> {
   const script = fileURLToPath(new URL('../bench/harness.js', import.meta.url))
   return new Promise((resolve, reject) => {
@@ -85,6 +106,11 @@ function runBench(args: string[]): Promise<number> {
 export async function main(argv: readonly string[]): Promise<number> {
   let code: number = ExitCode.CLEAN
   const program = buildProgram((c) => (code = c))
+  if (argv.length === 0) {
+    // Nothing asked: that is a usage error (a script that forgot its arguments must not pass), with the usage to act on.
+    process.stderr.write(program.helpInformation())
+    return ExitCode.USAGE
+  }
   try {
     await program.parseAsync([...argv], { from: 'user' })
   } catch (err) {
@@ -101,6 +127,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   return code
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
+if (process.argv[1] && fileURLToPath(import.meta.url) === fs.realpathSync(process.argv[1])) {
   process.exitCode = await main(process.argv.slice(2))
 }

@@ -19,8 +19,9 @@ import { createChecksums } from '../../engine/format/checksum.js'
 import { decodeSegmentHeader, encodeSegmentHeader } from '../../engine/format/format.js'
 import { segmentName } from '../../engine/format/segment-name.js'
 import { CASES, RECORDS, recordFor, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
-import { copyFixture, DATADIRS, holdDir, oneJson, runCli, stderrLines, type CliResult } from '../support/cli-run.js'
+import { copyFixture, DATADIRS, holdDir, REPO_DIR, oneJson, runCli, stderrLines, type CliResult } from '../support/cli-run.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { worldReadableCli } from '../support/world-readable-cli.js'
 
 // Most of the time goes to starting subprocesses: run the tests (each in its own directory) a few at a time.
 t.jobs = 3
@@ -480,7 +481,8 @@ t.test('permission denied: exit 8 and one line naming the path', async (t) => {
   fs.chmodSync(dir, 0o755)
   fs.chmodSync(path.join(dir, 'wal'), asRoot ? 0o700 : 0o000)
   t.teardown(() => fs.chmodSync(path.join(dir, 'wal'), 0o700))
-  const as = asRoot ? { uid: 65534, gid: 65534 } : {}
+  // `nobody` may not be able to enter the checkout (a clone under a 0700 directory): it runs a copy it can read.
+  const as = asRoot ? { uid: 65534, gid: 65534, entry: worldReadableCli(t) } : {}
   for (const cmd of ['status', 'dump']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`permission denied: ${dir}/wal \\[EACCES\\]$`))
   // fsck and replay take the lock first: creating it is what is refused.
   for (const cmd of ['fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, /cannot lock .*EACCES.*\[IO_ERROR\]$/)
@@ -517,6 +519,7 @@ t.test('usage errors exit 16 with one line on stderr (and, under --json, one doc
     [['fsck'], /missing required argument 'dir'/],
     [['dump', dir, '--from', 'abc'], /'--from <lsn>' argument 'abc' is invalid/],
     [['replay', dir, '--timeout', '0'], /'--timeout <ms>' argument '0' is invalid/],
+    [['dump', dir, '--from', '5', '--to', '2'], /--from 5 is after --to 2: the range is empty/],
   ]
   for (const [args, pattern] of cases) {
     const r = await runCli(args)
@@ -532,4 +535,16 @@ t.test('usage errors exit 16 with one line on stderr (and, under --json, one doc
   const help = await runCli(['--help'])
   t.equal(help.code, 0, '--help is not an error')
   t.match(help.stdout, /Usage: memwal/)
+
+  const bare = await runCli([])
+  t.equal(bare.code, 16, 'no arguments at all is a usage error')
+  t.equal(bare.stdout, '')
+  t.match(bare.stderr, /^Usage: memwal .*\n[^]*replay[^]*fsck[^]*dump[^]*status/, 'with the usage on stderr')
+
+  const version = JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'package.json'), 'utf8')) as { version: string }
+  for (const flag of ['--version', '-V']) {
+    const v = await runCli([flag])
+    t.equal(v.code, 0, `${flag} is not an error`)
+    t.equal(v.stdout, `${version.version}\n`, `${flag} prints the package's version`)
+  }
 })

@@ -36,12 +36,18 @@ export interface RunOptions {
   readonly uid?: number
   readonly gid?: number
   readonly timeoutMs?: number
+  /**
+   * A JavaScript entry to run with plain node instead of the TypeScript one
+   * through tsx: a child running as another user needs a copy it can read
+   * (see world-readable-cli.ts).
+   */
+  readonly entry?: string
 }
 
 /** `memwal <args...>`; resolves when it exits, with everything it wrote. */
 export function runCli(args: readonly string[], o: RunOptions = {}): Promise<CliResult> {
-  const options: SpawnOptions = { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }
-  const node = [process.execPath, '--import', 'tsx', CLI_ENTRY, ...args]
+  const options: SpawnOptions = { cwd: o.entry !== undefined ? path.dirname(o.entry) : REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }
+  const node = o.entry !== undefined ? [process.execPath, o.entry, ...args] : [process.execPath, '--import', 'tsx', CLI_ENTRY, ...args]
   // The test runner's process tracking re-adds its hooks to every child (they write under .tap/, which another
   // user may not): a child running as another user goes through env(1), which drops them before node starts.
   const proc = o.uid !== undefined ? spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', ...node], options) : spawn(node[0] as string, node.slice(1), options)
