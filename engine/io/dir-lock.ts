@@ -23,31 +23,94 @@ interface Owner {
   readonly pid: number
   readonly hostname: string
   readonly startedAtMs: number
+  /** The kernel's boot id when the lock was taken: a lock from another boot of this host is left over from before a reboot. */
+  readonly bootId?: string
+}
+
+/**
+ * What the locker asks of the machine it runs on, injected so that tests can
+ * play a reboot (another boot id, a later boot time) without one.
+ */
+export interface LockHost {
+  hostname(): string
+  /** This boot's id (Linux: /proc/sys/kernel/random/boot_id); undefined where the system has none. */
+  bootId(): string | undefined
+  /** When this boot began, in ms since the epoch. */
+  bootTimeMs(): number
+  /** True when no process `pid` runs on this host. */
+  processIsGone(pid: number): boolean
+}
+
+const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
+
+export const systemLockHost: LockHost = Object.freeze({
+  hostname: () => os.hostname(),
+  bootId: () => {
+    try {
+      return fs.readFileSync(BOOT_ID_PATH, 'utf8').trim() || undefined
+    } catch {
+      return undefined
+    }
+  },
+  bootTimeMs: () => Date.now() - os.uptime() * 1000,
+  processIsGone: (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return false
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ESRCH'
+    }
+  },
+})
+
+/**
+ * How far before this boot's start a lock with no readable owner must have
+ * last been refreshed to count as left over from an earlier boot: the boot
+ * time is derived from the uptime, which is rounded.
+ */
+const BOOT_TIME_SLACK_MS = 2_000
+
+export interface ProcessDirLockerOptions {
+  /** A lock whose holder cannot be told apart from a live one is taken over after this long without refresh (default 60 s). */
+  readonly staleMs?: number
+  /** The holder refreshes the lock's mtime this often (default 5 s). */
+  readonly updateMs?: number
+  readonly host?: LockHost
 }
 
 /**
  * The lock is proper-lockfile's directory `<dir>/memwal.lock`, kept fresh by
- * its timer; `owner.json` inside names the holder. A lock whose holder was
- * killed (same host, PID gone) is taken over at once rather than after
- * proper-lockfile's stale period; a lock whose owner cannot be told is taken
+ * its timer; `owner.json` inside names the holder, and is durable (file and
+ * directories synced) so that it survives a power loss. A lock left over is
+ * taken over at once rather than after proper-lockfile's stale period when
+ * its holder is known to be gone: same host and PID gone, or same host and
+ * another boot; or when no owner can be read and the lock was last refreshed
+ * before this boot began. Any other lock whose owner cannot be told is taken
  * over once stale (mtime older than `staleMs`).
  */
 export class ProcessDirLocker implements DirLocker {
   /**
    * `staleMs` is generous on purpose: a holder killed on this host is taken
-   * over at once through its PID, so the stale period only matters for a
-   * holder on another host or one whose owner file is unreadable, while a
-   * short one lets a busy event loop or a slow disk "compromise" a live lock.
+   * over at once through its PID or boot id, so the stale period only matters
+   * for a holder on another host or one whose owner file is unreadable, while
+   * a short one lets a busy event loop or a slow disk "compromise" a live lock.
    */
-  constructor(
-    private readonly staleMs = 60_000,
-    private readonly updateMs = 5_000,
-  ) {}
+  private readonly staleMs: number
+  private readonly updateMs: number
+  private readonly host: LockHost
+
+  constructor(o: ProcessDirLockerOptions = {}) {
+    this.staleMs = o.staleMs ?? 60_000
+    this.updateMs = o.updateMs ?? 5_000
+    this.host = o.host ?? systemLockHost
+  }
 
   async acquire(dir: string, onCompromised: (err: Error) => void): Promise<DirLock> {
     const lockPath = path.join(dir, LOCK_NAME)
-    removeDeadTemps(dir)
-    const owner: Owner = { pid: process.pid, hostname: os.hostname(), startedAtMs: Date.now() }
+    const host = this.host
+    removeDeadTemps(dir, host)
+    const bootId = host.bootId()
+    const owner: Owner = { pid: process.pid, hostname: host.hostname(), startedAtMs: Date.now(), ...(bootId !== undefined ? { bootId } : {}) }
     const options = {
       lockfilePath: lockPath,
       realpath: false,
@@ -74,10 +137,11 @@ export class ProcessDirLocker implements DirLocker {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw new MemwalError('IO_ERROR', `cannot lock ${dir}: ${(err as Error).message}`, { cause: err })
       const holder = readOwner(lockPath)
-      if (!holder || !holderIsGone(holder)) throw new LockHeldError(dir, describe(holder), err)
-      // The holder was killed: its lock is left over. Take it, if nobody else did meanwhile.
+      const seen = lockMtimeMs(lockPath)
+      if (!leftOver(holder, seen, host, this.updateMs)) throw new LockHeldError(dir, describe(holder), err)
+      // The holder is gone: its lock is left over. Take it, if nobody else did meanwhile.
       const again = readOwner(lockPath)
-      if (again?.pid === holder.pid && again.startedAtMs === holder.startedAtMs) removeLockDirSync(lockPath, owner)
+      if (again?.pid === holder?.pid && again?.startedAtMs === holder?.startedAtMs && lockMtimeMs(lockPath) === seen) removeLockDirSync(lockPath, owner)
       try {
         release = await lockfile.lock(dir, options)
       } catch (err2) {
@@ -88,21 +152,47 @@ export class ProcessDirLocker implements DirLocker {
   }
 }
 
+/**
+ * Makes the lock directory with its owner file inside, durably: the file and
+ * the directory are synced before the rename, and the parent after it, so
+ * that after a power loss the lock names its (dead) holder instead of coming
+ * back empty, which would make it look held by an unknown process.
+ */
 function mkdirWithOwner(lockPath: string, owner: Owner, cb: (err: NodeJS.ErrnoException | null) => void): void {
   const temp = `${lockPath}.${owner.pid}.${process.hrtime.bigint()}${TEMP_SUFFIX}`
-  const fail = (err: NodeJS.ErrnoException): void => fs.rm(temp, { recursive: true, force: true }, () => cb(err))
-  fs.mkdir(temp, { mode: 0o700 }, (err) => {
-    if (err) return cb(err)
-    fs.writeFile(path.join(temp, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 }, (err2) => {
-      if (err2) return fail(err2)
-      fs.rename(temp, lockPath, (err3) => {
-        if (!err3) return cb(null)
-        // Renaming onto a lock that exists (never empty: it holds its owner file) fails: that is "already held".
-        if (err3.code === 'ENOTEMPTY' || err3.code === 'EEXIST') err3.code = 'EEXIST'
-        fail(err3)
-      })
-    })
-  })
+  const made = async (): Promise<void> => {
+    await fs.promises.mkdir(temp, { mode: 0o700 })
+    const file = await fs.promises.open(path.join(temp, OWNER_FILE), 'wx', 0o600)
+    try {
+      await file.writeFile(JSON.stringify(owner))
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await syncDirectory(temp)
+    try {
+      await fs.promises.rename(temp, lockPath)
+    } catch (err) {
+      // Renaming onto a lock that exists (never empty: it holds its owner file) fails: that is "already held".
+      const e = err as NodeJS.ErrnoException
+      if (e.code === 'ENOTEMPTY' || e.code === 'EEXIST') e.code = 'EEXIST'
+      throw e
+    }
+    await syncDirectory(path.dirname(lockPath))
+  }
+  made().then(
+    () => cb(null),
+    (err: NodeJS.ErrnoException) => fs.rm(temp, { recursive: true, force: true }, () => cb(err)),
+  )
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.promises.open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
 }
 
 /**
@@ -135,7 +225,7 @@ function asideName(lockPath: string, owner: Owner): string {
 }
 
 /** Lock directories being made by processes that died before renaming them into place. */
-function removeDeadTemps(dir: string): void {
+function removeDeadTemps(dir: string, host: LockHost): void {
   let names: string[] = []
   try {
     names = fs.readdirSync(dir)
@@ -144,7 +234,7 @@ function removeDeadTemps(dir: string): void {
   }
   for (const name of names) {
     const m = new RegExp(`^${LOCK_NAME.replace('.', '\\.')}\\.(\\d+)\\..*\\${TEMP_SUFFIX}$`).exec(name)
-    if (m?.[1] && holderIsGone({ pid: Number(m[1]), hostname: os.hostname(), startedAtMs: 0 })) fs.rmSync(path.join(dir, name), { recursive: true, force: true })
+    if (m?.[1] && Number(m[1]) !== process.pid && host.processIsGone(Number(m[1]))) fs.rmSync(path.join(dir, name), { recursive: true, force: true })
   }
 }
 
@@ -164,7 +254,8 @@ function readOwner(lockPath: string): Owner | undefined {
   try {
     const o: unknown = JSON.parse(fs.readFileSync(path.join(lockPath, OWNER_FILE), 'utf8'))
     if (typeof o === 'object' && o !== null && 'pid' in o && 'hostname' in o && typeof o.pid === 'number' && typeof o.hostname === 'string') {
-      return { pid: o.pid, hostname: o.hostname, startedAtMs: 'startedAtMs' in o && typeof o.startedAtMs === 'number' ? o.startedAtMs : 0 }
+      const bootId = 'bootId' in o && typeof o.bootId === 'string' ? o.bootId : undefined
+      return { pid: o.pid, hostname: o.hostname, startedAtMs: 'startedAtMs' in o && typeof o.startedAtMs === 'number' ? o.startedAtMs : 0, ...(bootId !== undefined ? { bootId } : {}) }
     }
   } catch {
     // No owner file yet (being taken right now), or unreadable: the holder is unknown.
@@ -172,14 +263,27 @@ function readOwner(lockPath: string): Owner | undefined {
   return undefined
 }
 
-function holderIsGone(o: Owner): boolean {
-  if (o.hostname !== os.hostname()) return false
+/**
+ * Whether a lock that is held on disk was left by a holder that can no longer
+ * hold it. A holder on another host is never judged here (its PID and boot
+ * mean nothing on this one): proper-lockfile's stale period decides.
+ */
+function leftOver(o: Owner | undefined, mtimeMs: number | undefined, host: LockHost, updateMs: number): boolean {
+  // No owner to ask (an owner file lost by a crash of an older release, or being written right now): only its age can tell.
+  // A live holder, even on another host sharing the directory, refreshes the mtime every updateMs.
+  if (!o) return mtimeMs !== undefined && mtimeMs < host.bootTimeMs() - BOOT_TIME_SLACK_MS && Date.now() - mtimeMs > 2 * updateMs
+  if (o.hostname !== host.hostname()) return false
+  const bootId = host.bootId()
+  if (o.bootId !== undefined && bootId !== undefined && o.bootId !== bootId) return true
   if (o.pid === process.pid) return false
+  return host.processIsGone(o.pid)
+}
+
+function lockMtimeMs(lockPath: string): number | undefined {
   try {
-    process.kill(o.pid, 0)
-    return false
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+    return fs.statSync(lockPath).mtimeMs
+  } catch {
+    return undefined
   }
 }
 

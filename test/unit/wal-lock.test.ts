@@ -1,13 +1,15 @@
 /**
  * G7 on the real filesystem: one writer per data directory. A second writer,
  * in this process or another, gets LOCK_HELD naming the holder; a lock left by
- * a killed process is taken over at once; close() releases the lock; and the
- * data directory keeps its files private (directories 0700, files 0600).
+ * a killed process, or from before a reboot, is taken over at once; the owner
+ * record is durable; close() releases the lock; and the data directory keeps
+ * its files private (directories 0700, files 0600).
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { lockHolder, RecordType, Wal, type MemwalError } from '../../engine/index.js'
+import { lockHolder, ProcessDirLocker, RecordType, systemLockHost, Wal, type LockHost, type MemwalError } from '../../engine/index.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { CHILD_SEGMENT_BYTES, spawnChild, type Child } from '../support/writer-child.js'
 
@@ -212,4 +214,96 @@ t.test('the data directory is created 0700 and its files 0600', async (t) => {
     }
   }
   walk(dir)
+})
+
+// ---- after a power loss or a reboot (issue 14 item 9a) ----
+
+/** A lock directory as a crash leaves it: `owner` is owner.json's text, `mtimeMs` its last refresh. */
+function craftLock(dir: string, owner: string, mtimeMs: number): void {
+  const lock = path.join(dir, LOCK_DIR)
+  fs.mkdirSync(lock, { recursive: true, mode: 0o700 })
+  fs.writeFileSync(path.join(lock, 'owner.json'), owner)
+  fs.utimesSync(lock, new Date(mtimeMs), new Date(mtimeMs))
+}
+
+/** This machine, but booted at `bootTimeMs` with boot id `bootId`; PID 1 stands for a process that is alive. */
+function hostBooted(bootId: string, bootTimeMs: number): LockHost {
+  return { ...systemLockHost, bootId: () => bootId, bootTimeMs: () => bootTimeMs }
+}
+
+async function takes(locker: ProcessDirLocker, dir: string): Promise<string> {
+  try {
+    const lock = await locker.acquire(dir, () => undefined)
+    await lock.release()
+    return 'taken'
+  } catch (err) {
+    return `${(err as MemwalError).code}: ${(err as Error).message}`
+  }
+}
+
+t.test('a lock from an earlier boot of this host is taken over at once, even if its PID is alive now', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  fs.mkdirSync(dir, { mode: 0o700 })
+  // PID 1 is alive after any boot: only the boot id can say that this holder is not that process.
+  const owner = (bootId: string): string => JSON.stringify({ pid: 1, hostname: os.hostname(), startedAtMs: Date.now() - 60_000, bootId })
+  const fresh = Date.now() + 3600_000 // not stale by proper-lockfile's mtime rule for an hour
+  craftLock(dir, owner('boot-before'), fresh)
+  t.equal(await takes(new ProcessDirLocker({ host: hostBooted('boot-now', Date.now() - 10_000) }), dir), 'taken', 'another boot id: left over')
+
+  craftLock(dir, owner('boot-now'), fresh)
+  t.match(await takes(new ProcessDirLocker({ host: hostBooted('boot-now', Date.now() - 10_000) }), dir), /^LOCK_HELD: .*process 1 on /, 'the same boot id and a live PID: held')
+  fs.rmSync(path.join(dir, LOCK_DIR), { recursive: true })
+
+  // The real machine's boot id, read by the default locker: a Wal opens at once over a lock from another boot.
+  craftLock(dir, owner('00000000-0000-0000-0000-000000000000'), fresh)
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  t.match(lockHolder(dir), new RegExp(`process ${process.pid}\\b`), 'the lock now names this process')
+  const written = JSON.parse(fs.readFileSync(path.join(dir, LOCK_DIR, 'owner.json'), 'utf8')) as { bootId?: string }
+  const bootId = fs.existsSync('/proc/sys/kernel/random/boot_id') ? fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : undefined
+  t.equal(written.bootId, bootId, 'the owner record carries this boot id')
+})
+
+t.test('a lock with no readable owner is taken over at once if it was last refreshed before this boot, and held otherwise', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  fs.mkdirSync(dir, { mode: 0o700 })
+  const now = Date.now()
+  // Booted 10 s ago; the lock was refreshed 30 s ago: within proper-lockfile's 60 s stale period, but before the boot.
+  const host = hostBooted('boot-now', now - 10_000)
+  // (An empty lock directory needs no rule: renaming a new lock onto it replaces it.)
+  for (const [label, owner] of [['an empty owner file (power loss)', ''], ['a torn owner file', '{"pid":12']] as const) {
+    craftLock(dir, owner, now - 30_000)
+    t.equal(await takes(new ProcessDirLocker({ host }), dir), 'taken', `${label}, from before this boot: left over`)
+    craftLock(dir, owner, now - 1_000)
+    t.match(await takes(new ProcessDirLocker({ host }), dir), /^LOCK_HELD: .*an unknown process/, `${label}, refreshed during this boot: held`)
+    fs.rmSync(path.join(dir, LOCK_DIR), { recursive: true, force: true })
+  }
+})
+
+t.test('the owner record is durable: owner.json, the lock directory and the data directory are synced', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  fs.mkdirSync(dir, { mode: 0o700 })
+  const synced: string[] = []
+  const open = fs.promises.open
+  // A syscall spy: every handle opened through fs.promises records the paths it syncs.
+  fs.promises.open = (async (p: fs.PathLike, ...rest: unknown[]) => {
+    const h = await (open as (...a: unknown[]) => Promise<fs.promises.FileHandle>)(p, ...rest)
+    const sync = h.sync.bind(h)
+    h.sync = async () => {
+      await sync()
+      synced.push(String(p))
+    }
+    return h
+  }) as typeof fs.promises.open
+  t.teardown(() => {
+    fs.promises.open = open
+  })
+  const lock = await new ProcessDirLocker().acquire(dir, () => undefined)
+  fs.promises.open = open
+  t.teardown(() => lock.release())
+  const rel = synced.map((p) => path.relative(dir, p).replace(/^memwal\.lock\.\d+\.\d+\.tmp/, 'memwal.lock.<temp>'))
+  t.ok(rel.includes('memwal.lock.<temp>/owner.json'), `owner.json synced before the rename (${rel.join(', ')})`)
+  t.ok(rel.includes('memwal.lock.<temp>'), 'the lock directory synced before the rename')
+  t.ok(rel.includes(''), 'the data directory synced after the rename')
+  t.ok(rel.indexOf('memwal.lock.<temp>/owner.json') < rel.indexOf(''), 'in that order')
 })
