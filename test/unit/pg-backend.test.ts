@@ -20,7 +20,6 @@
  * - the reconciler (verifyLog): finds missing, stale, mismatched and unknown
  *   rows, repairs them, and never beats another writer's greater version.
  */
-import { once } from 'node:events'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
