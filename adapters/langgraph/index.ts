@@ -3,3 +3,4 @@
  * Needs the optional peers `@langchain/langgraph-checkpoint` and `@langchain/core`.
  */
 export { MemwalSaver, type MemwalSaverOptions } from './saver.js'
+export { MemwalStore } from './store.js'
