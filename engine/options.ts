@@ -1,6 +1,6 @@
 import { InvalidOptionsError } from './errors.js'
 import { systemClock, type Clock } from './io/clock.js'
-import type { DirLocker } from './io/dir-lock.js'
+import { noDirLocker, type DirLocker } from './io/dir-lock.js'
 import type { FileSystem } from './io/fs.js'
 import { NodeFileSystem } from './io/node-fs.js'
 import { systemRandom, type Random } from './io/random.js'
@@ -8,6 +8,7 @@ import type { CorruptionPolicy } from './log/recovery/wal-recovery.js'
 import { resilienceDefaults, type ResilienceConfig } from './resilience/policy.js'
 import type { BackendSink } from './sinks/sink.js'
 import type { Durability } from './log/wal-writer.js'
+import { resolveWalConfig, type WalConfig } from './log/wal.js'
 import type { Registry } from 'prom-client'
 
 /** pino-compatible: `logger.warn({ sink }, 'message')`. Silent by default. */
@@ -72,14 +73,12 @@ export interface MemwalOptions {
   readonly locker?: DirLocker
 }
 
+/** The engine's configuration: every option resolved and checked once, at open, then frozen. */
 export interface ResolvedOptions {
+  /** The data directory, absolute. */
   readonly dir: string
-  readonly durability: Durability
-  readonly syncIntervalMs: number | undefined
-  readonly segmentBytes: number | undefined
-  readonly recordBytesMax: number | undefined
-  readonly corruptionPolicy: CorruptionPolicy | undefined
-  readonly inlineWriteBytesMax: number | undefined
+  /** The log's own configuration (its lock left to the engine, which takes it before anything else). */
+  readonly wal: WalConfig
   readonly keyBytesMax: number
   readonly labelBytesMax: number
   readonly tagsMax: number
@@ -100,7 +99,8 @@ export interface ResolvedOptions {
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
-  readonly locker: DirLocker | undefined
+  /** The data directory lock, taken by the engine at open. */
+  readonly locker: DirLocker
 }
 
 /** Every default, written once. */
@@ -120,14 +120,21 @@ export const engineDefaults = Object.freeze({
 export function resolveOptions(o: MemwalOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionsError('options are required')
   if (typeof o.dir !== 'string' || o.dir.length === 0) throw new InvalidOptionsError('dir is required')
+  const fs = o.fs ?? new NodeFileSystem()
+  const wal = resolveWalConfig({
+    dir: o.dir, fs, clock: o.clock ?? systemClock, random: o.random ?? systemRandom,
+    ...(o.locker !== undefined ? { locker: o.locker } : {}),
+    ...(o.durability !== undefined ? { durability: o.durability } : {}),
+    ...(o.syncIntervalMs !== undefined ? { syncIntervalMs: o.syncIntervalMs } : {}),
+    ...(o.segmentBytes !== undefined ? { segmentBytes: o.segmentBytes } : {}),
+    ...(o.recordBytesMax !== undefined ? { recordBytesMax: o.recordBytesMax } : {}),
+    ...(o.corruptionPolicy !== undefined ? { corruptionPolicy: o.corruptionPolicy } : {}),
+    ...(o.inlineWriteBytesMax !== undefined ? { inlineWriteBytesMax: o.inlineWriteBytesMax } : {}),
+  })
   const r: ResolvedOptions = {
-    dir: o.dir,
-    durability: o.durability ?? 'sync',
-    syncIntervalMs: o.syncIntervalMs,
-    segmentBytes: o.segmentBytes,
-    recordBytesMax: o.recordBytesMax,
-    corruptionPolicy: o.corruptionPolicy,
-    inlineWriteBytesMax: o.inlineWriteBytesMax,
+    dir: wal.dir,
+    // The engine takes the lock before its store opens; the log must not take it a second time.
+    wal: Object.freeze({ ...wal, locker: noDirLocker }),
     keyBytesMax: positive('keyBytesMax', o.keyBytesMax ?? engineDefaults.keyBytesMax),
     labelBytesMax: positive('labelBytesMax', o.labelBytesMax ?? engineDefaults.labelBytesMax),
     tagsMax: positive('tagsMax', o.tagsMax ?? engineDefaults.tagsMax),
@@ -145,10 +152,10 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     logger: o.logger ?? silentLogger,
     metrics: o.metrics,
     closeGraceMs: positive('closeGraceMs', o.closeGraceMs ?? engineDefaults.closeGraceMs),
-    fs: o.fs ?? new NodeFileSystem(),
-    clock: o.clock ?? systemClock,
-    random: o.random ?? systemRandom,
-    locker: o.locker,
+    fs,
+    clock: wal.clock,
+    random: wal.random,
+    locker: wal.locker,
   }
   if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError('backlogPolicy must be reject or wait')
   return Object.freeze(r)

@@ -49,21 +49,28 @@ export interface WalOptions {
   readonly onFailed?: (error: WalFailedError) => void
 }
 
-interface ResolvedWalOptions {
+/** How the log is configured: resolved and checked once (by Wal.open, or by the engine's own options), then frozen. */
+export interface WalConfig {
   readonly dir: string
   readonly walDir: string
   readonly durability: Durability
   readonly syncIntervalMs: number
   readonly limits: WalLimits
   readonly policy: CorruptionPolicy
-  readonly durableLsn: number
-  readonly appliedLsn: number
-  readonly verifyFromLsn: number
-  readonly nextLsnAtLeast: number
+  readonly inlineWriteBytesMax: number
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
   readonly locker: DirLocker
+}
+
+/** What only the opener knows at open: the sinks' checkpoints, and whom to tell when the log fails. */
+export interface WalOpenPoint {
+  readonly durableLsn: number
+  readonly appliedLsn: number
+  readonly verifyFromLsn: number
+  readonly nextLsnAtLeast: number
+  readonly onFailed?: (error: WalFailedError) => void
 }
 
 /**
@@ -74,7 +81,7 @@ interface ResolvedWalOptions {
  */
 export class Wal {
   private constructor(
-    private readonly o: ResolvedWalOptions,
+    private readonly o: WalConfig,
     private readonly sums: Checksums,
     private readonly writer: WalWriter,
     private readonly lock: DirLock,
@@ -83,24 +90,34 @@ export class Wal {
   ) {}
 
   static async open(options: WalOptions): Promise<Wal> {
-    const o = resolve(options)
-    let lock: DirLock | undefined
+    const config = resolveWalConfig(options)
+    const point: WalOpenPoint = {
+      durableLsn: options.durableLsn ?? 0,
+      appliedLsn: options.appliedLsn ?? 0,
+      verifyFromLsn: options.verifyFromLsn ?? 0,
+      nextLsnAtLeast: options.nextLsnAtLeast ?? 1,
+      ...(options.onFailed ? { onFailed: options.onFailed } : {}),
+    }
+    return Wal.openResolved(config, point, await createChecksums())
+  }
+
+  /** Opens with a config already resolved and checksums already built (the engine makes both once, at open). */
+  static async openResolved(o: WalConfig, point: WalOpenPoint, sums: Checksums): Promise<Wal> {
     let writerRef: WalWriter | undefined
     await o.fs.mkdirp(o.walDir)
-    lock = await o.locker.acquire(o.dir, (err) => {
+    const lock = await o.locker.acquire(o.dir, (err) => {
       // Another process may now write here: stop writing at once (G7, fail closed).
       writerRef?.poison('the data directory lock was compromised', err)
     })
     try {
-      const sums = await createChecksums()
       const recovered = await recoverWal({
         fs: o.fs, sums, walDir: o.walDir, quarantineDir: path.join(o.dir, 'quarantine'),
-        recordBytesMax: o.limits.recordBytesMax, policy: o.policy, durableLsn: o.durableLsn,
-        appliedLsn: o.appliedLsn, verifyFromLsn: o.verifyFromLsn,
+        recordBytesMax: o.limits.recordBytesMax, policy: o.policy, durableLsn: point.durableLsn,
+        appliedLsn: point.appliedLsn, verifyFromLsn: point.verifyFromLsn,
       })
-      const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, o.nextLsnAtLeast))
+      const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, point.nextLsnAtLeast))
       const writer = new WalWriter(
-        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, inlineWriteBytesMax: options.inlineWriteBytesMax ?? limits.inlineWriteBytesDefault, ...(options.onFailed ? { onFailed: options.onFailed } : {}) },
+        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, inlineWriteBytesMax: o.inlineWriteBytesMax, ...(point.onFailed ? { onFailed: point.onFailed } : {}) },
         segment,
       )
       writerRef = writer
@@ -209,7 +226,7 @@ function raiseNextLsn(r: Resume, atLeast: number): Resume {
   return { kind: 'new-segment', baseLsn: atLeast, gapFromLsn: r.kind === 'new-segment' && r.gapFromLsn !== 0 ? r.gapFromLsn : next }
 }
 
-async function openResume(o: ResolvedWalOptions, sums: Checksums, r: Resume): Promise<{ segment: OpenSegment; offset: number; nextLsn: number }> {
+async function openResume(o: WalConfig, sums: Checksums, r: Resume): Promise<{ segment: OpenSegment; offset: number; nextLsn: number }> {
   const dsync = o.durability === 'sync'
   // What recovery read may sit only in the page cache (written by a process that died, or whose write failed,
   // before a sync): made durable before anything is appended after it, or a power loss could leave a hole
@@ -241,7 +258,8 @@ async function openResume(o: ResolvedWalOptions, sums: Checksums, r: Resume): Pr
   return { segment, offset: SEGMENT_HEADER_BYTES, nextLsn: baseLsn }
 }
 
-function resolve(w: WalOptions): ResolvedWalOptions {
+/** Every WAL default applied and every WAL option checked: a bad option is refused before any I/O. */
+export function resolveWalConfig(w: Omit<WalOptions, 'durableLsn' | 'appliedLsn' | 'verifyFromLsn' | 'nextLsnAtLeast' | 'onFailed'>): WalConfig {
   if (typeof w.dir !== 'string' || w.dir.length === 0) throw new InvalidOptionsError('dir is required')
   const fs = w.fs ?? new NodeFileSystem()
   const segmentBytes = w.segmentBytes ?? limits.segmentBytesDefault
@@ -268,10 +286,7 @@ function resolve(w: WalOptions): ResolvedWalOptions {
     syncIntervalMs,
     limits: Object.freeze(l),
     policy,
-    durableLsn: w.durableLsn ?? 0,
-    appliedLsn: w.appliedLsn ?? 0,
-    verifyFromLsn: w.verifyFromLsn ?? 0,
-    nextLsnAtLeast: w.nextLsnAtLeast ?? 1,
+    inlineWriteBytesMax: w.inlineWriteBytesMax ?? limits.inlineWriteBytesDefault,
     fs,
     clock: w.clock ?? systemClock,
     random: w.random ?? systemRandom,

@@ -1,0 +1,121 @@
+import { posix as path } from 'node:path'
+import { MemwalError, WalFailedError } from './errors.js'
+import { PendingLog } from './apply/pending-log.js'
+import { createChecksums, type Checksums } from './format/checksum.js'
+import { RecordCodec } from './format/record-codec.js'
+import type { DirLock } from './io/dir-lock.js'
+import type { FileSystem } from './io/fs.js'
+import { Wal } from './log/wal.js'
+import type { ResolvedOptions } from './options.js'
+import { CacheSink } from './sinks/cache-sink.js'
+import { IndexSink } from './sinks/index-sink.js'
+import { LevelBackend } from './sinks/level-backend.js'
+import { LevelStore } from './sinks/level-store.js'
+import type { BackendSink } from './sinks/sink.js'
+
+/** Everything an open engine is made of, built once by `assemble`. */
+export interface EngineParts {
+  readonly config: ResolvedOptions
+  /**
+   * Checksums for the log, the dead-letter logs and verify(), made once: compiling
+   * xxhash's WebAssembly is asynchronous off the event loop, and doing it in the
+   * background would let a seeded simulation's interleaving vary from run to run.
+   */
+  readonly sums: Checksums
+  readonly codec: RecordCodec
+  readonly lock: DirLock
+  readonly store: LevelStore
+  readonly backend: BackendSink
+  readonly index: IndexSink
+  readonly cache: CacheSink
+  readonly wal: Wal
+  /** Acknowledged records some sink has not applied: rebuilt from the log at open. */
+  readonly pending: PendingLog
+  /** The timestamp of the last record in the log, so the clock never goes back across a restart. */
+  readonly lastHlc: number
+}
+
+/**
+ * Opens (or creates) a data directory: lock, read each sink's checkpoint,
+ * recover the log (verifying it from the lowest checkpoint), rebuild the
+ * pending overlay. `onFailed` is told when the log fails or the lock is lost,
+ * from then on. On any failure what was opened is closed again.
+ */
+export async function assemble(config: ResolvedOptions, onFailed: (err: WalFailedError) => void): Promise<EngineParts> {
+  const { dir, fs } = config
+  // Before anything runs in the background (the writer prepares a spare segment as soon as it exists).
+  const sums = await createChecksums()
+  await makeDataDir(fs, dir)
+  const lock = await config.locker.acquire(dir, (err) => onFailed(new WalFailedError('the data directory lock was compromised', err)))
+  const undo: (() => Promise<unknown>)[] = [() => lock.release()]
+  try {
+    // Made here (0700) rather than by LevelDB (0755): DESIGN.md §2.
+    if (!config.level) await fs.mkdirp(path.join(dir, 'store'))
+    const store = await LevelStore.open(path.join(dir, 'store'), config.level)
+    undo.push(() => store.close())
+    const wrap = config.wrapSink ?? (<S,>(s: S) => s)
+    const backend = wrap(config.backend ?? new LevelBackend(store))
+    const index = wrap(new IndexSink(store))
+    const backendLsn = await backend.open()
+    // A backend with its own connections (PostgreSQL) must not outlive a failed open.
+    undo.push(() => backend.close())
+    const indexLsn = await index.open()
+    const durable = Math.max(backendLsn, indexLsn)
+    const wal = await Wal.openResolved(config.wal, {
+      // In sync mode a checkpoint can only cover acknowledged, hence durable, records: a log that ends before it has a hole.
+      durableLsn: config.wal.durability === 'sync' ? durable : 0,
+      appliedLsn: backendLsn,
+      verifyFromLsn: Math.min(backendLsn, indexLsn) + 1,
+      // Otherwise a sink may be ahead of a log that lost its tail: new records must not reuse those LSNs.
+      nextLsnAtLeast: durable + 1,
+      onFailed,
+    }, sums)
+    undo.push(() => wal.close())
+    const codec = new RecordCodec()
+    const pending = new PendingLog(codec, Math.min(backendLsn, indexLsn) + 1)
+    await loadBacklog(wal, pending, config.clock.nowMs())
+    const cache = wrap(new CacheSink(config.cacheBytes, () => wal.lastLsn))
+    await cache.open()
+    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal) }
+  } catch (err) {
+    for (const u of undo.reverse()) await u().catch(() => undefined)
+    throw err
+  }
+}
+
+/** The timestamp of the last record in the log. */
+async function lastHlc(wal: Wal): Promise<number> {
+  if (wal.lastLsn === 0) return 0
+  try {
+    for await (const r of wal.read(wal.lastLsn)) return wal.decode(r).hlc ?? 0
+  } catch {
+    // An unreadable last record was already reported by recovery; the wall clock will do.
+  }
+  return 0
+}
+
+/** Reads what some sink has not applied back from the segments into the pending log. */
+async function loadBacklog(wal: Wal, pending: PendingLog, nowMs: number): Promise<void> {
+  if (pending.nextLsn > wal.lastLsn) return
+  for await (const r of wal.read(pending.nextLsn)) {
+    if (r.lsn > pending.nextLsn) pending.skipTo(r.lsn)
+    pending.accept(r.lsn, wal.decode(r), pending.copy(r.payload), nowMs)
+  }
+  if (pending.nextLsn <= wal.lastLsn) pending.skipTo(wal.lastLsn + 1)
+}
+
+/** Creates the data directory (0700), or says, typed, why it cannot be one: a file in the way, no permission. */
+async function makeDataDir(fs: FileSystem, dir: string): Promise<void> {
+  for (const d of [dir, path.join(dir, 'wal')]) {
+    const st = await fs.stat(d).catch(() => undefined)
+    if (st && !st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${d} exists and is not a directory`, { details: { path: d } })
+  }
+  try {
+    await fs.mkdirp(dir)
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new MemwalError('PERMISSION_DENIED', `cannot create the data directory ${dir} (${code})`, { cause, details: { path: dir } })
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new MemwalError('DIR_NOT_MEMWAL', `cannot create the data directory ${dir}: a file is in the way (${code})`, { cause, details: { path: dir } })
+    throw new MemwalError('IO_ERROR', `cannot create the data directory ${dir}: ${(cause as Error).message}`, { cause, details: { path: dir } })
+  }
+}

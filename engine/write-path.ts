@@ -1,0 +1,87 @@
+import { MemwalError, WalFailedError, isMemwalError } from './errors.js'
+import type { PendingLog } from './apply/pending-log.js'
+import type { Backpressure } from './backpressure.js'
+import { RecordType } from './format/format.js'
+import type { Op, RecordCodec, WalRecord } from './format/record-codec.js'
+import type { HybridClock } from './hlc.js'
+import type { Clock } from './io/clock.js'
+import type { Wal } from './log/wal.js'
+import type { EngineMetrics } from './metrics.js'
+import type { ResolvedOptions } from './options.js'
+import { checkBatch, checkKey, checkPutOptions, checkValue, invalidValue, type BatchOp, type PutOptions } from './validate.js'
+
+export interface WritePathParts {
+  readonly config: ResolvedOptions
+  readonly clock: Clock
+  readonly wal: Wal
+  readonly pending: PendingLog
+  readonly codec: RecordCodec
+  readonly hlc: HybridClock
+  readonly backpressure: Backpressure
+  readonly metrics: EngineMetrics | undefined
+  readonly assertWritable: () => void
+  /** A record was acknowledged: the appliers have work. */
+  readonly written: () => void
+}
+
+/**
+ * put, delete and batch: validate, stamp, encode, admit under the backlog
+ * limit, append to the log (acknowledged once durable, G1), then hand the
+ * record to the pending log for the appliers and the readers (G4).
+ */
+export class WritePath {
+  constructor(private readonly p: WritePathParts) {}
+
+  async put(key: string, value: unknown, options?: PutOptions): Promise<{ lsn: number }> {
+    const k = checkKey(key, this.p.config)
+    const op: Op = { type: 'put', key: k, value: checkValue(value), ...checkPutOptions(options, this.p.config) }
+    return this.write({ type: RecordType.PUT, op })
+  }
+
+  async delete(key: string): Promise<{ lsn: number }> {
+    return this.write({ type: RecordType.DELETE, op: { type: 'del', key: checkKey(key, this.p.config) } })
+  }
+
+  async batch(ops: readonly BatchOp[]): Promise<{ lsn: number }> {
+    return this.write({ type: RecordType.BATCH, ops: checkBatch(ops, this.p.config) })
+  }
+
+  private async write(unstamped: WalRecord): Promise<{ lsn: number }> {
+    const { clock, pending, metrics } = this.p
+    this.p.assertWritable()
+    const record: WalRecord = { ...unstamped, hlc: this.p.hlc.next() }
+    let payload: Uint8Array
+    try {
+      // Copied at once: msgpackr reuses its buffer, and the pending log keeps this one.
+      payload = pending.copy(this.p.codec.encode(record))
+    } catch (cause) {
+      throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
+    }
+    try {
+      await this.p.backpressure.admit(payload.length)
+    } catch (err) {
+      metrics?.writeFailed(err) // a backpressure refusal is what memwal_write_errors_total must show
+      throw err
+    }
+    const started = clock.nowMs()
+    let lsn: number
+    try {
+      lsn = await this.p.wal.append(record.type, payload)
+    } catch (err) {
+      metrics?.writeFailed(err)
+      throw engineError(err)
+    }
+    pending.accept(lsn, record, payload, clock.nowMs())
+    metrics?.written(record, clock.nowMs() - started)
+    this.p.backpressure.checkHigh()
+    this.p.written()
+    return { lsn }
+  }
+}
+
+/** The log's refusals, in the engine's terms. */
+function engineError(err: unknown): Error {
+  if (err instanceof WalFailedError) return new MemwalError('ENGINE_FAILED', err.message, { cause: err })
+  if (isMemwalError(err) && err.code === 'WAL_CLOSED') return new MemwalError('ENGINE_CLOSED', 'the engine is closed', { cause: err })
+  return err as Error
+}
