@@ -35,10 +35,11 @@ import { dumpLog, RecordType, SeededRandom, type AppliedRecord, type Op, type Wa
 import { compareVersions, PgBackend } from '../../engine/sinks/pg/pg-backend.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 import { tmpDir } from '../support/tmp-dir.js'
-import {
-  dropSchema, pgChildBackendOptions, PG_URL, pgTarget, requirePg, spawnPgWriter, testSchemaName, viaPort,
-  type PgWriterChild,
-} from '../support/pg-writer-child.js'
+import type { Child } from '../support/child-process.js'
+import { dropSchema, PG_URL, pgTarget, requirePg, testSchemaName, viaPort } from '../support/pg.js'
+import { sleep, waitFor } from '../support/wait-for.js'
+import { pgChildBackendOptions, pgWriterArgs } from './children/pg-writer.js'
+import { spawnKillChild } from './kill-child.js'
 
 const SEED = Number(process.env['MEMWAL_SEED'] ?? randomInt(0, 2 ** 31))
 const WRITERS = ['w0', 'w1', 'w2'] as const
@@ -57,7 +58,7 @@ interface Writer {
   readonly id: string
   readonly dir: string
   readonly acks: Ack[]
-  child?: PgWriterChild
+  child?: Child
   incarnation: number
   ready?: Promise<void>
   /** The last `ready` line: the log's last LSN and the backend checkpoint at open. */
@@ -92,15 +93,8 @@ class Replayer extends PgBackend {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function waitFor(cond: () => boolean, what: string, ms = DEADLINE_MS): Promise<void> {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`gave up after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
+/** How often a phase looks at the acknowledgements it waits for. */
+const POLL_MS = 20
 
 function opsOf(r: WalRecord): readonly Op[] {
   return r.type === RecordType.BATCH ? r.ops : [r.op]
@@ -142,7 +136,8 @@ if (await requirePg(t)) {
   const start = (w: Writer): void => {
     let ready!: () => void
     w.ready = new Promise<void>((r) => (ready = r))
-    const child = spawnPgWriter({ dir: w.dir, writerId: w.id, incarnation: w.incarnation, seed: rng.nextU32(), url, schema }, (line) => {
+    const args = pgWriterArgs({ dir: w.dir, writerId: w.id, incarnation: w.incarnation, seed: rng.nextU32(), url, schema })
+    const child = spawnKillChild(args, { stdin: true, keepLines: false, onLine: (line) => {
       const [kind, a, b, c] = line.split(' ', 4)
       if (kind === 'ready') {
         w.opened = { lastLsn: Number(b), checkpoint: Number(c) }
@@ -151,7 +146,7 @@ if (await requirePg(t)) {
       else if (kind === 'ack') w.acks.push({ lsn: Number(a), ops: JSON.parse(line.slice(line.indexOf(' ', 4) + 1)) as Op[] })
       else if (kind === 'flushed') w.flushed = { lastLsn: Number(a), checkpoint: Number(b) }
       else if (kind === 'error') w.errors.push(line)
-    })
+    } })
     w.child = child
     w.killedByUs = false
     void child.ended.then(({ code }) => {
@@ -164,17 +159,17 @@ if (await requirePg(t)) {
     for (const w of writers) if (w.errors.length > 0) throw new Error(w.errors.join('\n'))
   }
   t.teardown(() => {
-    for (const w of writers) if (w.child && w.child.proc.exitCode === null) w.child.proc.kill('SIGKILL')
+    for (const w of writers) w.child?.killIfRunning()
   })
 
   await t.test('writers keep acknowledging through outages, and are killed in one', async (t) => {
     for (const w of writers) start(w)
     await Promise.all(writers.map((w) => w.ready))
-    await waitFor(() => writers.every((w) => w.acks.length >= ACKS_PER_PHASE), 'the first acknowledgements')
+    await waitFor(() => writers.every((w) => w.acks.length >= ACKS_PER_PHASE), 'the first acknowledgements', DEADLINE_MS, POLL_MS)
 
     proxy.cut()
     const cut = counts()
-    await waitFor(() => writers.every((w) => ackedSince(cut, w) >= ACKS_PER_PHASE), 'acknowledgements while PostgreSQL is cut off')
+    await waitFor(() => writers.every((w) => ackedSince(cut, w) >= ACKS_PER_PHASE), 'acknowledgements while PostgreSQL is cut off', DEADLINE_MS, POLL_MS)
     await sleep(400)
     noErrors()
     for (const w of writers) t.ok(ackedSince(cut, w) >= ACKS_PER_PHASE, `${w.id}: ${ackedSince(cut, w)} writes acknowledged while the connection was cut`)
@@ -183,7 +178,7 @@ if (await requirePg(t)) {
 
     proxy.blackhole()
     const hole = counts()
-    await waitFor(() => writers.every((w) => ackedSince(hole, w) >= ACKS_PER_PHASE), 'acknowledgements while PostgreSQL is blackholed')
+    await waitFor(() => writers.every((w) => ackedSince(hole, w) >= ACKS_PER_PHASE), 'acknowledgements while PostgreSQL is blackholed', DEADLINE_MS, POLL_MS)
     for (const id of KILLED) {
       const w = byId.get(id) as Writer
       w.killedByUs = true
@@ -191,7 +186,7 @@ if (await requirePg(t)) {
       await w.child?.ended
     }
     const survivor = counts()
-    await waitFor(() => writers.every((w) => KILLED.has(w.id) || ackedSince(survivor, w) >= ACKS_PER_PHASE), 'acknowledgements after the kills, still blackholed')
+    await waitFor(() => writers.every((w) => KILLED.has(w.id) || ackedSince(survivor, w) >= ACKS_PER_PHASE), 'acknowledgements after the kills, still blackholed', DEADLINE_MS, POLL_MS)
     noErrors()
     for (const w of writers) t.ok(ackedSince(hole, w) >= ACKS_PER_PHASE, `${w.id}: ${ackedSince(hole, w)} writes acknowledged while the network was blackholed${KILLED.has(w.id) ? ' (then SIGKILLed)' : ''}`)
     proxy.heal()
@@ -207,15 +202,15 @@ if (await requirePg(t)) {
       t.ok(o && o.checkpoint < o.lastLsn, `${id} restarted with a backlog: log at LSN ${o?.lastLsn}, PostgreSQL checkpoint ${o?.checkpoint}`)
     }
     const back = counts()
-    await waitFor(() => writers.every((w) => ackedSince(back, w) >= ACKS_PER_PHASE), 'acknowledgements after the restart')
+    await waitFor(() => writers.every((w) => ackedSince(back, w) >= ACKS_PER_PHASE), 'acknowledgements after the restart', DEADLINE_MS, POLL_MS)
 
     proxy.slow(20)
     const slow = counts()
-    await waitFor(() => writers.every((w) => ackedSince(slow, w) >= ACKS_PER_PHASE), 'acknowledgements with 20 ms added each way')
+    await waitFor(() => writers.every((w) => ackedSince(slow, w) >= ACKS_PER_PHASE), 'acknowledgements with 20 ms added each way', DEADLINE_MS, POLL_MS)
     proxy.heal()
 
-    for (const w of writers) w.child?.stop()
-    await waitFor(() => writers.every((w) => w.flushed !== undefined), 'every writer to stop and flush', 60_000)
+    for (const w of writers) w.child?.send('stop\n')
+    await waitFor(() => writers.every((w) => w.flushed !== undefined), 'every writer to stop and flush', 60_000, POLL_MS)
     const exits = await Promise.all(writers.map((w) => w.child?.ended))
     noErrors()
     t.same(exits.map((e) => e?.code), writers.map(() => 0), 'every writer exited cleanly after its flush')

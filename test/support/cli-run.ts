@@ -16,9 +16,10 @@ import { fileURLToPath } from 'node:url'
 import { MemWAL } from '../../engine/index.js'
 import { tmpDir } from './tmp-dir.js'
 import { childEnv } from './child-env.js'
+import { exitWithError, exitWithUsage, isMainModule, REPO_DIR, spawnChild, writeLine } from './child-process.js'
 
 const SELF = fileURLToPath(import.meta.url)
-export const REPO_DIR = path.resolve(path.dirname(SELF), '..', '..')
+export { REPO_DIR }
 export const CLI_ENTRY = path.join(REPO_DIR, 'cli', 'main.ts')
 export const DATADIRS = path.join(REPO_DIR, 'fixtures', 'datadirs')
 
@@ -99,40 +100,27 @@ export interface Holder {
 }
 
 export async function holdDir(dir: string): Promise<Holder> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', SELF, '--hold', dir], { cwd: REPO_DIR, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  proc.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c))
-  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)))
-  const pid = await new Promise<number>((resolve, reject) => {
-    proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const m = /^ready (\d+)$/m.exec(out)
-      if (m?.[1]) resolve(Number(m[1]))
-    })
-    void exited.then((code) => reject(new Error(`holder exited ${String(code)} before it was ready: ${err}`)))
-  })
+  const child = spawnChild(SELF, ['--hold', dir], { stdin: true })
+  const ready = await child.waitFor((line) => /^ready \d+$/.test(line))
   return {
-    pid,
-    proc,
+    pid: Number(ready.slice('ready '.length)),
+    proc: child.proc,
     release: async () => {
-      proc.stdin?.end()
-      return exited
+      child.closeStdin()
+      return (await child.ended).code
     },
   }
 }
 
 async function hold(dir: string): Promise<void> {
   const engine = await MemWAL.open({ dir })
-  process.stdout.write(`ready ${process.pid}\n`)
+  writeLine(`ready ${process.pid}`)
   process.stdin.resume()
   await new Promise<void>((resolve) => process.stdin.on('end', resolve))
   await engine.close()
 }
 
-if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === SELF && process.argv[2] === '--hold' && process.argv[3]) {
-  hold(process.argv[3]).catch((err: unknown) => {
-    process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`)
-    process.exit(1)
-  })
+if (isMainModule(import.meta.url)) {
+  if (process.argv[2] !== '--hold' || !process.argv[3]) exitWithUsage('cli-run.ts --hold <dir>')
+  hold(process.argv[3]).catch(exitWithError)
 }

@@ -207,14 +207,8 @@ export class SinkFaults {
   }
 }
 
-/** Polls `cond` every few ms until it holds; fails after `timeoutMs` with `what`. */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000, everyMs = 2): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
+/** Re-exported for the engine tests that import it from here; written once in wait-for.ts. */
+export { waitFor } from './wait-for.js'
 
 /** Small resilience settings so that tests see breakers open and close quickly. */
 export const fastResilience = Object.freeze({

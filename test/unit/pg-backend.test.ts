@@ -32,7 +32,8 @@ import {
 import { compareVersions, PG_SCHEMA_VERSION, PgBackend, type PgBackendOptions, type PgStoredEntry } from '../../engine/sinks/pg/pg-backend.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 import { tmpDir } from '../support/tmp-dir.js'
-import { dropSchema, PG_URL, pgTarget, requirePg, testSchemaName, viaPort } from '../support/pg-writer-child.js'
+import { dropSchema, PG_URL, pgTarget, requirePg, testSchemaName, viaPort } from '../support/pg.js'
+import { sleep, waitFor } from '../support/wait-for.js'
 
 /** Exposes the protected apply hook, to deliver what the checkpoint filter would drop (a replay after a lost acknowledgement). */
 class Replayer extends PgBackend {
@@ -43,15 +44,8 @@ class Replayer extends PgBackend {
 
 const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 }
 const fastBackend = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`gave up after ${ms} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
+/** How long a PostgreSQL outage may take to show. */
+const SHOWS_WITHIN_MS = 20_000
 
 const put = (key: string, value: unknown, o: { namespace?: string; tags?: string[] } = {}): Op => ({ type: 'put', key, value, ...o })
 const del = (key: string): Op => ({ type: 'del', key })
@@ -528,7 +522,7 @@ if (await requirePg(t)) {
       const acks = await Promise.all(keys.map((k, i) => engine.put(k, { outage, i })))
       t.equal(acks.length, keys.length, `${outage}: all ${keys.length} writes acknowledged`)
       if (outage !== 'slow') {
-        await waitFor(() => engine.health().sinks['backend']?.breaker !== 'closed' || engine.health().state === 'degraded', `${outage}: the backend reported down`)
+        await waitFor(() => engine.health().sinks['backend']?.breaker !== 'closed' || engine.health().state === 'degraded', `${outage}: the backend reported down`, SHOWS_WITHIN_MS, 10)
         t.ok(engine.health().sinks['backend']!.lag.records > 0, `${outage}: acknowledged records wait for the backend`)
         t.same(await engine.get(keys[7] as string), { outage, i: 7 }, `${outage}: a pending write reads back (G4)`)
         t.equal(await codeOf(engine.get('never/written')), 'ENGINE_BACKEND_UNAVAILABLE', `${outage}: an unknown key is an error, not "not found"`)

@@ -11,12 +11,14 @@ import path from 'node:path'
 import t from 'tap'
 import { lockHolder, ProcessDirLocker, RecordType, systemLockHost, Wal, type LockHost, type MemwalError } from '../../engine/index.js'
 import { tmpDir } from '../support/tmp-dir.js'
-import { CHILD_SEGMENT_BYTES, spawnChild, type Child } from '../support/writer-child.js'
+import type { Child } from '../support/child-process.js'
+import { WAL_CHILD_SEGMENT_BYTES } from '../process/children/wal-writer.js'
+import { spawnKillChild } from '../process/kill-child.js'
 
 const LOCK_DIR = 'memwal.lock'
 
 function openWal(dir: string): Promise<Wal> {
-  return Wal.open({ dir, segmentBytes: CHILD_SEGMENT_BYTES })
+  return Wal.open({ dir, segmentBytes: WAL_CHILD_SEGMENT_BYTES })
 }
 
 interface TryOpenResult {
@@ -28,7 +30,7 @@ interface TryOpenResult {
 }
 
 async function tryOpenInChild(dir: string): Promise<TryOpenResult> {
-  const child = spawnChild(['--try-open', dir])
+  const child = spawnKillChild(['wal-try-open', dir])
   const line = await child.waitFor((l) => l.startsWith('{'))
   const end = await child.ended
   if (end.code !== 0) throw new Error(`try-open child exited ${String(end.code ?? end.signal)}: ${child.stderr()}`)
@@ -37,10 +39,8 @@ async function tryOpenInChild(dir: string): Promise<TryOpenResult> {
 
 /** A child holding the lock of `dir`; killed at the end of the test if still running. */
 async function holdInChild(t: { teardown(fn: () => unknown): void }, dir: string): Promise<Child> {
-  const child = spawnChild(['--hold', dir])
-  t.teardown(() => {
-    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL')
-  })
+  const child = spawnKillChild(['wal-hold', dir], { stdin: true })
+  t.teardown(() => child.killIfRunning())
   await child.waitFor((l) => l.startsWith('ready '))
   return child
 }
@@ -172,7 +172,7 @@ t.test('close() releases the lock: another process can open, then this one again
 
 t.test('a process that exits without close() leaves no lock behind', async (t) => {
   const dir = path.join(tmpDir(t), 'data')
-  const child = spawnChild(['--exit-open', dir])
+  const child = spawnKillChild(['wal-exit-open', dir])
   await child.waitFor((l) => l.startsWith('ready '))
   t.equal((await child.ended).code, 0)
   // proper-lockfile removes its locks on exit; the owner file inside must not stop it.

@@ -1,0 +1,142 @@
+/**
+ * The layers, kept by parsing every import (static, dynamic, re-export) of
+ * engine/, cli/, bench/ and adapters/. Inside engine/, imports point downward
+ * only, in this order (a file may import its own layer and those below):
+ *
+ *   0  errors, assert, limits, io/      what everything stands on
+ *   1  format/                          pure bytes: frames, segment headers, records
+ *   2  log/ (log/recovery/ inside it)   segment files, the writer, the Wal, recovery
+ *   3  resilience/, sinks/              retry and breakers; the sinks
+ *   4  apply/, reconcile/               never each other
+ *   5  the rest of engine/'s top level  the engine: options, health, engine.ts ...
+ *   6  index, testing                   the public entry points
+ *
+ * engine/ never imports cli/, bench/, adapters/ or test/. cli/, bench/ and
+ * adapters/ import from engine/ only its public entry points (engine/index.ts,
+ * engine/testing.ts), and never test/.
+ *
+ * Today's violations are listed in KNOWN, each with why it is there; the
+ * engineers restructuring those layers are removing them. A new violation
+ * fails this test; a known one that has gone is reported in a comment (take
+ * it off the list).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+const CONSUMERS = ['cli', 'bench', 'adapters'] as const
+const ENTRY_POINTS = new Set(['engine/index.ts', 'engine/testing.ts'])
+const BOTTOM = new Set(['engine/errors.ts', 'engine/assert.ts', 'engine/limits.ts'])
+/** Layers that sit at the same height yet must not import each other. */
+const APART: readonly (readonly [string, string])[] = [['apply', 'reconcile']]
+
+/**
+ * Violations present when this test was written (importer -> imported).
+ * Each is a layer or entry-point breach the restructuring (issue 10) removes.
+ */
+const KNOWN: ReadonlyMap<string, string> = new Map([
+  // The PostgreSQL backend reaches up: its options are resolved with the engine's, and its verifyLog walks the log through reconcile's dump.
+  ['engine/sinks/pg/pg-backend.ts -> engine/options.ts', 'the backend resolves its options through the engine\'s options module'],
+  ['engine/sinks/pg/pg-backend.ts -> engine/reconcile/dump.ts', 'PgBackend.verifyLog reads the log through reconcile\'s dump'],
+  // bench/ reaching past the public entry point.
+  ['bench/pg-bench.ts -> test/support/tcp-proxy.ts', 'the PostgreSQL benchmark borrows the tests\' TCP proxy'],
+])
+
+/** Every .ts file under `dir` (relative to the root, forward slashes). */
+function sources(dir: string): string[] {
+  const abs = path.join(ROOT, dir)
+  if (!fs.existsSync(abs)) return []
+  return (fs.readdirSync(abs, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+    .map((f) => `${dir}/${f.split(path.sep).join('/')}`)
+}
+
+/** The relative module specifiers of `source` (package imports are not layers). */
+export function importsOf(source: string): string[] {
+  const specs: string[] = []
+  const patterns = [/\b(?:import|export)\s[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g]
+  for (const re of patterns) for (const m of source.matchAll(re)) if (m[1]?.startsWith('.')) specs.push(m[1])
+  return specs
+}
+
+/** `spec` imported from `from`, as a root-relative .ts path. */
+function resolve(from: string, spec: string): string {
+  return path.posix.normalize(path.posix.join(path.posix.dirname(from), spec)).replace(/\.js$/, '.ts')
+}
+
+/** The layer of an engine file: [rank, name]. */
+export function layerOf(file: string): [number, string] {
+  const rel = file.slice('engine/'.length)
+  if (BOTTOM.has(file) || rel.startsWith('io/')) return [0, 'base']
+  if (ENTRY_POINTS.has(file)) return [6, 'entry']
+  const folder = rel.includes('/') ? (rel.split('/')[0] as string) : ''
+  switch (folder) {
+    case 'format':
+      return [1, 'format']
+    case 'log':
+      return [2, 'log']
+    case 'resilience':
+    case 'sinks':
+      return [3, folder]
+    case 'apply':
+    case 'reconcile':
+      return [4, folder]
+    default:
+      return [5, 'engine']
+  }
+}
+
+/** Why `from` may not import `to`, or undefined when it may. */
+export function breach(from: string, to: string): string | undefined {
+  const top = from.split('/')[0]
+  const target = to.split('/')[0]
+  if (top === 'engine') {
+    if (target !== 'engine') return `engine/ imports ${target}/`
+    const [fr, fl] = layerOf(from)
+    const [tr, tl] = layerOf(to)
+    if (tr > fr) return `layer ${fl} (${fr}) imports the higher layer ${tl} (${tr})`
+    if (APART.some(([a, b]) => (fl === a && tl === b) || (fl === b && tl === a))) return `${fl} and ${tl} must not import each other`
+    return undefined
+  }
+  if ((CONSUMERS as readonly string[]).includes(top ?? '')) {
+    if (target === 'test') return `${top}/ imports test code`
+    if (target === 'engine' && !ENTRY_POINTS.has(to)) return `${top}/ imports ${to}, not a public entry point`
+    if (target !== top && target !== 'engine') return `${top}/ imports ${target}/`
+  }
+  return undefined
+}
+
+t.test('the layering rules themselves', async (t) => {
+  t.equal(breach('engine/log/wal.ts', 'engine/format/format.ts'), undefined, 'down is allowed')
+  t.equal(breach('engine/log/wal.ts', 'engine/log/recovery/log-scan.ts'), undefined, 'log/recovery is inside log')
+  t.match(breach('engine/format/format.ts', 'engine/log/wal.ts'), /higher layer/, 'up is refused')
+  t.match(breach('engine/apply/applier.ts', 'engine/reconcile/reconciler.ts'), /must not import each other/)
+  t.match(breach('engine/reconcile/reconciler.ts', 'engine/apply/applier.ts'), /must not import each other/)
+  t.match(breach('engine/engine.ts', 'engine/index.ts'), /higher layer/, 'nothing inside imports the entry point')
+  t.match(breach('engine/engine.ts', 'test/support/tmp-dir.ts'), /engine\/ imports test/)
+  t.equal(breach('cli/main.ts', 'engine/index.ts'), undefined)
+  t.equal(breach('bench/harness.ts', 'engine/testing.ts'), undefined)
+  t.match(breach('cli/main.ts', 'engine/log/wal.ts'), /not a public entry point/)
+  t.match(breach('bench/pg-bench.ts', 'test/support/tcp-proxy.ts'), /test code/)
+  t.same(importsOf(`import a from './a.js'\nexport { b } from "../b.js"\nimport type { C } from './c.js'\nconst d = await import('./d.js')\nimport './e.js'\nimport pg from 'pg'`), ['./a.js', '../b.js', './c.js', './e.js', './d.js'])
+})
+
+t.test('no import points up a layer or past a public entry point', async (t) => {
+  const files = [...sources('engine'), ...CONSUMERS.flatMap(sources)]
+  t.ok(files.length > 40, `read ${files.length} files`)
+  const found = new Map<string, string>()
+  for (const file of files) {
+    for (const spec of importsOf(fs.readFileSync(path.join(ROOT, file), 'utf8'))) {
+      const to = resolve(file, spec)
+      const why = breach(file, to)
+      if (why !== undefined) found.set(`${file} -> ${to}`, why)
+    }
+  }
+  const fresh = [...found].filter(([edge]) => !KNOWN.has(edge)).map(([edge, why]) => `${edge}: ${why}`)
+  t.same(fresh, [], 'no violation beyond the known ones')
+  const gone = [...KNOWN.keys()].filter((edge) => !found.has(edge))
+  if (gone.length > 0) t.comment(`known violations that have gone (take them off KNOWN): ${gone.join('; ')}`)
+  t.comment(`known violations still present: ${KNOWN.size - gone.length}`)
+})
