@@ -133,7 +133,7 @@ t.test('power loss around segment rotation, then again during recovery', async (
   const baseline = new TracingFileSystem(new SimulatedFileSystem(new SeededRandom(FS_SEED)))
   const all = await workload(baseline)
   t.equal(all.length, RECORDS, 'baseline: every record acknowledged')
-  t.equal(baseline.trace.length, baseline.inner.stats.mutatingOps, 'the trace counts the ops the simulator counts')
+  t.equal(baseline.trace.length, baseline.sim.stats.mutatingOps, 'the trace counts the ops the simulator counts')
   const names = labels(baseline.trace)
   t.equal(names.filter((n) => n === 'rename into place').length, 3, 'three segments installed: at open and two rotations')
 

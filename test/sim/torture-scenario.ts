@@ -73,9 +73,10 @@ import { isDeepStrictEqual } from 'node:util'
 import { MemoryLevel } from 'memory-level'
 import {
   BackendSink, ManualClock, MemWAL, PermanentSinkError, SeededRandom, SimulatedFileSystem, dumpLog, isMemwalError,
-  type AppliedRecord, type BatchOp, type FileHandle, type FileStat, type FileSystem, type LevelDatabase, type MemwalOptions,
+  type AppliedRecord, type BatchOp, type FileHandle, type LevelDatabase, type MemwalOptions,
   type Op, type OpenMode, type OpenOptions, type QueryOptions, type Sink, type StoredEntry,
 } from '../../engine/index.js'
+import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
 
 export const TORTURE_DIR = '/data'
 const WAL_DIR = `${TORTURE_DIR}/wal`
@@ -355,45 +356,19 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
  * The FileSystem the engine gets: the simulated one, with every mutating
  * operation on a segment counted and every error it throws seen, for G2.
  */
-class WatchedFs implements FileSystem {
+class WatchedFs extends ForwardingFileSystem {
   /** Set when the engine failed: segment writes and syncs after it are counted. */
   failed = false
   writesAfterFailure = 0
   /** An error other than a space error that a segment write or sync threw. */
   ioErrorOnSegment: string | undefined
 
-  constructor(readonly sim: SimulatedFileSystem) {}
+  constructor(readonly sim: SimulatedFileSystem) {
+    super(sim)
+  }
 
-  async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+  override async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
     return new WatchedHandle(await this.sim.open(p, mode, options), p, this)
-  }
-
-  readFile(p: string): Promise<Uint8Array> {
-    return this.sim.readFile(p)
-  }
-
-  readdir(p: string): Promise<string[]> {
-    return this.sim.readdir(p)
-  }
-
-  mkdirp(p: string): Promise<void> {
-    return this.sim.mkdirp(p)
-  }
-
-  rename(from: string, to: string): Promise<void> {
-    return this.sim.rename(from, to)
-  }
-
-  unlink(p: string): Promise<void> {
-    return this.sim.unlink(p)
-  }
-
-  stat(p: string): Promise<FileStat | undefined> {
-    return this.sim.stat(p)
-  }
-
-  syncDir(p: string): Promise<void> {
-    return this.sim.syncDir(p)
   }
 
   /** @internal */
@@ -408,48 +383,38 @@ class WatchedFs implements FileSystem {
   }
 }
 
-class WatchedHandle implements FileHandle {
+class WatchedHandle extends ForwardingFileHandle {
   constructor(
-    private readonly h: FileHandle,
+    inner: FileHandle,
     private readonly path: string,
     private readonly fs: WatchedFs,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  async write(data: Uint8Array, position: number): Promise<void> {
+  override async write(data: Uint8Array, position: number): Promise<void> {
     this.fs.touched(this.path)
     try {
-      await this.h.write(data, position)
+      await this.inner.write(data, position)
     } catch (err) {
       this.fs.threw(this.path, err)
       throw err
     }
   }
 
-  read(into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
-    return this.h.read(into, offset, length, position)
-  }
-
-  async datasync(): Promise<void> {
+  override async datasync(): Promise<void> {
     this.fs.touched(this.path)
     try {
-      await this.h.datasync()
+      await this.inner.datasync()
     } catch (err) {
       this.fs.threw(this.path, err)
       throw err
     }
   }
 
-  truncate(length: number): Promise<void> {
+  override truncate(length: number): Promise<void> {
     this.fs.touched(this.path)
-    return this.h.truncate(length)
-  }
-
-  size(): Promise<number> {
-    return this.h.size()
-  }
-
-  close(): Promise<void> {
-    return this.h.close()
+    return this.inner.truncate(length)
   }
 }
 

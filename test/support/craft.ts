@@ -10,7 +10,7 @@
 import { posix as path } from 'node:path'
 import {
   ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal,
-  type CorruptionPolicy, type FileHandle, type FileStat, type FileSystem, type OpenMode, type OpenOptions,
+  type CorruptionPolicy, type FileHandle, type FileSystem, type OpenMode, type OpenOptions,
   type RecoveryReport, type WalOptions, type WalRecord,
 } from '../../engine/index.js'
 import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
@@ -19,6 +19,7 @@ import {
 } from '../../engine/format/format.js'
 import { RecordCodec } from '../../engine/format/record-codec.js'
 import { scanFrames } from '../../engine/log/segment-cursor.js'
+import { ForwardingFileHandle, ForwardingFileSystem } from './forwarding-fs.js'
 import { parseSegmentName, segmentName } from '../../engine/format/segment-name.js'
 
 export const DIR = '/data'
@@ -253,62 +254,55 @@ export interface TracedOp {
  * mutating call (the ones SimulatedFileSystem counts for cutPowerAtOp), so a
  * test can name the step it cuts the power at: trace[k - 1] is op k.
  */
-export class TracingFileSystem implements FileSystem {
+export class TracingFileSystem extends ForwardingFileSystem {
   readonly trace: TracedOp[] = []
-  constructor(readonly inner: SimulatedFileSystem) {}
+  constructor(readonly sim: SimulatedFileSystem) {
+    super(sim)
+  }
 
-  async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
-    if (mode === 'create') this.trace.push({ op: 'create', file: path.basename(p) })
-    const h = await this.inner.open(p, mode, options)
-    const trace = this.trace
+  override async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
     const file = path.basename(p)
-    return {
-      write(data, position) {
-        trace.push({ op: 'write', file, position, length: data.length })
-        return h.write(data, position)
-      },
-      read: (into, offset, length, position) => h.read(into, offset, length, position),
-      datasync() {
-        trace.push({ op: 'datasync', file })
-        return h.datasync()
-      },
-      truncate(length) {
-        trace.push({ op: 'truncate', file, length })
-        return h.truncate(length)
-      },
-      size: () => h.size(),
-      close: () => h.close(),
-    }
+    if (mode === 'create') this.trace.push({ op: 'create', file })
+    return new TracingHandle(await this.sim.open(p, mode, options), file, this.trace)
   }
 
-  readFile(p: string): Promise<Uint8Array> {
-    return this.inner.readFile(p)
-  }
-
-  readdir(p: string): Promise<string[]> {
-    return this.inner.readdir(p)
-  }
-
-  mkdirp(p: string): Promise<void> {
-    return this.inner.mkdirp(p)
-  }
-
-  rename(from: string, to: string): Promise<void> {
+  override rename(from: string, to: string): Promise<void> {
     this.trace.push({ op: 'rename', file: path.basename(to) })
-    return this.inner.rename(from, to)
+    return this.sim.rename(from, to)
   }
 
-  unlink(p: string): Promise<void> {
+  override unlink(p: string): Promise<void> {
     this.trace.push({ op: 'unlink', file: path.basename(p) })
-    return this.inner.unlink(p)
+    return this.sim.unlink(p)
   }
 
-  stat(p: string): Promise<FileStat | undefined> {
-    return this.inner.stat(p)
-  }
-
-  syncDir(p: string): Promise<void> {
+  override syncDir(p: string): Promise<void> {
     this.trace.push({ op: 'syncDir', file: path.basename(p) })
-    return this.inner.syncDir(p)
+    return this.sim.syncDir(p)
+  }
+}
+
+class TracingHandle extends ForwardingFileHandle {
+  constructor(
+    inner: FileHandle,
+    private readonly file: string,
+    private readonly trace: TracedOp[],
+  ) {
+    super(inner)
+  }
+
+  override write(data: Uint8Array, position: number): Promise<void> {
+    this.trace.push({ op: 'write', file: this.file, position, length: data.length })
+    return this.inner.write(data, position)
+  }
+
+  override datasync(): Promise<void> {
+    this.trace.push({ op: 'datasync', file: this.file })
+    return this.inner.datasync()
+  }
+
+  override truncate(length: number): Promise<void> {
+    this.trace.push({ op: 'truncate', file: this.file, length })
+    return this.inner.truncate(length)
   }
 }

@@ -26,8 +26,9 @@
 import { posix as path } from 'node:path'
 import {
   describeFinding, ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal,
-  type FileHandle, type FileStat, type FileSystem, type Finding, type OpenMode, type OpenOptions,
+  type FileHandle, type Finding, type OpenMode, type OpenOptions,
 } from '../../engine/index.js'
+import { ForwardingFileHandle, ForwardingFileSystem } from './forwarding-fs.js'
 
 export const SCENARIO_DIR = '/data'
 export const SCENARIO_SEGMENT_BYTES = 64 * 1024
@@ -101,87 +102,63 @@ interface TracedOp {
   readonly after?: string
 }
 
-class TracingFs implements FileSystem {
+class TracingFs extends ForwardingFileSystem {
   readonly ops: TracedOp[] = []
   phase = 'open'
 
-  constructor(readonly sim: SimulatedFileSystem) {}
+  constructor(readonly sim: SimulatedFileSystem) {
+    super(sim)
+  }
 
-  async open(file: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+  override async open(file: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
     if (mode === 'create') this.ops.push({ op: 'create', file })
     const inner = await this.sim.open(file, mode, options)
     return new TracingHandle(this, inner, file, options?.dsync === true)
   }
 
-  readFile(file: string): Promise<Uint8Array> {
-    return this.sim.readFile(file)
-  }
-
-  readdir(dir: string): Promise<string[]> {
-    return this.sim.readdir(dir)
-  }
-
-  mkdirp(dir: string): Promise<void> {
-    return this.sim.mkdirp(dir)
-  }
-
-  rename(from: string, to: string): Promise<void> {
+  override rename(from: string, to: string): Promise<void> {
     this.ops.push({ op: 'rename', file: `${from} -> ${to}` })
     return this.sim.rename(from, to)
   }
 
-  unlink(file: string): Promise<void> {
+  override unlink(file: string): Promise<void> {
     this.ops.push({ op: 'unlink', file })
     return this.sim.unlink(file)
   }
 
-  stat(file: string): Promise<FileStat | undefined> {
-    return this.sim.stat(file)
-  }
-
-  syncDir(dir: string): Promise<void> {
+  override syncDir(dir: string): Promise<void> {
     this.ops.push({ op: 'syncDir', file: dir })
     return this.sim.syncDir(dir)
   }
 }
 
-class TracingHandle implements FileHandle {
+class TracingHandle extends ForwardingFileHandle {
   private lastWrite = 'nothing'
 
   constructor(
     private readonly fs: TracingFs,
-    private readonly inner: FileHandle,
+    inner: FileHandle,
     private readonly file: string,
     private readonly dsync: boolean,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  write(data: Uint8Array, position: number): Promise<void> {
+  override write(data: Uint8Array, position: number): Promise<void> {
     const op: TracedOp = { op: 'write', file: this.file, position, length: data.length, dsync: this.dsync }
     this.lastWrite = siteOf(op)
     this.fs.ops.push(op)
     return this.inner.write(data, position)
   }
 
-  read(into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
-    return this.inner.read(into, offset, length, position)
-  }
-
-  datasync(): Promise<void> {
+  override datasync(): Promise<void> {
     this.fs.ops.push({ op: 'datasync', file: this.file, after: this.lastWrite })
     return this.inner.datasync()
   }
 
-  truncate(length: number): Promise<void> {
+  override truncate(length: number): Promise<void> {
     this.fs.ops.push({ op: 'truncate', file: this.file, length })
     return this.inner.truncate(length)
-  }
-
-  size(): Promise<number> {
-    return this.inner.size()
-  }
-
-  close(): Promise<void> {
-    return this.inner.close()
   }
 }
 
