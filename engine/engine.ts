@@ -82,8 +82,8 @@ export class MemWAL extends EventEmitter {
     const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
     // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
     this.appliers = [
-      new Applier(backend, createSinkPolicy(o.resilience, o.random), this.applierHost(), batch, [cache]),
-      new Applier(index, createSinkPolicy(o.resilience, o.random), this.applierHost(), batch),
+      new Applier(backend, createSinkPolicy(o.resilience, o.random, o.clock), this.applierHost(), batch, [cache]),
+      new Applier(index, createSinkPolicy(o.resilience, o.random, o.clock), this.applierHost(), batch),
     ]
     this.metrics = o.metrics ? new EngineMetrics(o.metrics, this) : undefined
     const hlc = new HybridClock(o.clock)

@@ -111,6 +111,20 @@ export class LockHeldError extends MemwalError {
   }
 }
 
+/** A sink call that did not settle within applyTimeoutMs: abandoned (it cannot be cancelled), and counted against the breaker. */
+export class SinkTimeoutError extends MemwalError {
+  constructor(timeoutMs: number) {
+    super('SINK_TIMEOUT', `no answer in ${timeoutMs} ms`, { transient: true, details: { timeoutMs } })
+  }
+}
+
+/** A sink call refused without trying: the sink's circuit breaker is open (or held open while an abandoned call runs). */
+export class BreakerOpenError extends MemwalError {
+  constructor(why: string) {
+    super('SINK_BREAKER_OPEN', `the circuit breaker is open: ${why}`, { transient: true })
+  }
+}
+
 export class InvalidOptionsError extends MemwalError {
   constructor(message: string) {
     super('INVALID_OPTIONS', message)

@@ -5,6 +5,7 @@ import { holdProcess } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
 import type { BreakerState } from './resilience/policy.js'
+import { withTimeout } from './resilience/timeout.js'
 import type { CacheSink } from './sinks/cache-sink.js'
 import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
@@ -119,20 +120,12 @@ export class ReadPath {
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', 'the backend is down (circuit breaker open) and the value is neither pending nor cached', { transient: true })
     }
     // A read that never returns must not hang the caller: it fails, typed, after applyTimeoutMs (the call itself cannot be cancelled).
-    const ms = this.p.config.resilience.applyTimeoutMs
-    let cancel: (() => void) | undefined
     const release = holdProcess() // the caller awaits this; the timer alone is unref'd
     try {
-      return await Promise.race([
-        read(),
-        new Promise<never>((_, reject) => {
-          cancel = this.p.config.clock.setTimer(ms, () => reject(new MemwalError('SINK_TIMEOUT', `no answer in ${ms} ms`, { transient: true })))
-        }),
-      ])
+      return await withTimeout(this.p.config.clock, this.p.config.resilience.applyTimeoutMs, read)
     } catch (cause) {
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the backend cannot answer: ${(cause as Error).message}`, { cause, transient: true })
     } finally {
-      cancel?.()
       release()
     }
   }

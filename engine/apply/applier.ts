@@ -1,8 +1,7 @@
-import { BrokenCircuitError, TaskCancelledError, type IBackoff } from 'cockatiel'
 import { assert } from '../assert.js'
-import { MemwalError } from '../errors.js'
+import { BreakerOpenError, MemwalError, SinkTimeoutError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
-import type { SinkPolicy } from '../resilience/policy.js'
+import type { Backoff, SinkPolicy } from '../resilience/policy.js'
 import type { AppliedRecord, ApplyBatch, Sink } from '../sinks/sink.js'
 
 export interface BatchLimits {
@@ -168,7 +167,7 @@ export class Applier {
 
   /** Delivers until the sink has taken the batch (or its poison went to the dead-letter log). */
   private async deliver(batch: ApplyBatch): Promise<void> {
-    let backoff: IBackoff<unknown> | undefined
+    let backoff: Backoff | undefined
     // Paused: give the batch up; the loop rebuilds it from the checkpoint on resume.
     while (!this.stopping && !this.paused) {
       await this.inflight
@@ -183,7 +182,7 @@ export class Applier {
         return
       } catch (caught) {
         let err = caught
-        if (!(err instanceof BrokenCircuitError) && this.sink.classify(err) === 'permanent' && batch.records.length > 0) {
+        if (!(err instanceof BreakerOpenError) && this.sink.classify(err) === 'permanent' && batch.records.length > 0) {
           try {
             await this.isolate(batch, err)
             return
@@ -193,10 +192,10 @@ export class Applier {
             err = deadLetterError
           }
         }
-        if (err instanceof TaskCancelledError) this.holdOpenWhileAbandoned()
+        if (err instanceof SinkTimeoutError) this.holdOpenWhileAbandoned()
         this.failed(err)
-        backoff = backoff ? backoff.next(undefined) : this.policy.backoff()
-        await this.sleep(backoff.duration)
+        backoff = backoff ? backoff.next() : this.policy.backoff()
+        await this.sleep(backoff.durationMs)
       }
     }
   }
@@ -224,7 +223,7 @@ export class Applier {
    */
   private holdOpenWhileAbandoned(): void {
     if (this.isolation) return
-    const isolation = this.policy.breaker.isolate()
+    const isolation = this.policy.holdOpen()
     this.isolation = isolation
     void this.inflight.then(() => {
       isolation.dispose()
@@ -244,10 +243,10 @@ export class Applier {
 
   private failed(err: unknown): void {
     this.failures++
-    const code = err instanceof MemwalError ? err.code : err instanceof TaskCancelledError ? 'SINK_TIMEOUT' : err instanceof BrokenCircuitError ? 'SINK_BREAKER_OPEN' : ((err as { code?: string }).code ?? 'SINK_APPLY_FAILED')
+    const code = err instanceof MemwalError ? err.code : ((err as { code?: string }).code ?? 'SINK_APPLY_FAILED')
     this.lastError = { code, message: (err as Error)?.message ?? String(err), atMs: this.host.clock.nowMs() }
     // A timed-out call is abandoned but still running, and the next attempt waits for it: the sink is stuck, hence down, whatever the breaker says.
-    if (!this.down && (this.policy.breakerState() !== 'closed' || err instanceof BrokenCircuitError || err instanceof TaskCancelledError)) {
+    if (!this.down && (this.policy.breakerState() !== 'closed' || err instanceof BreakerOpenError || err instanceof SinkTimeoutError)) {
       this.down = true
       this.host.sinkHealth(this.sink, true, err)
     }

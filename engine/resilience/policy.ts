@@ -1,9 +1,16 @@
-import { CircuitState, ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleAll, timeout, TimeoutStrategy, wrap, type CircuitBreakerPolicy, type GeneratorFn, type IBackoff } from 'cockatiel'
+import { ExponentialBackoff, type GeneratorFn, type IBackoff } from 'cockatiel'
+import type { Clock } from '../io/clock.js'
 import type { Random } from '../io/random.js'
+import { CircuitBreaker, type BreakerState } from './breaker.js'
+import { withTimeout } from './timeout.js'
+
+export type { BreakerState } from './breaker.js'
 
 /**
- * Retry delays, circuit breaker and timeout for one sink, from cockatiel
- * (well tested; zero dependencies). It knows nothing of the WAL or of sinks.
+ * Retry delays, circuit breaker and timeout for one sink, all on the injected
+ * clock and random source (a seeded simulation replays exactly). The backoff
+ * sequence is cockatiel's; no cockatiel type leaves this folder. It knows
+ * nothing of the WAL or of sinks.
  * The re-delivery loop is the applier's: the WAL is the durable retry queue,
  * and a durable record is never given up on.
  */
@@ -27,27 +34,32 @@ export const resilienceDefaults: ResilienceConfig = Object.freeze({
   applyTimeoutMs: 30_000,
 })
 
-export type BreakerState = 'closed' | 'open' | 'half-open'
-
 export interface SinkPolicy {
-  /** Runs `fn` through the breaker and the timeout. */
+  /** Runs `fn` through the breaker and the timeout (SinkTimeoutError, BreakerOpenError). */
   execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>
-  readonly breaker: CircuitBreakerPolicy
   breakerState(): BreakerState
-  /** A fresh backoff sequence: call `next()` on each failure. */
-  backoff(): IBackoff<unknown>
+  /** Holds the breaker open until released: an abandoned call still runs. */
+  holdOpen(): { dispose(): void }
+  /** A fresh backoff sequence: `next()` on each further failure. */
+  backoff(): Backoff
 }
 
-export function createSinkPolicy(c: ResilienceConfig, random: Random): SinkPolicy {
-  const breaker = circuitBreaker(handleAll, { halfOpenAfter: c.breakerHalfOpenMs, breaker: new ConsecutiveBreaker(c.breakerThreshold) })
-  const limit = timeout(c.applyTimeoutMs, TimeoutStrategy.Aggressive).dangerouslyUnref()
-  const policy = wrap(breaker, limit)
-  const backoff = new ExponentialBackoff({ generator: fullJitter(random), initialDelay: c.retryDelayMsMin, maxDelay: c.retryDelayMsMax })
+/** Retry delays, one failure at a time. */
+export interface Backoff {
+  readonly durationMs: number
+  next(): Backoff
+}
+
+export function createSinkPolicy(c: ResilienceConfig, random: Random, clock: Clock): SinkPolicy {
+  const breaker = new CircuitBreaker(clock, c.breakerThreshold, c.breakerHalfOpenMs)
+  // cockatiel's exponential backoff, with memwal's jitter from the injected random source; its type stays in here.
+  const exponential = new ExponentialBackoff({ generator: fullJitter(random), initialDelay: c.retryDelayMsMin, maxDelay: c.retryDelayMsMax })
+  const backoff = (b: IBackoff<unknown>): Backoff => ({ durationMs: b.duration, next: () => backoff(b.next(undefined)) })
   return {
-    breaker,
-    execute: (fn) => policy.execute(({ signal }) => fn(signal)),
-    breakerState: () => stateName(breaker.state),
-    backoff: () => backoff.next(),
+    execute: (fn) => breaker.execute(() => withTimeout(clock, c.applyTimeoutMs, fn)),
+    breakerState: () => breaker.state,
+    holdOpen: () => breaker.isolate(),
+    backoff: () => backoff(exponential.next()),
   }
 }
 
@@ -56,17 +68,5 @@ function fullJitter(random: Random): GeneratorFn<number> {
   return (attempt = 0, options) => {
     const ceiling = Math.min(options.maxDelay, options.initialDelay * options.exponent ** attempt)
     return [Math.floor((random.nextU32() / 2 ** 32) * ceiling), attempt + 1]
-  }
-}
-
-function stateName(s: CircuitState): BreakerState {
-  switch (s) {
-    case CircuitState.Closed:
-      return 'closed'
-    case CircuitState.HalfOpen:
-      return 'half-open'
-    case CircuitState.Open:
-    case CircuitState.Isolated:
-      return 'open'
   }
 }

@@ -55,13 +55,11 @@
  * setImmediate and microtasks only, and the runner moves by counted event
  * loop turns and manual clock advances, never by real time. What would
  * otherwise bring real time in is pinned:
- *   - cockatiel's circuit breaker reads Date.now (it takes no clock): while a
- *     scenario runs, Date.now returns the scenario's ManualClock, so one
- *     scenario runs at a time per process (enforced);
- *   - cockatiel's apply timeout is a real timer: it is set far beyond any
- *     scenario's length and never fires here (test/unit/hung-sink.test.ts covers
- *     it on the real clock); hangs are released by the scenario, or die with
- *     the engine that made them;
+ *   - the circuit breaker and the apply timeout run on the engine's injected
+ *     clock (engine/resilience), the scenario's ManualClock: no Date.now patch.
+ *     The timeout is set far beyond any scenario's length and never fires here
+ *     (test/unit/hung-sink.test.ts covers it on the real clock); hangs are
+ *     released by the scenario, or die with the engine that made them;
  *   - xxhash-wasm compiles WebAssembly off the event loop: the runner
  *     compiles each module once and instantiates it synchronously
  *     (memoiseWasmCompile), and waits for the engine to be idle before
@@ -195,7 +193,7 @@ export function emptyCounts(): TortureCounts {
   }
 }
 
-/** Set while a scenario runs: Date.now is its manual clock meanwhile, so one runs at a time per process. */
+/** Set while a scenario runs: one at a time per process (the runner's counted event loop turns assume nothing else runs). */
 let running = false
 
 /**
@@ -231,20 +229,16 @@ function memoiseWasmCompile(): void {
 }
 
 export async function runTortureScenario(seed: number, options: TortureOptions = {}): Promise<TortureResult> {
-  if (running) throw new Error('one torture scenario at a time per process: Date.now follows its manual clock while it runs')
+  if (running) throw new Error('one torture scenario at a time per process')
   running = true
   memoiseWasmCompile()
   const s = new Scenario(seed >>> 0, options)
-  const realNow = Date.now
-  // cockatiel's circuit breaker reads Date.now (it takes no clock): while the scenario runs, that is the scenario's clock.
-  Date.now = () => s.nowMs()
   try {
     await s.run()
   } catch (err) {
     if (!(err instanceof Violation)) s.record('other', `unexpected exception: ${(err as Error)?.stack ?? String(err)}`)
   } finally {
     await s.shutdown()
-    Date.now = realNow
     running = false
   }
   return s.result()
