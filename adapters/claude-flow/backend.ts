@@ -1,4 +1,5 @@
 import { MemWAL, MemwalError, type BatchOp, type MemwalOptions } from '../../engine/index.js'
+import { compareStrings, invalid } from '../args.js'
 import { KeySpace } from '../keyspace.js'
 import { openOwned } from '../open.js'
 import type { BackendStats, DistanceMetric, HealthCheckResult, IMemoryBackend, MemoryEntry, MemoryEntryUpdate, MemoryQuery, MemoryType, SearchOptions, SearchResult } from './types.js'
@@ -93,7 +94,7 @@ export class MemwalMemoryBackend implements IMemoryBackend {
     checkQuery(query)
     const now = this.now()
     const hits = (await this.scan(query.namespace)).filter((e) => matches(e, query, now))
-    hits.sort((a, b) => b.createdAt - a.createdAt || cmp(a.id, b.id))
+    hits.sort((a, b) => b.createdAt - a.createdAt || compareStrings(a.id, b.id))
     const offset = query.offset ?? 0
     this.queries = { n: this.queries.n + 1, ms: this.queries.ms + this.now() - started }
     return hits.slice(offset, offset + query.limit)
@@ -118,7 +119,7 @@ export class MemwalMemoryBackend implements IMemoryBackend {
       if (options.threshold !== undefined && score < options.threshold) continue
       results.push({ entry: e, score, distance })
     }
-    results.sort((a, b) => b.score - a.score || cmp(a.entry.id, b.entry.id))
+    results.sort((a, b) => b.score - a.score || compareStrings(a.entry.id, b.entry.id))
     this.searches = { n: this.searches.n + 1, ms: this.searches.ms + this.now() - started }
     return results.slice(0, options.k)
   }
@@ -333,12 +334,4 @@ function checkId(id: unknown): string {
 function checkString(what: string, s: unknown): string {
   if (typeof s !== 'string' || s.length === 0) throw invalid(`${what} must be a non-empty string`)
   return s
-}
-
-function invalid(message: string): MemwalError {
-  return new MemwalError('ADAPTER_INVALID_ARGUMENT', message)
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }

@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util'
 import type * as Lg from '@langchain/langgraph-checkpoint'
 import type { RunnableConfig } from '@langchain/core/runnables'
 import { MemwalError, type BatchOp, type MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { compareStrings, invalid } from '../args.js'
 import { KeySpace, type KeyParts } from '../keyspace.js'
 import { langgraph, openOwned, type Serialized } from './peer.js'
 
@@ -101,7 +102,7 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
     const scope: KeyParts = thread === undefined ? [] : ns === undefined ? [thread] : [thread, ns]
     const hits = (await this.checkpoints.scan(scope)).map((h) => ({ thread: h.parts[0] as string, ns: h.parts[1] as string, id: h.parts[2] as string, stored: h.value as StoredCheckpoint }))
     // Newest first within a thread's namespace, as every LangGraph saver lists.
-    hits.sort((a, b) => cmp(a.thread, b.thread) || cmp(a.ns, b.ns) || cmp(b.id, a.id))
+    hits.sort((a, b) => compareStrings(a.thread, b.thread) || compareStrings(a.ns, b.ns) || compareStrings(b.id, a.id))
     for (const h of hits) {
       if (ns !== undefined && h.ns !== ns) continue
       if (onlyId !== undefined && h.id !== onlyId) continue
@@ -237,12 +238,4 @@ function nsOf(config: RunnableConfig): string {
 function idOf(field: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) throw invalid(`${field} must be a non-empty string`)
   return v
-}
-
-function invalid(message: string): MemwalError {
-  return new MemwalError('ADAPTER_INVALID_ARGUMENT', message)
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }

@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type * as Lg from '@langchain/langgraph-checkpoint'
 import { MemwalError, type BatchOp, type MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { compareStrings, invalid } from '../args.js'
 import { KeySpace } from '../keyspace.js'
 import { langgraph, openOwned } from './peer.js'
 
@@ -125,7 +126,7 @@ export class MemwalStore extends langgraph.BaseStore {
       if (op.maxDepth !== undefined) ns = ns.slice(0, op.maxDepth)
       seen.set(JSON.stringify(ns), ns)
     }
-    const all = [...seen.values()].sort((a, b) => cmp(a.join(':'), b.join(':')))
+    const all = [...seen.values()].sort((a, b) => compareStrings(a.join(':'), b.join(':')))
     const offset = checkCount('offset', op.offset ?? 0)
     return all.slice(offset, offset + checkCount('limit', op.limit ?? LIST_LIMIT_DEFAULT))
   }
@@ -180,12 +181,4 @@ function checkKey(key: unknown): void {
 function checkCount(what: string, n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw invalid(`${what} must be a non-negative integer`)
   return n
-}
-
-function invalid(message: string): MemwalError {
-  return new MemwalError('ADAPTER_INVALID_ARGUMENT', message)
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
