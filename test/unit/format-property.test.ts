@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
+import { createChecksums } from '../../engine/format/checksum.js'
+import { checksumSpy } from '../support/checksum-spy.js'
 import {
   decodeFrame, decodeSegmentHeader, encodeFrame, encodeFrameBodyInto, encodeFrameInto, encodeSegmentHeader, frameBytes, sealFrame,
   FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, type RecordType, type SegmentHeader,
@@ -58,32 +59,6 @@ function forgedHeader(salt: number, fields: Uint8Array): Buffer {
   b.set(fields.subarray(0, 24), 8)
   b.writeUInt32LE(sums.h32(b.subarray(8, 32), salt), 4)
   return b
-}
-
-/** Checksums that remember the largest input hashed: what the WebAssembly memory grows to. */
-function watchedSums(inner: Checksums): Checksums & { maxH32: number; maxH64: number; calls: number } {
-  const w = {
-    maxH32: 0,
-    maxH64: 0,
-    calls: 0,
-    h32(bytes: Uint8Array, seed: number): number {
-      w.calls++
-      w.maxH32 = Math.max(w.maxH32, bytes.length)
-      return inner.h32(bytes, seed)
-    },
-    h64(bytes: Uint8Array): bigint {
-      w.calls++
-      w.maxH64 = Math.max(w.maxH64, bytes.length)
-      return inner.h64(bytes)
-    },
-    h32of24(dv: DataView, offset: number, seed: number): number {
-      w.calls++
-      w.maxH32 = Math.max(w.maxH32, 24)
-      if (offset < 0 || offset + 24 > dv.byteLength) throw new Error(`header checksum over [${offset}, ${offset + 24}) outside the input`)
-      return inner.h32of24(dv, offset, seed)
-    },
-  }
-  return w
 }
 
 const eq = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0
@@ -203,7 +178,7 @@ t.test('any single bit flipped in a segment header makes it corrupt', async (t) 
 // ---- (b) hostile bytes ----
 
 function checkHostileDecode(bytes: Uint8Array, offset: number, salt: number, recordBytesMax: number): string | undefined {
-  const w = watchedSums(sums)
+  const w = checksumSpy(sums)
   let d
   try {
     d = decodeFrame(bytes, offset, salt, recordBytesMax, w)

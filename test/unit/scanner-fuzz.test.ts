@@ -8,7 +8,8 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
+import { createChecksums } from '../../engine/format/checksum.js'
+import { checksumSpy } from '../support/checksum-spy.js'
 import {
   dataEnd, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES, SEGMENT_HEADER_BYTES, type RecordType,
 } from '../../engine/format/format.js'
@@ -25,30 +26,6 @@ function seededBytes(length: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(length)
   for (let i = 0; i < length; i++) b[i] = r.nextU32() & 0xff
   return b
-}
-
-/** Checksums that count calls and remember the largest input: the WebAssembly memory grows to it. */
-function watchedSums(inner: Checksums): Checksums & { maxInput: number; h32Calls: number } {
-  const w = {
-    maxInput: 0,
-    h32Calls: 0,
-    h32(bytes: Uint8Array, seed: number): number {
-      w.h32Calls++
-      w.maxInput = Math.max(w.maxInput, bytes.length)
-      return inner.h32(bytes, seed)
-    },
-    h64(bytes: Uint8Array): bigint {
-      w.maxInput = Math.max(w.maxInput, bytes.length)
-      return inner.h64(bytes)
-    },
-    h32of24(dv: DataView, offset: number, seed: number): number {
-      w.h32Calls++
-      w.maxInput = Math.max(w.maxInput, 24)
-      if (offset < 0 || offset + 24 > dv.byteLength) throw new Error(`header checksum over [${offset}, ${offset + 24}) outside the input`)
-      return inner.h32of24(dv, offset, seed)
-    },
-  }
-  return w
 }
 
 function countMagic(bytes: Uint8Array): number {
@@ -69,7 +46,7 @@ interface Written {
  * record: anything else coming back is corruption returned as data.
  */
 function checkedScan(bytes: Uint8Array, salt: number, recordBytesMax: number, written: ReadonlyMap<number, Written>): { frames: Map<number, number>; ranges: [number, number][]; damage: number } {
-  const w = watchedSums(sums)
+  const w = checksumSpy(sums)
   const frames = new Map<number, number>() // LSN -> offset
   const ranges: [number, number][] = [] // [offset, next) of every frame yielded
   let damage = 0
