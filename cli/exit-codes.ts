@@ -1,4 +1,4 @@
-import { isMemwalError } from '../engine/index.js'
+import { isMemwalError, osError, type MemwalError } from '../engine/index.js'
 
 /** e2fsck's exit codes (DESIGN.md §9). */
 export const ExitCode = {
@@ -8,6 +8,19 @@ export const ExitCode = {
   OPERATIONAL: 8,
   USAGE: 16,
 } as const
+
+/**
+ * An error as the CLI reports it: a raw error from the operating system that
+ * reached the top (EACCES reading a segment, say) goes through the engine's
+ * one mapping, so that a permission problem is PERMISSION_DENIED, naming the
+ * path and the fix, wherever it was met.
+ */
+export function asReported(err: unknown, command: string): MemwalError | Error {
+  if (isMemwalError(err)) return err
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return osError(err, `run memwal ${command}`)
+  return err instanceof Error ? err : new Error(String(err))
+}
 
 /** Corruption that stopped a command is an uncorrected error; anything else that went wrong is operational. */
 export function exitCodeFor(err: unknown): number {
@@ -21,8 +34,5 @@ export function exitCodeFor(err: unknown): number {
 /** One line a person can act on, with the code when there is one. */
 export function describeError(err: unknown): string {
   if (isMemwalError(err)) return `${err.message} [${err.code}]`
-  const e = err as NodeJS.ErrnoException
-  if (e?.code === 'EACCES' || e?.code === 'EPERM') return `permission denied: ${e.path ?? e.message} [${e.code}]`
-  if (e?.code === 'ENOTDIR') return `not a directory: ${e.path ?? e.message} [${e.code}]`
-  return e?.message ?? String(err)
+  return (err as Error | undefined)?.message ?? String(err)
 }

@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { describeError, exitCodeFor, ExitCode } from './exit-codes.js'
+import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
 import { dump } from './commands/dump.js'
 import { fsck } from './commands/fsck.js'
@@ -24,7 +24,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .version(packageVersion(), '-V, --version', 'print the version of memwal')
     .exitOverride()
   const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
-    fn().then(setExit, (err: unknown) => {
+    fn().then(setExit, (raw: unknown) => {
+      const err = asReported(raw, name)
       const code = exitCodeFor(err)
       process.stderr.write(`memwal ${name}: ${describeError(err)}\n`)
       if (json) process.stdout.write(`${JSON.stringify({ error: { code: (err as { code?: string })?.code ?? 'ERROR', message: (err as Error)?.message ?? String(err) }, exitCode: code })}\n`)
@@ -121,8 +122,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: { code: 'USAGE', message: err.message }, exitCode: ExitCode.USAGE })}\n`)
       return ExitCode.USAGE
     }
-    process.stderr.write(`memwal: ${describeError(err)}\n`)
-    return exitCodeFor(err)
+    const reported = asReported(err, argv[0] ?? '')
+    process.stderr.write(`memwal: ${describeError(reported)}\n`)
+    return exitCodeFor(reported)
   }
   return code
 }

@@ -146,3 +146,29 @@ function lsnText(place: LogPlace): string {
 export function isMemwalError(err: unknown): err is MemwalError {
   return err instanceof MemwalError
 }
+
+/** What the operating system says when memwal may not do something, and what fixes it. */
+const PERMISSION_FIXES: Readonly<Record<string, string>> = {
+  EACCES: 'run memwal as the user that owns the data directory, or give this user read, write and search (x) access to it and its parents',
+  EPERM: 'run memwal as the user that owns the data directory, or give this user read, write and search (x) access to it and its parents',
+  EROFS: 'the filesystem is mounted read-only: remount it read-write, or use a data directory on a writable filesystem',
+}
+
+/**
+ * The one place where an error from the operating system becomes a
+ * MemwalError: a permission refusal (EACCES, EPERM, EROFS) is always
+ * PERMISSION_DENIED, naming the path refused and the fix; anything else is
+ * IO_ERROR saying what memwal was doing. A MemwalError passes through as it is.
+ */
+export function osError(cause: unknown, doing: string, path?: string): MemwalError {
+  if (isMemwalError(cause)) return cause
+  const e = (typeof cause === 'object' && cause !== null ? cause : {}) as { code?: unknown; path?: unknown; message?: unknown }
+  const code = typeof e.code === 'string' ? e.code : undefined
+  const where = typeof e.path === 'string' ? e.path : path
+  const fix = code !== undefined ? PERMISSION_FIXES[code] : undefined
+  if (fix !== undefined) {
+    return new MemwalError('PERMISSION_DENIED', `permission denied: ${where ?? '(unknown path)'} (${code ?? ''}, while trying to ${doing}): ${fix}`, { cause, details: { path: where, errno: code } })
+  }
+  const message = typeof e.message === 'string' ? e.message : String(cause)
+  return new MemwalError('IO_ERROR', `cannot ${doing}: ${message}`, { cause, details: { ...(where !== undefined ? { path: where } : {}), ...(code !== undefined ? { errno: code } : {}) } })
+}

@@ -22,7 +22,7 @@ export { CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport } from 
 export { describeFinding, type Finding, type FindingKind, type FindingAction } from './log/recovery/findings.js'
 export {
   MemwalError, CorruptionError, IoError, WalFailedError, WalClosedError, RecordTooLargeError, LockHeldError,
-  InvalidOptionsError, AssertionFailedError, isMemwalError, type ErrorCode, type LogPlace,
+  InvalidOptionsError, AssertionFailedError, isMemwalError, osError, type ErrorCode, type LogPlace,
 } from './errors.js'
 export type { FileSystem, FileHandle, FileStat, OpenMode, OpenOptions } from './io/fs.js'
 export { NodeFileSystem } from './io/node-fs.js'

@@ -34,16 +34,21 @@ export interface WalLimits {
 }
 
 function need(ok: boolean, what: string): void {
-  if (!ok) throw new InvalidOptionsError(`invalid limits: ${what}`)
+  if (!ok) throw new InvalidOptionsError(what)
 }
 
-/** Checks the limits against each other; a user's option outside them is a typed error. */
+const inRange = (v: number, min: number, max: number): boolean => Number.isInteger(v) && v >= min && v <= max
+
+/**
+ * Checks the limits against each other; a user's option outside them is a
+ * typed error that names the option and the range it must be in. The
+ * segment size first: the other ranges are derived from it.
+ */
 export function checkWalLimits(l: WalLimits, frameOverheadBytes: number, segmentHeaderBytes: number): void {
-  need(Number.isInteger(l.recordBytesMax) && l.recordBytesMax > 0, 'recordBytesMax is a positive integer')
-  need(l.recordBytesMax <= limits.recordBytesHardMax, 'recordBytesMax within the hard maximum')
-  need(l.segmentBytes >= limits.segmentBytesMin && l.segmentBytes <= limits.segmentBytesHardMax, 'segmentBytes within range')
+  need(inRange(l.segmentBytes, limits.segmentBytesMin, limits.segmentBytesHardMax), `segmentBytes must be an integer in [${limits.segmentBytesMin}, ${limits.segmentBytesHardMax}] bytes, not ${String(l.segmentBytes)}`)
   // A record of the largest size must fit in an empty segment, or it could never be written.
-  need(segmentHeaderBytes + frameOverheadBytes + l.recordBytesMax <= l.segmentBytes, 'one maximal record fits in a segment')
-  need(l.groupBytesMax >= frameOverheadBytes + l.recordBytesMax, 'one maximal record fits in a group')
-  need(l.queueBytesMax >= l.groupBytesMax, 'the queue holds at least one group')
+  const recordMax = Math.min(limits.recordBytesHardMax, l.segmentBytes - segmentHeaderBytes - frameOverheadBytes)
+  need(inRange(l.recordBytesMax, 1, recordMax), `recordBytesMax must be an integer in [1, ${recordMax}] bytes (at most ${limits.recordBytesHardMax}, and one record must fit in a segment of segmentBytes ${l.segmentBytes}), not ${String(l.recordBytesMax)}`)
+  need(Number.isInteger(l.groupBytesMax) && l.groupBytesMax >= frameOverheadBytes + l.recordBytesMax, `groupBytesMax must be an integer of at least ${frameOverheadBytes + l.recordBytesMax} bytes (one maximal record), not ${String(l.groupBytesMax)}`)
+  need(Number.isInteger(l.queueBytesMax) && l.queueBytesMax >= l.groupBytesMax, `queueBytesMax must be an integer of at least groupBytesMax ${l.groupBytesMax} bytes, not ${String(l.queueBytesMax)}`)
 }

@@ -1,5 +1,5 @@
 import { posix as path } from 'node:path'
-import { MemwalError, WalFailedError } from './errors.js'
+import { MemwalError, WalFailedError, osError } from './errors.js'
 import { PendingLog } from './apply/pending-log.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
@@ -114,8 +114,7 @@ async function makeDataDir(fs: FileSystem, dir: string): Promise<void> {
     await fs.mkdirp(dir)
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new MemwalError('PERMISSION_DENIED', `cannot create the data directory ${dir} (${code})`, { cause, details: { path: dir } })
     if (code === 'EEXIST' || code === 'ENOTDIR') throw new MemwalError('DIR_NOT_MEMWAL', `cannot create the data directory ${dir}: a file is in the way (${code})`, { cause, details: { path: dir } })
-    throw new MemwalError('IO_ERROR', `cannot create the data directory ${dir}: ${(cause as Error).message}`, { cause, details: { path: dir } })
+    throw osError(cause, `create the data directory ${dir}`, dir)
   }
 }

@@ -157,18 +157,18 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     random: wal.random,
     locker: wal.locker,
   }
-  if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError('backlogPolicy must be reject or wait')
+  if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError(`backlogPolicy must be reject or wait, not ${String(r.backlogPolicy)}`)
   return Object.freeze(r)
 }
 
 function resolveResilience(p: Partial<ResilienceConfig>): ResilienceConfig {
   const r = { ...resilienceDefaults, ...p }
   for (const [k, v] of Object.entries(r)) positive(k, v)
-  if (r.retryDelayMsMin > r.retryDelayMsMax) throw new InvalidOptionsError('retryDelayMsMin must not exceed retryDelayMsMax')
+  if (r.retryDelayMsMin > r.retryDelayMsMax) throw new InvalidOptionsError(`retryDelayMsMin ${r.retryDelayMsMin} must not exceed retryDelayMsMax ${r.retryDelayMsMax}`)
   return Object.freeze(r)
 }
 
 function positive(name: string, v: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidOptionsError(`${name} must be a positive number`)
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidOptionsError(`${name} must be a finite number > 0, not ${String(v)}`)
   return v
 }

@@ -1,4 +1,4 @@
-import { MemwalError, WalFailedError, isMemwalError } from './errors.js'
+import { MemwalError, RecordTooLargeError, WalFailedError, isMemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
 import type { Backpressure } from './backpressure.js'
 import { RecordType } from './format/format.js'
@@ -58,6 +58,8 @@ export class WritePath {
       throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
     }
     try {
+      // Before backpressure: a record too large for the log can never be written, however empty the backlog.
+      if (payload.length > this.p.wal.recordBytesMax) throw new RecordTooLargeError(payload.length, this.p.wal.recordBytesMax)
       await this.p.backpressure.admit(payload.length)
     } catch (err) {
       metrics?.writeFailed(err) // a backpressure refusal is what memwal_write_errors_total must show

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { posix as path } from 'node:path'
 import lockfile from 'proper-lockfile'
-import { LockHeldError, MemwalError } from '../errors.js'
+import { LockHeldError, osError } from '../errors.js'
 
 const TEMP_SUFFIX = '.tmp'
 
@@ -135,7 +135,7 @@ export class ProcessDirLocker implements DirLocker {
     try {
       release = await lockfile.lock(dir, options)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw new MemwalError('IO_ERROR', `cannot lock ${dir}: ${(err as Error).message}`, { cause: err })
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw osError(err, `lock ${dir}`, dir)
       const holder = readOwner(lockPath)
       const seen = lockMtimeMs(lockPath)
       if (!leftOver(holder, seen, host, this.updateMs)) throw new LockHeldError(dir, describe(holder), err)

@@ -150,6 +150,11 @@ export class Wal {
     return this.writer.queuedBytes
   }
 
+  /** The largest payload one record may have. */
+  get recordBytesMax(): number {
+    return this.o.limits.recordBytesMax
+  }
+
   /** Appends an encoded payload; resolves its LSN once acknowledged (see Durability). */
   append(type: RecordType, payload: Uint8Array): Promise<number> {
     return this.writer.append(type, payload)
@@ -275,9 +280,11 @@ export function resolveWalConfig(w: Omit<WalOptions, 'durableLsn' | 'appliedLsn'
   const durability = w.durability ?? 'sync'
   if (!['sync', 'interval', 'none'].includes(durability)) throw new InvalidOptionsError(`durability must be sync, interval or none, not ${String(durability)}`)
   const policy = w.corruptionPolicy ?? 'tolerate-torn-tail'
-  if (!CORRUPTION_POLICIES.includes(policy)) throw new InvalidOptionsError(`unknown corruption policy ${String(policy)}`)
+  if (!CORRUPTION_POLICIES.includes(policy)) throw new InvalidOptionsError(`corruptionPolicy must be one of ${CORRUPTION_POLICIES.join(', ')}, not ${String(policy)}`)
   const syncIntervalMs = w.syncIntervalMs ?? limits.syncIntervalMsDefault
-  if (!(syncIntervalMs > 0 && syncIntervalMs <= limits.syncIntervalMsMax)) throw new InvalidOptionsError(`syncIntervalMs must be in (0, ${limits.syncIntervalMsMax}]`)
+  if (!(syncIntervalMs > 0 && syncIntervalMs <= limits.syncIntervalMsMax)) throw new InvalidOptionsError(`syncIntervalMs must be in (0, ${limits.syncIntervalMsMax}] ms, not ${String(syncIntervalMs)}`)
+  const inline = w.inlineWriteBytesMax
+  if (inline !== undefined && !(Number.isInteger(inline) && inline >= 0 && inline <= l.groupBytesMax)) throw new InvalidOptionsError(`inlineWriteBytesMax must be an integer in [0, ${l.groupBytesMax}] bytes, not ${String(inline)}`)
   const dir = path.resolve(w.dir)
   return Object.freeze({
     dir,

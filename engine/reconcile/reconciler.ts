@@ -1,5 +1,5 @@
 import { posix as path } from 'node:path'
-import { MemwalError } from '../errors.js'
+import { MemwalError, osError } from '../errors.js'
 import { noDirLocker, ProcessDirLocker, type DirLocker } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
@@ -148,16 +148,14 @@ function withRepair(f: ReconcileFinding, actions: readonly LogRepairAction[], ba
 
 /** Missing directory, not a directory, or not a memwal one: a clear typed error before anything is touched. */
 export async function checkDataDir(fs: FileSystem, dir: string): Promise<void> {
-  let st
-  try {
-    st = await fs.stat(dir)
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'EACCES') throw new MemwalError('PERMISSION_DENIED', `permission denied: ${dir}`, { cause })
-    throw cause
-  }
+  const st = await fs.stat(dir).catch((cause: unknown) => {
+    throw osError(cause, `read the data directory ${dir}`, dir)
+  })
   if (!st) throw new MemwalError('DIR_NOT_FOUND', `no such directory: ${dir}`)
   if (!st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${dir} is not a directory`)
-  const wal = await fs.stat(path.join(dir, 'wal'))
+  const wal = await fs.stat(path.join(dir, 'wal')).catch((cause: unknown) => {
+    throw osError(cause, `read the data directory ${dir}`, path.join(dir, 'wal'))
+  })
   if (!wal?.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${dir} is not a memwal data directory (no wal/ inside)`)
 }
 

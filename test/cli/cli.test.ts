@@ -483,11 +483,15 @@ t.test('permission denied: exit 8 and one line naming the path', async (t) => {
   t.teardown(() => fs.chmodSync(path.join(dir, 'wal'), 0o700))
   // `nobody` may not be able to enter the checkout (a clone under a 0700 directory): it runs a copy it can read.
   const as = asRoot ? { uid: 65534, gid: 65534, entry: worldReadableCli(t) } : {}
-  for (const cmd of ['status', 'dump']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`permission denied: ${dir}/wal \\[EACCES\\]$`))
+  // One code wherever the refusal is met, with the path refused and the fix.
+  const fix = 'run memwal as the user that owns the data directory, or give this user read, write and search \\(x\\) access to it and its parents \\[PERMISSION_DENIED\\]$'
+  for (const cmd of ['status', 'dump']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`^memwal ${cmd}: permission denied: ${dir}/wal \\(EACCES, while trying to .*\\): ${fix}`))
   // fsck and replay take the lock first: creating it is what is refused.
-  for (const cmd of ['fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, /cannot lock .*EACCES.*\[IO_ERROR\]$/)
-  const j = await runCli(['fsck', dir, '--json'], as)
-  t.match(oneJson(j), { exitCode: 8 })
+  for (const cmd of ['fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`^memwal ${cmd}: permission denied: ${dir}/memwal\\.lock\\S* \\(EACCES, while trying to lock ${dir}\\): ${fix}`))
+  for (const cmd of ['fsck', 'status']) {
+    const j = await runCli([cmd, dir, '--json'], as)
+    t.match(oneJson(j), { error: { code: 'PERMISSION_DENIED' }, exitCode: 8 }, `${cmd} --json: PERMISSION_DENIED`)
+  }
 })
 
 t.test('an unknown format version: fsck and replay exit 8 saying which version; dump shows the segment as damage', async (t) => {

@@ -400,8 +400,11 @@ t.test('metrics on the registry passed in; unregistered at close', async (t) => 
   await t.rejects(engine.put('f', 'x'.repeat(100)), { code: 'ENGINE_BACKLOG_FULL' })
   t.equal(await value('memwal_writes_total', { type: 'put' }), 4, 'a refused write is not counted as written')
   t.equal(await value('memwal_write_errors_total', { code: 'ENGINE_BACKLOG_FULL' }), 1, 'a refused write is counted by its code')
-  await t.rejects(engine.put('g', 'y'.repeat(5 * 1024 * 1024)), { code: 'ENGINE_BACKLOG_FULL' })
+  // A record that could never fit the backlog, though the log would take it; and one the log never would (counted by its own code).
+  await t.rejects(engine.put('g', 'y'.repeat(1024 * 1024)), { code: 'ENGINE_BACKLOG_FULL' })
   t.equal(await value('memwal_write_errors_total', { code: 'ENGINE_BACKLOG_FULL' }), 2)
+  await t.rejects(engine.put('g', 'y'.repeat(5 * 1024 * 1024)), { code: 'WAL_RECORD_TOO_LARGE' })
+  t.equal(await value('memwal_write_errors_total', { code: 'WAL_RECORD_TOO_LARGE' }), 1)
   const text = await registry.metrics()
   t.match(text, /memwal_sink_breaker_open\{sink="backend"\} [01]/)
   faults.up()
