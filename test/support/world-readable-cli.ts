@@ -58,7 +58,7 @@ function transpileTree(from: string, to: string): void {
  * need, found the way Node resolves them (a package's own node_modules first,
  * then each parent's); packages nested inside another come with it.
  */
-function runtimeClosure(repo: string): string[] {
+export function runtimeClosure(repo: string): string[] {
   const top = new Set<string>()
   const seen = new Set<string>()
   const visit = (pkgDir: string): void => {

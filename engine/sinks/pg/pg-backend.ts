@@ -59,8 +59,28 @@ export interface PgBackendOptions {
   /** Rows per page when `entries` and `query` read (default 500). */
   readonly pageRows?: number
   /** Further settings for pg.Pool (ssl, password, ...); the options above take precedence. */
-  readonly pgConfig?: PoolConfig
+  readonly pgConfig?: PgPoolSettings
   readonly logger?: Logger
+}
+
+/**
+ * The pg.Pool settings memwal passes through, typed here rather than with
+ * pg's own PoolConfig: memwal's public declarations must type-check for a
+ * consumer that has not installed @types/pg (a devDependency of memwal).
+ * The names and meanings are pg's.
+ */
+export interface PgPoolSettings {
+  readonly user?: string
+  readonly password?: string | (() => string | Promise<string>)
+  readonly host?: string
+  readonly port?: number
+  readonly database?: string
+  /** `true`, or Node's tls.connect options (ca, cert, key, rejectUnauthorized, ...). */
+  readonly ssl?: boolean | Readonly<Record<string, unknown>>
+  readonly application_name?: string
+  readonly idleTimeoutMillis?: number
+  readonly keepAlive?: boolean
+  readonly keepAliveInitialDelayMillis?: number
 }
 
 /** A stored entry with the version that wrote it: which writer, and its HLC. */
@@ -192,7 +212,7 @@ export class PgBackend extends BackendSink {
       connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
       pageRows: positiveInt('pageRows', options.pageRows ?? DEFAULTS.pageRows),
     }
-    this.pgConfig = options.pgConfig ?? {}
+    this.pgConfig = (options.pgConfig ?? {}) as PoolConfig
     this.logger = options.logger
     this.t = tables(schema)
   }
