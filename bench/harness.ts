@@ -3,7 +3,7 @@
  * `memwal bench`).
  *
  *   harness [--quick] [--json] [--report FILE] [--dir BASE] [--reps N] [--seconds S]
- *           [--records N] [--only IDS] [--isolation trial|none] [--profile DIR]
+ *           [--records N] [--only IDS] [--isolation trial|none] [--profile DIR] [--pg [--pg-url URL]]
  *
  * Append workloads (acknowledged = durable): memwal's Wal and MemWAL (sync
  * durability), classic-level puts with `{ sync: true }` and lmdb-js with its
@@ -32,18 +32,17 @@ import os from 'node:os'
 import { posix as path } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ClassicLevel } from 'classic-level'
-import {
-  backlogBytesMax, buildBacklog, buildWal, defaultSegmentBytes, FRAME_HEADER_BYTES, fsckRun, memwalTrial, processPeakRss, recordShape,
-  replay, RssSampler, sleep, statusRun, walOpen, type RecordShape,
-} from './engine-bench.js'
-import { lmdbTrial } from './lmdb-peer.js'
-import { classicLevelTrial, driveAwaited, driveInFlight, rawAppendTrial, rawPreallocTrial } from './peers.js'
-import { renderHtmlReport, type BenchDocument, type GoalEntry, type ProfileSummary, type ResultEntry, type SystemEntry, type TargetEntry } from './report-html.js'
-import { fmt, median, percentile, table, type TrialResult } from './stats.js'
+import { limits } from '../engine/index.js'
+import { backlogBytesMax, buildBacklog, buildWal, fsckRun, memwalFootprint, processPeakRss, replay, RssSampler, sleep, statusRun, walOpen } from './memwal-workloads.js'
+import { PG_WORKLOADS, pgDefaults, pgTrial, type PgConfig } from './pg-workloads.js'
+import { unavailablePeerPackages, type PeerPackage } from './peer-modules.js'
+import { FRAME_HEADER_BYTES, plainShape, shapeOf, SHAPES, type RecordShape, type ShapeId } from './records.js'
+import { renderHtmlReport, type BenchDocument, type FootprintEntry, type GoalEntry, type ProfileSummary, type ResultEntry, type SkippedEntry, type TargetEntry } from './report-html.js'
+import { fmt, median, percentile, table } from './stats.js'
+import { APPEND, appendTrial, DEPTHS, HEADLINE, LEVEL_BATCHES, peerOf, SYSTEMS, systemLabel, type AppendWorkload, type SystemId } from './workloads.js'
 
 const USAGE = `usage: memwal bench [--quick] [--json] [--report FILE] [--dir BASE] [--reps N] [--seconds S]
-                    [--records N] [--only IDS] [--isolation trial|none] [--profile DIR]
+                    [--records N] [--only IDS] [--isolation trial|none] [--profile DIR] [--pg [--pg-url URL]]
   --quick            a short run (under a minute): 2 rounds of 0.2 s trials, 100,000-record backlog, 16 MiB log
   --json             print one JSON document on stdout (progress goes to stderr)
   --report FILE      write a self-contained HTML report (charts as inline SVG)
@@ -53,7 +52,10 @@ const USAGE = `usage: memwal bench [--quick] [--json] [--report FILE] [--dir BAS
   --records N        records in the crash backlog that is replayed (default 1,000,000, quick 100,000)
   --only IDS         comma-separated workload ids, or prefixes of them (e.g. memwal/,lmdb/inflight-256)
   --isolation MODE   trial: each trial in a child process of its own (default); none: all in this process (default with --quick)
-  --profile DIR      CPU-profile every memwal child process into DIR and summarise where the time goes (needs --isolation trial)`
+  --profile DIR      CPU-profile every memwal child process into DIR and summarise where the time goes (needs --isolation trial)
+  --pg               add the PostgreSQL replication workloads (memwal + PgBackend against one INSERT per put, direct and
+                     with ${pgDefaults.delayMs} ms added each way; ${pgDefaults.inFlight} writers in flight)
+  --pg-url URL       the PostgreSQL server (default: MEMWAL_PG_URL, else postgres://postgres@127.0.0.1:5432/test)`
 
 // ---- configuration ----
 
@@ -76,6 +78,8 @@ interface Config {
   readonly only: readonly string[] | undefined
   readonly isolate: boolean
   readonly profileDir: string | undefined
+  /** The PostgreSQL server of the replication workloads; undefined: they do not run. */
+  readonly pgUrl: string | undefined
   readonly argv: readonly string[]
 }
 
@@ -101,6 +105,8 @@ function parseConfig(argv: string[]): Config {
         only: { type: 'string' },
         isolation: { type: 'string' },
         profile: { type: 'string' },
+        pg: { type: 'boolean', default: false },
+        'pg-url': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values
@@ -118,6 +124,7 @@ function parseConfig(argv: string[]): Config {
   const isolation = values.isolation ?? (quick ? 'none' : 'trial')
   if (isolation !== 'trial' && isolation !== 'none') throw new UsageError('--isolation must be trial or none')
   if (values.profile !== undefined && isolation !== 'trial') throw new UsageError('--profile needs --isolation trial')
+  if (values['pg-url'] !== undefined && !values.pg) throw new UsageError('--pg-url needs --pg')
   const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
   if (only !== undefined) {
     const ids = allWorkloadIds()
@@ -134,79 +141,17 @@ function parseConfig(argv: string[]): Config {
     settleMs: quick ? 20 : 100,
     records,
     walSizes: quick ? [16 * MiB] : [100 * MiB, 1024 * MiB],
-    segmentBytes: quick ? 16 * MiB : defaultSegmentBytes,
+    segmentBytes: quick ? 16 * MiB : limits.segmentBytesDefault,
     oneShotReps: quick ? 2 : 3,
     only,
     isolate: isolation === 'trial',
     profileDir: values.profile === undefined ? undefined : path.resolve(values.profile),
+    pgUrl: values.pg ? (values['pg-url'] ?? process.env['MEMWAL_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test') : undefined,
     argv,
   }
 }
 
-// ---- what is measured ----
-
-type SystemId = 'memwal' | 'memwal-wal' | 'raw-append' | 'raw-prealloc' | 'level-put' | 'level-batch' | 'lmdb'
-
-const SYSTEMS: readonly SystemEntry[] = [
-  { id: 'memwal', label: 'memwal MemWAL.put (sync)', durability: 'the engine with its defaults: a put resolves once its frame is durable in the WAL (group commit, one O_DSYNC write per group on a preallocated segment); the LevelDB backend and the index apply in the background (end to end: counted when the backend has applied it)' },
-  { id: 'memwal-wal', label: 'memwal Wal (sync)', durability: 'the log alone: Wal.appendRecord resolves once its frame is durable (same write path as MemWAL, no sinks)' },
-  { id: 'raw-append', label: 'raw writeSync+fdatasyncSync', durability: 'one frame-sized write and one fdatasync per record, appended to a file that grows (each fdatasync also commits the new size): the loop the issue names' },
-  { id: 'raw-prealloc', label: 'raw loop, preallocated file', durability: 'the same loop over a file zero-filled and synced beforehand (as memwal lays out segments): each fdatasync flushes data only, the disk\'s floor for one record per flush' },
-  { id: 'level-put', label: 'classic-level put {sync}', durability: 'LevelDB put(key, value, { sync: true }) on a fresh database: resolved after LevelDB\'s log write + fsync (LevelDB groups concurrent writers into one log write)' },
-  { id: 'level-batch', label: 'classic-level batch {sync}', durability: 'LevelDB batch of N puts with { sync: true }, one batch at a time: every record of a batch is acknowledged when the batch resolves' },
-  { id: 'lmdb', label: 'lmdb-js put (durable)', durability: 'lmdb-js defaults (one transaction per event turn, overlappingSync): a put counts once its transaction is committed and flushed (the per-commit flushed promise; separateFlushed only exposes it)' },
-]
-
-const systemLabel = (id: string): string => SYSTEMS.find((s) => s.id === id)?.label ?? id
-
-type AppendMode = 'awaited' | 'inflight' | 'batch' | 'loop' | 'e2e'
-
-interface AppendWorkload {
-  readonly id: string
-  readonly system: SystemId
-  readonly workload: string
-  readonly label: string
-  readonly mode: AppendMode
-  /** Writes in flight, or records per batch. */
-  readonly depth: number
-  readonly concurrency: string | null
-}
-
-const DEPTHS = [1, 16, 256, 4096] as const
-const BATCHES = [16, 256, 4096] as const
-const E2E_DEPTH = 256
-
-function appendWorkloads(): AppendWorkload[] {
-  const w: AppendWorkload[] = []
-  const add = (system: SystemId, mode: AppendMode, depth: number): void => {
-    const workload = mode === 'awaited' ? 'awaited' : mode === 'loop' ? 'loop' : `${mode}-${depth}`
-    const label = mode === 'awaited' ? '1 awaited writer'
-      : mode === 'loop' ? '1 writer (sync loop)'
-      : mode === 'batch' ? `batches of ${depth}, one at a time`
-      : mode === 'e2e' ? `end to end, ${depth} in flight (ack -> applied)`
-      : `${depth} in flight`
-    const concurrency = mode === 'awaited' ? 'awaited' : mode === 'loop' || mode === 'e2e' ? null : String(depth)
-    w.push({ id: `${system}/${workload}`, system, workload, label, mode, depth, concurrency })
-  }
-  // Round 0's order; the systems alternate so that neighbours differ.
-  add('memwal', 'awaited', 1)
-  add('raw-append', 'loop', 1)
-  add('level-put', 'awaited', 1)
-  add('lmdb', 'awaited', 1)
-  add('memwal-wal', 'awaited', 1)
-  add('raw-prealloc', 'loop', 1)
-  for (const d of DEPTHS) {
-    add('memwal', 'inflight', d)
-    add('level-put', 'inflight', d)
-    add('memwal-wal', 'inflight', d)
-    add('lmdb', 'inflight', d)
-  }
-  for (const b of BATCHES) add('level-batch', 'batch', b)
-  add('memwal', 'e2e', E2E_DEPTH)
-  return w
-}
-
-const APPEND = appendWorkloads()
+// ---- the one-shot workloads ----
 
 interface OneShotWorkload {
   readonly id: string
@@ -232,8 +177,11 @@ function oneShotWorkloads(records: number, walSizes: readonly number[]): OneShot
   ]
 }
 
+const FOOTPRINT_RECORDS = 3
+const FOOTPRINT_ID = 'memwal/footprint'
+
 function allWorkloadIds(): string[] {
-  return [...APPEND.map((w) => w.id), ...oneShotWorkloads(1, [100 * MiB, 1024 * MiB, 16 * MiB]).map((w) => w.id)]
+  return [...APPEND.map((w) => w.id), ...oneShotWorkloads(1, [100 * MiB, 1024 * MiB, 16 * MiB]).map((w) => w.id), FOOTPRINT_ID, ...PG_WORKLOADS.map((w) => w.id)]
 }
 
 const selected = (c: Config, id: string): boolean => c.only === undefined || c.only.some((o) => id.startsWith(o))
@@ -242,6 +190,8 @@ const selected = (c: Config, id: string): boolean => c.only === undefined || c.o
 
 type Task =
   | { readonly task: 'append'; readonly id: string; readonly dir: string; readonly warmupMs: number; readonly measureMs: number; readonly segmentBytes: number; readonly settle: boolean }
+  | { readonly task: 'footprint'; readonly dir: string; readonly records: number }
+  | { readonly task: 'pg'; readonly id: string; readonly dir: string; readonly config: PgConfig }
   | { readonly task: 'backlog'; readonly dir: string; readonly records: number }
   | { readonly task: 'replay'; readonly dir: string; readonly records: number }
   | { readonly task: 'fsck'; readonly dir: string }
@@ -252,89 +202,31 @@ type Task =
 /** What a task reports: numbers only (it crosses a process boundary as JSON). */
 type Outcome = Record<string, number>
 
-/** classic-level `batch(puts, { sync: true })` of `size` records, one awaited batch at a time; counted in records. */
-async function levelBatchTrial(dir: string, shape: RecordShape, size: number, warmupMs: number, measureMs: number): Promise<TrialResult> {
-  const db = new ClassicLevel<string, string>(path.join(dir, 'level'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-  await db.open()
-  try {
-    let n = 0
-    const op = (): Promise<void> => {
-      const ops = new Array<{ type: 'put'; key: string; value: string }>(size)
-      for (let i = 0; i < size; i++) ops[i] = { type: 'put', key: shape.key(n++), value: shape.value }
-      return db.batch(ops, { sync: true })
-    }
-    await driveAwaited(op, warmupMs)
-    const r = await driveAwaited(op, measureMs)
-    return { ...r, ops: r.ops * size, opsPerSec: r.opsPerSec * size }
-  } finally {
-    await db.close()
-  }
-}
-
-async function appendTask(t: Extract<Task, { task: 'append' }>, shape: RecordShape): Promise<Outcome> {
+async function appendTask(t: Extract<Task, { task: 'append' }>): Promise<Outcome> {
   const w = APPEND.find((x) => x.id === t.id)
   if (!w) throw new Error(`unknown workload ${t.id}`)
-  const timing = { warmupMs: t.warmupMs, measureMs: t.measureMs }
-  const awaited = w.mode === 'awaited'
-  let result: TrialResult
-  let rotations: number | undefined
-  switch (w.system) {
-    case 'memwal':
-    case 'memwal-wal': {
-      const kind = w.system === 'memwal-wal' ? 'wal' : w.mode === 'e2e' ? 'e2e' : 'engine'
-      const m = await memwalTrial(t.dir, shape, { kind, depth: w.depth, awaited, ...timing, segmentBytes: t.segmentBytes, settle: t.settle })
-      result = m.result
-      rotations = m.rotations
-      break
-    }
-    case 'raw-append':
-      result = rawAppendTrial(t.dir, { appendBytes: shape.payloadBytes + FRAME_HEADER_BYTES, ...timing })
-      break
-    case 'raw-prealloc':
-      result = rawPreallocTrial(t.dir, { appendBytes: shape.payloadBytes + FRAME_HEADER_BYTES, ...timing, fileBytes: defaultSegmentBytes })
-      break
-    case 'level-put':
-      // classicLevelTrial drives one awaited writer at depth 1; "1 in flight" is the same load through the in-flight driver.
-      result = !awaited && w.depth === 1
-        ? await levelInFlightOne(t.dir, shape, timing)
-        : await classicLevelTrial(t.dir, { key: shape.key, value: shape.value, ...timing, depth: awaited ? 1 : w.depth })
-      break
-    case 'level-batch':
-      result = await levelBatchTrial(t.dir, shape, w.depth, t.warmupMs, t.measureMs)
-      break
-    case 'lmdb':
-      result = await lmdbTrial(t.dir, { key: shape.key, value: shape.value, ...timing, depth: w.depth, awaited })
-      break
-    default: {
-      const never: never = w.system
-      throw new Error(`unknown system ${String(never)}`)
-    }
-  }
+  const { result, rotations } = await appendTrial(w, t.dir, shapeOf(w.shape), { warmupMs: t.warmupMs, measureMs: t.measureMs }, { segmentBytes: t.segmentBytes, settle: t.settle })
   return { ...result, ...(rotations !== undefined ? { segmentRotations: rotations } : {}) }
 }
 
-/** classic-level with exactly one put in flight, through the same in-flight driver the other systems use. */
-async function levelInFlightOne(dir: string, shape: RecordShape, timing: { warmupMs: number; measureMs: number }): Promise<TrialResult> {
-  const db = new ClassicLevel<string, string>(path.join(dir, 'level-1'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-  await db.open()
-  try {
-    let n = 0
-    const op = (): Promise<void> => db.put(shape.key(n++), shape.value, { sync: true })
-    await driveInFlight(op, timing.warmupMs, 1)
-    return await driveInFlight(op, timing.measureMs, 1)
-  } finally {
-    await db.close()
-  }
-}
-
 /** Runs a task in this process; `peakRssBytes` is the process's (in a child: its own; here: sampled during the task). */
-async function runTask(t: Task, shape: RecordShape): Promise<Outcome> {
+async function runTask(t: Task): Promise<Outcome> {
+  const shape = plainShape()
   const sampler = new RssSampler().start()
   let out: Outcome
   try {
     switch (t.task) {
       case 'append':
-        out = await appendTask(t, shape)
+        out = await appendTask(t)
+        break
+      case 'pg': {
+        const w = PG_WORKLOADS.find((x) => x.id === t.id)
+        if (!w) throw new Error(`unknown workload ${t.id}`)
+        out = { ...(await pgTrial(w, t.config, t.dir)) }
+        break
+      }
+      case 'footprint':
+        out = { ...(await memwalFootprint(t.dir, shapeOf('agent'), t.records)) }
         break
       case 'backlog':
         out = { ...(await buildBacklog(t.dir, shape, t.records)) }
@@ -422,7 +314,7 @@ function runChild(t: Task, profileDir: string | undefined): Promise<Outcome> {
 /** The `--child` side: run one task, print its outcome as one line; a backlog child then waits to be killed. */
 async function childMain(spec: string): Promise<void> {
   const t = JSON.parse(spec) as Task
-  const out = await runTask(t, recordShape())
+  const out = await runTask(t)
   const line = `${JSON.stringify({ ...out, peakRssBytes: processPeakRss() })}\n`
   await new Promise<void>((resolve) => process.stdout.write(line, () => resolve()))
   if (t.task === 'backlog') {
@@ -500,7 +392,9 @@ class LoadWatch {
 
 interface Run {
   readonly c: Config
-  readonly shape: RecordShape
+  readonly shapes: Readonly<Record<ShapeId, RecordShape>>
+  /** Peer packages that cannot be loaded here: their workloads are skipped. */
+  readonly unavailable: ReadonlyMap<PeerPackage, string>
   readonly runDir: string
   readonly log: (line: string) => void
   /** Per result id, the repetitions' outcomes. */
@@ -518,7 +412,7 @@ async function perform(run: Run, id: string, t: Task, options: { readonly forceC
     profileDir = path.join(run.c.profileDir, `${id.replace(/[^a-zA-Z0-9-]+/g, '_')}-${++childSeq}`)
     run.profiled.set(id, [...(run.profiled.get(id) ?? []), profileDir])
   }
-  const out = child ? await runChild(t, profileDir) : await runTask(t, run.shape)
+  const out = child ? await runChild(t, profileDir) : await runTask(t)
   if (!id.startsWith('_')) run.outcomes.set(id, [...(run.outcomes.get(id) ?? []), out])
   return out
 }
@@ -535,24 +429,65 @@ async function cleanDir(runDir: string, dir: string, settleMs: number): Promise<
   await sleep(settleMs)
 }
 
-async function appendRounds(run: Run): Promise<void> {
+/** False for a workload whose peer package cannot be loaded here. */
+function runnable(run: Run, w: AppendWorkload): boolean {
+  const peer = peerOf(w.system)
+  return peer === undefined || !run.unavailable.has(peer)
+}
+
+/** The workloads skipped because their peer package cannot be loaded, by package. */
+function skippedPeers(run: Run): SkippedEntry[] {
+  return [...run.unavailable].flatMap(([pkg, reason]) => {
+    const workloads = APPEND.filter((w) => peerOf(w.system) === pkg && selected(run.c, w.id)).map((w) => w.id)
+    return workloads.length > 0 ? [{ package: pkg, reason, workloads }] : []
+  })
+}
+
+/** A fresh MemWAL store with the defaults and 3 agent records: what it takes on disk. */
+async function footprintWorkload(run: Run): Promise<void> {
+  if (!selected(run.c, FOOTPRINT_ID)) return
+  const dir = path.join(run.runDir, 'footprint')
+  const r = await perform(run, FOOTPRINT_ID, { task: 'footprint', dir, records: FOOTPRINT_RECORDS })
+  run.log(`a store with ${FOOTPRINT_RECORDS} records: ${fmt((r['diskBytes'] ?? 0) / MiB, 1)} MiB on disk`)
+  await cleanDir(run.runDir, dir, run.c.settleMs)
+}
+
+/**
+ * Every item once per round, `reps` rounds, the order rotating from round to
+ * round (so that machine noise falls on all alike); each trial on a fresh
+ * directory, removed afterwards.
+ */
+async function interleavedRounds(run: Run, ids: readonly string[], task: (id: string, dir: string) => Task): Promise<void> {
   const { c, log } = run
-  const order = APPEND.filter((w) => selected(c, w.id))
   for (let round = 0; round < c.reps; round++) {
-    for (let k = 0; k < order.length; k++) {
-      const w = order[(k + round) % order.length]
-      if (!w) continue
-      const dir = path.join(run.runDir, `r${round}-${w.id.replace('/', '-')}`)
+    for (let k = 0; k < ids.length; k++) {
+      const id = ids[(k + round) % ids.length]
+      if (id === undefined) continue
+      const dir = path.join(run.runDir, `r${round}-${id.replace('/', '-')}`)
       fs.mkdirSync(dir, { mode: 0o700 })
       let r: Outcome
       try {
-        r = await perform(run, w.id, { task: 'append', id: w.id, dir, warmupMs: c.warmupMs, measureMs: c.measureMs, segmentBytes: c.segmentBytes, settle: !c.quick })
+        r = await perform(run, id, task(id, dir))
       } finally {
         await cleanDir(run.runDir, dir, c.settleMs)
       }
-      log(`round ${round + 1}/${c.reps} ${w.id.padEnd(26)} ${fmt(r['opsPerSec'] ?? Number.NaN).padStart(9)} records/s  p50 ${fmt(r['p50Us'] ?? Number.NaN, 1)} us  p99 ${fmt(r['p99Us'] ?? Number.NaN, 1)} us`)
+      log(`round ${round + 1}/${c.reps} ${id.padEnd(30)} ${fmt(r['opsPerSec'] ?? Number.NaN).padStart(9)} records/s  p50 ${fmt(r['p50Us'] ?? Number.NaN, 1)} us  p99 ${fmt(r['p99Us'] ?? Number.NaN, 1)} us`)
     }
   }
+}
+
+async function appendRounds(run: Run): Promise<void> {
+  const { c } = run
+  const ids = APPEND.filter((w) => selected(c, w.id) && runnable(run, w)).map((w) => w.id)
+  await interleavedRounds(run, ids, (id, dir) => ({ task: 'append', id, dir, warmupMs: c.warmupMs, measureMs: c.measureMs, segmentBytes: c.segmentBytes, settle: !c.quick }))
+}
+
+/** The PostgreSQL replication workloads, with --pg. */
+async function pgRounds(run: Run): Promise<void> {
+  const { c } = run
+  if (c.pgUrl === undefined) return
+  const config: PgConfig = { url: c.pgUrl, warmupMs: c.warmupMs, measureMs: c.measureMs, ...pgDefaults }
+  await interleavedRounds(run, PG_WORKLOADS.filter((w) => selected(c, w.id)).map((w) => w.id), (id, dir) => ({ task: 'pg', id, dir, config }))
 }
 
 /** The crash backlog: built and killed, then fsck and status (interleaved, repeated), then the replay. */
@@ -619,6 +554,7 @@ async function openWorkloads(run: Run, oneShots: readonly OneShotWorkload[]): Pr
 const mb = (bytes: number): number => bytes / 1e6
 
 function appendResult(w: AppendWorkload, reps: readonly Outcome[], shape: RecordShape): ResultEntry {
+  // MB/s counts the Wal payload of the record, whatever each system writes.
   const repetitions = reps.map((r) => {
     const { peakRssBytes, ...rest } = r
     return { ...rest, mbPerSec: mb((r['opsPerSec'] ?? Number.NaN) * shape.payloadBytes), peakRssMB: mb(peakRssBytes ?? Number.NaN) }
@@ -626,7 +562,7 @@ function appendResult(w: AppendWorkload, reps: readonly Outcome[], shape: Record
   const med = (k: string): number => median(repetitions.map((r) => (r as Record<string, number>)[k] ?? Number.NaN))
   const rotations = repetitions.map((r) => (r as Record<string, number>)['segmentRotations']).filter((x): x is number => x !== undefined)
   return {
-    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'append', concurrency: w.concurrency,
+    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'append', shape: w.shape, concurrency: w.concurrency,
     opsPerSec: med('opsPerSec'), mbPerSec: med('mbPerSec'), p50Us: med('p50Us'), p99Us: med('p99Us'), p999Us: med('p999Us'),
     peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)),
     ...(rotations.length > 0 ? { details: { segmentRotationsMedian: median(rotations) } } : {}),
@@ -647,10 +583,24 @@ function oneShotResult(w: OneShotWorkload, reps: readonly Outcome[], msKey: stri
   const ms = [...repetitions.map((r) => r.ms)].sort((a, b) => a - b)
   const msMedian = median(ms)
   return {
-    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'engine', concurrency: null,
+    id: w.id, system: w.system, systemLabel: systemLabel(w.system), workload: w.workload, workloadLabel: w.label, group: 'engine', shape: 'plain', concurrency: null,
     opsPerSec: covered.records / (msMedian / 1000), mbPerSec: mb(covered.bytes) / (msMedian / 1000),
     p50Us: percentile(ms, 50) * 1000, p99Us: percentile(ms, 99) * 1000, p999Us: percentile(ms, 99.9) * 1000,
     peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)), ms: msMedian, details, repetitions,
+  }
+}
+
+/** A replication workload's entry: records/s into PostgreSQL (end to end); latencies of the acknowledgements. */
+function pgResult(id: string, reps: readonly Outcome[]): ResultEntry {
+  const w = PG_WORKLOADS.find((x) => x.id === id)
+  const repetitions = reps.map((r) => ({ ...r, ackOpsPerSec: r['opsPerSec'] ?? Number.NaN, opsPerSec: r['e2eOpsPerSec'] ?? Number.NaN, peakRssMB: mb(r['peakRssBytes'] ?? Number.NaN) }))
+  const med = (k: string): number => median(repetitions.map((r) => (r as Record<string, number>)[k] ?? Number.NaN))
+  return {
+    id, system: w?.system ?? id, systemLabel: w?.system === 'memwal-pg' ? 'memwal + PgBackend (batched)' : `one INSERT per put (pool of ${pgDefaults.naivePool})`,
+    workload: w?.slow ? 'slow' : 'direct', workloadLabel: `${pgDefaults.inFlight} in flight, PostgreSQL ${w?.slow ? `+${pgDefaults.delayMs} ms each way` : 'direct'} (records/s in PostgreSQL)`,
+    group: 'replication', shape: 'plain', concurrency: null,
+    opsPerSec: med('opsPerSec'), mbPerSec: Number.NaN, p50Us: med('p50Us'), p99Us: med('p99Us'), p999Us: med('p999Us'),
+    peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)), details: { ackOpsPerSec: med('ackOpsPerSec'), drainMs: med('drainMs') }, repetitions,
   }
 }
 
@@ -658,7 +608,11 @@ function results(run: Run, built: Map<string, Outcome>, oneShots: readonly OneSh
   const out: ResultEntry[] = []
   for (const w of APPEND) {
     const reps = run.outcomes.get(w.id)
-    if (reps && reps.length > 0) out.push(appendResult(w, reps, run.shape))
+    if (reps && reps.length > 0) out.push(appendResult(w, reps, run.shapes[w.shape]))
+  }
+  for (const w of PG_WORKLOADS) {
+    const reps = run.outcomes.get(w.id)
+    if (reps && reps.length > 0) out.push(pgResult(w.id, reps))
   }
   const first = (id: string): Outcome | undefined => run.outcomes.get(id)?.[0]
   const backlog = first('memwal/backlog')
@@ -703,28 +657,52 @@ function results(run: Run, built: Map<string, Outcome>, oneShots: readonly OneSh
   return out
 }
 
-function goals(res: readonly ResultEntry[]): GoalEntry[] {
+/**
+ * The goals of issues 5 and 15, as ratios of two figures of this run. Issue
+ * 15's are judged for both record shapes (the agent record is the headline);
+ * the raw loops write plain frames, the floor for either shape.
+ */
+function goals(res: readonly ResultEntry[], pg: boolean): GoalEntry[] {
   const ops = (id: string): number | undefined => res.find((r) => r.id === id)?.opsPerSec
-  const goal = (id: string, text: string, target: number, a: string, b: string): GoalEntry => {
+  const goal = (id: string, shape: ShapeId, text: string, target: number, a: string, b: string): GoalEntry => {
     const x = ops(a)
     const y = ops(b)
     const measured = x !== undefined && y !== undefined && y > 0 ? x / y : null
-    return { id, goal: text, target, measured, met: measured === null ? null : measured >= target, numerator: a, denominator: b }
+    return { id, shape, goal: text, target, measured, met: measured === null ? null : measured >= target, numerator: a, denominator: b }
+  }
+  const h = HEADLINE
+  const issue15 = (shape: ShapeId): GoalEntry[] => {
+    const sfx = shape === 'agent' ? '-agent' : ''
+    const at = (system: string, workload: string): string => `${system}/${shape === 'agent' ? 'agent-' : ''}${workload}`
+    const of = shape === 'agent' ? ' (agent record)' : ''
+    return [
+      goal(`memwal-${h}-vs-lmdb${sfx}`, shape, `MemWAL.put, ${h} in flight >= 1.3x lmdb-js at ${h}${of}`, 1.3, at('memwal', `inflight-${h}`), at('lmdb', `inflight-${h}`)),
+      goal(`memwal-${h}-vs-wal${sfx}`, shape, `MemWAL.put, ${h} in flight >= 0.9x the log alone at ${h}${of}`, 0.9, at('memwal', `inflight-${h}`), at('memwal-wal', `inflight-${h}`)),
+      goal(`e2e-vs-wal${sfx}`, shape, `end to end into LevelDB (ack -> applied, ${h} in flight) >= 0.8x the log alone at ${h}${of}`, 0.8, at('memwal', `e2e-${h}`), at('memwal-wal', `inflight-${h}`)),
+      goal(`memwal-awaited-vs-raw-prealloc${sfx}`, shape, `MemWAL.put, one awaited writer >= 0.9x the raw loop on a preallocated file${of}`, 0.9, at('memwal', 'awaited'), 'raw-prealloc/loop'),
+      goal(`memwal-batch-vs-sqlite${sfx}`, shape, `MemWAL.batch of ${h} puts >= 1.5x better-sqlite3 with ${h} puts per transaction${of}`, 1.5, at('memwal-batch', `batch-${h}`), at('sqlite-batch', `batch-${h}`)),
+      goal(`memwal-awaited-vs-sqlite${sfx}`, shape, `MemWAL.put, one awaited writer >= 1.0x better-sqlite3 with a transaction per put${of}`, 1.0, at('memwal', 'awaited'), at('sqlite', 'batch-1')),
+    ]
   }
   return [
-    goal('memwal-awaited-vs-raw', 'MemWAL.put, one awaited writer >= 0.9x the raw write+fdatasync loop', 0.9, 'memwal/awaited', 'raw-append/loop'),
-    goal('wal-awaited-vs-raw', 'Wal, one awaited writer >= 0.9x the raw write+fdatasync loop', 0.9, 'memwal-wal/awaited', 'raw-append/loop'),
-    goal('memwal-awaited-vs-raw-prealloc', 'MemWAL.put, one awaited writer >= 0.9x the raw loop on a preallocated file (the stricter floor)', 0.9, 'memwal/awaited', 'raw-prealloc/loop'),
-    goal('memwal-256-vs-lmdb', 'MemWAL.put, 256 in flight >= 1.3x lmdb-js at 256 in flight', 1.3, 'memwal/inflight-256', 'lmdb/inflight-256'),
-    goal('wal-256-vs-lmdb', 'Wal, 256 in flight >= 1.3x lmdb-js at 256 in flight', 1.3, 'memwal-wal/inflight-256', 'lmdb/inflight-256'),
-    goal('memwal-256-vs-level', 'MemWAL.put, 256 in flight >= 20x classic-level sync puts at 256 in flight', 20, 'memwal/inflight-256', 'level-put/inflight-256'),
-    goal('wal-256-vs-level', 'Wal, 256 in flight >= 20x classic-level sync puts at 256 in flight', 20, 'memwal-wal/inflight-256', 'level-put/inflight-256'),
-    goal('e2e-vs-wal', 'end to end into LevelDB (ack -> applied, 256 in flight) >= 0.8x the WAL alone at 256 in flight', 0.8, `memwal/e2e-${E2E_DEPTH}`, 'memwal-wal/inflight-256'),
+    ...issue15('agent'),
+    ...issue15('plain'),
+    // Issue 5's, on the plain record.
+    goal('memwal-awaited-vs-raw', 'plain', 'MemWAL.put, one awaited writer >= 0.9x the raw write+fdatasync loop (growing file)', 0.9, 'memwal/awaited', 'raw-append/loop'),
+    goal('wal-awaited-vs-raw', 'plain', 'Wal, one awaited writer >= 0.9x the raw write+fdatasync loop (growing file)', 0.9, 'memwal-wal/awaited', 'raw-append/loop'),
+    goal(`wal-${h}-vs-lmdb`, 'plain', `Wal, ${h} in flight >= 1.3x lmdb-js at ${h} in flight`, 1.3, `memwal-wal/inflight-${h}`, `lmdb/inflight-${h}`),
+    goal(`memwal-${h}-vs-level`, 'plain', `MemWAL.put, ${h} in flight >= 20x classic-level sync puts at ${h} in flight`, 20, `memwal/inflight-${h}`, `level-put/inflight-${h}`),
+    goal(`wal-${h}-vs-level`, 'plain', `Wal, ${h} in flight >= 20x classic-level sync puts at ${h} in flight`, 20, `memwal-wal/inflight-${h}`, `level-put/inflight-${h}`),
+    // The PostgreSQL backend's (issue 7), with --pg: records/s in PostgreSQL.
+    ...(pg ? [
+      goal('memwal-pg-vs-naive', 'plain', 'memwal + PgBackend, records/s in PostgreSQL >= 10x one INSERT per put (direct)', 10, 'memwal-pg/direct', 'naive-pg/direct'),
+      goal('memwal-pg-vs-naive-slow', 'plain', `the same with ${pgDefaults.delayMs} ms added each way >= 10x`, 10, 'memwal-pg/slow', 'naive-pg/slow'),
+    ] : []),
   ]
 }
 
 /** The engine's absolute targets from earlier issues, judged on this run's figures. */
-function targets(res: readonly ResultEntry[], records: number): TargetEntry[] {
+function targets(res: readonly ResultEntry[], records: number, footprint: FootprintEntry | undefined): TargetEntry[] {
   const r = (id: string): ResultEntry | undefined => res.find((x) => x.id === id)
   const target = (id: string, text: string, measured: number | undefined, unit: string, ok: (v: number) => boolean, from: string, judged = true): TargetEntry => {
     const m = measured !== undefined && Number.isFinite(measured) ? measured : null
@@ -738,13 +716,19 @@ function targets(res: readonly ResultEntry[], records: number): TargetEntry[] {
     target('apply-records-per-second', 'applier >= 150,000 records/s into LevelDB (backend and index)', applyMs === undefined ? undefined : records / (applyMs / 1000), 'records/s', (v) => v >= 150_000, 'the apply step of memwal/replay'),
     target('backlog-rss-per-byte', 'memory for a backlog <= 2x its bytes', r('memwal/backlog')?.details?.['rssGrowthPerBacklogByte'], 'x', (v) => v <= 2, 'memwal/backlog: RSS growth after GC / backlog bytes'),
     target('fsck-mb-per-second', 'fsck >= 500 MB/s', r('memwal/fsck')?.mbPerSec, 'MB/s', (v) => v >= 500, 'memwal/fsck (log verified, backend and index compared)'),
+    target('footprint-3-records', `a fresh store with ${FOOTPRINT_RECORDS} records <= 8 MiB on disk`, footprint === undefined ? undefined : footprint.diskBytes / MiB, 'MiB', (v) => v <= 8, `${FOOTPRINT_ID} (blocks allocated, as du counts)`),
+    ...(r('memwal-pg/slow') === undefined ? [] : [
+      // An acknowledgement that waited for PostgreSQL would take at least one added round trip.
+      target('pg-ack-p99-slow-ms', `memwal's ack p99 with PostgreSQL ${pgDefaults.delayMs} ms away < one added round trip (${2 * pgDefaults.delayMs} ms)`, (r('memwal-pg/slow')?.p99Us ?? Number.NaN) / 1000, 'ms', (v) => v < 2 * pgDefaults.delayMs, 'memwal-pg/slow'),
+    ]),
     target('status-ms', 'status < 200 ms on 1 GiB of log', status?.ms, 'ms', (v) => v < 200, status?.id ?? 'memwal-wal/status-1GiB', status?.id === 'memwal-wal/status-1GiB'),
   ]
 }
 
-function notes(c: Config, shape: RecordShape): string[] {
+function notes(c: Config, shapes: Readonly<Record<ShapeId, RecordShape>>): string[] {
+  const { plain, agent } = shapes
   return [
-    `Every append workload writes the same records: ${shape.payloadBytes}-byte Wal payloads (${shape.payloadBytes + FRAME_HEADER_BYTES}-byte frames); classic-level and lmdb-js store the same key and value string. MB/s counts ${shape.payloadBytes} bytes per acknowledged record, whatever each system writes on disk.`,
+    `Plain records: a string value, ${plain.payloadBytes}-byte Wal payloads (${plain.payloadBytes + FRAME_HEADER_BYTES}-byte frames); every peer stores the same key and value string. Agent-memory records: an object (id, agent, type, content, three tags, metadata) of ${agent.valueBytes} bytes as JSON, put with a namespace and its three tags (${agent.payloadBytes}-byte Wal payloads); classic-level and better-sqlite3 store its JSON, lmdb-js the object, each with an index entry for the namespace and one per tag in the same atomic write (SQLite: a memories table indexed by namespace, and a table of tag postings). MB/s counts the Wal payload per acknowledged record, whatever each system writes on disk.`,
     `Append trials: ${c.reps} rounds, ${fmt(c.warmupMs)} ms warm-up then ${fmt(c.measureMs)} ms measured, fresh directory each, systems in rotating order; figures are medians over the rounds, peak RSS the highest.`,
     c.isolate ? 'Each trial ran in a child process of its own: its peak RSS is that process\'s (the kernel\'s maxrss, Node itself included).' : 'All trials ran in this one process (--isolation none): peak RSS is the process\'s, sampled during the trial, and includes whatever earlier trials left.',
     `Latency runs from issuing a write to its acknowledgement; for batches, per batch (every record of it waits that long). For one-shot workloads the percentiles are those of the durations over ${c.oneShotReps} repetition(s) (the backlog and its replay: one), and records/s and MB/s are the records and bytes covered per second of the operation.`,
@@ -851,10 +835,14 @@ function renderText(doc: BenchDocument): string {
     '',
   ]
   if (append.length > 0) out.push('append (acknowledged = durable), median over rounds:', table([head, ...append]), '')
+  const replication = doc.results.filter((r) => r.group === 'replication').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.opsPerSec), fmt(r.details?.['ackOpsPerSec'] ?? Number.NaN), fmt(r.details?.['drainMs'] ?? Number.NaN), fmt(r.p50Us / 1000, 2), fmt(r.p99Us / 1000, 2), fmt(r.p999Us / 1000, 2)])
+  if (replication.length > 0) out.push('replication into PostgreSQL, median over rounds:', table([['system', 'workload', 'in PG/s', 'acked/s', 'drain ms', 'ack p50 ms', 'ack p99 ms', 'ack p99.9 ms'], ...replication]), '')
   if (engine.length > 0) out.push('one-shot engine workloads:', table([['system', 'workload', 'ms', 'records/s', 'MB/s', 'peak RSS MB', 'reps'], ...engine]), '')
   for (const r of doc.results.filter((x) => x.group === 'engine' && x.details)) {
     out.push(`  ${r.id}: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v, Math.abs(v) < 10 ? 2 : 0)}`).join(', ')}`)
   }
+  if (doc.footprint) out.push(`a fresh store with ${doc.footprint.records} ${doc.footprint.shape} records: ${fmt(doc.footprint.diskBytes / MiB, 1)} MiB on disk (${fmt(doc.footprint.apparentBytes / MiB, 1)} MiB in ${doc.footprint.files} files)`)
+  for (const s of doc.skipped) out.push(`skipped ${s.workloads.join(', ')}: ${s.package} ${s.reason}`)
   const measured = doc.goals.filter((g) => g.measured !== null)
   if (measured.length > 0) out.push('', 'goals (ratios in this run; reported, not asserted):')
   for (const g of measured) out.push(`  ${g.met ? 'PASS ' : 'SHORT'}  ${fmt(g.measured ?? Number.NaN, 2).padStart(7)}x  (target ${g.target}x)  ${g.goal}`)
@@ -891,23 +879,30 @@ async function main(argv: string[]): Promise<number> {
   const started = performance.now()
   const startedAt = new Date().toISOString()
   const load = new LoadWatch()
-  const shape = recordShape()
+  const unavailable = await unavailablePeerPackages()
+  const shapes = { plain: plainShape(), agent: shapeOf('agent') }
   fs.mkdirSync(c.base, { recursive: true })
   if (c.profileDir !== undefined) fs.mkdirSync(c.profileDir, { recursive: true })
   const runDir = fs.mkdtempSync(path.join(c.base, 'memwal-bench-'))
-  const run: Run = { c, shape, runDir, log, outcomes: new Map(), profiled: new Map() }
+  const run: Run = { c, shapes, unavailable, runDir, log, outcomes: new Map(), profiled: new Map() }
+  const skipped = skippedPeers(run)
+  for (const s of skipped) log(`skipping ${s.workloads.length} workload(s) of ${s.package}: ${s.reason}`)
   const oneShots = oneShotWorkloads(c.records, c.walSizes)
   const appendCount = APPEND.filter((w) => selected(c, w.id)).length
   log(`memwal bench: data in ${runDir}; ${c.reps} rounds x ${appendCount} append workloads, ${c.measureMs / 1000} s each; backlog ${fmt(c.records)} records; ${c.isolate ? 'a process per trial' : 'one process'}`)
   let built: Map<string, Outcome>
   try {
+    await footprintWorkload(run)
     await appendRounds(run)
+    await pgRounds(run)
     await crashWorkloads(run, oneShots)
     built = await openWorkloads(run, oneShots)
   } finally {
     fs.rmSync(runDir, { recursive: true, force: true })
   }
   const res = results(run, built, oneShots)
+  const fp = run.outcomes.get(FOOTPRINT_ID)?.[0]
+  const footprint: FootprintEntry | undefined = fp === undefined ? undefined : { id: FOOTPRINT_ID, records: FOOTPRINT_RECORDS, shape: 'agent', diskBytes: fp['diskBytes'] ?? Number.NaN, apparentBytes: fp['apparentBytes'] ?? Number.NaN, files: fp['files'] ?? Number.NaN }
   const profiles = [...run.profiled.entries()].map(([id, dirs]) => summariseProfiles(id, dirs)).filter((p): p is ProfileSummary => p !== undefined)
   const doc: BenchDocument = {
     benchmark: 'memwal',
@@ -915,18 +910,21 @@ async function main(argv: string[]): Promise<number> {
     command: `memwal bench ${c.argv.join(' ')}`.trim(),
     config: {
       quick: c.quick, reps: c.reps, measureMs: c.measureMs, warmupMs: c.warmupMs, records: c.records, walSizesMiB: c.walSizes.map((b) => b / MiB),
-      segmentBytes: c.segmentBytes, oneShotReps: c.oneShotReps, isolation: c.isolate ? 'trial' : 'none', payloadBytes: shape.payloadBytes,
-      frameBytes: shape.payloadBytes + FRAME_HEADER_BYTES, inFlight: [...DEPTHS], batches: [...BATCHES], e2eInFlight: E2E_DEPTH,
+      segmentBytes: c.segmentBytes, oneShotReps: c.oneShotReps, isolation: c.isolate ? 'trial' : 'none', payloadBytes: shapes.plain.payloadBytes,
+      frameBytes: shapes.plain.payloadBytes + FRAME_HEADER_BYTES, agentPayloadBytes: shapes.agent.payloadBytes, agentValueBytes: shapes.agent.valueBytes, shapes: [...SHAPES],
+      inFlight: [...DEPTHS], levelBatches: [...LEVEL_BATCHES], headline: HEADLINE,
       backlogBytesMax: backlogBytesMax(c.records), base: c.base, ...(c.profileDir !== undefined ? { profileDir: c.profileDir } : {}),
     },
     machine: machineInfo(c.base),
     load: load.stop(),
     systems: SYSTEMS,
     results: res,
-    goals: goals(res),
-    targets: targets(res, c.records),
+    goals: goals(res, c.pgUrl !== undefined),
+    targets: targets(res, c.records, footprint),
+    ...(footprint !== undefined ? { footprint } : {}),
+    skipped,
     ...(profiles.length > 0 ? { profiles } : {}),
-    notes: notes(c, shape),
+    notes: notes(c, run.shapes),
     elapsedMs: performance.now() - started,
   }
   if (c.report !== undefined) {

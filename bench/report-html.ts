@@ -17,7 +17,10 @@ export interface ResultEntry {
   readonly workload: string
   readonly workloadLabel: string
   /** `append`: a sustained write workload; `engine`: a one-shot one (replay, fsck, open, status). */
-  readonly group: 'append' | 'engine'
+  /** `replication`: records/s into PostgreSQL (with --pg); `ackOpsPerSec` and `drainMs` in details. */
+  readonly group: 'append' | 'engine' | 'replication'
+  /** The record written: `plain` (a 350-byte payload) or `agent` (an agent-memory object with a namespace and three tags). */
+  readonly shape: 'plain' | 'agent'
   /** For the charts: `awaited`, or the writes in flight (or records per batch), as text; null when it does not apply. */
   readonly concurrency: string | null
   /** Median over repetitions. Append: acknowledged records/s. One-shot: records in the log per second of the operation. */
@@ -36,6 +39,7 @@ export interface ResultEntry {
 
 export interface GoalEntry {
   readonly id: string
+  readonly shape: 'plain' | 'agent'
   readonly goal: string
   readonly target: number
   readonly measured: number | null
@@ -53,6 +57,24 @@ export interface TargetEntry {
   /** null when not measured, or not at the size the target is stated for. */
   readonly met: boolean | null
   readonly from: string
+}
+
+/** What a small store takes on disk. */
+export interface FootprintEntry {
+  readonly id: string
+  readonly records: number
+  readonly shape: 'plain' | 'agent'
+  /** Blocks allocated, as du counts them. */
+  readonly diskBytes: number
+  readonly apparentBytes: number
+  readonly files: number
+}
+
+/** Workloads not run because their peer's package cannot be loaded here. */
+export interface SkippedEntry {
+  readonly package: string
+  readonly reason: string
+  readonly workloads: readonly string[]
 }
 
 export interface SystemEntry {
@@ -85,6 +107,8 @@ export interface BenchDocument {
   readonly results: readonly ResultEntry[]
   readonly goals: readonly GoalEntry[]
   readonly targets: readonly TargetEntry[]
+  readonly footprint?: FootprintEntry
+  readonly skipped: readonly SkippedEntry[]
   readonly profiles?: readonly ProfileSummary[]
   readonly notes: readonly string[]
   readonly elapsedMs: number
@@ -128,9 +152,10 @@ function logScale(values: readonly number[], bottom: number, top: number): { y: 
 
 const CONCURRENCY = ['awaited', '1', '16', '256', '4096']
 
-/** Records/s against writes in flight, one line per system; the raw loops as dashed horizontal lines. */
-function throughputChart(doc: BenchDocument): string {
-  const append = doc.results.filter((r) => r.group === 'append')
+/** Records/s of one record shape against writes in flight, one line per system; the raw loops as dashed horizontal lines. */
+function throughputChart(doc: BenchDocument, shape: ResultEntry['shape']): string {
+  const append = doc.results.filter((r) => r.group === 'append' && (r.shape === shape || r.system === 'raw-append' || r.system === 'raw-prealloc'))
+  if (!append.some((r) => r.shape === shape && r.concurrency !== null)) return ''
   const series = [...new Set(append.filter((r) => r.concurrency !== null && r.system !== 'raw-append' && r.system !== 'raw-prealloc').map((r) => r.system))]
   const raws = append.filter((r) => r.system === 'raw-append' || r.system === 'raw-prealloc')
   const label = (system: string): string => doc.systems.find((s) => s.id === system)?.label ?? system
@@ -144,7 +169,7 @@ function throughputChart(doc: BenchDocument): string {
   const plotW = W - L - R
   const x = (c: string): number => L + ((CONCURRENCY.indexOf(c) + 0.5) / CONCURRENCY.length) * plotW
   const { y, ticks } = logScale(append.map((r) => r.opsPerSec), H - B, T)
-  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="acknowledged records per second against writes in flight">`]
+  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="acknowledged records per second against writes in flight, ${shape} records">`, `<text x="${L}" y="12" font-weight="bold">${shape === 'agent' ? 'agent-memory records (object, namespace, three tags)' : 'plain 350-byte records'}</text>`]
   for (const t of ticks) out.push(`<line x1="${L}" x2="${L + plotW}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" class="grid"/><text x="${L - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${short(t)}</text>`)
   for (const c of CONCURRENCY) out.push(`<text x="${x(c).toFixed(1)}" y="${H - B + 18}" text-anchor="middle">${c}</text>`)
   out.push(`<text x="${L + plotW / 2}" y="${H - 10}" text-anchor="middle">writes in flight (batches: records per batch)</text>`)
@@ -201,7 +226,7 @@ function latencyChart(doc: BenchDocument, c: string): string {
   rows.forEach((r, i) => {
     const top = T + i * rowH + 4
     const label = doc.systems.find((x) => x.id === r.system)?.label ?? r.system
-    out.push(`<text x="${L - 8}" y="${top + 17}" text-anchor="end">${esc(label)}</text>`)
+    out.push(`<text x="${L - 8}" y="${top + 17}" text-anchor="end">${esc(r.shape === 'agent' ? `${label} (agent record)` : label)}</text>`)
     shades.forEach((sh, j) => {
       const v = r[sh.k]
       const w = Math.max(1, xOf(v) - L)
@@ -245,13 +270,14 @@ function engineChart(doc: BenchDocument): string {
 
 // ---- tables ----
 
-function resultsTable(doc: BenchDocument, group: 'append' | 'engine'): string {
+function resultsTable(doc: BenchDocument, group: ResultEntry['group']): string {
   const rows = doc.results.filter((r) => r.group === group)
-  const head = group === 'append'
+  if (rows.length === 0) return ''
+  const head = group !== 'engine'
     ? ['system', 'workload', 'records/s', 'MB/s', 'p50 µs', 'p99 µs', 'p99.9 µs', 'peak RSS MB', 'reps']
     : ['system', 'workload', 'ms (median)', 'records/s', 'MB/s', 'peak RSS MB', 'reps', 'details']
   const body = rows.map((r) => {
-    const cells = group === 'append'
+    const cells = group !== 'engine'
       ? [r.systemLabel, r.workloadLabel, num(r.opsPerSec), num(r.mbPerSec, 2), num(r.p50Us, 1), num(r.p99Us, 1), num(r.p999Us, 1), num(r.peakRssMB), num(r.repetitions.length)]
       : [r.systemLabel, r.workloadLabel, num(r.ms, 1), num(r.opsPerSec), num(r.mbPerSec, 1), num(r.peakRssMB), num(r.repetitions.length),
           Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${num(v, Math.abs(v) < 10 ? 2 : 0)}`).join(', ')]
@@ -314,9 +340,12 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}dt{font-weigh
 <h2>Goals (ratios measured in this run)</h2>
 ${goalsTable(doc)}
 ${targetsTable(doc)}
+${doc.footprint ? `<p>A fresh store with ${num(doc.footprint.records)} ${esc(doc.footprint.shape)} records takes ${num(doc.footprint.diskBytes / 1048576, 1)} MiB on disk (${num(doc.footprint.apparentBytes / 1048576, 1)} MiB in ${num(doc.footprint.files)} files).</p>` : ''}
+${doc.skipped.map((s) => `<p class="short">Skipped ${esc(s.workloads.join(', '))}: ${esc(s.package)} ${esc(s.reason)}.</p>`).join('\n')}
 <h2>Throughput against writes in flight</h2>
 <p class="small">Median over repetitions; an acknowledgement means the record is durable (fdatasync'd or O_DSYNC-written). Systems are interleaved round by round, so machine noise falls on all of them alike.</p>
-${throughputChart(doc)}
+${throughputChart(doc, 'agent')}
+${throughputChart(doc, 'plain')}
 <h2>Latency percentiles</h2>
 ${latency}
 <h2>Engine workloads (one-shot)</h2>
@@ -324,6 +353,7 @@ ${engineChart(doc)}
 ${resultsTable(doc, 'engine')}
 <h2>All append results</h2>
 ${resultsTable(doc, 'append')}
+${resultsTable(doc, 'replication') === '' ? '' : `<h2>Replication into PostgreSQL</h2><p class="small">records/s counted when in PostgreSQL; latency of the acknowledgements.</p>${resultsTable(doc, 'replication')}`}
 ${profilesSection(doc)}
 <h2>Systems</h2><ul>${systems}</ul>
 <h2>Notes</h2><ul>${notes}</ul>

@@ -1,9 +1,9 @@
 /**
- * memwal's side of the benchmark (bench/harness.ts runs it): the record
- * every system writes, the memwal trials (the Wal alone, MemWAL puts, and
- * MemWAL end to end: acknowledged put -> applied in the LevelDB backend), and
- * the one-shot engine workloads: a backlog left by a crash, its replay, fsck,
- * status, and opening a log of a given size.
+ * memwal's workloads (bench/harness.ts runs them): the memwal trials (the
+ * Wal alone, MemWAL puts, MemWAL batches, and MemWAL end to end: acknowledged
+ * put -> applied in the LevelDB backend), and the one-shot engine workloads:
+ * a backlog left by a crash, its replay, fsck, status, opening a log of a
+ * given size, and the disk footprint of a small store.
  *
  * Uses only the public API; memwal is observed from outside (wrapSink is the
  * documented instrumentation hook, the segment files are counted on disk).
@@ -13,40 +13,12 @@
  */
 import fs from 'node:fs'
 import { posix as path } from 'node:path'
-import { fsck, inspectDataDir, limits, MemWAL, RecordCodec, RecordType, Wal, type MemwalOptions, type Sink } from '../engine/index.js'
-import { driveAwaited, driveInFlight } from './peers.js'
+import { fsck, inspectDataDir, limits, MemWAL, Wal, type BatchOp, type MemwalOptions, type Sink } from '../engine/index.js'
+import { issueBounded, timedTrial, type Load, type Timing } from './drive.js'
+import { FRAME_HEADER_BYTES, walPut, type RecordShape } from './records.js'
 import type { TrialResult } from './stats.js'
 
-/** Target payload of one record, msgpack-encoded (the Wal's PUT record; every peer stores the same key and value). */
-export const PAYLOAD_BYTES = 350
-export const FRAME_HEADER_BYTES = 32
-
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-// ---- the record ----
-
-export interface RecordShape {
-  readonly key: (n: number) => string
-  readonly value: string
-  /** The Wal's encoded PUT payload for this key and value. */
-  readonly payloadBytes: number
-}
-
-/** Keys of constant length, and a value string sized so that the encoded PUT payload is PAYLOAD_BYTES. */
-export function recordShape(): RecordShape {
-  const key = (n: number): string => `key-${String(n).padStart(10, '0')}`
-  const codec = new RecordCodec()
-  const text = (length: number): string => {
-    let s = ''
-    for (let i = 0; i < length; i++) s += String.fromCharCode(97 + ((i * 7 + 3) % 26))
-    return s
-  }
-  const size = (length: number): number => codec.encode({ type: RecordType.PUT, op: { type: 'put', key: key(0), value: text(length) } }).length
-  let length = Math.max(0, PAYLOAD_BYTES - size(0))
-  while (length > 0 && size(length) > PAYLOAD_BYTES) length--
-  while (size(length + 1) <= PAYLOAD_BYTES) length++
-  return { key, value: text(length), payloadBytes: size(length) }
-}
 
 // ---- memory ----
 
@@ -130,18 +102,16 @@ const segmentCount = (walDir: string): number => fs.readdirSync(walDir).filter((
  * - `engine`: `MemWAL.put` with the defaults (sync durability, LevelDB backend
  *   and index applying in the background), acknowledged when durable; at the
  *   backlog limit a put waits (`backlogPolicy: 'wait'`) rather than fail.
+ * - `batch`: `MemWAL.batch` of `perBatch` puts, one atomic record each.
  * - `e2e`: the same puts, each counted only when the LevelDB backend has
  *   applied it (its checkpoint passed the put's LSN): acknowledged -> applied.
  */
-export type MemwalKind = 'wal' | 'engine' | 'e2e'
+export type MemwalKind = 'wal' | 'engine' | 'batch' | 'e2e'
 
 export interface MemwalTrialOptions {
   readonly kind: MemwalKind
-  /** Writes in flight; with `awaited`, one awaited writer. */
-  readonly depth: number
-  readonly awaited: boolean
-  readonly warmupMs: number
-  readonly measureMs: number
+  /** Puts per MemWAL.batch (kind `batch`). */
+  readonly perBatch: number
   readonly segmentBytes: number
   /** Wait for the spare segment after the warm-up (see settleSpare). */
   readonly settle: boolean
@@ -188,15 +158,27 @@ function reportApplied(onApplied: (checkpoint: number) => void): NonNullable<Mem
   }
 }
 
+/** The put options (namespace, tags) of record n, if it has any. */
+function putOptions(shape: RecordShape, n: number): { namespace: string; tags: readonly string[] } | undefined {
+  const labels = shape.labels(n)
+  return labels ? { namespace: labels.namespace, tags: labels.tags } : undefined
+}
+
+function batchOps(shape: RecordShape, first: number, count: number): BatchOp[] {
+  const ops: BatchOp[] = []
+  for (let n = first; n < first + count; n++) ops.push({ type: 'put', key: shape.key(n), value: shape.value(n), ...putOptions(shape, n) })
+  return ops
+}
+
 /** One trial of a memwal system on a fresh directory: warm-up, settle, measured run, close. */
-export async function memwalTrial(dir: string, shape: RecordShape, o: MemwalTrialOptions): Promise<MemwalTrial> {
+export async function memwalTrial(dir: string, shape: RecordShape, o: MemwalTrialOptions, load: Load, timing: Timing): Promise<MemwalTrial> {
   const walDir = path.join(dir, 'wal')
   let op: () => Promise<unknown>
   let close: () => Promise<void>
   let n = 0
   if (o.kind === 'wal') {
     const wal = await Wal.open({ dir, durability: 'sync', segmentBytes: o.segmentBytes })
-    op = () => wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: shape.key(n++), value: shape.value } })
+    op = () => wal.appendRecord(walPut(shape, n++))
     close = () => wal.close()
   } else {
     const applied = new AppliedWaiters()
@@ -204,17 +186,25 @@ export async function memwalTrial(dir: string, shape: RecordShape, o: MemwalTria
       dir, durability: 'sync', segmentBytes: o.segmentBytes, backlogPolicy: 'wait',
       ...(o.kind === 'e2e' ? { wrapSink: reportApplied((c) => applied.advanced(c)) } : {}),
     })
-    op = o.kind === 'e2e'
-      ? () => db.put(shape.key(n++), shape.value).then(({ lsn }) => applied.wait(lsn))
-      : () => db.put(shape.key(n++), shape.value)
+    const put = (): Promise<{ lsn: number }> => {
+      const i = n++
+      return db.put(shape.key(i), shape.value(i), putOptions(shape, i))
+    }
+    op = o.kind === 'e2e' ? () => put().then(({ lsn }) => applied.wait(lsn))
+      : o.kind === 'batch' ? () => {
+        const first = n
+        n += o.perBatch
+        return db.batch(batchOps(shape, first, o.perBatch))
+      }
+      : put
     close = () => db.close()
   }
   try {
-    const drive = (ms: number): Promise<TrialResult> => (o.awaited ? driveAwaited(op, ms) : driveInFlight(op, ms, o.depth))
-    await drive(o.warmupMs)
-    if (o.settle) await settleSpare(walDir, o.segmentBytes)
-    const before = segmentCount(walDir)
-    const result = await drive(o.measureMs)
+    let before = 0
+    const result = await timedTrial(op, { ...load, perOp: o.kind === 'batch' ? o.perBatch : 1 }, timing, async () => {
+      if (o.settle) await settleSpare(walDir, o.segmentBytes)
+      before = segmentCount(walDir)
+    })
     return { result, rotations: segmentCount(walDir) - before }
   } finally {
     await close()
@@ -235,16 +225,6 @@ function outage(o: { down: boolean }): NonNullable<MemwalOptions['wrapSink']> {
     }
     return sink
   }
-}
-
-async function putMany(db: MemWAL, shape: RecordShape, n: number, inFlight: number): Promise<void> {
-  const pending = new Set<Promise<unknown>>()
-  for (let i = 0; i < n; i++) {
-    const p: Promise<unknown> = db.put(shape.key(i), shape.value).then(() => pending.delete(p))
-    pending.add(p)
-    if (pending.size >= inFlight) await Promise.race(pending)
-  }
-  await Promise.all(pending)
 }
 
 export interface BacklogResult {
@@ -271,7 +251,7 @@ export async function buildBacklog(dir: string, shape: RecordShape, records: num
   const baselineRssBytes = settledRss()
   const sampler = new RssSampler().start()
   const t = performance.now()
-  await putMany(db, shape, records, 1024)
+  await issueBounded(records, 1024, (i) => db.put(shape.key(i), shape.value(i), putOptions(shape, i)))
   const ms = performance.now() - t
   sampler.stop()
   const h = db.health()
@@ -349,13 +329,7 @@ export async function buildWal(dir: string, shape: RecordShape, bytes: number): 
   const records = Math.ceil(bytes / frame)
   const wal = await Wal.open({ dir, durability: 'none' })
   try {
-    const pending = new Set<Promise<unknown>>()
-    for (let i = 0; i < records; i++) {
-      const p: Promise<unknown> = wal.appendRecord({ type: RecordType.PUT, op: { type: 'put', key: shape.key(i), value: shape.value } }).then(() => pending.delete(p))
-      pending.add(p)
-      if (pending.size >= 4096) await Promise.race(pending)
-    }
-    await Promise.all(pending)
+    await issueBounded(records, 4096, (i) => wal.appendRecord(walPut(shape, i)))
     return { records, frameBytes: records * frame, walBytes: walBytes(dir), lastLsn: wal.lastLsn }
   } finally {
     await wal.close()
@@ -381,3 +355,41 @@ export async function walOpen(dir: string, lastLsn: number, tail: boolean): Prom
 }
 
 export const defaultSegmentBytes = limits.segmentBytesDefault
+
+/** What a fresh store with a few records takes on disk. */
+export interface FootprintResult {
+  readonly records: number
+  /** Blocks allocated (what `du` counts), in bytes. */
+  readonly diskBytes: number
+  /** The sum of the files' sizes. */
+  readonly apparentBytes: number
+  readonly files: number
+}
+
+/** Blocks and sizes of every file under `dir`. */
+export function diskUsage(dir: string): Omit<FootprintResult, 'records'> {
+  let diskBytes = 0
+  let apparentBytes = 0
+  let files = 0
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    const st = fs.lstatSync(path.join(entry.parentPath, entry.name))
+    diskBytes += st.blocks * 512
+    if (st.isFile()) {
+      apparentBytes += st.size
+      files++
+    }
+  }
+  return { diskBytes, apparentBytes, files }
+}
+
+/** `records` MemWAL puts of `shape` on a fresh store with the defaults, applied and closed; then its footprint. */
+export async function memwalFootprint(dir: string, shape: RecordShape, records: number): Promise<FootprintResult> {
+  const db = await MemWAL.open({ dir })
+  try {
+    for (let i = 0; i < records; i++) await db.put(shape.key(i), shape.value(i), putOptions(shape, i))
+    await db.flush()
+  } finally {
+    await db.close()
+  }
+  return { records, ...diskUsage(dir) }
+}

@@ -1,5 +1,5 @@
 /**
- * lmdb-js as a benchmark peer, with its default durable commits.
+ * lmdb-js as a peer, with its default durable commits.
  *
  * lmdb-js queues every `put` and commits all the puts of one event turn in
  * one transaction on its write thread (`eventTurnBatching`, on by default).
@@ -12,38 +12,33 @@
  * as a `flushed` promise on the promise `put` returns; an operation counts as
  * acknowledged when both have resolved. Everything else is lmdb-js's
  * default (msgpack values, no `noSync`, no `useWritemap`).
+ *
+ * The agent shape stores the object itself (lmdb-js encodes it) and its index
+ * entries, put in the same event turn: one transaction.
  */
 import { posix as path } from 'node:path'
-import { open } from 'lmdb'
-import { driveAwaited, driveInFlight } from './peers.js'
-import type { TrialResult } from './stats.js'
-
-export interface LmdbOptions {
-  readonly key: (n: number) => string
-  readonly value: string
-  readonly warmupMs: number
-  readonly measureMs: number
-  /** 1 with `awaited`: one awaited writer; otherwise that many puts in flight. */
-  readonly depth: number
-  readonly awaited: boolean
-}
+import { timedTrial, type Load, type Timing } from '../drive.js'
+import { loadLmdb } from '../peer-modules.js'
+import { indexKeys, type RecordShape } from '../records.js'
+import type { TrialResult } from '../stats.js'
 
 type CommitPromise = Promise<boolean> & { readonly flushed?: Promise<unknown> }
 
-/** `put(key, value)` on a fresh lmdb environment in `dir`, acknowledged once its commit is flushed. */
-export async function lmdbTrial(dir: string, o: LmdbOptions): Promise<TrialResult> {
-  const db = open<string, string>({ path: path.join(dir, 'lmdb'), separateFlushed: true })
+/** `put` of each record on a fresh lmdb environment in `dir`, acknowledged once its commit is flushed. */
+export async function lmdbTrial(dir: string, shape: RecordShape, load: Load, timing: Timing): Promise<TrialResult> {
+  const { open } = await loadLmdb()
+  const db = open<unknown, string>({ path: path.join(dir, 'lmdb'), separateFlushed: true })
   try {
     let n = 0
     const op = (): Promise<unknown> => {
-      const committed = db.put(o.key(n++), o.value) as CommitPromise
+      const i = n++
+      for (const k of indexKeys(shape, i)) void db.put(k, '')
+      const committed = db.put(shape.key(i), shape.value(i)) as CommitPromise
       const flushed = committed.flushed
       // Without a separate flush promise (overlappingSync off), the commit itself includes the sync.
       return flushed === undefined ? committed : committed.then(() => flushed)
     }
-    const drive = (ms: number): Promise<TrialResult> => (o.awaited ? driveAwaited(op, ms) : driveInFlight(op, ms, o.depth))
-    await drive(o.warmupMs)
-    return await drive(o.measureMs)
+    return await timedTrial(op, load, timing)
   } finally {
     await db.close()
   }
