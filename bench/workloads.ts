@@ -58,7 +58,7 @@ function catalogue(): AppendWorkload[] {
   const add = (shape: ShapeId, system: SystemId, mode: AppendMode, depth: number): void => {
     const base = mode === 'awaited' ? 'awaited' : mode === 'loop' ? 'loop' : `${mode}-${depth}`
     const workload = shape === 'agent' ? `agent-${base}` : base
-    const what = mode === 'awaited' ? '1 awaited writer'
+    const what = mode === 'awaited' || (mode === 'batch' && depth === 1) ? '1 awaited writer'
       : mode === 'loop' ? '1 writer (sync loop)'
       : mode === 'batch' ? `batches of ${depth}, one at a time`
       : mode === 'e2e' ? `end to end, ${depth} in flight (ack -> applied)`
