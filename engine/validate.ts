@@ -26,9 +26,13 @@ export function checkKey(key: unknown, l: Limits): string {
   return key
 }
 
+/**
+ * Only the top level here: the value contract (engine/format/value-codec.ts)
+ * is checked by the record codec as it encodes, in the same walk, which
+ * refuses with ENGINE_INVALID_VALUE naming the path inside the value.
+ */
 export function checkValue(value: unknown): unknown {
-  if (value === undefined) throw invalidValue('value must not be undefined (use delete)')
-  if (typeof value === 'function' || typeof value === 'symbol') throw invalidValue(`a ${typeof value} cannot be stored`)
+  if (value === undefined) throw invalidValue('value at $: undefined cannot be put (use delete)', undefined, '$')
   return value
 }
 
@@ -73,6 +77,8 @@ function invalidKey(message: string): MemwalError {
   return new MemwalError('ENGINE_INVALID_KEY', message)
 }
 
-export function invalidValue(message: string, cause?: unknown): MemwalError {
-  return new MemwalError('ENGINE_INVALID_VALUE', message, { cause })
+/** A refused value or label; `path` names the place inside a value (`$.a[3]`), and is kept from a codec refusal that caused this one. */
+export function invalidValue(message: string, cause?: unknown, path?: string): MemwalError {
+  const at = path ?? (cause instanceof MemwalError && typeof cause.details['path'] === 'string' ? cause.details['path'] : undefined)
+  return new MemwalError('ENGINE_INVALID_VALUE', message, { cause, ...(at !== undefined ? { details: { path: at } } : {}) })
 }

@@ -1,6 +1,6 @@
-import { Packr } from 'msgpackr'
 import { MemwalError } from '../errors.js'
 import { RecordType } from './format.js'
+import { createPackr, toWireValue } from './value-codec.js'
 
 /**
  * The logical operations a frame carries, and their msgpack payloads.
@@ -11,6 +11,9 @@ import { RecordType } from './format.js'
  * `hlc` (a hybrid logical clock timestamp: ms * 1000 + a counter, assigned by
  * the writer) is optional and trails the array, so records written without one
  * read the same. Backends shared by several writers order versions by it.
+ * A value is encoded as value-codec.ts specifies (its header comment is the
+ * value contract); the codec version is unchanged, since every record written
+ * before the value tags existed decodes exactly as it did.
  */
 export interface PutOp {
   readonly type: 'put'
@@ -32,15 +35,14 @@ export type WalRecord = (
 ) & { readonly hlc?: number }
 
 export class RecordCodec {
-  // Records extension off: a fresh process must decode what an earlier one wrote.
-  private readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  private readonly packr = createPackr()
 
   /**
    * Encodes a record. The result is a view into msgpackr's shared buffer, valid
    * only until the next encode: the WAL copies it into its group buffer at once.
    */
   encode(r: WalRecord): Uint8Array {
-    checkStorable(r)
+    checkLabels(r)
     return this.packr.encode(toWire(r))
   }
 
@@ -57,16 +59,13 @@ export class RecordCodec {
 }
 
 /**
- * Refuses what msgpack cannot carry exactly, rather than writing a record that
- * reads back different from what the caller holds (and serves from memory):
- * - an own `__proto__` key: msgpackr decodes it as `__proto_` (which a second
- *   key may then overwrite), to keep Object.prototype safe;
- * - a string that is not well-formed UTF-16 (a lone surrogate, as in a string
- *   cut in the middle of an emoji): UTF-8 cannot hold it, it reads back as U+FFFD;
- * - a circular value (msgpackr would overflow the stack);
- * - a key, namespace or tag that is not a string: decode would refuse the record.
+ * Refuses keys, namespaces and tags that would not read back: not a string
+ * (decode would refuse the record), or not well-formed UTF-16 (a lone
+ * surrogate, as in a string cut in the middle of an emoji: UTF-8 cannot hold
+ * it, it reads back as U+FFFD). Values are checked by toWireValue, as they are
+ * encoded.
  */
-function checkStorable(r: WalRecord): void {
+function checkLabels(r: WalRecord): void {
   // Anything but a number in the trailing slot would be dropped (PUT, DELETE) or misread as an operation (BATCH).
   if (r.hlc !== undefined && (!Number.isFinite(r.hlc) || Object.is(r.hlc, -0))) throw invalid('hlc is not a finite number (or is -0, which reads back as 0)')
   const ops: readonly Op[] = r.type === RecordType.BATCH ? r.ops : [r.op]
@@ -80,7 +79,6 @@ function checkStorable(r: WalRecord): void {
       if (!Array.isArray(op.tags)) throw invalid('tags are not an array')
       for (const tag of op.tags) storableString(tag, 'tag')
     }
-    storableValue(op.value, new Set())
   }
 }
 
@@ -89,40 +87,15 @@ function storableString(s: unknown, what: string): void {
   if (!s.isWellFormed()) throw invalid(`${what} is not well-formed UTF-16 (lone surrogate)`)
 }
 
-function storableValue(v: unknown, path: Set<object>): void {
-  if (typeof v === 'string') return storableString(v, 'a string in the value')
-  // msgpackr would write a nested function as nil: the value would read back without it.
-  if (typeof v === 'function') throw invalid('the value holds a function')
-  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || v instanceof Date) return
-  if (path.has(v)) throw invalid('the value is circular')
-  path.add(v)
-  if (v instanceof Map) {
-    for (const [k, x] of v) {
-      if (k === '__proto__') throw invalid('the value has a __proto__ key')
-      storableValue(k, path)
-      storableValue(x, path)
-    }
-  } else if (Array.isArray(v) || v instanceof Set) {
-    for (const x of v) storableValue(x, path)
-  } else {
-    for (const k of Object.keys(v)) {
-      if (k === '__proto__') throw invalid('the value has a __proto__ key')
-      storableString(k, 'a key in the value')
-      storableValue((v as Record<string, unknown>)[k], path)
-    }
-  }
-  path.delete(v)
-}
-
 function toWire(r: WalRecord): unknown {
   const wire = ((): unknown[] => {
     switch (r.type) {
       case RecordType.PUT:
-        return [r.op.key, r.op.value, r.op.namespace ?? null, r.op.tags ?? null]
+        return [r.op.key, toWireValue(r.op.value), r.op.namespace ?? null, r.op.tags ?? null]
       case RecordType.DELETE:
         return [r.op.key]
       case RecordType.BATCH:
-        return r.ops.map((op) => (op.type === 'put' ? [1, op.key, op.value, op.namespace ?? null, op.tags ?? null] : [2, op.key]))
+        return r.ops.map((op) => (op.type === 'put' ? [1, op.key, toWireValue(op.value), op.namespace ?? null, op.tags ?? null] : [2, op.key]))
     }
   })()
   if (r.hlc !== undefined) wire.push(r.hlc)

@@ -1,9 +1,10 @@
-import { Packr } from 'msgpackr'
+import type { Packr } from 'msgpackr'
 import type { BackendSink, StoredEntry } from '../sinks/sink.js'
 import type { IndexedEntry, IndexSink } from '../sinks/index-sink.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
 import { RecordType } from '../format/format.js'
 import type { Op, WalRecord } from '../format/record-codec.js'
+import { createPackr, packValue } from '../format/value-codec.js'
 
 /**
  * The reconciler's checks of the replicas against the log (DESIGN.md §8), and
@@ -64,7 +65,7 @@ export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair:
 /** Every key whose latest log version the backend's checkpoint covers must be stored exactly so. */
 async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: boolean, findings: SinkFinding[]): Promise<void> {
   const covered = t.backend.checkpoint
-  const packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  const packr = createPackr()
   const seen = new Set<string>()
   const fixes: [string, StoredEntry | undefined][] = []
   const wrong = (kind: SinkFindingKind, key: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
@@ -152,7 +153,7 @@ function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
 }
 
 function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
-  return stored.lsn === lsn && sameLabels(stored, op) && Buffer.from(packr.encode(stored.value)).equals(Buffer.from(packr.encode(op.value)))
+  return stored.lsn === lsn && sameLabels(stored, op) && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
 }
 
 function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number): StoredEntry {

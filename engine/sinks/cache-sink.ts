@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
-import { Packr } from 'msgpackr'
 import { RecordType } from '../format/format.js'
 import type { Op } from '../format/record-codec.js'
+import { createPackr, packValue } from '../format/value-codec.js'
 import { Sink, type AppliedRecord, type StoredEntry } from './sink.js'
 
 /** Per-entry bookkeeping the byte bound counts on top of the value's encoded size. */
@@ -26,7 +26,7 @@ export class CacheSink extends Sink {
   readonly name = 'cache'
   readonly durable = false
   private readonly lru: LRUCache<string, CachedEntry>
-  private readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  private readonly packr = createPackr()
 
   constructor(
     maxBytes: number,
@@ -91,7 +91,7 @@ export class CacheSink extends Sink {
 
   private pack(value: unknown, lsn: number, namespace: string | undefined, tags: readonly string[] | undefined): CachedEntry {
     // Copied out of msgpackr's shared buffer.
-    const packed = Uint8Array.prototype.slice.call(this.packr.pack(value))
+    const packed = Uint8Array.prototype.slice.call(packValue(this.packr, value))
     return { packed, lsn, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
 }

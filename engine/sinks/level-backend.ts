@@ -1,6 +1,7 @@
 import type { AbstractBatchOperation } from 'abstract-level'
 import { RecordType } from '../format/format.js'
 import type { Op } from '../format/record-codec.js'
+import { toWireValue } from '../format/value-codec.js'
 import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 
@@ -26,7 +27,7 @@ export class LevelBackend extends BackendSink {
     const ops: Batch = []
     const { data, meta, packr } = this.store
     const add = (op: Op, lsn: number): void => {
-      if (op.type === 'put') ops.push({ type: 'put', sublevel: data, key: op.key, value: packr.encode([op.value, op.namespace ?? null, op.tags ?? null, lsn]) })
+      if (op.type === 'put') ops.push({ type: 'put', sublevel: data, key: op.key, value: packr.encode([toWireValue(op.value), op.namespace ?? null, op.tags ?? null, lsn]) })
       else ops.push({ type: 'del', sublevel: data, key: op.key })
     }
     for (const r of records) {
@@ -40,7 +41,7 @@ export class LevelBackend extends BackendSink {
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
     const { data, packr } = this.store
     const ops: Batch = entries.map(([key, e]) =>
-      e ? { type: 'put', sublevel: data, key, value: packr.encode([e.value, e.namespace ?? null, e.tags ?? null, e.lsn]) } : { type: 'del', sublevel: data, key },
+      e ? { type: 'put', sublevel: data, key, value: packr.encode([toWireValue(e.value), e.namespace ?? null, e.tags ?? null, e.lsn]) } : { type: 'del', sublevel: data, key },
     )
     if (ops.length > 0) await this.store.writeBatch(ops)
   }

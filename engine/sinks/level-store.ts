@@ -1,7 +1,7 @@
 import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
-import { Packr } from 'msgpackr'
 import { MemwalError } from '../errors.js'
+import { createPackr } from '../format/value-codec.js'
 
 /** Any abstract-level database with string keys and binary values (LevelDB by default; memory-level in simulations). */
 export type LevelDatabase = AbstractLevel<string | Uint8Array | Buffer, string, Uint8Array>
@@ -17,8 +17,8 @@ export class LevelStore {
   readonly data
   readonly index
   readonly meta
-  /** Values are msgpack; records extension off so any process can decode them. */
-  readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  /** Values are msgpack, as value-codec.ts specifies (values go through toWireValue first). */
+  readonly packr = createPackr()
 
   /** True when the database is our own LevelDB (classic-level), which takes pre-encoded batches (see writeBatch). */
   private readonly ownLevelDb: boolean

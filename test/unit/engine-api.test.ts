@@ -149,10 +149,12 @@ t.test('invalid values, labels and batches: typed errors, nothing written', asyn
   const { dir, engine } = await openTemp(t, { batchOpsMax: 10, labelBytesMax: 16, tagsMax: 3 })
   const circular: Record<string, unknown> = { a: 1 }
   circular.self = circular
-  const protoKey = JSON.parse('{"__proto__": {"polluted": true}}') as unknown
+  class Point {
+    x = 1
+  }
   const values: [string, unknown][] = [
     ['undefined', undefined], ['a function', () => 1], ['a symbol', Symbol('s')], ['a circular object', circular],
-    ['a nested function', { f: () => 1 }], ['a function in an array', [1, () => 1]], ['a nested symbol', { s: Symbol('s') }], ['an own __proto__ key', protoKey], ['a lone surrogate in a string', 'x\uDC00'],
+    ['a nested function', { f: () => 1 }], ['a function in an array', [1, () => 1]], ['a nested symbol', { s: Symbol('s') }], ['a class instance', { p: new Point() }], ['a Promise', [Promise.resolve(1)]], ['a lone surrogate in a string', 'x\uDC00'],
   ]
   for (const [what, value] of values) {
     t.equal(await codeOf(() => engine.put('k', value)), 'ENGINE_INVALID_VALUE', `put: ${what}`)

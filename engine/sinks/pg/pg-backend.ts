@@ -1,5 +1,4 @@
 import { Socket } from 'node:net'
-import { Packr } from 'msgpackr'
 import pg from 'pg'
 import type { PoolClient, PoolConfig } from 'pg'
 import { assert } from '../../assert.js'
@@ -9,6 +8,7 @@ import type { Logger } from '../../options.js'
 import { RecordType } from '../../format/format.js'
 import type { DumpEntry } from '../../reconcile/dump.js'
 import type { Op, WalRecord } from '../../format/record-codec.js'
+import { createPackr, packValue } from '../../format/value-codec.js'
 import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } from '../sink.js'
 
 /**
@@ -187,7 +187,7 @@ export class PgBackend extends BackendSink {
   private readonly o: Required<Pick<PgBackendOptions, 'poolSize' | 'statementTimeoutMs' | 'connectTimeoutMs' | 'pageRows'>>
   private readonly pgConfig: PoolConfig
   private readonly logger: Logger | undefined
-  private readonly packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
+  private readonly packr = createPackr()
   private readonly sockets = new Set<Socket>()
   private pool: pg.Pool | undefined
   private readonly t: Tables
@@ -321,7 +321,7 @@ export class PgBackend extends BackendSink {
       const v = versions.get(key) as Version
       const put = v.op.type === 'put' ? v.op : undefined
       // Copied: msgpackr's encode returns a view into a buffer it reuses.
-      c.values.push(put ? Buffer.from(this.packr.encode(put.value)) : null)
+      c.values.push(put ? Buffer.from(packValue(this.packr, put.value)) : null)
       c.namespaces.push(put?.namespace ?? null)
       c.tags.push(put?.tags ? JSON.stringify(put.tags) : null)
       c.hlcs.push(v.hlc)
@@ -414,7 +414,7 @@ export class PgBackend extends BackendSink {
         await this.requirePool().query(`UPDATE ${this.t.entries} SET deleted = true, value = NULL, namespace = NULL, tags = NULL WHERE key = $1 AND writer = $2`, [key, this.writerId])
         continue
       }
-      const value = Buffer.from(this.packr.encode(e.value))
+      const value = Buffer.from(packValue(this.packr, e.value))
       const tags = e.tags ? JSON.stringify(e.tags) : null
       const versioned = e as Partial<PgStoredEntry>
       if (typeof versioned.hlc === 'number' && typeof versioned.writer === 'string') {
@@ -500,7 +500,7 @@ export class PgBackend extends BackendSink {
     if (order < 0) return { kind: 'stale', key, lsn: v.lsn, detail: `the row is version (hlc ${stored.hlc}, ${stored.writer}, LSN ${stored.lsn}), older than this writer's LSN ${v.lsn} (hlc ${v.hlc})`, repaired: false }
     const same = v.op.type === 'del'
       ? row.deleted
-      : !row.deleted && row.value !== null && Buffer.from(this.packr.encode(v.op.value)).equals(row.value) && (row.namespace ?? undefined) === v.op.namespace && sameTags(row.tags, v.op.tags)
+      : !row.deleted && row.value !== null && Buffer.from(packValue(this.packr, v.op.value)).equals(row.value) && (row.namespace ?? undefined) === v.op.namespace && sameTags(row.tags, v.op.tags)
     return same ? 'ok' : { kind: 'mismatch', key, lsn: v.lsn, detail: `the row claims LSN ${v.lsn} of this writer but its contents differ from the log's`, repaired: false }
   }
 
