@@ -6,13 +6,13 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { createChecksums } from '../../engine/format/checksum.js'
+import { mutateBytes, seededBytes, type ByteMutation } from '../support/byte-mutations.js'
 import { checksumSpy } from '../support/checksum-spy.js'
 import {
   decodeFrame, decodeSegmentHeader, encodeFrame, encodeFrameBodyInto, encodeFrameInto, encodeSegmentHeader, frameBytes, sealFrame,
   FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, type RecordType, type SegmentHeader,
 } from '../../engine/format/format.js'
 import { scanFrames, type ScanEvent } from '../../engine/log/segment-cursor.js'
-import { SeededRandom } from '../../engine/io/random.js'
 
 const sums = await createChecksums()
 /** FUZZ_SCALE=10 runs ten times as many cases (for a longer hunt than CI's). */
@@ -24,14 +24,6 @@ const RECORD_BYTES_MAX = 4 * 1024 * 1024
 const lsnArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })
 const typeArb = fc.constantFrom<RecordType>(1, 2, 3)
 const saltArb = fc.integer({ min: 0, max: 0xffffffff })
-
-/** Bytes filled from a seed: fast-check builds a 64 KiB array byte by byte too slowly. */
-function seededBytes(length: number, seed: number): Buffer {
-  const r = new SeededRandom(seed)
-  const b = Buffer.allocUnsafe(length)
-  for (let i = 0; i < length; i++) b[i] = r.nextU32() & 0xff
-  return b
-}
 
 /** Payloads of 0..64 KiB: small ones shrink well, large ones come from a seed. */
 const payloadArb = fc.oneof(
@@ -315,12 +307,7 @@ const segmentArb: fc.Arbitrary<Original> = fc
     return { bytes, salt, frames: out, framesEnd: at }
   })
 
-type Mutation =
-  | { readonly kind: 'flip'; readonly at: number; readonly bit: number }
-  | { readonly kind: 'overwrite'; readonly at: number; readonly length: number; readonly seed: number; readonly zeros: boolean }
-  | { readonly kind: 'splice'; readonly from: number; readonly at: number; readonly length: number }
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+const mutationArb: fc.Arbitrary<ByteMutation> = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat({ max: 7 }) }),
   fc.record({ kind: fc.constant('overwrite' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 200 }), seed: fc.integer(), zeros: fc.boolean() }),
   // A range of the segment copied elsewhere in it: stale duplicate frames, shifted headers.
@@ -328,30 +315,11 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
 )
 
 /** Applies `m` to the frame bytes [64, framesEnd) of a copy; returns it and the offsets whose bytes changed. */
-function mutate(o: Original, m: Mutation): { bytes: Buffer; changed: (from: number, to: number) => boolean } {
+function mutate(o: Original, m: ByteMutation): { bytes: Buffer; changed: (from: number, to: number) => boolean } {
   const bytes = Buffer.from(o.bytes)
   const span = o.framesEnd - SEGMENT_HEADER_BYTES
   const inFrames = (n: number): number => SEGMENT_HEADER_BYTES + (n % span)
-  switch (m.kind) {
-    case 'flip': {
-      const at = inFrames(m.at)
-      bytes[at] = (bytes[at] ?? 0) ^ (1 << m.bit)
-      break
-    }
-    case 'overwrite': {
-      const at = inFrames(m.at)
-      const len = Math.min(m.length, bytes.length - at)
-      bytes.set(m.zeros ? Buffer.alloc(len) : seededBytes(len, m.seed), at)
-      break
-    }
-    case 'splice': {
-      const from = inFrames(m.from)
-      const at = inFrames(m.at)
-      const len = Math.min(m.length, bytes.length - from, bytes.length - at)
-      o.bytes.copy(bytes, at, from, from + len)
-      break
-    }
-  }
+  mutateBytes(bytes, m, inFrames)
   return { bytes, changed: (from, to) => !o.bytes.subarray(from, to).equals(bytes.subarray(from, to)) }
 }
 

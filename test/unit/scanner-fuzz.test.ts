@@ -9,6 +9,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { createChecksums } from '../../engine/format/checksum.js'
+import { mutateBytes, seededBytes } from '../support/byte-mutations.js'
 import { checksumSpy } from '../support/checksum-spy.js'
 import {
   dataEnd, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC_BYTES, SEGMENT_HEADER_BYTES, type RecordType,
@@ -20,13 +21,6 @@ import { ManualClock, MemwalError, RecordType as RT, SeededRandom, SimulatedFile
 const sums = await createChecksums()
 /** FUZZ_SCALE=10 runs ten times as many cases (for a longer hunt than CI's). */
 const runs = (n: number): number => Math.max(1, Math.round(n * Number(process.env.FUZZ_SCALE ?? 1)))
-
-function seededBytes(length: number, seed: number): Buffer {
-  const r = new SeededRandom(seed)
-  const b = Buffer.allocUnsafe(length)
-  for (let i = 0; i < length; i++) b[i] = r.nextU32() & 0xff
-  return b
-}
 
 function countMagic(bytes: Uint8Array): number {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
@@ -297,23 +291,11 @@ async function applyMutation(sim: SimulatedFileSystem, m: FileMutation): Promise
   const span = Math.max(1, dataEnd(bytes, 0) + 64) // a little beyond the data, into the zeros
   const pos = (n: number): number => n % Math.min(span, bytes.length)
   switch (m.kind) {
-    case 'flip': {
-      const at = pos(m.at)
-      bytes[at] = (bytes[at] ?? 0) ^ (1 << m.bit)
+    case 'flip':
+    case 'overwrite':
+    case 'splice':
+      mutateBytes(bytes, m, pos)
       break
-    }
-    case 'overwrite': {
-      const at = pos(m.at)
-      const len = Math.min(m.length, bytes.length - at)
-      bytes.set(m.zeros ? Buffer.alloc(len) : seededBytes(len, m.seed), at)
-      break
-    }
-    case 'splice': {
-      const from = pos(m.from)
-      const at = pos(m.at)
-      Buffer.from(bytes).copy(bytes, at, from, from + Math.min(m.length, bytes.length - from, bytes.length - at))
-      break
-    }
     case 'cut':
       sim.poke(file, bytes.subarray(0, pos(m.at)))
       return
