@@ -3,6 +3,8 @@ import os from 'node:os'
 import { posix as path } from 'node:path'
 import lockfile from 'proper-lockfile'
 import { LockHeldError, osError } from '../errors.js'
+import type { FileSystem } from './fs.js'
+import { NodeFileSystem } from './node-fs.js'
 
 const TEMP_SUFFIX = '.tmp'
 
@@ -289,4 +291,12 @@ function lockMtimeMs(lockPath: string): number | undefined {
 
 function describe(o: Owner | undefined): string {
   return o ? `process ${o.pid} on ${o.hostname} (since ${new Date(o.startedAtMs).toISOString()})` : 'an unknown process'
+}
+
+/**
+ * The lock a data directory gets unless the caller passes one: a process lock
+ * on the real filesystem, none on another (no other process can look there).
+ */
+export function defaultDirLocker(fs: FileSystem): DirLocker {
+  return fs instanceof NodeFileSystem ? new ProcessDirLocker() : noDirLocker
 }

@@ -1,5 +1,24 @@
 import type { Checksums } from '../format/checksum.js'
-import { dataEnd, decodeFrameAt, decodeSegmentHeader, findNextMagic, frameView, type FrameView, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType, type SegmentHeader } from '../format/format.js'
+import type { FileSystem } from '../io/fs.js'
+import { dataEnd, decodeFrameAt, decodeSegmentHeader, findNextMagic, frameView, type FrameView, type HeaderDecode, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType } from '../format/format.js'
+import { listWal, readPrefix, type SegmentEntry, type WalListing } from './segment-list.js'
+
+/**
+ * The one way memwal walks its log: the reader, recovery's scan, `dump`,
+ * `status` and the reconciler all go through this cursor, which differs for
+ * them only in its mode and in which segments it reads.
+ *
+ * Modes, for the frames of a segment:
+ * - `salvage`: every valid frame and every damaged region, in file order;
+ *   after damage it resynchronises on the next frame magic that starts a frame
+ *   verifying with this segment's salt (recovery, dump, a salvaging reader);
+ * - `strict`: the same up to the first damaged region, which is yielded and
+ *   ends the walk of the segment (a reader that refuses damage);
+ * - `headers-only`: like salvage, but payload checksums are not checked, only
+ *   the frame headers' (a quick look such as `memwal status`; never for data
+ *   that is returned).
+ */
+export type CursorMode = 'salvage' | 'strict' | 'headers-only'
 
 /** A frame that verified, in a segment's bytes. */
 export interface ScannedFrame {
@@ -29,28 +48,29 @@ export interface Damage {
 
 export type ScanEvent = ScannedFrame | Damage
 
-export type HeaderResult =
-  | { readonly kind: 'header'; readonly header: SegmentHeader }
-  | { readonly kind: 'corrupt'; readonly reason: string }
-  | { readonly kind: 'unknown-version'; readonly version: number }
+/** Where a segment's frames end: after the last valid one, and after the last non-zero byte. */
+export interface FramesEnd {
+  readonly validEnd: number
+  readonly dataEnd: number
+}
 
 export interface SegmentScanInput {
   readonly bytes: Uint8Array
   readonly salt: number
   readonly recordBytesMax: number
   readonly sums: Checksums
-  /** False: frame headers only (a quick look; see decodeFrameAt). */
-  readonly verifyPayloads?: boolean
+  /** Default `salvage`. */
+  readonly mode?: CursorMode
 }
 
 /**
- * Walks the frames of one segment from just after its header, yielding every
- * valid frame and every damaged region in file order. After damage it
- * resynchronises on the next frame magic that starts a frame verifying with
- * this segment's salt. Always terminates: every step moves forward.
- * LSN continuity is the caller's to check.
+ * Walks the frames of one segment from just after its header, per `mode`.
+ * Always terminates: every step moves forward. LSN continuity is the
+ * caller's to check.
  */
-export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonly validEnd: number; readonly dataEnd: number }> {
+export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd> {
+  const mode = s.mode ?? 'salvage'
+  const verifyPayloads = mode !== 'headers-only'
   const end = dataEnd(s.bytes, SEGMENT_HEADER_BYTES)
   // The view spans the whole segment: a frame that starts before the end of
   // the data may end in zero bytes past it.
@@ -58,7 +78,7 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonl
   let at = SEGMENT_HEADER_BYTES
   let validEnd = SEGMENT_HEADER_BYTES
   while (at < end) {
-    const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, s.verifyPayloads !== false)
+    const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, verifyPayloads)
     if (d.kind === 'frame') {
       yield { kind: 'frame', lsn: d.lsn, type: d.type, offset: at, next: d.next, payload: d.payload }
       at = d.next
@@ -75,7 +95,7 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, { readonl
       ...(d.kind === 'invalid' && d.lsn !== undefined ? { lsn: d.lsn } : {}),
       resumed: resume !== undefined,
     }
-    if (resume === undefined) break
+    if (resume === undefined || mode === 'strict') break
     at = resume
   }
   return { validEnd, dataEnd: end }
@@ -90,6 +110,69 @@ function resync(view: FrameView, s: SegmentScanInput, from: number, end: number)
   return undefined
 }
 
-export function readHeader(bytes: Uint8Array, sums: Checksums): HeaderResult {
-  return decodeSegmentHeader(bytes, sums)
+/** Which segments of a log the cursor visits, and how much of each it reads. */
+export interface LogCursorOptions {
+  readonly fs: FileSystem
+  readonly sums: Checksums
+  readonly walDir: string
+  readonly recordBytesMax: number
+  /** Start at the segment holding this LSN (default: the first segment). */
+  readonly fromLsn?: number
+  /** Segments before the one holding this LSN are visited with their header only (a prefix read), not their frames. */
+  readonly framesFromLsn?: number
+  /** Stop before the first segment whose base LSN is above this. */
+  readonly toLsn?: number
+  /** Only the last segment (`memwal status`). */
+  readonly lastOnly?: boolean
+  /** Bytes read, per segment: for progress. */
+  readonly onProgress?: (bytes: number) => void
+  /** The listing, when the caller has it already. */
+  readonly listing?: WalListing
+}
+
+/** One segment as the cursor read it: its header decoded once, its frames walked on demand. */
+export interface CursorSegment {
+  readonly entry: SegmentEntry
+  /** Index of the segment in the listing. */
+  readonly index: number
+  /** The whole file, or only its header when `framesRead` is false. */
+  readonly bytes: Uint8Array
+  /** File size: the capacity an append may use. */
+  readonly size: number
+  readonly header: HeaderDecode
+  /** False: only the header was read (the segment lies before `framesFromLsn`). */
+  readonly framesRead: boolean
+}
+
+/** The segments of a log in LSN order, each read once; walk a segment's frames with `framesOf`. */
+export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSegment> {
+  const { segments } = o.listing ?? (await listWal(o.fs, o.walDir))
+  const first = o.lastOnly ? segments.length - 1 : holding(segments, o.fromLsn ?? 0)
+  const firstFull = holding(segments, o.framesFromLsn ?? 0)
+  for (let i = Math.max(0, first); i < segments.length; i++) {
+    const entry = segments[i] as SegmentEntry
+    if (o.toLsn !== undefined && entry.baseLsn > o.toLsn) return
+    const framesRead = i >= firstFull
+    const bytes = framesRead ? await o.fs.readFile(entry.path) : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
+    o.onProgress?.(bytes.length)
+    const size = framesRead ? bytes.length : ((await o.fs.stat(entry.path))?.size ?? 0)
+    yield { entry, index: i, bytes, size, header: decodeSegmentHeader(bytes, o.sums), framesRead }
+  }
+}
+
+/** The frames of a segment the cursor read whole; none when its header is bad or only the header was read. */
+export function framesOf(seg: CursorSegment, o: { readonly sums: Checksums; readonly recordBytesMax: number }, mode: CursorMode): Generator<ScanEvent, FramesEnd> {
+  if (seg.header.kind !== 'header' || !seg.framesRead) return noFrames(seg.bytes.length)
+  return scanFrames({ bytes: seg.bytes, salt: seg.header.header.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode })
+}
+
+function* noFrames(size: number): Generator<ScanEvent, FramesEnd> {
+  return { validEnd: SEGMENT_HEADER_BYTES, dataEnd: size }
+}
+
+/** Index of the last segment whose base LSN is at or below `lsn` (the one holding it), 0 if none is. */
+function holding(segments: readonly SegmentEntry[], lsn: number): number {
+  let at = 0
+  for (let i = 0; i < segments.length; i++) if ((segments[i] as SegmentEntry).baseLsn <= lsn) at = i
+  return at
 }

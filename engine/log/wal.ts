@@ -2,7 +2,7 @@ import { posix as path } from 'node:path'
 import { assert } from '../assert.js'
 import { InvalidOptionsError, MemwalError, type WalFailedError } from '../errors.js'
 import { systemClock, type Clock } from '../io/clock.js'
-import { noDirLocker, ProcessDirLocker, type DirLock, type DirLocker } from '../io/dir-lock.js'
+import { defaultDirLocker, type DirLock, type DirLocker } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { systemRandom, type Random } from '../io/random.js'
@@ -297,6 +297,6 @@ export function resolveWalConfig(w: Omit<WalOptions, 'durableLsn' | 'appliedLsn'
     fs,
     clock: w.clock ?? systemClock,
     random: w.random ?? systemRandom,
-    locker: w.locker ?? (fs instanceof NodeFileSystem ? new ProcessDirLocker() : noDirLocker),
+    locker: w.locker ?? defaultDirLocker(fs),
   })
 }

@@ -4,8 +4,7 @@ import { NodeFileSystem } from '../io/node-fs.js'
 import { limits } from '../limits.js'
 import { createChecksums } from '../format/checksum.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
-import { listWal } from '../log/segment-list.js'
-import { readHeader, scanFrames } from '../log/segment-cursor.js'
+import { framesOf, segmentsOf } from '../log/segment-cursor.js'
 
 /** One entry of a log dump: a record with its place, or damaged bytes. */
 export type DumpEntry =
@@ -33,28 +32,23 @@ export async function* dumpLog(o: DumpOptions): AsyncGenerator<DumpEntry> {
   const codec = new RecordCodec()
   const from = o.fromLsn ?? 1
   const to = o.toLsn ?? Number.MAX_SAFE_INTEGER
-  const { segments } = await listWal(fs, walDir)
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i]
-    const next = segments[i + 1]
-    if (!seg || seg.baseLsn > to) return
-    if (next && next.baseLsn <= from) continue
-    const bytes = await fs.readFile(seg.path)
-    const h = readHeader(bytes, sums)
+  const cursor = { fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax }
+  for await (const seg of segmentsOf({ ...cursor, fromLsn: from, framesFromLsn: from, toLsn: to })) {
+    const h = seg.header
     if (h.kind !== 'header') {
-      yield { kind: 'damage', segment: seg.name, offset: 0, end: bytes.length, detail: h.kind === 'corrupt' ? h.reason : `format version ${h.version}` }
+      yield { kind: 'damage', segment: seg.entry.name, offset: 0, end: seg.bytes.length, detail: h.kind === 'corrupt' ? h.reason : `format version ${h.version}` }
       continue
     }
-    for (const ev of scanFrames({ bytes, salt: h.header.salt, recordBytesMax: limits.recordBytesHardMax, sums })) {
+    for (const ev of framesOf(seg, cursor, 'salvage')) {
       if (ev.kind === 'damage') {
-        yield { kind: 'damage', segment: seg.name, offset: ev.offset, end: ev.end, detail: ev.fault }
+        yield { kind: 'damage', segment: seg.entry.name, offset: ev.offset, end: ev.end, detail: ev.fault }
         continue
       }
       if (ev.lsn < from) continue
       if (ev.lsn > to) return
       const record = codec.decode(ev.type, ev.payload)
       if (o.key !== undefined && !touches(record, o.key)) continue
-      yield { kind: 'record', lsn: ev.lsn, segment: seg.name, offset: ev.offset, record }
+      yield { kind: 'record', lsn: ev.lsn, segment: seg.entry.name, offset: ev.offset, record }
     }
   }
 }

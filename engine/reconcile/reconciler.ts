@@ -1,6 +1,6 @@
 import { posix as path } from 'node:path'
 import { MemwalError, osError } from '../errors.js'
-import { noDirLocker, ProcessDirLocker, type DirLocker } from '../io/dir-lock.js'
+import { defaultDirLocker, type DirLocker } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import type { Finding } from '../log/recovery/findings.js'
@@ -78,7 +78,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   await checkDataDir(fs, dir)
   const walDir = path.join(dir, 'wal')
   const sums = await createChecksums()
-  const locker = o.locker ?? (fs instanceof NodeFileSystem ? new ProcessDirLocker() : noDirLocker)
+  const locker = o.locker ?? defaultDirLocker(fs)
   const findings: ReconcileFinding[] = []
   let lock = await locker.acquire(dir, () => undefined)
   let scan: LogScan

@@ -7,7 +7,7 @@ import { checkDataDir } from './reconciler.js'
 import { LevelStore } from '../sinks/level-store.js'
 import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
-import { readHeader, scanFrames } from '../log/segment-cursor.js'
+import { framesOf, segmentsOf } from '../log/segment-cursor.js'
 
 export interface DataDirStatus {
   readonly dir: string
@@ -31,18 +31,15 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   const root = path.resolve(dir)
   await checkDataDir(fs, root)
   const walDir = path.join(root, 'wal')
-  const { segments } = await listWal(fs, walDir)
+  const listing = await listWal(fs, walDir)
+  const { segments } = listing
   let bytes = 0
   for (const s of segments) bytes += (await fs.stat(s.path))?.size ?? 0
   const last = segments[segments.length - 1]
   let lastLsn = last ? last.baseLsn - 1 : 0
-  if (last) {
-    const sums = await createChecksums()
-    const content = await fs.readFile(last.path)
-    const h = readHeader(content, sums)
-    // Headers only: status must answer fast on a large log; fsck is the one that verifies payloads.
-    if (h.kind === 'header') for (const ev of scanFrames({ bytes: content, salt: h.header.salt, recordBytesMax: limits.recordBytesHardMax, sums, verifyPayloads: false })) if (ev.kind === 'frame') lastLsn = ev.lsn
-  }
+  const cursor = { fs, sums: await createChecksums(), walDir, recordBytesMax: limits.recordBytesHardMax }
+  // Headers only: status must answer fast on a large log; fsck is the one that verifies payloads.
+  for await (const seg of segmentsOf({ ...cursor, listing, lastOnly: true })) for (const ev of framesOf(seg, cursor, 'headers-only')) if (ev.kind === 'frame') lastLsn = ev.lsn
   const holder = fs instanceof NodeFileSystem ? lockHolder(root) : undefined
   let checkpoints: DataDirStatus['checkpoints']
   if (!holder && (await fs.stat(path.join(root, 'store')))) {

@@ -2,8 +2,8 @@ import type { Checksums } from '../../format/checksum.js'
 import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
 import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../../format/format.js'
-import { listWal, readPrefix, type SegmentEntry } from '../segment-list.js'
-import { readHeader, scanFrames } from '../segment-cursor.js'
+import { listWal, type SegmentEntry } from '../segment-list.js'
+import { framesOf, segmentsOf, type CursorSegment } from '../segment-cursor.js'
 
 /**
  * Verifies the whole log, or from the segment holding `verifyFromLsn`: every
@@ -65,22 +65,16 @@ export interface LogScan {
 export async function scanLog(o: ScanOptions): Promise<LogScan> {
   const listing = await listWal(o.fs, o.walDir)
   const entries = listing.segments
-  let firstFull = 0
-  for (let i = 0; i < entries.length; i++) if ((entries[i]?.baseLsn ?? Infinity) <= o.verifyFromLsn) firstFull = i
   const segments: ScannedSegment[] = []
   const problems: ScannedProblem[] = []
   let expected: number | undefined // next LSN the log should hold, when known
   let records = 0
   let bytesScanned = 0
   let maxLsn = 0
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i] as SegmentEntry
-    const full = i >= firstFull
-    const bytes = full ? await o.fs.readFile(entry.path) : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
-    bytesScanned += bytes.length
-    o.onProgress?.(bytes.length)
-    const size = full ? bytes.length : ((await o.fs.stat(entry.path))?.size ?? 0)
-    const h = readHeader(bytes, o.sums)
+  for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn })) {
+    const { entry, index: i, size, framesRead: full } = seg
+    bytesScanned += seg.bytes.length
+    const h = seg.header
     if (h.kind === 'unknown-version') {
       throw new MemwalError('WAL_UNKNOWN_VERSION', `segment ${entry.name} has format version ${h.version}; this memwal reads version 1`, {
         details: { segment: entry.name, version: h.version },
@@ -114,7 +108,7 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
       expected = undefined
       continue
     }
-    const s = scanSegmentFrames(bytes, header, i, o, problems)
+    const s = scanSegmentFrames(seg, header, o, problems)
     records += s.records
     if (s.lastLsn !== undefined) maxLsn = Math.max(maxLsn, s.lastLsn)
     segments.push({ entry, header, fullyScanned: true, size, ...s })
@@ -133,8 +127,9 @@ interface FrameScan {
   readonly expected: number
 }
 
-function scanSegmentFrames(bytes: Uint8Array, header: SegmentHeader, index: number, o: ScanOptions, problems: ScannedProblem[]): FrameScan {
-  const frames = scanFrames({ bytes, salt: header.salt, recordBytesMax: o.recordBytesMax, sums: o.sums })
+function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOptions, problems: ScannedProblem[]): FrameScan {
+  const index = seg.index
+  const frames = framesOf(seg, o, 'salvage')
   let expected = header.baseLsn
   let records = 0
   let firstLsn: number | undefined
