@@ -1,27 +1,23 @@
 import { EventEmitter } from 'node:events'
 import { posix as path } from 'node:path'
 import { assert } from './assert.js'
-import { CorruptionError, MemwalError, isMemwalError, type WalFailedError } from './errors.js'
+import { MemwalError, type WalFailedError } from './errors.js'
 import { Applier } from './apply/applier.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { Backpressure } from './backpressure.js'
 import { DeadLetters } from './dead-letters.js'
 import { FlushWaiters } from './flush.js'
 import type { Checksums } from './format/checksum.js'
-import { RecordType } from './format/format.js'
 import { engineHealth, type EngineHealth } from './health.js'
 import { HybridClock } from './hlc.js'
 import { Lifecycle } from './lifecycle.js'
-import { limits } from './limits.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
-import { scanLog } from './log/recovery/log-scan.js'
 import type { Wal } from './log/wal.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
 import { ReadPath, type QueryOptions, type QueryResult } from './read-path.js'
-import { latestVersions, report, toReconcile, type ReconcileFinding, type VerifyReport } from './reconcile/reconciler.js'
-import { checkSinks } from './reconcile/sink-check.js'
+import { verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
 import type { CacheSink } from './sinks/cache-sink.js'
@@ -186,65 +182,26 @@ export class MemWAL extends EventEmitter {
   async verify(options: { readonly repair?: boolean } = {}): Promise<VerifyReport> {
     this.lifecycle.assertReadable()
     // Retention must not delete a segment under the scan: no purge starts meanwhile, and one in progress is waited for.
-    return this.retention.holding(() => this.verifyLog(options))
-  }
-
-  private async verifyLog(options: { readonly repair?: boolean }): Promise<VerifyReport> {
-    const started = this.o.clock.nowMs()
-    const sums = this.sums
-    const walDir = path.join(this.dirPath, 'wal')
-    const active = this.wal.activeSegment
-    const lastLsn = this.wal.lastLsn
-    const scan = await scanLog({ fs: this.o.fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
-    const findings: ReconcileFinding[] = []
-    for (const p of scan.problems) {
-      const segment = scan.segments[p.segmentIndex]?.entry.name ?? '?'
-      // Damage where an LSN already written was due is corruption, wherever it is; past it, the writer's own tail, mid-append.
-      const written = p.due !== undefined && p.due <= lastLsn
-      if (p.atTail && segment === active && !written) continue
-      findings.push({
-        kind: p.atTail && !written ? 'torn-tail' : p.kind, segment, offset: p.offset,
-        ...(p.lsnFirst !== undefined ? { lsnFirst: p.lsnFirst } : {}),
-        ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast, alreadyApplied: p.lsnLast <= this.backend.checkpoint } : {}),
-        detail: `${p.detail} (repair with memwal fsck --repair on the closed directory)`, repaired: false,
+    return this.retention.holding(() => {
+      const wal = this.wal
+      return verifyOpenLog({
+        fs: this.o.fs, sums: this.sums, walDir: path.join(this.dirPath, 'wal'),
+        backend: this.backend, index: this.index, cache: this.cache, repair: options.repair === true, clock: this.o.clock,
+        live: {
+          activeSegment: wal.activeSegment,
+          lastLsn: wal.lastLsn,
+          lastLsnNow: () => wal.lastLsn,
+          pendingKeys: () => this.pending.keys(),
+          readAfter: (lsn) => wal.read(lsn + 1),
+          pause: async () => {
+            await Promise.all(this.appliers.map((a) => a.pause()))
+            return () => {
+              for (const a of this.appliers) a.resume()
+            }
+          },
+        },
       })
-    }
-    const repair = options.repair === true
-    const paused = repair ? this.appliers : []
-    await Promise.all(paused.map((a) => a.pause()))
-    try {
-      const lost: [number, number][] = []
-      const latest = await latestVersions(this.o.fs, sums, walDir, lost, this.backend.checkpoint)
-      const unstable = new Set<string>(this.pending.keys())
-      const low = Math.min(this.backend.checkpoint, this.index.checkpoint)
-      for (const [key, v] of latest) if (v.lsn > low || v.lsn > lastLsn) unstable.add(key)
-      // The log's end now, not at the start: the appliers may have gone past that meanwhile (checkpoint-ahead compares the two).
-      const sinkFindings = await checkSinks({ backend: this.backend, index: this.index, cache: this.cache, unstable, lastLsn: this.wal.lastLsn, lost }, latest, repair)
-      // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
-      const moved = repair ? new Set<string>() : await this.keysWrittenAfter(lastLsn)
-      findings.push(...sinkFindings.filter((f) => f.key === undefined || !moved.has(f.key)).map(toReconcile))
-    } catch (cause) {
-      // A sink that cannot answer (a backend outage) is a typed refusal, not its raw error (G4).
-      if (isMemwalError(cause)) throw cause
-      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `verify cannot read the sinks: ${(cause as Error)?.message ?? String(cause)}`, { cause, transient: true })
-    } finally {
-      for (const a of paused) a.resume()
-    }
-    return report(findings, scan, lastLsn, { backend: this.backend.checkpoint, index: this.index.checkpoint }, this.o.clock.nowMs() - started)
-  }
-
-  private async keysWrittenAfter(lsn: number): Promise<Set<string>> {
-    const keys = new Set<string>()
-    try {
-      for await (const r of this.wal.read(lsn + 1)) {
-        const record = this.wal.decode(r)
-        for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) keys.add(op.key)
-      }
-    } catch (err) {
-      // Damage on the way to those records is in the report already (the scan found it): report, never throw.
-      if (!(err instanceof CorruptionError)) throw err
-    }
-    return keys
+    })
   }
 
   // ---- flush, health, close ----

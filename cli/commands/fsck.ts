@@ -1,4 +1,4 @@
-import { fsck as runFsck, MemWAL, type ReconcileFinding } from '../../engine/index.js'
+import { describeFinding, fsck as runFsck, MemWAL } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import { table, type Output } from '../output.js'
 
@@ -40,15 +40,8 @@ export async function fsck(dir: string, o: { readonly repair: boolean }, out: Ou
     return code
   }
   out.line(table([['kind', 'count'], ...Object.entries(report.counts).map(([k, n]) => [k, String(n)])]))
-  for (const f of report.findings.slice(0, 200)) out.line(`  ${describe(f)}`)
+  for (const f of report.findings.slice(0, 200)) out.line(`  ${describeFinding(f)}`)
   if (report.findings.length > 200) out.line(`  ... and ${report.findings.length - 200} more (use --json for all)`)
   out.line(report.unrepaired === 0 ? `repaired all ${report.repaired} findings` : `${report.unrepaired} findings left uncorrected${o.repair ? '' : ' (run with --repair)'}`)
   return code
-}
-
-function describe(f: ReconcileFinding): string {
-  const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}` : (f.sink ?? '')
-  const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined || f.lsnLast === f.lsnFirst ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
-  const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (NOT in the backend: lost)'
-  return `${f.kind} ${where}${lsns}: ${f.detail}${had}${f.repaired ? ' [repaired]' : ''}`
 }

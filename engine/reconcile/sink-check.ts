@@ -3,6 +3,7 @@ import type { BackendSink, StoredEntry } from '../sinks/sink.js'
 import type { IndexedEntry, IndexSink } from '../sinks/index-sink.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
 import { RecordType } from '../format/format.js'
+import type { Finding } from '../log/recovery/findings.js'
 import type { Op, WalRecord } from '../format/record-codec.js'
 import { createPackr, packValue } from '../format/value-codec.js'
 
@@ -14,14 +15,8 @@ import { createPackr, packValue } from '../format/value-codec.js'
  */
 export type SinkFindingKind = 'checkpoint-ahead' | 'backend-missing' | 'backend-stale' | 'backend-extra' | 'index-missing' | 'index-orphan' | 'index-mismatch' | 'cache-stale'
 
-export interface SinkFinding {
-  readonly kind: SinkFindingKind
-  readonly sink: string
-  readonly key?: string
-  readonly lsnFirst?: number
-  readonly detail: string
-  repaired: boolean
-}
+/** A finding about a sink: `sink` is always set. */
+type SinkFinding = Finding<SinkFindingKind> & { readonly sink: string }
 
 /** First and last LSN, inclusive. */
 export type LsnRange = readonly [number, number]
@@ -49,11 +44,11 @@ export interface SinkTargets {
   readonly lost?: readonly LsnRange[]
 }
 
-export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair: boolean): Promise<SinkFinding[]> {
+export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair: boolean): Promise<Finding<SinkFindingKind>[]> {
   const findings: SinkFinding[] = []
   for (const s of [t.backend, t.index]) {
     if (s.checkpoint > t.lastLsn) {
-      findings.push({ kind: 'checkpoint-ahead', sink: s.name, lsnFirst: t.lastLsn + 1, detail: `checkpoint ${s.checkpoint} is past the log's last LSN ${t.lastLsn}: the log lost records this sink has; the next open continues after it`, repaired: false })
+      findings.push({ kind: 'checkpoint-ahead', sink: s.name, lsnFirst: t.lastLsn + 1, detail: `checkpoint ${s.checkpoint} is past the log's last LSN ${t.lastLsn}: the log lost records this sink has; the next open continues after it`, action: 'none' })
     }
   }
   await checkBackend(t, latest, repair, findings)
@@ -69,7 +64,7 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
   const seen = new Set<string>()
   const fixes: [string, StoredEntry | undefined][] = []
   const wrong = (kind: SinkFindingKind, key: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
-    findings.push({ kind, sink: t.backend.name, key, lsnFirst: lsn, detail, repaired: false })
+    findings.push({ kind, sink: t.backend.name, key, lsnFirst: lsn, detail, action: 'none' })
     fixes.push([key, fix])
   }
   const lost = (t.lost ?? []).filter(([first]) => first <= covered)
@@ -90,7 +85,7 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
   }
   if (repair && fixes.length > 0) {
     await t.backend.repair(fixes)
-    for (const f of findings) if (f.sink === t.backend.name && f.kind !== 'checkpoint-ahead') f.repaired = true
+    markRepaired(findings, 0, (f) => f.sink === t.backend.name && f.kind !== 'checkpoint-ahead')
   }
 }
 
@@ -108,13 +103,13 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
     const xk = xn.done ? undefined : xn.value[0]
     if (xk !== undefined && !xn.done) forward.set(xk, xn.value[1])
     if (bk !== undefined && (xk === undefined || bk < xk)) {
-      if (!t.unstable.has(bk)) findings.push({ kind: 'index-missing', sink: name, key: bk, detail: 'live key not indexed', repaired: false })
+      if (!t.unstable.has(bk)) findings.push({ kind: 'index-missing', sink: name, key: bk, detail: 'live key not indexed', action: 'none' })
       bn = await b.next()
     } else if (xk !== undefined && (bk === undefined || xk < bk)) {
-      if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, key: xk, detail: 'indexed key not in the backend', repaired: false })
+      if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, key: xk, detail: 'indexed key not in the backend', action: 'none' })
       xn = await x.next()
     } else if (bk !== undefined && !bn.done && !xn.done) {
-      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, key: bk, detail: 'indexed namespace/tags differ from the stored ones', repaired: false })
+      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, key: bk, detail: 'indexed namespace/tags differ from the stored ones', action: 'none' })
       bn = await b.next()
       xn = await x.next()
     }
@@ -123,12 +118,12 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
     if (t.unstable.has(p.key)) continue
     const f = forward.get(p.key)
     const ok = f !== undefined && (p.kind === 'namespace' ? f.namespace === p.label : (f.tags ?? []).includes(p.label))
-    if (!ok) findings.push({ kind: 'index-orphan', sink: name, key: p.key, detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, repaired: false })
+    if (!ok) findings.push({ kind: 'index-orphan', sink: name, key: p.key, detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
   }
   if (repair && findings.length > first) {
     const backend = t.backend
     await t.index.rebuild(labelsOf(backend.entries()), backend.checkpoint)
-    for (let i = first; i < findings.length; i++) (findings[i] as SinkFinding).repaired = true
+    markRepaired(findings, first, () => true)
   }
 }
 
@@ -137,8 +132,15 @@ async function checkCache(t: SinkTargets, cache: CacheSink, repair: boolean, fin
     if (t.unstable.has(key)) continue
     const stored = await t.backend.get(key)
     if (stored && stored.lsn === e.lsn) continue
-    findings.push({ kind: 'cache-stale', sink: cache.name, key, lsnFirst: e.lsn, detail: `cached from LSN ${e.lsn}, backend has ${stored ? `LSN ${stored.lsn}` : 'nothing'}`, repaired: repair })
+    findings.push({ kind: 'cache-stale', sink: cache.name, key, lsnFirst: e.lsn, detail: `cached from LSN ${e.lsn}, backend has ${stored ? `LSN ${stored.lsn}` : 'nothing'}`, action: repair ? 'repaired' : 'none' })
     if (repair) cache.invalidate(key)
+  }
+}
+
+function markRepaired(findings: SinkFinding[], from: number, which: (f: SinkFinding) => boolean): void {
+  for (let i = from; i < findings.length; i++) {
+    const f = findings[i] as SinkFinding
+    if (which(f)) findings[i] = { ...f, action: 'repaired' }
   }
 }
 

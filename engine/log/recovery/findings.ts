@@ -1,9 +1,12 @@
 import { CorruptionError, type ErrorCode } from '../../errors.js'
+import type { LogScan, ScannedProblem } from './log-scan.js'
 
 /**
- * What recovery, the reader and the reconciler report about the log (G5):
- * each finding names its segment, offset and LSN range, whether those LSNs
- * had already reached the backend, and what was done about it.
+ * The one shape of what memwal reports about its data (G5): recovery at open,
+ * the reader, `verify` and `memwal fsck` all report findings, each naming its
+ * place (a segment and offset in the log, or a sink and key), its LSN range,
+ * whether those LSNs had already reached the backend, and what was done.
+ * `K` is the kind: the log's kinds here; the reconciler adds the sinks'.
  */
 export type FindingKind =
   /** Invalid bytes at the very end of the last segment, nothing valid after: a write cut short. */
@@ -19,20 +22,38 @@ export type FindingKind =
   /** The log ends before an LSN known to be durable elsewhere: acknowledged records are gone. */
   | 'hole'
 
-export type FindingAction = 'none' | 'truncated' | 'skipped' | 'dropped' | 'quarantined' | 'refused'
+/** What was done about a finding: `none` (reported only), what recovery or a log repair did, or `repaired` (a sink fixed). */
+export type FindingAction = 'none' | 'truncated' | 'skipped' | 'dropped' | 'quarantined' | 'refused' | 'repaired'
 
-export interface Finding {
-  readonly kind: FindingKind
-  readonly segment: string
-  readonly offset: number
-  /** End of the damaged byte range, when it is one. */
+export interface Finding<K extends string = FindingKind> {
+  readonly kind: K
+  /** In the log: the segment and the byte offset; `end`, the end of the damaged range when it is one. */
+  readonly segment?: string
+  readonly offset?: number
   readonly end?: number
+  /** In a sink: its name and the key. */
+  readonly sink?: string
+  readonly key?: string
   readonly lsnFirst?: number
   readonly lsnLast?: number
-  readonly detail: string
   /** True when every LSN affected was at or below the backend's checkpoint: nothing was lost. */
   readonly alreadyApplied?: boolean
-  action: FindingAction
+  readonly detail: string
+  readonly action: FindingAction
+}
+
+/** A problem of the scan as a finding, the one conversion: a problem at the tail is a torn tail. */
+export function findingOf(p: ScannedProblem, scan: LogScan, appliedLsn: number): Finding {
+  return {
+    kind: p.atTail ? 'torn-tail' : p.kind,
+    segment: scan.segments[p.segmentIndex]?.entry.name ?? '?',
+    offset: p.offset,
+    ...(p.end !== undefined ? { end: p.end } : {}),
+    ...(p.lsnFirst !== undefined ? { lsnFirst: p.lsnFirst } : {}),
+    ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast, alreadyApplied: p.lsnLast <= appliedLsn } : {}),
+    detail: p.detail,
+    action: 'none',
+  }
 }
 
 const CODES: Record<FindingKind, ErrorCode> = {
@@ -46,16 +67,21 @@ const CODES: Record<FindingKind, ErrorCode> = {
 
 export function findingError(f: Finding, findings: readonly Finding[] = [f]): CorruptionError {
   return new CorruptionError(CODES[f.kind], `${f.kind}: ${f.detail}`, {
-    segment: f.segment,
-    offset: f.offset,
+    segment: f.segment ?? '?',
+    offset: f.offset ?? 0,
     ...(f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst } : {}),
     ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}),
   }, { details: { findings } })
 }
 
-/** One line a person can read: kind, place, LSNs, whether the backend had them, action. */
-export function describeFinding(f: Finding): string {
-  const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined ? ` LSN ${f.lsnFirst}..?` : f.lsnFirst === f.lsnLast ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
-  const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (not in the backend)'
-  return `${f.kind} in ${f.segment} at offset ${f.offset}${f.end !== undefined ? `-${f.end}` : ''}:${lsns} ${f.detail}${had} [${f.action}]`
+/**
+ * The one line a person reads for a finding (recovery's report, `memwal
+ * replay`, `memwal fsck`): kind, place, LSNs, detail, whether the backend had
+ * those LSNs, and what was done.
+ */
+export function describeFinding(f: Finding<string>): string {
+  const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}` : (f.sink ?? '')
+  const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined || f.lsnLast === f.lsnFirst ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
+  const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (NOT in the backend: lost)'
+  return `${f.kind} ${where}${lsns}: ${f.detail}${had}${f.action === 'none' ? '' : ` [${f.action}]`}`
 }

@@ -1,0 +1,248 @@
+import { assert, assertNever } from '../../assert.js'
+import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../../format/format.js'
+import type { SegmentEntry } from '../segment-list.js'
+import { findingOf, type Finding, type FindingAction } from './findings.js'
+import type { LogScan, ScannedProblem, ScannedSegment } from './log-scan.js'
+import { NOTHING_TO_REPAIR, type DeclaredGap, type RepairPlan, type SegmentCut, type SegmentMove } from './repair-executor.js'
+
+/**
+ * What is done about what the scan found: decisions only, no I/O. Recovery at
+ * open decides by the corruption policy (after RocksDB's WAL recovery modes),
+ * `fsck --repair` by `repairPlan`; both return a RepairPlan that
+ * repair-executor.ts carries out.
+ * - `tolerate-torn-tail` (default): invalid bytes at the very end of the last
+ *   segment with nothing valid after them are a write that was never
+ *   acknowledged: zeroed. Anything else is an error naming its place; so is a
+ *   log that ends before an LSN known to be durable (a hole, not a torn write).
+ * - `absolute`: any invalid byte is an error.
+ * - `point-in-time`: keep the log up to the first problem, drop the rest
+ *   (segments moved to quarantine/, the damaged one copied there first), and
+ *   report the LSNs dropped and whether the backend already had them.
+ * - `skip-corrupt`: salvage: skip every damaged frame and report each gap.
+ */
+export type CorruptionPolicy = 'tolerate-torn-tail' | 'absolute' | 'point-in-time' | 'skip-corrupt'
+
+export const CORRUPTION_POLICIES: readonly CorruptionPolicy[] = ['tolerate-torn-tail', 'absolute', 'point-in-time', 'skip-corrupt']
+
+/** Where the writer goes on. */
+export type Resume =
+  | { readonly kind: 'append'; readonly segment: SegmentEntry; readonly header: SegmentHeader; readonly offset: number; readonly capacity: number; readonly nextLsn: number }
+  | { readonly kind: 'new-segment'; readonly baseLsn: number; readonly gapFromLsn: number }
+
+export interface PolicyInput {
+  readonly policy: CorruptionPolicy
+  /** Highest LSN known durable outside the log (the sinks' durable checkpoints): the log must reach it. */
+  readonly durableLsn: number
+  /** The backend's checkpoint: dropped LSNs at or below it were not lost. */
+  readonly appliedLsn: number
+}
+
+export type RecoveryDecision =
+  /** Open must fail: `finding` is the first one the policy does not accept. */
+  | { readonly kind: 'refuse'; readonly finding: Finding; readonly findings: readonly Finding[] }
+  | {
+      readonly kind: 'recover'
+      readonly plan: RepairPlan
+      readonly findings: readonly Finding[]
+      /** Last LSN the log holds after recovery (0 if none). */
+      readonly keptLast: number
+      readonly nextLsn: number
+      readonly resume: Resume
+    }
+
+/** The corruption policy applied to a scan of the log at open. */
+export function decideRecovery(o: PolicyInput, scan: LogScan): RecoveryDecision {
+  const findings = scan.problems.map((p) => findingOf(p, scan, o.appliedLsn))
+  switch (o.policy) {
+    case 'absolute': {
+      const first = findings[0]
+      if (first) return refuse(first, findings)
+      return tolerate(o, scan, findings)
+    }
+    case 'tolerate-torn-tail': {
+      const bad = findings[scan.problems.findIndex((p) => !p.atTail)]
+      if (bad) return refuse(bad, findings)
+      return tolerate(o, scan, findings)
+    }
+    case 'point-in-time':
+      return pointInTime(o, scan, findings)
+    case 'skip-corrupt':
+      return skipCorrupt(o, scan, findings)
+    default:
+      return assertNever(o.policy, 'corruption policy')
+  }
+}
+
+/**
+ * Only a torn tail (if anything) to zero; the log must still reach every LSN
+ * known durable. A log that ends before it is a hole: refused, unless
+ * `holeAction` says the policy accepts the loss (point-in-time drops it,
+ * skip-corrupt skips it): then it is reported, and its LSNs are never reused.
+ */
+function tolerate(o: PolicyInput, scan: LogScan, found: readonly Finding[], holeAction?: 'dropped' | 'skipped'): RecoveryDecision {
+  const last = scan.segments.length - 1
+  const tailProblem = scan.problems.find((p) => p.atTail)
+  const seg = scan.segments[last]
+  // No segment at all holds nothing: if an LSN is known durable, that is a hole too.
+  const keptLast = seg ? dueOf(seg) - 1 : 0
+  const findings = withAction(found, () => 'truncated')
+  const hole = holeFinding(o, seg, keptLast, holeAction ?? 'refused')
+  if (hole) {
+    findings.push(hole)
+    if (holeAction === undefined) return { kind: 'refuse', finding: hole, findings: withAction(findings, () => 'refused') }
+  }
+  const nextLsn = Math.max(keptLast, o.durableLsn) + 1
+  return {
+    kind: 'recover',
+    plan: { ...NOTHING_TO_REPAIR, cuts: tailProblem ? [{ index: tailProblem.segmentIndex, offset: tailProblem.offset, keepCopy: false }] : [] },
+    findings,
+    keptLast,
+    nextLsn,
+    resume: resumeAfter(seg, undefined, keptLast, nextLsn),
+  }
+}
+
+/** The LSNs after `reached` up to the durable one, which the log no longer holds: undefined when there are none. */
+function holeFinding(o: PolicyInput, seg: ScannedSegment | undefined, reached: number, action: FindingAction): Finding | undefined {
+  if (reached >= o.durableLsn) return undefined
+  return {
+    kind: 'hole', segment: seg?.entry.name ?? '(no segment)', offset: seg?.header ? seg.validEnd : 0, lsnFirst: reached + 1, lsnLast: o.durableLsn,
+    alreadyApplied: o.durableLsn <= o.appliedLsn,
+    detail: `the log ends at LSN ${reached} but LSN ${o.durableLsn} is known durable: acknowledged records are missing`, action,
+  }
+}
+
+/** Keep everything before the first problem; drop the rest, keeping the evidence in quarantine/. */
+function pointInTime(o: PolicyInput, scan: LogScan, found: readonly Finding[]): RecoveryDecision {
+  const first = scan.problems[0]
+  if (!first) return tolerate(o, scan, found, 'dropped')
+  const wholeSegment = first.kind === 'corrupt-header' || first.offset < SEGMENT_HEADER_BYTES
+  const keepUpTo = wholeSegment ? first.segmentIndex - 1 : first.segmentIndex
+  const moves: SegmentMove[] = []
+  for (let i = keepUpTo + 1; i < scan.segments.length; i++) moves.push({ index: i, as: (scan.segments[i] as ScannedSegment).entry.name })
+  const kept = scan.segments[keepUpTo]
+  const keptLast = first.due !== undefined ? first.due - 1 : kept ? dueOf(kept) - 1 : 0
+  const nextLsn = Math.max(keptLast, scan.maxLsn, o.durableLsn) + 1
+  const findings = withAction(found, () => 'dropped')
+  const droppedLast = nextLsn - 1
+  if (droppedLast > keptLast) {
+    findings.unshift({
+      kind: first.kind === 'corrupt-frame' && first.atTail ? 'torn-tail' : first.kind,
+      segment: scan.segments[first.segmentIndex]?.entry.name ?? '?', offset: first.offset,
+      lsnFirst: keptLast + 1, lsnLast: droppedLast, alreadyApplied: droppedLast <= o.appliedLsn,
+      detail: `point-in-time recovery dropped LSNs ${keptLast + 1}-${droppedLast}`, action: 'dropped',
+    })
+  }
+  return {
+    kind: 'recover',
+    plan: { ...NOTHING_TO_REPAIR, cuts: wholeSegment ? [] : [{ index: first.segmentIndex, offset: first.offset, keepCopy: true }], moves },
+    findings,
+    keptLast,
+    nextLsn,
+    resume: resumeAfter(kept, wholeSegment ? undefined : first.offset, keptLast, nextLsn),
+  }
+}
+
+/** Skip every damaged frame; zero a torn tail; a last segment with a bad header goes to quarantine. */
+function skipCorrupt(o: PolicyInput, scan: LogScan, found: readonly Finding[]): RecoveryDecision {
+  const findings = withAction(found, (f) => (f.kind === 'torn-tail' ? 'truncated' : 'skipped'))
+  let lastIndex = scan.segments.length - 1
+  const moves: SegmentMove[] = []
+  const lastProblem = scan.problems.find((p) => p.kind === 'corrupt-header' && p.segmentIndex === lastIndex)
+  if (lastProblem) {
+    moves.push({ index: lastIndex, as: (scan.segments[lastIndex] as ScannedSegment).entry.name })
+    lastIndex--
+  }
+  const tail = scan.problems.find((p) => p.atTail)
+  const kept = scan.segments[lastIndex]
+  const keptLast = kept ? dueOf(kept) - 1 : 0
+  const nextLsn = Math.max(keptLast, scan.maxLsn, o.durableLsn) + 1
+  const hole = holeFinding(o, lastProblem ? scan.segments[lastIndex + 1] : kept, Math.max(keptLast, scan.maxLsn), 'skipped')
+  if (hole) findings.push(hole)
+  return {
+    kind: 'recover',
+    plan: { ...NOTHING_TO_REPAIR, cuts: tail && tail.segmentIndex === lastIndex ? [{ index: tail.segmentIndex, offset: tail.offset, keepCopy: false }] : [], moves },
+    findings,
+    keptLast,
+    nextLsn,
+    resume: resumeAfter(kept, undefined, keptLast, nextLsn),
+  }
+}
+
+function resumeAfter(seg: ScannedSegment | undefined, cutOffset: number | undefined, keptLast: number, nextLsn: number): Resume {
+  if (!seg?.header || nextLsn !== keptLast + 1) return { kind: 'new-segment', baseLsn: nextLsn, gapFromLsn: nextLsn === keptLast + 1 ? 0 : keptLast + 1 }
+  return { kind: 'append', segment: seg.entry, header: seg.header, offset: cutOffset ?? seg.validEnd, capacity: seg.size, nextLsn }
+}
+
+/** The LSN a segment's next frame would carry. */
+function dueOf(seg: ScannedSegment): number {
+  return seg.lastLsn !== undefined ? seg.lastLsn + 1 : seg.entry.baseLsn
+}
+
+function withAction(findings: readonly Finding[], action: (f: Finding) => FindingAction): Finding[] {
+  return findings.map((f) => ({ ...f, action: action(f) }))
+}
+
+function refuse(f: Finding, findings: readonly Finding[]): RecoveryDecision {
+  const marked = withAction(findings, (x) => (x.action === 'none' ? 'refused' : x.action))
+  return { kind: 'refuse', finding: marked[findings.indexOf(f)] ?? f, findings: marked }
+}
+
+/** What `fsck --repair` does to one segment, and the LSNs that are then no longer in the log. */
+export interface LogRepairAction {
+  readonly problem: ScannedProblem
+  readonly segment: string
+  readonly action: 'truncated' | 'quarantined' | 'gap-declared'
+  /** LSNs no longer in the log, when known. */
+  readonly lsnFirst?: number
+  readonly lsnLast?: number
+}
+
+/**
+ * `fsck --repair` for the log itself:
+ * - damage inside a segment (a bad frame, an LSN out of sequence): the segment
+ *   is cut at the damage (zeroed from there), a copy kept in quarantine/;
+ * - a segment whose header is bad: moved to quarantine/ whole;
+ * - then the segment after each cut or removed one declares the LSNs that are
+ *   now missing as a gap in its header, so the log reads cleanly and the loss
+ *   stays on record.
+ * Returns the plan and, per segment touched, the LSN range it takes out of the log.
+ */
+export function repairPlan(scan: LogScan): { readonly plan: RepairPlan; readonly actions: readonly LogRepairAction[] } {
+  const actions: LogRepairAction[] = []
+  const cuts: SegmentCut[] = []
+  const moves: SegmentMove[] = []
+  // One action per segment: the first problem in it decides (what follows it is cut anyway).
+  const firstPerSegment = new Map<number, ScannedProblem>()
+  for (const p of scan.problems) if (!firstPerSegment.has(p.segmentIndex)) firstPerSegment.set(p.segmentIndex, p)
+  const gapBefore = new Map<number, number>() // segment index -> first missing LSN before it
+  const missingFrom = (i: number, lsn: number) => gapBefore.set(i, Math.min(gapBefore.get(i) ?? Infinity, lsn))
+  for (const [i, p] of [...firstPerSegment.entries()].sort((a, b) => a[0] - b[0])) {
+    const seg = scan.segments[i]
+    assert(seg !== undefined, 'problem names a scanned segment')
+    const due = p.due ?? p.lsnFirst ?? seg.entry.baseLsn
+    if (p.kind === 'missing-lsns' || (p.kind === 'lsn-sequence' && p.offset < SEGMENT_HEADER_BYTES)) {
+      missingFrom(i, due)
+      continue
+    }
+    if (p.kind === 'corrupt-header' || p.offset < SEGMENT_HEADER_BYTES) {
+      moves.push({ index: i, as: `${seg.entry.name}.broken` })
+      actions.push({ problem: p, segment: seg.entry.name, action: 'quarantined', lsnFirst: seg.entry.baseLsn, ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast } : {}) })
+      missingFrom(i + 1, p.due ?? seg.entry.baseLsn)
+      continue
+    }
+    cuts.push({ index: i, offset: p.offset, keepCopy: true })
+    const lostLast = seg.lastLsn !== undefined && seg.lastLsn >= due ? seg.lastLsn : p.lsnLast
+    actions.push({ problem: p, segment: seg.entry.name, action: 'truncated', lsnFirst: due, ...(lostLast !== undefined ? { lsnLast: lostLast } : {}) })
+    missingFrom(i + 1, due)
+  }
+  const gaps: DeclaredGap[] = []
+  for (const [i, from] of gapBefore) {
+    const seg = scan.segments[i]
+    // No next segment (the writer goes on after the cut), or it is gone itself.
+    if (!seg?.header || moves.some((m) => m.index === i) || from >= seg.header.baseLsn) continue
+    gaps.push({ index: i, fromLsn: from })
+    actions.push({ problem: firstPerSegment.get(i) ?? (scan.problems[0] as ScannedProblem), segment: seg.entry.name, action: 'gap-declared', lsnFirst: from, lsnLast: seg.header.baseLsn - 1 })
+  }
+  return { plan: { cuts, moves, gaps }, actions }
+}

@@ -1,0 +1,219 @@
+import type { Checksums } from '../format/checksum.js'
+import { RecordType } from '../format/format.js'
+import { RecordCodec } from '../format/record-codec.js'
+import { CorruptionError, isMemwalError, MemwalError } from '../errors.js'
+import type { Clock } from '../io/clock.js'
+import type { FileSystem } from '../io/fs.js'
+import { limits } from '../limits.js'
+import { findingOf, type Finding, type FindingKind } from '../log/recovery/findings.js'
+import { scanLog, type LogScan } from '../log/recovery/log-scan.js'
+import { readLog, type LogRecord } from '../log/wal-reader.js'
+import type { CacheSink } from '../sinks/cache-sink.js'
+import type { IndexSink } from '../sinks/index-sink.js'
+import type { BackendSink } from '../sinks/sink.js'
+import { addToLatest, checkSinks, type LatestVersions, type LsnRange, type SinkFindingKind } from './sink-check.js'
+
+/**
+ * The one verify pipeline, for `MemWAL.verify` on an open engine and for
+ * `memwal fsck` on a closed directory (DESIGN.md §8): scan the log (every
+ * segment and frame), turn what the scan found into findings, read the log's
+ * latest version of each key, compare the sinks with it (repairing them when
+ * asked), and report. What differs between the two is only what the caller
+ * passes: a running writer (`live`) or a repair of the log first (fsck).
+ */
+
+/** What `verify` and `memwal fsck` report about the log and the sinks. */
+export type ReconcileFindingKind = FindingKind | SinkFindingKind
+
+/** A finding as the report shows it: `repaired` says whether something was done about it. */
+export type ReconcileFinding = Finding<ReconcileFindingKind> & { readonly repaired: boolean }
+
+export interface VerifyReport {
+  readonly clean: boolean
+  readonly repaired: number
+  readonly unrepaired: number
+  readonly counts: Readonly<Record<string, number>>
+  readonly findings: readonly ReconcileFinding[]
+  readonly segments: number
+  readonly records: number
+  readonly bytesScanned: number
+  readonly lastLsn: number
+  readonly checkpoints: { readonly backend: number; readonly index: number }
+  readonly elapsedMs: number
+}
+
+/** Where the log is read from. */
+export interface LogSource {
+  readonly fs: FileSystem
+  readonly sums: Checksums
+  readonly walDir: string
+}
+
+/** A writer appending while verify runs (`MemWAL.verify`): its own unfinished tail and keys in flux are not findings. */
+export interface LiveLog {
+  /** The segment the writer appends to. */
+  readonly activeSegment: string
+  /** The log's last LSN when verify started. */
+  readonly lastLsn: number
+  /** The log's last LSN now: the appliers may have gone past `lastLsn` meanwhile. */
+  lastLsnNow(): number
+  /** Keys written but not yet applied everywhere. */
+  pendingKeys(): Iterable<string>
+  /** Records written after an LSN, as the writer reads them back. */
+  readAfter(lsn: number): AsyncIterable<LogRecord>
+  /** Stops the appliers while sinks are repaired; resolves a function that starts them again. */
+  pause(): Promise<() => void>
+}
+
+/** Scans the whole log: every header, every frame. */
+export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void): Promise<LogScan> {
+  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}) })
+}
+
+/**
+ * The scan's problems as findings. With a live writer, damage past the last
+ * LSN written at the end of the active segment is the writer's own append in
+ * progress, not a finding; damage where an LSN already written was due is
+ * corruption wherever it is.
+ */
+export function logFindings(scan: LogScan, backendLsn: number, live?: LiveLog): Finding[] {
+  const out: Finding[] = []
+  for (const p of scan.problems) {
+    const written = live !== undefined && p.due !== undefined && p.due <= live.lastLsn
+    if (live && p.atTail && scan.segments[p.segmentIndex]?.entry.name === live.activeSegment && !written) continue
+    const f = findingOf(p, scan, backendLsn)
+    // A live log's damage is repaired by `memwal fsck --repair` on the closed directory, never under the writer.
+    out.push(live ? { ...f, kind: p.atTail && !written ? 'torn-tail' : p.kind, detail: `${f.detail} (repair with memwal fsck --repair on the closed directory)` } : f)
+  }
+  return out
+}
+
+export interface ReplicaCheck extends LogSource {
+  readonly backend: BackendSink
+  readonly index: IndexSink
+  readonly cache?: CacheSink
+  readonly repair: boolean
+  readonly live?: LiveLog
+  /** The log's last LSN as scanned. */
+  readonly lastLsn: number
+}
+
+/**
+ * Compares the sinks with the log's latest version of each key, and repairs
+ * them when asked. Keys in flux (pending, touched above the lowest checkpoint,
+ * written while the check ran) are not compared.
+ */
+export async function checkReplicas(c: ReplicaCheck): Promise<Finding<SinkFindingKind>[]> {
+  const resume = c.repair && c.live ? await c.live.pause() : undefined
+  try {
+    const lost: LsnRange[] = []
+    const latest = await latestVersions(c, lost, c.backend.checkpoint)
+    const unstable = new Set<string>(c.live?.pendingKeys() ?? [])
+    const low = Math.min(c.backend.checkpoint, c.index.checkpoint)
+    for (const [key, v] of latest) if (v.lsn > low || v.lsn > c.lastLsn) unstable.add(key)
+    const lastLsn = c.live ? c.live.lastLsnNow() : c.lastLsn
+    const found = await checkSinks({ backend: c.backend, index: c.index, ...(c.cache ? { cache: c.cache } : {}), unstable, lastLsn, lost }, latest, c.repair)
+    // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
+    if (!c.live || c.repair) return found
+    const moved = await keysWrittenAfter(c.live, c.lastLsn)
+    return found.filter((f) => f.key === undefined || !moved.has(f.key))
+  } catch (cause) {
+    // On an open engine, a sink that cannot answer (a backend outage) is a typed refusal, not its raw error (G4).
+    if (!c.live || isMemwalError(cause)) throw cause
+    throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `verify cannot read the sinks: ${(cause as Error)?.message ?? String(cause)}`, { cause, transient: true })
+  } finally {
+    resume?.()
+  }
+}
+
+async function keysWrittenAfter(live: LiveLog, lsn: number): Promise<Set<string>> {
+  const codec = new RecordCodec()
+  const keys = new Set<string>()
+  try {
+    for await (const r of live.readAfter(lsn)) {
+      const record = codec.decode(r.type, r.payload)
+      for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) keys.add(op.key)
+    }
+  } catch (err) {
+    // Damage on the way to those records is in the report already (the scan found it): report, never throw.
+    if (!(err instanceof CorruptionError)) throw err
+  }
+  return keys
+}
+
+/**
+ * The latest version of each key in the log. With `lost`, also the LSN ranges
+ * up to `throughLsn` the log does not hold after its first record (damage
+ * skipped, a missing segment, a declared gap, a cut tail): what the sinks
+ * applied there only they know.
+ */
+export async function latestVersions(src: LogSource, lost?: LsnRange[], throughLsn = 0): Promise<LatestVersions> {
+  const codec = new RecordCodec()
+  const latest: LatestVersions = new Map()
+  let prev = 0
+  for await (const r of readLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, fromLsn: 1, toLsn: Number.MAX_SAFE_INTEGER, skipDamage: true })) {
+    if (prev !== 0 && r.lsn > prev + 1) lost?.push([prev + 1, r.lsn - 1])
+    prev = r.lsn
+    addToLatest(latest, r.lsn, codec.decode(r.type, r.payload))
+  }
+  if (prev < throughLsn) lost?.push([prev + 1, throughLsn])
+  return latest
+}
+
+/** The last LSN the scanned log holds. */
+export function lastLsnOf(scan: LogScan): number {
+  for (let i = scan.segments.length - 1; i >= 0; i--) {
+    const s = scan.segments[i]
+    if (s?.lastLsn !== undefined) return s.lastLsn
+    if (s?.header) return s.header.baseLsn - 1
+  }
+  return 0
+}
+
+export interface OpenLogVerify extends LogSource {
+  readonly backend: BackendSink
+  readonly index: IndexSink
+  readonly cache: CacheSink
+  readonly repair: boolean
+  readonly live: LiveLog
+  readonly clock: Clock
+}
+
+/**
+ * `MemWAL.verify`: the log and the sinks of an open engine, while it runs.
+ * Damage in the log itself is reported; repairing it takes `memwal fsck
+ * --repair` on the closed directory. With `repair`, the sinks are repaired
+ * (the appliers pause meanwhile).
+ */
+export async function verifyOpenLog(v: OpenLogVerify): Promise<VerifyReport> {
+  const started = v.clock.nowMs()
+  const scan = await scanWholeLog(v)
+  const findings: Finding<ReconcileFindingKind>[] = logFindings(scan, v.backend.checkpoint, v.live)
+  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn })))
+  return report(findings, scan, v.live.lastLsn, { backend: v.backend.checkpoint, index: v.index.checkpoint }, v.clock.nowMs() - started)
+}
+
+/** Whether something was done about a finding. */
+export function wasRepaired(f: Finding<string>): boolean {
+  return f.action !== 'none' && f.action !== 'refused'
+}
+
+export function report(findings: readonly Finding<ReconcileFindingKind>[], scan: LogScan, lastLsn: number, checkpoints: VerifyReport['checkpoints'], elapsedMs: number): VerifyReport {
+  const counts: Record<string, number> = {}
+  for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
+  const shown = findings.map((f) => ({ ...f, repaired: wasRepaired(f) }))
+  const repaired = shown.filter((f) => f.repaired).length
+  return {
+    clean: findings.length === 0,
+    repaired,
+    unrepaired: findings.length - repaired,
+    counts,
+    findings: shown,
+    segments: scan.segments.length,
+    records: scan.records,
+    bytesScanned: scan.bytesScanned,
+    lastLsn,
+    checkpoints,
+    elapsedMs,
+  }
+}
