@@ -49,7 +49,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   const lock = await config.locker.acquire(dir, (err) => onFailed(new WalFailedError('the data directory lock was compromised', err)))
   const undo: (() => Promise<unknown>)[] = [() => lock.release()]
   try {
-    // Made here (0700) rather than by LevelDB (0755): DESIGN.md §2.
+    // Made here (0700) rather than by LevelDB (0755): docs/design.md §2.
     if (!config.level) await fs.mkdirp(path.join(dir, 'store'))
     const store = await LevelStore.open(path.join(dir, 'store'), config.level)
     undo.push(() => store.close())
