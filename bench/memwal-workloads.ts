@@ -13,7 +13,8 @@
  */
 import fs from 'node:fs'
 import { posix as path } from 'node:path'
-import { fsck, inspectDataDir, limits, MemWAL, Wal, type BatchOp, type MemwalOptions, type Sink } from '../engine/index.js'
+import { fsck, inspectDataDir, MemWAL, type BatchOp, type MemwalOptions, type Sink } from '../engine/index.js'
+import { limits, Wal } from '../engine/testing.js'
 import { issueBounded, timedTrial, type Load, type Timing } from './drive.js'
 import { FRAME_HEADER_BYTES, walPut, type RecordShape } from './records.js'
 import type { TrialResult } from './stats.js'

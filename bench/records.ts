@@ -12,7 +12,7 @@
  *
  * Keys have a constant length. Pure: no I/O.
  */
-import { RecordCodec, RecordType, type WalRecord } from '../engine/index.js'
+import { RecordCodec, RecordType, type WalRecord } from '../engine/testing.js'
 
 export type ShapeId = 'plain' | 'agent'
 export const SHAPES: readonly ShapeId[] = ['plain', 'agent']

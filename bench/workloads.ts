@@ -3,7 +3,7 @@
  * (one id per system, record shape and load), and how one append trial runs.
  * The one-shot engine workloads are catalogued by the harness.
  */
-import { limits } from '../engine/index.js'
+import { limits } from '../engine/testing.js'
 import type { Load, Timing } from './drive.js'
 import { memwalTrial } from './memwal-workloads.js'
 import type { PeerPackage } from './peer-modules.js'

@@ -1,5 +1,8 @@
 /**
- * memwal's public API. `cli/` and `bench/` import only from here.
+ * memwal's product API. What simulations and tools need besides (the log,
+ * the codec, the simulated filesystem, manual clock, seeded random) is in
+ * engine/testing.ts, exported as `memwal/testing`. `cli/` and `bench/` import
+ * only from these two.
  */
 export { MemWAL, type QueryOptions, type QueryResult } from './engine.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
@@ -14,11 +17,7 @@ export type { VerifyReport, ReconcileFinding, ReconcileFindingKind } from './rec
 export type { SinkFindingKind } from './reconcile/sink-check.js'
 export type { LevelDatabase } from './sinks/level-store.js'
 export { resilienceDefaults, type ResilienceConfig, type BreakerState } from './resilience/policy.js'
-export { Wal, type WalOptions } from './log/wal.js'
-export type { Durability, WriterState } from './log/wal-writer.js'
-export type { LogRecord } from './log/wal-reader.js'
-export { RecordCodec, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
-export { RecordType, FORMAT_VERSION } from './format/format.js'
+export type { Durability } from './log/wal-writer.js'
 export { CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport } from './log/recovery/wal-recovery.js'
 export { describeFinding, type Finding, type FindingKind, type FindingAction } from './log/recovery/findings.js'
 export {
@@ -26,9 +25,6 @@ export {
   InvalidOptionsError, AssertionFailedError, isMemwalError, osError, type ErrorCode, type LogPlace,
 } from './errors.js'
 export type { FileSystem, FileHandle, FileStat, OpenMode, OpenOptions } from './io/fs.js'
-export { NodeFileSystem } from './io/node-fs.js'
-export { SimulatedFileSystem, SimulatedCrashError, type FaultRule } from './io/sim-fs.js'
-export { systemClock, ManualClock, type Clock } from './io/clock.js'
-export { systemRandom, SeededRandom, type Random } from './io/random.js'
-export { ProcessDirLocker, noDirLocker, lockHolder, systemLockHost, type DirLocker, type DirLock, type LockHost, type ProcessDirLockerOptions } from './io/dir-lock.js'
-export { limits } from './limits.js'
+export type { Clock } from './io/clock.js'
+export type { Random } from './io/random.js'
+export type { DirLocker, DirLock } from './io/dir-lock.js'

@@ -1,4 +1,5 @@
-import { checkDataDir, dumpLog, NodeFileSystem, type WalRecord } from '../../engine/index.js'
+import { checkDataDir, dumpLog } from '../../engine/index.js'
+import { NodeFileSystem, type WalRecord } from '../../engine/testing.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 

@@ -1,4 +1,5 @@
-import { checkDataDir, describeFinding, MemWAL, NodeFileSystem } from '../../engine/index.js'
+import { checkDataDir, describeFinding, MemWAL } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 

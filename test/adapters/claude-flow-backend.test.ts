@@ -14,7 +14,8 @@
  * needs only the types of; the model encodes the same answers, defects left out.
  */
 import t from 'tap'
-import { MemWAL, SeededRandom } from '../../engine/index.js'
+import { MemWAL } from '../../engine/index.js'
+import { SeededRandom } from '../../engine/testing.js'
 import { MemwalMemoryBackend, type MemoryEntry, type MemoryQuery, type DistanceMetric } from '../../adapters/claude-flow/index.js'
 import { tmpDir } from '../support/tmp-dir.js'
 

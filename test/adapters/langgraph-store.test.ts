@@ -9,7 +9,7 @@
  */
 import t from 'tap'
 import { InMemoryStore, type Item } from '@langchain/langgraph-checkpoint'
-import { SeededRandom } from '../../engine/index.js'
+import { SeededRandom } from '../../engine/testing.js'
 import { MemwalStore } from '../../adapters/langgraph/index.js'
 import { tmpDir } from '../support/tmp-dir.js'
 

@@ -5,7 +5,8 @@
  * must keep (G3 after flush, ONCE, the index agreeing with the backend).
  */
 import { isDeepStrictEqual } from 'node:util'
-import { BackendSink, MemWAL, type MemwalOptions, type Op, type Sink, type StoredEntry } from '../../engine/index.js'
+import { BackendSink, MemWAL, type MemwalOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { type Op } from '../../engine/testing.js'
 import { ENGINE_CHILD_NAMESPACES, ENGINE_CHILD_TAGS } from './children/engine-writer.js'
 
 const FLUSH_TIMEOUT_MS = 60_000

@@ -12,7 +12,7 @@
  * itself, and on a child that opened the log anywhere but where the last
  * check left it.
  */
-import { SeededRandom } from '../../engine/index.js'
+import { SeededRandom } from '../../engine/testing.js'
 import type { Child } from '../support/child-process.js'
 import { sleep } from '../support/wait-for.js'
 import { spawnKillChild } from './kill-child.js'

@@ -7,7 +7,7 @@
  * segments, and recovery found nothing but a torn tail.
  */
 import t from 'tap'
-import { SeededRandom, SimulatedFileSystem, type Wal } from '../../engine/index.js'
+import { SeededRandom, SimulatedFileSystem, type Wal } from '../../engine/testing.js'
 import {
   describeSegments, openLog, readAll, recordFor, TracingFileSystem, type TracedOp,
 } from '../support/craft.js'

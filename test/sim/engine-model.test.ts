@@ -11,7 +11,8 @@
 import { randomInt } from 'node:crypto'
 import { MemoryLevel } from 'memory-level'
 import t from 'tap'
-import { MemWAL, SeededRandom, SimulatedFileSystem, type LevelDatabase, type Sink } from '../../engine/index.js'
+import { MemWAL, type LevelDatabase, type Sink } from '../../engine/index.js'
+import { SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
 import { runEngineModelScenario, type ModelScenarioResult } from '../support/engine-model.js'
 
 const SCENARIOS = Number(process.env['MEMWAL_MODEL_SCENARIOS'] ?? 200)

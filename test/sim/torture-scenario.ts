@@ -69,11 +69,8 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { MemoryLevel } from 'memory-level'
-import {
-  BackendSink, ManualClock, MemWAL, PermanentSinkError, SeededRandom, SimulatedFileSystem, dumpLog, isMemwalError,
-  type AppliedRecord, type BatchOp, type FileHandle, type LevelDatabase, type MemwalOptions,
-  type Op, type OpenMode, type OpenOptions, type QueryOptions, type Sink, type StoredEntry,
-} from '../../engine/index.js'
+import { BackendSink, MemWAL, PermanentSinkError, dumpLog, isMemwalError, type AppliedRecord, type BatchOp, type FileHandle, type LevelDatabase, type MemwalOptions, type OpenMode, type OpenOptions, type QueryOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { ManualClock, SeededRandom, SimulatedFileSystem, type Op } from '../../engine/testing.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
 
 export const TORTURE_DIR = '/data'

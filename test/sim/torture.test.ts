@@ -21,10 +21,8 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { MemoryLevel } from 'memory-level'
 import t from 'tap'
-import {
-  MemWAL, PermanentSinkError, RecordType, SeededRandom, SimulatedFileSystem, Wal, isMemwalError, noDirLocker,
-  type AppliedRecord, type LevelDatabase, type Sink,
-} from '../../engine/index.js'
+import { MemWAL, PermanentSinkError, isMemwalError, type AppliedRecord, type LevelDatabase, type Sink } from '../../engine/index.js'
+import { RecordType, SeededRandom, SimulatedFileSystem, Wal, noDirLocker } from '../../engine/testing.js'
 import { runTortureScenario } from './torture-scenario.js'
 import { childEnv } from '../support/child-env.js'
 

@@ -10,7 +10,7 @@
  * A failing seed replays alone with `npx tsx test/tools/replay-power-loss.ts --seed N`.
  */
 import t from 'tap'
-import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/index.js'
+import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
 import { replayCommand, runScenario, SCENARIO_DIR, SCENARIO_SEGMENT_BYTES } from '../support/power-loss-scenario.js'
 
 const SEED_BASE_DEFAULT = 20_251_123

@@ -8,11 +8,8 @@
  * payloads derived from the LSN.
  */
 import { posix as path } from 'node:path'
-import {
-  ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal,
-  type CorruptionPolicy, type FileHandle, type FileSystem, type OpenMode, type OpenOptions,
-  type RecoveryReport, type WalOptions, type WalRecord,
-} from '../../engine/index.js'
+import { type CorruptionPolicy, type FileHandle, type FileSystem, type OpenMode, type OpenOptions, type RecoveryReport } from '../../engine/index.js'
+import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal, type WalOptions, type WalRecord } from '../../engine/testing.js'
 import { createChecksums, type Checksums } from '../../engine/format/checksum.js'
 import {
   decodeSegmentHeader, encodeFrameInto, encodeSegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, type SegmentHeader,

@@ -42,10 +42,8 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { MemoryLevel } from 'memory-level'
-import {
-  BackendSink, MemWAL, SeededRandom, SimulatedFileSystem, Wal, isMemwalError, noDirLocker,
-  type BatchOp, type LevelDatabase, type MemwalOptions, type Op, type QueryOptions, type Sink, type StoredEntry, type WalRecord,
-} from '../../engine/index.js'
+import { BackendSink, MemWAL, isMemwalError, type BatchOp, type LevelDatabase, type MemwalOptions, type QueryOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { SeededRandom, SimulatedFileSystem, Wal, noDirLocker, type Op, type WalRecord } from '../../engine/testing.js'
 
 export const MODEL_DIR = '/data'
 const SEGMENT_BYTES = 64 * 1024

@@ -15,7 +15,8 @@
  * For every wrapped sink it counts the calls and, per LSN, how many times the
  * sink's storage took the record (to catch a double apply).
  */
-import { PermanentSinkError, SeededRandom, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
+import { PermanentSinkError, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
+import { SeededRandom } from '../../engine/testing.js'
 
 /** A transient failure: what a backend that cannot be reached throws. */
 export class InjectedFault extends Error {

@@ -24,10 +24,8 @@
  * Everything derives from the seed: `runScenario(seed)` replays exactly.
  */
 import { posix as path } from 'node:path'
-import {
-  describeFinding, ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal,
-  type FileHandle, type Finding, type OpenMode, type OpenOptions,
-} from '../../engine/index.js'
+import { describeFinding, type FileHandle, type Finding, type OpenMode, type OpenOptions } from '../../engine/index.js'
+import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from './forwarding-fs.js'
 
 export const SCENARIO_DIR = '/data'

@@ -18,7 +18,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL, NodeFileSystem, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
 import { fastResilience, SinkFaults, waitFor } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 

@@ -14,7 +14,8 @@
 import { MemoryLevel } from 'memory-level'
 import { Packr } from 'msgpackr'
 import t, { type Test } from 'tap'
-import { MemWAL, SeededRandom, SimulatedFileSystem, type LevelDatabase, type MemwalOptions, type ReconcileFinding, type VerifyReport } from '../../engine/index.js'
+import { MemWAL, type LevelDatabase, type MemwalOptions, type ReconcileFinding, type VerifyReport } from '../../engine/index.js'
+import { SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
 
 const SEP = '\u0000'
 const packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { FORMAT_VERSION, ManualClock, RecordCodec, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/index.js'
+import { FORMAT_VERSION, ManualClock, RecordCodec, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
 import { createChecksums } from '../../engine/format/checksum.js'
 import { encodeFrame, encodeSegmentHeader, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
 import { scanFrames } from '../../engine/log/segment-cursor.js'

@@ -9,7 +9,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL, NodeFileSystem, isMemwalError, osError, type MemwalError, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, isMemwalError, osError, type MemwalError, type MemwalOptions } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 async function openError(options: MemwalOptions): Promise<MemwalError | undefined> {

@@ -26,9 +26,8 @@ import path from 'node:path'
 import fc from 'fast-check'
 import pg from 'pg'
 import t from 'tap'
-import {
-  dumpLog, ManualClock, MemWAL, PermanentSinkError, RecordType, type AppliedRecord, type MemwalOptions, type Op, type WalRecord,
-} from '../../engine/index.js'
+import { dumpLog, MemWAL, PermanentSinkError, type AppliedRecord, type MemwalOptions } from '../../engine/index.js'
+import { ManualClock, RecordType, type Op, type WalRecord } from '../../engine/testing.js'
 import { compareVersions, PG_SCHEMA_VERSION, PgBackend, type PgBackendOptions, type PgStoredEntry } from '../../engine/sinks/pg/pg-backend.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 import { tmpDir } from '../support/tmp-dir.js'

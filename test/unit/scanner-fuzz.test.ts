@@ -16,7 +16,8 @@ import {
 } from '../../engine/format/format.js'
 import { scanFrames, type ScanEvent } from '../../engine/log/segment-cursor.js'
 import { scanLog } from '../../engine/log/recovery/log-scan.js'
-import { ManualClock, MemwalError, RecordType as RT, SeededRandom, SimulatedFileSystem, Wal, type CorruptionPolicy, type ErrorCode } from '../../engine/index.js'
+import { MemwalError, type CorruptionPolicy, type ErrorCode } from '../../engine/index.js'
+import { ManualClock, RecordType as RT, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
 
 const sums = await createChecksums()
 /** FUZZ_SCALE=10 runs ten times as many cases (for a longer hunt than CI's). */

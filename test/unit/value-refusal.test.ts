@@ -9,7 +9,8 @@
  */
 import fc from 'fast-check'
 import t from 'tap'
-import { isMemwalError, MemWAL, RecordCodec, RecordType } from '../../engine/index.js'
+import { isMemwalError, MemWAL } from '../../engine/index.js'
+import { RecordCodec, RecordType } from '../../engine/testing.js'
 import { VALUE_DEPTH_MAX } from '../../engine/format/value-codec.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { refusedValueArb } from '../support/values.js'

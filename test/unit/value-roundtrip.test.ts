@@ -11,7 +11,8 @@
  */
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
-import { MemWAL, PgBackend, RecordCodec, RecordType, type BackendSink, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, PgBackend, type BackendSink, type MemwalOptions } from '../../engine/index.js'
+import { RecordCodec, RecordType } from '../../engine/testing.js'
 import { SinkFaults } from '../support/faulty-sink.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
 import { tmpDir } from '../support/tmp-dir.js'

@@ -7,10 +7,8 @@
  * second open sees.
  */
 import t from 'tap'
-import {
-  CORRUPTION_POLICIES, CorruptionError, isMemwalError,
-  type CorruptionPolicy, type ErrorCode, type WalOptions,
-} from '../../engine/index.js'
+import { CORRUPTION_POLICIES, CorruptionError, isMemwalError, type CorruptionPolicy, type ErrorCode } from '../../engine/index.js'
+import { type WalOptions } from '../../engine/testing.js'
 import { decodeFrame } from '../../engine/format/format.js'
 import {
   buildLog, bytesOf, craftFrame, definedOnly, findingsOf, flipBit, listDir, locate, openLog, pokeAt, QUARANTINE_DIR, range,

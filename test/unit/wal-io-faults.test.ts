@@ -7,10 +7,8 @@
  * All on the simulated filesystem, with a manual clock and seeded randomness.
  */
 import t from 'tap'
-import {
-  ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal,
-  type WalOptions, type WalFailedError,
-} from '../../engine/index.js'
+import { type WalFailedError } from '../../engine/index.js'
+import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal, type WalOptions } from '../../engine/testing.js'
 import { macrotasks } from '../support/power-loss-scenario.js'
 
 const DIR = '/data'

@@ -24,7 +24,8 @@
  *   error <code> <message>     then exit 1
  */
 import fs from 'node:fs'
-import { MemWAL, SeededRandom, type Op, type ResilienceConfig, type Sink } from '../../../engine/index.js'
+import { MemWAL, type ResilienceConfig, type Sink } from '../../../engine/index.js'
+import { SeededRandom, type Op } from '../../../engine/testing.js'
 import { writeLine } from '../../support/child-process.js'
 import { issueWrite, writeRandom } from '../../support/seeded-writes.js'
 

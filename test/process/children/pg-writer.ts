@@ -15,7 +15,8 @@
  *   flushed <lastLsn> <checkpoint> after `stop` on stdin: writing stopped and every sink caught up
  *   error <code> <message>         then exit 1
  */
-import { MemWAL, PgBackend, SeededRandom, type Op } from '../../../engine/index.js'
+import { MemWAL, PgBackend } from '../../../engine/index.js'
+import { SeededRandom, type Op } from '../../../engine/testing.js'
 import { writeLine } from '../../support/child-process.js'
 import { issueWrite, writeRandom } from '../../support/seeded-writes.js'
 
