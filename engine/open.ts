@@ -4,13 +4,15 @@ import { PendingLog } from './apply/pending-log.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
+import { makeDirDurable } from './io/file-ops.js'
 import type { FileSystem } from './io/fs.js'
 import { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
 import { CacheSink } from './sinks/cache-sink.js'
 import { IndexSink } from './sinks/index-sink.js'
 import { LevelBackend } from './sinks/level-backend.js'
-import { LevelStore } from './sinks/level-store.js'
+import type { LevelStore } from './sinks/level-store.js'
+import { openStore } from './sinks/store-dir.js'
 import type { BackendSink } from './sinks/sink.js'
 
 /** Everything an open engine is made of, built once by `assemble`. */
@@ -49,9 +51,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   const lock = await config.locker.acquire(dir, (err) => onFailed(new WalFailedError('the data directory lock was compromised', err)))
   const undo: (() => Promise<unknown>)[] = [() => lock.release()]
   try {
-    // Made here (0700) rather than by LevelDB (0755): docs/design.md §2.
-    if (!config.level) await fs.mkdirp(path.join(dir, 'store'))
-    const store = await LevelStore.open(path.join(dir, 'store'), config.level)
+    const store = await openStore(fs, dir, config.level)
     undo.push(() => store.close())
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
     const backend = wrap(config.backend ?? new LevelBackend(store))
@@ -104,14 +104,14 @@ async function loadBacklog(wal: Wal, pending: PendingLog, nowMs: number): Promis
   if (pending.nextLsn <= wal.lastLsn) pending.skipTo(wal.lastLsn + 1)
 }
 
-/** Creates the data directory (0700), or says, typed, why it cannot be one: a file in the way, no permission. */
+/** Creates the data directory (0700, its entry synced in the parent), or says, typed, why it cannot be one: a file in the way, no permission. */
 async function makeDataDir(fs: FileSystem, dir: string): Promise<void> {
   for (const d of [dir, path.join(dir, 'wal')]) {
     const st = await fs.stat(d).catch(() => undefined)
     if (st && !st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${d} exists and is not a directory`, { details: { path: d } })
   }
   try {
-    await fs.mkdirp(dir)
+    await makeDirDurable(fs, dir)
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code
     if (code === 'EEXIST' || code === 'ENOTDIR') throw new MemwalError('DIR_NOT_MEMWAL', `cannot create the data directory ${dir}: a file is in the way (${code})`, { cause, details: { path: dir } })

@@ -3,7 +3,7 @@ import type { FileHandle, FileSystem } from '../io/fs.js'
 import type { Checksums } from '../format/checksum.js'
 import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { MemwalError } from '../errors.js'
-import { freeName } from '../io/file-ops.js'
+import { freeName, makeDirDurable } from '../io/file-ops.js'
 
 /**
  * `deadletter/<sink>.log`: the records a sink rejected for good, framed as in
@@ -20,7 +20,7 @@ export class DeadLetterLog {
   ) {}
 
   static async open(fs: FileSystem, dir: string, sink: string, sums: Checksums, salt: number, nowMs: number): Promise<DeadLetterLog> {
-    await fs.mkdirp(dir)
+    await makeDirDurable(fs, dir)
     const file = path.join(dir, `${sink}.log`)
     const stat = await fs.stat(file)
     if (!stat) {

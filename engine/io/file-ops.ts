@@ -17,6 +17,24 @@ export async function zeroRange(fs: FileSystem, file: string, from: number, to: 
   }
 }
 
+/**
+ * Creates `dir` and any missing parents (0700), durably: the parent of every
+ * directory made here is synced after it, top down, so that a power loss
+ * cannot take back a directory that later durability relies on (a segment
+ * synced into a `wal/` whose own entry was never synced is lost with it).
+ * A directory that already exists costs one stat and no sync.
+ */
+export async function makeDirDurable(fs: FileSystem, dir: string): Promise<void> {
+  const missing: string[] = []
+  for (let d = path.resolve(dir); !(await fs.stat(d)); d = path.dirname(d)) {
+    missing.push(d)
+    if (path.dirname(d) === d) break
+  }
+  if (missing.length === 0) return
+  await fs.mkdirp(dir)
+  for (const made of missing.reverse()) await fs.syncDir(path.dirname(made))
+}
+
 /** Writes `bytes` to a new file, durably (file and directory entry). */
 export async function writeNewFile(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
   const h = await fs.open(file, 'create')

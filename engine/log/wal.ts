@@ -11,6 +11,7 @@ import { recoverWal, CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryRe
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
+import { makeDirDurable } from '../io/file-ops.js'
 import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
 import { listWal } from './segment-list.js'
 import { readLog, type LogRecord } from './wal-reader.js'
@@ -104,7 +105,7 @@ export class Wal {
   /** Opens with a config already resolved and checksums already built (the engine makes both once, at open). */
   static async openResolved(o: WalConfig, point: WalOpenPoint, sums: Checksums): Promise<Wal> {
     let writerRef: WalWriter | undefined
-    await o.fs.mkdirp(o.walDir)
+    await makeDirDurable(o.fs, o.walDir)
     const lock = await o.locker.acquire(o.dir, (err) => {
       // Another process may now write here: stop writing at once (G7, fail closed).
       writerRef?.poison('the data directory lock was compromised', err)

@@ -9,7 +9,8 @@ import { repairPlan, type LogRepairAction } from '../log/recovery/recovery-polic
 import { carryOut } from '../log/recovery/repair-executor.js'
 import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
-import { LevelStore } from '../sinks/level-store.js'
+import type { LevelStore } from '../sinks/level-store.js'
+import { openStore } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
 import { checkReplicas, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
@@ -52,7 +53,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   let store: LevelStore | undefined
   try {
     scan = await scanWithProgress(src, o.onProgress)
-    store = await LevelStore.open(path.join(dir, 'store'))
+    store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
     const found = logFindings(scan, backendLsn)
     if (o.repair && scan.problems.length > 0) {
@@ -71,7 +72,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
       lock = await locker.acquire(dir, () => undefined)
       scan = await scanWholeLog(src)
     }
-    store ??= await LevelStore.open(path.join(dir, 'store'))
+    store ??= await openStore(fs, dir)
     const backend = new LevelBackend(store)
     const index = new IndexSink(store)
     await backend.open()

@@ -4,7 +4,7 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { limits } from '../limits.js'
 import { checkDataDir } from './reconciler.js'
-import { LevelStore } from '../sinks/level-store.js'
+import { openStore } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
@@ -43,7 +43,7 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   const holder = fs instanceof NodeFileSystem ? lockHolder(root) : undefined
   let checkpoints: DataDirStatus['checkpoints']
   if (!holder && (await fs.stat(path.join(root, 'store')))) {
-    const store = await LevelStore.open(path.join(root, 'store'))
+    const store = await openStore(fs, root)
     try {
       checkpoints = { backend: await store.readCheckpoint('backend'), index: await store.readCheckpoint('index') }
     } finally {

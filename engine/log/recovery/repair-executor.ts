@@ -2,7 +2,7 @@ import { posix as path } from 'node:path'
 import { assert } from '../../assert.js'
 import type { Checksums } from '../../format/checksum.js'
 import { decodeSegmentHeader, encodeSegmentHeader } from '../../format/format.js'
-import { copyFile, freeName, writeNewFile, zeroRange } from '../../io/file-ops.js'
+import { copyFile, freeName, makeDirDurable, writeNewFile, zeroRange } from '../../io/file-ops.js'
 import type { FileSystem } from '../../io/fs.js'
 import type { LogScan } from './log-scan.js'
 
@@ -55,7 +55,7 @@ export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan)
     assert(seg !== undefined, 'the plan names a scanned segment')
     return seg
   }
-  if (plan.moves.length > 0 || plan.cuts.some((c) => c.keepCopy)) await t.fs.mkdirp(t.quarantineDir)
+  if (plan.moves.length > 0 || plan.cuts.some((c) => c.keepCopy)) await makeDirDurable(t.fs, t.quarantineDir)
   for (const cut of plan.cuts) {
     const seg = segment(cut.index)
     if (cut.keepCopy) await copyFile(t.fs, seg.entry.path, await freeName(t.fs, t.quarantineDir, `${seg.entry.name}.broken`))

@@ -1,0 +1,31 @@
+import { posix as path } from 'node:path'
+import { makeDirDurable } from '../io/file-ops.js'
+import type { FileSystem } from '../io/fs.js'
+import { LevelStore, type LevelDatabase } from './level-store.js'
+
+/** The LevelDB store's folder inside a data directory. */
+export const STORE_DIR = 'store'
+
+/**
+ * Opens the store of data directory `dataDir`, the one way every caller does
+ * (the engine, fsck, status). `store/` is made by memwal (0700, its entry
+ * synced in the data directory) rather than by LevelDB (0755, never synced);
+ * after LevelDB opens, `store/` itself is synced: LevelDB writes a new
+ * MANIFEST and renames CURRENT into place at open without a directory sync,
+ * and the sinks' synced batches go to files named only there. With `level`
+ * (a database of the caller's, memory-level in simulations) nothing is made
+ * on disk.
+ */
+export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDatabase): Promise<LevelStore> {
+  const dir = path.join(dataDir, STORE_DIR)
+  if (level) return LevelStore.open(dir, level)
+  await makeDirDurable(fs, dir)
+  const store = await LevelStore.open(dir)
+  try {
+    await fs.syncDir(dir)
+  } catch (err) {
+    await store.close().catch(() => undefined)
+    throw err
+  }
+  return store
+}
