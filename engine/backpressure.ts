@@ -18,6 +18,7 @@ export class Backpressure {
   private high = false
   /** Size of the last record the backlog had no room for: health stays read-only while such a record still would not fit. */
   private refusedBytes = 0
+  private wasReadOnly = false
 
   constructor(
     private readonly c: Config,
@@ -26,6 +27,8 @@ export class Backpressure {
     private readonly assertWritable: () => void,
     /** `backlog-high`, each time the backlog crosses the high ratio upwards. */
     private readonly onHigh: (e: { bytes: number; maxBytes: number }) => void,
+    /** `readOnly` flipped: the engine's state may have changed. */
+    private readonly onReadOnly: () => void = () => undefined,
   ) {}
 
   /** Resolves once a record of `bytes` fits the backlog; rejects ENGINE_BACKLOG_FULL otherwise. */
@@ -34,6 +37,7 @@ export class Backpressure {
     if (bytes > max) throw new MemwalError('ENGINE_BACKLOG_FULL', `a record of ${bytes} bytes can never fit maxBacklogBytes ${max}`)
     if (this.pending.bytes + bytes <= max) return
     this.refusedBytes = bytes
+    this.noteReadOnly()
     if (this.c.backlogPolicy === 'reject') throw this.full()
     const deadline = this.c.clock.nowMs() + this.c.backlogWaitMsMax
     const release = holdProcess() // the caller awaits this write: its wait must not rest on unref'd timers alone
@@ -71,6 +75,19 @@ export class Backpressure {
     const high = this.pending.bytes >= this.c.maxBacklogBytes * BACKLOG_HIGH_RATIO
     if (high && !this.high) this.onHigh({ bytes: this.pending.bytes, maxBytes: this.c.maxBacklogBytes })
     this.high = high
+    this.noteReadOnly()
+  }
+
+  /** Why writes are refused or wait, while they are. */
+  get readOnlyReason(): string | undefined {
+    return this.readOnly ? `backlog ${this.pending.bytes} bytes at maxBacklogBytes ${this.c.maxBacklogBytes}` : undefined
+  }
+
+  private noteReadOnly(): void {
+    const r = this.readOnly
+    if (r === this.wasReadOnly) return
+    this.wasReadOnly = r
+    this.onReadOnly()
   }
 
   /** Writes are refused (or wait): the backlog is full, or the last refused record still would not fit. */

@@ -8,7 +8,8 @@ import { Backpressure } from './backpressure.js'
 import { DeadLetters } from './dead-letters.js'
 import { FlushWaiters } from './flush.js'
 import type { Checksums } from './format/checksum.js'
-import { engineHealth, type EngineHealth } from './health.js'
+import type { MemwalEventMap } from './events.js'
+import { engineHealth, serviceOf, serviceSources, type EngineHealth, type ServiceStatus } from './health.js'
 import { HybridClock } from './hlc.js'
 import { Lifecycle } from './lifecycle.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
@@ -39,10 +40,10 @@ export type { QueryOptions, QueryResult } from './read-path.js'
  * each job lives in its own module (write-path, read-path, backpressure,
  * flush, retention, dead-letters, health, lifecycle); here they are wired.
  *
- * Events: `sink-down`, `sink-recovered`, `backlog-high`, `dead-letter`,
- * `wal-failed`, `state`.
+ * Events: typed by MemwalEvents (events.ts): `state`, `sink-down`,
+ * `sink-recovered`, `backlog-high`, `dead-letter`, `wal-failed`, `disk-low`.
  */
-export class MemWAL extends EventEmitter {
+export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly o: ResolvedOptions
   private readonly wal: Wal
   private readonly backend: BackendSink
@@ -61,6 +62,8 @@ export class MemWAL extends EventEmitter {
   private readonly retention: Retention
   private readonly deadLetters: DeadLetters
   private readonly metrics: EngineMetrics | undefined
+  /** The state last announced by a `state` event. */
+  private announced: ServiceStatus = { state: 'open', level: 'full' }
 
   private constructor(private readonly parts: EngineParts) {
     super()
@@ -74,7 +77,7 @@ export class MemWAL extends EventEmitter {
     this.sums = parts.sums
     this.dirPath = o.dir
     this.sinks = [backend, index, cache]
-    this.lifecycle = new Lifecycle((change) => this.emit('state', change))
+    this.lifecycle = new Lifecycle((cause) => this.stateMayHaveChanged(cause))
     const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
     // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
     this.appliers = [
@@ -85,7 +88,9 @@ export class MemWAL extends EventEmitter {
     const hlc = new HybridClock(o.clock)
     hlc.observe(parts.lastHlc)
     const assertWritable = (): void => this.lifecycle.assertWritable()
-    this.backpressure = new Backpressure(o, pending, assertWritable, (e) => this.emit('backlog-high', e))
+    this.backpressure = new Backpressure(o, pending, assertWritable, (e) => this.emit('backlog-high', e), () =>
+      this.stateMayHaveChanged(this.backpressure.readOnly ? 'backlog full' : 'backlog has room again'),
+    )
     this.writes = new WritePath({
       config: o, clock: o.clock, wal, pending, codec: parts.codec, hlc, backpressure: this.backpressure, metrics: this.metrics, assertWritable,
       written: () => {
@@ -218,10 +223,22 @@ export class MemWAL extends EventEmitter {
     await this.flushes.wait(target, options.timeoutMs, () => this.health() as unknown as Record<string, unknown>)
   }
 
+  /**
+   * Maintenance: `true` refuses every write with ENGINE_READ_ONLY (reads are
+   * served, the appliers go on draining the backlog) until `setReadOnly(false)`.
+   * The state becomes `read-only` with `reason`, and a `state` event says so.
+   */
+  setReadOnly(readOnly: boolean, reason = 'maintenance'): void {
+    this.lifecycle.assertReadable()
+    if (typeof readOnly !== 'boolean') throw new MemwalError('INVALID_OPTIONS', `setReadOnly takes true or false, not ${String(readOnly)}`)
+    if (typeof reason !== 'string') throw new MemwalError('INVALID_OPTIONS', `setReadOnly's reason must be a string, not ${typeof reason}`)
+    this.lifecycle.setReadOnly('forced', readOnly ? reason : undefined)
+  }
+
   health(): EngineHealth {
     return engineHealth({
       lifecycle: this.lifecycle.state,
-      readOnly: this.backpressure.readOnly,
+      readOnlyReason: this.readOnlyReason(),
       wal: this.wal,
       pending: this.pending,
       maxBacklogBytes: this.o.maxBacklogBytes,
@@ -256,6 +273,29 @@ export class MemWAL extends EventEmitter {
 
   // ---- internals ----
 
+  private readOnlyReason(): string | undefined {
+    return this.lifecycle.readOnlyReason ?? this.backpressure.readOnlyReason
+  }
+
+  /**
+   * Something that decides the state changed (`cause` says what): if the
+   * state did, one `state` event says from, to, the level and why. Nothing
+   * while closing: the one event of a close comes when it has ended.
+   */
+  private stateMayHaveChanged(cause: string): void {
+    if (this.lifecycle.state.kind === 'closing') return
+    const now = serviceOf(serviceSources({
+      lifecycle: this.lifecycle.state,
+      readOnlyReason: this.readOnlyReason(),
+      sinks: this.sinks.map((sink) => ({ sink, applier: this.applierOf(sink) })),
+    }))
+    const before = this.announced
+    this.announced = now
+    if (now.state === before.state) return
+    this.o.logger.info({ from: before.state, to: now.state, level: now.level, cause }, 'memwal state')
+    this.emit('state', { from: before.state, to: now.state, level: now.level, reason: now.reason ?? cause })
+  }
+
   private applierHost(): ConstructorParameters<typeof Applier>[2] {
     return {
       clock: this.o.clock,
@@ -270,7 +310,9 @@ export class MemWAL extends EventEmitter {
       },
       sinkHealth: (sink, down, error) => {
         this.o.logger.warn({ sink: sink.name, err: error }, down ? 'sink down' : 'sink recovered')
-        this.emit(down ? 'sink-down' : 'sink-recovered', { sink: sink.name, ...(error !== undefined ? { error } : {}) })
+        if (down) this.emit('sink-down', { sink: sink.name, ...(error !== undefined ? { error } : {}) })
+        else this.emit('sink-recovered', { sink: sink.name })
+        this.stateMayHaveChanged(down ? `sink ${sink.name} down` : `sink ${sink.name} recovered`)
       },
     }
   }

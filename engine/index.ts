@@ -6,7 +6,10 @@
  */
 export { MemWAL, type QueryOptions, type QueryResult } from './engine.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
-export type { EngineHealth, EngineState, SinkHealth } from './health.js'
+export type { EngineHealth, EngineState, SinkHealth, DegradationLevel, ServiceStatus } from './health.js'
+export type {
+  MemwalEvents, MemwalEventMap, StateChangeEvent, SinkDownEvent, SinkRecoveredEvent, BacklogHighEvent, DeadLetterEvent, WalFailedEvent, DiskLowEvent,
+} from './events.js'
 export type { PutOptions, BatchOp } from './validate.js'
 export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'
 export { PgBackend, type PgBackendOptions, type PgPoolSettings } from './sinks/pg/pg-backend.js'

@@ -12,12 +12,20 @@ export type LifecycleState =
   | { readonly kind: 'closing'; readonly from: 'open' | 'failed' }
   | { readonly kind: 'closed' }
 
-/** Told of each transition that callers see as a `state` event (to `failed` and to `closed`). */
-export type LifecycleListener = (change: { readonly from: 'open' | 'failed'; readonly to: 'failed' | 'closed' }) => void
+/**
+ * Why writes are refused while the engine stays open: an operator asked
+ * (`setReadOnly`), or the disk is nearly full. The backlog limit is
+ * backpressure's own (it refuses with ENGINE_BACKLOG_FULL or waits).
+ */
+export type ReadOnlyCause = 'forced' | 'disk'
 
-/** The engine's lifecycle: every transition goes through `fail`, `beginClose` or `endClose`, and nowhere else. */
+/** Told after each transition (and each read-only change): the engine works out the `state` event from there. */
+export type LifecycleListener = (cause: string) => void
+
+/** The engine's lifecycle: every transition goes through `fail`, `beginClose`, `endClose` or `setReadOnly`, and nowhere else. */
 export class Lifecycle {
   private current: LifecycleState = { kind: 'open' }
+  private readonly readOnlyHolds = new Map<ReadOnlyCause, string>()
 
   constructor(private readonly onChange: LifecycleListener) {}
 
@@ -34,16 +42,34 @@ export class Lifecycle {
     return this.current.kind === 'closing' || this.current.kind === 'closed'
   }
 
+  /** Why writes are refused although the engine is open (the operator's reason first), or undefined. */
+  get readOnlyReason(): string | undefined {
+    const forced = this.readOnlyHolds.get('forced')
+    if (forced !== undefined) return `read-only by request: ${forced}`
+    return this.readOnlyHolds.get('disk')
+  }
+
+  /**
+   * Sets or lifts one cause of read-only (`reason` undefined lifts it).
+   * Reads go on; writes are refused with ENGINE_READ_ONLY while any cause holds.
+   */
+  setReadOnly(cause: ReadOnlyCause, reason: string | undefined): void {
+    const before = this.readOnlyHolds.get(cause)
+    if (reason === undefined) this.readOnlyHolds.delete(cause)
+    else this.readOnlyHolds.set(cause, reason)
+    if (before !== reason) this.onChange(reason === undefined ? `${cause} read-only lifted` : `${cause} read-only: ${reason}`)
+  }
+
   /**
    * open -> failed, then `effects` (which see the engine failed), then the
-   * `state` event. Nothing from any other state: a closing engine does not
-   * fail, a failed one keeps its first cause.
+   * listener. Nothing from any other state: a closing engine does not fail, a
+   * failed one keeps its first cause.
    */
   fail(failure: WalFailedError, effects: () => void): void {
     if (this.current.kind !== 'open') return
     this.current = { kind: 'failed', failure }
     effects()
-    this.onChange({ from: 'open', to: 'failed' })
+    this.onChange(`the log failed: ${failure.message}`)
   }
 
   /** open or failed -> closing. False if a close already began. */
@@ -67,7 +93,7 @@ export class Lifecycle {
     const c = this.current
     assert(c.kind === 'closing', 'a close ends only after it began')
     this.current = { kind: 'closed' }
-    this.onChange({ from: c.from, to: 'closed' })
+    this.onChange('closed')
   }
 
   /** Reads are served while open or failed (the log and the sinks still answer). */
@@ -79,5 +105,12 @@ export class Lifecycle {
     this.assertReadable()
     const c = this.current
     if (c.kind === 'failed') throw new MemwalError('ENGINE_FAILED', `the engine failed and accepts no writes: ${c.failure.message}`, { cause: c.failure })
+    const reason = this.readOnlyReason
+    if (reason !== undefined) {
+      throw new MemwalError('ENGINE_READ_ONLY', `the engine is read-only and accepts no writes (reads are served): ${reason}`, {
+        transient: true,
+        details: { reason, causes: [...this.readOnlyHolds.keys()] },
+      })
+    }
   }
 }

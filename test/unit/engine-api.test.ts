@@ -255,7 +255,7 @@ t.test('after close: ENGINE_CLOSED for every operation; close is idempotent', as
   engine.on('state', (e: unknown) => states.push(e))
   await engine.close()
   await engine.close()
-  t.strictSame(states, [{ from: 'open', to: 'closed' }], "one 'state' event")
+  t.strictSame(states, [{ from: 'open', to: 'closed', level: 'closed', reason: 'closed' }], "one 'state' event")
   t.equal(engine.health().state, 'closed')
   t.equal(await codeOf(() => engine.put('a', 2)), 'ENGINE_CLOSED', 'put')
   t.equal(await codeOf(() => engine.delete('a')), 'ENGINE_CLOSED', 'delete')

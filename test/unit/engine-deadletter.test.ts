@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, type DeadLetterEvent, type MemwalOptions } from '../../engine/index.js'
 import { RecordCodec, RecordType, type WalRecord } from '../../engine/testing.js'
 import { createChecksums } from '../../engine/format/checksum.js'
 import { decodeFrame, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
@@ -38,12 +38,6 @@ async function readDeadLetters(file: string): Promise<[number, WalRecord][]> {
   return out
 }
 
-interface DeadLetterEvent {
-  sink: string
-  lsn: number
-  error: { code?: string }
-}
-
 t.test('a poison record in a batch goes to the dead-letter log; the rest of the batch is applied', async (t) => {
   const dir = tmpDir(t)
   const faults = new SinkFaults({ targets: ['backend'] })
@@ -70,7 +64,7 @@ t.test('a poison record in a batch goes to the dead-letter log; the rest of the 
   t.equal(dead.length, 1, 'one dead-letter event')
   t.equal(dead[0]?.sink, 'backend')
   t.equal(dead[0]?.lsn, lsn.poison, 'the event names the poison LSN')
-  t.equal(dead[0]?.error.code, 'SINK_APPLY_FAILED', 'and carries the permanent error')
+  t.equal((dead[0]?.error as { code?: string } | undefined)?.code, 'SINK_APPLY_FAILED', 'and carries the permanent error')
 
   const file = path.join(dir, 'deadletter', 'backend.log')
   t.ok(fs.existsSync(file), 'deadletter/backend.log exists')

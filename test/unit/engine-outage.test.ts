@@ -64,7 +64,7 @@ t.test('a backend outage: writes acknowledged, reads see them, nothing lost or a
   const engine = await open(dir, faults)
   t.teardown(() => engine.close())
   const events: { name: string; sink: string }[] = []
-  for (const name of ['sink-down', 'sink-recovered']) engine.on(name, (e: { sink: string }) => events.push({ name, sink: e.sink }))
+  for (const name of ['sink-down', 'sink-recovered'] as const) engine.on(name, (e: { sink: string }) => events.push({ name, sink: e.sink }))
   const startLsn = engine.health().wal.lastLsn
   t.equal(startLsn, 20)
   t.strictSame(await engine.get('base-0'), { i: 0, v: 'base' }, 'a cold key reads from the healthy backend (and fills the cache)')
