@@ -58,3 +58,16 @@ export async function freeName(fs: FileSystem, dir: string, name: string): Promi
     if (!(await fs.stat(candidate))) return candidate
   }
 }
+
+/**
+ * Replaces `file` with `bytes` atomically and durably: a synced temporary
+ * (`<file>.tmp`, left over only by a crash and replaced here) renamed over
+ * it, then the directory synced. A reader sees the old bytes or the new ones.
+ */
+export async function replaceFile(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${file}.tmp`
+  if (await fs.stat(temp)) await fs.unlink(temp)
+  await writeNewFile(fs, temp, bytes)
+  await fs.rename(temp, file)
+  await fs.syncDir(path.dirname(file))
+}

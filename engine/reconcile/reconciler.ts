@@ -5,8 +5,9 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import type { Finding } from '../log/recovery/findings.js'
 import type { LogScan } from '../log/recovery/log-scan.js'
-import { repairPlan, type LogRepairAction } from '../log/recovery/recovery-policy.js'
+import { repairPlan, type LogRepairAction } from '../log/recovery/repair-plan.js'
 import { carryOut } from '../log/recovery/repair-executor.js'
+import { resumeRepair } from '../log/recovery/repair-intent.js'
 import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
@@ -52,17 +53,17 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   let scan: LogScan
   let store: LevelStore | undefined
   try {
+    // A log repair that a crash interrupted after its commit point is finished before the log is read.
+    await resumeRepair({ ...src, quarantineDir: path.join(dir, 'quarantine') })
     scan = await scanWithProgress(src, o.onProgress)
     store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
     const found = logFindings(scan, backendLsn)
-    if (o.repair && scan.problems.length > 0) {
-      const { plan, actions } = repairPlan(scan)
-      await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan)
-      findings.push(...found.map((f, i) => withRepair(f, actions.filter((a) => a.problem === scan.problems[i] && a.action !== 'gap-declared'), backendLsn)))
-    } else {
-      findings.push(...found)
-    }
+    // The dry run reports exactly what --repair does: the same plan, made from the same scan.
+    const { plan, actions } = repairPlan(scan)
+    const repairing = o.repair && scan.problems.length > 0
+    if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan)
+    findings.push(...found.map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, repairing)))
     if (o.repair && o.replay) {
       // The engine takes the lock and the store itself.
       await store.close()
@@ -87,19 +88,21 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
 }
 
 /**
- * A log finding once repaired: it names every LSN the repair took out of the
- * log (a cut removes the damaged frame and the rest of its segment), and
- * whether the backend had them all (then nothing was lost).
+ * A log finding with what `--repair` does (or did, when `done`) about it: the
+ * LSNs it takes out of the log, exactly, and whether the backend had them all
+ * (then nothing was lost). Where records it drops had not reached the backend
+ * and could have been deletes, the finding says that an older value may read
+ * back: the key of a damaged record cannot be known.
  */
-function withRepair(f: Finding, actions: readonly LogRepairAction[], backendLsn: number): Finding {
-  const done = actions[0]?.action
-  let out: Finding = { ...f, action: done === 'truncated' || done === 'quarantined' ? done : 'repaired' }
-  for (const a of actions) {
-    if (a.lsnFirst === undefined || a.lsnLast === undefined || a.lsnLast < a.lsnFirst) continue
-    const last = Math.max(out.lsnLast ?? a.lsnLast, a.lsnLast)
-    out = { ...out, lsnFirst: Math.min(out.lsnFirst ?? a.lsnFirst, a.lsnFirst), lsnLast: last, alreadyApplied: last <= backendLsn, detail: `${out.detail}; ${a.action} ${a.segment}: LSNs ${a.lsnFirst}-${a.lsnLast} are no longer in the log` }
-  }
-  return out
+function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number, done: boolean): Finding {
+  if (!a) return f
+  const lost = a.lsnFirst !== undefined ? { lsnFirst: a.lsnFirst, ...(a.lsnLast !== undefined ? { lsnLast: a.lsnLast } : {}) } : {}
+  const applied = a.lsnFirst === undefined ? f.alreadyApplied : a.lsnLast !== undefined && a.lsnLast <= backendLsn
+  const drops = a.lsnFirst !== undefined && (a.action === 'skipped' || a.action === 'truncated' || a.action === 'quarantined')
+  const resurrect = drops && applied !== true ? '; if a dropped record deleted a key (the key cannot be read from the damage), its older value reads back' : ''
+  const action = !done || a.action === 'none' ? 'none' : a.action === 'gap-declared' ? 'repaired' : a.action
+  const { lsnFirst: _f, lsnLast: _l, alreadyApplied: _a, ...rest } = f
+  return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
 }
 
 /** Missing directory, not a directory, or not a memwal one: a clear typed error before anything is touched. */

@@ -64,9 +64,10 @@ interface Version {
   readonly op: Op
 }
 
-function modelOf(records: number): Map<string, Version> {
+function modelOf(records: number, dropped: ReadonlySet<number> = new Set()): Map<string, Version> {
   const latest = new Map<string, Version>()
   for (let i = 1; i <= records; i++) {
+    if (dropped.has(i)) continue
     const r = recordFor(i)
     for (const op of r.type === RecordType.BATCH ? r.ops : [r.op]) latest.set(op.key, { lsn: i, op })
   }
@@ -74,19 +75,19 @@ function modelOf(records: number): Map<string, Version> {
 }
 
 const MODEL = modelOf(RECORDS)
-const liveKeys = (pred: (op: PutOp) => boolean): string[] =>
-  [...MODEL.entries()].filter(([, v]) => v.op.type === 'put' && pred(v.op)).map(([k]) => k).sort()
+const liveKeys = (model: ReadonlyMap<string, Version>, pred: (op: PutOp) => boolean): string[] =>
+  [...model.entries()].filter(([, v]) => v.op.type === 'put' && pred(v.op)).map(([k]) => k).sort()
 
 /**
  * Opens the directory with the engine and checks that every key reads as the
  * model says (value, labels and the LSN that wrote it; deleted keys absent),
  * and that index queries by namespace and by tag find exactly the model's keys.
  */
-async function expectModel(t: Test, dir: string): Promise<void> {
+async function expectModel(t: Test, dir: string, model: ReadonlyMap<string, Version> = MODEL): Promise<void> {
   const engine = await MemWAL.open({ dir })
   try {
     const wrong: string[] = []
-    for (const [key, v] of MODEL) {
+    for (const [key, v] of model) {
       const e = await engine.getEntry(key)
       if (v.op.type === 'del') {
         if (e !== undefined) wrong.push(`${key}: deleted at LSN ${v.lsn}, reads ${JSON.stringify(e)}`)
@@ -99,12 +100,12 @@ async function expectModel(t: Test, dir: string): Promise<void> {
     for (const namespace of ['notes', 'facts', 'plans', 'stale']) {
       const got: string[] = []
       for await (const r of engine.query({ namespace, limit: 100_000 })) got.push(r.key)
-      t.strictSame(got.sort(), liveKeys((op) => op.namespace === namespace), `query namespace ${namespace}`)
+      t.strictSame(got.sort(), liveKeys(model, (op) => op.namespace === namespace), `query namespace ${namespace}`)
     }
     for (const tag of ['red', 'green', 'blue', 'urgent', 'pinned', 'stale-tag']) {
       const got: string[] = []
       for await (const r of engine.query({ tag, limit: 100_000 })) got.push(r.key)
-      t.strictSame(got.sort(), liveKeys((op) => (op.tags ?? []).includes(tag)), `query tag ${tag}`)
+      t.strictSame(got.sort(), liveKeys(model, (op) => (op.tags ?? []).includes(tag)), `query tag ${tag}`)
     }
   } finally {
     await engine.close()
@@ -129,14 +130,8 @@ interface CaseExpect {
   readonly cut?: readonly [number, number]
 }
 
-const baseOf = (segment: string): number => Number(segment.slice(0, 20))
-
 function expectations(name: CaseName): CaseExpect {
   const m = manifest[name]
-  const nextBase = (seg: string): number => {
-    const i = m.segments.indexOf(seg)
-    return i + 1 < m.segments.length ? baseOf(m.segments[i + 1] as string) : m.lastLsn + 1
-  }
   switch (name) {
     case 'clean':
       return { found: {}, repaired: {}, quarantined: [] }
@@ -144,8 +139,9 @@ function expectations(name: CaseName): CaseExpect {
       return { found: { 'torn-tail': 1 }, repaired: { 'torn-tail': 1 }, quarantined: [`${m.segment}.broken`] }
     case 'corrupt-middle-segment':
     case 'bitflip-payload':
-      // The segment is cut at the damage: the damaged frame and every frame after it in that segment leave the log.
-      return { found: { 'corrupt-frame': 1 }, repaired: { 'corrupt-frame': 1 }, quarantined: [`${m.segment}.broken`], cut: [m.lsnFirst as number, nextBase(m.segment as string) - 1] }
+    case 'corrupt-log-backend-down':
+      // Only the damaged frame leaves the log: the verified frames after it are kept, in a new segment.
+      return { found: { 'corrupt-frame': 1 }, repaired: { 'corrupt-frame': 1 }, quarantined: [`${m.segment}.broken`], cut: [m.lsnFirst as number, m.lsnLast as number] }
     case 'missing-segment':
       return { found: { 'missing-lsns': 1 }, repaired: { 'missing-lsns': 1 }, quarantined: [] }
     case 'backend-behind':
@@ -172,9 +168,17 @@ function expectPlaces(t: Test, name: CaseName, findings: readonly Finding[], rep
       t.not(log[0]?.alreadyApplied, true, 'a torn write was never applied')
       return
     case 'corrupt-middle-segment':
-    case 'bitflip-payload': {
+    case 'bitflip-payload':
+    case 'corrupt-log-backend-down': {
       const [first, last] = repairRun ? (e.cut as [number, number]) : [m.lsnFirst, m.lsnLast]
-      t.match(log, [{ kind: 'corrupt-frame', segment: m.segment, offset: m.offset, lsnFirst: first, lsnLast: last, alreadyApplied: true }], repairRun ? 'the repair names the LSNs it cut from the log' : 'the damaged frame')
+      const applied = name !== 'corrupt-log-backend-down'
+      t.match(log, [{ kind: 'corrupt-frame', segment: m.segment, offset: m.offset, lsnFirst: first, lsnLast: last, alreadyApplied: applied }], repairRun ? 'the repair names the LSNs it cut from the log' : 'the damaged frame')
+      // The dry run says what --repair will do, in the same words the repair run uses.
+      const kept = `keeps LSNs ${(m.lsnLast as number) + 1}-${(m.lsnFirst as number) < 441 ? 440 : 480} (verified, after it) in a new segment ${segmentName((m.lsnLast as number) + 1)}`
+      t.match(log[0]?.detail, `${repairRun ? 'repair' : '--repair'}: drops LSN ${m.lsnFirst} (the damaged bytes ${m.offset}-`)
+      t.match(log[0]?.detail, kept)
+      if (applied) t.notMatch(log[0]?.detail, /older value reads back/)
+      else t.match(log[0]?.detail, /if a dropped record deleted a key .*, its older value reads back/, 'a dropped record not in the backend may have been a delete')
       return
     }
     case 'missing-segment':
@@ -224,9 +228,15 @@ for (const name of CASES) {
     expectPlaces(t, name, r2.findings, true)
     const q = path.join(dir, 'quarantine')
     t.strictSame(fs.existsSync(q) ? fs.readdirSync(q).sort() : [], e.quarantined, 'evidence kept in quarantine/')
-    if (name === 'bitflip-payload') {
-      // The cut left the log ending before the checkpoints: the replay goes on after them, in a new segment that declares the gap.
-      t.ok(fs.existsSync(path.join(dir, 'wal', segmentName(m.lastLsn + 1))), 'a new segment starts after the checkpoint')
+    const cut = e.cut
+    if (cut) {
+      // The frames after the damage were copied to a new segment named by the first of them; the log still ends at the last LSN.
+      t.ok(fs.existsSync(path.join(dir, 'wal', segmentName(cut[1] + 1))), 'the salvaged frames are in a new segment')
+      t.notOk(fs.existsSync(path.join(dir, 'wal', segmentName(m.lastLsn + 1))), 'the log was not cut short: nothing starts after its last LSN')
+      const dumped = oneJson<DumpDoc>(await runCli(['dump', dir, '--json']))
+      const kept = Array.from({ length: RECORDS }, (_, i) => i + 1).filter((l) => l < cut[0] || l > cut[1])
+      t.strictSame(dumped.entries.map((x) => x.lsn), kept, `the log keeps ${kept.length} of ${RECORDS} records: every one but the damaged frame`)
+      t.equal(dumped.damaged, 0)
     }
 
     const again = await runCli(['fsck', dir, '--json'])
@@ -234,9 +244,10 @@ for (const name of CASES) {
     const r3 = report(t, again, 'fsck again')
     t.equal(r3.clean, true)
     t.strictSame(r3.findings, [])
-    t.match(r3.checkpoints, { backend: m.checkpoint, index: m.checkpoint })
+    // Replay applied what the backend had not (corrupt-log-backend-down: everything but the dropped frame).
+    t.match(r3.checkpoints, { backend: m.lastLsn, index: m.lastLsn })
 
-    await expectModel(t, dir)
+    await expectModel(t, dir, name === 'corrupt-log-backend-down' ? modelOf(RECORDS, new Set([m.lsnFirst as number])) : MODEL)
   })
 }
 

@@ -1,14 +1,14 @@
-import { assert, assertNever } from '../../assert.js'
+import { assertNever } from '../../assert.js'
 import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../../format/format.js'
 import type { SegmentEntry } from '../segment-list.js'
 import { findingOf, type Finding, type FindingAction } from './findings.js'
-import type { LogScan, ScannedProblem, ScannedSegment } from './log-scan.js'
-import { NOTHING_TO_REPAIR, type DeclaredGap, type RepairPlan, type SegmentCut, type SegmentMove } from './repair-executor.js'
+import type { LogScan, ScannedSegment } from './log-scan.js'
+import { NOTHING_TO_REPAIR, type RepairPlan, type SegmentMove } from './repair-executor.js'
 
 /**
  * What is done about what the scan found: decisions only, no I/O. Recovery at
  * open decides by the corruption policy (after RocksDB's WAL recovery modes),
- * `fsck --repair` by `repairPlan`; both return a RepairPlan that
+ * `fsck --repair` by `repairPlan` (repair-plan.ts); both return a RepairPlan that
  * repair-executor.ts carries out.
  * - `tolerate-torn-tail` (default): invalid bytes at the very end of the last
  *   segment with nothing valid after them are a write that was never
@@ -186,63 +186,4 @@ function withAction(findings: readonly Finding[], action: (f: Finding) => Findin
 function refuse(f: Finding, findings: readonly Finding[]): RecoveryDecision {
   const marked = withAction(findings, (x) => (x.action === 'none' ? 'refused' : x.action))
   return { kind: 'refuse', finding: marked[findings.indexOf(f)] ?? f, findings: marked }
-}
-
-/** What `fsck --repair` does to one segment, and the LSNs that are then no longer in the log. */
-export interface LogRepairAction {
-  readonly problem: ScannedProblem
-  readonly segment: string
-  readonly action: 'truncated' | 'quarantined' | 'gap-declared'
-  /** LSNs no longer in the log, when known. */
-  readonly lsnFirst?: number
-  readonly lsnLast?: number
-}
-
-/**
- * `fsck --repair` for the log itself:
- * - damage inside a segment (a bad frame, an LSN out of sequence): the segment
- *   is cut at the damage (zeroed from there), a copy kept in quarantine/;
- * - a segment whose header is bad: moved to quarantine/ whole;
- * - then the segment after each cut or removed one declares the LSNs that are
- *   now missing as a gap in its header, so the log reads cleanly and the loss
- *   stays on record.
- * Returns the plan and, per segment touched, the LSN range it takes out of the log.
- */
-export function repairPlan(scan: LogScan): { readonly plan: RepairPlan; readonly actions: readonly LogRepairAction[] } {
-  const actions: LogRepairAction[] = []
-  const cuts: SegmentCut[] = []
-  const moves: SegmentMove[] = []
-  // One action per segment: the first problem in it decides (what follows it is cut anyway).
-  const firstPerSegment = new Map<number, ScannedProblem>()
-  for (const p of scan.problems) if (!firstPerSegment.has(p.segmentIndex)) firstPerSegment.set(p.segmentIndex, p)
-  const gapBefore = new Map<number, number>() // segment index -> first missing LSN before it
-  const missingFrom = (i: number, lsn: number) => gapBefore.set(i, Math.min(gapBefore.get(i) ?? Infinity, lsn))
-  for (const [i, p] of [...firstPerSegment.entries()].sort((a, b) => a[0] - b[0])) {
-    const seg = scan.segments[i]
-    assert(seg !== undefined, 'problem names a scanned segment')
-    const due = p.due ?? p.lsnFirst ?? seg.entry.baseLsn
-    if (p.kind === 'missing-lsns' || (p.kind === 'lsn-sequence' && p.offset < SEGMENT_HEADER_BYTES)) {
-      missingFrom(i, due)
-      continue
-    }
-    if (p.kind === 'corrupt-header' || p.offset < SEGMENT_HEADER_BYTES) {
-      moves.push({ index: i, as: `${seg.entry.name}.broken` })
-      actions.push({ problem: p, segment: seg.entry.name, action: 'quarantined', lsnFirst: seg.entry.baseLsn, ...(p.lsnLast !== undefined ? { lsnLast: p.lsnLast } : {}) })
-      missingFrom(i + 1, p.due ?? seg.entry.baseLsn)
-      continue
-    }
-    cuts.push({ index: i, offset: p.offset, keepCopy: true })
-    const lostLast = seg.lastLsn !== undefined && seg.lastLsn >= due ? seg.lastLsn : p.lsnLast
-    actions.push({ problem: p, segment: seg.entry.name, action: 'truncated', lsnFirst: due, ...(lostLast !== undefined ? { lsnLast: lostLast } : {}) })
-    missingFrom(i + 1, due)
-  }
-  const gaps: DeclaredGap[] = []
-  for (const [i, from] of gapBefore) {
-    const seg = scan.segments[i]
-    // No next segment (the writer goes on after the cut), or it is gone itself.
-    if (!seg?.header || moves.some((m) => m.index === i) || from >= seg.header.baseLsn) continue
-    gaps.push({ index: i, fromLsn: from })
-    actions.push({ problem: firstPerSegment.get(i) ?? (scan.problems[0] as ScannedProblem), segment: seg.entry.name, action: 'gap-declared', lsnFirst: from, lsnLast: seg.header.baseLsn - 1 })
-  }
-  return { plan: { cuts, moves, gaps }, actions }
 }

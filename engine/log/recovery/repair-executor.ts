@@ -1,17 +1,18 @@
 import { posix as path } from 'node:path'
 import { assert } from '../../assert.js'
 import type { Checksums } from '../../format/checksum.js'
-import { decodeSegmentHeader, encodeSegmentHeader } from '../../format/format.js'
-import { copyFile, freeName, makeDirDurable, writeNewFile, zeroRange } from '../../io/file-ops.js'
+import { copyFile, freeName, makeDirDurable, writeNewFile } from '../../io/file-ops.js'
 import type { FileSystem } from '../../io/fs.js'
 import type { LogScan } from './log-scan.js'
+import { commitIntent, finishIntent, type RepairIntent } from './repair-intent.js'
+import { salvagedSegment } from './salvage.js'
 
 /**
  * What to do to the log's files, decided from a scan by a policy that does no
- * I/O (recovery-policy.ts: the corruption policy at open, the repair of
- * `fsck --repair`), and carried out by `carryOut`, the one executor for both.
- * Evidence is never destroyed: what is cut is copied to quarantine/ first
- * when `keepCopy`, and what is removed is moved there.
+ * I/O (recovery-policy.ts: the corruption policy at open; repair-plan.ts: the
+ * repair of `fsck --repair`), and carried out by `carryOut`, the one executor
+ * for both. Evidence is never destroyed: what is cut is copied to quarantine/
+ * first when `keepCopy`, and what is removed is moved there.
  */
 export interface RepairPlan {
   /** Segments zeroed from `offset` to the end of their data (the segment keeps its size: it is preallocated). */
@@ -20,6 +21,12 @@ export interface RepairPlan {
   readonly moves: readonly SegmentMove[]
   /** Segments whose header is rewritten to declare the LSNs from `fromLsn` to its base - 1 as a gap (see format.ts). */
   readonly gaps: readonly DeclaredGap[]
+  /**
+   * Verified frames after damage, copied into new segments of their own (the
+   * damaged segment itself is cut at the damage): a repair keeps every frame
+   * that verifies.
+   */
+  readonly splits: readonly SegmentSplit[]
 }
 
 export interface SegmentCut {
@@ -39,7 +46,21 @@ export interface DeclaredGap {
   readonly fromLsn: number
 }
 
-export const NOTHING_TO_REPAIR: RepairPlan = Object.freeze({ cuts: [], moves: [], gaps: [] })
+/**
+ * The frames of segment `index` in [from, to), LSNs `baseLsn`..`lastLsn`,
+ * become a new segment named by `baseLsn` (same capacity as the original),
+ * whose header declares the gap from `gapFromLsn` (0: none) to `baseLsn` - 1.
+ */
+export interface SegmentSplit {
+  readonly index: number
+  readonly from: number
+  readonly to: number
+  readonly baseLsn: number
+  readonly lastLsn: number
+  readonly gapFromLsn: number
+}
+
+export const NOTHING_TO_REPAIR: RepairPlan = Object.freeze({ cuts: [], moves: [], gaps: [], splits: [] })
 
 export interface RepairTarget {
   readonly fs: FileSystem
@@ -48,7 +69,18 @@ export interface RepairTarget {
   readonly quarantineDir: string
 }
 
-/** Carries out a plan over the segments of `scan`: cuts, then moves, then gap declarations, each made durable. */
+/**
+ * Carries out a plan over the segments of `scan`, crash-safe at every step.
+ * Without splits: cuts (each after its evidence copy), then moves, then gap
+ * declarations; each step is idempotent and made durable before the next,
+ * so a crash leaves a log that the next scan reads and the plan can be made
+ * again. With splits the new segments must exist before any cut removes
+ * their frames from the original: evidence copies and new segments are
+ * written first under temporary names (removed by the next open if the
+ * repair goes no further), then an intent naming every remaining step is
+ * committed (repair-intent.ts), and the steps are rolled forward from it,
+ * here or by whichever open or fsck comes next.
+ */
 export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan): Promise<void> {
   const segment = (index: number) => {
     const seg = scan.segments[index]
@@ -56,29 +88,32 @@ export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan)
     return seg
   }
   if (plan.moves.length > 0 || plan.cuts.some((c) => c.keepCopy)) await makeDirDurable(t.fs, t.quarantineDir)
+  const copies: string[] = []
   for (const cut of plan.cuts) {
+    if (!cut.keepCopy) continue
     const seg = segment(cut.index)
-    if (cut.keepCopy) await copyFile(t.fs, seg.entry.path, await freeName(t.fs, t.quarantineDir, `${seg.entry.name}.broken`))
-    await zeroRange(t.fs, seg.entry.path, cut.offset, seg.dataEnd)
+    const copy = await freeName(t.fs, t.quarantineDir, `${seg.entry.name}.broken`)
+    await copyFile(t.fs, seg.entry.path, copy)
+    copies.push(copy)
   }
-  for (const move of plan.moves) await t.fs.rename(segment(move.index).entry.path, await freeName(t.fs, t.quarantineDir, move.as))
-  if (plan.moves.length > 0) {
-    await t.fs.syncDir(t.quarantineDir)
-    await t.fs.syncDir(t.walDir)
+  const renames: [string, string][] = []
+  for (const split of plan.splits) {
+    const seg = segment(split.index)
+    const bytes = salvagedSegment(Buffer.from(await t.fs.readFile(seg.entry.path)), seg.size, split, t.sums)
+    const name = path.basename(bytes.name)
+    assert(!scan.segments.some((s) => s.entry.name === name), 'a split never replaces a segment')
+    const temp = `${name}.salvage.tmp`
+    await t.fs.unlink(path.join(t.walDir, temp)).catch(() => undefined)
+    await writeNewFile(t.fs, path.join(t.walDir, temp), bytes.bytes)
+    renames.push([temp, name])
   }
-  for (const gap of plan.gaps) await declareGap(t, segment(gap.index).entry.path, gap.fromLsn)
-}
-
-/** Rewrites a segment's header with `gapFromLsn`: a synced copy renamed over the original. */
-async function declareGap(t: RepairTarget, file: string, gapFromLsn: number): Promise<void> {
-  const bytes = Buffer.from(await t.fs.readFile(file))
-  const h = decodeSegmentHeader(bytes, t.sums)
-  assert(h.kind === 'header', 'gap is declared in a valid segment')
-  const existing = h.header.gapFromLsn
-  const header = encodeSegmentHeader({ ...h.header, gapFromLsn: existing !== 0 ? Math.min(existing, gapFromLsn) : gapFromLsn }, t.sums)
-  header.copy(bytes, 0)
-  const temp = `${file}.repair.tmp`
-  await writeNewFile(t.fs, temp, bytes)
-  await t.fs.rename(temp, file)
-  await t.fs.syncDir(path.dirname(file))
+  const intent: RepairIntent = {
+    renames,
+    cuts: plan.cuts.map((c) => ({ segment: segment(c.index).entry.name, offset: c.offset, end: segment(c.index).dataEnd })),
+    moves: plan.moves.map((m) => ({ segment: segment(m.index).entry.name, as: m.as })),
+    gaps: plan.gaps.map((g) => ({ segment: segment(g.index).entry.name, fromLsn: g.fromLsn })),
+  }
+  const committed = renames.length > 0
+  if (committed) await commitIntent(t, intent)
+  await finishIntent(t, intent, committed)
 }

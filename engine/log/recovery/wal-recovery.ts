@@ -5,6 +5,7 @@ import { findingError, type Finding } from './findings.js'
 import { scanLog } from './log-scan.js'
 import { decideRecovery, type CorruptionPolicy, type Resume } from './recovery-policy.js'
 import { carryOut } from './repair-executor.js'
+import { resumeRepair } from './repair-intent.js'
 
 export { CORRUPTION_POLICIES, type CorruptionPolicy, type Resume } from './recovery-policy.js'
 
@@ -47,6 +48,8 @@ export interface RecoveryResult {
 }
 
 export async function recoverWal(o: RecoverOptions): Promise<RecoveryResult> {
+  // A log repair that a crash interrupted after its commit point is finished before the log is read.
+  await resumeRepair(o)
   const scan = await scanLog(o)
   for (const t of scan.temps) await o.fs.unlink(path.join(o.walDir, t))
   if (scan.temps.length > 0) await o.fs.syncDir(o.walDir)
