@@ -1,11 +1,9 @@
-import { posix as path } from 'node:path'
-import { MemwalError, WalFailedError, osError } from './errors.js'
+import { WalFailedError } from './errors.js'
 import { PendingLog } from './apply/pending-log.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
-import { makeDirDurable } from './io/file-ops.js'
-import type { FileSystem } from './io/fs.js'
+import { prepareDataDir, writeMarker } from './log/data-dir.js'
 import { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
 import { CacheSink } from './sinks/cache-sink.js'
@@ -47,10 +45,12 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   const { dir, fs } = config
   // Before anything runs in the background (the writer prepares a spare segment as soon as it exists).
   const sums = await createChecksums()
-  await makeDataDir(fs, dir)
+  // A new directory gets its marker before anything else; one made before markers existed gets it under the lock.
+  const kind = await prepareDataDir(fs, dir)
   const lock = await config.locker.acquire(dir, (err) => onFailed(new WalFailedError('the data directory lock was compromised', err)))
   const undo: (() => Promise<unknown>)[] = [() => lock.release()]
   try {
+    if (kind === 'unmarked') await writeMarker(fs, dir)
     const store = await openStore(fs, dir, config.level)
     undo.push(() => store.close())
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
@@ -102,19 +102,4 @@ async function loadBacklog(wal: Wal, pending: PendingLog, nowMs: number): Promis
     pending.accept(r.lsn, wal.decode(r), pending.copy(r.payload), nowMs)
   }
   if (pending.nextLsn <= wal.lastLsn) pending.skipTo(wal.lastLsn + 1)
-}
-
-/** Creates the data directory (0700, its entry synced in the parent), or says, typed, why it cannot be one: a file in the way, no permission. */
-async function makeDataDir(fs: FileSystem, dir: string): Promise<void> {
-  for (const d of [dir, path.join(dir, 'wal')]) {
-    const st = await fs.stat(d).catch(() => undefined)
-    if (st && !st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${d} exists and is not a directory`, { details: { path: d } })
-  }
-  try {
-    await makeDirDurable(fs, dir)
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new MemwalError('DIR_NOT_MEMWAL', `cannot create the data directory ${dir}: a file is in the way (${code})`, { cause, details: { path: dir } })
-    throw osError(cause, `create the data directory ${dir}`, dir)
-  }
 }

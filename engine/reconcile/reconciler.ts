@@ -1,8 +1,8 @@
 import { posix as path } from 'node:path'
-import { MemwalError, osError } from '../errors.js'
 import { defaultDirLocker, type DirLocker } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
+import { checkDataDir, writeMarker } from '../log/data-dir.js'
 import type { Finding } from '../log/recovery/findings.js'
 import type { LogScan } from '../log/recovery/log-scan.js'
 import { repairPlan, type LogRepairAction } from '../log/recovery/repair-plan.js'
@@ -43,7 +43,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const now = o.nowMs ?? (() => Date.now())
   const started = now()
   const dir = path.resolve(o.dir)
-  await checkDataDir(fs, dir)
+  const kind = await checkDataDir(fs, dir)
   const walDir = path.join(dir, 'wal')
   const sums = await createChecksums()
   const locker = o.locker ?? defaultDirLocker(fs)
@@ -53,6 +53,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   let scan: LogScan
   let store: LevelStore | undefined
   try {
+    // A directory from before the marker gets it from a repair (which holds the lock); a dry run changes nothing.
+    if (o.repair && kind === 'unmarked') await writeMarker(fs, dir)
     // A log repair that a crash interrupted after its commit point is finished before the log is read.
     await resumeRepair({ ...src, quarantineDir: path.join(dir, 'quarantine') })
     scan = await scanWithProgress(src, o.onProgress)
@@ -103,19 +105,6 @@ function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number
   const action = !done || a.action === 'none' ? 'none' : a.action === 'gap-declared' ? 'repaired' : a.action
   const { lsnFirst: _f, lsnLast: _l, alreadyApplied: _a, ...rest } = f
   return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
-}
-
-/** Missing directory, not a directory, or not a memwal one: a clear typed error before anything is touched. */
-export async function checkDataDir(fs: FileSystem, dir: string): Promise<void> {
-  const st = await fs.stat(dir).catch((cause: unknown) => {
-    throw osError(cause, `read the data directory ${dir}`, dir)
-  })
-  if (!st) throw new MemwalError('DIR_NOT_FOUND', `no such directory: ${dir}`)
-  if (!st.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${dir} is not a directory`)
-  const wal = await fs.stat(path.join(dir, 'wal')).catch((cause: unknown) => {
-    throw osError(cause, `read the data directory ${dir}`, path.join(dir, 'wal'))
-  })
-  if (!wal?.isDirectory) throw new MemwalError('DIR_NOT_MEMWAL', `${dir} is not a memwal data directory (no wal/ inside)`)
 }
 
 async function scanWithProgress(src: LogSource, onProgress: FsckOptions['onProgress']): Promise<LogScan> {

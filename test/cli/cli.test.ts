@@ -467,12 +467,23 @@ t.test('a directory that is not a memwal directory, or a file: exit 8, one line,
   fs.writeFileSync(path.join(empty, 'notes.txt'), 'hello')
   const file = path.join(root, 'a-file')
   fs.writeFileSync(file, 'not a directory')
-  for (const cmd of ['fsck', 'replay', 'dump', 'status']) expectOneLineError(t, await runCli([cmd, empty]), cmd, 8, /is not a memwal data directory \(no wal\/ inside\) \[DIR_NOT_MEMWAL\]$/)
+  for (const cmd of ['fsck', 'replay', 'dump', 'status']) expectOneLineError(t, await runCli([cmd, empty]), cmd, 8, /is not a memwal data directory: it has no MEMWAL marker and no memwal log in wal\/ \(it holds notes\.txt\) \[DIR_NOT_MEMWAL\]$/)
   for (const cmd of ['replay', 'status']) expectOneLineError(t, await runCli([cmd, file]), cmd, 8, /is not a directory \[DIR_NOT_MEMWAL\]$/)
   expectOneLineError(t, await runCli(['fsck', empty, '--repair']), 'fsck --repair', 8, /DIR_NOT_MEMWAL/)
   t.strictSame(fs.readdirSync(empty), ['notes.txt'], 'nothing was created in it')
   // A path that runs through a file: the OS says ENOTDIR.
   expectOneLineError(t, await runCli(['fsck', path.join(file, 'data')]), 'fsck', 8, /ENOTDIR/)
+})
+
+t.test('a directory with a wal/ folder of someone else\'s: every command refuses it (DIR_NOT_MEMWAL, exit 8) and initialises nothing', async (t) => {
+  const dir = path.join(tmpDir(t), 'project')
+  fs.mkdirSync(path.join(dir, 'wal'), { recursive: true })
+  fs.writeFileSync(path.join(dir, 'wal', 'journal.txt'), 'not memwal')
+  const before = (fs.readdirSync(dir, { recursive: true }) as string[]).sort()
+  for (const args of [['fsck', dir, '--repair'], ['replay', dir], ['status', dir], ['dump', dir], ['fsck', dir]]) {
+    expectOneLineError(t, await runCli(args), args.join(' '), 8, /project is not a memwal data directory: it has no MEMWAL marker .*\[DIR_NOT_MEMWAL\]$/)
+  }
+  t.strictSame((fs.readdirSync(dir, { recursive: true }) as string[]).sort(), before, 'no segment, store or lock was created')
 })
 
 t.test('a store that cannot be opened (a file where store/ should be): exit 8, one line', async (t) => {
@@ -497,8 +508,10 @@ t.test('permission denied: exit 8 and one line naming the path', async (t) => {
   const as = asRoot ? { uid: 65534, gid: 65534, entry: worldReadableCli(t) } : {}
   // One code wherever the refusal is met, with the path refused and the fix.
   const fix = 'run memwal as the user that owns the data directory, or give this user read, write and search \\(x\\) access to it and its parents \\[PERMISSION_DENIED\\]$'
-  for (const cmd of ['status', 'dump']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`^memwal ${cmd}: permission denied: ${dir}/wal \\(EACCES, while trying to .*\\): ${fix}`))
-  // fsck and replay take the lock first: creating it is what is refused.
+  // A directory from before the marker is recognised by reading wal/: that is what is refused first.
+  for (const cmd of ['status', 'dump', 'fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`^memwal ${cmd}: permission denied: ${dir}/wal \\(EACCES, while trying to .*\\): ${fix}`))
+  // With its marker, fsck and replay take the lock first: creating it is what is refused.
+  fs.writeFileSync(path.join(dir, 'MEMWAL'), '{"memwal":"data directory","version":1}\n')
   for (const cmd of ['fsck', 'replay']) expectOneLineError(t, await runCli([cmd, dir], as), cmd, 8, new RegExp(`^memwal ${cmd}: permission denied: ${dir}/memwal\\.lock\\S* \\(EACCES, while trying to lock ${dir}\\): ${fix}`))
   for (const cmd of ['fsck', 'status']) {
     const j = await runCli([cmd, dir, '--json'], as)
