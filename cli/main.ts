@@ -42,9 +42,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('fsck <dir>')
     .description('verify segments, frames, checkpoints, backend, index; --repair fixes what it can')
-    .option('--repair', 'repair: truncate and quarantine damage, replay, re-apply, rebuild the index')
+    .option('--repair', 'repair: keep every verified frame and drop only damage (evidence to quarantine/), replay, re-apply, rebuild the index')
+    .option('--ack-gaps', 'acknowledge the gaps memwal declared (LSNs it dropped): they are no longer reported')
     .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; repair?: boolean }) => run('fsck', o.json === true, () => fsck(dir, { repair: o.repair === true }, createOutput(o.json === true))))
+    .action((dir: string, o: { json?: boolean; repair?: boolean; ackGaps?: boolean }) => run('fsck', o.json === true, () => fsck(dir, { repair: o.repair === true, ackGaps: o.ackGaps === true }, createOutput(o.json === true))))
 
   program
     .command('dump <dir>')

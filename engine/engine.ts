@@ -12,13 +12,14 @@ import type { MemwalEventMap } from './events.js'
 import { engineHealth, serviceOf, serviceSources, type EngineHealth, type ServiceStatus } from './health.js'
 import { HybridClock } from './hlc.js'
 import { Lifecycle } from './lifecycle.js'
+import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
 import type { Wal } from './log/wal.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
 import { ReadPath, type QueryOptions, type QueryResult } from './read-path.js'
-import { verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
+import { gapNotices, verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
 import type { CacheSink } from './sinks/cache-sink.js'
@@ -62,6 +63,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly retention: Retention
   private readonly deadLetters: DeadLetters
   private readonly metrics: EngineMetrics | undefined
+  private gapFile: GapFile
   /** The state last announced by a `state` event. */
   private announced: ServiceStatus = { state: 'open', level: 'full' }
 
@@ -106,6 +108,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes = new FlushWaiters(o.clock)
     this.retention = new Retention(wal, o.clock, o.logger)
     this.deadLetters = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random)
+    this.gapFile = parts.gaps
   }
 
   /**
@@ -192,6 +195,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       return verifyOpenLog({
         fs: this.o.fs, sums: this.sums, walDir: path.join(this.dirPath, 'wal'),
         backend: this.backend, index: this.index, cache: this.cache, repair: options.repair === true, clock: this.o.clock,
+        notices: gapNotices(openGaps(this.gapFile)),
         live: {
           activeSegment: wal.activeSegment,
           lastLsn: wal.lastLsn,
@@ -246,7 +250,20 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       cacheBytes: this.o.cacheBytes,
       sinks: this.sinks.map((sink) => ({ sink, applier: this.applierOf(sink) })),
       nowMs: this.o.clock.nowMs(),
+      gaps: openGaps(this.gapFile),
     })
+  }
+
+  /**
+   * Acknowledges every declared gap (LSNs recovery or `fsck --repair`
+   * dropped): they leave `health().gaps`, `memwal status` and fsck's notices.
+   * The record of them stays in `gaps.json`. Resolves how many were acknowledged.
+   */
+  async acknowledgeGaps(): Promise<number> {
+    this.lifecycle.assertReadable()
+    const { acknowledged, file } = await acknowledgeGaps(this.o.fs, this.dirPath, this.o.clock.nowMs())
+    this.gapFile = file
+    return acknowledged
   }
 
   /**

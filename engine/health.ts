@@ -1,6 +1,7 @@
 import type { Applier } from './apply/applier.js'
 import { assertNever } from './assert.js'
 import type { LifecycleState } from './lifecycle.js'
+import type { DeclaredGap } from './log/recovery/gap-record.js'
 import type { BreakerState } from './resilience/policy.js'
 import type { Sink } from './sinks/sink.js'
 
@@ -78,6 +79,8 @@ export interface EngineHealth extends ServiceStatus {
   readonly backlog: { readonly records: number; readonly bytes: number; readonly maxBytes: number; readonly pendingKeys: number }
   readonly cache: { readonly entries: number; readonly bytes: number; readonly maxBytes: number }
   readonly sinks: Readonly<Record<string, SinkHealth>>
+  /** LSNs memwal dropped (recovery, fsck --repair) that no operator has acknowledged yet (`acknowledgeGaps()`). */
+  readonly gaps: readonly DeclaredGap[]
 }
 
 /** What health() reads: the engine's parts, read-only. */
@@ -93,6 +96,7 @@ export interface HealthSources {
   /** Each sink with the applier that feeds it (a follower shares its leader's). */
   readonly sinks: readonly { readonly sink: Sink; readonly applier: Applier }[]
   readonly nowMs: number
+  readonly gaps: readonly DeclaredGap[]
 }
 
 /** The engine's health, computed from its parts at the moment of the call. */
@@ -125,6 +129,7 @@ export function engineHealth(h: HealthSources): EngineHealth {
     backlog: { records: pending.records, bytes: pending.bytes, maxBytes: h.maxBacklogBytes, pendingKeys: pending.pendingKeys },
     cache: { entries: h.cache.size, bytes: h.cache.bytes, maxBytes: h.cacheBytes },
     sinks,
+    gaps: h.gaps,
   }
 }
 

@@ -24,6 +24,10 @@ export const limits = {
   /** interval durability: how often unsynced bytes are fdatasync'd. */
   syncIntervalMsDefault: 100,
   syncIntervalMsMax: 60_000,
+  /** Declared gaps kept in `gaps.json`: beyond this the oldest acknowledged ones are forgotten (unacknowledged ones never). */
+  gapRecordsMax: 1000,
+  /** `memwal status` verifies the whole directory (a dry-run fsck) only when its segments hold at most this many bytes. */
+  statusVerifyBytesMax: 256 * 1024 * 1024,
 } as const
 
 export interface WalLimits {

@@ -4,6 +4,7 @@ import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
 import { prepareDataDir, writeMarker } from './log/data-dir.js'
+import { gapsOf, recordGaps, type GapFile } from './log/recovery/gap-record.js'
 import { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
 import { CacheSink } from './sinks/cache-sink.js'
@@ -33,6 +34,8 @@ export interface EngineParts {
   readonly pending: PendingLog
   /** The timestamp of the last record in the log, so the clock never goes back across a restart. */
   readonly lastHlc: number
+  /** Declared gaps (`gaps.json`), with any this recovery declared added. */
+  readonly gaps: GapFile
 }
 
 /**
@@ -71,12 +74,14 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
       onFailed,
     }, sums)
     undo.push(() => wal.close())
+    // What recovery dropped (skip-corrupt, point-in-time) stays visible until an operator acknowledges it.
+    const gaps = await recordGaps(fs, dir, gapsOf(wal.recovery.findings, `open (corruptionPolicy ${wal.recovery.policy})`, config.clock.nowMs()))
     const codec = new RecordCodec()
     const pending = new PendingLog(codec, Math.min(backendLsn, indexLsn) + 1)
     await loadBacklog(wal, pending, config.clock.nowMs())
     const cache = wrap(new CacheSink(config.cacheBytes, () => wal.lastLsn))
     await cache.open()
-    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal) }
+    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal), gaps }
   } catch (err) {
     for (const u of undo.reverse()) await u().catch(() => undefined)
     throw err

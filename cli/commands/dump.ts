@@ -14,20 +14,23 @@ export async function dump(dir: string, o: DumpCommandOptions, out: Output): Pro
   await checkDataDir(new NodeFileSystem(), dir)
   let damaged = 0
   let records = 0
+  let gaps = 0
   const stream = out.json ? process.stdout : undefined
   stream?.write('{"entries":[')
   for await (const e of dumpLog({ dir, ...(o.from !== undefined ? { fromLsn: o.from } : {}), ...(o.to !== undefined ? { toLsn: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) })) {
-    if (e.kind === 'damage') damaged++
-    else records++
+    if (e.kind === 'record') records++
+    else if (e.kind === 'damage' || !e.declared) damaged++
+    else gaps++
     if (stream) {
-      stream.write(`${records + damaged > 1 ? ',' : ''}\n${JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? { bytes: Buffer.from(v).toString('base64') } : v))}`)
+      stream.write(`${records + damaged + gaps > 1 ? ',' : ''}\n${JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? { bytes: Buffer.from(v).toString('base64') } : v))}`)
       continue
     }
     if (e.kind === 'damage') out.line(`!! damage ${e.segment}@${e.offset}-${e.end}: ${e.detail}`)
+    else if (e.kind === 'missing') out.line(`${e.declared ? '-- gap' : '!! missing'} LSNs ${e.lsnFirst}-${e.lsnLast} before ${e.segment}: ${e.detail}`)
     else out.line(`${e.lsn}\t${e.segment}@${e.offset}\t${summary(e.record)}`)
   }
-  stream?.write(`\n],"records":${records},"damaged":${damaged}}\n`)
-  if (!out.json) out.note(`${records} records, ${damaged} damaged ranges`)
+  stream?.write(`\n],"records":${records},"damaged":${damaged},"declaredGaps":${gaps}}\n`)
+  if (!out.json) out.note(`${records} records, ${damaged} damaged ranges, ${gaps} declared gaps`)
   return damaged > 0 ? ExitCode.UNCORRECTED : ExitCode.CLEAN
 }
 

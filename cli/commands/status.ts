@@ -20,8 +20,12 @@ export async function status(dir: string, out: Output): Promise<number> {
     ['backlog', s.backlogRecords !== undefined ? `${s.backlogRecords} records not yet applied everywhere` : '-'],
     ['dead letters', Object.keys(s.deadLetterBytes).length === 0 ? 'none' : Object.entries(s.deadLetterBytes).map(([f, b]) => `${f} ${b} bytes`).join(', ')],
     ['quarantine', s.quarantined.length === 0 ? 'empty' : s.quarantined.join(', ')],
+    ['declared gaps', s.gaps.open.length === 0 ? `none open${s.gaps.acknowledged > 0 ? ` (${s.gaps.acknowledged} acknowledged)` : ''}` : `${s.gaps.open.length} not acknowledged (memwal fsck --ack-gaps)`],
+    ['verified', 'skipped' in s.verified ? `not run: ${s.verified.skipped}` : s.verified.clean ? 'clean (a dry-run fsck)' : `DAMAGED: ${Object.entries(s.verified.counts).map(([k, n]) => `${k} ${n}`).join(', ')} (memwal fsck for details)`],
   ]
   out.line(table(rows))
+  for (const g of s.gaps.open) out.line(`  gap LSNs ${g.lsnFirst}-${g.lsnLast ?? '?'}${g.alreadyApplied ? ' (already in the backend)' : ' (NOT in the backend: lost)'}: dropped by ${g.by}`)
+  if (!('skipped' in s.verified)) for (const f of s.verified.findings.slice(0, 20)) out.line(`  ${f}`)
   out.note(`(${ms} ms)`)
   return ExitCode.CLEAN
 }

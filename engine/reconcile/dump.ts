@@ -10,6 +10,12 @@ import { framesOf, segmentsOf } from '../log/segment-cursor.js'
 export type DumpEntry =
   | { readonly kind: 'record'; readonly lsn: number; readonly segment: string; readonly offset: number; readonly record: WalRecord }
   | { readonly kind: 'damage'; readonly segment: string; readonly offset: number; readonly end: number; readonly detail: string }
+  /**
+   * LSNs that no segment holds, noticed at `segment` (whose base LSN they
+   * precede): a missing segment, or, when `declared`, a gap that recovery or
+   * `fsck --repair` declared in that segment's header.
+   */
+  | { readonly kind: 'missing'; readonly segment: string; readonly lsnFirst: number; readonly lsnLast: number; readonly declared: boolean; readonly detail: string }
 
 export interface DumpOptions {
   readonly dir: string
@@ -33,17 +39,29 @@ export async function* dumpLog(o: DumpOptions): AsyncGenerator<DumpEntry> {
   const from = o.fromLsn ?? 1
   const to = o.toLsn ?? Number.MAX_SAFE_INTEGER
   const cursor = { fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax }
+  // The LSN the log holds next after the segments read so far, when known: LSNs before a segment's base that no segment held are reported.
+  let due: number | undefined
   for await (const seg of segmentsOf({ ...cursor, fromLsn: from, framesFromLsn: from, toLsn: to })) {
     const h = seg.header
     if (h.kind !== 'header') {
       yield { kind: 'damage', segment: seg.entry.name, offset: 0, end: seg.bytes.length, detail: h.kind === 'corrupt' ? h.reason : `format version ${h.version}` }
+      due = undefined
       continue
     }
+    const base = h.header.baseLsn
+    if (due !== undefined && base > due && base - 1 >= from && due <= to) {
+      const declared = h.header.gapFromLsn !== 0 && h.header.gapFromLsn <= due
+      yield { kind: 'missing', segment: seg.entry.name, lsnFirst: due, lsnLast: base - 1, declared, detail: declared ? 'a gap declared in this segment\'s header (dropped by recovery or fsck --repair)' : 'in no segment: a segment is missing' }
+    }
+    due = base
     for (const ev of framesOf(seg, cursor, 'salvage')) {
       if (ev.kind === 'damage') {
+        // What follows the damage is the damage's to explain, not a missing segment's.
+        due = undefined
         yield { kind: 'damage', segment: seg.entry.name, offset: ev.offset, end: ev.end, detail: ev.fault }
         continue
       }
+      if (due === undefined || ev.lsn >= due) due = ev.lsn + 1
       if (ev.lsn < from) continue
       if (ev.lsn > to) return
       const record = codec.decode(ev.type, ev.payload)

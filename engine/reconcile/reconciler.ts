@@ -4,6 +4,7 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { checkDataDir, writeMarker } from '../log/data-dir.js'
 import type { Finding } from '../log/recovery/findings.js'
+import { acknowledgeGaps, gapsOf, openGaps, readGaps, recordGaps } from '../log/recovery/gap-record.js'
 import type { LogScan } from '../log/recovery/log-scan.js'
 import { repairPlan, type LogRepairAction } from '../log/recovery/repair-plan.js'
 import { carryOut } from '../log/recovery/repair-executor.js'
@@ -13,7 +14,7 @@ import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
 import { openStore } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
-import { checkReplicas, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
+import { checkReplicas, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
 export interface FsckOptions {
   readonly dir: string
@@ -29,6 +30,8 @@ export interface FsckOptions {
    */
   readonly replay?: (dir: string) => Promise<void>
   readonly nowMs?: () => number
+  /** Acknowledge every declared gap (`memwal fsck --ack-gaps`): they are no longer reported. */
+  readonly ackGaps?: boolean
 }
 
 /**
@@ -65,7 +68,10 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     const { plan, actions } = repairPlan(scan)
     const repairing = o.repair && scan.problems.length > 0
     if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan)
-    findings.push(...found.map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, repairing)))
+    const logFound = found.map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, repairing))
+    findings.push(...logFound)
+    // What the repair dropped stays visible until an operator acknowledges it.
+    if (repairing) await recordGaps(fs, dir, gapsOf(logFound, 'fsck --repair', now()))
     if (o.repair && o.replay) {
       // The engine takes the lock and the store itself.
       await store.close()
@@ -82,6 +88,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     await index.open()
     const lastLsn = lastLsnOf(scan)
     findings.push(...(await checkReplicas({ ...src, backend, index, repair: o.repair, lastLsn })))
+    if (o.ackGaps) await acknowledgeGaps(fs, dir, now())
+    findings.push(...gapNotices(openGaps(await readGaps(fs, dir))))
     return report(findings, scan, lastLsn, { backend: backend.checkpoint, index: index.checkpoint }, now() - started)
   } finally {
     await store?.close().catch(() => undefined)

@@ -4,6 +4,9 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { limits } from '../limits.js'
 import { checkDataDir } from '../log/data-dir.js'
+import { fsck } from './reconciler.js'
+import { describeFinding } from '../log/recovery/findings.js'
+import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
 import { openStore } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
@@ -21,11 +24,25 @@ export interface DataDirStatus {
   readonly backlogRecords?: number
   readonly deadLetterBytes: Readonly<Record<string, number>>
   readonly quarantined: readonly string[]
+  /** Gaps memwal declared in the log that no operator has acknowledged (`gaps.json`), and how many were acknowledged. */
+  readonly gaps: { readonly open: readonly DeclaredGap[]; readonly acknowledged: number }
+  /**
+   * A dry-run fsck of the whole directory (log, checkpoints, backend, index),
+   * when no process holds it and its segments hold at most
+   * `limits.statusVerifyBytesMax` bytes; otherwise why it was not run.
+   */
+  readonly verified: StatusVerification
 }
 
+export type StatusVerification =
+  | { readonly clean: boolean; readonly counts: Readonly<Record<string, number>>; readonly findings: readonly string[] }
+  | { readonly skipped: string }
+
 /**
- * A quick look at a data directory (`memwal status`): reads only the segment
- * list, the last segment, and the checkpoints; never the whole log.
+ * A look at a data directory (`memwal status`): the segment list, the last
+ * segment, the checkpoints, dead letters, quarantine and declared gaps; and,
+ * when the directory is small and free, a dry-run fsck, so that damage is
+ * reported (a large log is left to `memwal fsck`: status stays fast).
  */
 export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileSystem()): Promise<DataDirStatus> {
   const root = path.resolve(dir)
@@ -55,6 +72,8 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   if (await fs.stat(dl)) for (const f of await fs.readdir(dl)) deadLetterBytes[f] = (await fs.stat(path.join(dl, f)))?.size ?? 0
   const q = path.join(root, 'quarantine')
   const quarantined = (await fs.stat(q)) ? await fs.readdir(q) : []
+  const gapFile = await readGaps(fs, root)
+  const open = openGaps(gapFile)
   return {
     dir: root,
     ...(holder ? { lockedBy: holder } : {}),
@@ -63,5 +82,15 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
     ...(checkpoints ? { checkpoints, backlogRecords: Math.max(0, lastLsn - Math.min(checkpoints.backend, checkpoints.index)) } : {}),
     deadLetterBytes,
     quarantined,
+    gaps: { open, acknowledged: gapFile.gaps.length - open.length },
+    verified: await verification(root, fs, holder, bytes),
   }
+}
+
+/** Damage anywhere in a small directory is worth the time of a full check; a large one is left to `memwal fsck`. */
+async function verification(root: string, fs: FileSystem, holder: string | undefined, bytes: number): Promise<StatusVerification> {
+  if (holder) return { skipped: `${holder} holds the directory: MemWAL.verify() in that process, or memwal fsck once it has closed` }
+  if (bytes > limits.statusVerifyBytesMax) return { skipped: `the log's segments hold ${(bytes / 1024 / 1024).toFixed(0)} MiB, more than ${limits.statusVerifyBytesMax / 1024 / 1024} MiB: run memwal fsck` }
+  const r = await fsck({ dir: root, repair: false, fs })
+  return { clean: r.clean, counts: r.counts, findings: r.findings.map((f) => describeFinding(f)) }
 }

@@ -6,6 +6,7 @@ import type { Clock } from '../io/clock.js'
 import type { FileSystem } from '../io/fs.js'
 import { limits } from '../limits.js'
 import { findingOf, type Finding, type FindingKind } from '../log/recovery/findings.js'
+import type { DeclaredGap } from '../log/recovery/gap-record.js'
 import { scanLog, type LogScan } from '../log/recovery/log-scan.js'
 import { readLog, type LogRecord } from '../log/wal-reader.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
@@ -22,16 +23,41 @@ import { addToLatest, checkSinks, type LatestVersions, type LsnRange, type SinkF
  * passes: a running writer (`live`) or a repair of the log first (fsck).
  */
 
+/**
+ * Known states an operator should see but that are not damage: a gap memwal
+ * declared and nobody acknowledged yet (`declared-gap`), a record a sink
+ * rejected for good (`dead-letter`). They never make a report unclean.
+ */
+export type NoticeKind = 'declared-gap' | 'dead-letter'
+
+export const NOTICE_KINDS: readonly string[] = ['declared-gap', 'dead-letter'] satisfies readonly NoticeKind[]
+
 /** What `verify` and `memwal fsck` report about the log and the sinks. */
-export type ReconcileFindingKind = FindingKind | SinkFindingKind
+export type ReconcileFindingKind = FindingKind | SinkFindingKind | NoticeKind
+
+export function isNotice(f: Finding<string>): boolean {
+  return NOTICE_KINDS.includes(f.kind)
+}
+
+/** The open declared gaps as notices. */
+export function gapNotices(gaps: readonly DeclaredGap[]): Finding<NoticeKind>[] {
+  return gaps.map((g) => ({
+    kind: 'declared-gap', lsnFirst: g.lsnFirst, ...(g.lsnLast !== undefined ? { lsnLast: g.lsnLast } : {}), alreadyApplied: g.alreadyApplied,
+    detail: `dropped by ${g.by} at ${new Date(g.atMs).toISOString()} (${g.detail}); acknowledge with memwal fsck --ack-gaps or MemWAL.acknowledgeGaps()`, action: 'none',
+  }))
+}
 
 /** A finding as the report shows it: `repaired` says whether something was done about it. */
 export type ReconcileFinding = Finding<ReconcileFindingKind> & { readonly repaired: boolean }
 
 export interface VerifyReport {
+  /** No findings but notices. */
   readonly clean: boolean
   readonly repaired: number
+  /** Findings left as they are, notices not counted. */
   readonly unrepaired: number
+  /** Notices (declared gaps not acknowledged, dead letters): reported, never damage. */
+  readonly notices: number
   readonly counts: Readonly<Record<string, number>>
   readonly findings: readonly ReconcileFinding[]
   readonly segments: number
@@ -177,6 +203,8 @@ export interface OpenLogVerify extends LogSource {
   readonly repair: boolean
   readonly live: LiveLog
   readonly clock: Clock
+  /** Notices the engine knows of (open declared gaps, dead letters). */
+  readonly notices?: readonly Finding<NoticeKind>[]
 }
 
 /**
@@ -189,7 +217,7 @@ export async function verifyOpenLog(v: OpenLogVerify): Promise<VerifyReport> {
   const started = v.clock.nowMs()
   const scan = await scanWholeLog(v)
   const findings: Finding<ReconcileFindingKind>[] = logFindings(scan, v.backend.checkpoint, v.live)
-  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn })))
+  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn })), ...(v.notices ?? []))
   return report(findings, scan, v.live.lastLsn, { backend: v.backend.checkpoint, index: v.index.checkpoint }, v.clock.nowMs() - started)
 }
 
@@ -203,10 +231,12 @@ export function report(findings: readonly Finding<ReconcileFindingKind>[], scan:
   for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
   const shown = findings.map((f) => ({ ...f, repaired: wasRepaired(f) }))
   const repaired = shown.filter((f) => f.repaired).length
+  const notices = findings.filter(isNotice).length
   return {
-    clean: findings.length === 0,
+    clean: findings.length === notices,
     repaired,
-    unrepaired: findings.length - repaired,
+    unrepaired: findings.length - repaired - notices,
+    notices,
     counts,
     findings: shown,
     segments: scan.segments.length,

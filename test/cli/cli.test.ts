@@ -46,6 +46,7 @@ interface FsckReport {
   clean: boolean
   repaired: number
   unrepaired: number
+  notices: number
   counts: Record<string, number>
   findings: Finding[]
   segments: number
@@ -119,6 +120,14 @@ function report(t: Test, r: CliResult, label: string): FsckReport {
 }
 
 // ---- per fixture: fsck, fsck --repair, fsck ----
+
+/** The gap each log repair declares: [first LSN, last LSN, already in the backend]. */
+const GAP_CASES: Partial<Record<CaseName, readonly [number, number, boolean]>> = {
+  'corrupt-middle-segment': [332, 332, true],
+  'bitflip-payload': [461, 461, true],
+  'missing-segment': [223, 440, true],
+  'corrupt-log-backend-down': [332, 332, false],
+}
 
 interface CaseExpect {
   /** Counts per finding kind, before and in the repair run. */
@@ -221,11 +230,15 @@ for (const name of CASES) {
     t.equal(repair.code, damaged ? 1 : 0, `fsck --repair exits ${damaged ? 1 : 0}; stderr: ${repair.stderr}`)
     if (repair.code !== null && repair.code >= 4) return // the rest would only repeat the failure
     const r2 = report(t, repair, 'fsck --repair')
-    t.strictSame(r2.counts, e.repaired, 'counts per kind in the repair run')
-    t.ok(r2.findings.every((f) => f.repaired), 'every finding is marked repaired')
+    // The gap a log repair declares is reported at once, as a notice (see below).
+    const gapNotice = GAP_CASES[name] ? { 'declared-gap': 1 } : {}
+    t.strictSame(r2.counts, { ...e.repaired, ...gapNotice }, 'counts per kind in the repair run')
+    const damage = r2.findings.filter((f) => f.kind !== 'declared-gap')
+    t.ok(damage.every((f) => f.repaired), 'every finding is marked repaired')
     t.equal(r2.unrepaired, 0)
-    t.equal(r2.repaired, r2.findings.length)
-    expectPlaces(t, name, r2.findings, true)
+    t.equal(r2.repaired, damage.length)
+    t.equal(r2.notices, r2.findings.length - damage.length)
+    expectPlaces(t, name, damage, true)
     const q = path.join(dir, 'quarantine')
     t.strictSame(fs.existsSync(q) ? fs.readdirSync(q).sort() : [], e.quarantined, 'evidence kept in quarantine/')
     const cut = e.cut
@@ -235,7 +248,7 @@ for (const name of CASES) {
       t.notOk(fs.existsSync(path.join(dir, 'wal', segmentName(m.lastLsn + 1))), 'the log was not cut short: nothing starts after its last LSN')
       const dumped = oneJson<DumpDoc>(await runCli(['dump', dir, '--json']))
       const kept = Array.from({ length: RECORDS }, (_, i) => i + 1).filter((l) => l < cut[0] || l > cut[1])
-      t.strictSame(dumped.entries.map((x) => x.lsn), kept, `the log keeps ${kept.length} of ${RECORDS} records: every one but the damaged frame`)
+      t.strictSame(dumped.entries.filter((x) => x.kind === 'record').map((x) => x.lsn), kept, `the log keeps ${kept.length} of ${RECORDS} records: every one but the damaged frame`)
       t.equal(dumped.damaged, 0)
     }
 
@@ -243,7 +256,11 @@ for (const name of CASES) {
     t.equal(again.code, 0, `fsck after the repair exits 0; stderr: ${again.stderr}`)
     const r3 = report(t, again, 'fsck again')
     t.equal(r3.clean, true)
-    t.strictSame(r3.findings, [])
+    // What the repair took out of the log stays visible, as a notice (exit 0), until acknowledged.
+    const gap = GAP_CASES[name]
+    t.strictSame(r3.findings.map((f) => [f.kind, f.lsnFirst, f.lsnLast, f.alreadyApplied]), gap ? [['declared-gap', ...gap]] : [], 'the declared gap, as a notice')
+    t.equal(r3.notices, gap ? 1 : 0)
+    t.equal(r3.unrepaired, 0)
     // Replay applied what the backend had not (corrupt-log-backend-down: everything but the dropped frame).
     t.match(r3.checkpoints, { backend: m.lastLsn, index: m.lastLsn })
 
@@ -366,6 +383,56 @@ t.test('dump --json: one document with every record and its place; --from, --to 
   t.match(text.stderr, /1 records, 0 damaged ranges/)
 })
 
+t.test('dump on a directory with a missing middle segment names the missing LSNs and exits 4; after the repair they are a declared gap (exit 0)', async (t) => {
+  const m = manifest['missing-segment']
+  const dir = copyFixture(t, 'missing-segment')
+  const r = await runCli(['dump', dir, '--json'])
+  t.equal(r.code, 4, 'missing LSNs are damage')
+  const doc = oneJson<DumpDoc & { declaredGaps: number }>(r)
+  t.equal(doc.damaged, 1)
+  t.match(doc.entries.filter((e) => e.kind === 'missing'), [{ kind: 'missing', segment: segmentName((m.lsnLast as number) + 1), lsnFirst: m.lsnFirst, lsnLast: m.lsnLast, declared: false }])
+  const text = await runCli(['dump', dir])
+  t.match(text.stdout, `!! missing LSNs ${m.lsnFirst}-${m.lsnLast} before ${segmentName((m.lsnLast as number) + 1)}`)
+  t.match(text.stderr, /1 damaged ranges/)
+  t.equal((await runCli(['fsck', dir, '--repair'])).code, 1)
+  const after = await runCli(['dump', dir, '--json'])
+  t.equal(after.code, 0, 'a declared gap is on record, not damage')
+  const d2 = oneJson<DumpDoc & { declaredGaps: number }>(after)
+  t.match(d2, { damaged: 0, declaredGaps: 1 })
+  t.match(d2.entries.filter((e) => e.kind === 'missing'), [{ lsnFirst: m.lsnFirst, lsnLast: m.lsnLast, declared: true }])
+})
+
+t.test('status reports the damage of every damaged fixture (a dry-run fsck of a small directory)', async (t) => {
+  for (const name of CASES) {
+    const r = await runCli(['status', copyFixture(t, name), '--json'])
+    t.equal(r.code, 0, `${name}: ${r.stderr}`)
+    const s = oneJson<{ verified: { clean?: boolean; counts?: Record<string, number>; findings?: string[]; skipped?: string } }>(r)
+    t.equal(s.verified.clean, name === 'clean', `${name}: ${name === 'clean' ? 'clean' : 'damage reported'}`)
+    t.strictSame(s.verified.counts, expectations(name).found, `${name}: what fsck finds`)
+  }
+  const text = await runCli(['status', copyFixture(t, 'bitflip-payload')])
+  t.match(text.stdout, /verified\s+DAMAGED: corrupt-frame 1/)
+})
+
+t.test('declared gaps: status and fsck show them until memwal fsck --ack-gaps acknowledges them', async (t) => {
+  const dir = copyFixture(t, 'corrupt-log-backend-down')
+  t.equal((await runCli(['fsck', dir, '--repair'])).code, 1)
+  type StatusDoc = { gaps: { open: { lsnFirst: number; lsnLast: number; by: string; alreadyApplied: boolean }[]; acknowledged: number }; verified: { clean: boolean } }
+  const s1 = oneJson<StatusDoc>(await runCli(['status', dir, '--json']))
+  t.match(s1.gaps, { open: [{ lsnFirst: 332, lsnLast: 332, by: 'fsck --repair', alreadyApplied: false }], acknowledged: 0 })
+  t.equal(s1.verified.clean, true, 'a declared gap is not damage')
+  const text = await runCli(['fsck', dir])
+  t.equal(text.code, 0)
+  t.match(text.stdout, /declared-gap LSN 332: dropped by fsck --repair/)
+  t.match(text.stdout, /clean: the log, the backend and the index agree \(1 notices/)
+  const ack = await runCli(['fsck', dir, '--ack-gaps', '--json'])
+  t.equal(ack.code, 0, ack.stderr)
+  t.match(report(t, ack, 'fsck --ack-gaps'), { clean: true, notices: 0, findings: [] })
+  const s2 = oneJson<StatusDoc>(await runCli(['status', dir, '--json']))
+  t.match(s2.gaps, { open: [], acknowledged: 1 })
+  t.strictSame(report(t, await runCli(['fsck', dir, '--json']), 'fsck').findings, [], 'acknowledged: no longer reported')
+})
+
 t.test('dump on a damaged log shows the damaged range in place and exits 4', async (t) => {
   const m = manifest['corrupt-middle-segment']
   const r = await runCli(['dump', copyFixture(t, 'corrupt-middle-segment'), '--json'])
@@ -386,7 +453,7 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
   const r = await runCli(['status', dir, '--json'])
   t.equal(r.code, 0, r.stderr)
   const s = oneJson(r)
-  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'lastLsn', 'quarantined', 'segments'])
+  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'quarantined', 'segments', 'verified'])
   t.match(s, {
     dir,
     segments: { count: 3, bytes: 3 * 64 * 1024, firstLsn: 1, active: manifest.clean.segments[2] },
@@ -395,6 +462,8 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
     backlogRecords: 0,
     deadLetterBytes: {},
     quarantined: [],
+    gaps: { open: [], acknowledged: 0 },
+    verified: { clean: true, counts: {}, findings: [] },
   })
   t.type(s['elapsedMs'], 'number')
 

@@ -227,6 +227,7 @@ if (await requirePg(t)) {
       const damage: string[] = []
       for await (const d of dumpLog({ dir: w.dir })) {
         if (d.kind === 'damage') damage.push(`${d.segment}@${d.offset}: ${d.detail}`)
+        else if (d.kind === 'missing') damage.push(`LSNs ${d.lsnFirst}-${d.lsnLast} before ${d.segment}: ${d.detail}`)
         else log.set(d.lsn, d.record)
       }
       logs.set(w.id, log)

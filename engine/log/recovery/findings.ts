@@ -83,5 +83,5 @@ export function describeFinding(f: Finding<string>): string {
   const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}` : (f.sink ?? '')
   const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined || f.lsnLast === f.lsnFirst ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
   const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (NOT in the backend: lost)'
-  return `${f.kind} ${where}${lsns}: ${f.detail}${had}${f.action === 'none' ? '' : ` [${f.action}]`}`
+  return `${f.kind}${where === '' ? '' : ` ${where}`}${lsns}: ${f.detail}${had}${f.action === 'none' ? '' : ` [${f.action}]`}`
 }

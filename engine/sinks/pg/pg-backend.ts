@@ -450,6 +450,11 @@ export class PgBackend extends BackendSink {
         findings.push({ kind: 'log-damage', detail: `segment ${d.segment} bytes ${d.offset}..${d.end}: ${d.detail}`, repaired: false })
         continue
       }
+      if (d.kind === 'missing') {
+        // A declared gap is a loss already on record (recovery or fsck --repair), not damage.
+        if (!d.declared) findings.push({ kind: 'log-damage', detail: `LSNs ${d.lsnFirst}-${d.lsnLast} before segment ${d.segment}: ${d.detail}`, repaired: false })
+        continue
+      }
       lastLsn = Math.max(lastLsn, d.lsn)
       if (d.lsn > checkpoint) {
         pendingRecords++
