@@ -3,7 +3,7 @@ import { PendingLog } from './apply/pending-log.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
-import { prepareDataDir, writeMarker } from './log/data-dir.js'
+import { describeLooseDir, looseDirs, prepareDataDir, writeMarker } from './log/data-dir.js'
 import { gapsOf, recordGaps, type GapFile } from './log/recovery/gap-record.js'
 import { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
@@ -54,6 +54,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   const undo: (() => Promise<unknown>)[] = [() => lock.release()]
   try {
     if (kind === 'unmarked') await writeMarker(fs, dir)
+    for (const l of await looseDirs(fs, dir)) config.logger.warn({ path: l.path, mode: `0${(l.mode & 0o777).toString(8)}` }, describeLooseDir(l))
     const store = await openStore(fs, dir, config.level)
     undo.push(() => store.close())
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)

@@ -22,6 +22,7 @@ export async function status(dir: string, out: Output): Promise<number> {
     ['quarantine', s.quarantined.length === 0 ? 'empty' : s.quarantined.join(', ')],
     ['declared gaps', s.gaps.open.length === 0 ? `none open${s.gaps.acknowledged > 0 ? ` (${s.gaps.acknowledged} acknowledged)` : ''}` : `${s.gaps.open.length} not acknowledged (memwal fsck --ack-gaps)`],
     ['verified', 'skipped' in s.verified ? `not run: ${s.verified.skipped}` : s.verified.clean ? 'clean (a dry-run fsck)' : `DAMAGED: ${Object.entries(s.verified.counts).map(([k, n]) => `${k} ${n}`).join(', ')} (memwal fsck for details)`],
+    ['warnings', s.warnings.length === 0 ? 'none' : s.warnings.join('; ')],
   ]
   out.line(table(rows))
   for (const g of s.gaps.open) out.line(`  gap LSNs ${g.lsnFirst}-${g.lsnLast ?? '?'}${g.alreadyApplied ? ' (already in the backend)' : ' (NOT in the backend: lost)'}: dropped by ${g.by}`)

@@ -43,6 +43,8 @@ export interface FileStat {
   readonly size: number
   readonly isFile: boolean
   readonly isDirectory: boolean
+  /** Permission bits (`st_mode & 0o7777`), where the filesystem has them. */
+  readonly mode?: number
 }
 
 export interface FileSystem {

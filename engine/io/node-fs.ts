@@ -43,7 +43,7 @@ export class NodeFileSystem implements FileSystem {
   async stat(path: string): Promise<FileStat | undefined> {
     try {
       const s = await fs.promises.stat(path)
-      return { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory() }
+      return { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory(), mode: s.mode & 0o7777 }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err

@@ -4,6 +4,7 @@ import { SEGMENT_MAGIC } from '../format/format.js'
 import { TEMP_SUFFIX } from '../format/segment-name.js'
 import { makeDirDurable, writeNewFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
+import { writableByOthers } from '../io/modes.js'
 import { listWal, readPrefix } from './segment-list.js'
 
 /**
@@ -142,6 +143,33 @@ async function hasMemwalSegment(fs: FileSystem, dir: string): Promise<boolean> {
     if (head.equals(SEGMENT_MAGIC)) return true
   }
   return false
+}
+
+/** A directory of a data directory that others may write, with its mode. */
+export interface LooseDir {
+  readonly path: string
+  readonly mode: number
+}
+
+/**
+ * The data directory and memwal's folders in it that the group or others may
+ * write: they could delete, rename or replace the log and the store. Warned
+ * about (at open, through the logger; in `status`), not refused: a shared
+ * volume may be set up that way on purpose, and a refusal would stop a memory
+ * that works. Empty where the filesystem has no modes (the simulated one).
+ */
+export async function looseDirs(fs: FileSystem, dir: string): Promise<LooseDir[]> {
+  const out: LooseDir[] = []
+  for (const p of [dir, ...['wal', 'store', 'deadletter', 'quarantine'].map((n) => path.join(dir, n))]) {
+    const mode = (await fs.stat(p).catch(() => undefined))?.mode
+    if (mode !== undefined && writableByOthers(mode)) out.push({ path: p, mode })
+  }
+  return out
+}
+
+/** The warning for a loose directory, with the fix. */
+export function describeLooseDir(l: LooseDir): string {
+  return `${l.path} is writable by group or others (mode 0${(l.mode & 0o777).toString(8)}): another user could delete or replace memwal's files; chmod go-w ${l.path} (memwal makes its directories 0700)`
 }
 
 function notMemwal(dir: string, message: string, cause?: unknown): MemwalError {

@@ -3,7 +3,7 @@ import { lockHolder } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { limits } from '../limits.js'
-import { checkDataDir } from '../log/data-dir.js'
+import { checkDataDir, describeLooseDir, looseDirs } from '../log/data-dir.js'
 import { fsck } from './reconciler.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
@@ -32,6 +32,8 @@ export interface DataDirStatus {
    * `limits.statusVerifyBytesMax` bytes; otherwise why it was not run.
    */
   readonly verified: StatusVerification
+  /** What an operator should fix that is not damage: directories others may write. */
+  readonly warnings: readonly string[]
 }
 
 export type StatusVerification =
@@ -84,6 +86,7 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
     quarantined,
     gaps: { open, acknowledged: gapFile.gaps.length - open.length },
     verified: await verification(root, fs, holder, bytes),
+    warnings: (await looseDirs(fs, root)).map(describeLooseDir),
   }
 }
 

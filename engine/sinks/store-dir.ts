@@ -1,6 +1,7 @@
 import { posix as path } from 'node:path'
 import { makeDirDurable } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
+import { tightenModes } from '../io/modes.js'
 import { LevelStore, type LevelDatabase } from './level-store.js'
 
 /** The LevelDB store's folder inside a data directory. */
@@ -12,7 +13,8 @@ export const STORE_DIR = 'store'
  * synced in the data directory) rather than by LevelDB (0755, never synced);
  * after LevelDB opens, `store/` itself is synced: LevelDB writes a new
  * MANIFEST and renames CURRENT into place at open without a directory sync,
- * and the sinks' synced batches go to files named only there. With `level`
+ * and the sinks' synced batches go to files named only there. Then `store/`
+ * and its files are made 0700 and 0600 (io/modes.ts says why after open). With `level`
  * (a database of the caller's, memory-level in simulations) nothing is made
  * on disk.
  */
@@ -23,6 +25,8 @@ export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDa
   const store = await LevelStore.open(dir)
   try {
     await fs.syncDir(dir)
+    // LevelDB's files are 0644 (0666 under umask 000): its own user's only, like everything memwal makes.
+    await tightenModes(dir)
   } catch (err) {
     await store.close().catch(() => undefined)
     throw err

@@ -450,10 +450,11 @@ t.test('dump on a damaged log shows the damaged range in place and exits 4', asy
 
 t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, quarantine, lock', async (t) => {
   const dir = copyFixture(t, 'clean')
+  for (const d of [dir, path.join(dir, 'wal'), path.join(dir, 'store')]) fs.chmodSync(d, 0o755)
   const r = await runCli(['status', dir, '--json'])
   t.equal(r.code, 0, r.stderr)
   const s = oneJson(r)
-  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'quarantined', 'segments', 'verified'])
+  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'quarantined', 'segments', 'verified', 'warnings'])
   t.match(s, {
     dir,
     segments: { count: 3, bytes: 3 * 64 * 1024, firstLsn: 1, active: manifest.clean.segments[2] },
@@ -465,6 +466,7 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
     gaps: { open: [], acknowledged: 0 },
     verified: { clean: true, counts: {}, findings: [] },
   })
+  t.strictSame(s['warnings'], [], 'no warnings: nothing in it is writable by others')
   t.type(s['elapsedMs'], 'number')
 
   const text = await runCli(['status', dir])
