@@ -28,6 +28,23 @@ export const limits = {
   gapRecordsMax: 1000,
   /** `memwal status` verifies the whole directory (a dry-run fsck) only when its segments hold at most this many bytes. */
   statusVerifyBytesMax: 256 * 1024 * 1024,
+  /**
+   * Expiry (put's ttlMs / expiresAt). The largest expiresAt is the largest
+   * instant a Date holds (ms since the epoch); an expiry may lie at most
+   * expiryHorizonMsMax (100 years of 365.25 days) past the engine's clock.
+   */
+  expiresAtMax: 8_640_000_000_000_000,
+  expiryHorizonMsMax: 3_155_760_000_000,
+  /** The expiry sweep: how often it runs (default and range), and how much one round removes. */
+  sweepIntervalMsDefault: 1_000,
+  sweepIntervalMsMin: 10,
+  sweepIntervalMsMax: 3_600_000,
+  /** Expired entries one sweep round removes at most; the rest wait for the next round. */
+  sweepEntriesPerRoundDefault: 10_000,
+  sweepEntriesPerRoundMax: 100_000,
+  /** Deletes per logged batch record a sweep appends: small enough that one batch is one small group commit. */
+  sweepBatchOpsDefault: 256,
+  sweepBatchOpsMax: 10_000,
 } as const
 
 export interface WalLimits {
