@@ -30,14 +30,26 @@ export function createOutput(json: boolean, stdout: NodeJS.WriteStream = process
     document: (doc) => stdout.write(`${JSON.stringify(doc, jsonSafe, 2)}\n`),
     progress(total, label) {
       if (!stderr.isTTY) return { update() {}, stop() {} }
-      const bar = new cliProgress.SingleBar({ stream: stderr, format: `${label} [{bar}] {percentage}% {value}/{total} {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
-      bar.start(Math.max(1, total), 0)
+      // Drawn from the first moment there is work to show: with nothing to do (a replay with
+      // nothing unapplied) no bar is left behind reading "0% 0/1" with an endless ETA.
+      let bar: cliProgress.SingleBar | undefined
+      let known = total
+      const draw = (done: number): void => {
+        if (!bar) {
+          if (known <= 0) return
+          bar = new cliProgress.SingleBar({ stream: stderr, format: `${label} [{bar}] {percentage}% {value}/{total} {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
+          bar.start(known, 0)
+        }
+        bar.setTotal(known)
+        bar.update(done)
+      }
+      draw(0)
       return {
         update: (done, t) => {
-          if (t !== undefined) bar.setTotal(Math.max(1, t))
-          bar.update(done)
+          if (t !== undefined) known = t
+          draw(done)
         },
-        stop: () => bar.stop(),
+        stop: () => bar?.stop(),
       }
     },
   }
