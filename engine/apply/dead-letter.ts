@@ -1,14 +1,15 @@
 import { posix as path } from 'node:path'
 import type { FileHandle, FileSystem } from '../io/fs.js'
 import type { Checksums } from '../format/checksum.js'
-import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
+import { decodeSegmentHeader, encodeFrame, encodeSegmentHeader, FORMAT_VERSION_UNMARKED, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { MemwalError } from '../errors.js'
 import { freeName, makeDirDurable } from '../io/file-ops.js'
 
 /**
  * `deadletter/<sink>.log`: the records a sink rejected for good, framed as in
- * a WAL segment (same header and frames, so the same tools read it; LSNs are
- * the records' own and need not be contiguous). Appends are O_DSYNC: a record
+ * a WAL segment of format version 1 (same header and frames, no group
+ * markers: one frame per write, so the same tools read it; LSNs are the
+ * records' own and need not be contiguous). Appends are O_DSYNC: a record
  * is in the dead-letter log before the sink's checkpoint moves past it.
  */
 export class DeadLetterLog {
@@ -25,7 +26,7 @@ export class DeadLetterLog {
     const stat = await fs.stat(file)
     if (!stat) {
       const h = await fs.open(file, 'create', { dsync: true })
-      await h.write(encodeSegmentHeader({ version: FORMAT_VERSION, salt, baseLsn: 1, createdAtMs: nowMs, gapFromLsn: 0 }, sums), 0)
+      await h.write(encodeSegmentHeader({ version: FORMAT_VERSION_UNMARKED, salt, baseLsn: 1, createdAtMs: nowMs, gapFromLsn: 0 }, sums), 0)
       await fs.syncDir(dir)
       return new DeadLetterLog(h, SEGMENT_HEADER_BYTES, salt, sums)
     }

@@ -9,8 +9,13 @@ import { SeededRandom } from './random.js'
  * `durable` bytes (what survives power loss), plus the list of operations made
  * since the last sync. A name maps to an inode; a directory's names become
  * durable only on `syncDir`. On power loss each file keeps its durable bytes
- * plus a seeded, arbitrary prefix of its unsynced operations (a torn write
- * keeps a prefix of its bytes); names not yet synced revert.
+ * plus, per `tear`, either a seeded, arbitrary prefix of its unsynced
+ * operations (`prefix`: a torn write keeps a prefix of its bytes) or a seeded
+ * subset of their sectors (`sectors`: each 512-byte piece of each unsynced
+ * write, at file offsets that are multiples of 512, persists or not on its
+ * own, so a later piece of a write can survive an earlier one, as when the
+ * kernel splits a write into pages and writes them back in any order); names
+ * not yet synced revert.
  *
  * Faults: a write can fail with ENOSPC (or any code) having written a prefix;
  * a sync can fail with EIO, after which, as on Linux, the unsynced bytes are
@@ -53,6 +58,17 @@ interface ActiveRule {
   left: number
 }
 
+/** How a power loss treats unsynced writes (see the class comment). */
+export type TearMode = 'prefix' | 'sectors'
+
+export interface SimOptions {
+  /** Default `prefix`. Kept by the filesystem that `restart` returns. */
+  readonly tear?: TearMode
+}
+
+/** The unit a disk persists atomically, for `sectors` tearing. */
+export const SECTOR_BYTES = 512
+
 export interface SimStats {
   mutatingOps: number
   writes: number
@@ -69,7 +85,14 @@ export class SimulatedFileSystem implements FileSystem {
   private crashAtOp = Infinity
   readonly stats: SimStats = { mutatingOps: 0, writes: 0, syncs: 0 }
 
-  constructor(private readonly random: SeededRandom) {}
+  readonly tear: TearMode
+
+  constructor(
+    private readonly random: SeededRandom,
+    options: SimOptions = {},
+  ) {
+    this.tear = options.tear ?? 'prefix'
+  }
 
   /** Cuts the power when the Nth mutating operation from now starts (it may tear). */
   cutPowerAtOp(n: number): void {
@@ -99,12 +122,12 @@ export class SimulatedFileSystem implements FileSystem {
    */
   restart(seed = this.random.nextU32()): SimulatedFileSystem {
     const random = new SeededRandom(seed)
-    const next = new SimulatedFileSystem(random)
+    const next = new SimulatedFileSystem(random, { tear: this.tear })
     const survivors = new Map<Inode, Inode>()
     for (const [name, inode] of this.durableNames) {
       let copy = survivors.get(inode)
       if (!copy) {
-        copy = tornImage(inode, random)
+        copy = this.tear === 'sectors' ? sectorImage(inode, random) : tornImage(inode, random)
         survivors.set(inode, copy)
       }
       next.names.set(name, copy)
@@ -300,8 +323,10 @@ class SimFileHandle implements FileHandle {
     const tears = this.sim.mutation()
     this.sim.stats.writes++
     if (tears) {
-      // Power went out during this write: some prefix of it reached the page cache, none of it synced.
-      applyWrite(this.inode, position, data.subarray(0, this.sim.rng.below(data.length + 1)), false)
+      // Power went out during this write: some of it reached the page cache, none of it synced (with
+      // `sectors` tearing all of it is pending, and the restart keeps a subset of its sectors).
+      const landed = this.sim.tear === 'sectors' ? data : data.subarray(0, this.sim.rng.below(data.length + 1))
+      applyWrite(this.inode, position, landed, false)
       throw new SimulatedCrashError()
     }
     if (code !== undefined) {
@@ -423,6 +448,33 @@ function tornImage(inode: Inode, random: SeededRandom): Inode {
       const n = Math.min(budget, op.bytes.length)
       image = writeInto(image, op.position, op.bytes.subarray(0, n))
       budget -= n
+    }
+  }
+  out.current = image
+  out.durable = Buffer.from(image)
+  return out
+}
+
+/**
+ * What a file holds after power loss with `sectors` tearing: its durable image
+ * plus, in operation order, each 512-byte piece of each unsynced write kept or
+ * not by a seeded coin (and each unsynced truncate kept or not).
+ */
+function sectorImage(inode: Inode, random: SeededRandom): Inode {
+  const out = new Inode()
+  let image: Bytes = Buffer.from(inode.durable)
+  for (const op of inode.pending) {
+    if (op.kind === 'truncate') {
+      if (random.below(2) === 0) continue
+      const next = Buffer.alloc(op.length)
+      image.copy(next, 0, 0, Math.min(op.length, image.length))
+      image = next
+      continue
+    }
+    const end = op.position + op.bytes.length
+    for (let at = op.position; at < end; at = (Math.floor(at / SECTOR_BYTES) + 1) * SECTOR_BYTES) {
+      const pieceEnd = Math.min(end, (Math.floor(at / SECTOR_BYTES) + 1) * SECTOR_BYTES)
+      if (random.below(2) === 1) image = writeInto(image, at, op.bytes.subarray(at - op.position, pieceEnd - op.position))
     }
   }
   out.current = image

@@ -52,6 +52,13 @@ export type ScanEvent = ScannedFrame | Damage
 export interface FramesEnd {
   readonly validEnd: number
   readonly dataEnd: number
+  /**
+   * Version 2: the largest durable-from of the segment's valid group markers
+   * (the segment header's end if none verified): bytes from here on were not
+   * known durable when the last write the segment shows was issued, so damage
+   * from here on is a torn final group (format.ts). Undefined for version 1.
+   */
+  readonly tornFrom?: number
 }
 
 export interface SegmentScanInput {
@@ -61,6 +68,8 @@ export interface SegmentScanInput {
   readonly sums: Checksums
   /** Default `salvage`. */
   readonly mode?: CursorMode
+  /** The segment's format version (default 1: no group markers). */
+  readonly version?: number
 }
 
 /**
@@ -74,11 +83,19 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd
   const end = dataEnd(s.bytes, SEGMENT_HEADER_BYTES)
   // The view spans the whole segment: a frame that starts before the end of
   // the data may end in zero bytes past it.
-  const view = frameView(s.bytes)
+  const view = frameView(s.bytes, s.version)
   let at = SEGMENT_HEADER_BYTES
   let validEnd = SEGMENT_HEADER_BYTES
+  let tornFrom = SEGMENT_HEADER_BYTES
   while (at < end) {
     const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, verifyPayloads)
+    if (d.kind === 'group') {
+      // Not a record: it only tells where unacknowledged bytes may begin. validEnd stays before it, so a
+      // marker whose frames never landed is overwritten by the next write.
+      tornFrom = Math.max(tornFrom, d.durableFrom)
+      at = d.next
+      continue
+    }
     if (d.kind === 'frame') {
       yield { kind: 'frame', lsn: d.lsn, type: d.type, offset: at, next: d.next, payload: d.payload }
       at = d.next
@@ -98,13 +115,14 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd
     if (resume === undefined || mode === 'strict') break
     at = resume
   }
-  return { validEnd, dataEnd: end }
+  return { validEnd, dataEnd: end, ...(view.markers ? { tornFrom } : {}) }
 }
 
 function resync(view: FrameView, s: SegmentScanInput, from: number, end: number): number | undefined {
   let q = findNextMagic(view.bytes, from)
   while (q !== -1 && q < end) {
-    if (decodeFrameAt(view, q, s.salt, s.recordBytesMax, s.sums).kind === 'frame') return q
+    const kind = decodeFrameAt(view, q, s.salt, s.recordBytesMax, s.sums).kind
+    if (kind === 'frame' || kind === 'group') return q
     q = findNextMagic(view.bytes, q + 1)
   }
   return undefined
@@ -163,7 +181,8 @@ export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSeg
 /** The frames of a segment the cursor read whole; none when its header is bad or only the header was read. */
 export function framesOf(seg: CursorSegment, o: { readonly sums: Checksums; readonly recordBytesMax: number }, mode: CursorMode): Generator<ScanEvent, FramesEnd> {
   if (seg.header.kind !== 'header' || !seg.framesRead) return noFrames(seg.bytes.length)
-  return scanFrames({ bytes: seg.bytes, salt: seg.header.header.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode })
+  const h = seg.header.header
+  return scanFrames({ bytes: seg.bytes, salt: h.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode, version: h.version })
 }
 
 function* noFrames(size: number): Generator<ScanEvent, FramesEnd> {

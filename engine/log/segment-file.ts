@@ -18,6 +18,8 @@ export interface OpenSegment {
   readonly handle: FileHandle
   readonly baseLsn: number
   readonly salt: number
+  /** Format version of its header: group markers are written only in version 2 (FORMAT_VERSION). */
+  readonly version: number
   /** Preallocated size: frames may be written up to here. */
   readonly capacity: number
 }
@@ -74,5 +76,5 @@ export async function installSegment(c: SegmentInstall): Promise<OpenSegment> {
   await c.fs.rename(spare, path.join(c.walDir, name))
   await c.fs.syncDir(c.walDir)
   const appender = await c.fs.open(path.join(c.walDir, name), 'readwrite', { dsync: c.dsync })
-  return { name, handle: appender, baseLsn: c.baseLsn, salt: c.salt, capacity: c.segmentBytes }
+  return { name, handle: appender, baseLsn: c.baseLsn, salt: c.salt, version: FORMAT_VERSION, capacity: c.segmentBytes }
 }

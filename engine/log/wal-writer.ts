@@ -5,9 +5,9 @@ import type { Clock } from '../io/clock.js'
 import type { FileSystem } from '../io/fs.js'
 import { isSpaceError } from '../io/fs.js'
 import type { Random } from '../io/random.js'
-import type { WalLimits } from '../limits.js'
+import { limits, type WalLimits } from '../limits.js'
 import type { Checksums } from '../format/checksum.js'
-import { encodeFrameBodyInto, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, sealFrame, type RecordType } from '../format/format.js'
+import { encodeFrameBodyInto, encodeGroupMarkerInto, FORMAT_VERSION, FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, sealFrame, type RecordType } from '../format/format.js'
 import { installSegment, prepareSpare, SPARE_NAME, type OpenSegment } from './segment-file.js'
 
 /**
@@ -60,10 +60,14 @@ interface Waiter {
   reject(err: unknown): void
 }
 
-/** Frames gathered for one group commit: bodies encoded, LSNs bound at commit. */
+/**
+ * Frames gathered for one group commit: bodies encoded, LSNs bound at commit.
+ * The buffer starts with room for the group marker (format.ts), written at
+ * commit when the write's extent and durable-from are known.
+ */
 class Group {
   buf: Buffer
-  used = 0
+  used = GROUP_MARKER_BYTES
   readonly ends: number[] = []
   readonly waiters: Waiter[] = []
 
@@ -76,11 +80,11 @@ class Group {
   }
 
   startOf(i: number): number {
-    return i === 0 ? 0 : (this.ends[i - 1] ?? 0)
+    return i === 0 ? GROUP_MARKER_BYTES : (this.ends[i - 1] ?? 0)
   }
 
   reset(): void {
-    this.used = 0
+    this.used = GROUP_MARKER_BYTES
     this.ends.length = 0
     this.waiters.length = 0
   }
@@ -123,6 +127,8 @@ export class WalWriter {
   private spareError: unknown
   /** LSN of the last record durable on disk (in sync mode, the last acknowledged). */
   private durableLsnValue: number
+  /** Offset in the active segment below which every byte is durable: each group marker records it. */
+  private durableFrom: number
 
   constructor(
     private readonly c: WriterConfig,
@@ -133,6 +139,8 @@ export class WalWriter {
     this.offset = at.offset
     this.nextLsn = at.nextLsn
     this.durableLsnValue = at.nextLsn - 1
+    // What lies before `at.offset` was verified at open and synced before appending went on (wal.ts).
+    this.durableFrom = at.offset
     this.startSpare()
     if (c.durability === 'interval') this.armTimer()
   }
@@ -156,7 +164,7 @@ export class WalWriter {
 
   /** Bytes appended but not yet written. */
   get queuedBytes(): number {
-    return this.open.used + this.overflowBytes
+    return this.open.used - GROUP_MARKER_BYTES + this.overflowBytes
   }
 
   /**
@@ -319,32 +327,65 @@ export class WalWriter {
         if (rotated !== true) return this.rejectFrom(g, i, rotated)
         continue
       }
-      const start = g.startOf(i)
-      const end = g.startOf(j)
       const first = this.nextLsn
+      assert(first + (j - i) - 1 <= limits.lsnMax, 'LSNs stay below 2^53: each is written as two u32')
       for (let k = i; k < j; k++) sealFrame(g.buf, g.startOf(k), first + (k - i), this.segment.salt, this.c.sums)
-      const bytes = g.buf.subarray(start, end)
+      const bytes = this.writeOf(g, i, j, first)
+      const marker = bytes.length - (g.startOf(j) - g.startOf(i))
       try {
         const h = this.segment.handle
         if (h.writeSync && bytes.length <= this.c.inlineWriteBytesMax) h.writeSync(bytes, this.offset)
         else await h.write(bytes, this.offset)
       } catch (err) {
-        const frameEnds: number[] = []
-        for (let k = i; k < j; k++) frameEnds.push(g.startOf(k + 1) - start)
+        // The marker is zeroed last, like a frame: it is the first piece of the write.
+        const frameEnds: number[] = marker > 0 ? [marker] : []
+        for (let k = i; k < j; k++) frameEnds.push(marker + g.startOf(k + 1) - g.startOf(i))
         return this.rejectFrom(g, i, await this.afterWriteError(err, frameEnds))
       }
       this.offset += bytes.length
       this.nextLsn += j - i
-      if (this.c.durability === 'sync') this.durableLsnValue = this.nextLsn - 1
-      else this.unsyncedBytes += bytes.length
+      if (this.c.durability === 'sync') {
+        this.durableLsnValue = this.nextLsn - 1
+        this.durableFrom = this.offset
+      } else {
+        this.unsyncedBytes += bytes.length
+      }
       for (let k = i; k < j; k++) g.waiters[k]?.resolve(first + (k - i))
       i = j
     }
   }
 
-  /** Index past the last frame from `i` that fits in the active segment. */
+  /** Bytes of a group marker in the active segment: none in a version 1 segment (one resumed from before markers). */
+  private get markerBytes(): number {
+    return this.segment.version >= FORMAT_VERSION ? GROUP_MARKER_BYTES : 0
+  }
+
+  /**
+   * The bytes of one write: frames `i` to `j` of the group, after their group
+   * marker in a version 2 segment. The marker goes in the room kept before the
+   * first frame; a write that starts later in the group (the rest of a group
+   * split by a rotation) is copied behind a marker of its own.
+   */
+  private writeOf(g: Group, i: number, j: number, firstLsn: number): Buffer {
+    const start = g.startOf(i)
+    const end = g.startOf(j)
+    const marker = this.markerBytes
+    if (marker === 0) return g.buf.subarray(start, end)
+    const groupBytes = marker + end - start
+    const m = { lsn: firstLsn, groupBytes, durableFrom: this.durableFrom }
+    if (i === 0) {
+      encodeGroupMarkerInto(g.buf, 0, m, this.segment.salt, this.c.sums)
+      return g.buf.subarray(0, end)
+    }
+    const out = Buffer.allocUnsafe(groupBytes)
+    encodeGroupMarkerInto(out, 0, m, this.segment.salt, this.c.sums)
+    g.buf.copy(out, marker, start, end)
+    return out
+  }
+
+  /** Index past the last frame from `i` that fits in the active segment, after its group marker. */
   private framesThatFit(g: Group, i: number): number {
-    const room = this.segment.capacity - this.offset
+    const room = this.segment.capacity - this.offset - this.markerBytes
     const base = g.startOf(i)
     let j = i
     while (j < g.count && (g.ends[j] ?? Infinity) - base <= room) j++
@@ -385,6 +426,7 @@ export class WalWriter {
   private async syncNow(): Promise<void> {
     if (this.unsyncedBytes === 0) return
     const upTo = this.nextLsn - 1
+    const at = this.offset
     try {
       await this.segment.handle.datasync()
     } catch (err) {
@@ -393,6 +435,7 @@ export class WalWriter {
     }
     this.unsyncedBytes = 0
     this.durableLsnValue = upTo
+    this.durableFrom = at
   }
 
   /** Opens the next segment. Resolves true, or the error to reject the waiting frames with. */
@@ -426,6 +469,7 @@ export class WalWriter {
       await this.segment.handle.close().catch(() => undefined)
       this.segment = next
       this.offset = SEGMENT_HEADER_BYTES
+      this.durableFrom = SEGMENT_HEADER_BYTES
     } catch (err) {
       // No space for the header (or the rename): the spare was not installed and the active
       // segment is intact. Reject these frames; the next rotation prepares a fresh spare.

@@ -9,7 +9,7 @@ import { systemRandom, type Random } from '../io/random.js'
 import { checkWalLimits, limits, type WalLimits } from '../limits.js'
 import { recoverWal, CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport, type Resume } from './recovery/wal-recovery.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
-import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
+import { FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable } from '../io/file-ops.js'
 import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
@@ -226,6 +226,9 @@ export class Wal {
   }
 }
 
+/** What one record costs beyond its payload when it is written alone: its frame header and its group's marker. */
+const WRITE_OVERHEAD_BYTES = FRAME_HEADER_BYTES + GROUP_MARKER_BYTES
+
 function raiseNextLsn(r: Resume, atLeast: number): Resume {
   const next = r.kind === 'append' ? r.nextLsn : r.baseLsn
   if (next >= atLeast) return r
@@ -251,7 +254,7 @@ async function openResume(o: WalConfig, sums: Checksums, r: Resume): Promise<{ s
   }
   if (r.kind === 'append' && r.offset + FRAME_HEADER_BYTES <= r.capacity) {
     const handle = await o.fs.open(r.segment.path, 'readwrite', { dsync })
-    return { segment: { name: r.segment.name, handle, baseLsn: r.header.baseLsn, salt: r.header.salt, capacity: r.capacity }, offset: r.offset, nextLsn: r.nextLsn }
+    return { segment: { name: r.segment.name, handle, baseLsn: r.header.baseLsn, salt: r.header.salt, version: r.header.version, capacity: r.capacity }, offset: r.offset, nextLsn: r.nextLsn }
   }
   const baseLsn = r.kind === 'append' ? r.nextLsn : r.baseLsn
   const gapFromLsn = r.kind === 'append' ? 0 : r.gapFromLsn
@@ -269,15 +272,15 @@ export function resolveWalConfig(w: Omit<WalOptions, 'durableLsn' | 'appliedLsn'
   if (typeof w.dir !== 'string' || w.dir.length === 0) throw new InvalidOptionsError('dir is required')
   const fs = w.fs ?? new NodeFileSystem()
   const segmentBytes = w.segmentBytes ?? limits.segmentBytesDefault
-  // By default a record may be as large as fits in an empty segment, up to the default maximum.
-  const recordBytesMax = w.recordBytesMax ?? Math.min(limits.recordBytesDefault, segmentBytes - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES)
+  // By default a record may be as large as fits in an empty segment (behind its group marker), up to the default maximum.
+  const recordBytesMax = w.recordBytesMax ?? Math.min(limits.recordBytesDefault, segmentBytes - SEGMENT_HEADER_BYTES - WRITE_OVERHEAD_BYTES)
   const l: WalLimits = {
     recordBytesMax,
     segmentBytes,
-    groupBytesMax: w.groupBytesMax ?? Math.max(limits.groupBytesDefault, recordBytesMax + FRAME_HEADER_BYTES),
+    groupBytesMax: w.groupBytesMax ?? Math.max(limits.groupBytesDefault, recordBytesMax + WRITE_OVERHEAD_BYTES),
     queueBytesMax: w.queueBytesMax ?? limits.queueBytesDefault,
   }
-  checkWalLimits(l, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES)
+  checkWalLimits(l, WRITE_OVERHEAD_BYTES, SEGMENT_HEADER_BYTES)
   const durability = w.durability ?? 'sync'
   if (!['sync', 'interval', 'none'].includes(durability)) throw new InvalidOptionsError(`durability must be sync, interval or none, not ${String(durability)}`)
   const policy = w.corruptionPolicy ?? 'tolerate-torn-tail'

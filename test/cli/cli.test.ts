@@ -597,18 +597,18 @@ t.test('an unknown format version: fsck and replay exit 8 saying which version; 
   const sums = await createChecksums()
   const h = decodeSegmentHeader(bytes, sums)
   if (h.kind !== 'header') throw new Error('fixture header unreadable')
-  encodeSegmentHeader({ ...h.header, version: 2 }, sums).copy(bytes, 0)
+  encodeSegmentHeader({ ...h.header, version: 3 }, sums).copy(bytes, 0)
   fs.writeFileSync(seg, bytes)
   t.equal(decodeSegmentHeader(bytes, sums).kind, 'unknown-version', 'a valid header of another version')
   for (const cmd of ['fsck', 'replay']) {
-    expectOneLineError(t, await runCli([cmd, dir]), cmd, 8, new RegExp(`segment ${manifest.clean.segments[0]} has format version 2; this memwal reads version 1 \\[WAL_UNKNOWN_VERSION\\]$`))
+    expectOneLineError(t, await runCli([cmd, dir]), cmd, 8, new RegExp(`segment ${manifest.clean.segments[0]} has format version 3; this memwal reads versions 1 and 2 \\[WAL_UNKNOWN_VERSION\\]$`))
   }
   expectOneLineError(t, await runCli(['fsck', dir, '--repair']), 'fsck --repair', 8, /WAL_UNKNOWN_VERSION/)
   t.equal(fs.readFileSync(seg).compare(bytes), 0, 'the segment is left as it is')
   t.notOk(fs.existsSync(path.join(dir, 'quarantine')), 'nothing quarantined')
   const d = await runCli(['dump', dir, '--json'])
   t.equal(d.code, 4)
-  t.match(oneJson<DumpDoc>(d).entries[0], { kind: 'damage', segment: manifest.clean.segments[0], offset: 0, detail: 'format version 2' })
+  t.match(oneJson<DumpDoc>(d).entries[0], { kind: 'damage', segment: manifest.clean.segments[0], offset: 0, detail: 'format version 3' })
 })
 
 t.test('usage errors exit 16 with one line on stderr (and, under --json, one document on stdout)', async (t) => {

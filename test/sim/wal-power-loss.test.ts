@@ -34,6 +34,8 @@ t.test(`${scenarios} seeded power-loss scenarios lose no acknowledged record`, a
   let appended = 0
   let lost = 0
   let tornTails = 0
+  let tornGroups = 0
+  let sectorScenarios = 0
   let secondCrashes = 0
   let secondCrashScenarios = 0
   let multiEpoch = 0
@@ -46,6 +48,8 @@ t.test(`${scenarios} seeded power-loss scenarios lose no acknowledged record`, a
     acknowledged += r.acknowledged
     lost += r.lost
     tornTails += r.tornTails
+    tornGroups += r.tornGroups
+    if (r.tear === 'sectors') sectorScenarios++
     secondCrashes += r.secondCrashes
     if (r.secondCrashes > 0) secondCrashScenarios++
     if (r.epochs > 1) multiEpoch++
@@ -61,7 +65,8 @@ t.test(`${scenarios} seeded power-loss scenarios lose no acknowledged record`, a
   t.equal(failures.length, 0, `every scenario held every invariant${failures[0] ? `; first failure: ${replayCommand(failures[0].seed)}` : ''}`)
   t.comment(
     `power loss: ${scenarios} scenarios from seed ${seedBase}: ${appended} appends, ${acknowledged} acknowledged, ${lost} lost; ` +
-      `${tornTails} torn tails truncated, ${surfaced} unacknowledged records surfaced under their own LSN; ` +
+      `${tornTails} torn tails truncated (${tornGroups} of them torn final groups: valid frames after the damage), ${surfaced} unacknowledged records surfaced under their own LSN; ` +
+      `${sectorScenarios} scenarios tore unsynced writes by 512-byte sectors in any subset, the others by prefix; ` +
       `${secondCrashScenarios} scenarios with a power cut during recovery; ${multiEpoch} multi-epoch; ${rotated} rotated segments`,
   )
   t.comment(`power cuts landed: ${[...sites].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s} ${n}`).join(', ')}`)
@@ -69,6 +74,7 @@ t.test(`${scenarios} seeded power-loss scenarios lose no acknowledged record`, a
   if (scenarios >= SCENARIOS_DEFAULT) {
     t.ok(acknowledged > scenarios * 10, 'the workload acknowledged records to lose')
     t.ok(tornTails > 0 && secondCrashes > 0 && multiEpoch > 0 && rotated > 0, 'torn tails, crashes during recovery, several epochs and rotations all happened')
+    t.ok(tornGroups > 0, 'torn final groups (a later sector persisted, an earlier one not) happened and were truncated without refusal')
     for (const site of ['group write', 'spare zero-fill', 'spare sync', 'segment header write', 'segment header sync', 'segment rename', 'directory sync']) {
       t.ok((sites.get(`write: ${site}`) ?? 0) > 0, `a power cut landed on a ${site} while writing`)
     }

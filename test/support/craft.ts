@@ -49,6 +49,8 @@ export function keyOf(r: WalRecord): string {
 export interface FrameInfo {
   readonly lsn: number
   readonly offset: number
+  /** Where the write that holds it starts: its group marker (version 2), or the frame itself (version 1). */
+  readonly groupStart: number
   /** Offset after the frame. */
   readonly next: number
 }
@@ -122,9 +124,10 @@ export function describeSegment(name: string, p: string, bytes: Uint8Array, s: C
   if (h.kind !== 'header') throw new Error(`${name}: header does not decode (${h.kind})`)
   const frames: FrameInfo[] = []
   let validEnd = SEGMENT_HEADER_BYTES
-  for (const ev of scanFrames({ bytes, salt: h.header.salt, recordBytesMax: SEGMENT_BYTES, sums: s })) {
+  for (const ev of scanFrames({ bytes, salt: h.header.salt, recordBytesMax: SEGMENT_BYTES, sums: s, version: h.header.version })) {
     if (ev.kind !== 'frame') throw new Error(`${name}: damage at ${ev.offset} in a log that should be clean`)
-    frames.push({ lsn: ev.lsn, offset: ev.offset, next: ev.next })
+    // Frames of a crafted log are back to back but for group markers: a gap before a frame is its marker.
+    frames.push({ lsn: ev.lsn, offset: ev.offset, groupStart: validEnd, next: ev.next })
     validEnd = ev.next
   }
   return { name, path: p, header: h.header, frames, validEnd, size: bytes.length }

@@ -25,7 +25,7 @@
  */
 import { posix as path } from 'node:path'
 import { describeFinding, type FileHandle, type Finding, type OpenMode, type OpenOptions } from '../../engine/index.js'
-import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
+import { ManualClock, RecordType, SeededRandom, SimulatedFileSystem, Wal, type TearMode } from '../../engine/testing.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from './forwarding-fs.js'
 
 export const SCENARIO_DIR = '/data'
@@ -46,6 +46,8 @@ export interface ScenarioOptions {
   readonly secondCrashChance?: number
   /** Called after each restart, before the reopen that is checked: lets a test damage the disk on purpose. */
   readonly afterRestart?: (sim: SimulatedFileSystem, epoch: number) => void
+  /** How the power cuts tear unsynced writes (sim-fs.ts); by default every other seed tears by sectors. */
+  readonly tear?: TearMode
   /** Verbose trace, for the replay script. */
   readonly log?: (line: string) => void
 }
@@ -68,6 +70,9 @@ export interface ScenarioResult {
   /** Every finding every checked recovery reported. */
   readonly findings: Finding[]
   readonly tornTails: number
+  /** Torn tails with valid frames after the damage: a final group whose later sectors persisted and earlier ones not. */
+  readonly tornGroups: number
+  readonly tear: TearMode
   /** Where each power cut landed, e.g. 'write: group write' or 'recovery: torn-tail zeroing'. */
   readonly crashSites: string[]
   /** Power cuts that hit a recovery in progress. */
@@ -221,19 +226,23 @@ class Scenario {
   private segmentsMax = 0
   private lastLsn = 0
 
+  /** Not drawn from the rng: the rest of a seed's scenario is the same in either mode. */
+  private readonly tear: TearMode
+
   constructor(
     private readonly seed: number,
     private readonly o: ScenarioOptions,
   ) {
+    this.tear = o.tear ?? (seed % 2 === 0 ? 'sectors' : 'prefix')
     this.rng = new SeededRandom(seed)
     this.log = o.log ?? (() => undefined)
   }
 
   async run(): Promise<ScenarioResult> {
     const epochs = this.o.epochs ?? pick(this.rng, [[1, 0.6], [2, 0.25], [3, 0.15]])
-    let fs = new TracingFs(new SimulatedFileSystem(new SeededRandom(this.rng.nextU32())))
+    let fs = new TracingFs(new SimulatedFileSystem(new SeededRandom(this.rng.nextU32()), { tear: this.tear }))
     let wal: Wal | undefined
-    this.log(`seed ${this.seed}: ${epochs} epoch(s)`)
+    this.log(`seed ${this.seed}: ${epochs} epoch(s), unsynced writes torn by ${this.tear}`)
     try {
       for (let epoch = 1; epoch <= epochs && this.violations.length === 0; epoch++) {
         await this.writeUntilPowerCut(fs, wal, epoch)
@@ -520,6 +529,8 @@ class Scenario {
       surfacedUnacked: this.surfacedUnacked,
       findings: this.findings,
       tornTails: this.findings.filter((f) => f.kind === 'torn-tail').length,
+      tornGroups: this.findings.filter((f) => f.kind === 'torn-tail' && f.detail.includes('final group write that never completed')).length,
+      tear: this.tear,
       crashSites: this.crashSites,
       secondCrashes: this.secondCrashes,
       lastLsn: this.lastLsn,

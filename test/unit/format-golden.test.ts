@@ -1,7 +1,10 @@
 /**
  * Pins on-disk format version 1 with a golden segment
  * (fixtures/format-v1/00000000000000000001.seg, made by
- * fixtures/make-format-fixtures.ts from fixtures/format-v1/records.json).
+ * fixtures/make-format-fixtures.ts from fixtures/format-v1/records.json when
+ * the writer wrote version 1; frozen since version 2, which
+ * format-golden-v2.test.ts pins). Version 1 segments are still read, and
+ * appended to, exactly as before.
  *
  * If a test here fails, the bytes memwal writes or the way it reads them
  * changed: segments already on users' disks are at stake. Either undo the
@@ -10,18 +13,18 @@
  */
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { FORMAT_VERSION, ManualClock, RecordCodec, RecordType, SeededRandom, SimulatedFileSystem, Wal } from '../../engine/testing.js'
+import { RecordCodec, RecordType } from '../../engine/testing.js'
 import { createChecksums } from '../../engine/format/checksum.js'
-import { encodeFrame, encodeSegmentHeader, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
+import { decodeFrame, encodeFrame, encodeSegmentHeader, FORMAT_VERSION_UNMARKED, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
 import { scanFrames } from '../../engine/log/segment-cursor.js'
-import { GOLDEN_SEGMENT, loadFixture, SEGMENT_BYTES, toWalRecord, trim, writeWithWal } from '../../fixtures/make-format-fixtures.js'
+import { FIXTURE_DIR_V1, GOLDEN_SEGMENT_V1, loadFixture, openGoldenAsLog, SEGMENT_BYTES, toWalRecord } from '../../fixtures/make-format-fixtures.js'
 
-const golden = readFileSync(GOLDEN_SEGMENT)
-const fixture = loadFixture()
+const golden = readFileSync(GOLDEN_SEGMENT_V1)
+const fixture = loadFixture(FIXTURE_DIR_V1)
 const expected = fixture.records.map(toWalRecord)
 
 t.test('the fixture is what it claims to be', async (t) => {
-  t.equal(FORMAT_VERSION, 1, 'this fixture pins version 1')
+  t.equal(FORMAT_VERSION_UNMARKED, 1, 'this fixture pins version 1')
   t.strictSame(fixture.records.map((r) => r.lsn), [1, 2, 3, 4, 5, 6], 'records at LSNs 1..6')
   t.strictSame(fixture.records.map((r) => r.type), ['PUT', 'PUT', 'PUT', 'DELETE', 'BATCH', 'PUT'], 'PUT, DELETE and BATCH records')
   t.equal(golden.length, 456, 'golden segment size: 64-byte header and six frames')
@@ -38,13 +41,6 @@ t.test('(a) encoding the fixture records gives the golden bytes exactly', async 
   const encoded = Buffer.concat(parts)
   t.equal(encoded.length, golden.length, 'same length')
   t.equal(firstDifference(encoded, golden), -1, 'same bytes (first difference at -1 means none)')
-})
-
-t.test('(a) the WAL writer produces the golden segment, zero-padded to its preallocated size', async (t) => {
-  const written = await writeWithWal(fixture)
-  t.equal(written.length, SEGMENT_BYTES, 'the segment file is preallocated')
-  t.equal(firstDifference(trim(written), golden), -1, 'header and frames equal the golden bytes')
-  t.ok(written.subarray(golden.length).every((b) => b === 0), 'zeros after the last frame')
 })
 
 t.test('(b) the golden bytes, read by hand against the spec in format.ts', async (t) => {
@@ -91,18 +87,14 @@ t.test('(b) the golden segment decodes with the format module, and as a real seg
   t.strictSame(frames.map((f) => (f.kind === 'frame' ? codec.decode(f.type, f.payload) : undefined)), expected, 'each decodes to its record')
 
   // As found on a disk: zero-padded to the segment size, under the strictest policy.
-  const sim = new SimulatedFileSystem(new SeededRandom(3))
-  const padded = Buffer.alloc(SEGMENT_BYTES)
-  golden.copy(padded)
-  await sim.mkdirp('/d/wal')
-  sim.poke('/d/wal/00000000000000000001.seg', padded)
-  const wal = await Wal.open({ dir: '/d', fs: sim, segmentBytes: SEGMENT_BYTES, corruptionPolicy: 'absolute', clock: new ManualClock(), random: new SeededRandom(4) })
-  t.strictSame(wal.recovery.findings, [], 'no findings')
-  const read = []
-  for await (const r of wal.read(1)) read.push({ lsn: r.lsn, record: wal.decode(r) })
+  const { findings, read, appendedLsn, after } = await openGoldenAsLog(golden)
+  t.strictSame(findings, [], 'no findings')
   t.strictSame(read, expected.map((record, i) => ({ lsn: i + 1, record })), 'read back in order')
-  t.equal(await wal.appendRecord({ type: RecordType.DELETE, op: { type: 'del', key: 'n' } }), 7, 'appends go on at LSN 7')
-  await wal.close()
+  t.equal(appendedLsn, 7, 'appends go on at LSN 7')
+  // Appended in version 1 framing: the next frame follows the last at once, with no group marker.
+  t.equal(firstDifference(after.subarray(0, golden.length), golden), -1, 'the golden bytes are untouched')
+  const seventh = decodeFrame(after, golden.length, fixture.segment.salt, SEGMENT_BYTES, sums)
+  t.equal(seventh.kind === 'frame' ? seventh.lsn : seventh.kind, 7, 'LSN 7 is a record frame right after LSN 6')
 })
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {

@@ -13,6 +13,7 @@ import { repairPlan } from '../../engine/log/recovery/repair-plan.js'
 import { carryOut } from '../../engine/log/recovery/repair-executor.js'
 import { INTENT_FILE } from '../../engine/log/recovery/repair-intent.js'
 import { limits } from '../../engine/limits.js'
+import { GROUP_MARKER_BYTES } from '../../engine/format/format.js'
 
 const DIR = '/data'
 const WAL_DIR = `${DIR}/wal`
@@ -38,8 +39,9 @@ async function damagedLog(): Promise<SimulatedFileSystem> {
   const scan = await scanLog({ fs, sums, walDir: WAL_DIR, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
   const seg = scan.segments.find((s) => s.firstLsn !== undefined && s.firstLsn <= DAMAGED_LSN && (s.lastLsn ?? 0) >= DAMAGED_LSN)
   if (!seg) throw new Error('no segment holds the damaged LSN')
-  // Walk the segment's frames to the damaged one: each is 32 bytes of header plus its payload.
-  const offset = 64 + (DAMAGED_LSN - (seg.firstLsn as number)) * (32 + 4000)
+  // Walk the segment's frames to the damaged one: each record was its own write, a group marker then
+  // 32 bytes of frame header and its payload.
+  const offset = 64 + (DAMAGED_LSN - (seg.firstLsn as number)) * (GROUP_MARKER_BYTES + 32 + 4000) + GROUP_MARKER_BYTES
   const bytes = Buffer.from(fs.peek(seg.entry.path) as Uint8Array)
   bytes[offset + 9] = (bytes[offset + 9] ?? 0) ^ 0xff
   fs.poke(seg.entry.path, bytes)

@@ -29,7 +29,7 @@ t.test('bad options: INVALID_OPTIONS naming the option and its range, and nothin
     ['segmentBytes 0', { segmentBytes: 0 }, /^segmentBytes must be an integer in \[65536, 1073741824\] bytes, not 0$/],
     ['segmentBytes too large', { segmentBytes: 2 ** 31 }, /^segmentBytes must be an integer in \[65536, 1073741824\] bytes, not 2147483648$/],
     ['segmentBytes fractional', { segmentBytes: 100_000.5 }, /^segmentBytes must be an integer in \[65536, 1073741824\]/],
-    ['recordBytesMax above the hard maximum', { recordBytesMax: 128 * 1024 * 1024 }, /^recordBytesMax must be an integer in \[1, 67108768\] bytes \(at most 67108864, and one record must fit in a segment of segmentBytes 67108864\), not 134217728$/],
+    ['recordBytesMax above the hard maximum', { recordBytesMax: 128 * 1024 * 1024 }, /^recordBytesMax must be an integer in \[1, 67108728\] bytes \(at most 67108864, and one record must fit in a segment of segmentBytes 67108864\), not 134217728$/],
     ['recordBytesMax larger than a segment holds', { segmentBytes: 65536, recordBytesMax: 65536 }, /^recordBytesMax must be an integer in \[1, \d+\] bytes .*segmentBytes 65536/],
     ['recordBytesMax 0', { recordBytesMax: 0 }, /^recordBytesMax must be an integer in \[1, /],
     ['syncIntervalMs 0', { durability: 'interval', syncIntervalMs: 0 }, /^syncIntervalMs must be in \(0, 60000\] ms, not 0$/],

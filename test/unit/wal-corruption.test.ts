@@ -224,8 +224,8 @@ const cases: Case[] = [
     name: 'log cut on a record boundary before the durable LSN: a hole',
     damage(log) {
       const { segment, frame } = locate(log, N - 2)
-      zeroRange(log.sim, segment.path, frame.offset, segment.validEnd)
-      return { seg: segment.name, offset: frame.offset }
+      zeroRange(log.sim, segment.path, frame.groupStart, segment.validEnd)
+      return { seg: segment.name, offset: frame.groupStart }
     },
     options: { durableLsn: N },
     expect(policy, x) {
@@ -268,7 +268,7 @@ const cases: Case[] = [
     name: 'log cut on a record boundary exactly at the durable LSN: not a hole',
     damage(log) {
       const { segment, frame } = locate(log, N - 2)
-      zeroRange(log.sim, segment.path, frame.offset, segment.validEnd)
+      zeroRange(log.sim, segment.path, frame.groupStart, segment.validEnd)
       return {}
     },
     options: { durableLsn: N - 3 },
@@ -338,10 +338,10 @@ const cases: Case[] = [
   ...[1, -1].map((index): Case => ({
     name: `unknown format version in the ${index === 1 ? 'second' : 'last'} segment's header`,
     async damage(log) {
-      await rewriteHeader(log.sim, segmentAt(log, index), { version: 2 })
+      await rewriteHeader(log.sim, segmentAt(log, index), { version: 3 })
       return { seg: segmentAt(log, index).name }
     },
-    expect: (_policy, x) => ({ kind: 'refused', code: 'WAL_UNKNOWN_VERSION', details: { segment: str(x.seg), version: 2 } }),
+    expect: (_policy, x) => ({ kind: 'refused', code: 'WAL_UNKNOWN_VERSION', details: { segment: str(x.seg), version: 3 } }),
   })),
 
   // (10) zeros after the last frame, then non-zero bytes far away near the end of the preallocated file.
@@ -476,9 +476,9 @@ t.test('point-in-time and skip-corrupt: alreadyApplied on a hole', async (t) => 
     for (const appliedLsn of [N - 1, N]) {
       const log = await buildLog({ records: N })
       const { segment, frame } = locate(log, N - 2)
-      zeroRange(log.sim, segment.path, frame.offset, segment.validEnd)
+      zeroRange(log.sim, segment.path, frame.groupStart, segment.validEnd)
       const wal = await openLog(log.sim, { policy, durableLsn: N, appliedLsn })
-      t.strictSame(findingsOf(wal.recovery), [finding('hole', segment.name, frame.offset, N - 2, N, policy === 'point-in-time' ? 'dropped' : 'skipped', appliedLsn)], `${policy}, appliedLsn ${appliedLsn}`)
+      t.strictSame(findingsOf(wal.recovery), [finding('hole', segment.name, frame.groupStart, N - 2, N, policy === 'point-in-time' ? 'dropped' : 'skipped', appliedLsn)], `${policy}, appliedLsn ${appliedLsn}`)
       await wal.close()
     }
   }

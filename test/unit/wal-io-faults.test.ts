@@ -122,7 +122,7 @@ t.test('ENOSPC while preparing the next segment: appends that need it reject (tr
   t.equal(wal.state.kind, 'open', 'the log stays open')
   const again = await rejection(wal.append(RecordType.PUT, payload(101, FILLER_BYTES)))
   t.equal(again?.code, 'WAL_WRITE_FAILED', 'so does the next one, while the disk is still full')
-  t.equal(await wal.append(RecordType.PUT, payload(17, 500)), 17, 'a record that fits in the active segment is still acknowledged')
+  t.equal(await wal.append(RecordType.PUT, payload(17, 200)), 17, 'a record that fits in the active segment is still acknowledged')
   t.equal(wal.activeSegment, '00000000000000000001.seg')
 
   sim.clearFaults() // space returns
@@ -281,7 +281,7 @@ t.test('a record larger than recordBytesMax is refused with WAL_RECORD_TOO_LARGE
   t.equal(await wal.append(RecordType.PUT, payload(1)), 1)
   await macrotasks(SETTLE_TICKS)
   const writes = sim.stats.writes
-  const max = SEGMENT_BYTES - 64 - 32 // the default: the largest record that fits in an empty segment
+  const max = SEGMENT_BYTES - 64 - 40 - 32 // the default: the largest record that fits in an empty segment, behind its group marker
   const err = await rejection(wal.append(RecordType.PUT, Buffer.alloc(max + 1, 9)))
   t.equal(err?.code, 'WAL_RECORD_TOO_LARGE', 'one byte over the default maximum is refused')
   t.match((err as { details?: unknown } | undefined)?.details, { bytes: max + 1, max }, 'the error names the size and the limit')

@@ -50,6 +50,8 @@ export interface ScannedSegment {
   readonly validEnd: number
   /** Offset after the last non-zero byte. */
   readonly dataEnd: number
+  /** Version 2: damage at or after this offset is a torn final group (see FramesEnd.tornFrom). */
+  readonly tornFrom?: number
 }
 
 export interface LogScan {
@@ -76,7 +78,7 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
     bytesScanned += seg.bytes.length
     const h = seg.header
     if (h.kind === 'unknown-version') {
-      throw new MemwalError('WAL_UNKNOWN_VERSION', `segment ${entry.name} has format version ${h.version}; this memwal reads version 1`, {
+      throw new MemwalError('WAL_UNKNOWN_VERSION', `segment ${entry.name} has format version ${h.version}; this memwal reads versions 1 and 2`, {
         details: { segment: entry.name, version: h.version },
       })
     }
@@ -108,11 +110,12 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
       expected = undefined
       continue
     }
-    const s = scanSegmentFrames(seg, header, o, problems)
-    records += s.records
-    if (s.lastLsn !== undefined) maxLsn = Math.max(maxLsn, s.lastLsn)
-    segments.push({ entry, header, fullyScanned: true, size, ...s })
-    expected = s.expected
+    const { afterDamage, ...s } = scanSegmentFrames(seg, header, o, problems)
+    const kept = i === entries.length - 1 ? trimTornGroup(s, i, problems, afterDamage) : s
+    records += kept.records
+    if (kept.lastLsn !== undefined) maxLsn = Math.max(maxLsn, kept.lastLsn)
+    segments.push({ entry, header, fullyScanned: true, size, ...kept })
+    expected = kept.expected
   }
   markTail(problems, segments)
   return { segments, temps: listing.temps, problems, records, bytesScanned, maxLsn }
@@ -124,10 +127,17 @@ interface FrameScan {
   readonly lastLsn?: number
   readonly validEnd: number
   readonly dataEnd: number
+  readonly tornFrom?: number
   readonly expected: number
 }
 
-function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOptions, problems: ScannedProblem[]): FrameScan {
+/** A valid frame after damage in the same segment: where a torn final group's frames are. */
+interface LateFrame {
+  readonly offset: number
+  readonly lsn: number
+}
+
+function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOptions, problems: ScannedProblem[]): FrameScan & { readonly afterDamage: readonly LateFrame[] } {
   const index = seg.index
   const frames = framesOf(seg, o, 'salvage')
   let expected = header.baseLsn
@@ -136,6 +146,8 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
   let lastLsn: number | undefined
   let validEnd = SEGMENT_HEADER_BYTES
   let openDamage: { offset: number; end: number; detail: string; lsn?: number } | undefined
+  let damaged = false
+  const afterDamage: LateFrame[] = []
   const closeDamage = (nextLsn: number | undefined, atTail: boolean): void => {
     if (!openDamage) return
     const known = nextLsn !== undefined && nextLsn > expected
@@ -150,10 +162,12 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
     const step = frames.next()
     if (step.done) {
       closeDamage(undefined, true)
-      return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd: step.value.dataEnd, expected }
+      const { dataEnd, tornFrom } = step.value
+      return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd, ...(tornFrom !== undefined ? { tornFrom } : {}), expected, afterDamage }
     }
     const ev = step.value
     if (ev.kind === 'damage') {
+      damaged = true
       closeDamage(undefined, false)
       openDamage = { offset: ev.offset, end: ev.end, detail: `${ev.fault}${ev.lsn !== undefined ? ` (header names LSN ${ev.lsn})` : ''}` }
       if (!ev.resumed) closeDamage(undefined, true)
@@ -171,6 +185,7 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
       closeDamage(ev.lsn, false)
     }
     records++
+    if (damaged) afterDamage.push({ offset: ev.offset, lsn: ev.lsn })
     firstLsn ??= ev.lsn
     lastLsn = ev.lsn
     expected = ev.lsn + 1
@@ -178,7 +193,50 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
   }
 }
 
-/** A problem is at the tail when it is damage in the last segment and no valid frame follows it. */
+/**
+ * The last segment of a version 2 log: damage at or after its `tornFrom` lies
+ * in a write that never completed (format.ts, group markers), so neither it
+ * nor any frame after it was acknowledged. The segment is taken to end where
+ * that damage starts: the frames after it are not counted as the log's, and
+ * the problems from there on are its torn tail (markTail). Damage before
+ * `tornFrom` is left as it is: a refusal under the default policy.
+ */
+function trimTornGroup(s: FrameScan, index: number, problems: ScannedProblem[], afterDamage: readonly LateFrame[]): FrameScan {
+  const tornFrom = s.tornFrom
+  if (tornFrom === undefined || afterDamage.length === 0) return s
+  const torn = problems.find((p) => p.segmentIndex === index && p.kind === 'corrupt-frame' && p.offset >= tornFrom)
+  if (!torn || torn.due === undefined) return s
+  // One finding for the whole torn group: from the damage to the end of the data, every LSN after it dropped.
+  let droppedLast = torn.lsnLast ?? torn.due
+  let dropped = 0
+  for (const f of afterDamage) {
+    if (f.offset <= torn.offset) continue
+    droppedLast = Math.max(droppedLast, f.lsn)
+    dropped++
+  }
+  // The scan is at the last segment: every problem from the torn one on is in it.
+  const at = problems.indexOf(torn)
+  problems.splice(at, problems.length - at, {
+    ...torn, end: s.dataEnd, lsnLast: droppedLast, atTail: true,
+    detail: `${torn.detail}; in a final group write that never completed (at or after offset ${tornFrom}, not yet durable when it was issued)`,
+  })
+  const keptLast = torn.due - 1
+  const keepsFrames = s.firstLsn !== undefined && s.firstLsn <= keptLast
+  return {
+    records: s.records - dropped,
+    ...(keepsFrames ? { firstLsn: s.firstLsn, lastLsn: keptLast } : {}),
+    validEnd: torn.offset,
+    dataEnd: s.dataEnd,
+    tornFrom,
+    expected: torn.due,
+  }
+}
+
+/**
+ * A problem is at the tail when it is damage in the last segment and no valid
+ * frame follows it, or (version 2) when it lies in a torn final group
+ * (trimTornGroup marked those).
+ */
 function markTail(problems: ScannedProblem[], segments: readonly ScannedSegment[]): void {
   const last = segments.length - 1
   for (let k = 0; k < problems.length; k++) {
