@@ -10,6 +10,8 @@ import { FlushWaiters } from './flush.js'
 import type { Checksums } from './format/checksum.js'
 import type { MemwalEventMap } from './events.js'
 import { engineHealth, serviceOf, serviceSources, type EngineHealth, type ServiceStatus } from './health.js'
+import { DiskWatch } from './disk-watch.js'
+import { HealthLoop } from './health-loop.js'
 import { HybridClock } from './hlc.js'
 import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
@@ -64,6 +66,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly deadLetters: DeadLetters
   private readonly metrics: EngineMetrics | undefined
   private gapFile: GapFile
+  private readonly healthLoop: HealthLoop
+  private readonly disk: DiskWatch
+  /** Log payload bytes acknowledged since open: the disk watch's write rate. */
+  private writtenBytes = 0
+  private diskWasLow = false
   /** The state last announced by a `state` event. */
   private announced: ServiceStatus = { state: 'open', level: 'full' }
 
@@ -82,11 +89,12 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.lifecycle = new Lifecycle((cause) => this.stateMayHaveChanged(cause))
     const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
     // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
-    this.appliers = [
-      new Applier(backend, createSinkPolicy(o.resilience, o.random, o.clock), this.applierHost(), batch, [cache]),
-      new Applier(index, createSinkPolicy(o.resilience, o.random, o.clock), this.applierHost(), batch),
-    ]
     this.metrics = o.metrics ? new EngineMetrics(o.metrics, this) : undefined
+    const policy = (sink: Sink) => createSinkPolicy(o.resilience, o.random, o.clock, (to) => this.metrics?.breakerChanged(sink.name, to))
+    this.appliers = [
+      new Applier(backend, policy(backend), this.applierHost(), batch, [cache], o.resilience.breakerThreshold),
+      new Applier(index, policy(index), this.applierHost(), batch, [], o.resilience.breakerThreshold),
+    ]
     const hlc = new HybridClock(o.clock)
     hlc.observe(parts.lastHlc)
     const assertWritable = (): void => this.lifecycle.assertWritable()
@@ -95,18 +103,22 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     )
     this.writes = new WritePath({
       config: o, clock: o.clock, wal, pending, codec: parts.codec, hlc, backpressure: this.backpressure, metrics: this.metrics, assertWritable,
-      written: () => {
+      written: (bytes) => {
+        this.writtenBytes += bytes
         for (const a of this.appliers) a.notify()
       },
     })
     const backendApplier = this.appliers[0] as Applier
     this.reads = new ReadPath({
       config: o, wal, pending, cache, backend, index,
-      backendBreaker: () => backendApplier.policy.breakerState(),
+      readBackend: (fn) => backendApplier.read(fn),
       assertReadable: () => this.lifecycle.assertReadable(),
+      metrics: this.metrics,
     })
     this.flushes = new FlushWaiters(o.clock)
     this.retention = new Retention(wal, o.clock, o.logger)
+    this.disk = new DiskWatch({ fs: o.fs, dir: o.dir, lowBytes: o.diskLowBytes, lowSeconds: o.diskLowSeconds, readOnlyBytes: o.diskReadOnlyBytes })
+    this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, () => this.checkHealth())
     this.deadLetters = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random)
     this.gapFile = parts.gaps
   }
@@ -118,10 +130,15 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    */
   static async open(options: MemwalOptions): Promise<MemWAL> {
     const config = resolveOptions(options)
+    const started = config.clock.nowMs()
     let engine: MemWAL | undefined
     const parts = await assemble(config, (err) => engine?.failClosed(err))
     engine = new MemWAL(parts)
+    engine.metrics?.opened((config.clock.nowMs() - started) / 1000, parts.pending.records)
     for (const a of engine.appliers) a.start()
+    engine.healthLoop.start()
+    // The first look at the disk now, not one interval later: a store opened on a nearly full disk says so at once.
+    void engine.checkDisk()
     config.logger.info({ dir: config.dir, recovery: summarise(parts.wal.recovery) }, 'memwal open')
     return engine
   }
@@ -251,6 +268,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       sinks: this.sinks.map((sink) => ({ sink, applier: this.applierOf(sink) })),
       nowMs: this.o.clock.nowMs(),
       gaps: openGaps(this.gapFile),
+      disk: this.disk.status,
     })
   }
 
@@ -278,6 +296,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes.failAll(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))
     // A purge deleting segments must end before the lock is released: the next opener's recovery scan must not see a segment vanish.
     await this.retention.settled()
+    await this.healthLoop.stop()
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))
@@ -289,6 +308,34 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   }
 
   // ---- internals ----
+
+  /** The health loop's check: probe the sinks that are idle and due, look at the disk, then decide the state again. */
+  private async checkHealth(): Promise<void> {
+    if (!this.lifecycle.isOpen) return
+    await Promise.all([...this.appliers.map((a) => a.probeIfDue(this.o.healthIntervalMs)), this.checkDisk()])
+    this.stateMayHaveChanged('health check')
+  }
+
+  /** Samples the disk: `disk-low` when it crosses below the threshold, read-only while below diskReadOnlyBytes. */
+  private async checkDisk(): Promise<void> {
+    let d
+    try {
+      d = await this.disk.sample(this.o.clock.nowMs(), this.writtenBytes)
+    } catch (err) {
+      this.o.logger.warn({ err }, 'cannot read the free space of the data directory\'s disk')
+      return
+    }
+    if (!d || !this.lifecycle.isOpen) return
+    if (d.low && !this.diskWasLow) {
+      this.o.logger.warn({ freeBytes: d.freeBytes, secondsToFull: d.secondsToFull }, 'disk low')
+      this.emit('disk-low', {
+        freeBytes: d.freeBytes, totalBytes: d.totalBytes, thresholdBytes: this.o.diskLowBytes,
+        ...(d.secondsToFull !== undefined ? { secondsToFull: d.secondsToFull } : {}),
+      })
+    }
+    this.diskWasLow = d.low
+    this.lifecycle.setReadOnly('disk', d.readOnly ? `disk nearly full: free space below diskReadOnlyBytes ${this.o.diskReadOnlyBytes}` : undefined)
+  }
 
   private readOnlyReason(): string | undefined {
     return this.lifecycle.readOnlyReason ?? this.backpressure.readOnlyReason
@@ -325,6 +372,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         this.metrics?.deadLettered(sink)
         this.emit('dead-letter', { sink: sink.name, lsn: record.lsn, error })
       },
+      applyFailed: (sink, failure) => this.metrics?.applyFailed(sink, failure),
+      retried: (sink) => this.metrics?.retried(sink),
       sinkHealth: (sink, down, error) => {
         this.o.logger.warn({ sink: sink.name, err: error }, down ? 'sink down' : 'sink recovered')
         if (down) this.emit('sink-down', { sink: sink.name, ...(error !== undefined ? { error } : {}) })

@@ -1,5 +1,6 @@
 import type { Applier } from './apply/applier.js'
 import { assertNever } from './assert.js'
+import type { DiskStatus } from './disk-watch.js'
 import type { LifecycleState } from './lifecycle.js'
 import type { DeclaredGap } from './log/recovery/gap-record.js'
 import type { BreakerState } from './resilience/policy.js'
@@ -40,7 +41,7 @@ export interface ServiceSources {
   readonly readOnlyReason: string | undefined
   /** Sinks that are down or failing (breaker not closed). */
   readonly down: readonly string[]
-  /** The backend's breaker is not closed: reads of keys neither pending nor cached are refused. */
+  /** The backend's breaker is not closed, or its reads fail: reads of keys neither pending nor cached are refused. */
   readonly backendUnreadable: boolean
 }
 
@@ -81,6 +82,8 @@ export interface EngineHealth extends ServiceStatus {
   readonly sinks: Readonly<Record<string, SinkHealth>>
   /** LSNs memwal dropped (recovery, fsck --repair) that no operator has acknowledged yet (`acknowledgeGaps()`). */
   readonly gaps: readonly DeclaredGap[]
+  /** The data directory's disk at the last health check (absent when the filesystem cannot say). */
+  readonly disk?: DiskStatus
 }
 
 /** What health() reads: the engine's parts, read-only. */
@@ -97,6 +100,7 @@ export interface HealthSources {
   readonly sinks: readonly { readonly sink: Sink; readonly applier: Applier }[]
   readonly nowMs: number
   readonly gaps: readonly DeclaredGap[]
+  readonly disk: DiskStatus | undefined
 }
 
 /** The engine's health, computed from its parts at the moment of the call. */
@@ -130,6 +134,7 @@ export function engineHealth(h: HealthSources): EngineHealth {
     cache: { entries: h.cache.size, bytes: h.cache.bytes, maxBytes: h.cacheBytes },
     sinks,
     gaps: h.gaps,
+    ...(h.disk ? { disk: h.disk } : {}),
   }
 }
 
@@ -141,7 +146,7 @@ export function serviceSources(h: Pick<HealthSources, 'lifecycle' | 'readOnlyRea
     lifecycle: h.lifecycle,
     readOnlyReason: h.readOnlyReason,
     down: appliers.filter(isDown).map((a) => a.sink.name),
-    backendUnreadable: backend !== undefined && backend.applier.policy.breakerState() !== 'closed',
+    backendUnreadable: backend !== undefined && (backend.applier.policy.breakerState() !== 'closed' || backend.applier.status().unreadable),
   }
 }
 

@@ -29,7 +29,8 @@ export {
   MemwalError, CorruptionError, IoError, WalFailedError, WalClosedError, RecordTooLargeError, LockHeldError,
   InvalidOptionsError, AssertionFailedError, isMemwalError, osError, type ErrorCode, type LogPlace,
 } from './errors.js'
-export type { FileSystem, FileHandle, FileStat, OpenMode, OpenOptions } from './io/fs.js'
+export type { FileSystem, FileHandle, FileStat, OpenMode, OpenOptions, DiskSpace } from './io/fs.js'
+export type { DiskStatus } from './disk-watch.js'
 export type { Clock } from './io/clock.js'
 export type { Random } from './io/random.js'
 export type { DirLocker, DirLock } from './io/dir-lock.js'

@@ -67,6 +67,23 @@ export interface MemwalOptions {
   readonly metrics?: Registry
   /** How long `close()` waits for a sink call in progress (default 5 s). */
   readonly closeGraceMs?: number
+  /**
+   * The health loop's period (default 10 s, on the injected clock): each time
+   * it probes a sink whose breaker is open (the half-open probe) or that
+   * nothing used for this long (a cheap read), and re-decides the state.
+   */
+  readonly healthIntervalMs?: number
+  /**
+   * The disk, looked at on each health check (when the filesystem can say):
+   * a `disk-low` event when free space falls below diskLowBytes (default
+   * 1 GiB) or would run out within diskLowSeconds (default 1 h) at the recent
+   * write rate; writes are refused (ENGINE_READ_ONLY) while free space is
+   * below diskReadOnlyBytes (default twice segmentBytes, at most
+   * diskLowBytes; 0 never), before the log meets ENOSPC.
+   */
+  readonly diskLowBytes?: number
+  readonly diskLowSeconds?: number
+  readonly diskReadOnlyBytes?: number
   readonly fs?: FileSystem
   readonly clock?: Clock
   readonly random?: Random
@@ -96,6 +113,10 @@ export interface ResolvedOptions {
   readonly logger: Logger
   readonly metrics: Registry | undefined
   readonly closeGraceMs: number
+  readonly healthIntervalMs: number
+  readonly diskLowBytes: number
+  readonly diskLowSeconds: number
+  readonly diskReadOnlyBytes: number
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
@@ -115,6 +136,9 @@ export const engineDefaults = Object.freeze({
   applyBatchRecordsMax: 1024,
   applyBatchBytesMax: 1024 * 1024,
   closeGraceMs: 5_000,
+  healthIntervalMs: 10_000,
+  diskLowBytes: 1024 * 1024 * 1024,
+  diskLowSeconds: 3600,
 })
 
 export function resolveOptions(o: MemwalOptions): ResolvedOptions {
@@ -152,13 +176,21 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     logger: o.logger ?? silentLogger,
     metrics: o.metrics,
     closeGraceMs: positive('closeGraceMs', o.closeGraceMs ?? engineDefaults.closeGraceMs),
+    healthIntervalMs: positive('healthIntervalMs', o.healthIntervalMs ?? engineDefaults.healthIntervalMs),
+    diskLowBytes: positive('diskLowBytes', o.diskLowBytes ?? engineDefaults.diskLowBytes),
+    diskLowSeconds: positive('diskLowSeconds', o.diskLowSeconds ?? engineDefaults.diskLowSeconds),
+    diskReadOnlyBytes: 0, // resolved below: its default depends on segmentBytes and diskLowBytes
     fs,
     clock: wal.clock,
     random: wal.random,
     locker: wal.locker,
   }
   if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError(`backlogPolicy must be reject or wait, not ${String(r.backlogPolicy)}`)
-  return Object.freeze(r)
+  const diskReadOnlyBytes = o.diskReadOnlyBytes ?? Math.min(2 * wal.limits.segmentBytes, r.diskLowBytes)
+  if (typeof diskReadOnlyBytes !== 'number' || !Number.isFinite(diskReadOnlyBytes) || diskReadOnlyBytes < 0 || diskReadOnlyBytes > r.diskLowBytes) {
+    throw new InvalidOptionsError(`diskReadOnlyBytes must be a number in [0, diskLowBytes ${r.diskLowBytes}], not ${String(diskReadOnlyBytes)}`)
+  }
+  return Object.freeze({ ...r, diskReadOnlyBytes })
 }
 
 function resolveResilience(p: Partial<ResilienceConfig>): ResilienceConfig {

@@ -1,11 +1,10 @@
-import { MemwalError } from './errors.js'
+import { BreakerOpenError, MemwalError, isMemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
 import type { Op } from './format/record-codec.js'
 import { holdProcess } from './io/clock.js'
 import type { Wal } from './log/wal.js'
+import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import type { BreakerState } from './resilience/policy.js'
-import { withTimeout } from './resilience/timeout.js'
 import type { CacheSink } from './sinks/cache-sink.js'
 import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
@@ -26,6 +25,8 @@ export interface QueryResult {
 const QUERY_LIMIT_DEFAULT = 1000
 const QUERY_LIMIT_MAX = 100_000
 
+export type SinkRead = <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>
+
 export interface ReadPathParts {
   readonly config: ResolvedOptions
   readonly wal: Wal
@@ -33,9 +34,14 @@ export interface ReadPathParts {
   readonly cache: CacheSink
   readonly backend: BackendSink
   readonly index: IndexSink
-  /** The backend applier's breaker: open means the backend is known down. */
-  readonly backendBreaker: () => BreakerState
+  /**
+   * A read of the backend through its applier's breaker and timeout: failures
+   * count toward its health. (The index is read directly: a query must go on
+   * over a stale index while its applies fail, merged with what is pending.)
+   */
+  readonly readBackend: SinkRead
   readonly assertReadable: () => void
+  readonly metrics: EngineMetrics | undefined
 }
 
 /**
@@ -55,15 +61,23 @@ export class ReadPath {
     const { pending, cache, wal } = this.p
     const k = checkKey(key, this.p.config)
     this.p.assertReadable()
+    const metrics = this.p.metrics
     const p = pending.lookup(k)
-    if (p) return p.kind === 'del' ? undefined : entryOf(p.op, p.lsn)
+    if (p) {
+      metrics?.readHit('overlay')
+      return p.kind === 'del' ? undefined : entryOf(p.op, p.lsn)
+    }
     const cached = cache.get(k)
-    if (cached) return cached
+    if (cached) {
+      metrics?.readHit('cache')
+      return cached
+    }
     const lastBefore = wal.lastLsn
     const e = await this.readBackend(() => this.p.backend.get(k))
     // Fill the cache only if nothing was written meanwhile (a later write could be older than what we read).
     if (e && wal.lastLsn === lastBefore && !pending.lookup(k)) cache.fill(k, e)
     const again = pending.lookup(k)
+    metrics?.readHit(again ? 'overlay' : 'backend')
     if (again) return again.kind === 'del' ? undefined : entryOf(again.op, again.lsn)
     return e
   }
@@ -116,14 +130,15 @@ export class ReadPath {
   }
 
   private async readBackend<T>(read: () => Promise<T>): Promise<T> {
-    if (this.p.backendBreaker() === 'open') {
-      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', 'the backend is down (circuit breaker open) and the value is neither pending nor cached', { transient: true })
-    }
     // A read that never returns must not hang the caller: it fails, typed, after applyTimeoutMs (the call itself cannot be cancelled).
     const release = holdProcess() // the caller awaits this; the timer alone is unref'd
     try {
-      return await withTimeout(this.p.config.clock, this.p.config.resilience.applyTimeoutMs, read)
+      return await this.p.readBackend(read)
     } catch (cause) {
+      this.p.metrics?.readFailed(isMemwalError(cause) ? cause.code : ((cause as { code?: unknown })?.code as string | undefined) ?? 'UNKNOWN')
+      if (cause instanceof BreakerOpenError) {
+        throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', 'the backend is down (circuit breaker open) and the value is neither pending nor cached', { cause, transient: true })
+      }
       throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the backend cannot answer: ${(cause as Error).message}`, { cause, transient: true })
     } finally {
       release()

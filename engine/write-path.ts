@@ -20,8 +20,8 @@ export interface WritePathParts {
   readonly backpressure: Backpressure
   readonly metrics: EngineMetrics | undefined
   readonly assertWritable: () => void
-  /** A record was acknowledged: the appliers have work. */
-  readonly written: () => void
+  /** A record of `bytes` was acknowledged: the appliers have work (and the disk watch counts the bytes). */
+  readonly written: (bytes: number) => void
 }
 
 /**
@@ -76,7 +76,7 @@ export class WritePath {
     pending.accept(lsn, record, payload, clock.nowMs())
     metrics?.written(record, clock.nowMs() - started)
     this.p.backpressure.checkHigh()
-    this.p.written()
+    this.p.written(payload.length)
     return { lsn }
   }
 }

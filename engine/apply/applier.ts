@@ -25,12 +25,18 @@ export interface ApplierHost {
   deadLetter(sink: Sink, record: AppliedRecord, error: unknown): Promise<void>
   /** The sink went down (breaker opened or failures piled up) or came back. */
   sinkHealth(sink: Sink, down: boolean, error?: unknown): void
+  /** An apply call failed (for the metrics): the sink's classification, or a timeout, or the breaker refused it. */
+  applyFailed(sink: Sink, failure: 'transient' | 'permanent' | 'timeout' | 'breaker-open'): void
+  /** A failed batch is being tried again after its backoff. */
+  retried(sink: Sink): void
 }
 
 export interface ApplierStatus {
   readonly consecutiveFailures: number
   readonly lastError?: { readonly code: string; readonly message: string; readonly atMs: number }
   readonly down: boolean
+  /** Reads of the sink fail (it may still take applies). */
+  readonly unreadable: boolean
   readonly applied: number
   readonly deadLetters: number
 }
@@ -59,6 +65,12 @@ export class Applier {
   private down = false
   private appliedCount = 0
   private deadLetters = 0
+  /** When a call (apply, read or probe) last reached the sink: the health loop probes a sink unused for long. */
+  private lastUsedMs: number
+  private probing = false
+  /** Reads fail: breakerThreshold in a row, one timed out, or a probe failed. */
+  private unreadable = false
+  private readFailures = 0
 
   /**
    * `followers` are in-memory sinks fed each batch right after `sink` took it
@@ -71,7 +83,11 @@ export class Applier {
     private readonly host: ApplierHost,
     private readonly limits: BatchLimits,
     readonly followers: readonly Sink[] = [],
-  ) {}
+    /** Failed reads in a row that make the sink down (the breaker's threshold, for reads). */
+    private readonly breakerThreshold = 1,
+  ) {
+    this.lastUsedMs = host.clock.nowMs()
+  }
 
   start(): void {
     assert(!this.loop, 'an applier starts once')
@@ -99,10 +115,82 @@ export class Applier {
     return {
       consecutiveFailures: this.failures,
       ...(this.lastError ? { lastError: this.lastError } : {}),
-      down: this.down,
+      down: this.isDown,
+      unreadable: this.unreadable,
       applied: this.appliedCount,
       deadLetters: this.deadLetters,
     }
+  }
+
+  /**
+   * A read of the sink with the apply timeout. The breaker guards applies: a
+   * read is refused at once while it is open (the sink is known down), and
+   * otherwise neither gated nor counted by it, so a read answers as soon as
+   * the sink does. Reads count toward the sink's health on their own:
+   * breakerThreshold failed reads in a row, or one that timed out, make the
+   * sink down (unreadable); the next read or probe that works brings it back.
+   */
+  async read<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.policy.breakerState() === 'open') throw new BreakerOpenError('the sink is known down')
+    this.lastUsedMs = this.host.clock.nowMs()
+    try {
+      const result = await this.policy.timed(fn)
+      this.readWorked()
+      return result
+    } catch (err) {
+      this.readFailed(err, false)
+      throw err
+    }
+  }
+
+  /**
+   * The health loop's check, for an applier with nothing to apply (one at
+   * work is its own probe): when the breaker is open (the half-open probe,
+   * once its delay has passed), when the sink is down, or when nothing used
+   * it for `idleMs`, one cheap read (`sink.probe`). A failure marks the sink
+   * down at once; a success closes the breaker and brings it back.
+   */
+  async probeIfDue(idleMs: number): Promise<void> {
+    if (this.stopping || this.paused || this.probing || this.sink.checkpoint < this.host.ackedLsn()) return
+    const idle = this.host.clock.nowMs() - this.lastUsedMs >= idleMs
+    const breakerClosed = this.policy.breakerState() === 'closed'
+    if (!idle && !this.isDown && breakerClosed) return
+    this.probing = true
+    this.lastUsedMs = this.host.clock.nowMs()
+    try {
+      // An open breaker gets its half-open probe (BreakerOpenError: not yet time); a closed one is left to the applies.
+      if (breakerClosed) await this.policy.timed(() => this.sink.probe())
+      else await this.policy.execute(() => this.sink.probe())
+    } catch (err) {
+      if (!(err instanceof BreakerOpenError)) this.readFailed(err, true)
+      return
+    } finally {
+      this.probing = false
+    }
+    this.failures = 0
+    this.readWorked()
+    this.recovered()
+  }
+
+  private get isDown(): boolean {
+    return this.down || this.unreadable
+  }
+
+  private readWorked(): void {
+    this.readFailures = 0
+    if (!this.unreadable) return
+    this.unreadable = false
+    if (!this.down) this.host.sinkHealth(this.sink, false)
+  }
+
+  /** `now`: this one failure makes the sink unreadable (a failed probe). */
+  private readFailed(err: unknown, now: boolean): void {
+    this.noteError(err)
+    this.readFailures++
+    if (this.unreadable || !(now || err instanceof SinkTimeoutError || this.readFailures >= this.breakerThreshold)) return
+    const wasDown = this.isDown
+    this.unreadable = true
+    if (!wasDown) this.host.sinkHealth(this.sink, true, err)
   }
 
   /**
@@ -172,6 +260,7 @@ export class Applier {
     while (!this.stopping && !this.paused) {
       await this.inflight
       try {
+        this.lastUsedMs = this.host.clock.nowMs()
         await this.policy.execute((signal) => {
           const call = this.sink.apply(batch, signal)
           this.inflight = call.catch(() => undefined)
@@ -182,7 +271,9 @@ export class Applier {
         return
       } catch (caught) {
         let err = caught
-        if (!(err instanceof BreakerOpenError) && this.sink.classify(err) === 'permanent' && batch.records.length > 0) {
+        const failure = err instanceof BreakerOpenError ? 'breaker-open' : err instanceof SinkTimeoutError ? 'timeout' : this.sink.classify(err)
+        this.host.applyFailed(this.sink, failure)
+        if (failure === 'permanent' && batch.records.length > 0) {
           try {
             await this.isolate(batch, err)
             return
@@ -196,6 +287,7 @@ export class Applier {
         this.failed(err)
         backoff = backoff ? backoff.next() : this.policy.backoff()
         await this.sleep(backoff.durationMs)
+        if (!this.stopping && !this.paused) this.host.retried(this.sink)
       }
     }
   }
@@ -234,21 +326,29 @@ export class Applier {
   private succeeded(batch: ApplyBatch): void {
     this.appliedCount += batch.records.length
     this.failures = 0
-    if (this.down) {
-      this.down = false
-      this.host.sinkHealth(this.sink, false)
-    }
+    this.recovered()
     this.host.advanced(this.sink)
   }
 
-  private failed(err: unknown): void {
+  private recovered(): void {
+    if (!this.down) return
+    this.down = false
+    if (!this.unreadable) this.host.sinkHealth(this.sink, false)
+  }
+
+  private noteError(err: unknown): void {
     this.failures++
     const code = err instanceof MemwalError ? err.code : ((err as { code?: string }).code ?? 'SINK_APPLY_FAILED')
     this.lastError = { code, message: (err as Error)?.message ?? String(err), atMs: this.host.clock.nowMs() }
+  }
+
+  private failed(err: unknown): void {
+    this.noteError(err)
     // A timed-out call is abandoned but still running, and the next attempt waits for it: the sink is stuck, hence down, whatever the breaker says.
     if (!this.down && (this.policy.breakerState() !== 'closed' || err instanceof BreakerOpenError || err instanceof SinkTimeoutError)) {
+      const wasDown = this.isDown
       this.down = true
-      this.host.sinkHealth(this.sink, true, err)
+      if (!wasDown) this.host.sinkHealth(this.sink, true, err)
     }
   }
 

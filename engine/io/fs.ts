@@ -60,6 +60,17 @@ export interface FileSystem {
   stat(path: string): Promise<FileStat | undefined>
   /** Makes the directory's entries (creates, renames, unlinks) durable. */
   syncDir(path: string): Promise<void>
+  /**
+   * Space on the filesystem holding `path`: bytes free to this user, and the
+   * size. Optional: without it the engine reports no disk figures and never
+   * goes read-only for a full disk (the simulated filesystem has none).
+   */
+  diskSpace?(path: string): Promise<DiskSpace>
+}
+
+export interface DiskSpace {
+  readonly freeBytes: number
+  readonly totalBytes: number
 }
 
 /** The errno-style code of an error from a FileSystem, if it has one. */

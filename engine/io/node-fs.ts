@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js'
+import type { DiskSpace, FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js'
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_DSYNC } = fs.constants
 const FILE_MODE = 0o600
@@ -11,6 +11,12 @@ const DIR_MODE = 0o700
  * append path (fs.promises' FileHandle adds work per call).
  */
 export class NodeFileSystem implements FileSystem {
+  /** statfs: the blocks available to an unprivileged user (what a write can still take), and the filesystem's size. */
+  async diskSpace(path: string): Promise<DiskSpace> {
+    const s = await fs.promises.statfs(path)
+    return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize }
+  }
+
   async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
     let flags = mode === 'read' ? O_RDONLY : mode === 'readwrite' ? O_RDWR : O_RDWR | O_CREAT | O_EXCL
     if (options.dsync === true) flags |= O_DSYNC

@@ -26,6 +26,8 @@ export class CircuitBreaker {
     private readonly clock: Clock,
     private readonly threshold: number,
     private readonly halfOpenMs: number,
+    /** Told of each change of the state callers see (closed, open, half-open). */
+    private readonly onTransition: (to: BreakerState) => void = () => undefined,
   ) {}
 
   /** What callers see; an open breaker whose delay has passed still reads open until the probe starts. */
@@ -44,7 +46,7 @@ export class CircuitBreaker {
         } catch (err) {
           if (this.inner.kind === 'closed') {
             const failures = this.inner.failures + 1
-            this.inner = failures >= this.threshold ? this.opened() : { kind: 'closed', failures }
+            this.set(failures >= this.threshold ? this.opened() : { kind: 'closed', failures })
           }
           throw err
         }
@@ -54,7 +56,7 @@ export class CircuitBreaker {
       case 'open': {
         if (this.clock.nowMs() < s.retryAtMs) throw new BreakerOpenError(`retry after ${s.retryAtMs - this.clock.nowMs()} ms`)
         const probe = this.probe(fn)
-        this.inner = { kind: 'half-open', probe }
+        this.set({ kind: 'half-open', probe })
         return probe
       }
       case 'isolated':
@@ -66,14 +68,15 @@ export class CircuitBreaker {
 
   /** Holds the breaker open until the returned release is called (every hold released closes it). */
   isolate(): { dispose(): void } {
-    if (this.inner.kind !== 'isolated') this.inner = { kind: 'isolated', holds: 0 }
-    this.inner.holds++
+    if (this.inner.kind !== 'isolated') this.set({ kind: 'isolated', holds: 0 })
+    const inner = this.inner as Extract<Inner, { kind: 'isolated' }>
+    inner.holds++
     let disposed = false
     return {
       dispose: () => {
         if (disposed) return
         disposed = true
-        if (this.inner.kind === 'isolated' && --this.inner.holds === 0) this.inner = { kind: 'closed', failures: 0 }
+        if (this.inner.kind === 'isolated' && --this.inner.holds === 0) this.set({ kind: 'closed', failures: 0 })
       },
     }
   }
@@ -81,12 +84,20 @@ export class CircuitBreaker {
   private async probe<T>(fn: () => Promise<T>): Promise<T> {
     try {
       const result = await fn()
-      if (this.inner.kind === 'half-open') this.inner = { kind: 'closed', failures: 0 }
+      if (this.inner.kind === 'half-open') this.set({ kind: 'closed', failures: 0 })
       return result
     } catch (err) {
-      if (this.inner.kind === 'half-open') this.inner = this.opened()
+      if (this.inner.kind === 'half-open') this.set(this.opened())
       throw err
     }
+  }
+
+  /** Every change of state goes through here, so that a transition callers see is told once. */
+  private set(next: Inner): void {
+    const before = this.state
+    this.inner = next
+    const after = this.state
+    if (after !== before) this.onTransition(after)
   }
 
   private opened(): Inner {

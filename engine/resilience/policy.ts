@@ -37,6 +37,8 @@ export const resilienceDefaults: ResilienceConfig = Object.freeze({
 export interface SinkPolicy {
   /** Runs `fn` through the breaker and the timeout (SinkTimeoutError, BreakerOpenError). */
   execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>
+  /** Runs `fn` with the timeout only: a read, which the breaker (guarding applies) neither gates nor counts. */
+  timed<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>
   breakerState(): BreakerState
   /** Holds the breaker open until released: an abandoned call still runs. */
   holdOpen(): { dispose(): void }
@@ -50,13 +52,14 @@ export interface Backoff {
   next(): Backoff
 }
 
-export function createSinkPolicy(c: ResilienceConfig, random: Random, clock: Clock): SinkPolicy {
-  const breaker = new CircuitBreaker(clock, c.breakerThreshold, c.breakerHalfOpenMs)
+export function createSinkPolicy(c: ResilienceConfig, random: Random, clock: Clock, onBreaker?: (to: BreakerState) => void): SinkPolicy {
+  const breaker = new CircuitBreaker(clock, c.breakerThreshold, c.breakerHalfOpenMs, onBreaker)
   // cockatiel's exponential backoff, with memwal's jitter from the injected random source; its type stays in here.
   const exponential = new ExponentialBackoff({ generator: fullJitter(random), initialDelay: c.retryDelayMsMin, maxDelay: c.retryDelayMsMax })
   const backoff = (b: IBackoff<unknown>): Backoff => ({ durationMs: b.duration, next: () => backoff(b.next(undefined)) })
   return {
     execute: (fn) => breaker.execute(() => withTimeout(clock, c.applyTimeoutMs, fn)),
+    timed: (fn) => withTimeout(clock, c.applyTimeoutMs, fn),
     breakerState: () => breaker.state,
     holdOpen: () => breaker.isolate(),
     backoff: () => backoff(exponential.next()),

@@ -62,6 +62,13 @@ export class IndexSink extends Sink {
     await this.store.writeBatch(batch)
   }
 
+  /** The first indexed key, read and let go: the index answers. */
+  override async probe(): Promise<void> {
+    const it = this.keys({})[Symbol.asyncIterator]()
+    await it.next()
+    await it.return?.()
+  }
+
   /** Keys matching every given criterion, in key order, as the index has them. */
   async *keys(q: IndexQuery): AsyncIterable<[string, IndexedEntry]> {
     const idx = this.store.index

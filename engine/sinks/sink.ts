@@ -78,6 +78,13 @@ export abstract class Sink {
     await this._close()
   }
 
+  /**
+   * A cheap read that shows the sink answers: the health loop's probe of a
+   * sink whose breaker is open, or that nothing has used for a while.
+   * Rejects when the sink cannot answer. An in-memory sink answers by being there.
+   */
+  async probe(): Promise<void> {}
+
   /** Opens storage; resolves the checkpoint stored with the data (0 if none). */
   protected abstract _open(): Promise<number>
   /** Applies `records` and stores `checkpoint` in the same atomic, durable step. */
@@ -114,4 +121,13 @@ export abstract class BackendSink extends Sink {
    * latest version of keys the backend holds wrongly.
    */
   abstract repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void>
+
+  /** One point read (of a key nobody writes: what is stored does not matter, that the backend answers does). */
+  override async probe(): Promise<void> {
+    await this.get(PROBE_KEY)
+  }
 }
+
+/** The key the health probe reads. */
+const PROBE_KEY = '\u0000memwal-health-probe'
+

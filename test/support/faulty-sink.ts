@@ -8,7 +8,7 @@
  * `apply` keeps the idempotency filter and the checkpoint bookkeeping), and a
  * backend's `get` and `entries`. For the target sinks it can
  * - fail a seeded fraction of apply calls with a transient error (`transientRate`),
- * - fail every apply and read during an outage (`down()` / `up()`),
+ * - fail every apply and read during an outage (`down()` / `up()`), or only reads (`readsDown()` / `readsUp()`),
  * - hang applies until released (`hang()` / `release()`; a hung call then
  *   completes its work, as a slow backend would, whatever the abort signal),
  * - reject records touching given keys for good with PermanentSinkError (`rejectKeys`).
@@ -49,6 +49,7 @@ export class SinkFaults {
   private readonly random: SeededRandom
   private transientRate: number
   private isDown = false
+  private readsFail = false
   private hangGate: { promise: Promise<void>; open: () => void } | undefined
   private hungCalls = 0
   private readonly poison = new Set<string>()
@@ -87,7 +88,7 @@ export class SinkFaults {
     if (target && typeof hooks.get === 'function') {
       const get = hooks.get.bind(sink)
       hooks.get = async (key) => {
-        if (this.isDown) throw new InjectedFault(`${name} is down (get ${key})`)
+        if (this.isDown || this.readsFail) throw new InjectedFault(`${name} is down (get ${key})`)
         return get(key)
       }
     }
@@ -95,7 +96,7 @@ export class SinkFaults {
       const entries = hooks.entries.bind(sink)
       const self = this
       hooks.entries = async function* (o?: object) {
-        if (self.isDown) throw new InjectedFault(`${name} is down (entries)`)
+        if (self.isDown || self.readsFail) throw new InjectedFault(`${name} is down (entries)`)
         yield* entries(o)
       }
     }
@@ -109,6 +110,15 @@ export class SinkFaults {
 
   up(): void {
     this.isDown = false
+  }
+
+  /** Every read (get, entries) of the target sinks fails until `readsUp()`; applies go on. */
+  readsDown(): void {
+    this.readsFail = true
+  }
+
+  readsUp(): void {
+    this.readsFail = false
   }
 
   get downNow(): boolean {

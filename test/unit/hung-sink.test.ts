@@ -7,7 +7,8 @@
  * of hanging, flush with a timeout fails typed, health says what is wrong,
  * the hung call is never overlapped by a second one, and close returns.
  * After a reopen with a healthy backend, every acknowledged write is applied
- * exactly once.
+ * exactly once. Reads that time out count toward the backend's health (the
+ * engine is degraded), and the first read that works brings it back.
  *
  * No assertion is about time: each call that must not hang is given a
  * generous watchdog (WATCHDOG_MS) that only turns a hang into a failure.
@@ -144,6 +145,9 @@ t.test('a backend read that never returns: get fails typed instead of hanging', 
   t.equal(await codeOf(engine.getEntry('never-written'), 'getEntry of an unknown key with a hung backend read'), 'ENGINE_BACKEND_UNAVAILABLE', 'never "not found" by guess')
   await settles(engine.put('b', { v: 2 }), 'a write while backend reads hang')
   t.same(await settles(engine.get('b'), 'get of a pending key'), { v: 2 }, 'pending keys are still answered')
+  t.equal(engine.health().state, 'degraded', 'the timed-out reads count toward the backend\'s health: the engine says so without any write failing')
+  t.equal(engine.health().level, 'log-and-cache-reads', 'reads are served from the log and the cache only')
   b.hangGet = false
   t.same(await settles(engine.get('a'), 'get once reads answer again'), { v: 1 }, 'reads work again once the backend answers')
+  t.equal(engine.health().state, 'open', 'and the read that worked brought the backend back')
 })

@@ -1,0 +1,138 @@
+/**
+ * The health loop (issue 14 item 4), on a manual clock (no timed assertions):
+ * - a backend failing only on reads, with no traffic at all, turns the engine
+ *   degraded within one probe interval and open again one interval after it
+ *   recovers, with sink-down, state, sink-recovered, state in that order;
+ * - failed backend reads count toward its health: after breakerThreshold of
+ *   them the backend is down and the engine degraded (before, ten failed reads
+ *   left it open); an idle probe brings it back once the backend answers;
+ * - an open breaker is probed (half-open) by the idle engine;
+ * - a sink in use is not probed; an idle one is, once per interval.
+ */
+import t from 'tap'
+import { MemoryLevel } from 'memory-level'
+import { MemWAL, type LevelDatabase, type MemwalOptions } from '../../engine/index.js'
+import { ManualClock, SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
+import { SinkFaults, waitFor } from '../support/faulty-sink.js'
+
+const INTERVAL_MS = 10_000
+
+async function openManual(t: { teardown(fn: () => unknown): void }, faults: SinkFaults, extra: Partial<MemwalOptions> = {}): Promise<{ engine: MemWAL; clock: ManualClock; events: string[] }> {
+  const clock = new ManualClock()
+  const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
+  const engine = await MemWAL.open({
+    dir: '/data', fs: new SimulatedFileSystem(new SeededRandom(3)), level: db as unknown as LevelDatabase, clock, random: new SeededRandom(4),
+    segmentBytes: 64 * 1024, closeGraceMs: 1000, wrapSink: (s) => faults.wrap(s),
+    resilience: { retryDelayMsMin: 10, retryDelayMsMax: 100, breakerThreshold: 3, breakerHalfOpenMs: 1000, applyTimeoutMs: 5000 },
+    ...extra,
+  })
+  t.teardown(() => engine.close())
+  const events: string[] = []
+  engine.on('sink-down', (e) => events.push(`sink-down ${e.sink}`))
+  engine.on('sink-recovered', (e) => events.push(`sink-recovered ${e.sink}`))
+  engine.on('state', (e) => events.push(`state ${e.from}->${e.to}`))
+  return { engine, clock, events }
+}
+
+/** Lets the promises a fired timer started settle (the manual clock fires timers synchronously). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
+}
+
+t.test('a backend failing only on reads: degraded within one probe interval without traffic, open again after it recovers', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine, clock, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  await engine.put('a', 1)
+  await settle()
+  await engine.flush()
+  t.equal(engine.health().state, 'open')
+  faults.readsDown()
+  const probesBefore = faults.calls('backend')
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'degraded', 'degraded after one interval')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded'], 'sink-down, then the state event')
+  t.equal(faults.calls('backend'), probesBefore, 'the probe is a read, not an apply')
+  t.equal(engine.health().sinks.backend?.lastError?.code, 'EINJECTED', 'health says why')
+  t.equal(engine.health().level, 'log-and-cache-reads', 'the backend cannot answer reads: served from the log and the cache')
+  t.equal(engine.health().sinks.backend?.breaker, 'closed', 'its applies work: the breaker stays closed')
+
+  faults.readsUp()
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'open', 'open again after one more interval')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded', 'sink-recovered backend', 'state degraded->open'], 'the events in order')
+  t.equal(engine.health().sinks.backend?.consecutiveFailures, 0)
+})
+
+t.test('failed reads count: after breakerThreshold of them the backend is down; an idle probe brings it back', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine, clock, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  await engine.put('a', 1)
+  await settle()
+  await engine.flush()
+  faults.readsDown()
+  const codes: string[] = []
+  for (let i = 0; i < 10; i++) codes.push(await engine.get(`cold-${i}`).then(() => 'answered', (e: { code: string }) => e.code))
+  t.strictSame(new Set(codes), new Set(['ENGINE_BACKEND_UNAVAILABLE']), 'ten reads refused, none answered "not found"')
+  const h = engine.health()
+  t.equal(h.state, 'degraded', 'ten failed reads: degraded (they used to leave it open)')
+  t.equal(h.level, 'log-and-cache-reads', 'reads only from the log and the cache now')
+  t.equal(h.sinks.backend?.consecutiveFailures, 10, 'every failed read counted')
+  t.equal(h.sinks.backend?.breaker, 'closed', 'the breaker guards applies, which work: a read is tried as soon as it may answer')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded'], 'down after breakerThreshold (3) failed reads, once')
+
+  clock.advance(INTERVAL_MS)
+  await settle()
+  t.equal(engine.health().state, 'degraded', 'a probe that fails keeps it down')
+  faults.readsUp()
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'open', 'open again')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded', 'sink-recovered backend', 'state degraded->open'])
+  t.equal(engine.health().sinks.backend?.consecutiveFailures, 0)
+  t.equal(await engine.get('a'), 1)
+})
+
+t.test('an open breaker gets its half-open probe from the idle engine', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine, clock, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  faults.down()
+  await engine.put('a', 1)
+  // The applier retries on the manual clock until the breaker opens.
+  for (let i = 0; i < 50 && engine.health().sinks.backend?.breaker !== 'open'; i++) {
+    await settle()
+    clock.advance(100)
+  }
+  t.equal(engine.health().sinks.backend?.breaker, 'open', 'the breaker opened')
+  faults.up()
+  // The applier's own retry would close it too; the records flush, and from then on only a probe can tell.
+  await settle()
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'open', 'open again')
+  t.equal(engine.health().sinks.backend?.breaker, 'closed')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded', 'sink-recovered backend', 'state degraded->open'])
+})
+
+t.test('a sink in use is not probed; an idle one is, once an interval', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  let probes = 0
+  const { engine, clock } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  const backend = faults.sink('backend') as unknown as { get: (k: string) => Promise<unknown> }
+  const get = backend.get.bind(backend)
+  backend.get = async (k) => {
+    if (k.startsWith('\u0000')) probes++
+    return get(k)
+  }
+  await engine.put('a', 1)
+  await settle()
+  clock.advance(INTERVAL_MS / 2)
+  await engine.get('cold') // the backend is used half-way through the interval
+  clock.advance(INTERVAL_MS / 2)
+  await settle()
+  t.equal(probes, 0, 'used within the interval: no probe')
+  clock.advance(INTERVAL_MS)
+  await settle()
+  t.equal(probes, 1, 'idle for a whole interval: one probe')
+  clock.advance(INTERVAL_MS)
+  await settle()
+  t.equal(probes, 2, 'and one each interval after')
+  t.equal(engine.health().state, 'open')
+})
