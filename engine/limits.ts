@@ -45,6 +45,13 @@ export const limits = {
   /** Deletes per logged batch record a sweep appends: small enough that one batch is one small group commit. */
   sweepBatchOpsDefault: 256,
   sweepBatchOpsMax: 10_000,
+  /** Results of one query, or one page: default and maximum. */
+  queryResultsDefault: 1000,
+  queryResultsMax: 100_000,
+  /** Characters of a query cursor: a longer string is refused before it is decoded. */
+  queryCursorCharsMax: 8192,
+  /** Bytes of the per-store secret that signs query cursors. */
+  queryCursorSecretBytes: 32,
 } as const
 
 export interface WalLimits {

@@ -15,7 +15,7 @@ export type BatchOp =
   | { readonly type: 'put'; readonly key: string; readonly value: unknown; readonly namespace?: string; readonly tags?: readonly string[] }
   | { readonly type: 'del'; readonly key: string }
 
-type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'tagsMax' | 'batchOpsMax'>
+export type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'tagsMax' | 'batchOpsMax'>
 
 export function checkKey(key: unknown, l: Limits): string {
   if (typeof key !== 'string') throw invalidKey(`key must be a string, not ${typeof key}`)
@@ -64,7 +64,8 @@ export function checkBatch(ops: unknown, l: Limits): Op[] {
   })
 }
 
-function checkLabel(what: string, s: unknown, l: Limits): string {
+/** A namespace or tag as it can be stored: ENGINE_INVALID_VALUE (naming `what`) otherwise. */
+export function checkLabel(what: string, s: unknown, l: Limits): string {
   if (typeof s !== 'string') throw invalidValue(`${what} must be a string`)
   if (s.length === 0) throw invalidValue(`${what} must not be empty`)
   if (s.includes('\u0000')) throw invalidValue(`${what} must not contain NUL`)
