@@ -23,7 +23,7 @@ import { Packr } from 'msgpackr'
 import pg from 'pg'
 import { MemWAL, PgBackend } from '../engine/index.js'
 import { driveInFlight } from './drive.js'
-import { LatencyProxy } from './latency-proxy.js'
+import { TcpProxy } from './tcp-proxy.js'
 import type { TrialResult } from './stats.js'
 
 export type PgSystem = 'memwal-pg' | 'naive-pg'
@@ -135,7 +135,8 @@ async function dropSchema(url: string, schema: string): Promise<void> {
 export async function pgTrial(w: PgWorkload, c: PgConfig, dir: string): Promise<PgTrial> {
   const schema = `memwal_bench_${process.pid}_${randomBytes(4).toString('hex')}`
   const target = new URL(c.url)
-  const proxy = w.slow ? await LatencyProxy.start({ host: target.hostname || '127.0.0.1', port: target.port === '' ? 5432 : Number(target.port) }, c.delayMs) : undefined
+  const proxy = w.slow ? await TcpProxy.start({ host: target.hostname || '127.0.0.1', port: target.port === '' ? 5432 : Number(target.port) }) : undefined
+  proxy?.slow(c.delayMs)
   const u = new URL(c.url)
   if (proxy) {
     u.hostname = '127.0.0.1'

@@ -42,8 +42,6 @@ const KNOWN: ReadonlyMap<string, string> = new Map([
   // The PostgreSQL backend reaches up: its options are resolved with the engine's, and its verifyLog walks the log through reconcile's dump.
   ['engine/sinks/pg/pg-backend.ts -> engine/options.ts', 'the backend resolves its options through the engine\'s options module'],
   ['engine/sinks/pg/pg-backend.ts -> engine/reconcile/dump.ts', 'PgBackend.verifyLog reads the log through reconcile\'s dump'],
-  // bench/ reaching past the public entry point.
-  ['bench/pg-bench.ts -> test/support/tcp-proxy.ts', 'the PostgreSQL benchmark borrows the tests\' TCP proxy'],
 ])
 
 function exportedSources(): string[] {

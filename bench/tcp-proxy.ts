@@ -1,6 +1,8 @@
 /**
- * A small TCP proxy on 127.0.0.1 for outage tests: put it between memwal and
- * PostgreSQL and make the network fail, without touching the server.
+ * A small TCP proxy on 127.0.0.1: put it between memwal and PostgreSQL and
+ * make the network slow (the benchmark's replication workloads) or fail (the
+ * outage tests), without touching the server. It lives in bench/ because
+ * bench/ may not import test code, while the tests may import it from here.
  *
  *   const proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 })
  *   ... connect to 127.0.0.1:proxy.port ...
