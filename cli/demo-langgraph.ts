@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 /**
@@ -32,22 +33,16 @@ function run(killAfter?: number): Promise<Run> {
   return new Promise((resolve, reject) => {
     const out: Run = { durable: [] }
     const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), agent, dir, String(STEPS)], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let buf = ''
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString()
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        const [word, rest = ''] = [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]
-        if (word === 'durable') {
-          const step = Number(rest)
-          out.durable.push(step)
-          say(`   checkpoint of step ${step} is durable`)
-          if (killAfter !== undefined && step >= killAfter) child.kill('SIGKILL')
-        } else if (word === 'start') out.start = JSON.parse(rest) as NonNullable<Run['start']>
-        else if (word === 'final') out.final = JSON.parse(rest) as number[]
-      }
+    // The child's one-line protocol, split into lines by node:readline.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const [word, rest = ''] = [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]
+      if (word === 'durable') {
+        const step = Number(rest)
+        out.durable.push(step)
+        say(`   checkpoint of step ${step} is durable`)
+        if (killAfter !== undefined && step >= killAfter) child.kill('SIGKILL')
+      } else if (word === 'start') out.start = JSON.parse(rest) as NonNullable<Run['start']>
+      else if (word === 'final') out.final = JSON.parse(rest) as number[]
     })
     child.on('error', reject)
     child.on('exit', (code, signal) => {

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { MemWAL } from '../engine/index.js'
 
@@ -24,21 +25,14 @@ async function runAgent(ms: number): Promise<{ acked: Map<string, number>; lastL
   const acked = new Map<string, number>()
   let lastLsn = 0
   const child = spawn(process.execPath, [path.join(here, 'demo-agent.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let buf = ''
   let ready!: () => void
   const isReady = new Promise<void>((r) => (ready = r))
-  child.stdout.on('data', (d: Buffer) => {
-    buf += d.toString()
-    let nl: number
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl)
-      buf = buf.slice(nl + 1)
-      if (line === 'ready') ready()
-      const m = /^ack (\d+) (\S+)$/.exec(line)
-      if (m) {
-        lastLsn = Number(m[1])
-        acked.set(m[2] as string, lastLsn)
-      }
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line === 'ready') ready()
+    const m = /^ack (\d+) (\S+)$/.exec(line)
+    if (m) {
+      lastLsn = Number(m[1])
+      acked.set(m[2] as string, lastLsn)
     }
   })
   const exited = new Promise<void>((r) => child.on('exit', () => r()))
