@@ -9,6 +9,7 @@ import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { checkBatch, checkKey, checkPutOptions, checkValue, invalidValue, type BatchOp, type PutOptions } from './validate.js'
+import { WriteWatches, type WriteWatch } from './write-watch.js'
 
 export interface WritePathParts {
   readonly config: ResolvedOptions
@@ -30,6 +31,9 @@ export interface WritePathParts {
  * record to the pending log for the appliers and the readers (G4).
  */
 export class WritePath {
+  /** Entries written while a watch is open: the expiry sweep's condition (write-watch.ts). */
+  readonly watches = new WriteWatches()
+
   constructor(private readonly p: WritePathParts) {}
 
   async put(key: string, value: unknown, options?: PutOptions): Promise<{ lsn: number }> {
@@ -46,17 +50,37 @@ export class WritePath {
     return this.write({ type: RecordType.BATCH, ops: checkBatch(ops, this.p.config) })
   }
 
-  private async write(unstamped: WalRecord): Promise<{ lsn: number }> {
+  /**
+   * Deletes, in one logged batch, those of `keys` that `watch` saw unchanged
+   * (watched, and not written since), decided synchronously right before the
+   * append: a version written after the caller read the entry is never
+   * deleted. Resolves with the LSN and the keys deleted, or undefined when
+   * none was left (nothing is appended then).
+   */
+  async deleteUnchanged(keys: readonly string[], watch: WriteWatch): Promise<{ lsn: number; deleted: readonly string[] } | undefined> {
+    const ops: Op[] = keys.map((key) => ({ type: 'del', key: checkKey(key, this.p.config) }))
+    if (ops.length === 0) return undefined
+    let deleted: readonly string[] = []
+    const result = await this.write({ type: RecordType.BATCH, ops }, (r) => {
+      const kept = (r.type === RecordType.BATCH ? r.ops : [r.op]).filter((op) => watch.unchanged(op.key))
+      deleted = kept.map((op) => op.key)
+      return kept.length === 0 ? undefined : { type: RecordType.BATCH, ops: kept, ...(r.hlc !== undefined ? { hlc: r.hlc } : {}) }
+    })
+    return result && { lsn: result.lsn, deleted }
+  }
+
+  private write(unstamped: WalRecord): Promise<{ lsn: number }>
+  private write(unstamped: WalRecord, decide: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined>
+  /**
+   * `decide`, when given, sees the stamped record after admission and returns
+   * what to append (or nothing), synchronously before the append: a decision
+   * taken there holds in log order.
+   */
+  private async write(unstamped: WalRecord, decide?: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined> {
     const { clock, pending, metrics } = this.p
     this.p.assertWritable()
-    const record: WalRecord = { ...unstamped, hlc: this.p.hlc.next() }
-    let payload: Uint8Array
-    try {
-      // Copied at once: msgpackr reuses its buffer, and the pending log keeps this one.
-      payload = pending.copy(this.p.codec.encode(record))
-    } catch (cause) {
-      throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
-    }
+    let record: WalRecord = { ...unstamped, hlc: this.p.hlc.next() }
+    let payload = this.encode(record)
     try {
       // Before backpressure: a record too large for the log can never be written, however empty the backlog.
       if (payload.length > this.p.wal.recordBytesMax) throw new RecordTooLargeError(payload.length, this.p.wal.recordBytesMax)
@@ -65,8 +89,15 @@ export class WritePath {
       metrics?.writeFailed(err) // a backpressure refusal is what memwal_write_errors_total must show
       throw err
     }
+    if (decide) {
+      // Nothing may be awaited between this decision and the append below.
+      const decided = decide(record)
+      if (decided === undefined) return undefined
+      if (decided !== record) payload = this.encode((record = decided))
+    }
     const started = clock.nowMs()
     let lsn: number
+    this.noteWritten(record)
     try {
       lsn = await this.p.wal.append(record.type, payload)
     } catch (err) {
@@ -74,10 +105,25 @@ export class WritePath {
       throw engineError(err)
     }
     pending.accept(lsn, record, payload, clock.nowMs())
+    this.noteWritten(record)
     metrics?.written(record, clock.nowMs() - started)
     this.p.backpressure.checkHigh()
     this.p.written(payload.length)
     return { lsn }
+  }
+
+  /** The record's payload, a private copy (msgpackr reuses its buffer, and the pending log keeps this one). */
+  private encode(record: WalRecord): Uint8Array {
+    try {
+      return this.p.pending.copy(this.p.codec.encode(record))
+    } catch (cause) {
+      throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
+    }
+  }
+
+  private noteWritten(record: WalRecord): void {
+    if (this.watches.size === 0) return
+    for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) this.watches.note(op.key)
   }
 }
 

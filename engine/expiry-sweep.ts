@@ -1,0 +1,143 @@
+import { assert } from './assert.js'
+import type { ResolvedSweep } from './expiry-options.js'
+import { isExpired } from './format/expiry-key.js'
+import type { Clock } from './io/clock.js'
+import type { WriteWatch, WriteWatches } from './write-watch.js'
+
+/** An expiry posting as the index hands it out: the entry and when it expires. */
+export interface ExpiredPosting {
+  readonly identity: string
+  readonly expiresAt: number
+}
+
+export interface SweepPorts {
+  readonly clock: Clock
+  readonly config: ResolvedSweep
+  readonly watches: WriteWatches
+  /** Postings of the entries expired at `nowMs` (expiresAt <= nowMs), in expiry order: the index's expired range, nothing else. */
+  expired(nowMs: number): AsyncIterable<ExpiredPosting>
+  /** The entry as readers see it now (pending, cache, backend): undefined when it is gone. */
+  current(identity: string): Promise<{ readonly expiresAt?: number | undefined } | undefined>
+  /** Deletes, in one logged batch, those of `identities` that `watch` saw unchanged; resolves once durable. */
+  deleteUnchanged(identities: readonly string[], watch: WriteWatch): Promise<{ readonly deleted: readonly string[] } | undefined>
+  /** A round failed (backend down, log failed, engine closing): reported; the next round tries again. */
+  failed(err: unknown): void
+}
+
+export interface SweepRound {
+  /** Postings read. */
+  readonly examined: number
+  /** Entries deleted through the log. */
+  readonly deleted: number
+  /** Postings whose entry was gone, no longer expired, or written meanwhile. */
+  readonly skipped: number
+  /** The round stopped at entriesPerRound with expired postings left: the next round follows at once. */
+  readonly more: boolean
+}
+
+/**
+ * The expiry sweep: every `intervalMs` on the engine's clock, reads the
+ * expired postings (cost proportional to what expired, not to the store),
+ * checks each entry as readers see it, and deletes through the log what is
+ * still expired and unchanged, in batches of `batchOps` deletes (each one
+ * logged record, one small group commit, so a concurrent write waits behind
+ * at most one of them), at most `entriesPerRound` per round. Deletes are
+ * ordinary log records: replay, fsck and every sink see the same removals.
+ *
+ * A delete must never remove a version written after the sweep judged the
+ * entry: the entry is watched before it is read (write-watch.ts), and the
+ * write path drops any watched entry written since, synchronously before the
+ * append. Rounds never overlap.
+ */
+export class ExpirySweeper {
+  private cancelTimer: (() => void) | undefined
+  private running: Promise<SweepRound> | undefined
+  private stopped = false
+
+  constructor(private readonly p: SweepPorts) {}
+
+  /** Starts the cadence: the first round after one interval. */
+  start(): void {
+    assert(!this.stopped, 'a stopped sweeper is started again')
+    this.schedule(this.p.config.intervalMs)
+  }
+
+  /** No further round starts; resolves once a round in progress has ended. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.cancelTimer?.()
+    this.cancelTimer = undefined
+    await this.running?.catch(() => undefined)
+  }
+
+  /** Runs one round now (or joins the one running). */
+  round(): Promise<SweepRound> {
+    this.running ??= this.runRound().finally(() => {
+      this.running = undefined
+    })
+    return this.running
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return
+    this.cancelTimer = this.p.clock.setTimer(ms, () => {
+      this.cancelTimer = undefined
+      this.round().then(
+        (r) => this.schedule(r.more ? 0 : this.p.config.intervalMs),
+        (err: unknown) => {
+          this.p.failed(err)
+          this.schedule(this.p.config.intervalMs)
+        },
+      )
+    })
+  }
+
+  private async runRound(): Promise<SweepRound> {
+    const { clock, config, watches } = this.p
+    const now = clock.nowMs()
+    const watch = watches.begin(config.entriesPerRound)
+    let examined = 0
+    let deleted = 0
+    let skipped = 0
+    let more = false
+    let batch: string[] = []
+    const flushBatch = async (): Promise<void> => {
+      if (batch.length === 0) return
+      const r = await this.p.deleteUnchanged(batch, watch)
+      const n = r?.deleted.length ?? 0
+      deleted += n
+      skipped += batch.length - n
+      batch = []
+    }
+    try {
+      const seen = new Set<string>()
+      for await (const posting of this.p.expired(now)) {
+        if (examined >= config.entriesPerRound) {
+          more = true
+          break
+        }
+        examined++
+        assert(posting.expiresAt <= now, `the index handed out posting ${posting.expiresAt} that has not expired at ${now}`)
+        if (seen.has(posting.identity)) {
+          skipped++
+          continue
+        }
+        seen.add(posting.identity)
+        // Watched before it is read: a write after this point keeps the entry (decided at the append).
+        watch.watch(posting.identity)
+        const cur = await this.p.current(posting.identity)
+        if (cur === undefined || !isExpired(cur.expiresAt, now)) {
+          skipped++
+          continue
+        }
+        batch.push(posting.identity)
+        if (batch.length >= config.batchOps) await flushBatch()
+        if (this.stopped) break
+      }
+      await flushBatch()
+    } finally {
+      watch.end()
+    }
+    return { examined, deleted, skipped, more }
+  }
+}

@@ -1,0 +1,72 @@
+import { assert } from './assert.js'
+
+/**
+ * Which entries were written since a watch began: the append-time condition
+ * of the expiry sweep. A sweep watches an entry, then reads its current
+ * version (pending, cache, backend), and deletes it only if nothing wrote it
+ * since. The write path notes every entry a record writes twice: just before
+ * the record's append is called (so the log orders it before anything
+ * appended later) and again once it is acknowledged (so a write whose append
+ * began before the watch, but which the read could not see yet, is caught
+ * too). The sweep's decision is taken synchronously right before its own
+ * append, so "unchanged" holds in log order: a newer version is never
+ * deleted, whatever crashes and replays follow (the log holds the decision).
+ *
+ * Entries are named by identity strings (today the key; the (namespace, key)
+ * identity once records carry it).
+ */
+export class WriteWatches {
+  private readonly open = new Set<WriteWatch>()
+
+  /** A new watch; `end()` it when done (a watch costs every write a lookup while it is open). */
+  begin(watchedMax: number): WriteWatch {
+    const w = new WriteWatch(watchedMax, () => this.open.delete(w))
+    this.open.add(w)
+    return w
+  }
+
+  /** An entry is being written (appended, or acknowledged). */
+  note(identity: string): void {
+    for (const w of this.open) w.note(identity)
+  }
+
+  /** Watches open now (a test's and health's view). */
+  get size(): number {
+    return this.open.size
+  }
+}
+
+export class WriteWatch {
+  private readonly watched = new Set<string>()
+  private readonly written = new Set<string>()
+  private ended = false
+
+  constructor(
+    /** Bounds the watch's memory: a sweep round watches at most its entries per round. */
+    private readonly watchedMax: number,
+    private readonly onEnd: () => void,
+  ) {}
+
+  /** Starts watching an entry: from now on, a write to it makes it changed. */
+  watch(identity: string): void {
+    assert(!this.ended, 'a watch is used after it ended')
+    if (this.watched.has(identity)) return
+    assert(this.watched.size < this.watchedMax, `a watch holds at most ${this.watchedMax} entries`)
+    this.watched.add(identity)
+  }
+
+  note(identity: string): void {
+    if (this.watched.has(identity)) this.written.add(identity)
+  }
+
+  /** Watched, and not written since. */
+  unchanged(identity: string): boolean {
+    return this.watched.has(identity) && !this.written.has(identity)
+  }
+
+  end(): void {
+    if (this.ended) return
+    this.ended = true
+    this.onEnd()
+  }
+}
