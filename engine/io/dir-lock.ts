@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { posix as path } from 'node:path'
 import lockfile from 'proper-lockfile'
-import { LockHeldError, osError } from '../errors.js'
+import { LockHeldError, MemwalError, osError } from '../errors.js'
 import type { FileSystem } from './fs.js'
 import { NodeFileSystem } from './node-fs.js'
 
@@ -10,7 +10,7 @@ const TEMP_SUFFIX = '.tmp'
 
 /** One writer per data directory (G7). */
 export interface DirLocker {
-  /** Takes the lock or rejects with LockHeldError naming the holder. `onCompromised` fires if it is lost later. */
+  /** Takes the lock or rejects with LockHeldError naming the holder. `onCompromised` fires if it is lost later (LOCK_COMPROMISED). */
   acquire(dir: string, onCompromised: (err: Error) => void): Promise<DirLock>
 }
 
@@ -119,7 +119,8 @@ export class ProcessDirLocker implements DirLocker {
       stale: this.staleMs,
       update: this.updateMs,
       retries: 0,
-      onCompromised,
+      // proper-lockfile's ECOMPROMISED (the lock directory went, or was refreshed by someone else) as memwal's code.
+      onCompromised: (err: Error) => onCompromised(new MemwalError('LOCK_COMPROMISED', `the lock of ${dir} was lost (${err.message}): another process may write there now`, { cause: err, details: { dir } })),
       fs: {
         ...fs,
         // The lock directory appears with its owner file already inside (made

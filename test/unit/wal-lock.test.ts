@@ -12,6 +12,7 @@ import t from 'tap'
 import { type MemwalError } from '../../engine/index.js'
 import { lockHolder, ProcessDirLocker, RecordType, systemLockHost, Wal, type LockHost } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { waitFor } from '../support/wait-for.js'
 import type { Child } from '../support/child-process.js'
 import { WAL_CHILD_SEGMENT_BYTES } from '../process/children/wal-writer.js'
 import { spawnKillChild } from '../process/kill-child.js'
@@ -307,4 +308,15 @@ t.test('the owner record is durable: owner.json, the lock directory and the data
   t.ok(rel.includes('memwal.lock.<temp>'), 'the lock directory synced before the rename')
   t.ok(rel.includes(''), 'the data directory synced after the rename')
   t.ok(rel.indexOf('memwal.lock.<temp>/owner.json') < rel.indexOf(''), 'in that order')
+})
+
+t.test('a lock lost while held is reported as LOCK_COMPROMISED, with proper-lockfile\'s error as the cause', async (t) => {
+  const dir = tmpDir(t)
+  let lost: unknown
+  const lock = await new ProcessDirLocker({ staleMs: 2_000, updateMs: 1_000 }).acquire(dir, (err) => (lost = err))
+  t.teardown(() => lock.release().catch(() => undefined))
+  fs.rmSync(path.join(dir, 'memwal.lock'), { recursive: true, force: true })
+  await waitFor(() => lost !== undefined, 'the lock refresh to notice', 10_000, 20)
+  t.match(lost, { code: 'LOCK_COMPROMISED', details: { dir }, cause: { code: 'ECOMPROMISED' } })
+  t.match((lost as Error).message, `the lock of ${dir} was lost`)
 })
