@@ -15,6 +15,14 @@ export const limits = {
   segmentBytesDefault: 64 * 1024 * 1024,
   segmentBytesMin: 64 * 1024,
   segmentBytesHardMax: 1024 * 1024 * 1024,
+  /**
+   * The first segment of a log and the spare prepared after a reopen: segments
+   * start this small (or at segmentBytes, if that is smaller) and grow with the
+   * write rate up to segmentBytes (log/segment-sizing.ts).
+   */
+  segmentBytesInitialDefault: 1024 * 1024,
+  /** A segment that filled within this many ms doubles the size of the next spare. */
+  segmentGrowWithinMsDefault: 10_000,
   /** One group commit: how many bytes go out in one write call at most. */
   groupBytesDefault: 4 * 1024 * 1024,
   /** Groups up to this size are written without a thread-pool round trip (see WriterConfig). */

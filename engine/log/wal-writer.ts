@@ -9,6 +9,7 @@ import { limits, type WalLimits } from '../limits.js'
 import type { Checksums } from '../format/checksum.js'
 import { encodeFrameBodyInto, encodeGroupMarkerInto, FORMAT_VERSION, FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, sealFrame, type RecordType } from '../format/format.js'
 import { installSegment, prepareSpare, SPARE_NAME, type OpenSegment } from './segment-file.js'
+import { nextSegmentBytes, segmentBytesFor, type SegmentSizing } from './segment-sizing.js'
 
 /**
  * - `sync`: a write is acknowledged only once durable (segments are opened
@@ -34,6 +35,8 @@ export interface WriterConfig {
   readonly durability: Durability
   readonly syncIntervalMs: number
   readonly limits: WalLimits
+  /** How large each new segment is (the spare is prepared one segment ahead). */
+  readonly sizing: SegmentSizing
   /**
    * Groups up to this many bytes are written on the calling thread when the
    * filesystem allows (0: never). A lone awaited writer's group is one frame:
@@ -125,6 +128,10 @@ export class WalWriter {
   private cancelTimer: (() => void) | undefined
   private spare: Promise<void> | undefined
   private spareError: unknown
+  /** The size the spare is (being) prepared at. */
+  private spareBytes: number
+  /** When the active segment was installed (or the writer started): how fast it fills sets the next size. */
+  private segmentStartMs: number
   /** LSN of the last record durable on disk (in sync mode, the last acknowledged). */
   private durableLsnValue: number
   /** Offset in the active segment below which every byte is durable: each group marker records it. */
@@ -141,7 +148,9 @@ export class WalWriter {
     this.durableLsnValue = at.nextLsn - 1
     // What lies before `at.offset` was verified at open and synced before appending went on (wal.ts).
     this.durableFrom = at.offset
-    this.startSpare()
+    this.segmentStartMs = c.clock.nowMs()
+    this.spareBytes = c.sizing.initialBytes
+    this.startSpare(c.sizing.initialBytes)
     if (c.durability === 'interval') this.armTimer()
   }
 
@@ -323,7 +332,7 @@ export class WalWriter {
       if (this.stateValue.kind === 'failed') return this.rejectFrom(g, i, this.stateValue.error)
       const j = this.framesThatFit(g, i)
       if (j === i) {
-        const rotated = await this.rotate()
+        const rotated = await this.rotate(GROUP_MARKER_BYTES + (g.ends[i] ?? 0) - g.startOf(i))
         if (rotated !== true) return this.rejectFrom(g, i, rotated)
         continue
       }
@@ -438,13 +447,20 @@ export class WalWriter {
     this.durableFrom = at
   }
 
-  /** Opens the next segment. Resolves true, or the error to reject the waiting frames with. */
-  private async rotate(): Promise<true | Error> {
+  /**
+   * Opens the next segment, with room for at least `needBytes` after its
+   * header (the write that did not fit). Resolves true, or the error to reject
+   * the waiting frames with.
+   */
+  private async rotate(needBytes: number): Promise<true | Error> {
     try {
       await this.spare
-      if (this.spareError !== undefined) {
+      // A record larger than the planned segment: a larger spare, prepared now (the rare slow path).
+      const size = segmentBytesFor(this.c.sizing, this.spareBytes, SEGMENT_HEADER_BYTES + needBytes)
+      if (this.spareError !== undefined || size !== this.spareBytes) {
         this.spareError = undefined
-        await prepareSpare(this.c.fs, this.c.walDir, this.c.limits.segmentBytes)
+        await prepareSpare(this.c.fs, this.c.walDir, size)
+        this.spareBytes = size
       }
     } catch (err) {
       this.spareError = err ?? new Error('spare preparation failed') // still no spare: the next rotation prepares one again
@@ -463,7 +479,7 @@ export class WalWriter {
         baseLsn: this.nextLsn,
         salt: this.c.random.nextU32(),
         createdAtMs: this.c.clock.nowMs(),
-        segmentBytes: this.c.limits.segmentBytes,
+        segmentBytes: this.spareBytes,
         dsync: this.c.durability === 'sync',
       })
       await this.segment.handle.close().catch(() => undefined)
@@ -479,13 +495,16 @@ export class WalWriter {
       }
       return this.fail('could not install a new segment', err)
     }
-    this.startSpare()
+    const now = this.c.clock.nowMs()
+    this.startSpare(nextSegmentBytes(this.c.sizing, this.segment.capacity, now - this.segmentStartMs))
+    this.segmentStartMs = now
     return true
   }
 
-  private startSpare(): void {
+  private startSpare(bytes: number): void {
     this.spareError = undefined
-    this.spare = prepareSpare(this.c.fs, this.c.walDir, this.c.limits.segmentBytes).catch((err: unknown) => {
+    this.spareBytes = bytes
+    this.spare = prepareSpare(this.c.fs, this.c.walDir, bytes).catch((err: unknown) => {
       this.spareError = err ?? new Error('spare preparation failed')
     })
   }

@@ -13,6 +13,7 @@ import { FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, type Reco
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable } from '../io/file-ops.js'
 import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
+import { checkSizing, type SegmentSizing } from './segment-sizing.js'
 import { listWal } from './segment-list.js'
 import { readLog, type LogRecord } from './wal-reader.js'
 import { WalWriter, type Durability, type WriterState } from './wal-writer.js'
@@ -57,6 +58,8 @@ export interface WalConfig {
   readonly durability: Durability
   readonly syncIntervalMs: number
   readonly limits: WalLimits
+  /** How large new segments are: from small up to limits.segmentBytes, with the write rate. */
+  readonly sizing: SegmentSizing
   readonly policy: CorruptionPolicy
   readonly inlineWriteBytesMax: number
   readonly fs: FileSystem
@@ -118,7 +121,7 @@ export class Wal {
       })
       const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, point.nextLsnAtLeast))
       const writer = new WalWriter(
-        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, inlineWriteBytesMax: o.inlineWriteBytesMax, ...(point.onFailed ? { onFailed: point.onFailed } : {}) },
+        { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, sizing: o.sizing, inlineWriteBytesMax: o.inlineWriteBytesMax, ...(point.onFailed ? { onFailed: point.onFailed } : {}) },
         segment,
       )
       writerRef = writer
@@ -258,10 +261,11 @@ async function openResume(o: WalConfig, sums: Checksums, r: Resume): Promise<{ s
   }
   const baseLsn = r.kind === 'append' ? r.nextLsn : r.baseLsn
   const gapFromLsn = r.kind === 'append' ? 0 : r.gapFromLsn
-  await prepareSpare(o.fs, o.walDir, o.limits.segmentBytes)
+  // A new log (or a new segment after recovery) starts small: a store with a few records takes a few MiB.
+  await prepareSpare(o.fs, o.walDir, o.sizing.initialBytes)
   const segment = await installSegment({
     fs: o.fs, sums, walDir: o.walDir, baseLsn, salt: o.random.nextU32(), createdAtMs: o.clock.nowMs(),
-    segmentBytes: o.limits.segmentBytes, dsync, gapFromLsn,
+    segmentBytes: o.sizing.initialBytes, dsync, gapFromLsn,
   })
   assert(segment.capacity > SEGMENT_HEADER_BYTES, 'new segment has room')
   return { segment, offset: SEGMENT_HEADER_BYTES, nextLsn: baseLsn }
@@ -290,12 +294,15 @@ export function resolveWalConfig(w: Omit<WalOptions, 'durableLsn' | 'appliedLsn'
   const inline = w.inlineWriteBytesMax
   if (inline !== undefined && !(Number.isInteger(inline) && inline >= 0 && inline <= l.groupBytesMax)) throw new InvalidOptionsError(`inlineWriteBytesMax must be an integer in [0, ${l.groupBytesMax}] bytes, not ${String(inline)}`)
   const dir = path.resolve(w.dir)
+  const sizing: SegmentSizing = Object.freeze({ initialBytes: Math.min(limits.segmentBytesInitialDefault, l.segmentBytes), maxBytes: l.segmentBytes, growWithinMs: limits.segmentGrowWithinMsDefault })
+  checkSizing(sizing)
   return Object.freeze({
     dir,
     walDir: path.join(dir, 'wal'),
     durability,
     syncIntervalMs,
     limits: Object.freeze(l),
+    sizing,
     policy,
     inlineWriteBytesMax: w.inlineWriteBytesMax ?? limits.inlineWriteBytesDefault,
     fs,
