@@ -14,7 +14,7 @@ import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
 import { openStore } from '../sinks/store-dir.js'
-import { createChecksums } from '../format/checksum.js'
+import { createChecksums, type Checksums } from '../format/checksum.js'
 import { checkReplicas, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
 export interface FsckOptions {
@@ -31,6 +31,8 @@ export interface FsckOptions {
    */
   readonly replay?: (dir: string) => Promise<void>
   readonly nowMs?: () => number
+  /** Checksums the caller has made already (`status` runs fsck after its own look): made here otherwise. */
+  readonly sums?: Checksums
   /** Acknowledge every declared gap (`memwal fsck --ack-gaps`): they are no longer reported. */
   readonly ackGaps?: boolean
 }
@@ -49,7 +51,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const dir = path.resolve(o.dir)
   const kind = await checkDataDir(fs, dir)
   const walDir = path.join(dir, 'wal')
-  const sums = await createChecksums()
+  const sums = o.sums ?? (await createChecksums())
   const locker = o.locker ?? defaultDirLocker(fs)
   const src = { fs, sums, walDir }
   const findings: Finding<ReconcileFindingKind>[] = []

@@ -8,7 +8,7 @@ import { fsck } from './reconciler.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
 import { openStore } from '../sinks/store-dir.js'
-import { createChecksums } from '../format/checksum.js'
+import { createChecksums, type Checksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
 
@@ -56,7 +56,9 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   for (const s of segments) bytes += (await fs.stat(s.path))?.size ?? 0
   const last = segments[segments.length - 1]
   let lastLsn = last ? last.baseLsn - 1 : 0
-  const cursor = { fs, sums: await createChecksums(), walDir, recordBytesMax: limits.recordBytesHardMax }
+  // Made once, for the look at the last segment and for the dry-run fsck after it.
+  const sums = await createChecksums()
+  const cursor = { fs, sums, walDir, recordBytesMax: limits.recordBytesHardMax }
   // Headers only: status must answer fast on a large log; fsck is the one that verifies payloads.
   for await (const seg of segmentsOf({ ...cursor, listing, lastOnly: true })) for (const ev of framesOf(seg, cursor, 'headers-only')) if (ev.kind === 'frame') lastLsn = ev.lsn
   const holder = fs instanceof NodeFileSystem ? lockHolder(root) : undefined
@@ -85,15 +87,15 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
     deadLetterBytes,
     quarantined,
     gaps: { open, acknowledged: gapFile.gaps.length - open.length },
-    verified: await verification(root, fs, holder, bytes),
+    verified: await verification(root, fs, holder, bytes, sums),
     warnings: (await looseDirs(fs, root)).map(describeLooseDir),
   }
 }
 
 /** Damage anywhere in a small directory is worth the time of a full check; a large one is left to `memwal fsck`. */
-async function verification(root: string, fs: FileSystem, holder: string | undefined, bytes: number): Promise<StatusVerification> {
+async function verification(root: string, fs: FileSystem, holder: string | undefined, bytes: number, sums: Checksums): Promise<StatusVerification> {
   if (holder) return { skipped: `${holder} holds the directory: MemWAL.verify() in that process, or memwal fsck once it has closed` }
   if (bytes > limits.statusVerifyBytesMax) return { skipped: `the log's segments hold ${(bytes / 1024 / 1024).toFixed(0)} MiB, more than ${limits.statusVerifyBytesMax / 1024 / 1024} MiB: run memwal fsck` }
-  const r = await fsck({ dir: root, repair: false, fs })
+  const r = await fsck({ dir: root, repair: false, fs, sums })
   return { clean: r.clean, counts: r.counts, findings: r.findings.map((f) => describeFinding(f)) }
 }
