@@ -20,8 +20,7 @@ import type { Wal } from './log/wal.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
-import { CursorSigner } from './query/cursor.js'
-import { ReadPath, type CountOptions, type QueryOptions, type QueryPage, type QueryResult } from './read-path.js'
+import { ReadPath, type QueryOptions, type QueryResult } from './read-path.js'
 import { gapNotices, verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
@@ -31,7 +30,7 @@ import type { BackendSink, Sink, StoredEntry } from './sinks/sink.js'
 import type { BatchOp, PutOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 
-export type { CountOptions, QueryOptions, QueryPage, QueryResult } from './read-path.js'
+export type { QueryOptions, QueryResult } from './read-path.js'
 
 /**
  * memwal: an embeddable storage engine whose write-ahead log is the truth.
@@ -111,7 +110,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     })
     const backendApplier = this.appliers[0] as Applier
     this.reads = new ReadPath({
-      config: o, wal, pending, cache, backend, index, signer: new CursorSigner(parts.cursorSecret),
+      config: o, wal, pending, cache, backend, index,
       readBackend: (fn) => backendApplier.read(fn),
       assertReadable: () => this.lifecycle.assertReadable(),
       metrics: this.metrics,
@@ -187,23 +186,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   }
 
   /**
-   * Entries matching every criterion given (README, "Queries"), in key order
-   * (reversed with `reverse`), at most `limit` (default 1,000), continuing
-   * after `cursor`: the index, merged with pending puts and deletes so that
-   * those show at once. An unknown field or a wrong type is INVALID_OPTIONS.
+   * Entries matching every criterion given, in key order: the index, merged
+   * with pending puts and deletes so that those show at once.
    */
   query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
     return this.reads.query(q)
-  }
-
-  /** One page of a query and, when more may follow, the cursor that continues it (signed by this store: QUERY_INVALID_CURSOR otherwise). */
-  queryPage(q: QueryOptions = {}): Promise<QueryPage> {
-    return this.reads.queryPage(q)
-  }
-
-  /** How many entries match a query's criteria: from the index and the pending overlay, without reading values. */
-  count(q: CountOptions = {}): Promise<number> {
-    return this.reads.count(q)
   }
 
   // ---- verify ----

@@ -4,7 +4,7 @@
  * engine/testing.ts, exported as `memwal/testing`. `cli/` and `bench/` import
  * only from these two.
  */
-export { MemWAL, type CountOptions, type QueryOptions, type QueryPage, type QueryResult } from './engine.js'
+export { MemWAL, type QueryOptions, type QueryResult } from './engine.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
 export type { EngineHealth, EngineState, SinkHealth, DegradationLevel, ServiceStatus } from './health.js'
 export type {

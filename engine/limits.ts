@@ -60,8 +60,6 @@ export const limits = {
   queryCursorCharsMax: 8192,
   /** Bytes of the per-store secret that signs query cursors. */
   queryCursorSecretBytes: 32,
-  /** The query planner counts each candidate posting up to this many keys to pick the smallest; the time posting drives only below it. */
-  queryPlanProbeKeysMax: 4096,
 } as const
 
 export interface WalLimits {

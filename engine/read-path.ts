@@ -6,22 +6,13 @@ import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { CacheSink } from './sinks/cache-sink.js'
-import type { IndexSink } from './sinks/index-sink.js'
-import type { CursorSigner } from './query/cursor.js'
-import { QueryRun } from './query/query-run.js'
-import { parseQuery, type QueryOptions, type QuerySpec } from './query/query-spec.js'
+import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
-import { checkKey } from './validate.js'
+import { checkKey, checkPutOptions, invalidValue } from './validate.js'
 
-export type { QueryOptions }
-
-/** A query's criteria, for count: no limit, cursor or direction. */
-export type CountOptions = Omit<QueryOptions, 'limit' | 'cursor' | 'reverse'>
-
-export interface QueryPage {
-  readonly entries: readonly QueryResult[]
-  /** Pass as `cursor`, with the same criteria, for the next page; absent on the last page. */
-  readonly cursor?: string
+export interface QueryOptions extends IndexQuery {
+  /** At most this many results (default 1,000; at most 100,000). */
+  readonly limit?: number
 }
 
 export interface QueryResult {
@@ -31,6 +22,8 @@ export interface QueryResult {
   readonly tags?: readonly string[]
 }
 
+const QUERY_LIMIT_DEFAULT = 1000
+const QUERY_LIMIT_MAX = 100_000
 
 export type SinkRead = <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>
 
@@ -41,8 +34,6 @@ export interface ReadPathParts {
   readonly cache: CacheSink
   readonly backend: BackendSink
   readonly index: IndexSink
-  /** Signs and checks query cursors with this store's secret. */
-  readonly signer: CursorSigner
   /**
    * A read of the backend through its applier's breaker and timeout: failures
    * count toward its health. (The index is read directly: a query must go on
@@ -91,37 +82,51 @@ export class ReadPath {
     return e
   }
 
-  /** Entries matching every criterion given, in key order (reversed with `reverse`), at most `limit`, after `cursor`. */
+  /** Entries matching every criterion given, in key order. */
   async *query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
+    const { pending } = this.p
     this.p.assertReadable()
-    const spec = parseQuery(q, this.p.config)
-    for await (const h of this.run(spec).hits(spec.limit)) yield resultOf(h.key, h.entry)
-  }
-
-  /** One page: up to `limit` entries, and a cursor to the next page when there may be one. */
-  async queryPage(q: QueryOptions = {}): Promise<QueryPage> {
-    this.p.assertReadable()
-    const spec = parseQuery(q, this.p.config)
-    const run = this.run(spec)
-    const entries: QueryResult[] = []
-    // One more than the page, to know whether another page follows.
-    for await (const h of run.hits(spec.limit + 1)) entries.push(resultOf(h.key, h.entry))
-    if (entries.length <= spec.limit) return { entries }
-    entries.pop()
-    return { entries, cursor: run.cursorAfter((entries[entries.length - 1] as QueryResult).key) }
-  }
-
-  /** How many entries match; answered by the index and the pending overlay, no value read. `limit` and `cursor` mean nothing here and are refused. */
-  async count(q: CountOptions = {}): Promise<number> {
-    this.p.assertReadable()
-    for (const field of ['limit', 'cursor', 'reverse'] as const) {
-      if (typeof q === 'object' && q !== null && Object.hasOwn(q, field)) throw new MemwalError('INVALID_OPTIONS', `count does not take the query field "${field}"`, { details: { field } })
+    const query = checkQuery(q, this.p.config)
+    const limit = q.limit ?? QUERY_LIMIT_DEFAULT
+    if (!Number.isInteger(limit) || limit < 1 || limit > QUERY_LIMIT_MAX) throw invalidValue(`limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`)
+    // Pending versions override the index for their keys.
+    const overridden = new Set<string>()
+    const pendingHits: QueryResult[] = []
+    for (const key of pending.keys()) {
+      if (query.prefix !== undefined && !key.startsWith(query.prefix)) continue
+      const v = pending.lookup(key)
+      if (!v) continue
+      overridden.add(key)
+      if (v.kind === 'put' && matches(v.op, query)) pendingHits.push(resultOf(key, entryOf(v.op, v.lsn)))
     }
-    return this.run(parseQuery(q, this.p.config)).count()
-  }
-
-  private run(spec: QuerySpec): QueryRun {
-    return new QueryRun({ index: this.p.index, pending: this.p.pending, getEntry: (key) => this.getEntry(key), signer: this.p.signer }, spec)
+    pendingHits.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    let n = 0
+    let i = 0
+    const it = this.p.index.keys(query)[Symbol.asyncIterator]()
+    for (;;) {
+      // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
+      let next: IteratorResult<[string, unknown]>
+      try {
+        next = await it.next()
+      } catch (cause) {
+        throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+      }
+      if (next.done) break
+      const [key] = next.value
+      if (overridden.has(key)) continue
+      while (i < pendingHits.length && (pendingHits[i] as QueryResult).key < key) {
+        yield pendingHits[i++] as QueryResult
+        if (++n >= limit) return
+      }
+      const e = await this.getEntry(key)
+      if (!e || !matches(e, query)) continue
+      yield resultOf(key, e)
+      if (++n >= limit) return
+    }
+    while (i < pendingHits.length) {
+      yield pendingHits[i++] as QueryResult
+      if (++n >= limit) return
+    }
   }
 
   private async readBackend<T>(read: () => Promise<T>): Promise<T> {
@@ -139,6 +144,13 @@ export class ReadPath {
       release()
     }
   }
+}
+
+function checkQuery(q: QueryOptions, l: ResolvedOptions): IndexQuery {
+  if (typeof q !== 'object' || q === null) throw invalidValue('query takes an options object')
+  const opts = checkPutOptions({ ...(q.namespace !== undefined ? { namespace: q.namespace } : {}), ...(q.tag !== undefined ? { tags: [q.tag] } : {}) }, l)
+  if (q.prefix !== undefined && typeof q.prefix !== 'string') throw invalidValue('prefix must be a string')
+  return { ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}), ...(opts.tags?.[0] !== undefined ? { tag: opts.tags[0] } : {}), ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) }
 }
 
 function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number): StoredEntry {

@@ -8,32 +8,16 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
 /**
  * The secondary index, persisted in the `idx` sublevel:
- *   f\0<key>            -> msgpack [namespace | null, tags | null, hlc?]  (what is indexed for the key)
+ *   f\0<key>            -> msgpack [namespace | null, tags | null]  (what is indexed for the key)
  *   n\0<namespace>\0<key> -> empty
  *   t\0<tag>\0<key>       -> empty
- *   h\0<ms, 16 digits>\0<key> -> empty   (write time, from the record's hlc stamp)
  * `\0` cannot occur in a namespace or tag (the engine refuses them), so a
  * range scan over `n\0<ns>\0` finds exactly that namespace's keys; the `f`
- * entries in key order serve prefix queries. Entries indexed before the time
- * posting existed (and those rebuilt from a backend that keeps no stamp) have
- * no hlc and no `h` posting: their write time is unknown.
+ * entries in key order serve prefix queries.
  */
 export interface IndexedEntry {
   readonly namespace?: string
   readonly tags?: readonly string[]
-  /** The hybrid-clock stamp of the record that wrote the entry, when known. */
-  readonly hlc?: number
-}
-
-/** Which posting a scan walks: every key, one namespace's, or one tag's; each in key order. */
-export type Posting = { readonly kind: 'all' } | { readonly kind: 'namespace'; readonly namespace: string } | { readonly kind: 'tag'; readonly tag: string }
-
-/** Bounds on keys, as LevelDB takes them. */
-export interface KeyBounds {
-  readonly gt?: string
-  readonly gte?: string
-  readonly lt?: string
-  readonly lte?: string
 }
 
 export interface IndexQuery {
@@ -46,8 +30,6 @@ const SEP = '\u0000'
 /** Sorts after every string that starts with a given prefix (U+10FFFF is the largest code point). */
 const HIGH = '\u{10FFFF}'
 const EMPTY = new Uint8Array(0)
-/** Posting keys whose forward entries one getMany reads. */
-const SCAN_PAGE_KEYS = 256
 
 export class IndexSink extends Sink {
   readonly name = 'index'
@@ -62,17 +44,18 @@ export class IndexSink extends Sink {
   }
 
   protected async _apply(records: readonly AppliedRecord[], checkpoint: number): Promise<void> {
-    const ops: { op: Op; hlc: number | undefined }[] = []
+    const ops: Op[] = []
     for (const r of records) {
-      for (const op of r.record.type === RecordType.BATCH ? r.record.ops : [r.record.op]) ops.push({ op, hlc: r.record.hlc })
+      if (r.record.type === RecordType.BATCH) ops.push(...r.record.ops)
+      else ops.push(r.record.op)
     }
     // What each touched key is indexed under now, then as the batch leaves it.
-    const keys = [...new Set(ops.map((o) => o.op.key))]
+    const keys = [...new Set(ops.map((o) => o.key))]
     const before = new Map<string, IndexedEntry | undefined>()
     const stored = await this.store.index.getMany(keys.map((k) => `f${SEP}${k}`))
     keys.forEach((k, i) => before.set(k, decodeForward(this.store, stored[i])))
     const after = new Map(before)
-    for (const { op, hlc } of ops) after.set(op.key, op.type === 'put' ? { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}), ...(hlc !== undefined ? { hlc } : {}) } : undefined)
+    for (const op of ops) after.set(op.key, op.type === 'put' ? { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) } : undefined)
     const batch: Batch = []
     for (const key of keys) this.diff(batch, key, before.get(key), after.get(key))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -103,61 +86,6 @@ export class IndexSink extends Sink {
       const entry = decodeForward(this.store, v)
       if (entry) yield [k.slice(prefix.length), entry]
     }
-  }
-
-  /**
-   * The keys of a posting within `bounds`, with what is indexed for each, in
-   * key order (descending with `reverse`). The query planner's access path.
-   */
-  async *scan(posting: Posting, bounds: KeyBounds, reverse: boolean): AsyncIterable<[string, IndexedEntry]> {
-    const idx = this.store.index
-    const head = headOf(posting)
-    const range = { ...levelRange(head, bounds), reverse }
-    if (posting.kind === 'all') {
-      for await (const [k, v] of idx.iterator(range)) {
-        const entry = decodeForward(this.store, v)
-        if (entry) yield [k.slice(head.length), entry]
-      }
-      return
-    }
-    // The forward entries of a page of posting keys, read together.
-    let page: string[] = []
-    const flush = async function* (store: LevelStore): AsyncIterable<[string, IndexedEntry]> {
-      const vs = await idx.getMany(page.map((key) => `f${SEP}${key}`))
-      for (let i = 0; i < page.length; i++) {
-        const entry = decodeForward(store, vs[i])
-        if (entry) yield [page[i] as string, entry]
-      }
-      page = []
-    }
-    for await (const k of idx.keys(range)) {
-      page.push(k.slice(head.length))
-      if (page.length >= SCAN_PAGE_KEYS) yield* flush(this.store)
-    }
-    if (page.length > 0) yield* flush(this.store)
-  }
-
-  /** What is indexed for each key (undefined where nothing is). */
-  async forward(keys: readonly string[]): Promise<(IndexedEntry | undefined)[]> {
-    const vs = await this.store.index.getMany(keys.map((key) => `f${SEP}${key}`))
-    return vs.map((v) => decodeForward(this.store, v))
-  }
-
-  /** How many keys a posting holds within `bounds`, counting no further than `cap` (the planner's estimate). */
-  async countUpTo(posting: Posting, bounds: KeyBounds, cap: number): Promise<number> {
-    let n = 0
-    for await (const _ of this.store.index.keys({ ...levelRange(headOf(posting), bounds), limit: cap })) n++
-    return n
-  }
-
-  /** The keys written in [sinceMs, untilMs) by the time posting, or undefined when there are more than `cap`. */
-  async keysWrittenIn(sinceMs: number | undefined, untilMs: number | undefined, cap: number): Promise<string[] | undefined> {
-    const head = `h${SEP}`
-    const out: string[] = []
-    for await (const k of this.store.index.keys({ gte: head + (sinceMs !== undefined ? msText(sinceMs) : ''), lt: untilMs !== undefined ? head + msText(untilMs) : head + HIGH, limit: cap + 1 })) {
-      out.push(k.slice(head.length + MS_DIGITS + 1))
-    }
-    return out.length > cap ? undefined : out
   }
 
   /** Every indexed key with its entry, in key order (for the reconciler). */
@@ -212,14 +140,13 @@ export class IndexSink extends Sink {
       if (!e) return out
       if (e.namespace !== undefined) out.add(`n${SEP}${e.namespace}${SEP}${key}`)
       for (const t of e.tags ?? []) out.add(`t${SEP}${t}${SEP}${key}`)
-      if (e.hlc !== undefined) out.add(`h${SEP}${msText(Math.floor(e.hlc / HLC_PER_MS))}${SEP}${key}`)
       return out
     }
     const old = names(was)
     const cur = names(now)
     for (const k of old) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
     for (const k of cur) if (!old.has(k)) batch.push({ type: 'put', sublevel: idx, key: k, value: EMPTY })
-    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode(now.hlc !== undefined ? [now.namespace ?? null, now.tags ?? null, now.hlc] : [now.namespace ?? null, now.tags ?? null]) })
+    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.namespace ?? null, now.tags ?? null]) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
 }
@@ -230,37 +157,6 @@ export function matches(e: IndexedEntry, q: IndexQuery): boolean {
 
 function decodeForward(store: LevelStore, v: Uint8Array | undefined): IndexedEntry | undefined {
   if (v === undefined) return undefined
-  const [ns, tags, hlc] = store.packr.decode(v) as [string | null, string[] | null, number | undefined]
-  return { ...(ns !== null ? { namespace: ns } : {}), ...(tags !== null ? { tags } : {}), ...(typeof hlc === 'number' ? { hlc } : {}) }
-}
-
-function headOf(p: Posting): string {
-  switch (p.kind) {
-    case 'all':
-      return `f${SEP}`
-    case 'namespace':
-      return `n${SEP}${p.namespace}${SEP}`
-    case 'tag':
-      return `t${SEP}${p.tag}${SEP}`
-    default: {
-      const never: never = p
-      return never
-    }
-  }
-}
-
-/** Key bounds under a posting's head; an open side stays inside the posting. */
-function levelRange(head: string, b: KeyBounds): { gt?: string; gte?: string; lt?: string; lte?: string } {
-  return {
-    ...(b.gt !== undefined ? { gt: head + b.gt } : { gte: head + (b.gte ?? '') }),
-    ...(b.lt !== undefined ? { lt: head + b.lt } : b.lte !== undefined ? { lte: head + b.lte } : { lt: head + HIGH }),
-  }
-}
-
-/** Write times in the time posting: ms, zero-padded so that they sort as numbers (the largest Date is 16 digits). */
-const MS_DIGITS = 16
-/** An hlc stamp is ms * 1000 + a counter (engine/hlc.ts, a layer above the sinks). */
-const HLC_PER_MS = 1000
-function msText(ms: number): string {
-  return String(ms).padStart(MS_DIGITS, '0')
+  const [ns, tags] = store.packr.decode(v) as [string | null, string[] | null]
+  return { ...(ns !== null ? { namespace: ns } : {}), ...(tags !== null ? { tags } : {}) }
 }

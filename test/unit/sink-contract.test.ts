@@ -77,8 +77,7 @@ const indexSink: SinkKind = {
       t,
       (store) => new IndexSink(store),
       async (sink, key) => {
-        // The labels: the write time the index keeps beside them (hlc) is the query tests' business.
-        for await (const [k, { hlc: _hlc, ...labels }] of (sink as IndexSink).keys({ prefix: key })) if (k === key) return labels
+        for await (const [k, e] of (sink as IndexSink).keys({ prefix: key })) if (k === key) return { ...e }
         return undefined
       },
     ),
