@@ -12,6 +12,8 @@ import type { MemwalEventMap } from './events.js'
 import { engineHealth, serviceOf, serviceSources, type EngineHealth, type ServiceStatus } from './health.js'
 import { DiskWatch } from './disk-watch.js'
 import { HealthLoop } from './health-loop.js'
+import { serveHttp, type HttpEndpoint } from './io/http-endpoint.js'
+import { Registry } from 'prom-client'
 import { HybridClock } from './hlc.js'
 import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
@@ -67,6 +69,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly metrics: EngineMetrics | undefined
   private gapFile: GapFile
   private readonly healthLoop: HealthLoop
+  private endpoint: HttpEndpoint | undefined
   private readonly disk: DiskWatch
   /** Log payload bytes acknowledged since open: the disk watch's write rate. */
   private writtenBytes = 0
@@ -89,7 +92,9 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.lifecycle = new Lifecycle((cause) => this.stateMayHaveChanged(cause))
     const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
     // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
-    this.metrics = o.metrics ? new EngineMetrics(o.metrics, this) : undefined
+    // Served on metricsPort without a registry of the caller's: one of memwal's own (never the global one).
+    const registry = o.metrics ?? (o.metricsPort !== undefined ? new Registry() : undefined)
+    this.metrics = registry ? new EngineMetrics(registry, this) : undefined
     const policy = (sink: Sink) => createSinkPolicy(o.resilience, o.random, o.clock, (to) => this.metrics?.breakerChanged(sink.name, to))
     this.appliers = [
       new Applier(backend, policy(backend), this.applierHost(), batch, [cache], o.resilience.breakerThreshold),
@@ -137,6 +142,14 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     engine.metrics?.opened((config.clock.nowMs() - started) / 1000, parts.pending.records)
     for (const a of engine.appliers) a.start()
     engine.healthLoop.start()
+    if (config.metricsPort !== undefined) {
+      try {
+        engine.endpoint = await engine.serve(config.metricsHost, config.metricsPort)
+      } catch (err) {
+        await engine.close()
+        throw err
+      }
+    }
     // The first look at the disk now, not one interval later: a store opened on a nearly full disk says so at once.
     void engine.checkDisk()
     config.logger.info({ dir: config.dir, recovery: summarise(parts.wal.recovery) }, 'memwal open')
@@ -146,6 +159,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   /** The data directory. */
   get dir(): string {
     return this.dirPath
+  }
+
+  /** Where GET /metrics and GET /health are served (with `metricsPort`), or undefined. */
+  get metricsAddress(): { readonly host: string; readonly port: number } | undefined {
+    return this.endpoint ? { host: this.endpoint.host, port: this.endpoint.port } : undefined
   }
 
   /** What recovery found and did at open. */
@@ -297,6 +315,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     // A purge deleting segments must end before the lock is released: the next opener's recovery scan must not see a segment vanish.
     await this.retention.settled()
     await this.healthLoop.stop()
+    await this.endpoint?.close()
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))
@@ -335,6 +354,22 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     }
     this.diskWasLow = d.low
     this.lifecycle.setReadOnly('disk', d.readOnly ? `disk nearly full: free space below diskReadOnlyBytes ${this.o.diskReadOnlyBytes}` : undefined)
+  }
+
+  private async serve(host: string, port: number): Promise<HttpEndpoint> {
+    const metrics = this.metrics
+    assert(metrics !== undefined, 'metricsPort gives the engine a registry')
+    try {
+      return await serveHttp(host, port, {
+        '/metrics': async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.text() }),
+        '/health': async () => {
+          const h = this.health()
+          return { status: h.state === 'failed' || h.state === 'closed' ? 503 : 200, contentType: 'application/json', body: `${JSON.stringify(h)}\n` }
+        },
+      })
+    } catch (cause) {
+      throw new MemwalError('INVALID_OPTIONS', `cannot serve metrics on ${host}:${port}: ${(cause as Error).message}`, { cause, details: { host, port } })
+    }
   }
 
   private readOnlyReason(): string | undefined {

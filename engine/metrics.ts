@@ -120,6 +120,15 @@ export class EngineMetrics {
     this.recoveryRecords.set(recordsReplayed)
   }
 
+  /** The Prometheus exposition of the registry (everything on it, memwal's and the caller's). */
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
   unregister(): void {
     for (const name of this.names) this.registry.removeSingleMetric(name)
   }

@@ -84,6 +84,14 @@ export interface MemwalOptions {
   readonly diskLowBytes?: number
   readonly diskLowSeconds?: number
   readonly diskReadOnlyBytes?: number
+  /**
+   * Serve `GET /metrics` (Prometheus text, from `metrics` or a registry of
+   * memwal's own) and `GET /health` (health() as JSON; 503 once failed or
+   * closed) on this port (0: any free one, see `metricsAddress`). Off unless set.
+   */
+  readonly metricsPort?: number
+  /** The address to bind (default 127.0.0.1: loopback only). */
+  readonly metricsHost?: string
   readonly fs?: FileSystem
   readonly clock?: Clock
   readonly random?: Random
@@ -117,6 +125,8 @@ export interface ResolvedOptions {
   readonly diskLowBytes: number
   readonly diskLowSeconds: number
   readonly diskReadOnlyBytes: number
+  readonly metricsPort: number | undefined
+  readonly metricsHost: string
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
@@ -180,12 +190,18 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     diskLowBytes: positive('diskLowBytes', o.diskLowBytes ?? engineDefaults.diskLowBytes),
     diskLowSeconds: positive('diskLowSeconds', o.diskLowSeconds ?? engineDefaults.diskLowSeconds),
     diskReadOnlyBytes: 0, // resolved below: its default depends on segmentBytes and diskLowBytes
+    metricsPort: o.metricsPort,
+    metricsHost: o.metricsHost ?? '127.0.0.1',
     fs,
     clock: wal.clock,
     random: wal.random,
     locker: wal.locker,
   }
   if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError(`backlogPolicy must be reject or wait, not ${String(r.backlogPolicy)}`)
+  if (r.metricsPort !== undefined && !(Number.isInteger(r.metricsPort) && r.metricsPort >= 0 && r.metricsPort <= 65_535)) {
+    throw new InvalidOptionsError(`metricsPort must be an integer in [0, 65535], not ${String(r.metricsPort)}`)
+  }
+  if (typeof r.metricsHost !== 'string' || r.metricsHost.length === 0) throw new InvalidOptionsError(`metricsHost must be a host name or address, not ${String(r.metricsHost)}`)
   const diskReadOnlyBytes = o.diskReadOnlyBytes ?? Math.min(2 * wal.limits.segmentBytes, r.diskLowBytes)
   if (typeof diskReadOnlyBytes !== 'number' || !Number.isFinite(diskReadOnlyBytes) || diskReadOnlyBytes < 0 || diskReadOnlyBytes > r.diskLowBytes) {
     throw new InvalidOptionsError(`diskReadOnlyBytes must be a number in [0, diskLowBytes ${r.diskLowBytes}], not ${String(diskReadOnlyBytes)}`)
