@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
+import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
 import { fsck } from './commands/fsck.js'
 import { replay } from './commands/replay.js'
@@ -65,6 +66,20 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('segments, last LSN, checkpoints, backlog, lock holder')
     .option('--json', 'one JSON document on stdout')
     .action((dir: string, o: { json?: boolean }) => run('status', o.json === true, () => status(dir, createOutput(o.json === true))))
+
+  program
+    .command('deadletter <dir> <action>')
+    .description('records a sink rejected for good: list them, retry them (written again through the log) or drop them (recorded)')
+    .option('--lsn <lsn>', 'retry or drop the dead letter of this LSN', positiveInt)
+    .option('--all', 'retry or drop every open dead letter')
+    .option('--timeout <ms>', 'retry: give up waiting for the sinks after this long', positiveInt, 600_000)
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, action: string, o: { json?: boolean; lsn?: number; all?: boolean; timeout: number }, cmd: Command) => {
+      if (action !== 'list' && action !== 'retry' && action !== 'drop') cmd.error(`error: the action is list, retry or drop, not ${JSON.stringify(action)}`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
+      const which = o.all === true ? 'all' : o.lsn
+      if (action !== 'list' && (which === undefined || (o.all === true && o.lsn !== undefined))) cmd.error(`error: ${action} takes one of --lsn N or --all`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
+      return run('deadletter', o.json === true, () => deadletter(dir, action as DeadLetterAction, { timeoutMs: o.timeout, ...(which !== undefined ? { which } : {}) }, createOutput(o.json === true)))
+    })
 
   program
     .command('bench')

@@ -1,15 +1,48 @@
 import { posix as path } from 'node:path'
 import { DeadLetterLog } from './apply/dead-letter.js'
+import { MemwalError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
-import type { RecordCodec } from './format/record-codec.js'
+import type { RecordCodec, WalRecord } from './format/record-codec.js'
 import type { Clock } from './io/clock.js'
 import type { FileSystem } from './io/fs.js'
 import type { Random } from './io/random.js'
+import { readDeadLetters, recordResolutions, type DeadLetter, type DeadLetterResolution } from './log/dead-letter-file.js'
 import type { AppliedRecord, Sink } from './sinks/sink.js'
 
-/** One dead-letter log per sink under `<dir>/deadletter`, opened on first use. */
-export class DeadLetters {
+/** What `MemWAL.deadLetters` offers an operator: the records a sink rejected for good, and what to do about them. */
+export interface DeadLetterQueue {
+  /** The open dead letters (neither retried nor dropped), by sink, in LSN order. */
+  list(): Promise<DeadLetter[]>
+  /**
+   * Writes the record of each open dead letter (`lsn`, or `'all'`) again
+   * through the log, as a new record with a new LSN, so that it flows to every
+   * sink anew (after the sink was fixed), and records it as retried, durably.
+   * A record whose key has a newer version than it (read as `get` reads) is
+   * not written again: it is returned in `superseded` and stays open (drop it).
+   * A deletion after it that the backend applied is not seen: check `list()`.
+   */
+  retry(which: number | 'all'): Promise<{ readonly retried: readonly { readonly lsn: number; readonly newLsn: number }[]; readonly superseded: readonly number[] }>
+  /** Records each open dead letter (`lsn`, or `'all'`) as dropped, durably: it is no longer reported, and nothing is written. */
+  drop(which: number | 'all'): Promise<{ readonly dropped: readonly number[] }>
+}
+
+/** What the queue needs of the engine. */
+export interface DeadLetterHost {
+  /** Writes a record again through the write path; resolves its new LSN. */
+  rewrite(record: WalRecord): Promise<number>
+  /** The LSN that wrote the key's current version, as a read sees it. */
+  currentLsn(key: string): Promise<number | undefined>
+  assertWritable(): void
+}
+
+/**
+ * One dead-letter log per sink under `<dir>/deadletter`, opened on first use;
+ * and the queue an operator works through (`deadletter/resolved.json` records
+ * what was retried or dropped). Operations on the queue run one at a time.
+ */
+export class DeadLetters implements DeadLetterQueue {
   private readonly logs = new Map<string, Promise<DeadLetterLog>>()
+  private queue: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly dir: string,
@@ -18,6 +51,7 @@ export class DeadLetters {
     private readonly codec: RecordCodec,
     private readonly clock: Clock,
     private readonly random: Random,
+    private readonly host: DeadLetterHost,
   ) {}
 
   /** Appends (durably) the record `sink` rejected for good. */
@@ -33,7 +67,74 @@ export class DeadLetters {
     await (await log).append(record.lsn, record.record.type, this.codec.encode(record.record))
   }
 
+  list(): Promise<DeadLetter[]> {
+    return this.serial(async () => [...(await readDeadLetters(this.fs, this.sums, this.dir)).open])
+  }
+
+  retry(which: number | 'all'): Promise<{ readonly retried: readonly { readonly lsn: number; readonly newLsn: number }[]; readonly superseded: readonly number[] }> {
+    return this.serial(async () => {
+      this.host.assertWritable()
+      const chosen = await this.chosen(which)
+      const retried: { lsn: number; newLsn: number }[] = []
+      const superseded: number[] = []
+      const resolutions: DeadLetterResolution[] = []
+      // Several sinks may have rejected the same record: it is written again once.
+      for (const lsn of [...new Set(chosen.map((d) => d.lsn))]) {
+        const same = chosen.filter((d) => d.lsn === lsn)
+        const first = same[0] as DeadLetter
+        if (await this.newerVersion(first)) {
+          superseded.push(lsn)
+          continue
+        }
+        const { hlc: _stamp, ...record } = first.record
+        const newLsn = await this.host.rewrite(record as WalRecord)
+        retried.push({ lsn, newLsn })
+        for (const d of same) resolutions.push({ sink: d.sink, lsn, how: 'retried', atMs: this.clock.nowMs(), newLsn })
+        // Durable as soon as the new record is: a crash between the two writes leaves it open, and a second retry writes it once more (same value).
+        await this.resolve(resolutions.splice(0))
+      }
+      return { retried, superseded }
+    })
+  }
+
+  drop(which: number | 'all'): Promise<{ readonly dropped: readonly number[] }> {
+    return this.serial(async () => {
+      this.host.assertWritable()
+      const chosen = await this.chosen(which)
+      await this.resolve(chosen.map((d) => ({ sink: d.sink, lsn: d.lsn, how: 'dropped' as const, atMs: this.clock.nowMs() })))
+      return { dropped: [...new Set(chosen.map((d) => d.lsn))] }
+    })
+  }
+
   async close(): Promise<void> {
     for (const d of this.logs.values()) await d.then((l) => l.close()).catch(() => undefined)
+  }
+
+  private async chosen(which: number | 'all'): Promise<DeadLetter[]> {
+    if (which !== 'all' && !Number.isSafeInteger(which)) throw new MemwalError('INVALID_OPTIONS', `a dead letter is named by its LSN (a positive integer) or 'all', not ${String(which)}`)
+    const { open } = await readDeadLetters(this.fs, this.sums, this.dir)
+    if (which === 'all') return [...open]
+    const found = open.filter((d) => d.lsn === which)
+    if (found.length === 0) throw new MemwalError('DEADLETTER_NOT_FOUND', `no open dead letter has LSN ${which}${open.length > 0 ? ` (open: ${open.map((d) => d.lsn).join(', ')})` : ' (there are none)'}`, { details: { lsn: which } })
+    return found
+  }
+
+  private async newerVersion(d: DeadLetter): Promise<boolean> {
+    for (const key of d.keys) {
+      const lsn = await this.host.currentLsn(key)
+      if (lsn !== undefined && lsn > d.lsn) return true
+    }
+    return false
+  }
+
+  private async resolve(r: readonly DeadLetterResolution[]): Promise<void> {
+    if (r.length === 0) return
+    await recordResolutions(this.fs, this.dir, r)
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => undefined)
+    return run
   }
 }

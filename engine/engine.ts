@@ -5,7 +5,7 @@ import { MemwalError, type WalFailedError } from './errors.js'
 import { Applier } from './apply/applier.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { Backpressure } from './backpressure.js'
-import { DeadLetters } from './dead-letters.js'
+import { DeadLetters, type DeadLetterQueue } from './dead-letters.js'
 import { FlushWaiters } from './flush.js'
 import type { Checksums } from './format/checksum.js'
 import type { MemwalEventMap } from './events.js'
@@ -65,7 +65,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly reads: ReadPath
   private readonly flushes: FlushWaiters
   private readonly retention: Retention
-  private readonly deadLetters: DeadLetters
+  private readonly dead: DeadLetters
   private readonly metrics: EngineMetrics | undefined
   private gapFile: GapFile
   private readonly healthLoop: HealthLoop
@@ -124,7 +124,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.retention = new Retention(wal, o.clock, o.logger)
     this.disk = new DiskWatch({ fs: o.fs, dir: o.dir, lowBytes: o.diskLowBytes, lowSeconds: o.diskLowSeconds, readOnlyBytes: o.diskReadOnlyBytes })
     this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, () => this.checkHealth())
-    this.deadLetters = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random)
+    this.dead = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random, {
+      rewrite: async (record) => (await this.writes.rewrite(record)).lsn,
+      currentLsn: async (key) => (await this.reads.getEntry(key))?.lsn,
+      assertWritable,
+    })
     this.gapFile = parts.gaps
   }
 
@@ -154,6 +158,16 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     void engine.checkDisk()
     config.logger.info({ dir: config.dir, recovery: summarise(parts.wal.recovery) }, 'memwal open')
     return engine
+  }
+
+  /**
+   * The records a sink rejected for good (dead letters): `list()` the open
+   * ones, `retry(lsn | 'all')` writes each again through the log (after the
+   * sink was fixed), `drop(lsn | 'all')` records that it is not to be applied.
+   * Open ones are reported by `verify()` and `memwal fsck` as notices.
+   */
+  get deadLetters(): DeadLetterQueue {
+    return this.dead
   }
 
   /** The data directory. */
@@ -231,6 +245,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         fs: this.o.fs, sums: this.sums, walDir: path.join(this.dirPath, 'wal'),
         backend: this.backend, index: this.index, cache: this.cache, repair: options.repair === true, clock: this.o.clock,
         notices: gapNotices(openGaps(this.gapFile)),
+        dataDir: this.dirPath,
         live: {
           activeSegment: wal.activeSegment,
           lastLsn: wal.lastLsn,
@@ -319,7 +334,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))
     await Promise.all(this.appliers.map((a) => a.stop(this.o.closeGraceMs)))
     for (const s of this.sinks) await s.close().catch((err: unknown) => this.o.logger.error({ err, sink: s.name }, 'closing a sink failed'))
-    await this.deadLetters.close()
+    await this.dead.close()
     await this.parts.store.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the store failed'))
     this.metrics?.unregister()
     await this.parts.lock.release().catch(() => undefined)
@@ -402,7 +417,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       pending: (lsn) => this.pending.recordAt(lsn),
       advanced: (sink) => this.advanced(sink),
       deadLetter: async (sink, record, error) => {
-        await this.deadLetters.append(sink, record)
+        await this.dead.append(sink, record)
         this.o.logger.error({ sink: sink.name, lsn: record.lsn, err: error }, 'record dead-lettered')
         this.metrics?.deadLettered(sink)
         this.emit('dead-letter', { sink: sink.name, lsn: record.lsn, error })

@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'ADAPTER_PEER_MISSING'
   | 'ADAPTER_INVALID_ARGUMENT'
   | 'ADAPTER_SCAN_TOO_LARGE'
+  | 'DEADLETTER_NOT_FOUND'
+  | 'DEADLETTER_LIMIT'
 
 export interface ErrorOptions {
   readonly cause?: unknown

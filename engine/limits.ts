@@ -60,6 +60,8 @@ export const limits = {
   queryCursorCharsMax: 8192,
   /** Bytes of the per-store secret that signs query cursors. */
   queryCursorSecretBytes: 32,
+  /** Dead-letter resolutions (retried, dropped) kept in `deadletter/resolved.json`, which is rewritten whole: beyond this, refused. */
+  deadLetterResolutionsMax: 100_000,
 } as const
 
 export interface WalLimits {

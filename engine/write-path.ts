@@ -69,6 +69,11 @@ export class WritePath {
     return result && { lsn: result.lsn, deleted }
   }
 
+  /** A record read back from the log (a dead letter retried), written again as a new record with a new LSN and a fresh stamp. */
+  rewrite(record: WalRecord): Promise<{ lsn: number }> {
+    return this.write(record)
+  }
+
   private write(unstamped: WalRecord): Promise<{ lsn: number }>
   private write(unstamped: WalRecord, decide: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined>
   /**

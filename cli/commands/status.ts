@@ -18,7 +18,7 @@ export async function status(dir: string, out: Output): Promise<number> {
     ['last LSN', String(s.lastLsn)],
     ['checkpoints', s.checkpoints ? `backend ${s.checkpoints.backend}, index ${s.checkpoints.index}` : 'unavailable while a process holds the store'],
     ['backlog', s.backlogRecords !== undefined ? `${s.backlogRecords} records not yet applied everywhere` : '-'],
-    ['dead letters', Object.keys(s.deadLetterBytes).length === 0 ? 'none' : Object.entries(s.deadLetterBytes).map(([f, b]) => `${f} ${b} bytes`).join(', ')],
+    ['dead letters', Object.keys(s.deadLetterBytes).length === 0 ? 'none' : `${s.openDeadLetters} open (memwal deadletter list); ${Object.entries(s.deadLetterBytes).map(([f, b]) => `${f} ${b} bytes`).join(', ')}`],
     ['quarantine', s.quarantined.length === 0 ? 'empty' : s.quarantined.join(', ')],
     ['declared gaps', s.gaps.open.length === 0 ? `none open${s.gaps.acknowledged > 0 ? ` (${s.gaps.acknowledged} acknowledged)` : ''}` : `${s.gaps.open.length} not acknowledged (memwal fsck --ack-gaps)`],
     ['verified', 'skipped' in s.verified ? `not run: ${s.verified.skipped}` : s.verified.clean ? 'clean (a dry-run fsck)' : `DAMAGED: ${Object.entries(s.verified.counts).map(([k, n]) => `${k} ${n}`).join(', ')} (memwal fsck for details)`],

@@ -1,4 +1,5 @@
 import { posix as path } from 'node:path'
+import { MemwalError } from '../errors.js'
 import type { FileSystem } from './fs.js'
 
 /** Chunk used when writing zeros over a range (zero-fill, truncation of a preallocated segment). */
@@ -70,4 +71,22 @@ export async function replaceFile(fs: FileSystem, file: string, bytes: Uint8Arra
   await writeNewFile(fs, temp, bytes)
   await fs.rename(temp, file)
   await fs.syncDir(path.dirname(file))
+}
+
+/**
+ * The list under `field` of a JSON file that memwal replaces atomically
+ * (replaceFile), every item checked by `isItem`; empty when there is no file.
+ * Anything else was not written by memwal: a typed refusal naming the file.
+ */
+export async function readJsonList<T>(fs: FileSystem, file: string, field: string, isItem: (v: unknown) => v is T, what: string): Promise<T[]> {
+  if (!(await fs.stat(file))) return []
+  let v: unknown
+  try {
+    v = JSON.parse(Buffer.from(await fs.readFile(file)).toString('utf8'))
+  } catch (cause) {
+    throw new MemwalError('IO_ERROR', `${file} cannot be read as JSON: it is replaced atomically, so something else wrote it; move it aside to go on`, { cause, details: { file } })
+  }
+  const list = (v as Record<string, unknown> | null)?.[field]
+  if (!Array.isArray(list) || !list.every(isItem)) throw new MemwalError('IO_ERROR', `${file} does not hold a list of ${what}; move it aside to go on`, { details: { file } })
+  return list
 }

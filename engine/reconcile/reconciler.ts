@@ -15,7 +15,7 @@ import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
 import { openStore } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
-import { checkReplicas, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
+import { checkReplicas, deadLetterView, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
 export interface FsckOptions {
   readonly dir: string
@@ -90,7 +90,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     await backend.open()
     await index.open()
     const lastLsn = lastLsnOf(scan)
-    findings.push(...(await checkReplicas({ ...src, backend, index, repair: o.repair, lastLsn })))
+    const dead = await deadLetterView(src, dir)
+    findings.push(...(await checkReplicas({ ...src, backend, index, repair: o.repair, lastLsn, deadLettered: dead.excluded })), ...dead.notices)
     if (o.ackGaps) await acknowledgeGaps(fs, dir, now())
     findings.push(...gapNotices(openGaps(await readGaps(fs, dir))))
     return report(findings, scan, lastLsn, { backend: backend.checkpoint, index: index.checkpoint }, now() - started)

@@ -7,6 +7,7 @@ import { checkDataDir, describeLooseDir, looseDirs } from '../log/data-dir.js'
 import { fsck } from './reconciler.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
+import { readDeadLetters } from '../log/dead-letter-file.js'
 import { openStore } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
@@ -23,6 +24,8 @@ export interface DataDirStatus {
   /** Records not yet applied by the slowest durable sink. */
   readonly backlogRecords?: number
   readonly deadLetterBytes: Readonly<Record<string, number>>
+  /** Dead letters neither retried nor dropped (`memwal deadletter <dir> list`). */
+  readonly openDeadLetters: number
   readonly quarantined: readonly string[]
   /** Gaps memwal declared in the log that no operator has acknowledged (`gaps.json`), and how many were acknowledged. */
   readonly gaps: { readonly open: readonly DeclaredGap[]; readonly acknowledged: number }
@@ -73,7 +76,8 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   }
   const deadLetterBytes: Record<string, number> = {}
   const dl = path.join(root, 'deadletter')
-  if (await fs.stat(dl)) for (const f of await fs.readdir(dl)) deadLetterBytes[f] = (await fs.stat(path.join(dl, f)))?.size ?? 0
+  if (await fs.stat(dl)) for (const f of await fs.readdir(dl)) if (f.endsWith('.log')) deadLetterBytes[f] = (await fs.stat(path.join(dl, f)))?.size ?? 0
+  const openDeadLetters = (await readDeadLetters(fs, cursor.sums, root)).open.length
   const q = path.join(root, 'quarantine')
   const quarantined = (await fs.stat(q)) ? await fs.readdir(q) : []
   const gapFile = await readGaps(fs, root)
@@ -85,6 +89,7 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
     lastLsn,
     ...(checkpoints ? { checkpoints, backlogRecords: Math.max(0, lastLsn - Math.min(checkpoints.backend, checkpoints.index)) } : {}),
     deadLetterBytes,
+    openDeadLetters,
     quarantined,
     gaps: { open, acknowledged: gapFile.gaps.length - open.length },
     verified: await verification(root, fs, holder, bytes, sums),

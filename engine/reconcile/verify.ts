@@ -8,6 +8,7 @@ import { limits } from '../limits.js'
 import { findingOf, type Finding, type FindingKind } from '../log/recovery/findings.js'
 import type { DeclaredGap } from '../log/recovery/gap-record.js'
 import { scanLog, type LogScan } from '../log/recovery/log-scan.js'
+import { readDeadLetters, type DeadLetter } from '../log/dead-letter-file.js'
 import { readLog, type LogRecord } from '../log/wal-reader.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
 import type { IndexSink } from '../sinks/index-sink.js'
@@ -37,6 +38,21 @@ export type ReconcileFindingKind = FindingKind | SinkFindingKind | NoticeKind
 
 export function isNotice(f: Finding<string>): boolean {
   return NOTICE_KINDS.includes(f.kind)
+}
+
+/**
+ * The dead letters of a data directory as the checks see them: the keys of
+ * every one not retried (open or dropped) whose latest version in the log is
+ * the rejected record are not compared (the sink that rejected it does not
+ * hold it, by decision), and each open one is a notice.
+ */
+export async function deadLetterView(src: LogSource, dataDir: string): Promise<{ readonly excluded: readonly DeadLetter[]; readonly notices: Finding<NoticeKind>[] }> {
+  const { open, resolved } = await readDeadLetters(src.fs, src.sums, dataDir)
+  const notices = open.map((d): Finding<NoticeKind> => ({
+    kind: 'dead-letter', sink: d.sink, ...(d.keys.length === 1 ? { key: d.keys[0] as string } : {}), lsnFirst: d.lsn,
+    detail: `rejected for good by ${d.sink} (keys ${d.keys.map((k) => JSON.stringify(k)).join(', ')}): memwal deadletter <dir> retry|drop --lsn ${d.lsn}`, action: 'none',
+  }))
+  return { excluded: [...open, ...resolved.filter((d) => d.resolution.how === 'dropped')], notices }
 }
 
 /** The open declared gaps as notices. */
@@ -122,6 +138,8 @@ export interface ReplicaCheck extends LogSource {
   readonly live?: LiveLog
   /** The log's last LSN as scanned. */
   readonly lastLsn: number
+  /** Dead letters whose keys are not compared (deadLetterView). */
+  readonly deadLettered?: readonly DeadLetter[]
 }
 
 /**
@@ -135,6 +153,8 @@ export async function checkReplicas(c: ReplicaCheck): Promise<Finding<SinkFindin
     const lost: LsnRange[] = []
     const latest = await latestVersions(c, lost, c.backend.checkpoint)
     const unstable = new Set<string>(c.live?.pendingKeys() ?? [])
+    // A sink rejected the latest version of these for good: its absence there is the dead letter's, not damage (and never re-applied).
+    for (const d of c.deadLettered ?? []) for (const key of d.keys) if (latest.get(key)?.lsn === d.lsn) unstable.add(key)
     const low = Math.min(c.backend.checkpoint, c.index.checkpoint)
     for (const [key, v] of latest) if (v.lsn > low || v.lsn > c.lastLsn) unstable.add(key)
     const lastLsn = c.live ? c.live.lastLsnNow() : c.lastLsn
@@ -203,8 +223,10 @@ export interface OpenLogVerify extends LogSource {
   readonly repair: boolean
   readonly live: LiveLog
   readonly clock: Clock
-  /** Notices the engine knows of (open declared gaps, dead letters). */
+  /** Notices the engine knows of (open declared gaps). */
   readonly notices?: readonly Finding<NoticeKind>[]
+  /** The data directory, for its dead letters. */
+  readonly dataDir: string
 }
 
 /**
@@ -217,7 +239,8 @@ export async function verifyOpenLog(v: OpenLogVerify): Promise<VerifyReport> {
   const started = v.clock.nowMs()
   const scan = await scanWholeLog(v)
   const findings: Finding<ReconcileFindingKind>[] = logFindings(scan, v.backend.checkpoint, v.live)
-  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn })), ...(v.notices ?? []))
+  const dead = await deadLetterView(v, v.dataDir)
+  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn, deadLettered: dead.excluded })), ...(v.notices ?? []), ...dead.notices)
   return report(findings, scan, v.live.lastLsn, { backend: v.backend.checkpoint, index: v.index.checkpoint }, v.clock.nowMs() - started)
 }
 

@@ -383,56 +383,6 @@ t.test('dump --json: one document with every record and its place; --from, --to 
   t.match(text.stderr, /1 records, 0 damaged ranges/)
 })
 
-t.test('dump on a directory with a missing middle segment names the missing LSNs and exits 4; after the repair they are a declared gap (exit 0)', async (t) => {
-  const m = manifest['missing-segment']
-  const dir = copyFixture(t, 'missing-segment')
-  const r = await runCli(['dump', dir, '--json'])
-  t.equal(r.code, 4, 'missing LSNs are damage')
-  const doc = oneJson<DumpDoc & { declaredGaps: number }>(r)
-  t.equal(doc.damaged, 1)
-  t.match(doc.entries.filter((e) => e.kind === 'missing'), [{ kind: 'missing', segment: segmentName((m.lsnLast as number) + 1), lsnFirst: m.lsnFirst, lsnLast: m.lsnLast, declared: false }])
-  const text = await runCli(['dump', dir])
-  t.match(text.stdout, `!! missing LSNs ${m.lsnFirst}-${m.lsnLast} before ${segmentName((m.lsnLast as number) + 1)}`)
-  t.match(text.stderr, /1 damaged ranges/)
-  t.equal((await runCli(['fsck', dir, '--repair'])).code, 1)
-  const after = await runCli(['dump', dir, '--json'])
-  t.equal(after.code, 0, 'a declared gap is on record, not damage')
-  const d2 = oneJson<DumpDoc & { declaredGaps: number }>(after)
-  t.match(d2, { damaged: 0, declaredGaps: 1 })
-  t.match(d2.entries.filter((e) => e.kind === 'missing'), [{ lsnFirst: m.lsnFirst, lsnLast: m.lsnLast, declared: true }])
-})
-
-t.test('status reports the damage of every damaged fixture (a dry-run fsck of a small directory)', async (t) => {
-  for (const name of CASES) {
-    const r = await runCli(['status', copyFixture(t, name), '--json'])
-    t.equal(r.code, 0, `${name}: ${r.stderr}`)
-    const s = oneJson<{ verified: { clean?: boolean; counts?: Record<string, number>; findings?: string[]; skipped?: string } }>(r)
-    t.equal(s.verified.clean, name === 'clean', `${name}: ${name === 'clean' ? 'clean' : 'damage reported'}`)
-    t.strictSame(s.verified.counts, expectations(name).found, `${name}: what fsck finds`)
-  }
-  const text = await runCli(['status', copyFixture(t, 'bitflip-payload')])
-  t.match(text.stdout, /verified\s+DAMAGED: corrupt-frame 1/)
-})
-
-t.test('declared gaps: status and fsck show them until memwal fsck --ack-gaps acknowledges them', async (t) => {
-  const dir = copyFixture(t, 'corrupt-log-backend-down')
-  t.equal((await runCli(['fsck', dir, '--repair'])).code, 1)
-  type StatusDoc = { gaps: { open: { lsnFirst: number; lsnLast: number; by: string; alreadyApplied: boolean }[]; acknowledged: number }; verified: { clean: boolean } }
-  const s1 = oneJson<StatusDoc>(await runCli(['status', dir, '--json']))
-  t.match(s1.gaps, { open: [{ lsnFirst: 332, lsnLast: 332, by: 'fsck --repair', alreadyApplied: false }], acknowledged: 0 })
-  t.equal(s1.verified.clean, true, 'a declared gap is not damage')
-  const text = await runCli(['fsck', dir])
-  t.equal(text.code, 0)
-  t.match(text.stdout, /declared-gap LSN 332: dropped by fsck --repair/)
-  t.match(text.stdout, /clean: the log, the backend and the index agree \(1 notices/)
-  const ack = await runCli(['fsck', dir, '--ack-gaps', '--json'])
-  t.equal(ack.code, 0, ack.stderr)
-  t.match(report(t, ack, 'fsck --ack-gaps'), { clean: true, notices: 0, findings: [] })
-  const s2 = oneJson<StatusDoc>(await runCli(['status', dir, '--json']))
-  t.match(s2.gaps, { open: [], acknowledged: 1 })
-  t.strictSame(report(t, await runCli(['fsck', dir, '--json']), 'fsck').findings, [], 'acknowledged: no longer reported')
-})
-
 t.test('dump on a damaged log shows the damaged range in place and exits 4', async (t) => {
   const m = manifest['corrupt-middle-segment']
   const r = await runCli(['dump', copyFixture(t, 'corrupt-middle-segment'), '--json'])
@@ -454,7 +404,7 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
   const r = await runCli(['status', dir, '--json'])
   t.equal(r.code, 0, r.stderr)
   const s = oneJson(r)
-  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'quarantined', 'segments', 'verified', 'warnings'])
+  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'openDeadLetters', 'quarantined', 'segments', 'verified', 'warnings'])
   t.match(s, {
     dir,
     segments: { count: 3, bytes: 3 * 64 * 1024, firstLsn: 1, active: manifest.clean.segments[2] },
@@ -462,6 +412,7 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
     checkpoints: { backend: RECORDS, index: RECORDS },
     backlogRecords: 0,
     deadLetterBytes: {},
+    openDeadLetters: 0,
     quarantined: [],
     gaps: { open: [], acknowledged: 0 },
     verified: { clean: true, counts: {}, findings: [] },

@@ -1,6 +1,5 @@
 import { posix as path } from 'node:path'
-import { MemwalError } from '../../errors.js'
-import { replaceFile } from '../../io/file-ops.js'
+import { readJsonList, replaceFile } from '../../io/file-ops.js'
 import type { FileSystem } from '../../io/fs.js'
 import { limits } from '../../limits.js'
 import type { Finding } from './findings.js'
@@ -45,17 +44,7 @@ export function gapsOf(findings: readonly Finding<string>[], by: string, atMs: n
 }
 
 export async function readGaps(fs: FileSystem, dir: string): Promise<GapFile> {
-  const file = path.join(dir, GAPS_FILE)
-  if (!(await fs.stat(file))) return { gaps: [] }
-  let v: unknown
-  try {
-    v = JSON.parse(Buffer.from(await fs.readFile(file)).toString('utf8'))
-  } catch (cause) {
-    throw new MemwalError('IO_ERROR', `${file} cannot be read as JSON: it is replaced atomically, so something else wrote it; move it aside to go on`, { cause, details: { file } })
-  }
-  const gaps = (v as { gaps?: unknown } | null)?.gaps
-  if (!Array.isArray(gaps) || !gaps.every(isGap)) throw new MemwalError('IO_ERROR', `${file} does not hold a list of gaps; move it aside to go on`, { details: { file } })
-  return { gaps }
+  return { gaps: await readJsonList(fs, path.join(dir, GAPS_FILE), 'gaps', isGap, 'gaps') }
 }
 
 /**

@@ -1,0 +1,65 @@
+import { checkDataDir, listDeadLetters, MemWAL, type DeadLetter } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
+import { ExitCode } from '../exit-codes.js'
+import type { Output } from '../output.js'
+
+export type DeadLetterAction = 'list' | 'retry' | 'drop'
+
+export interface DeadLetterCommandOptions {
+  /** retry and drop: one dead letter by its LSN, or every open one. */
+  readonly which?: number | 'all'
+  readonly timeoutMs: number
+}
+
+/**
+ * `memwal deadletter <dir> list|retry|drop [--lsn N | --all]`: the records a
+ * sink rejected for good. `list` reads the dead-letter logs without the lock
+ * (beside a running process too); `retry` writes each record again through
+ * the log (a new LSN) and waits until the sinks applied it (or rejected it
+ * again); `drop` records, durably, that it is not to be applied. Both open the
+ * store, so they need the lock.
+ */
+export async function deadletter(dir: string, action: DeadLetterAction, o: DeadLetterCommandOptions, out: Output): Promise<number> {
+  await checkDataDir(new NodeFileSystem(), dir)
+  if (action === 'list') {
+    const { open, resolved } = await listDeadLetters(dir)
+    if (out.json) {
+      out.document({ open, resolved: resolved.length })
+      return ExitCode.CLEAN
+    }
+    for (const d of open) out.line(describe(d))
+    out.line(`${open.length} open dead letters${resolved.length > 0 ? ` (${resolved.length} retried or dropped before)` : ''}`)
+    return ExitCode.CLEAN
+  }
+  const which = o.which
+  if (which === undefined) throw new Error('retry and drop take --lsn N or --all')
+  const db = await MemWAL.open({ dir })
+  try {
+    if (action === 'drop') {
+      const r = await db.deadLetters.drop(which)
+      if (out.json) out.document(r)
+      else out.line(`dropped ${r.dropped.length} dead letters${r.dropped.length > 0 ? ` (LSNs ${r.dropped.join(', ')})` : ''}: recorded in deadletter/resolved.json`)
+      return ExitCode.CLEAN
+    }
+    const r = await db.deadLetters.retry(which)
+    await db.flush({ timeoutMs: o.timeoutMs })
+    const again = (await db.deadLetters.list()).filter((d) => r.retried.some((x) => x.newLsn === d.lsn))
+    if (out.json) {
+      out.document({ ...r, rejectedAgain: again.map((d) => ({ sink: d.sink, lsn: d.lsn })) })
+    } else {
+      for (const x of r.retried) out.line(`LSN ${x.lsn} written again as LSN ${x.newLsn}`)
+      for (const l of r.superseded) out.line(`LSN ${l} not retried: a key of it has a newer version (drop it)`)
+      for (const d of again) out.line(`LSN ${d.lsn} was rejected again by ${d.sink}`)
+    }
+    return again.length > 0 || r.superseded.length > 0 ? ExitCode.UNCORRECTED : ExitCode.CLEAN
+  } finally {
+    await db.close()
+  }
+}
+
+function describe(d: DeadLetter): string {
+  const r = d.record
+  const ops = r.type === 3 ? r.ops : [r.op]
+  const what = ops.map((op) => (op.type === 'put' ? `put ${JSON.stringify(op.key)}${op.namespace !== undefined ? ` in ${JSON.stringify(op.namespace)}` : ''}` : `delete ${JSON.stringify(op.key)}`)).join(', ')
+  return `LSN ${d.lsn}\t${d.sink}\t${what}`
+}

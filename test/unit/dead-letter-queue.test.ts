@@ -1,0 +1,104 @@
+/**
+ * Dead letters are a known state (issue 14 item 3): fsck reports an open dead
+ * letter as a notice (exit 0 from the CLI), not as backend-missing and
+ * index-orphan; fsck --repair never writes the rejected record into the
+ * backend; MemWAL.deadLetters lists them, retries one (written again through
+ * the log, so it flows to every sink) and drops one (recorded durably), and
+ * what was retried or dropped is no longer reported.
+ */
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { fsck, MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+function open(dir: string, faults?: SinkFaults, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
+  return MemWAL.open({ dir, resilience: fastResilience, closeGraceMs: 1000, ...(faults ? { wrapSink: (s) => faults.wrap(s) } : {}), ...extra })
+}
+
+/** A directory whose backend rejected the put of `poison` (LSN 2) and of `toxic` (LSN 4) for good; `ok` keys applied. */
+async function withDeadLetters(t: Test): Promise<{ dir: string; poison: number; toxic: number }> {
+  const dir = path.join(tmpDir(t), 'data')
+  const faults = new SinkFaults({ targets: ['backend'] })
+  faults.rejectKeys('poison', 'toxic')
+  const db = await open(dir, faults)
+  try {
+    await db.put('ok/1', 1)
+    const poison = (await db.put('poison', { v: 1 }, { namespace: 'ns', tags: ['t'] })).lsn
+    await db.put('ok/2', 2)
+    const toxic = (await db.put('toxic', { v: 1 })).lsn
+    await db.flush({ timeoutMs: 10_000 })
+    return { dir, poison, toxic }
+  } finally {
+    await db.close()
+  }
+}
+
+t.test('fsck: an open dead letter is a notice, never backend-missing or index-orphan; --repair does not apply it', async (t) => {
+  const { dir, poison, toxic } = await withDeadLetters(t)
+  const r = await fsck({ dir, repair: false })
+  t.equal(r.clean, true, 'clean: dead letters are a known state')
+  t.strictSame(r.counts, { 'dead-letter': 2 })
+  t.equal(r.notices, 2)
+  t.match(r.findings, [{ kind: 'dead-letter', sink: 'backend', key: 'poison', lsnFirst: poison }, { kind: 'dead-letter', sink: 'backend', key: 'toxic', lsnFirst: toxic }])
+  const repaired = await fsck({ dir, repair: true })
+  t.equal(repaired.clean, true)
+  t.equal(repaired.repaired, 0, 'nothing to repair')
+  const db = await open(dir)
+  try {
+    t.equal(await db.get('poison'), undefined, 'the rejected record was not written into the backend by the repair')
+    t.equal(await db.get('ok/2'), 2)
+  } finally {
+    await db.close()
+  }
+})
+
+t.test('deadLetters.list/retry/drop: retry writes the record again and it flows; drop is recorded; neither is reported again', async (t) => {
+  const { dir, poison, toxic } = await withDeadLetters(t)
+  const db = await open(dir)
+  try {
+    t.match(await db.deadLetters.list(), [{ sink: 'backend', lsn: poison, keys: ['poison'] }, { sink: 'backend', lsn: toxic, keys: ['toxic'] }])
+    await t.rejects(db.deadLetters.retry(999), { code: 'DEADLETTER_NOT_FOUND' })
+    const r = await db.deadLetters.retry(poison)
+    t.equal(r.retried.length, 1)
+    t.equal(r.retried[0]?.lsn, poison)
+    t.ok((r.retried[0]?.newLsn ?? 0) > toxic, 'written again with a new LSN')
+    await db.flush({ timeoutMs: 10_000 })
+    t.strictSame(await db.getEntry('poison'), { value: { v: 1 }, lsn: r.retried[0]?.newLsn, namespace: 'ns', tags: ['t'] }, 'the backend applied it this time, with its namespace and tags')
+    const keys: string[] = []
+    for await (const q of db.query({ namespace: 'ns' })) keys.push(q.key)
+    t.strictSame(keys, ['poison'], 'and the index')
+    t.match(await db.deadLetters.list(), [{ lsn: toxic }], 'only the other one is open')
+    t.strictSame(await db.deadLetters.drop(toxic), { dropped: [toxic] })
+    t.strictSame(await db.deadLetters.list(), [])
+    t.strictSame(await db.deadLetters.drop('all'), { dropped: [] })
+    t.equal((await db.verify()).clean, true)
+  } finally {
+    await db.close()
+  }
+  const r = await fsck({ dir, repair: false })
+  t.strictSame(r.findings, [], 'retried and dropped: nothing reported, and the dropped key is not backend-missing')
+  const again = await open(dir)
+  try {
+    t.strictSame(await again.deadLetters.list(), [], 'the resolutions are durable')
+    t.equal(await again.get('toxic'), undefined, 'a dropped record stays unapplied')
+  } finally {
+    await again.close()
+  }
+})
+
+t.test('retry leaves a dead letter whose key was written since: superseded, still open', async (t) => {
+  const { dir, poison } = await withDeadLetters(t)
+  const db = await open(dir)
+  try {
+    await db.put('poison', { v: 2 })
+    await db.flush({ timeoutMs: 10_000 })
+    const r = await db.deadLetters.retry('all')
+    t.strictSame(r.superseded, [poison], 'a newer version exists: not written again')
+    t.equal(r.retried.length, 1, 'the other one is')
+    t.strictSame(await db.get('poison'), { v: 2 }, 'the newer version stands')
+    t.match(await db.deadLetters.list(), [{ lsn: poison }])
+  } finally {
+    await db.close()
+  }
+})
