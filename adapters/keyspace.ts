@@ -1,10 +1,14 @@
-import { MemwalError, type BatchOp, type MemWAL } from '../engine/index.js'
+import { DEFAULT_NAMESPACE, MemwalError, type BatchOp, type MemWAL } from '../engine/index.js'
 
 /**
  * How the adapters name what they store in one MemWAL: a record's identity is
  * a space (`lg.cp`, `cf.entry`, ...) and a tuple of string parts, encoded into
- * one memwal key. This is the ONE place that knows the encoding, so moving to
- * the engine's (namespace, key) identity later changes only this file.
+ * one memwal key, in the engine's `default` namespace (every read, write and
+ * scan here names it). This is the ONE place that knows the encoding. The
+ * adapters stay on this encoding under the engine's (namespace, key)
+ * identity: their frameworks' tuples map to keys with order-preserving prefix
+ * scans, which a namespace per tuple would not give; and the stores already
+ * written read the same.
  *
  * Encoding: `<space>\0<part>\0<part>...`, each part escaped so that it never
  * contains `\0` (`\u0001` -> `\u0001\u0002`, `\0` -> `\u0001\u0001`). A scan
@@ -74,7 +78,7 @@ export class KeySpace {
    */
   async scan(parts: KeyParts, tag?: string): Promise<ScanHit[]> {
     const hits: ScanHit[] = []
-    for await (const r of this.db.query({ prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(tag !== undefined ? { tag } : {}) })) {
+    for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(tag !== undefined ? { tag } : {}) })) {
       hits.push({ parts: this.parts(r.key), value: r.value })
     }
     if (hits.length >= SCAN_RESULTS_MAX) {
@@ -88,7 +92,7 @@ export class KeySpace {
     let n = 0
     for (;;) {
       const keys: string[] = []
-      for await (const r of this.db.query({ prefix: this.prefix(parts), limit: DELETE_BATCH_OPS_MAX })) keys.push(r.key)
+      for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: DELETE_BATCH_OPS_MAX })) keys.push(r.key)
       if (keys.length === 0) return n
       await this.db.batch(keys.map((key) => ({ type: 'del', key })))
       n += keys.length

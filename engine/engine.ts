@@ -15,6 +15,7 @@ import { HealthLoop } from './health-loop.js'
 import { serveHttp, type HttpEndpoint } from './io/http-endpoint.js'
 import { Registry } from 'prom-client'
 import { HybridClock } from './hlc.js'
+import { splitIdentity } from './format/identity.js'
 import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
@@ -22,17 +23,17 @@ import type { Wal } from './log/wal.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
-import { ReadPath, type QueryOptions, type QueryResult } from './read-path.js'
+import { ReadPath, type Entry, type QueryOptions, type QueryResult } from './read-path.js'
 import { gapNotices, verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
 import type { CacheSink } from './sinks/cache-sink.js'
 import type { IndexSink } from './sinks/index-sink.js'
-import type { BackendSink, Sink, StoredEntry } from './sinks/sink.js'
-import type { BatchOp, PutOptions } from './validate.js'
+import type { BackendSink, Sink } from './sinks/sink.js'
+import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 
-export type { QueryOptions, QueryResult } from './read-path.js'
+export type { Entry, QueryOptions, QueryResult } from './read-path.js'
 
 /**
  * memwal: an embeddable storage engine whose write-ahead log is the truth.
@@ -126,7 +127,10 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, () => this.checkHealth())
     this.dead = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random, {
       rewrite: async (record) => (await this.writes.rewrite(record)).lsn,
-      currentLsn: async (key) => (await this.reads.getEntry(key))?.lsn,
+      currentLsn: async (id) => {
+        const { namespace, key } = splitIdentity(id)
+        return (await this.reads.getEntry(key, { namespace }))?.version
+      },
       assertWritable,
     })
     this.gapFile = parts.gaps
@@ -187,12 +191,18 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
 
   // ---- writes ----
 
+  /**
+   * Stores `value` under (namespace, key) (namespace `default` when not given:
+   * `put(k, v)` and `put(k, v, { namespace: 'default' })` are the same entry).
+   * Resolves with the LSN that wrote it, once durable: the entry's version.
+   */
   put(key: string, value: unknown, options?: PutOptions): Promise<{ lsn: number }> {
     return this.writes.put(key, value, options)
   }
 
-  delete(key: string): Promise<{ lsn: number }> {
-    return this.writes.delete(key)
+  /** Deletes (namespace, key); the namespace is `default` when not given. */
+  delete(key: string, options?: DeleteOptions): Promise<{ lsn: number }> {
+    return this.writes.delete(key, options)
   }
 
   /** Atomic: after any crash either every operation is visible or none (one record, one frame). */
@@ -208,13 +218,13 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    * key is neither pending nor cached, rejects with ENGINE_BACKEND_UNAVAILABLE:
    * it never guesses "not found".
    */
-  async get(key: string): Promise<unknown> {
-    return (await this.reads.getEntry(key))?.value
+  get(key: string, options?: ReadOptions): Promise<unknown> {
+    return this.reads.get(key, options)
   }
 
-  /** Like get, with namespace, tags and the LSN that wrote it. */
-  getEntry(key: string): Promise<StoredEntry | undefined> {
-    return this.reads.getEntry(key)
+  /** Like get, with namespace, key, tags, version (the LSN that wrote it), createdAt, updatedAt and expiresAt. */
+  getEntry(key: string, options?: ReadOptions): Promise<Entry | undefined> {
+    return this.reads.getEntry(key, options)
   }
 
   /**

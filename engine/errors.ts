@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'SINK_APPLY_FAILED'
   | 'SINK_TIMEOUT'
   | 'SINK_BREAKER_OPEN'
+  | 'STORE_UNKNOWN_LAYOUT'
+  | 'VERSION_MISMATCH'
   | 'DIR_NOT_FOUND'
   | 'DIR_NOT_MEMWAL'
   | 'PERMISSION_DENIED'
@@ -128,8 +130,9 @@ export class BreakerOpenError extends MemwalError {
 }
 
 export class InvalidOptionsError extends MemwalError {
-  constructor(message: string) {
-    super('INVALID_OPTIONS', message)
+  /** `field` names the option refused (details.field): `namespace`, `ops[3].ifVersion`. */
+  constructor(message: string, field?: string) {
+    super('INVALID_OPTIONS', message, field !== undefined ? { details: { field } } : {})
   }
 }
 

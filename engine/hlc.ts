@@ -1,7 +1,6 @@
 import type { Clock } from './io/clock.js'
 
-/** Counter values per millisecond; more in one millisecond borrow the next one. */
-const PER_MS = 1000
+import { HLC_PER_MS as PER_MS } from './format/record-codec.js'
 
 /**
  * A hybrid logical clock: timestamps `ms * 1000 + counter` that never go
@@ -25,8 +24,4 @@ export class HybridClock {
     this.last = wall > this.last ? wall : this.last + 1
     return this.last
   }
-}
-
-export function hlcMs(hlc: number): number {
-  return Math.floor(hlc / PER_MS)
 }

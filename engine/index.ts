@@ -4,13 +4,14 @@
  * engine/testing.ts, exported as `memwal/testing`. `cli/` and `bench/` import
  * only from these two.
  */
-export { MemWAL, type QueryOptions, type QueryResult } from './engine.js'
+export { MemWAL, type Entry, type QueryOptions, type QueryResult } from './engine.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
 export type { EngineHealth, EngineState, SinkHealth, DegradationLevel, ServiceStatus } from './health.js'
 export type {
   MemwalEvents, MemwalEventMap, StateChangeEvent, SinkDownEvent, SinkRecoveredEvent, BacklogHighEvent, DeadLetterEvent, WalFailedEvent, DiskLowEvent,
 } from './events.js'
-export type { PutOptions, BatchOp } from './validate.js'
+export type { PutOptions, BatchOp, ReadOptions, DeleteOptions } from './validate.js'
+export { DEFAULT_NAMESPACE } from './format/identity.js'
 export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'
 export { PgBackend, type PgBackendOptions, type PgPoolSettings } from './sinks/pg/pg-backend.js'
 export { dumpLog, type DumpEntry, type DumpOptions } from './reconcile/dump.js'

@@ -12,6 +12,7 @@ import { IndexSink } from './sinks/index-sink.js'
 import { LevelBackend } from './sinks/level-backend.js'
 import type { LevelStore } from './sinks/level-store.js'
 import { openStore } from './sinks/store-dir.js'
+import { migrateLayout, type MigrationLog } from './sinks/level-layout.js'
 import type { BackendSink } from './sinks/sink.js'
 
 /** Everything an open engine is made of, built once by `assemble`. */
@@ -60,10 +61,10 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
     const backend = wrap(config.backend ?? new LevelBackend(store))
     const index = wrap(new IndexSink(store))
-    const backendLsn = await backend.open()
+    let backendLsn = await backend.open()
     // A backend with its own connections (PostgreSQL) must not outlive a failed open.
     undo.push(() => backend.close())
-    const indexLsn = await index.open()
+    let indexLsn = await index.open()
     const durable = Math.max(backendLsn, indexLsn)
     const wal = await Wal.openResolved(config.wal, {
       // In sync mode a checkpoint can only cover acknowledged, hence durable, records: a log that ends before it has a hole.
@@ -77,6 +78,12 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     undo.push(() => wal.close())
     // What recovery dropped (skip-corrupt, point-in-time) stays visible until an operator acknowledges it.
     const gaps = await recordGaps(fs, dir, gapsOf(wal.recovery.findings, `open (corruptionPolicy ${wal.recovery.policy})`, config.clock.nowMs()))
+    // Store layout 2 (identity (namespace, key)): a layout-1 store is migrated here, before any sink applies a record.
+    const migrated = await migrateLayout(store, logOf(wal), { ownBackend: config.backend === undefined, nowMs: config.clock.nowMs() })
+    if (migrated) {
+      indexLsn = await index.open()
+      if (config.backend === undefined) backendLsn = await backend.open()
+    }
     const codec = new RecordCodec()
     const pending = new PendingLog(codec, Math.min(backendLsn, indexLsn) + 1)
     await loadBacklog(wal, pending, config.clock.nowMs())
@@ -86,6 +93,16 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   } catch (err) {
     for (const u of undo.reverse()) await u().catch(() => undefined)
     throw err
+  }
+}
+
+/** The log as the layout migration reads it. */
+export function logOf(wal: Wal): MigrationLog {
+  return {
+    lastLsn: wal.lastLsn,
+    read: async function* (fromLsn) {
+      for await (const r of wal.read(fromLsn)) yield { lsn: r.lsn, record: wal.decode(r) }
+    },
   }
 }
 

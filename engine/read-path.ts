@@ -1,26 +1,50 @@
-import { BreakerOpenError, MemwalError, isMemwalError } from './errors.js'
+import { BreakerOpenError, isMemwalError, MemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
-import type { Op } from './format/record-codec.js'
+import { identityOf, splitIdentity } from './format/identity.js'
 import { holdProcess } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import type { CacheSink } from './sinks/cache-sink.js'
+import { CREATED_UNKNOWN, type CacheSink } from './sinks/cache-sink.js'
 import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
-import { checkKey, checkPutOptions, invalidValue } from './validate.js'
+import type { PendingVersion } from './apply/pending-log.js'
+import { checkFields, checkKey, checkLabel, checkNamespace, checkReadOptions, invalidValue, type ReadOptions } from './validate.js'
 
-export interface QueryOptions extends IndexQuery {
+export interface QueryOptions {
+  /** Entries of this namespace only (default: every namespace). */
+  readonly namespace?: string
+  /** Entries carrying this tag. */
+  readonly tag?: string
+  /** Keys starting with this. */
+  readonly prefix?: string
   /** At most this many results (default 1,000; at most 100,000). */
   readonly limit?: number
 }
 
-export interface QueryResult {
+/** An entry with its metadata, as getEntry and query return it. */
+export interface Entry {
+  readonly namespace: string
   readonly key: string
   readonly value: unknown
-  readonly namespace?: string
-  readonly tags?: readonly string[]
+  readonly tags: readonly string[]
+  /** The LSN of the record that wrote it: what `put` resolved with. */
+  readonly version: number
+  /**
+   * ms of the first put of this (namespace, key) still live: an overwrite
+   * keeps it, a delete then a put starts again. Absent only for a pending put
+   * whose earlier version only the backend knows while the backend cannot
+   * answer (G4: the value is returned, the unknown time is not guessed).
+   */
+  readonly createdAt?: number
+  /** ms of the write (from the record's clock stamp). */
+  readonly updatedAt: number
+  readonly expiresAt?: number
 }
+
+export type QueryResult = Entry
+
+const QUERY_FIELDS = { namespace: 'string', tag: 'string', prefix: 'string', limit: 'integer' } as const
 
 const QUERY_LIMIT_DEFAULT = 1000
 const QUERY_LIMIT_MAX = 100_000
@@ -52,54 +76,109 @@ export interface ReadPathParts {
 export class ReadPath {
   constructor(private readonly p: ReadPathParts) {}
 
-  /**
-   * Pending writes first (G4), then the cache, then the backend. When the
-   * backend cannot answer and the key is neither pending nor cached, rejects
-   * with ENGINE_BACKEND_UNAVAILABLE: it never guesses "not found".
-   */
-  async getEntry(key: string): Promise<StoredEntry | undefined> {
-    const { pending, cache, wal } = this.p
-    const k = checkKey(key, this.p.config)
-    this.p.assertReadable()
-    const metrics = this.p.metrics
-    const p = pending.lookup(k)
+  /** The value of (namespace, key), or undefined: pending writes first (G4), then the cache, then the backend. */
+  async get(key: string, options?: ReadOptions): Promise<unknown> {
+    const id = this.identity(key, options)
+    const p = this.p.pending.lookup(id)
     if (p) {
-      metrics?.readHit('overlay')
-      return p.kind === 'del' ? undefined : entryOf(p.op, p.lsn)
+      this.p.metrics?.readHit('overlay')
+      return p.kind === 'del' ? undefined : p.op.value
     }
-    const cached = cache.get(k)
+    const e = await this.stored(id)
+    // Written while the backend was read: the pending version is the newer one.
+    const again = this.p.pending.lookup(id)
+    if (again) return again.kind === 'del' ? undefined : again.op.value
+    return e?.value
+  }
+
+  /**
+   * The entry with its metadata. Pending writes first (G4), then the cache,
+   * then the backend. When the backend cannot answer and the entry is neither
+   * pending nor cached, rejects with ENGINE_BACKEND_UNAVAILABLE: it never
+   * guesses "not found". A pending put whose createdAt depends on what the
+   * backend holds (nothing pending before it) reads the backend's row for it.
+   */
+  async getEntry(key: string, options?: ReadOptions): Promise<Entry | undefined> {
+    return this.entryAt(this.identity(key, options))
+  }
+
+  private async entryAt(id: string): Promise<Entry | undefined> {
+    const p = this.p.pending.lookup(id)
+    if (p) {
+      this.p.metrics?.readHit('overlay')
+      return this.pendingEntry(id, p)
+    }
+    const e = await this.stored(id)
+    const again = this.p.pending.lookup(id)
+    if (again) return this.pendingEntry(id, again)
+    if (e?.createdAt !== CREATED_UNKNOWN) return e ? entryOf(e) : undefined
+    // Cached without its createdAt: the backend's row carries it.
+    const row = await this.stored(id, true)
+    return entryOf({ ...e, createdAt: row?.lsn === e.lsn ? row.createdAt : e.updatedAt })
+  }
+
+  private identity(key: string, options: ReadOptions | undefined): string {
+    const k = checkKey(key, this.p.config)
+    const { namespace } = checkReadOptions(options, this.p.config, 'get options')
+    this.p.assertReadable()
+    return identityOf(namespace, k)
+  }
+
+  private async pendingEntry(id: string, p: PendingVersion): Promise<Entry | undefined> {
+    if (p.kind === 'del') return undefined
+    const createdAt = p.createdFromStore ? await this.storedCreatedAt(id, p.createdAt) : p.createdAt
+    const { op } = p
+    return { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, tags: op.tags ?? [], version: p.lsn, ...(createdAt !== undefined ? { createdAt } : {}), updatedAt: p.updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
+  }
+
+  /** createdAt of a pending put with nothing pending before it: the stored row's if there is one, else its own; undefined when the backend cannot answer. */
+  private async storedCreatedAt(id: string, own: number): Promise<number | undefined> {
+    try {
+      const row = await this.stored(id)
+      if (!row) return own
+      if (row.createdAt !== CREATED_UNKNOWN) return row.createdAt
+      return (await this.stored(id, true))?.createdAt ?? own
+    } catch (err) {
+      if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') return undefined
+      throw err
+    }
+  }
+
+  /** The cache, then the backend (the caller looks at what is pending, before and after). `rowOnly`: the backend's row, for its createdAt; never cached. */
+  private async stored(id: string, rowOnly = false): Promise<StoredEntry | undefined> {
+    const { pending, cache, wal } = this.p
+    const cached = rowOnly ? undefined : cache.get(id)
     if (cached) {
-      metrics?.readHit('cache')
+      this.p.metrics?.readHit('cache')
       return cached
     }
     const lastBefore = wal.lastLsn
-    const e = await this.readBackend(() => this.p.backend.get(k))
+    const e = await this.readBackend(() => this.p.backend.get(id))
+    if (rowOnly) return e
     // Fill the cache only if nothing was written meanwhile (a later write could be older than what we read).
-    if (e && wal.lastLsn === lastBefore && !pending.lookup(k)) cache.fill(k, e)
-    const again = pending.lookup(k)
-    metrics?.readHit(again ? 'overlay' : 'backend')
-    if (again) return again.kind === 'del' ? undefined : entryOf(again.op, again.lsn)
+    if (e && wal.lastLsn === lastBefore && !pending.lookup(id)) cache.fill(id, e)
+    if (!rowOnly) this.p.metrics?.readHit('backend')
     return e
   }
 
-  /** Entries matching every criterion given, in key order. */
+  /** Entries matching every criterion given, in identity order (namespace, then key). */
   async *query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
     const { pending } = this.p
     this.p.assertReadable()
-    const query = checkQuery(q, this.p.config)
-    const limit = q.limit ?? QUERY_LIMIT_DEFAULT
-    if (!Number.isInteger(limit) || limit < 1 || limit > QUERY_LIMIT_MAX) throw invalidValue(`limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`)
-    // Pending versions override the index for their keys.
+    const { query, limit } = checkQuery(q, this.p.config)
+    // Pending versions override the index for their identities.
     const overridden = new Set<string>()
-    const pendingHits: QueryResult[] = []
-    for (const key of pending.keys()) {
-      if (query.prefix !== undefined && !key.startsWith(query.prefix)) continue
-      const v = pending.lookup(key)
+    const pendingHits: { id: string; entry: Entry }[] = []
+    for (const id of pending.keys()) {
+      const v = pending.lookup(id)
       if (!v) continue
-      overridden.add(key)
-      if (v.kind === 'put' && matches(v.op, query)) pendingHits.push(resultOf(key, entryOf(v.op, v.lsn)))
+      overridden.add(id)
+      if (v.kind === 'put' && matches(id, { namespace: splitIdentity(id).namespace, ...(v.op.tags ? { tags: v.op.tags } : {}) }, query)) {
+        const entry = await this.pendingEntry(id, v)
+        if (entry) pendingHits.push({ id, entry })
+      }
     }
-    pendingHits.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    pendingHits.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     let n = 0
     let i = 0
     const it = this.p.index.keys(query)[Symbol.asyncIterator]()
@@ -112,19 +191,19 @@ export class ReadPath {
         throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
       }
       if (next.done) break
-      const [key] = next.value
-      if (overridden.has(key)) continue
-      while (i < pendingHits.length && (pendingHits[i] as QueryResult).key < key) {
-        yield pendingHits[i++] as QueryResult
+      const [id] = next.value
+      if (overridden.has(id)) continue
+      while (i < pendingHits.length && (pendingHits[i] as { id: string }).id < id) {
+        yield (pendingHits[i++] as { entry: Entry }).entry
         if (++n >= limit) return
       }
-      const e = await this.getEntry(key)
-      if (!e || !matches(e, query)) continue
-      yield resultOf(key, e)
+      const e = await this.entryAt(id)
+      if (!e || !matches(id, { namespace: e.namespace, tags: e.tags }, query)) continue
+      yield e
       if (++n >= limit) return
     }
     while (i < pendingHits.length) {
-      yield pendingHits[i++] as QueryResult
+      yield (pendingHits[i++] as { entry: Entry }).entry
       if (++n >= limit) return
     }
   }
@@ -146,17 +225,15 @@ export class ReadPath {
   }
 }
 
-function checkQuery(q: QueryOptions, l: ResolvedOptions): IndexQuery {
-  if (typeof q !== 'object' || q === null) throw invalidValue('query takes an options object')
-  const opts = checkPutOptions({ ...(q.namespace !== undefined ? { namespace: q.namespace } : {}), ...(q.tag !== undefined ? { tags: [q.tag] } : {}) }, l)
-  if (q.prefix !== undefined && typeof q.prefix !== 'string') throw invalidValue('prefix must be a string')
-  return { ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}), ...(opts.tags?.[0] !== undefined ? { tag: opts.tags[0] } : {}), ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) }
+function checkQuery(q: QueryOptions, l: ResolvedOptions): { query: IndexQuery; limit: number } {
+  const o = checkFields<QueryOptions>('query', q, QUERY_FIELDS)
+  const limit = o.limit ?? QUERY_LIMIT_DEFAULT
+  if (limit < 1 || limit > QUERY_LIMIT_MAX) throw invalidValue(`limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`, undefined, undefined, 'limit')
+  if (o.tag !== undefined) checkLabel('tag', o.tag, l)
+  const query = { ...(o.namespace !== undefined ? { namespace: checkNamespace(o.namespace, l) } : {}), ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) }
+  return { query, limit }
 }
 
-function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number): StoredEntry {
-  return { value: op.value, lsn, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) }
-}
-
-function resultOf(key: string, e: StoredEntry): QueryResult {
-  return { key, value: e.value, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }
+function entryOf(e: StoredEntry): Entry {
+  return { namespace: e.namespace, key: e.key, value: e.value, tags: e.tags ?? [], version: e.lsn, createdAt: e.createdAt, updatedAt: e.updatedAt, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) }
 }

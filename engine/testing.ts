@@ -8,7 +8,7 @@
 export { Wal, type WalOptions } from './log/wal.js'
 export type { WriterState } from './log/wal-writer.js'
 export type { LogRecord } from './log/wal-reader.js'
-export { RecordCodec, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
+export { RecordCodec, encodeVersion1, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
 export { RecordType, FORMAT_VERSION } from './format/format.js'
 export { NodeFileSystem } from './io/node-fs.js'
 export { SimulatedFileSystem, SimulatedCrashError, type FaultRule, type SimOptions, type TearMode } from './io/sim-fs.js'

@@ -1,21 +1,61 @@
-import { MemwalError } from './errors.js'
+import { InvalidOptionsError, MemwalError } from './errors.js'
+import { DEFAULT_NAMESPACE } from './format/identity.js'
 import type { ResolvedOptions } from './options.js'
 import type { Op } from './format/record-codec.js'
 
 /**
  * Checks what a caller hands in before anything is written. Every refusal is
- * a typed error; a refused operation writes nothing.
+ * a typed error; a refused operation writes nothing. Option objects are
+ * checked by one checker (`checkFields`): a field not understood, or of the
+ * wrong type, is INVALID_OPTIONS naming it (details.field), never ignored.
  */
 export interface PutOptions {
+  /** The entry's namespace (default `default`): identity is (namespace, key). */
   readonly namespace?: string
   readonly tags?: readonly string[]
+  /** ms since the epoch; stored and returned by getEntry (enforcement is not yet in this version). */
+  readonly expiresAt?: number
 }
 
+export interface ReadOptions {
+  readonly namespace?: string
+}
+
+export type DeleteOptions = ReadOptions
+
 export type BatchOp =
-  | { readonly type: 'put'; readonly key: string; readonly value: unknown; readonly namespace?: string; readonly tags?: readonly string[] }
-  | { readonly type: 'del'; readonly key: string }
+  | ({ readonly type: 'put'; readonly key: string; readonly value: unknown } & PutOptions)
+  | ({ readonly type: 'del'; readonly key: string } & DeleteOptions)
 
 export type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'tagsMax' | 'batchOpsMax'>
+
+type FieldType = 'string' | 'number' | 'boolean' | 'string[]' | 'integer'
+
+/**
+ * The one checker of option objects: `o` must be undefined or a plain object
+ * whose every own field is in `spec`, with the type given there. Returns the
+ * object (or an empty one).
+ */
+export function checkFields<T extends object>(what: string, o: unknown, spec: Readonly<Record<string, FieldType>>, prefix = ''): Partial<T> {
+  if (o === undefined) return {}
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new InvalidOptionsError(`${what} must be an object, not ${o === null ? 'null' : Array.isArray(o) ? 'an array' : typeof o}`, prefix || what)
+  for (const field of Object.keys(o)) {
+    const type = Object.hasOwn(spec, field) ? spec[field] : undefined
+    const name = prefix + field
+    if (type === undefined) throw new InvalidOptionsError(`${what}: unknown field ${JSON.stringify(field)} (known: ${Object.keys(spec).join(', ')})`, name)
+    const v: unknown = (o as Record<string, unknown>)[field]
+    if (v === undefined) continue
+    const ok =
+      type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
+      : type === 'integer' ? Number.isSafeInteger(v)
+      : typeof v === type
+    if (!ok) throw new InvalidOptionsError(`${what}: ${field} must be ${type === 'string[]' ? 'an array of strings' : type === 'integer' ? 'a safe integer' : `a ${type}`}`, name)
+  }
+  return o as Partial<T>
+}
+
+const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer' } as const
+const READ_FIELDS = { namespace: 'string' } as const
 
 export function checkKey(key: unknown, l: Limits): string {
   if (typeof key !== 'string') throw invalidKey(`key must be a string, not ${typeof key}`)
@@ -36,41 +76,67 @@ export function checkValue(value: unknown): unknown {
   return value
 }
 
-export function checkPutOptions(o: PutOptions | undefined, l: Limits): PutOptions {
-  if (o === undefined) return {}
-  if (typeof o !== 'object' || o === null) throw invalidValue('put options must be an object')
-  const out: { namespace?: string; tags?: readonly string[] } = {}
-  if (o.namespace !== undefined) out.namespace = checkLabel('namespace', o.namespace, l)
-  if (o.tags !== undefined) {
-    if (!Array.isArray(o.tags)) throw invalidValue('tags must be an array of strings')
-    if (o.tags.length > l.tagsMax) throw invalidValue(`${o.tags.length} tags exceed tagsMax ${l.tagsMax}`)
-    out.tags = [...new Set(o.tags.map((t) => checkLabel('tag', t, l)))]
+/**
+ * A namespace: a non-empty string without NUL; `/` separates a hierarchy
+ * (`agents/7/session/3`), so empty segments (a leading or trailing `/`,
+ * `//`) are refused: a prefix query is then "equals P or starts with P/".
+ */
+export function checkNamespace(ns: unknown, l: Limits, field = 'namespace'): string {
+  if (ns === undefined) return DEFAULT_NAMESPACE
+  const s = checkLabel(field, ns, l)
+  if (s.split('/').some((seg) => seg.length === 0)) throw invalidValue(`${field} must not have an empty segment (a leading or trailing /, or //): ${JSON.stringify(s)}`, undefined, undefined, field)
+  return s
+}
+
+export interface CheckedPut {
+  readonly namespace: string
+  readonly tags?: readonly string[]
+  readonly expiresAt?: number
+}
+
+export function checkPutOptions(o: unknown, l: Limits, prefix = ''): CheckedPut {
+  const p = checkFields<PutOptions>('put options', o, PUT_FIELDS, prefix)
+  const out: { namespace: string; tags?: readonly string[]; expiresAt?: number } = { namespace: checkNamespace(p.namespace, l, `${prefix}namespace`) }
+  if (p.tags !== undefined) {
+    if (p.tags.length > l.tagsMax) throw invalidValue(`${p.tags.length} tags exceed tagsMax ${l.tagsMax}`, undefined, undefined, `${prefix}tags`)
+    out.tags = [...new Set(p.tags.map((t) => checkLabel(`${prefix}tags`, t, l)))]
   }
+  if (p.expiresAt !== undefined) out.expiresAt = p.expiresAt
   return out
+}
+
+/** get, getEntry and delete options: the namespace (default `default`). */
+export function checkReadOptions(o: unknown, l: Limits, what = 'read options', prefix = ''): { readonly namespace: string } {
+  const p = checkFields<ReadOptions>(what, o, READ_FIELDS, prefix)
+  return { namespace: checkNamespace(p.namespace, l, `${prefix}namespace`) }
 }
 
 export function checkBatch(ops: unknown, l: Limits): Op[] {
   if (!Array.isArray(ops)) throw invalidValue('batch takes an array of operations')
   if (ops.length === 0) throw invalidValue('batch is empty')
   if (ops.length > l.batchOpsMax) throw invalidValue(`batch of ${ops.length} operations exceeds batchOpsMax ${l.batchOpsMax}`)
-  return ops.map((op: unknown): Op => {
+  return ops.map((op: unknown, i): Op => {
     if (typeof op !== 'object' || op === null) throw invalidValue('a batch operation must be an object')
-    const o = op as Partial<BatchOp> & { type?: unknown }
-    const key = checkKey(o.key, l)
-    if (o.type === 'del') return { type: 'del', key }
-    if (o.type !== 'put') throw invalidValue(`batch operation type must be put or del, not ${String(o.type)}`)
-    const p = o as Extract<BatchOp, { type: 'put' }>
-    return { type: 'put', key, value: checkValue(p.value), ...checkPutOptions({ ...(p.namespace !== undefined ? { namespace: p.namespace } : {}), ...(p.tags !== undefined ? { tags: p.tags } : {}) }, l) }
+    const o = op as Record<string, unknown>
+    const at = `ops[${i}].`
+    if (o['type'] !== 'put' && o['type'] !== 'del') throw invalidValue(`batch operation type must be put or del, not ${String(o['type'])}`)
+    const { type: _t, key: rawKey, value, ...rest } = o
+    const key = checkKey(rawKey, l)
+    if (o['type'] === 'del') {
+      if (Object.hasOwn(o, 'value')) throw new InvalidOptionsError('batch delete: unknown field "value"', `${at}value`)
+      return { type: 'del', key, ...checkReadOptions(rest, l, 'batch delete', at) }
+    }
+    return { type: 'put', key, value: checkValue(value), ...checkPutOptions(rest, l, at) }
   })
 }
 
-/** A namespace or tag as it can be stored: ENGINE_INVALID_VALUE (naming `what`) otherwise. */
+/** A namespace or tag as it can be stored: INVALID_OPTIONS when not a string, ENGINE_INVALID_VALUE otherwise (naming `what`). */
 export function checkLabel(what: string, s: unknown, l: Limits): string {
-  if (typeof s !== 'string') throw invalidValue(`${what} must be a string`)
-  if (s.length === 0) throw invalidValue(`${what} must not be empty`)
-  if (s.includes('\u0000')) throw invalidValue(`${what} must not contain NUL`)
-  if (Buffer.byteLength(s, 'utf8') > l.labelBytesMax) throw invalidValue(`${what} exceeds labelBytesMax ${l.labelBytesMax}`)
-  if (!s.isWellFormed()) throw invalidValue(`${what} is not well-formed UTF-16`)
+  if (typeof s !== 'string') throw new InvalidOptionsError(`${what} must be a string`, what)
+  if (s.length === 0) throw invalidValue(`${what} must not be empty`, undefined, undefined, what)
+  if (s.includes('\u0000')) throw invalidValue(`${what} must not contain NUL`, undefined, undefined, what)
+  if (Buffer.byteLength(s, 'utf8') > l.labelBytesMax) throw invalidValue(`${what} exceeds labelBytesMax ${l.labelBytesMax}`, undefined, undefined, what)
+  if (!s.isWellFormed()) throw invalidValue(`${what} is not well-formed UTF-16`, undefined, undefined, what)
   return s
 }
 
@@ -78,8 +144,13 @@ function invalidKey(message: string): MemwalError {
   return new MemwalError('ENGINE_INVALID_KEY', message)
 }
 
-/** A refused value or label; `path` names the place inside a value (`$.a[3]`), and is kept from a codec refusal that caused this one. */
-export function invalidValue(message: string, cause?: unknown, path?: string): MemwalError {
+/**
+ * A refused value or label; `path` names the place inside a value (`$.a[3]`),
+ * and is kept from a codec refusal that caused this one; `field` names the
+ * option whose value was refused.
+ */
+export function invalidValue(message: string, cause?: unknown, path?: string, field?: string): MemwalError {
   const at = path ?? (cause instanceof MemwalError && typeof cause.details['path'] === 'string' ? cause.details['path'] : undefined)
-  return new MemwalError('ENGINE_INVALID_VALUE', message, { cause, ...(at !== undefined ? { details: { path: at } } : {}) })
+  const details = { ...(at !== undefined ? { path: at } : {}), ...(field !== undefined ? { field } : {}) }
+  return new MemwalError('ENGINE_INVALID_VALUE', message, { cause, ...(Object.keys(details).length > 0 ? { details } : {}) })
 }

@@ -8,7 +8,8 @@ import type { Clock } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import { checkBatch, checkKey, checkPutOptions, checkValue, invalidValue, type BatchOp, type PutOptions } from './validate.js'
+import { checkBatch, checkKey, checkPutOptions, checkReadOptions, checkValue, invalidValue, type BatchOp, type DeleteOptions, type PutOptions } from './validate.js'
+import { opIdentity, splitIdentity } from './format/identity.js'
 import { WriteWatches, type WriteWatch } from './write-watch.js'
 
 export interface WritePathParts {
@@ -42,8 +43,9 @@ export class WritePath {
     return this.write({ type: RecordType.PUT, op })
   }
 
-  async delete(key: string): Promise<{ lsn: number }> {
-    return this.write({ type: RecordType.DELETE, op: { type: 'del', key: checkKey(key, this.p.config) } })
+  async delete(key: string, options?: DeleteOptions): Promise<{ lsn: number }> {
+    const k = checkKey(key, this.p.config)
+    return this.write({ type: RecordType.DELETE, op: { type: 'del', key: k, ...checkReadOptions(options, this.p.config, 'delete options') } })
   }
 
   async batch(ops: readonly BatchOp[]): Promise<{ lsn: number }> {
@@ -57,13 +59,16 @@ export class WritePath {
    * deleted. Resolves with the LSN and the keys deleted, or undefined when
    * none was left (nothing is appended then).
    */
-  async deleteUnchanged(keys: readonly string[], watch: WriteWatch): Promise<{ lsn: number; deleted: readonly string[] } | undefined> {
-    const ops: Op[] = keys.map((key) => ({ type: 'del', key: checkKey(key, this.p.config) }))
+  async deleteUnchanged(ids: readonly string[], watch: WriteWatch): Promise<{ lsn: number; deleted: readonly string[] } | undefined> {
+    const ops: Op[] = ids.map((id) => {
+      const { namespace, key } = splitIdentity(id)
+      return { type: 'del', key: checkKey(key, this.p.config), namespace }
+    })
     if (ops.length === 0) return undefined
     let deleted: readonly string[] = []
     const result = await this.write({ type: RecordType.BATCH, ops }, (r) => {
-      const kept = (r.type === RecordType.BATCH ? r.ops : [r.op]).filter((op) => watch.unchanged(op.key))
-      deleted = kept.map((op) => op.key)
+      const kept = (r.type === RecordType.BATCH ? r.ops : [r.op]).filter((op) => watch.unchanged(opIdentity(op)))
+      deleted = kept.map((op) => opIdentity(op))
       return kept.length === 0 ? undefined : { type: RecordType.BATCH, ops: kept, ...(r.hlc !== undefined ? { hlc: r.hlc } : {}) }
     })
     return result && { lsn: result.lsn, deleted }
@@ -128,7 +133,7 @@ export class WritePath {
 
   private noteWritten(record: WalRecord): void {
     if (this.watches.size === 0) return
-    for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) this.watches.note(op.key)
+    for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) this.watches.note(opIdentity(op))
   }
 }
 

@@ -12,8 +12,8 @@ import { assert } from './assert.js'
  * append, so "unchanged" holds in log order: a newer version is never
  * deleted, whatever crashes and replays follow (the log holds the decision).
  *
- * Entries are named by identity strings (today the key; the (namespace, key)
- * identity once records carry it).
+ * Entries are named by identity strings (engine/format/identity.ts:
+ * namespace NUL key).
  */
 export class WriteWatches {
   private readonly open = new Set<WriteWatch>()

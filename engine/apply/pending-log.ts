@@ -1,6 +1,7 @@
 import { assert } from '../assert.js'
 import { RecordType } from '../format/format.js'
-import type { Op, RecordCodec, WalRecord } from '../format/record-codec.js'
+import { opIdentity } from '../format/identity.js'
+import { hlcMs, isLegacyDelete, opsOf, type Op, type RecordCodec, type WalRecord } from '../format/record-codec.js'
 import type { AppliedRecord } from '../sinks/sink.js'
 
 /** The type of a placeholder for an LSN that holds no record. */
@@ -17,15 +18,30 @@ interface TailEntry {
   /** The record's msgpack payload, a view into a slab: decoded on demand, so the caller's objects are never shared. */
   readonly payload: Uint8Array
   readonly ackedAtMs: number
-  /** The key of a single-op record, or every key of a batch. */
-  readonly keys: string | readonly string[]
+  /** ms of the record's hlc stamp. */
+  readonly updatedAt: number
+  /** The identity of each op of the record, in order (null for a v1 delete, which names no namespace). */
+  readonly keys: readonly (string | null)[]
+  /** Whether each op is a put. */
+  readonly puts: readonly boolean[]
 }
 
-/** The overlay maps a key to the entry holding its latest version; for a batch, with the op's position. */
-type OverlayEntry = TailEntry | { readonly entry: TailEntry; readonly opIndex: number }
+/**
+ * The overlay maps an identity to the entry holding its latest version, with
+ * the op's position, and what its createdAt is: `createdAt` when an earlier
+ * pending version of the identity settles it (a put carries its createdAt
+ * forward, a delete starts again), or "the backend's row, if it has one,
+ * else `createdAt`" (`fromStore`) when nothing pending came before.
+ */
+interface OverlayEntry {
+  readonly entry: TailEntry
+  readonly opIndex: number
+  readonly createdAt: number
+  readonly fromStore: boolean
+}
 
 export type PendingVersion =
-  | { readonly kind: 'put'; readonly lsn: number; readonly op: Extract<Op, { type: 'put' }> }
+  | { readonly kind: 'put'; readonly lsn: number; readonly op: Extract<Op, { type: 'put' }>; readonly updatedAt: number; readonly createdAt: number; readonly createdFromStore: boolean }
   | { readonly kind: 'del'; readonly lsn: number }
 
 /**
@@ -99,8 +115,9 @@ export class PendingLog {
 
   /** Takes an acknowledged record; keeps `payload` (from `copy`), which the caller must not reuse. */
   accept(lsn: number, record: WalRecord, payload: Uint8Array, nowMs: number): void {
-    const keys = record.type === RecordType.BATCH ? record.ops.map((o) => o.key) : record.op.key
-    const entry: TailEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys }
+    // A v1 delete (a log written before identities, replayed into a backend that is behind) has no identity: the backend resolves it.
+    const keys = opsOf(record).map((o) => (isLegacyDelete(o) ? null : opIdentity(o)))
+    const entry: TailEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys, puts: opsOf(record).map((o) => o.type === 'put'), updatedAt: hlcMs(record.hlc ?? 0) }
     if (lsn !== this.nextLsn) {
       assert(lsn > this.nextLsn, 'an LSN is acknowledged once')
       this.early.set(lsn, entry)
@@ -138,7 +155,7 @@ export class PendingLog {
    * skipped them (point-in-time, skip-corrupt), so sinks pass over them.
    */
   skipTo(lsn: number): void {
-    while (this.nextLsn < lsn) this.push({ lsn: this.nextLsn, type: GAP, payload: EMPTY, ackedAtMs: 0, keys: [] })
+    while (this.nextLsn < lsn) this.push({ lsn: this.nextLsn, type: GAP, payload: EMPTY, ackedAtMs: 0, keys: [], puts: [], updatedAt: 0 })
   }
 
   /** Drops what every sink has applied (LSN <= `lsn`), and the overlay entries it superseded. */
@@ -150,8 +167,7 @@ export class PendingLog {
       this.head++
       this.first++
       this.decoded.delete(e.lsn)
-      if (typeof e.keys === 'string') this.forget(e.keys, e)
-      else for (const key of e.keys) this.forget(key, e)
+      for (const key of e.keys) if (key !== null) this.forget(key, e)
     }
     if (this.head > 1024 && this.head * 2 > this.tail.length) {
       this.tail.splice(0, this.head)
@@ -160,27 +176,37 @@ export class PendingLog {
     if (this.records === 0 && this.first <= lsn) this.first = lsn + 1
   }
 
-  /** The latest pending version of `key`, or undefined when nothing is pending for it. */
-  lookup(key: string): PendingVersion | undefined {
-    const o = this.overlay.get(key)
+  /** The latest pending version of identity `id`, or undefined when nothing is pending for it. */
+  lookup(id: string): PendingVersion | undefined {
+    const o = this.overlay.get(id)
     if (!o) return undefined
-    const entry = 'entry' in o ? o.entry : o
+    const entry = o.entry
     assert(entry.type !== GAP, 'a gap has no keys')
     // Decoded afresh, never from `decoded`: the caller gets its own objects, and a change it makes must not reach the sinks.
     const r = this.codec.decode(entry.type, entry.payload)
-    const op = r.type === RecordType.BATCH ? r.ops['opIndex' in o ? o.opIndex : 0] : r.op
-    assert(op !== undefined && op.key === key, 'overlay entry points at its op')
-    return op.type === 'put' ? { kind: 'put', lsn: entry.lsn, op } : { kind: 'del', lsn: entry.lsn }
+    const op = r.type === RecordType.BATCH ? r.ops[o.opIndex] : r.op
+    assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
+    return op.type === 'put' ? { kind: 'put', lsn: entry.lsn, op, updatedAt: entry.updatedAt, createdAt: o.createdAt, createdFromStore: o.fromStore } : { kind: 'del', lsn: entry.lsn }
   }
 
-  /** Every key with a pending version. */
+  /** The LSN of the latest pending version of identity `id`, and whether it is a put, without decoding. */
+  latest(id: string): { readonly lsn: number; readonly live: boolean } | undefined {
+    const o = this.overlay.get(id)
+    return o ? { lsn: o.entry.lsn, live: this.isPut(o) } : undefined
+  }
+
+  /** Every identity with a pending version. */
   keys(): IterableIterator<string> {
     return this.overlay.keys()
   }
 
   private forget(key: string, e: TailEntry): void {
     const o = this.overlay.get(key)
-    if (o && ('entry' in o ? o.entry : o) === e) this.overlay.delete(key)
+    if (o && o.entry === e) this.overlay.delete(key)
+  }
+
+  private isPut(o: OverlayEntry): boolean {
+    return o.createdAt >= 0
   }
 
   private at(lsn: number): TailEntry | undefined {
@@ -191,8 +217,14 @@ export class PendingLog {
   private push(e: TailEntry): void {
     this.tail.push(e)
     this.bytesValue += e.payload.length
-    if (typeof e.keys === 'string') this.overlay.set(e.keys, e)
-    else e.keys.forEach((key, i) => this.overlay.set(key, { entry: e, opIndex: i }))
+    e.keys.forEach((key, i) => {
+      if (key === null) return
+      const prev = this.overlay.get(key)
+      const put = e.puts[i] === true
+      // createdAt: carried from an earlier pending put; a pending delete before starts again; nothing pending asks the backend's row.
+      const created = !put ? { createdAt: -1, fromStore: false } : prev === undefined ? { createdAt: e.updatedAt, fromStore: true } : this.isPut(prev) ? { createdAt: prev.createdAt, fromStore: prev.fromStore } : { createdAt: e.updatedAt, fromStore: false }
+      this.overlay.set(key, { entry: e, opIndex: i, ...created })
+    })
   }
 }
 

@@ -1,38 +1,122 @@
 import { MemwalError } from '../errors.js'
 import { RecordType } from './format.js'
+import { DEFAULT_NAMESPACE } from './identity.js'
 import { createPackr, toWireValue } from './value-codec.js'
 
 /**
  * The logical operations a frame carries, and their msgpack payloads.
- * Payloads are arrays, not maps, to stay small:
+ * Payloads are arrays, not maps, to stay small.
+ *
+ * Version 2 (written since (namespace, key) identity): the first element is
+ * the number 2, which no version-1 payload has there (a key string, or a
+ * batch entry array), so both decode:
+ *   PUT    [2, hlc | null, namespace, key, value, tags | null, expiresAt | null]
+ *   DELETE [2, hlc | null, namespace, key]
+ *   BATCH  [2, hlc | null, [1, namespace, key, value, tags | null, expiresAt | null] | [2, namespace, key], ...]
+ * Every operation names its namespace, deletes too. `expiresAt` (ms since
+ * the epoch) is stored and returned; enforcing it is the expiry work's.
+ * Conditions (ifVersion, ifAbsent) are not in the record: they are decided
+ * before the append, in log order (write-path.ts).
+ *
+ * Version 1 (read only):
  *   PUT    [key, value, namespace | null, tags | null, hlc?]
  *   DELETE [key, hlc?]
  *   BATCH  [[1, key, value, namespace | null, tags | null] | [2, key], ..., hlc?]
+ * A v1 PUT decodes with the namespace it was written with (none: `default`).
+ * A v1 DELETE named only the key and meant "the key, in whichever namespace
+ * holds it" (a key had one namespace at a time): it decodes with no
+ * namespace, and its readers (the layout migration, the reconciler, the
+ * PostgreSQL backend) delete the key in every namespace.
+ *
  * `hlc` (a hybrid logical clock timestamp: ms * 1000 + a counter, assigned by
- * the writer) is optional and trails the array, so records written without one
- * read the same. Backends shared by several writers order versions by it.
- * A value is encoded as value-codec.ts specifies (its header comment is the
- * value contract); the codec version is unchanged, since every record written
- * before the value tags existed decodes exactly as it did.
+ * the writer) orders versions in backends shared by several writers and gives
+ * an entry's updatedAt. A value is encoded as value-codec.ts specifies (its
+ * header comment is the value contract).
  */
 export interface PutOp {
   readonly type: 'put'
   readonly key: string
   readonly value: unknown
+  /** Always set on decoded records; absent on input means `default`. */
   readonly namespace?: string
   readonly tags?: readonly string[]
+  /** ms since the epoch. */
+  readonly expiresAt?: number
+  /** Set on decoded version-1 puts only: the key left every other namespace (a key had one at a time). */
+  readonly legacy?: true
 }
 export interface DeleteOp {
   readonly type: 'del'
   readonly key: string
+  /**
+   * Always set on records written since version 2 (absent on input means
+   * `default`). Absent on a decoded version-1 delete: the key in whichever
+   * namespace holds it (see `isLegacyDelete`).
+   */
+  readonly namespace?: string
+  /** Set on decoded version-1 deletes only. */
+  readonly legacy?: true
 }
 export type Op = PutOp | DeleteOp
+
+/** A version-1 delete: the key in every namespace. */
+export function isLegacyDelete(op: Op): op is DeleteOp & { readonly legacy: true } {
+  return op.type === 'del' && op.legacy === true
+}
 
 export type WalRecord = (
   | { readonly type: typeof RecordType.PUT; readonly op: PutOp }
   | { readonly type: typeof RecordType.DELETE; readonly op: DeleteOp }
   | { readonly type: typeof RecordType.BATCH; readonly ops: readonly Op[] }
 ) & { readonly hlc?: number }
+
+/**
+ * Resolves version-1 deletes while reading a log in LSN order: it remembers
+ * every namespace each key was put in, and turns a v1 delete (no namespace:
+ * "the key wherever it is") into one delete per namespace seen so far. The
+ * reconciler and the PostgreSQL backend's log check read logs this way.
+ */
+export class LegacyDeleteResolver {
+  private readonly namespacesOf = new Map<string, Set<string>>()
+
+  /** What a store holds already: `key` lives in these namespaces (before the records resolved next). */
+  seed(key: string, namespaces: Iterable<string>): void {
+    this.namespacesOf.set(key, new Set(namespaces))
+  }
+
+  /**
+   * The operation as identity-keyed operations: itself; for a v1 delete, one
+   * delete per namespace seen; for a v1 put, a delete in every other
+   * namespace seen, then itself (the put moved the key).
+   */
+  resolve(op: Op): Op[] {
+    const seen = this.namespacesOf.get(op.key)
+    const others = (keep: string | undefined): Op[] => [...(seen ?? [])].filter((ns) => ns !== keep).map((namespace) => ({ type: 'del', key: op.key, namespace }))
+    if (isLegacyDelete(op)) {
+      this.namespacesOf.delete(op.key)
+      return others(undefined)
+    }
+    const namespace = op.namespace ?? DEFAULT_NAMESPACE
+    const out = op.type === 'put' && op.legacy === true ? [...others(namespace), op] : [op]
+    if (op.type === 'put' && op.legacy === true) this.namespacesOf.set(op.key, new Set([namespace]))
+    else if (seen) seen.add(namespace)
+    else this.namespacesOf.set(op.key, new Set([namespace]))
+    return out
+  }
+}
+
+/** hlc counter values per millisecond (engine/hlc.ts); more in one millisecond borrow the next one. */
+export const HLC_PER_MS = 1000
+
+/** The ms of a record's hlc stamp: an entry's updatedAt. */
+export function hlcMs(hlc: number): number {
+  return Math.floor(hlc / HLC_PER_MS)
+}
+
+/** The operations of a record, in order. */
+export function opsOf(r: WalRecord): readonly Op[] {
+  return r.type === RecordType.BATCH ? r.ops : [r.op]
+}
 
 export class RecordCodec {
   private readonly packr = createPackr()
@@ -44,6 +128,11 @@ export class RecordCodec {
   encode(r: WalRecord): Uint8Array {
     checkLabels(r)
     return this.packr.encode(toWire(r))
+  }
+
+  /** Encodes an already-built wire array (encodeVersion1's). */
+  encodeWire(wire: unknown): Uint8Array {
+    return this.packr.encode(wire)
   }
 
   /** Decodes a payload whose checksum verified; a malformed one is a typed error. */
@@ -72,9 +161,13 @@ function checkLabels(r: WalRecord): void {
   if (!Array.isArray(ops)) throw invalid('batch operations are not an array')
   for (const op of ops) {
     storableString(op.key, 'key')
-    if (op.type === 'del') continue
-    if (op.type !== 'put') throw invalid('operation type is neither put nor del')
     if (op.namespace !== undefined) storableString(op.namespace, 'namespace')
+    if (op.type === 'del') {
+      if (op.legacy === true) throw invalid('a version-1 delete cannot be written again (it names no namespace)')
+      continue
+    }
+    if (op.type !== 'put') throw invalid('operation type is neither put nor del')
+    if (op.expiresAt !== undefined && !Number.isSafeInteger(op.expiresAt)) throw invalid('expiresAt is not an integer (ms since the epoch)')
     if (op.tags !== undefined) {
       if (!Array.isArray(op.tags)) throw invalid('tags are not an array')
       for (const tag of op.tags) storableString(tag, 'tag')
@@ -87,45 +180,102 @@ function storableString(s: unknown, what: string): void {
   if (!s.isWellFormed()) throw invalid(`${what} is not well-formed UTF-16 (lone surrogate)`)
 }
 
+const V2 = 2
+
 function toWire(r: WalRecord): unknown {
-  const wire = ((): unknown[] => {
-    switch (r.type) {
-      case RecordType.PUT:
-        return [r.op.key, toWireValue(r.op.value), r.op.namespace ?? null, r.op.tags ?? null]
-      case RecordType.DELETE:
-        return [r.op.key]
-      case RecordType.BATCH:
-        return r.ops.map((op) => (op.type === 'put' ? [1, op.key, toWireValue(op.value), op.namespace ?? null, op.tags ?? null] : [2, op.key]))
-    }
-  })()
+  const head = [V2, r.hlc ?? null]
+  switch (r.type) {
+    case RecordType.PUT:
+      return [...head, ...putWire(r.op)]
+    case RecordType.DELETE:
+      return [...head, r.op.namespace ?? DEFAULT_NAMESPACE, r.op.key]
+    case RecordType.BATCH:
+      return [...head, ...r.ops.map((op) => (op.type === 'put' ? [1, ...putWire(op)] : [2, op.namespace ?? DEFAULT_NAMESPACE, op.key]))]
+  }
+}
+
+/**
+ * The version-1 encoding, kept only to make version-1 logs in tests and
+ * fixtures (the golden segment of fixtures/format-v1, layout migrations):
+ * memwal itself writes version 2.
+ */
+export function encodeVersion1(codec: RecordCodec, r: WalRecord): Uint8Array {
+  const v1 = (op: Op): unknown[] => (op.type === 'put' ? [op.key, toWireValue(op.value), op.namespace ?? null, op.tags ?? null] : [op.key])
+  const wire: unknown[] = r.type === RecordType.BATCH ? r.ops.map((op) => [op.type === 'put' ? 1 : 2, ...v1(op)]) : v1(r.op)
   if (r.hlc !== undefined) wire.push(r.hlc)
-  return wire
+  return codec.encodeWire(wire)
+}
+
+function putWire(op: PutOp): unknown[] {
+  return [op.namespace ?? DEFAULT_NAMESPACE, op.key, toWireValue(op.value), op.tags ?? null, op.expiresAt ?? null]
 }
 
 function fromWire(type: RecordType, wire: unknown): WalRecord {
   if (!Array.isArray(wire)) throw invalid('payload is not an array')
-  const trailing: unknown = wire[type === RecordType.PUT ? 4 : type === RecordType.DELETE ? 1 : wire.length - 1]
-  const hlc = typeof trailing === 'number' ? { hlc: trailing } : {}
+  return wire[0] === V2 ? fromWireV2(type, wire) : fromWireV1(type, wire)
+}
+
+function fromWireV2(type: RecordType, wire: unknown[]): WalRecord {
+  const h: unknown = wire[1]
+  if (h !== null && typeof h !== 'number') throw invalid('hlc is not a number')
+  const hlc = typeof h === 'number' ? { hlc: h } : {}
   switch (type) {
     case RecordType.PUT:
-      return { type, op: putFrom(wire, 0), ...hlc }
+      return { type, op: putFromV2(wire, 2), ...hlc }
     case RecordType.DELETE:
-      return { type, op: { type: 'del', key: keyFrom(wire[0]) }, ...hlc }
+      return { type, op: { type: 'del', namespace: labelFrom(wire[2], 'namespace'), key: keyFrom(wire[3]) }, ...hlc }
     case RecordType.BATCH:
       return {
         type,
         ...hlc,
-        ops: (typeof trailing === 'number' ? wire.slice(0, -1) : wire).map((w: unknown): Op => {
+        ops: wire.slice(2).map((w: unknown): Op => {
           if (!Array.isArray(w)) throw invalid('batch entry is not an array')
-          if (w[0] === 1) return putFrom(w, 1)
-          if (w[0] === 2) return { type: 'del', key: keyFrom(w[1]) }
+          if (w[0] === 1) return putFromV2(w, 1)
+          if (w[0] === 2) return { type: 'del', namespace: labelFrom(w[1], 'namespace'), key: keyFrom(w[2]) }
           throw invalid('batch entry has an unknown type')
         }),
       }
   }
 }
 
-function putFrom(w: unknown[], at: number): PutOp {
+function putFromV2(w: unknown[], at: number): PutOp {
+  const tags: unknown = w[at + 3]
+  const expiresAt: unknown = w[at + 4]
+  if (tags !== null && tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) throw invalid('tags are not strings')
+  if (expiresAt !== null && expiresAt !== undefined && typeof expiresAt !== 'number') throw invalid('expiresAt is not a number')
+  return {
+    type: 'put',
+    namespace: labelFrom(w[at], 'namespace'),
+    key: keyFrom(w[at + 1]),
+    value: w[at + 2],
+    ...(Array.isArray(tags) ? { tags: tags as string[] } : {}),
+    ...(typeof expiresAt === 'number' ? { expiresAt } : {}),
+  }
+}
+
+function fromWireV1(type: RecordType, wire: unknown[]): WalRecord {
+  const trailing: unknown = wire[type === RecordType.PUT ? 4 : type === RecordType.DELETE ? 1 : wire.length - 1]
+  const hlc = typeof trailing === 'number' ? { hlc: trailing } : {}
+  switch (type) {
+    case RecordType.PUT:
+      return { type, op: putFromV1(wire, 0), ...hlc }
+    case RecordType.DELETE:
+      return { type, op: { type: 'del', key: keyFrom(wire[0]), legacy: true }, ...hlc }
+    case RecordType.BATCH:
+      return {
+        type,
+        ...hlc,
+        ops: (typeof trailing === 'number' ? wire.slice(0, -1) : wire).map((w: unknown): Op => {
+          if (!Array.isArray(w)) throw invalid('batch entry is not an array')
+          if (w[0] === 1) return putFromV1(w, 1)
+          if (w[0] === 2) return { type: 'del', key: keyFrom(w[1]), legacy: true }
+          throw invalid('batch entry has an unknown type')
+        }),
+      }
+  }
+}
+
+function putFromV1(w: unknown[], at: number): PutOp {
   const ns: unknown = w[at + 2]
   const tags: unknown = w[at + 3]
   if (ns !== null && ns !== undefined && typeof ns !== 'string') throw invalid('namespace is not a string')
@@ -134,9 +284,15 @@ function putFrom(w: unknown[], at: number): PutOp {
     type: 'put',
     key: keyFrom(w[at]),
     value: w[at + 1],
-    ...(typeof ns === 'string' ? { namespace: ns } : {}),
+    namespace: typeof ns === 'string' ? ns : DEFAULT_NAMESPACE,
     ...(Array.isArray(tags) ? { tags: tags as string[] } : {}),
+    legacy: true,
   }
+}
+
+function labelFrom(s: unknown, what: string): string {
+  if (typeof s !== 'string') throw invalid(`${what} is not a string`)
+  return s
 }
 
 function keyFrom(k: unknown): string {

@@ -2,6 +2,7 @@ import { posix as path } from 'node:path'
 import { MemwalError } from '../errors.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { decodeSegmentHeader } from '../format/format.js'
+import { opIdentity } from '../format/identity.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable, readJsonList, replaceFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
@@ -25,7 +26,7 @@ export interface DeadLetter {
   /** The record's LSN in the log. */
   readonly lsn: number
   readonly record: WalRecord
-  /** The keys it writes. */
+  /** The identities (engine/format/identity.ts) it writes; a version-1 delete, which names none, is left out. */
   readonly keys: readonly string[]
 }
 
@@ -65,7 +66,7 @@ export async function readDeadLetters(fs: FileSystem, sums: Checksums, dataDir: 
     for (const ev of scanFrames({ bytes, salt: h.header.salt, recordBytesMax: limits.recordBytesHardMax, sums, mode: 'salvage' })) {
       if (ev.kind !== 'frame') continue
       const record = codec.decode(ev.type, ev.payload)
-      const d: DeadLetter = { sink, lsn: ev.lsn, record, keys: (record.type === 3 ? record.ops : [record.op]).map((op) => op.key) }
+      const d: DeadLetter = { sink, lsn: ev.lsn, record, keys: (record.type === 3 ? record.ops : [record.op]).filter((op) => !(op.type === 'del' && op.legacy === true)).map(opIdentity) }
       const r = resolutions.find((x) => x.sink === sink && x.lsn === ev.lsn)
       if (r) resolved.push({ ...d, resolution: r })
       else if (!open.some((x) => x.sink === sink && x.lsn === ev.lsn)) open.push(d)

@@ -15,6 +15,10 @@ import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
 import { openStore } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
+import { migrateLayout, type MigrationLog } from '../sinks/level-layout.js'
+import { RecordCodec } from '../format/record-codec.js'
+import { readLog } from '../log/wal-reader.js'
+import { limits } from '../limits.js'
 import { checkReplicas, deadLetterView, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
 export interface FsckOptions {
@@ -85,11 +89,13 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
       scan = await scanWholeLog(src)
     }
     store ??= await openStore(fs, dir)
+    const lastLsn = lastLsnOf(scan)
+    // A store written before (namespace, key) identity is migrated first, as an open would (engine/sinks/level-layout.ts).
+    await migrateLayout(store, logFrom(src, lastLsn), { ownBackend: true, nowMs: now() })
     const backend = new LevelBackend(store)
     const index = new IndexSink(store)
     await backend.open()
     await index.open()
-    const lastLsn = lastLsnOf(scan)
     const dead = await deadLetterView(src, dir)
     findings.push(...(await checkReplicas({ ...src, backend, index, repair: o.repair, lastLsn, deadLettered: dead.excluded })), ...dead.notices)
     if (o.ackGaps) await acknowledgeGaps(fs, dir, now())
@@ -98,6 +104,17 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   } finally {
     await store?.close().catch(() => undefined)
     await lock.release().catch(() => undefined)
+  }
+}
+
+/** The log of a closed directory, as the layout migration reads it. */
+function logFrom(src: LogSource, lastLsn: number): MigrationLog {
+  const codec = new RecordCodec()
+  return {
+    lastLsn,
+    read: async function* (fromLsn) {
+      for await (const r of readLog({ ...src, recordBytesMax: limits.recordBytesHardMax, fromLsn, toLsn: lastLsn, skipDamage: false })) yield { lsn: r.lsn, record: codec.decode(r.type, r.payload) }
+    },
   }
 }
 

@@ -1,10 +1,10 @@
 import type { Packr } from 'msgpackr'
 import type { BackendSink, StoredEntry } from '../sinks/sink.js'
-import type { IndexedEntry, IndexSink } from '../sinks/index-sink.js'
+import { labelsOf, type IndexedEntry, type IndexSink } from '../sinks/index-sink.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
-import { RecordType } from '../format/format.js'
+import { opIdentity, splitIdentity } from '../format/identity.js'
 import type { Finding } from '../log/recovery/findings.js'
-import type { Op, WalRecord } from '../format/record-codec.js'
+import { hlcMs, LegacyDeleteResolver, opsOf, type Op, type WalRecord } from '../format/record-codec.js'
 import { createPackr, packValue } from '../format/value-codec.js'
 
 /**
@@ -21,12 +21,19 @@ type SinkFinding = Finding<SinkFindingKind> & { readonly sink: string }
 /** First and last LSN, inclusive. */
 export type LsnRange = readonly [number, number]
 
-/** The latest version of each key in the log. */
-export type LatestVersions = Map<string, { readonly lsn: number; readonly op: Op }>
+/** The latest version of each identity in the log (with the ms of its record's stamp). */
+export class LatestVersions extends Map<string, { readonly lsn: number; readonly op: Op; readonly updatedAt: number }> {
+  /** What a version-1 delete (no namespace) deletes: the key in every namespace seen so far. */
+  readonly legacy = new LegacyDeleteResolver()
+}
 
+/**
+ * Adds a record's operations. A version-1 delete names only the key and meant
+ * "wherever it is": it deletes the key in every namespace seen so far.
+ */
 export function addToLatest(latest: LatestVersions, lsn: number, r: WalRecord): void {
-  const ops = r.type === RecordType.BATCH ? r.ops : [r.op]
-  for (const op of ops) latest.set(op.key, { lsn, op })
+  const updatedAt = hlcMs(r.hlc ?? 0)
+  for (const op of opsOf(r)) for (const resolved of latest.legacy.resolve(op)) latest.set(opIdentity(resolved), { lsn, op: resolved, updatedAt })
 }
 
 export interface SinkTargets {
@@ -63,9 +70,9 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
   const packr = createPackr()
   const seen = new Set<string>()
   const fixes: [string, StoredEntry | undefined][] = []
-  const wrong = (kind: SinkFindingKind, key: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
-    findings.push({ kind, sink: t.backend.name, key, lsnFirst: lsn, detail, action: 'none' })
-    fixes.push([key, fix])
+  const wrong = (kind: SinkFindingKind, id: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
+    findings.push({ kind, sink: t.backend.name, ...splitIdentity(id), lsnFirst: lsn, detail, action: 'none' })
+    fixes.push([id, fix])
   }
   const lost = (t.lost ?? []).filter(([first]) => first <= covered)
   for await (const [key, stored] of t.backend.entries()) {
@@ -75,13 +82,13 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
     // Stored from a record the log lost: newer than the log's latest version of the key, not stale.
     if (stored.lsn > v.lsn && lost.some(([a, b]) => a <= stored.lsn && stored.lsn <= b)) continue
     if (v.op.type === 'del') wrong('backend-extra', key, v.lsn, `deleted at LSN ${v.lsn} but still stored (from LSN ${stored.lsn})`, undefined)
-    else if (!sameEntry(packr, stored, v.op, v.lsn)) wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn))
+    else if (!sameEntry(packr, stored, v.op, v.lsn)) wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn, v.updatedAt, stored.createdAt))
   }
   for (const [key, v] of latest) {
     if (seen.has(key) || v.lsn > covered || v.op.type === 'del' || t.unstable.has(key)) continue
     // A record the log lost after this version may have deleted the key: its absence proves nothing.
     if (lost.some(([, b]) => b > v.lsn)) continue
-    wrong('backend-missing', key, v.lsn, `written at LSN ${v.lsn} (covered by checkpoint ${covered}) but absent`, entryOf(v.op, v.lsn))
+    wrong('backend-missing', key, v.lsn, `written at LSN ${v.lsn} (covered by checkpoint ${covered}) but absent`, entryOf(v.op, v.lsn, v.updatedAt))
   }
   if (repair && fixes.length > 0) {
     await t.backend.repair(fixes)
@@ -103,13 +110,13 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
     const xk = xn.done ? undefined : xn.value[0]
     if (xk !== undefined && !xn.done) forward.set(xk, xn.value[1])
     if (bk !== undefined && (xk === undefined || bk < xk)) {
-      if (!t.unstable.has(bk)) findings.push({ kind: 'index-missing', sink: name, key: bk, detail: 'live key not indexed', action: 'none' })
+      if (!t.unstable.has(bk)) findings.push({ kind: 'index-missing', sink: name, ...splitIdentity(bk), detail: 'live key not indexed', action: 'none' })
       bn = await b.next()
     } else if (xk !== undefined && (bk === undefined || xk < bk)) {
-      if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, key: xk, detail: 'indexed key not in the backend', action: 'none' })
+      if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(xk), detail: 'indexed key not in the backend', action: 'none' })
       xn = await x.next()
     } else if (bk !== undefined && !bn.done && !xn.done) {
-      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, key: bk, detail: 'indexed namespace/tags differ from the stored ones', action: 'none' })
+      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags differ from the stored ones', action: 'none' })
       bn = await b.next()
       xn = await x.next()
     }
@@ -117,12 +124,12 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
   for await (const p of t.index.postings()) {
     if (t.unstable.has(p.key)) continue
     const f = forward.get(p.key)
-    const ok = f !== undefined && (p.kind === 'namespace' ? f.namespace === p.label : (f.tags ?? []).includes(p.label))
-    if (!ok) findings.push({ kind: 'index-orphan', sink: name, key: p.key, detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
+    const ok = f !== undefined && (f.tags ?? []).includes(p.label)
+    if (!ok) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(p.key), detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
   }
   if (repair && findings.length > first) {
     const backend = t.backend
-    await t.index.rebuild(labelsOf(backend.entries()), backend.checkpoint)
+    await t.index.rebuild(entryLabels(backend.entries()), backend.checkpoint)
     markRepaired(findings, first, () => true)
   }
 }
@@ -132,7 +139,7 @@ async function checkCache(t: SinkTargets, cache: CacheSink, repair: boolean, fin
     if (t.unstable.has(key)) continue
     const stored = await t.backend.get(key)
     if (stored && stored.lsn === e.lsn) continue
-    findings.push({ kind: 'cache-stale', sink: cache.name, key, lsnFirst: e.lsn, detail: `cached from LSN ${e.lsn}, backend has ${stored ? `LSN ${stored.lsn}` : 'nothing'}`, action: repair ? 'repaired' : 'none' })
+    findings.push({ kind: 'cache-stale', sink: cache.name, ...splitIdentity(key), lsnFirst: e.lsn, detail: `cached from LSN ${e.lsn}, backend has ${stored ? `LSN ${stored.lsn}` : 'nothing'}`, action: repair ? 'repaired' : 'none' })
     if (repair) cache.invalidate(key)
   }
 }
@@ -144,8 +151,8 @@ function markRepaired(findings: SinkFinding[], from: number, which: (f: SinkFind
   }
 }
 
-async function* labelsOf(entries: AsyncIterable<[string, StoredEntry]>): AsyncIterable<[string, IndexedEntry]> {
-  for await (const [k, e] of entries) yield [k, { ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }]
+async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>): AsyncIterable<[string, IndexedEntry]> {
+  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags)]
 }
 
 function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
@@ -155,9 +162,10 @@ function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
 }
 
 function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
-  return stored.lsn === lsn && sameLabels(stored, op) && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
+  return stored.lsn === lsn && sameLabels(stored, labelsOf(stored.namespace, op.tags)) && stored.expiresAt === op.expiresAt && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
 }
 
-function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number): StoredEntry {
-  return { value: op.value, lsn, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) }
+/** The row the log says an identity should hold; createdAt is kept from the stored row when there is one (the log may no longer hold the first put). */
+function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number, updatedAt: number, createdAt = updatedAt): StoredEntry {
+  return { value: op.value, ...splitIdentity(opIdentity(op)), lsn, createdAt, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
 }

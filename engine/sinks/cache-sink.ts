@@ -1,8 +1,12 @@
 import { LRUCache } from 'lru-cache'
-import { RecordType } from '../format/format.js'
-import type { Op } from '../format/record-codec.js'
+import { opIdentity, splitIdentity } from '../format/identity.js'
+import { hlcMs, opsOf, type Op } from '../format/record-codec.js'
 import { createPackr, packValue } from '../format/value-codec.js'
 import { Sink, type AppliedRecord, type StoredEntry } from './sink.js'
+import { legacyKeysOf, namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
+
+/** The createdAt of a cached entry whose earlier version the cache did not hold: the backend's row knows it. */
+export const CREATED_UNKNOWN = -1
 
 /** Per-entry bookkeeping the byte bound counts on top of the value's encoded size. */
 const ENTRY_OVERHEAD_BYTES = 64
@@ -10,17 +14,19 @@ const ENTRY_OVERHEAD_BYTES = 64
 /** A cached version: the value packed, so that every reader gets its own copy and the size is exact. */
 interface CachedEntry {
   readonly packed: Uint8Array
-  readonly lsn: number
-  readonly namespace?: string
-  readonly tags?: readonly string[]
+  readonly meta: Omit<StoredEntry, 'value' | 'namespace' | 'key'>
 }
 
 /**
- * The in-memory cache: an LRU bounded in bytes (lru-cache, which does the
- * eviction bookkeeping well). Values are kept msgpack-packed and unpacked on
- * each read: a caller that changes what it read never changes the cache.
- * Volatile: it starts empty and at the head of the log after a restart, so it
- * never holds WAL retention.
+ * The in-memory cache, keyed by identity (engine/format/identity.ts): an LRU
+ * bounded in bytes (lru-cache, which does the eviction bookkeeping well).
+ * Values are kept msgpack-packed and unpacked on each read: a caller that
+ * changes what it read never changes the cache. Volatile: it starts empty and
+ * at the head of the log after a restart, so it never holds WAL retention.
+ *
+ * createdAt is carried when the identity is cached (or was deleted in the
+ * records applied since); otherwise a cached put holds CREATED_UNKNOWN and
+ * getEntry reads the backend's row for it (the backend carries it).
  */
 export class CacheSink extends Sink {
   readonly name = 'cache'
@@ -40,35 +46,40 @@ export class CacheSink extends Sink {
     return Promise.resolve(this.startLsn())
   }
 
-  protected _apply(records: readonly AppliedRecord[]): Promise<void> {
-    for (const r of records) {
-      if (r.record.type === RecordType.BATCH) for (const op of r.record.ops) this.applyOp(op, r.lsn)
-      else this.applyOp(r.record.op, r.lsn)
+  protected _apply(applied: readonly AppliedRecord[]): Promise<void> {
+    const apply = (records: readonly AppliedRecord[]): void => {
+      for (const r of records) for (const op of opsOf(r.record)) this.applyOp(op, r.lsn, hlcMs(r.record.hlc ?? 0))
     }
-    return Promise.resolve()
+    // Applied at once (no promise hop) unless version-1 operations need resolving first.
+    if (legacyKeysOf(applied).size === 0) {
+      apply(applied)
+      return Promise.resolve()
+    }
+    return resolveLegacyOps(applied, async (keys) => namespacesByKey(this.lru.keys(), keys)).then(apply)
   }
 
-  /** A fresh copy of the cached version of `key`. */
-  get(key: string): StoredEntry | undefined {
-    const e = this.lru.get(key)
+  /** A fresh copy of the cached version of identity `id`. */
+  get(id: string): StoredEntry | undefined {
+    const e = this.lru.get(id)
     if (!e) return undefined
-    return { value: this.packr.unpack(e.packed), lsn: e.lsn, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: [...e.tags] } : {}) }
+    return { value: this.packr.unpack(e.packed), ...splitIdentity(id), ...e.meta, ...(e.meta.tags ? { tags: [...e.meta.tags] } : {}) }
   }
 
   /** Fills the cache from a backend read, unless a newer version is there already. */
-  fill(key: string, entry: StoredEntry): void {
-    const cur = this.lru.peek(key)
-    if (cur && cur.lsn >= entry.lsn) return
-    this.lru.set(key, this.pack(entry.value, entry.lsn, entry.namespace, entry.tags))
+  fill(id: string, entry: StoredEntry): void {
+    const cur = this.lru.peek(id)
+    if (cur && cur.meta.lsn >= entry.lsn) return
+    const { value, namespace: _ns, key: _key, ...meta } = entry
+    this.lru.set(id, this.pack(value, meta))
   }
 
-  invalidate(key: string): void {
-    this.lru.delete(key)
+  invalidate(id: string): void {
+    this.lru.delete(id)
   }
 
-  /** Every cached key with its version's LSN (for the reconciler). */
+  /** Every cached identity with its version's LSN (for the reconciler). */
   *entries(): IterableIterator<[string, { readonly lsn: number }]> {
-    for (const [k, e] of this.lru.entries()) yield [k, { lsn: e.lsn }]
+    for (const [k, e] of this.lru.entries()) yield [k, { lsn: e.meta.lsn }]
   }
 
   get size(): number {
@@ -84,14 +95,19 @@ export class CacheSink extends Sink {
     return Promise.resolve()
   }
 
-  private applyOp(op: Op, lsn: number): void {
-    if (op.type === 'del') this.lru.delete(op.key)
-    else this.lru.set(op.key, this.pack(op.value, lsn, op.namespace, op.tags))
+  private applyOp(op: Op, lsn: number, updatedAt: number): void {
+    const id = opIdentity(op)
+    const cur = this.lru.peek(id)
+    if (op.type === 'del') {
+      this.lru.delete(id)
+      return
+    }
+    this.lru.set(id, this.pack(op.value, { lsn, createdAt: cur ? cur.meta.createdAt : CREATED_UNKNOWN, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }))
   }
 
-  private pack(value: unknown, lsn: number, namespace: string | undefined, tags: readonly string[] | undefined): CachedEntry {
+  private pack(value: unknown, meta: CachedEntry['meta']): CachedEntry {
     // Copied out of msgpackr's shared buffer.
     const packed = Uint8Array.prototype.slice.call(packValue(this.packr, value))
-    return { packed, lsn, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    return { packed, meta }
   }
 }

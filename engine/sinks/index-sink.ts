@@ -1,22 +1,24 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { RecordType } from '../format/format.js'
-import type { Op } from '../format/record-codec.js'
+import { ID_SEP, namespaceRange, opIdentity, splitIdentity } from '../format/identity.js'
+import { opsOf } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
+import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
 /**
- * The secondary index, persisted in the `idx` sublevel:
- *   f\0<key>            -> msgpack [namespace | null, tags | null]  (what is indexed for the key)
- *   n\0<namespace>\0<key> -> empty
- *   t\0<tag>\0<key>       -> empty
- * `\0` cannot occur in a namespace or tag (the engine refuses them), so a
- * range scan over `n\0<ns>\0` finds exactly that namespace's keys; the `f`
- * entries in key order serve prefix queries.
+ * The secondary index, persisted in the `ix` sublevel (store layout 2), keyed
+ * by identity (engine/format/identity.ts: namespace NUL key):
+ *   f\0<id>         -> msgpack [tags | null]  (what is indexed for the entry)
+ *   t\0<tag>\0<id>   -> empty
+ * `\0` cannot occur in a namespace or tag (the engine refuses them), and ids
+ * sort by namespace then key, so a range scan over `f\0<ns>\0<prefix>` finds
+ * exactly that namespace's keys with that prefix, and `t\0<tag>\0<ns>\0` that
+ * namespace's keys with that tag.
  */
 export interface IndexedEntry {
-  readonly namespace?: string
+  readonly namespace: string
   readonly tags?: readonly string[]
 }
 
@@ -26,7 +28,7 @@ export interface IndexQuery {
   readonly prefix?: string
 }
 
-const SEP = '\u0000'
+const SEP = ID_SEP
 /** Sorts after every string that starts with a given prefix (U+10FFFF is the largest code point). */
 const HIGH = '\u{10FFFF}'
 const EMPTY = new Uint8Array(0)
@@ -43,21 +45,22 @@ export class IndexSink extends Sink {
     return this.store.readCheckpoint(this.name)
   }
 
-  protected async _apply(records: readonly AppliedRecord[], checkpoint: number): Promise<void> {
-    const ops: Op[] = []
-    for (const r of records) {
-      if (r.record.type === RecordType.BATCH) ops.push(...r.record.ops)
-      else ops.push(r.record.op)
-    }
-    // What each touched key is indexed under now, then as the batch leaves it.
-    const keys = [...new Set(ops.map((o) => o.key))]
+  protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
+    const records = await resolveLegacyOps(applied, async (keys) => {
+      const ids: string[] = []
+      for await (const k of this.store.index.keys({ gte: `f${SEP}`, lt: `f${SEP}${HIGH}` })) ids.push(k.slice(2))
+      return namespacesByKey(ids, keys)
+    })
+    const ops = records.flatMap((r) => opsOf(r.record))
+    // What each touched identity is indexed under now, then as the batch leaves it.
+    const ids = [...new Set(ops.map((o) => opIdentity(o)))]
     const before = new Map<string, IndexedEntry | undefined>()
-    const stored = await this.store.index.getMany(keys.map((k) => `f${SEP}${k}`))
-    keys.forEach((k, i) => before.set(k, decodeForward(this.store, stored[i])))
+    const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
+    ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
     const after = new Map(before)
-    for (const op of ops) after.set(op.key, op.type === 'put' ? { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) } : undefined)
+    for (const op of ops) after.set(opIdentity(op), op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(opIdentity(op)).namespace, op.tags) : undefined)
     const batch: Batch = []
-    for (const key of keys) this.diff(batch, key, before.get(key), after.get(key))
+    for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
     await this.store.writeBatch(batch)
   }
@@ -69,22 +72,27 @@ export class IndexSink extends Sink {
     await it.return?.()
   }
 
-  /** Keys matching every given criterion, in key order, as the index has them. */
+  /** Identities matching every given criterion, in identity order, as the index has them. */
   async *keys(q: IndexQuery): AsyncIterable<[string, IndexedEntry]> {
     const idx = this.store.index
-    if (q.namespace !== undefined || q.tag !== undefined) {
-      const prefix = q.namespace !== undefined ? `n${SEP}${q.namespace}${SEP}` : `t${SEP}${q.tag ?? ''}${SEP}`
-      for await (const k of idx.keys({ gte: prefix + (q.prefix ?? ''), lt: prefix + (q.prefix ?? '') + HIGH })) {
-        const key = k.slice(prefix.length)
-        const entry = decodeForward(this.store, await idx.get(`f${SEP}${key}`))
-        if (entry && matches(entry, q)) yield [key, entry]
+    if (q.tag !== undefined) {
+      const head = `t${SEP}${q.tag}${SEP}`
+      const range = q.namespace !== undefined ? namespaceRange(q.namespace, q.prefix) : { gte: head, lt: head + HIGH }
+      const gte = q.namespace !== undefined ? head + range.gte : range.gte
+      const lt = q.namespace !== undefined ? head + range.lt : range.lt
+      for await (const k of idx.keys({ gte, lt })) {
+        const id = k.slice(head.length)
+        const entry = decodeForward(this.store, id, await idx.get(`f${SEP}${id}`))
+        if (entry && matches(id, entry, q)) yield [id, entry]
       }
       return
     }
-    const prefix = `f${SEP}`
-    for await (const [k, v] of idx.iterator({ gte: prefix + (q.prefix ?? ''), lt: prefix + (q.prefix ?? '') + HIGH })) {
-      const entry = decodeForward(this.store, v)
-      if (entry) yield [k.slice(prefix.length), entry]
+    const head = `f${SEP}`
+    const range = q.namespace !== undefined ? namespaceRange(q.namespace, q.prefix) : { gte: '', lt: HIGH }
+    for await (const [k, v] of idx.iterator({ gte: head + range.gte, lt: head + range.lt })) {
+      const id = k.slice(head.length)
+      const entry = decodeForward(this.store, id, v)
+      if (entry && matches(id, entry, q)) yield [id, entry]
     }
   }
 
@@ -93,14 +101,12 @@ export class IndexSink extends Sink {
     return this.keys({})
   }
 
-  /** Every namespace and tag entry, as (kind, label, key): the reconciler checks each points at a live, matching key. */
-  async *postings(): AsyncIterable<{ readonly kind: 'namespace' | 'tag'; readonly label: string; readonly key: string }> {
-    for (const [kind, tag] of [['namespace', 'n'], ['tag', 't']] as const) {
-      for await (const k of this.store.index.keys({ gte: `${tag}${SEP}`, lt: `${tag}${SEP}${HIGH}` })) {
-        const rest = k.slice(2)
-        const cut = rest.indexOf(SEP)
-        yield { kind, label: rest.slice(0, cut), key: rest.slice(cut + 1) }
-      }
+  /** Every tag entry, as (kind, label, identity): the reconciler checks each points at a live, matching entry. */
+  async *postings(): AsyncIterable<{ readonly kind: 'tag'; readonly label: string; readonly key: string }> {
+    for await (const k of this.store.index.keys({ gte: `t${SEP}`, lt: `t${SEP}${HIGH}` })) {
+      const rest = k.slice(2)
+      const cut = rest.indexOf(SEP)
+      yield { kind: 'tag', label: rest.slice(0, cut), key: rest.slice(cut + 1) }
     }
   }
 
@@ -116,7 +122,7 @@ export class IndexSink extends Sink {
     let batch: Batch = []
     let n = 0
     for await (const [key, e] of entries) {
-      this.diff(batch, key, undefined, { ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) })
+      this.diff(batch, key, undefined, labelsOf(e.namespace, e.tags))
       n++
       if (batch.length >= 4096) {
         await this.store.writeBatch(batch)
@@ -138,7 +144,6 @@ export class IndexSink extends Sink {
     const names = (e: IndexedEntry | undefined): Set<string> => {
       const out = new Set<string>()
       if (!e) return out
-      if (e.namespace !== undefined) out.add(`n${SEP}${e.namespace}${SEP}${key}`)
       for (const t of e.tags ?? []) out.add(`t${SEP}${t}${SEP}${key}`)
       return out
     }
@@ -146,17 +151,22 @@ export class IndexSink extends Sink {
     const cur = names(now)
     for (const k of old) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
     for (const k of cur) if (!old.has(k)) batch.push({ type: 'put', sublevel: idx, key: k, value: EMPTY })
-    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.namespace ?? null, now.tags ?? null]) })
+    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null]) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
 }
 
-export function matches(e: IndexedEntry, q: IndexQuery): boolean {
-  return (q.namespace === undefined || e.namespace === q.namespace) && (q.tag === undefined || (e.tags ?? []).includes(q.tag))
+/** Whether an entry at identity `id` matches a query. */
+export function matches(id: string, e: IndexedEntry, q: IndexQuery): boolean {
+  return (q.namespace === undefined || e.namespace === q.namespace) && (q.tag === undefined || (e.tags ?? []).includes(q.tag)) && (q.prefix === undefined || splitIdentity(id).key.startsWith(q.prefix))
 }
 
-function decodeForward(store: LevelStore, v: Uint8Array | undefined): IndexedEntry | undefined {
+export function labelsOf(namespace: string, tags: readonly string[] | undefined): IndexedEntry {
+  return { namespace, ...(tags ? { tags } : {}) }
+}
+
+function decodeForward(store: LevelStore, id: string, v: Uint8Array | undefined): IndexedEntry | undefined {
   if (v === undefined) return undefined
-  const [ns, tags] = store.packr.decode(v) as [string | null, string[] | null]
-  return { ...(ns !== null ? { namespace: ns } : {}), ...(tags !== null ? { tags } : {}) }
+  const [tags] = store.packr.decode(v) as [string[] | null]
+  return labelsOf(splitIdentity(id).namespace, tags ?? undefined)
 }

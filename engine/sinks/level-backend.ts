@@ -1,16 +1,25 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { RecordType } from '../format/format.js'
-import type { Op } from '../format/record-codec.js'
+import { opIdentity, splitIdentity } from '../format/identity.js'
+import { hlcMs, opsOf } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
+import { assert } from '../assert.js'
 import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
+import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
 /**
- * The default backend: LevelDB (`level`). A value is stored as msgpack
- * `[value, namespace | null, tags | null, lsn]`. Each apply is one synced
- * batch holding the data and the checkpoint.
+ * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
+ * the entry's identity (namespace NUL key) and holds msgpack
+ * `[value, tags | null, lsn, createdAt, updatedAt, expiresAt | null]`
+ * (times in ms). Each apply is one synced batch holding the data and the
+ * checkpoint.
+ *
+ * createdAt is carried here: a put over a live row keeps the row's
+ * createdAt (read with one getMany per apply batch, or taken from an earlier
+ * put of the same batch); a put after a delete, or of a new identity, starts
+ * at its own updatedAt.
  */
 export class LevelBackend extends BackendSink {
   readonly name = 'backend'
@@ -23,45 +32,72 @@ export class LevelBackend extends BackendSink {
     return this.store.readCheckpoint(this.name)
   }
 
-  protected async _apply(records: readonly AppliedRecord[], checkpoint: number): Promise<void> {
+  protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
+    const { data, meta } = this.store
+    const records = await resolveLegacyOps(applied, async (keys) => {
+      const out = new Map<string, Set<string>>()
+      const ids: string[] = []
+      for await (const id of data.keys()) ids.push(id)
+      return namespacesByKey(ids, keys, out)
+    })
+    const putIds = new Set<string>()
+    for (const r of records) for (const op of opsOf(r.record)) if (op.type === 'put') putIds.add(opIdentity(op))
+    const ids = [...putIds]
+    const stored = ids.length > 0 ? await data.getMany(ids) : []
+    // What each identity's createdAt is now: undefined when absent (deleted or never put).
+    const created = new Map<string, number | undefined>()
+    ids.forEach((id, i) => {
+      const v = stored[i]
+      created.set(id, v === undefined ? undefined : this.decode(id, v).createdAt)
+    })
     const ops: Batch = []
-    const { data, meta, packr } = this.store
-    const add = (op: Op, lsn: number): void => {
-      if (op.type === 'put') ops.push({ type: 'put', sublevel: data, key: op.key, value: packr.encode([toWireValue(op.value), op.namespace ?? null, op.tags ?? null, lsn]) })
-      else ops.push({ type: 'del', sublevel: data, key: op.key })
-    }
     for (const r of records) {
-      if (r.record.type === RecordType.BATCH) for (const op of r.record.ops) add(op, r.lsn)
-      else add(r.record.op, r.lsn)
+      const updatedAt = hlcMs(r.record.hlc ?? 0)
+      for (const op of opsOf(r.record)) {
+        const id = opIdentity(op)
+        if (op.type === 'del') {
+          created.set(id, undefined)
+          ops.push({ type: 'del', sublevel: data, key: id })
+          continue
+        }
+        const createdAt = created.get(id) ?? updatedAt
+        created.set(id, createdAt)
+        ops.push({ type: 'put', sublevel: data, key: id, value: this.encode({ value: op.value, ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
+      }
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
     await this.store.writeBatch(ops)
   }
 
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
-    const { data, packr } = this.store
-    const ops: Batch = entries.map(([key, e]) =>
-      e ? { type: 'put', sublevel: data, key, value: packr.encode([toWireValue(e.value), e.namespace ?? null, e.tags ?? null, e.lsn]) } : { type: 'del', sublevel: data, key },
-    )
+    const { data } = this.store
+    const ops: Batch = entries.map(([id, e]) => (e ? { type: 'put', sublevel: data, key: id, value: this.encode(e) } : { type: 'del', sublevel: data, key: id }))
     if (ops.length > 0) await this.store.writeBatch(ops)
   }
 
-  async get(key: string): Promise<StoredEntry | undefined> {
-    const v = await this.store.data.get(key)
-    return v === undefined ? undefined : this.decode(v)
+  async get(id: string): Promise<StoredEntry | undefined> {
+    const v = await this.store.data.get(id)
+    return v === undefined ? undefined : this.decode(id, v)
   }
 
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {
     const range = { ...(options.gte !== undefined ? { gte: options.gte } : {}), ...(options.lt !== undefined ? { lt: options.lt } : {}) }
-    for await (const [k, v] of this.store.data.iterator(range)) yield [k, this.decode(v)]
+    for await (const [k, v] of this.store.data.iterator(range)) yield [k, this.decode(k, v)]
   }
 
   protected async _close(): Promise<void> {
     // The store is closed by its owner, after every sink on it.
   }
 
-  private decode(v: Uint8Array): StoredEntry {
-    const [value, ns, tags, lsn] = this.store.packr.decode(v) as [unknown, string | null, string[] | null, number]
-    return { value, lsn, ...(ns !== null ? { namespace: ns } : {}), ...(tags !== null ? { tags } : {}) }
+  /** A row as stored (layout 2). */
+  encode(e: Omit<StoredEntry, 'namespace' | 'key'>): Uint8Array {
+    return this.store.packr.encode([toWireValue(e.value), e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
+  }
+
+  private decode(id: string, v: Uint8Array): StoredEntry {
+    const row = this.store.packr.decode(v) as [unknown, string[] | null, number, number, number, number | null]
+    assert(Array.isArray(row) && row.length === 6, 'a layout-2 row has six fields')
+    const [value, tags, lsn, createdAt, updatedAt, expiresAt] = row
+    return { value, ...splitIdentity(id), lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
   }
 }

@@ -14,9 +14,13 @@ export type LevelDatabase = AbstractLevel<string | Uint8Array | Buffer, string, 
  */
 export class LevelStore {
   readonly db: LevelDatabase
+  /** Layout 2: backend rows keyed by identity (`rows`) and the index (`ix`). */
   readonly data
   readonly index
   readonly meta
+  /** Layout 1's sublevels (rows keyed by key alone): read by the migration, then emptied. */
+  readonly legacyData
+  readonly legacyIndex
   /** Values are msgpack, as value-codec.ts specifies (values go through toWireValue first). */
   readonly packr = createPackr()
 
@@ -26,8 +30,10 @@ export class LevelStore {
   private constructor(readonly location: string, db: LevelDatabase | undefined) {
     this.ownLevelDb = db === undefined
     this.db = db ?? (new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as LevelDatabase)
-    this.data = this.db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' })
-    this.index = this.db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.data = this.db.sublevel<string, Uint8Array>('rows', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.index = this.db.sublevel<string, Uint8Array>('ix', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.legacyData = this.db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.legacyIndex = this.db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.meta = this.db.sublevel<string, Uint8Array>('meta', { keyEncoding: 'utf8', valueEncoding: 'view' })
   }
 
@@ -40,6 +46,23 @@ export class LevelStore {
       throw new MemwalError('IO_ERROR', `cannot open the LevelDB store at ${location}: ${(cause as Error).message}`, { cause })
     }
     return s
+  }
+
+  /**
+   * The store's layout: 2 when `meta` says so; 1 for a store written before
+   * (namespace, key) identity (no `layout` key, something stored); 0 for an
+   * empty store, which is made layout 2 at once (engine/migrate-layout.ts).
+   */
+  async layout(): Promise<0 | 1 | 2> {
+    const v = await this.meta.get(LAYOUT_KEY)
+    if (v !== undefined) {
+      const n = decodeLsn(v)
+      if (n !== 2) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 and 2`)
+      return 2
+    }
+    for await (const _ of this.meta.keys({ limit: 1 })) return 1
+    for await (const _ of this.legacyData.keys({ limit: 1 })) return 1
+    return 0
   }
 
   async readCheckpoint(name: string): Promise<number> {
@@ -74,7 +97,10 @@ export class LevelStore {
   }
 }
 
-/** Checkpoints are stored as 8-byte big-endian integers. */
+export const LAYOUT_KEY = 'layout'
+export const LAYOUT = 2
+
+/** Checkpoints (and the layout number) are stored as 8-byte big-endian integers. */
 export function encodeLsn(lsn: number): Uint8Array {
   const b = Buffer.alloc(8)
   b.writeBigUInt64BE(BigInt(lsn))

@@ -99,26 +99,37 @@ export class PermanentSinkError extends MemwalError {
   }
 }
 
-/** A stored value, as a backend returns it. */
+/** A stored entry, as a backend returns it. */
 export interface StoredEntry {
   readonly value: unknown
-  readonly namespace?: string
+  readonly namespace: string
+  readonly key: string
   readonly tags?: readonly string[]
-  /** LSN of the record that wrote it. */
+  /** LSN of the record that wrote it (the entry's version). */
   readonly lsn: number
+  /** ms of the first put of this identity still live: carried forward by a put that overwrites; a delete then a put starts again. */
+  readonly createdAt: number
+  /** ms of the record that wrote it (its hlc stamp). */
+  readonly updatedAt: number
+  /** ms since the epoch, if the put set one. */
+  readonly expiresAt?: number
 }
 
-/** A backend is a sink that can also be read. */
+/**
+ * A backend is a sink that can also be read. Entries are addressed by their
+ * identity string (engine/format/identity.ts: namespace + NUL + key) and
+ * listed in its order.
+ */
 export abstract class BackendSink extends Sink {
   readonly durable = true
-  /** The entry stored under `key`, or undefined. Rejects when the backend cannot answer. */
-  abstract get(key: string): Promise<StoredEntry | undefined>
-  /** Every live entry in key order (for the reconciler and index rebuilds). */
+  /** The entry stored under identity `id`, or undefined. Rejects when the backend cannot answer. */
+  abstract get(id: string): Promise<StoredEntry | undefined>
+  /** Every live entry in identity order (for the reconciler and index rebuilds). */
   abstract entries(options?: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]>
   /**
    * The reconciler's repair: stores each entry as given (undefined deletes
-   * the key), leaving the checkpoint alone. Used to re-apply from the WAL the
-   * latest version of keys the backend holds wrongly.
+   * the identity), leaving the checkpoint alone. Used to re-apply from the
+   * WAL the latest version of identities the backend holds wrongly.
    */
   abstract repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void>
 

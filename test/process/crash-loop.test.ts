@@ -36,10 +36,11 @@ import { randomInt } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { dumpLog, type StoredEntry } from '../../engine/index.js'
+import { dumpLog, type Entry, type StoredEntry } from '../../engine/index.js'
+import { nsOption } from '../support/identity-view.js'
 import { type Op } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
-import { ENGINE_PROFILES, ownKeyWrite } from './children/engine-writer.js'
+import { ENGINE_CHILD_NAMESPACES, ENGINE_PROFILES, ownKeyWrite } from './children/engine-writer.js'
 import { brief, checkAppliedOnce, checkIndexAgrees, entryIs, entryOf, reopenAndDrain, sameOps, versionOf, type Version } from './engine-checks.js'
 import { killLoop, type Round } from './kill-loop.js'
 
@@ -83,7 +84,7 @@ t.test(`crash loop: a writer under load with a flaky backend, killed ${KILLS} ti
 
     // ---- reopen here with a healthy backend, counting what it applies ----
     const observed = new Map<string, StoredEntry>()
-    const throughEngine = new Map<string, StoredEntry | undefined>()
+    const throughEngine = new Map<string, Entry | undefined>()
     const ops = new Map<number, Op[]>() // LSN -> ops of the round, acknowledged or surfaced
     const re = await reopenAndDrain(dir, CHECK_OPTIONS, violation, async (engine, backend, { lastLsn, durableAtOpen }) => {
       // ---- G1 and ORIGIN: the round's records, from the log and the acknowledgements ----
@@ -118,10 +119,10 @@ t.test(`crash loop: a writer under load with a flaky backend, killed ${KILLS} ti
       totals.batches += [...ops.values()].filter((o) => o.length > 1).length
 
       // ---- what the backend and the engine hold now ----
-      for await (const [k, e] of backend.entries()) observed.set(k, e)
+      for await (const [, e] of backend.entries()) observed.set(e.key, e)
       const touched = new Set<string>()
       for (const o of ops.values()) for (const op of o) touched.add(op.key)
-      for (const k of touched) throughEngine.set(k, await engine.getEntry(k))
+      for (const k of touched) throughEngine.set(k, await engine.getEntry(k, nsOption(k, ENGINE_CHILD_NAMESPACES)))
     })
     totals.segmentsSeen.add(re.activeSegment)
 

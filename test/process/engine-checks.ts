@@ -5,9 +5,10 @@
  * must keep (G3 after flush, ONCE, the index agreeing with the backend).
  */
 import { isDeepStrictEqual } from 'node:util'
-import { BackendSink, MemWAL, type MemwalOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { BackendSink, MemWAL, type Entry, type MemwalOptions, type Sink, type StoredEntry } from '../../engine/index.js'
 import { type Op } from '../../engine/testing.js'
 import { ENGINE_CHILD_NAMESPACES, ENGINE_CHILD_TAGS } from './children/engine-writer.js'
+import { fromEntry, fromStored, normalOp, normTags, type ModelEntry } from '../support/identity-view.js'
 
 const FLUSH_TIMEOUT_MS = 60_000
 /** Results a query may return: more than any round writes. */
@@ -27,11 +28,11 @@ export interface Version {
 /** The version `op`, written under `lsn`, gives its key (the engine stores tags deduplicated). */
 export function versionOf(op: Op, lsn: number): Version {
   if (op.type === 'del') return { present: false, lsn }
-  return { present: true, lsn, value: op.value, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: [...new Set(op.tags)] } : {}) }
+  return { present: true, lsn, value: op.value, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...normTags(op.tags) }
 }
 
 /** The entry a reader should get for `v`. */
-export function entryOf(v: Version | undefined): StoredEntry | undefined {
+export function entryOf(v: Version | undefined): ModelEntry | undefined {
   if (!v?.present) return undefined
   return { value: v.value, lsn: v.lsn, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }
 }
@@ -39,11 +40,12 @@ export function entryOf(v: Version | undefined): StoredEntry | undefined {
 /** As JSON carries it: what a child printed, or a value after a trip through msgpack. */
 export const plain = (x: unknown): unknown => (x === undefined ? undefined : JSON.parse(JSON.stringify(x)))
 
-export const sameOps = (a: readonly Op[], b: readonly Op[]): boolean => isDeepStrictEqual(plain(a), plain(b))
+export const sameOps = (a: readonly Op[], b: readonly Op[]): boolean => isDeepStrictEqual(plain(a.map(normalOp)), plain(b.map(normalOp)))
 
-/** True when the entry read is what `v` leaves. */
-export function entryIs(e: StoredEntry | undefined, v: Version | undefined): boolean {
-  return isDeepStrictEqual(plain(e), plain(entryOf(v)))
+/** True when the entry read (through getEntry, or stored in the backend) is what `v` leaves. */
+export function entryIs(e: Entry | StoredEntry | undefined, v: Version | undefined): boolean {
+  const seen = e === undefined ? undefined : 'version' in e ? fromEntry(e) : fromStored(e)
+  return isDeepStrictEqual(plain(seen), plain(entryOf(v)))
 }
 
 /** A short rendering for failure messages: long strings (the pads) cut to their length. */
@@ -121,7 +123,7 @@ export async function reopenAndDrain(
 async function queryKeys(engine: MemWAL, q: { namespace: string } | { tag: string }): Promise<string[]> {
   const keys: string[] = []
   for await (const r of engine.query({ ...q, limit: QUERY_LIMIT })) keys.push(r.key)
-  return keys
+  return keys.sort()
 }
 
 /**
@@ -143,7 +145,7 @@ export function checkAppliedOnce(re: Reopened, childApplied: number, previousChe
 }
 
 /** G3: every namespace and tag query answers exactly the keys (sorted) that `entries` hold under it. */
-export function checkIndexAgrees(re: Reopened, entries: ReadonlyMap<string, StoredEntry | undefined>, report: Report): void {
+export function checkIndexAgrees(re: Reopened, entries: ReadonlyMap<string, Entry | StoredEntry | undefined>, report: Report): void {
   for (const [q, keys] of re.queried) {
     const [kind, label] = q.split(' ') as [string, string]
     const want = [...entries]

@@ -35,10 +35,11 @@
 import { randomInt } from 'node:crypto'
 import path from 'node:path'
 import t from 'tap'
-import type { StoredEntry } from '../../engine/index.js'
+import type { Entry } from '../../engine/index.js'
+import { nsOption } from '../support/identity-view.js'
 import type { Op } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
-import { ENGINE_PROFILES, SHARED_KEYS, sharedKey, sharedKeyWrite, type WriteValue } from './children/engine-writer.js'
+import { ENGINE_CHILD_NAMESPACES, ENGINE_PROFILES, SHARED_KEYS, sharedKey, sharedKeyWrite, type WriteValue } from './children/engine-writer.js'
 import { brief, checkAppliedOnce, checkIndexAgrees, entryIs, reopenAndDrain, versionOf, type Version } from './engine-checks.js'
 import { killLoop, type Round } from './kill-loop.js'
 
@@ -108,9 +109,9 @@ t.test(`kill -9 the engine ${KILLS} times during backend outages: acknowledged w
     totals.batchesAcked += acks.filter((a) => a.ops.length > 1).length
 
     // ---- reopen here with a healthy backend, counting what it applies ----
-    const observed = new Map<string, StoredEntry | undefined>()
+    const observed = new Map<string, Entry | undefined>()
     const re = await reopenAndDrain(dir, PROFILE.options, report, async (engine) => {
-      for (const k of KEYS) observed.set(k, await engine.getEntry(k))
+      for (const k of KEYS) observed.set(k, await engine.getEntry(k, nsOption(k, ENGINE_CHILD_NAMESPACES)))
     })
     const lastLsn = re.lastLsn
 
@@ -152,14 +153,14 @@ t.test(`kill -9 the engine ${KILLS} times during backend outages: acknowledged w
         const v = got.value as Partial<WriteValue>
         const cand = v.s === childSeed ? candidates.find((c) => c.counter === v.c) : undefined
         const last = cand ? lastOpOn(cand.ops, k) : undefined
-        const fits = cand && last && last.index === v.i && got.lsn > prevLast && !ackedLsns.has(got.lsn) && got.lsn > (want?.lsn ?? 0) && entryIs(got, versionOf(last.op, got.lsn))
+        const fits = cand && last && last.index === v.i && got.version > prevLast && !ackedLsns.has(got.version) && got.version > (want?.lsn ?? 0) && entryIs(got, versionOf(last.op, got.version))
         if (!fits || !cand) {
           report(`G1: getEntry(${k}) = ${brief(got, 400)}, the acknowledged writes leave ${brief(want, 400)}`)
           continue
         }
-        if (cand.lsn !== undefined && cand.lsn !== got.lsn) report(`write ${cand.counter} shows under LSN ${cand.lsn} and ${got.lsn}`)
-        cand.lsn = got.lsn
-        next.set(k, versionOf(last.op, got.lsn))
+        if (cand.lsn !== undefined && cand.lsn !== got.version) report(`write ${cand.counter} shows under LSN ${cand.lsn} and ${got.version}`)
+        cand.lsn = got.version
+        next.set(k, versionOf(last.op, got.version))
         continue
       }
       // Absent where an acknowledged put left a value: only an in-flight delete (later than it) explains that.
@@ -187,7 +188,7 @@ t.test(`kill -9 the engine ${KILLS} times during backend outages: acknowledged w
         const got = observed.get(op.key)
         const last = lastOpOn(b.ops, op.key)
         if (last?.op !== op) continue
-        if (got && got.lsn < b.lsn) report(`ATOM: ${b.what} at LSN ${b.lsn} is partly visible: ${op.key} shows LSN ${got.lsn}`)
+        if (got && got.version < b.lsn) report(`ATOM: ${b.what} at LSN ${b.lsn} is partly visible: ${op.key} shows LSN ${got.version}`)
         if (!got && op.type === 'put') {
           const laterDel = acks.some((a) => a.lsn > b.lsn && lastOpOn(a.ops, op.key)?.op.type === 'del') || candidates.some((c) => lastOpOn(c.ops, op.key)?.op.type === 'del')
           if (!laterDel) report(`ATOM: ${b.what} at LSN ${b.lsn} put ${op.key}, which is absent and no later write deleted it`)

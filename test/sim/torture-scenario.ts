@@ -70,9 +70,10 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { MemoryLevel } from 'memory-level'
-import { BackendSink, MemWAL, PermanentSinkError, dumpLog, isMemwalError, type AppliedRecord, type BatchOp, type DumpEntry, type FileHandle, type LevelDatabase, type MemwalOptions, type OpenMode, type OpenOptions, type QueryOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { BackendSink, MemWAL, PermanentSinkError, dumpLog, isMemwalError, type AppliedRecord, type BatchOp, type DumpEntry, type FileHandle, type LevelDatabase, type MemwalOptions, type OpenMode, type OpenOptions, type QueryOptions, type Sink } from '../../engine/index.js'
 import { ManualClock, SeededRandom, SimulatedFileSystem, type Op } from '../../engine/testing.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { fromEntry, fromQuery, fromStored, identityOrder, namespaceOf, normalOp, nsOption, type ModelEntry } from '../support/identity-view.js'
 
 export const TORTURE_DIR = '/data'
 const WAL_DIR = `${TORTURE_DIR}/wal`
@@ -295,8 +296,7 @@ function hangGate(): HangGate {
   return { promise, open, kill: () => kill(new InjectedFault('the process holding this call died')) }
 }
 
-const normOp = (o: Op): Op =>
-  o.type === 'del' ? { type: 'del', key: o.key } : { type: 'put', key: o.key, value: o.value, ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.tags ? { tags: [...new Set(o.tags)] } : {}) }
+const normOp = (o: Op): Op => normalOp(o) as Op
 
 const sameOps = (a: readonly Op[], b: readonly Op[]): boolean => same(a.map(normOp), b.map(normOp))
 
@@ -729,15 +729,20 @@ class Scenario {
     }
     const kind = this.rng.below(10)
     if (kind < 5) return { id, ops: [this.putOp(id, 0)] }
-    if (kind < 7) return { id, ops: [{ type: 'del', key: this.key() }] }
+    if (kind < 7) return { id, ops: [this.delOp()] }
     const n = 2 + this.rng.below(7)
     const ops: Op[] = []
-    for (let i = 0; i < n; i++) ops.push(this.rng.chance(0.7) ? this.putOp(id, i) : { type: 'del', key: this.key() })
+    for (let i = 0; i < n; i++) ops.push(this.rng.chance(0.7) ? this.putOp(id, i) : this.delOp())
     return { id, ops }
   }
 
   private key(): string {
     return KEYS[this.rng.below(KEYS.length)] as string
+  }
+
+  private delOp(): Op {
+    const key = this.key()
+    return { type: 'del', key, ...nsOption(key, NAMESPACES) }
   }
 
   private putOp(id: number, i: number): Op {
@@ -746,9 +751,10 @@ class Scenario {
     const shape = this.rng.below(8)
     const value: unknown =
       shape === 0 ? `s${id}:${'é'.repeat(pad % 50)}` : shape === 1 ? [id, i, null, true, 1.5, { nested: ['x'] }] : { w: id, i, n: this.rng.below(1000), pad: 'p'.repeat(pad) }
-    const namespace = this.rng.chance(0.6) ? NAMESPACES[this.rng.below(NAMESPACES.length)] : undefined
+    const key = this.key()
+    const namespace = namespaceOf(key, NAMESPACES)
     const tags = this.rng.chance(0.5) ? TAGS.filter(() => this.rng.chance(0.5)) : undefined
-    return { type: 'put', key: this.key(), value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
 
   private issue(w: Write): Promise<{ lsn: number }> {
@@ -756,7 +762,7 @@ class Scenario {
     this.counts.operations++
     const [op] = w.ops
     if (w.ops.length === 1 && op) {
-      if (op.type === 'del') return this.e.delete(op.key)
+      if (op.type === 'del') return this.e.delete(op.key, nsOption(op.key, NAMESPACES))
       return this.e.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) })
     }
     return this.e.batch(w.ops as BatchOp[])
@@ -1250,7 +1256,7 @@ class Scenario {
     for (const k of POISON_KEYS) if (this.poisonSink) await this.checkPoison(k, when, false)
   }
 
-  private expected(key: string): StoredEntry | undefined {
+  private expected(key: string): ModelEntry | undefined {
     const v = this.model.get(key)
     if (!v || !v.present) return undefined
     return { value: v.value, lsn: v.lsn, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }
@@ -1261,9 +1267,9 @@ class Scenario {
     this.counts.reads++
     this.counts.operations++
     const want = this.expected(key)
-    let got: StoredEntry | undefined
+    let got: ModelEntry | undefined
     try {
-      got = await this.guard(`getEntry(${key})`, this.e.getEntry(key))
+      got = fromEntry(await this.guard(`getEntry(${key})`, this.e.getEntry(key, nsOption(key, NAMESPACES))))
     } catch (err) {
       if (err instanceof Violation) throw err
       const code = isMemwalError(err) ? err.code : 'an untyped error'
@@ -1285,9 +1291,9 @@ class Scenario {
   private async checkPoison(key: string, when: string, settled: boolean): Promise<void> {
     this.counts.reads++
     this.counts.operations++
-    let got: StoredEntry | undefined
+    let got: ModelEntry | undefined
     try {
-      got = await this.guard(`getEntry(${key})`, this.e.getEntry(key))
+      got = fromEntry(await this.guard(`getEntry(${key})`, this.e.getEntry(key)))
     } catch (err) {
       if (err instanceof Violation) throw err
       if (!settled && isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') {
@@ -1312,11 +1318,11 @@ class Scenario {
     this.counts.operations++
     const want = [...this.model.entries()]
       .filter(([k, v]) => v.present && (q.prefix === undefined || k.startsWith(q.prefix)) && (q.namespace === undefined || v.namespace === q.namespace) && (q.tag === undefined || (v.tags ?? []).includes(q.tag)))
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .sort((a, b) => (identityOrder(a[0], NAMESPACES) < identityOrder(b[0], NAMESPACES) ? -1 : 1))
       .map(([key, v]) => ({ key, value: v.value, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }))
     let got: { key: string }[]
     try {
-      got = await this.guard(`query ${JSON.stringify(q)}`, collect(this.e.query(q)))
+      got = (await this.guard(`query ${JSON.stringify(q)}`, collect(this.e.query(q)))).map(fromQuery)
     } catch (err) {
       if (err instanceof Violation) throw err
       if (!strict && isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') {
@@ -1357,8 +1363,8 @@ class Scenario {
     if (h.backlog.records !== 0 || h.backlog.pendingKeys !== 0) this.fail('notConverged', `${when}: after flush the backlog holds ${h.backlog.records} records, ${h.backlog.pendingKeys} keys`)
     const backend = this.sinks['backend'] as BackendSink | undefined
     if (!backend) this.fail('other', 'no backend sink was wrapped')
-    const stored = (await collect(backend.entries())).filter(([k]) => !k.startsWith('poison/'))
-    const want = [...KEYS].filter((k) => this.model.get(k)?.present).sort().map((k) => [k, this.expected(k)])
+    const stored = (await collect(backend.entries())).map(([, e]): [string, ModelEntry] => [e.key, fromStored(e)]).filter(([k]) => !k.startsWith('poison/'))
+    const want = [...KEYS].filter((k) => this.model.get(k)?.present).sort((a, b) => (identityOrder(a, NAMESPACES) < identityOrder(b, NAMESPACES) ? -1 : 1)).map((k) => [k, this.expected(k)])
     if (!same(stored, want)) this.fail('notConverged', `${when}: the backend holds ${brief(stored)}, the model ${brief(want)}`)
     this.counts.operations++
     await this.idle(e)

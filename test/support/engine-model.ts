@@ -42,8 +42,9 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { MemoryLevel } from 'memory-level'
-import { BackendSink, MemWAL, isMemwalError, type BatchOp, type LevelDatabase, type MemwalOptions, type QueryOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { BackendSink, MemWAL, isMemwalError, type BatchOp, type LevelDatabase, type MemwalOptions, type QueryOptions, type Sink } from '../../engine/index.js'
 import { SeededRandom, SimulatedFileSystem, Wal, noDirLocker, type Op, type WalRecord } from '../../engine/testing.js'
+import { fromEntry, fromIndexed, fromQuery, fromStored, identityOrder, namespaceOf, normalOp, nsOption, type ModelEntry } from './identity-view.js'
 
 export const MODEL_DIR = '/data'
 const SEGMENT_BYTES = 64 * 1024
@@ -126,8 +127,7 @@ function describeOps(ops: readonly Op[]): string {
 
 /** Normalises an op as the engine stores it (tags deduplicated; absent fields absent). */
 function normOp(o: Op): Op {
-  if (o.type === 'del') return { type: 'del', key: o.key }
-  return { type: 'put', key: o.key, value: o.value, ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.tags ? { tags: [...new Set(o.tags)] } : {}) }
+  return normalOp(o) as Op
 }
 
 export async function runEngineModelScenario(seed: number, options: ModelScenarioOptions = {}): Promise<ModelScenarioResult> {
@@ -370,10 +370,10 @@ class Scenario {
     const id = this.nextWriteId++
     const kind = this.rng.below(10)
     if (kind < 5) return { id, ops: [this.putOp(id, 0)] }
-    if (kind < 7) return { id, ops: [{ type: 'del', key: this.key() }] }
+    if (kind < 7) return { id, ops: [this.delOp()] }
     const n = 2 + this.rng.below(9)
     const ops: Op[] = []
-    for (let i = 0; i < n; i++) ops.push(this.rng.chance(0.7) ? this.putOp(id, i) : { type: 'del', key: this.key() })
+    for (let i = 0; i < n; i++) ops.push(this.rng.chance(0.7) ? this.putOp(id, i) : this.delOp())
     return { id, ops }
   }
 
@@ -381,20 +381,26 @@ class Scenario {
     return KEYS[this.rng.below(KEYS.length)] as string
   }
 
+  private delOp(): Op {
+    const key = this.key()
+    return { type: 'del', key, ...nsOption(key, NAMESPACES) }
+  }
+
   private putOp(id: number, i: number): Op {
     const roll = this.rng.below(100)
     const pad = this.bigValues ? 500 + this.rng.below(3500) : roll < 80 ? this.rng.below(40) : roll < 97 ? 200 + this.rng.below(800) : 2000 + this.rng.below(3000)
     const value = { w: id, i, n: this.rng.below(1000), pad: 'p'.repeat(pad) }
-    const namespace = this.rng.chance(0.6) ? NAMESPACES[this.rng.below(NAMESPACES.length)] : undefined
+    const key = this.key()
+    const namespace = namespaceOf(key, NAMESPACES)
     const tags = this.rng.chance(0.5) ? TAGS.filter(() => this.rng.chance(0.5)) : undefined
-    return { type: 'put', key: this.key(), value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
 
   private issue(w: Write): Promise<{ lsn: number }> {
     this.counts.writes++
     const [op] = w.ops
     if (w.ops.length === 1 && op) {
-      if (op.type === 'del') return this.e.delete(op.key)
+      if (op.type === 'del') return this.e.delete(op.key, nsOption(op.key, NAMESPACES))
       return this.e.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) })
     }
     return this.e.batch(w.ops as BatchOp[])
@@ -494,7 +500,7 @@ class Scenario {
 
   // ---- checks ----
 
-  private expectedEntry(key: string): StoredEntry | undefined {
+  private expectedEntry(key: string): ModelEntry | undefined {
     const v = this.model.get(key)
     if (!v || !v.present) return undefined
     return { value: v.value, lsn: v.lsn, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }
@@ -509,9 +515,9 @@ class Scenario {
   private async checkGet(key: string, when: string, typedErrorAllowed = true): Promise<void> {
     this.counts.reads++
     const want = this.expectedEntry(key)
-    let got: StoredEntry | undefined
+    let got: ModelEntry | undefined
     try {
-      got = await this.guard(`getEntry(${key})`, this.e.getEntry(key))
+      got = fromEntry(await this.guard(`getEntry(${key})`, this.e.getEntry(key, nsOption(key, NAMESPACES))))
     } catch (err) {
       if (err instanceof Violation) throw err
       const pendingSince = this.backendDownSince !== undefined && (this.model.get(key)?.lsn ?? 0) > this.backendDownSince
@@ -522,7 +528,7 @@ class Scenario {
       if (pendingSince) return this.fail(`G4 ${when}: getEntry(${key}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}, though its write (LSN ${String(this.model.get(key)?.lsn)}) came after the backend went down, so it is pending`)
       return this.fail(`G4 ${when}: getEntry(${key}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}: ${(err as Error).message}`)
     }
-    const value = await this.guard(`get(${key})`, this.e.get(key)).catch((err: unknown) => {
+    const value = await this.guard(`get(${key})`, this.e.get(key, nsOption(key, NAMESPACES))).catch((err: unknown) => {
       if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE' && typedErrorAllowed) return got?.value
       throw err
     })
@@ -536,11 +542,11 @@ class Scenario {
     this.counts.queries++
     const want = [...this.model.entries()]
       .filter(([k, v]) => v.present && (q.prefix === undefined || k.startsWith(q.prefix)) && (q.namespace === undefined || v.namespace === q.namespace) && (q.tag === undefined || (v.tags ?? []).includes(q.tag)))
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .sort((a, b) => (identityOrder(a[0], NAMESPACES) < identityOrder(b[0], NAMESPACES) ? -1 : 1))
       .map(([key, v]) => ({ key, value: v.value, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }))
     let got: unknown[]
     try {
-      got = await this.guard(`query ${JSON.stringify(q)}`, collect(this.e.query(q)))
+      got = (await this.guard(`query ${JSON.stringify(q)}`, collect(this.e.query(q)))).map(fromQuery)
     } catch (err) {
       if (err instanceof Violation) throw err
       if (typedErrorAllowed && isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') {
@@ -571,16 +577,17 @@ class Scenario {
     // The backend holds exactly the model.
     const backend = this.sinks.backend as BackendSink | undefined
     if (!backend) return this.fail('no backend sink was wrapped')
-    const stored: [string, StoredEntry][] = []
-    for await (const kv of backend.entries()) stored.push(kv)
-    const want = KEYS.filter((k) => this.model.get(k)?.present).sort().map((k) => [k, this.expectedEntry(k)])
+    const stored: [string, ModelEntry][] = []
+    for await (const [, e] of backend.entries()) stored.push([e.key, fromStored(e)])
+    const byId = (a: string, b: string): number => (identityOrder(a, NAMESPACES) < identityOrder(b, NAMESPACES) ? -1 : 1)
+    const want = KEYS.filter((k) => this.model.get(k)?.present).sort(byId).map((k) => [k, this.expectedEntry(k)])
     if (!isDeepStrictEqual(plain(stored), plain(want))) this.fail(`G3 ${when}: the backend holds ${brief(stored)}, the model ${brief(want)}`)
     // The index holds exactly the model's namespaces and tags.
-    const index = this.sinks.index as unknown as { all(): AsyncIterable<[string, { namespace?: string; tags?: readonly string[] }]> } | undefined
+    const index = this.sinks.index as unknown as { all(): AsyncIterable<[string, { namespace: string; tags?: readonly string[] }]> } | undefined
     if (!index) return this.fail('no index sink was wrapped')
     const indexed: unknown[] = []
-    for await (const kv of index.all()) indexed.push(kv)
-    const wantIndexed = KEYS.filter((k) => this.model.get(k)?.present).sort().map((k) => {
+    for await (const [id, e] of index.all()) indexed.push(fromIndexed(id, e))
+    const wantIndexed = KEYS.filter((k) => this.model.get(k)?.present).sort(byId).map((k) => {
       const v = this.model.get(k) as Version
       return [k, { ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }]
     })

@@ -15,7 +15,7 @@
  * For every wrapped sink it counts the calls and, per LSN, how many times the
  * sink's storage took the record (to catch a double apply).
  */
-import { PermanentSinkError, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
+import { DEFAULT_NAMESPACE, PermanentSinkError, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
 import { SeededRandom } from '../../engine/testing.js'
 
 /** A transient failure: what a backend that cannot be reached throws. */
@@ -162,10 +162,11 @@ export class SinkFaults {
   }
 
   /** Every entry the backend stores, read from the backend itself (not through the engine's overlay or cache). */
+  /** The backend's values by key (in the default namespace) or `namespace NUL key` (in any other), in identity order. */
   async backendContent(): Promise<Map<string, unknown>> {
     const b = this.sink('backend') as BackendSink
     const out = new Map<string, unknown>()
-    for await (const [k, e] of b.entries()) out.set(k, e.value)
+    for await (const [id, e] of b.entries()) out.set(e.namespace === DEFAULT_NAMESPACE ? e.key : id, e.value)
     return out
   }
 

@@ -17,6 +17,6 @@ export function writeRandom(seed: number, counter: number, salt = 0): SeededRand
 export function issueWrite(engine: MemWAL, ops: readonly Op[]): Promise<{ lsn: number }> {
   const [op] = ops
   if (ops.length > 1 || !op) return engine.batch(ops as BatchOp[])
-  if (op.type === 'del') return engine.delete(op.key)
+  if (op.type === 'del') return engine.delete(op.key, op.namespace !== undefined ? { namespace: op.namespace } : undefined)
   return engine.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) })
 }

@@ -17,10 +17,22 @@
 import type { Test } from 'tap'
 import { RecordType } from '../../engine/format/format.js'
 import type { Op, WalRecord } from '../../engine/format/record-codec.js'
-import type { AppliedRecord, ApplyBatch, Sink, StoredEntry } from '../../engine/index.js'
+import { DEFAULT_NAMESPACE, type AppliedRecord, type ApplyBatch, type Sink, type StoredEntry } from '../../engine/index.js'
+import { identityOf } from '../../engine/format/identity.js'
 
 /** What a sink holds for a key, as far as its kind stores it (an index keeps no values, for one). */
 export type Held = Partial<StoredEntry>
+
+/**
+ * The suite's keys live in one namespace each: `b` and `c` in `ns`, the
+ * rest in `default` (identity is (namespace, key); `read` takes the
+ * identity). Entries below name only their value, LSN and tags; the
+ * namespace is the key's.
+ */
+export const contractNamespace = (key: string): string => (key === 'b' || key === 'c' ? 'ns' : DEFAULT_NAMESPACE)
+export const contractId = (key: string): string => identityOf(contractNamespace(key), key)
+type Want = Pick<StoredEntry, 'value' | 'lsn'> & { readonly tags?: readonly string[] }
+const held = (key: string, e: Want): StoredEntry => ({ ...e, key, namespace: contractNamespace(key), createdAt: 0, updatedAt: 0 })
 
 /** One storage, opened as often as a test asks (a reopen), for one implementation. */
 export interface SinkFixture {
@@ -28,8 +40,8 @@ export interface SinkFixture {
   open(): Promise<Sink>
   /** Closes the sink and whatever the fixture opened with it. */
   close(sink: Sink): Promise<void>
-  /** What `sink` holds for `key`, or undefined. */
-  read(sink: Sink, key: string): Promise<Held | undefined>
+  /** What `sink` holds for identity `id`, or undefined. */
+  read(sink: Sink, id: string): Promise<Held | undefined>
   /** Makes the storage's next write fail before anything of it lands; undefined when the storage cannot be made to. */
   readonly failNextWrite?: () => Promise<void>
 }
@@ -59,26 +71,26 @@ function record(lsn: number, ops: readonly Op[]): AppliedRecord {
   return { lsn, record: rec, bytes: 64 }
 }
 
-const put = (key: string, value: unknown, more: { namespace?: string; tags?: string[] } = {}): Op => ({ type: 'put', key, value, ...more })
-const del = (key: string): Op => ({ type: 'del', key })
+const put = (key: string, value: unknown, more: { tags?: string[] } = {}): Op => ({ type: 'put', key, value, namespace: contractNamespace(key), ...more })
+const del = (key: string): Op => ({ type: 'del', key, namespace: contractNamespace(key) })
 const batch = (upToLsn: number, ...records: AppliedRecord[]): ApplyBatch => ({ records, upToLsn })
 
 /** LSNs 1-3: two puts, then a batch that overwrites one, deletes one and adds one. */
 const FIRST = batch(
   3,
   record(1, [put('a', { n: 1 })]),
-  record(2, [put('b', 'two', { namespace: 'ns', tags: ['x', 'y'] })]),
-  record(3, [put('a', { n: 3 }, { tags: ['x'] }), del('b'), put('c', [3], { namespace: 'ns' })]),
+  record(2, [put('b', 'two', { tags: ['x', 'y'] })]),
+  record(3, [put('a', { n: 3 }, { tags: ['x'] }), del('b'), put('c', [3])]),
 )
 /** What FIRST leaves. */
-const AFTER_FIRST: ReadonlyMap<string, StoredEntry | undefined> = new Map<string, StoredEntry | undefined>([
+const AFTER_FIRST: ReadonlyMap<string, Want | undefined> = new Map<string, Want | undefined>([
   ['a', { value: { n: 3 }, lsn: 3, tags: ['x'] }],
   ['b', undefined],
-  ['c', { value: [3], lsn: 3, namespace: 'ns' }],
+  ['c', { value: [3], lsn: 3 }],
 ])
 
-async function expectHeld(t: ContractTest, kind: SinkKind, f: SinkFixture, sink: Sink, want: ReadonlyMap<string, StoredEntry | undefined>, when: string): Promise<void> {
-  for (const [key, e] of want) t.same(await f.read(sink, key), e === undefined ? undefined : kind.project(e), `${when}: ${key}`)
+async function expectHeld(t: ContractTest, kind: SinkKind, f: SinkFixture, sink: Sink, want: ReadonlyMap<string, Want | undefined>, when: string): Promise<void> {
+  for (const [key, e] of want) t.same(await f.read(sink, contractId(key)), e === undefined ? undefined : kind.project(held(key, e)), `${when}: ${key}`)
 }
 
 export async function runSinkContract(t: ContractTest, kind: SinkKind): Promise<void> {
@@ -86,7 +98,7 @@ export async function runSinkContract(t: ContractTest, kind: SinkKind): Promise<
     const f = await kind.fixture(t)
     const sink = await f.open()
     t.equal(sink.checkpoint, 0)
-    t.equal(await f.read(sink, 'a'), undefined)
+    t.equal(await f.read(sink, contractId('a')), undefined)
     await f.close(sink)
   })
 
@@ -125,7 +137,7 @@ export async function runSinkContract(t: ContractTest, kind: SinkKind): Promise<
     t.equal(sink.checkpoint, 7)
     await expectHeld(t, kind, f, sink, AFTER_FIRST, 'after the empty batch')
     await sink.apply(batch(8, record(8, [put('e', 8)])))
-    t.same(await f.read(sink, 'e'), kind.project({ value: 8, lsn: 8 }), 'the next record applies')
+    t.same(await f.read(sink, contractId('e')), kind.project(held('e', { value: 8, lsn: 8 })), 'the next record applies')
     await f.close(sink)
   })
 
@@ -166,7 +178,7 @@ export async function runSinkContract(t: ContractTest, kind: SinkKind): Promise<
     t.equal(again.checkpoint, 3, 'nor did the stored checkpoint')
     await expectHeld(t, kind, f, again, new Map([...AFTER_FIRST, ['z', undefined]]), 'after a reopen')
     await again.apply(batch(5, record(4, [put('a', 'retried')]), record(5, [put('z', 'retried')])))
-    t.same(await f.read(again, 'z'), kind.project({ value: 'retried', lsn: 5 }), 'the retry applies')
+    t.same(await f.read(again, contractId('z')), kind.project(held('z', { value: 'retried', lsn: 5 })), 'the retry applies')
     await f.close(again)
   })
 

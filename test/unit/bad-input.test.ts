@@ -93,14 +93,14 @@ t.test('refused input is a typed error and writes nothing', async (t) => {
     ['value over recordBytesMax', () => engine.put('v', 'x'.repeat(limits.recordBytesMax + 1)), 'WAL_RECORD_TOO_LARGE'],
     ['circular value in a batch', () => engine.batch([{ type: 'put', key: 'a', value: 1 }, { type: 'put', key: 'b', value: circular() }]), 'ENGINE_INVALID_VALUE'],
     // put options
-    ['options not an object', () => engine.put('v', 1, 42 as never), 'ENGINE_INVALID_VALUE'],
+    ['options not an object', () => engine.put('v', 1, 42 as never), 'INVALID_OPTIONS'],
     ['empty namespace', () => engine.put('v', 1, { namespace: '' }), 'ENGINE_INVALID_VALUE'],
-    ['number namespace', () => engine.put('v', 1, { namespace: 7 as never }), 'ENGINE_INVALID_VALUE'],
+    ['number namespace', () => engine.put('v', 1, { namespace: 7 as never }), 'INVALID_OPTIONS'],
     ['namespace with NUL', () => engine.put('v', 1, { namespace: 'a\u0000b' }), 'ENGINE_INVALID_VALUE'],
     ['namespace over labelBytesMax', () => engine.put('v', 1, { namespace: 'n'.repeat(limits.labelBytesMax + 1) }), 'ENGINE_INVALID_VALUE'],
     ['namespace with a lone surrogate', () => engine.put('v', 1, { namespace: loneSurrogate }), 'ENGINE_INVALID_VALUE'],
-    ['tags not an array', () => engine.put('v', 1, { tags: 't' as never }), 'ENGINE_INVALID_VALUE'],
-    ['a number tag', () => engine.put('v', 1, { tags: [1] as never }), 'ENGINE_INVALID_VALUE'],
+    ['tags not an array', () => engine.put('v', 1, { tags: 't' as never }), 'INVALID_OPTIONS'],
+    ['a number tag', () => engine.put('v', 1, { tags: [1] as never }), 'INVALID_OPTIONS'],
     ['an empty tag', () => engine.put('v', 1, { tags: [''] }), 'ENGINE_INVALID_VALUE'],
     ['a tag over labelBytesMax', () => engine.put('v', 1, { tags: ['t'.repeat(limits.labelBytesMax + 1)] }), 'ENGINE_INVALID_VALUE'],
     ['more tags than tagsMax', () => engine.put('v', 1, { tags: ['a', 'b', 'c', 'd', 'e'] }), 'ENGINE_INVALID_VALUE'],
@@ -114,15 +114,17 @@ t.test('refused input is a typed error and writes nothing', async (t) => {
     ['batch whose last op has a bad key', () => engine.batch([{ type: 'put', key: 'a', value: 1 }, { type: 'del', key: '' }]), 'ENGINE_INVALID_KEY'],
     ['batch with a bad tag', () => engine.batch([{ type: 'put', key: 'a', value: 1, tags: [''] }]), 'ENGINE_INVALID_VALUE'],
     // queries
-    ['query options not an object', () => engine.query(42 as never), 'ENGINE_INVALID_VALUE'],
+    ['query options not an object', () => engine.query(42 as never), 'INVALID_OPTIONS'],
     ['query limit 0', () => engine.query({ limit: 0 }), 'ENGINE_INVALID_VALUE'],
     ['query limit -1', () => engine.query({ limit: -1 }), 'ENGINE_INVALID_VALUE'],
-    ['query limit 1.5', () => engine.query({ limit: 1.5 }), 'ENGINE_INVALID_VALUE'],
+    ['query limit 1.5', () => engine.query({ limit: 1.5 }), 'INVALID_OPTIONS'],
     ['query limit over the maximum', () => engine.query({ limit: 100_001 }), 'ENGINE_INVALID_VALUE'],
-    ['query limit a string', () => engine.query({ limit: '5' as never }), 'ENGINE_INVALID_VALUE'],
-    ['query namespace a number', () => engine.query({ namespace: 1 as never }), 'ENGINE_INVALID_VALUE'],
+    ['query limit a string', () => engine.query({ limit: '5' as never }), 'INVALID_OPTIONS'],
+    ['query namespace a number', () => engine.query({ namespace: 1 as never }), 'INVALID_OPTIONS'],
     ['query empty tag', () => engine.query({ tag: '' }), 'ENGINE_INVALID_VALUE'],
-    ['query prefix a number', () => engine.query({ prefix: 1 as never }), 'ENGINE_INVALID_VALUE'],
+    ['query prefix a number', () => engine.query({ prefix: 1 as never }), 'INVALID_OPTIONS'],
+    ['an unknown put option (ttl)', () => engine.put('v', 1, { ttl: 5 } as never), 'INVALID_OPTIONS'],
+    ['an unknown query field (text)', () => engine.query({ text: 'x' } as never), 'INVALID_OPTIONS'],
   ]
 
   for (const [what, call, code] of cases) {
@@ -178,7 +180,7 @@ t.test('__proto__, constructor and prototype in payloads, keys and labels: refus
     t.equal(asText(v), asText(ctor), `${tier}: a value with constructor, prototype, hasOwnProperty and toString keys reads back as written`)
     t.equal(Object.getPrototypeOf(v), Object.prototype, `${tier}: its prototype is Object.prototype`)
     t.equal(asText(await engine.get('nested')), asText(nested), `${tier}: nested constructor/prototype keys read back as written`)
-    for (const k of ['__proto__', 'constructor', 'prototype', 'hasOwnProperty']) t.same(await engine.getEntry(k), { value: `v:${k}`, lsn: lsns.get(k), namespace: '__proto__', tags: ['constructor', '__proto__'] }, `${tier}: key ${k} is an ordinary key`)
+    for (const k of ['__proto__', 'constructor', 'prototype', 'hasOwnProperty']) t.match(await engine.getEntry(k, { namespace: '__proto__' }), { value: `v:${k}`, version: lsns.get(k), namespace: '__proto__', key: k, tags: ['constructor', '__proto__'] }, `${tier}: key ${k} is an ordinary key`)
     const byNs: string[] = []
     for await (const r of engine.query({ namespace: '__proto__' })) byNs.push(r.key)
     t.same(byNs, ['__proto__', 'constructor', 'hasOwnProperty', 'prototype'], `${tier}: namespace __proto__ is an ordinary namespace`)
@@ -190,10 +192,12 @@ t.test('__proto__, constructor and prototype in payloads, keys and labels: refus
   await engine.put('ctor', ctor)
   await engine.put('nested', nested)
   for (const k of ['__proto__', 'constructor', 'prototype', 'hasOwnProperty']) lsns.set(k, (await engine.put(k, `v:${k}`, { namespace: '__proto__', tags: ['constructor', '__proto__'] })).lsn)
-  // A batch op carrying an own __proto__ property: its own fields decide, not what __proto__ holds.
+  // A batch op carrying an own __proto__ property: a field not understood, refused (never read as the op's prototype).
   const op = JSON.parse('{"type": "put", "key": "batch-op", "value": 1, "__proto__": {"type": "del", "namespace": "evil"}}') as { type: 'put'; key: string; value: unknown }
-  const { lsn } = await engine.batch([op])
-  t.same(await engine.getEntry('batch-op'), { value: 1, lsn }, 'a batch op is read from its own fields only')
+  const before = engine.health().wal.lastLsn
+  await t.rejects(engine.batch([op]), { code: 'INVALID_OPTIONS', details: { field: 'ops[0].__proto__' } }, 'a batch op with an own __proto__ field is refused, naming it')
+  t.equal(engine.health().wal.lastLsn, before, 'and nothing is written')
+  t.equal(await engine.get('batch-op'), undefined)
   await check('pending overlay')
   await checkProto('pending overlay')
   await engine.flush()

@@ -55,7 +55,8 @@ t.test('put, get, getEntry, delete, batch, flush: basic semantics', async (t) =>
   t.equal(a.lsn, 1, 'the first LSN is 1')
   t.equal(b.lsn, 2, 'LSNs are contiguous')
   t.strictSame(await engine.get('a'), { n: 1 })
-  t.strictSame(await engine.getEntry('b'), { value: 'two', lsn: 2, namespace: 'ns', tags: ['x', 'y'] }, 'getEntry: namespace, tags (deduplicated), LSN')
+  t.match(await engine.getEntry('b', { namespace: 'ns' }), { namespace: 'ns', key: 'b', value: 'two', version: 2, tags: ['x', 'y'] }, 'getEntry: namespace, key, tags (deduplicated), version')
+  t.equal(await engine.get('b'), undefined, 'b lives in ns, not in the default namespace')
   await engine.put('a', [1, 'x', null, true, 1.5, -7, { deep: { er: [] } }])
   t.strictSame(await engine.get('a'), [1, 'x', null, true, 1.5, -7, { deep: { er: [] } }], 'an overwrite wins')
   const d = await engine.delete('a')
@@ -65,7 +66,7 @@ t.test('put, get, getEntry, delete, batch, flush: basic semantics', async (t) =>
   const batch = await engine.batch([
     { type: 'put', key: 'c', value: 3, namespace: 'ns' },
     { type: 'put', key: 'd', value: 4, tags: ['x'] },
-    { type: 'del', key: 'b' },
+    { type: 'del', key: 'b', namespace: 'ns' },
     { type: 'put', key: 'twice', value: 'first' },
     { type: 'put', key: 'twice', value: 'second' },
     { type: 'put', key: 'gone', value: 'soon' },
@@ -73,9 +74,9 @@ t.test('put, get, getEntry, delete, batch, flush: basic semantics', async (t) =>
   ])
   t.equal(batch.lsn, 6, 'a batch is one record, one LSN')
   const expectAll = async (when: string, e: MemWAL): Promise<void> => {
-    t.equal(await e.get('c'), 3, `${when}: batch put`)
+    t.equal(await e.get('c', { namespace: 'ns' }), 3, `${when}: batch put`)
     t.equal(await e.get('d'), 4, `${when}: batch put`)
-    t.equal(await e.get('b'), undefined, `${when}: batch delete`)
+    t.equal(await e.get('b', { namespace: 'ns' }), undefined, `${when}: batch delete`)
     t.equal(await e.get('twice'), 'second', `${when}: the later op on a key in a batch wins`)
     t.equal(await e.get('gone'), undefined, `${when}: put then delete in one batch leaves nothing`)
   }
@@ -92,14 +93,14 @@ t.test('put, get, getEntry, delete, batch, flush: basic semantics', async (t) =>
   const again = await open(dir)
   t.teardown(() => again.close())
   await expectAll('after reopen (from the backend)', again)
-  t.strictSame(await again.getEntry('b'), undefined)
-  t.strictSame(await again.getEntry('d'), { value: 4, lsn: 6, tags: ['x'] })
+  t.strictSame(await again.getEntry('b', { namespace: 'ns' }), undefined)
+  t.match(await again.getEntry('d'), { namespace: 'default', key: 'd', value: 4, version: 6, tags: ['x'] })
   t.strictSame([...((await again.get('bin')) as Uint8Array)], [0, 1, 2, 255])
   t.equal(again.health().wal.lastLsn, 8)
   await again.close()
 })
 
-t.test('query by namespace, tag and prefix, in key order, with a limit', async (t) => {
+t.test('query by namespace, tag and prefix, in identity order (namespace, then key), with a limit', async (t) => {
   const { engine } = await openTemp(t)
   await engine.put('p:3', 3, { namespace: 'n1', tags: ['t1'] })
   await engine.put('p:1', 1, { namespace: 'n1', tags: ['t1', 't2'] })
@@ -111,21 +112,21 @@ t.test('query by namespace, tag and prefix, in key order, with a limit', async (
     if (when === 'applied') await engine.flush()
     t.strictSame(await keys({ namespace: 'n1' }), ['p:1', 'p:3', 'q:1'], `${when}: namespace`)
     t.strictSame(await keys({ tag: 't2' }), ['p:1', 'p:2'], `${when}: tag`)
-    t.strictSame(await keys({ prefix: 'p:' }), ['p:1', 'p:2', 'p:3'], `${when}: prefix`)
+    t.strictSame(await keys({ prefix: 'p:' }), ['p:1', 'p:3', 'p:2'], `${when}: prefix (n1 before n2)`)
     t.strictSame(await keys({ namespace: 'n1', tag: 't1' }), ['p:1', 'p:3'], `${when}: namespace and tag`)
     t.strictSame(await keys({ namespace: 'n1', prefix: 'q' }), ['q:1'], `${when}: namespace and prefix`)
-    t.strictSame(await keys({}), ['p:1', 'p:2', 'p:3', 'q:1', 'r:1'], `${when}: everything`)
-    t.strictSame(await keys({ prefix: 'p:', limit: 2 }), ['p:1', 'p:2'], `${when}: limit`)
+    t.strictSame(await keys({}), ['r:1', 'p:1', 'p:3', 'q:1', 'p:2'], `${when}: everything (default, n1, n2)`)
+    t.strictSame(await keys({ prefix: 'p:', limit: 2 }), ['p:1', 'p:3'], `${when}: limit`)
     t.strictSame(await keys({ namespace: 'none' }), [], `${when}: no match`)
   }
-  t.strictSame(await drain(engine.query({ tag: 't1', limit: 1 })), [{ key: 'p:1', value: 1, namespace: 'n1', tags: ['t1', 't2'] }], 'results carry value, namespace and tags')
-  await engine.put('p:1', 'moved', { namespace: 'n2' })
-  await engine.delete('p:3')
-  t.strictSame(await keys({ namespace: 'n1' }), ['q:1'], 'a pending move and delete leave the old namespace at once')
+  t.match(await drain(engine.query({ tag: 't1', limit: 1 })), [{ key: 'p:1', value: 1, namespace: 'n1', tags: ['t1', 't2'], version: 2 }], 'results carry value, namespace, tags and version')
+  await engine.put('p:1', 'other', { namespace: 'n2' })
+  await engine.delete('p:3', { namespace: 'n1' })
+  t.strictSame(await keys({ namespace: 'n1' }), ['p:1', 'q:1'], 'the same key in another namespace is another entry; a pending delete leaves at once')
   t.strictSame(await keys({ namespace: 'n2' }), ['p:1', 'p:2'])
   await engine.flush()
-  t.strictSame(await keys({ namespace: 'n1' }), ['q:1'])
-  t.strictSame(await keys({ tag: 't1' }), [], 'the index dropped the old tags')
+  t.strictSame(await keys({ namespace: 'n1' }), ['p:1', 'q:1'])
+  t.strictSame(await keys({ tag: 't1' }), ['p:1'], 'the index dropped the deleted entry\'s tags')
 })
 
 t.test('invalid keys: ENGINE_INVALID_KEY, nothing written', async (t) => {
@@ -166,11 +167,14 @@ t.test('invalid values, labels and batches: typed errors, nothing written', asyn
     ['an empty tag', { tags: [''] }], ['NUL in a tag', { tags: ['a\u0000'] }], ['more than tagsMax tags', { tags: ['a', 'b', 'c', 'd'] }],
     ['a tag over labelBytesMax', { tags: ['t'.repeat(17)] }],
   ]
+  // A field of the wrong type is INVALID_OPTIONS naming it; a string or array of the right type with a bad content is ENGINE_INVALID_VALUE.
+  const wrongType = new Set(['numeric namespace', 'tags not an array', 'a numeric tag'])
   for (const [what, opts] of labels) {
-    t.equal(await codeOf(() => engine.put('k', 1, opts)), 'ENGINE_INVALID_VALUE', `put: ${what}`)
-    t.equal(await codeOf(() => engine.batch([{ type: 'put', key: 'k', value: 1, ...opts } as never])), 'ENGINE_INVALID_VALUE', `batch: ${what}`)
+    const code = wrongType.has(what) ? 'INVALID_OPTIONS' : 'ENGINE_INVALID_VALUE'
+    t.equal(await codeOf(() => engine.put('k', 1, opts)), code, `put: ${what}`)
+    t.equal(await codeOf(() => engine.batch([{ type: 'put', key: 'k', value: 1, ...opts } as never])), code, `batch: ${what}`)
   }
-  t.equal(await codeOf(() => engine.put('k', 1, 'ns' as never)), 'ENGINE_INVALID_VALUE', 'put: options not an object')
+  t.equal(await codeOf(() => engine.put('k', 1, 'ns' as never)), 'INVALID_OPTIONS', 'put: options not an object')
   t.equal(await codeOf(() => engine.batch([])), 'ENGINE_INVALID_VALUE', 'an empty batch')
   t.equal(await codeOf(() => engine.batch('x' as never)), 'ENGINE_INVALID_VALUE', 'a batch that is not an array')
   t.equal(await codeOf(() => engine.batch([{ type: 'upsert', key: 'k', value: 1 } as never])), 'ENGINE_INVALID_VALUE', 'an unknown op type')
@@ -178,9 +182,9 @@ t.test('invalid values, labels and batches: typed errors, nothing written', asyn
   t.equal(await codeOf(() => engine.batch(Array.from({ length: 11 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: i })))), 'ENGINE_INVALID_VALUE', 'more than batchOpsMax ops')
   t.equal(await codeOf(() => drain(engine.query({ namespace: '' }))), 'ENGINE_INVALID_VALUE', 'query: empty namespace')
   t.equal(await codeOf(() => drain(engine.query({ tag: 'a\u0000' }))), 'ENGINE_INVALID_VALUE', 'query: NUL in tag')
-  t.equal(await codeOf(() => drain(engine.query({ prefix: 3 as never }))), 'ENGINE_INVALID_VALUE', 'query: numeric prefix')
+  t.equal(await codeOf(() => drain(engine.query({ prefix: 3 as never }))), 'INVALID_OPTIONS', 'query: numeric prefix')
   t.equal(await codeOf(() => drain(engine.query({ limit: 0 }))), 'ENGINE_INVALID_VALUE', 'query: limit 0')
-  t.equal(await codeOf(() => drain(engine.query({ limit: 1.5 }))), 'ENGINE_INVALID_VALUE', 'query: fractional limit')
+  t.equal(await codeOf(() => drain(engine.query({ limit: 1.5 }))), 'INVALID_OPTIONS', 'query: fractional limit')
   t.equal(await codeOf(() => drain(engine.query({ limit: 100_001 }))), 'ENGINE_INVALID_VALUE', 'query: limit over the maximum')
   t.equal(await codeOf(() => engine.batch(Array.from({ length: 10 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: i })))), 'resolved', 'batchOpsMax ops are fine')
   t.equal(engine.health().wal.lastLsn, 1, 'only the valid batch was logged')
@@ -237,12 +241,12 @@ t.test('a batch is all or nothing: one record, visible whole', async (t) => {
   t.ok([...seen].every((n) => n === 0 || n === 50), `query saw only 0 or 50 keys of the batch (${[...seen].join(', ')})`)
   t.ok(seen.has(50), 'and the whole batch once acknowledged')
   t.equal(engine.health().backlog.records, 1, 'one record')
-  const values = await Promise.all(ops.map((o) => engine.get(o.key)))
+  const values = await Promise.all(ops.map((o) => engine.get(o.key, { namespace: 'batch' })))
   t.strictSame(values, ops.map((o) => o.value), 'every op visible after the ack (pending)')
   await engine.close() // with backend and index down: the batch is only in the log
   const again = await open(dir)
   t.teardown(() => again.close())
-  t.strictSame(await Promise.all(ops.map((o) => again.get(o.key))), ops.map((o) => o.value), 'every op visible after reopen (replayed from the log)')
+  t.strictSame(await Promise.all(ops.map((o) => again.get(o.key, { namespace: 'batch' }))), ops.map((o) => o.value), 'every op visible after reopen (replayed from the log)')
   await again.flush()
   t.equal(again.health().sinks.backend?.checkpoint, lsn)
   t.equal((await drain(again.query({ namespace: 'batch' }))).length, 50, 'the index took the whole batch')

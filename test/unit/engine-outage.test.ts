@@ -105,7 +105,7 @@ t.test('a backend outage: writes acknowledged, reads see them, nothing lost or a
   t.equal(await engine.get('base-6'), undefined, 'a batch delete is visible')
   t.equal(await engine.get('base-7'), null, 'a stored null is a value, not absence')
   const entry = await engine.getEntry('new-1')
-  t.equal(entry?.lsn, acks[1], 'getEntry names the LSN that wrote the pending value')
+  t.equal(entry?.version, acks[1], 'getEntry names the LSN that wrote the pending value')
   t.strictSame(await engine.get('base-0'), { i: 0, v: 'base' }, 'a cached key answers from the cache')
   await t.rejects(engine.get('base-1'), { code: 'ENGINE_BACKEND_UNAVAILABLE' }, 'a cold key is refused while the backend is down')
   await t.rejects(engine.get('never-written'), { code: 'ENGINE_BACKEND_UNAVAILABLE' }, 'an unknown key is refused, not answered "not found"')

@@ -24,8 +24,8 @@ const KEYS = 120
 
 function sublevels(db: MemoryLevel<string, Uint8Array>) {
   return {
-    data: db.sublevel<string, Uint8Array>('data', { keyEncoding: 'utf8', valueEncoding: 'view' }),
-    idx: db.sublevel<string, Uint8Array>('idx', { keyEncoding: 'utf8', valueEncoding: 'view' }),
+    data: db.sublevel<string, Uint8Array>('rows', { keyEncoding: 'utf8', valueEncoding: 'view' }),
+    idx: db.sublevel<string, Uint8Array>('ix', { keyEncoding: 'utf8', valueEncoding: 'view' }),
   }
 }
 
@@ -33,7 +33,14 @@ type Fixture = { readonly engine: MemWAL; readonly db: MemoryLevel<string, Uint8
 
 const keyOf = (i: number): string => `k/${String(i).padStart(3, '0')}`
 const valueOf = (i: number, round: number): { i: number; round: number; pad: string } => ({ i, round, pad: 'x'.repeat(40 + (i % 7) * 10) })
-const namespaceOf = (i: number, round: number): string => NAMESPACES[(i + round) % NAMESPACES.length] as string
+/** Each key lives in one namespace (identity is (namespace, key)): k/NNN in NAMESPACES[NNN % 3]. */
+const nsOfKey = (key: string): string => NAMESPACES[Number(key.slice(2)) % NAMESPACES.length] as string
+const namespaceOf = (i: number, _round: number): string => nsOfKey(keyOf(i))
+const ns = (key: string): { namespace: string } => ({ namespace: nsOfKey(key) })
+/** The store's key of an entry: its identity (engine/format/identity.ts). */
+const idOf = (key: string): string => `${nsOfKey(key)}${SEP}${key}`
+/** A layout-2 row: [value, tags, lsn, createdAt, updatedAt, expiresAt]. */
+const row = (value: unknown, lsn: number): Uint8Array => packr.encode([value, null, lsn, 0, 0, null])
 const tagsOf = (i: number): string[] => (i % 3 === 0 ? ['red'] : i % 3 === 1 ? ['red', 'blue'] : [])
 
 /**
@@ -54,8 +61,8 @@ async function open(t: Test, extra: Partial<MemwalOptions> = {}): Promise<Fixtur
       await engine.put(keyOf(i), valueOf(i, round), { namespace: namespaceOf(i, round), ...(tags.length > 0 ? { tags } : {}) })
     }
   }
-  await engine.batch([{ type: 'del', key: keyOf(5) }, { type: 'put', key: keyOf(6), value: valueOf(6, 2), namespace: 'facts' }, { type: 'del', key: keyOf(7) }])
-  await engine.delete(keyOf(8))
+  await engine.batch([{ type: 'del', key: keyOf(5), ...ns(keyOf(5)) }, { type: 'put', key: keyOf(6), value: valueOf(6, 2), ...ns(keyOf(6)) }, { type: 'del', key: keyOf(7), ...ns(keyOf(7)) }])
+  await engine.delete(keyOf(8), ns(keyOf(8)))
   await engine.flush()
   return { engine, db, ...sublevels(db) }
 }
@@ -99,17 +106,17 @@ t.test('a backend that lost a key and holds another one wrongly: found with the 
   const lost = keyOf(10)
   const changed = keyOf(11)
   const deleted = keyOf(8)
-  const want = { lost: await engine.getEntry(lost), changed: await engine.getEntry(changed) }
+  const want = { lost: await engine.getEntry(lost, ns(lost)), changed: await engine.getEntry(changed, ns(changed)) }
   t.ok(want.lost && want.changed)
-  await data.del(lost)
-  await data.put(changed, packr.encode([{ tampered: true }, 'notes', null, (want.changed?.lsn ?? 0) - KEYS]))
-  await data.put(deleted, packr.encode([{ resurrected: true }, null, null, 1]))
+  await data.del(idOf(lost))
+  await data.put(idOf(changed), row({ tampered: true }, (want.changed?.version ?? 0) - KEYS))
+  await data.put(idOf(deleted), row({ resurrected: true }, 1))
 
   const r = await engine.verify()
   t.equal(r.clean, false)
   const f = byKey(r)
-  t.match(f.get(lost), [{ kind: 'backend-missing', sink: 'backend', lsnFirst: want.lost?.lsn, repaired: false }])
-  t.match(f.get(changed)?.find((x) => x.kind === 'backend-stale'), { sink: 'backend', lsnFirst: want.changed?.lsn, repaired: false })
+  t.match(f.get(lost), [{ kind: 'backend-missing', sink: 'backend', namespace: nsOfKey(lost), lsnFirst: want.lost?.version, repaired: false }])
+  t.match(f.get(changed)?.find((x) => x.kind === 'backend-stale'), { sink: 'backend', lsnFirst: want.changed?.version, repaired: false })
   t.match(f.get(deleted)?.find((x) => x.kind === 'backend-extra'), { sink: 'backend', repaired: false })
   t.equal(kinds(r)['backend-missing'], 1)
   t.equal(kinds(r)['backend-stale'], 1)
@@ -119,35 +126,35 @@ t.test('a backend that lost a key and holds another one wrongly: found with the 
   const fixed = await engine.verify({ repair: true })
   t.ok(fixed.findings.filter((x) => x.sink === 'backend').every((x) => x.repaired), 'backend findings repaired')
   t.equal(fixed.unrepaired, 0, 'and nothing else is left (the index is rebuilt from the repaired backend)')
-  t.strictSame(await engine.getEntry(lost), want.lost, 'the lost key is back, as the log wrote it')
-  t.strictSame(await engine.getEntry(changed), want.changed)
-  t.equal(await engine.get(deleted), undefined, 'the deleted key is gone again')
+  t.strictSame(await engine.getEntry(lost, ns(lost)), want.lost, 'the lost key is back, as the log wrote it')
+  t.strictSame(await engine.getEntry(changed, ns(changed)), want.changed)
+  t.equal(await engine.get(deleted, ns(deleted)), undefined, 'the deleted key is gone again')
   t.equal((await engine.verify()).clean, true, 'clean after the repair')
 })
 
 t.test('a cache entry that disagrees with the backend: found, and invalidated by repair', async (t) => {
   const { engine, data } = await open(t)
   const key = keyOf(20)
-  const real = await engine.getEntry(key) // read from the backend, now cached
+  const real = await engine.getEntry(key, ns(key)) // read from the backend, now cached
   t.ok(real)
   // Evict it (a small cache: read other early keys), then have the backend answer one read wrongly, then put the backend right.
-  for (let i = 30; i < 90; i++) await engine.get(keyOf(i))
-  const good = await data.get(key)
+  for (let i = 30; i < 90; i++) await engine.get(keyOf(i), ns(keyOf(i)))
+  const good = await data.get(idOf(key))
   t.ok(good)
-  await data.put(key, packr.encode([{ wrong: true }, 'notes', null, 7777]))
-  t.strictSame(await engine.get(key), { wrong: true }, 'the wrong read fills the cache')
-  await data.put(key, good as Uint8Array)
-  t.strictSame(await engine.get(key), { wrong: true }, 'and the cache keeps answering it')
+  await data.put(idOf(key), row({ wrong: true }, 7777))
+  t.strictSame(await engine.get(key, ns(key)), { wrong: true }, 'the wrong read fills the cache')
+  await data.put(idOf(key), good as Uint8Array)
+  t.strictSame(await engine.get(key, ns(key)), { wrong: true }, 'and the cache keeps answering it')
 
   const r = await engine.verify()
   t.strictSame(r.counts, { 'cache-stale': 1 }, 'only the cache is wrong')
   t.match(r.findings[0], { kind: 'cache-stale', sink: 'cache', key, lsnFirst: 7777, repaired: false })
-  t.match(r.findings[0]?.detail, `backend has LSN ${real?.lsn}`)
+  t.match(r.findings[0]?.detail, `backend has LSN ${real?.version}`)
 
   const fixed = await engine.verify({ repair: true })
   t.match(fixed.findings, [{ kind: 'cache-stale', key, repaired: true }])
   t.equal(fixed.unrepaired, 0)
-  t.strictSame(await engine.getEntry(key), real, 'the cache entry was dropped: the read goes to the backend')
+  t.strictSame(await engine.getEntry(key, ns(key)), real, 'the cache entry was dropped: the read goes to the backend')
   t.equal((await engine.verify()).clean, true)
 })
 
@@ -155,27 +162,23 @@ t.test('index problems (orphan, wrong labels, missing key, stray posting) are fo
   const { engine, idx } = await open(t)
   const wrongKey = keyOf(30)
   const missingKey = keyOf(31)
-  const wrong = await engine.getEntry(wrongKey)
-  const missing = await engine.getEntry(missingKey)
+  const wrong = await engine.getEntry(wrongKey, ns(wrongKey))
+  const missing = await engine.getEntry(missingKey, ns(missingKey))
   t.ok(wrong && missing)
-  const postings = (key: string, e: { namespace?: string; tags?: readonly string[] }): string[] => [
-    ...(e.namespace !== undefined ? [`n${SEP}${e.namespace}${SEP}${key}`] : []),
-    ...(e.tags ?? []).map((tag) => `t${SEP}${tag}${SEP}${key}`),
-  ]
+  // The index (layout 2): forward entries f NUL id -> [tags], postings t NUL tag NUL id.
+  const postings = (key: string, e: { tags?: readonly string[] }): string[] => (e.tags ?? []).map((tag) => `t${SEP}${tag}${SEP}${idOf(key)}`)
   const b = idx.batch()
   // An orphan: a key indexed that the backend does not hold.
-  b.put(`f${SEP}ghost`, packr.encode(['notes', null]))
-  b.put(`n${SEP}notes${SEP}ghost`, new Uint8Array(0))
+  b.put(`f${SEP}notes${SEP}ghost`, packr.encode([null]))
   // Wrong labels for a live key (forward entry and postings agree with each other, not with the backend).
   for (const p of postings(wrongKey, wrong as object)) b.del(p)
-  b.put(`f${SEP}${wrongKey}`, packr.encode(['stale', ['old']]))
-  b.put(`n${SEP}stale${SEP}${wrongKey}`, new Uint8Array(0))
-  b.put(`t${SEP}old${SEP}${wrongKey}`, new Uint8Array(0))
+  b.put(`f${SEP}${idOf(wrongKey)}`, packr.encode([['old']]))
+  b.put(`t${SEP}old${SEP}${idOf(wrongKey)}`, new Uint8Array(0))
   // A live key not indexed at all.
-  b.del(`f${SEP}${missingKey}`)
+  b.del(`f${SEP}${idOf(missingKey)}`)
   for (const p of postings(missingKey, missing as object)) b.del(p)
   // A tag posting for a live key that does not carry that tag.
-  b.put(`t${SEP}green${SEP}${keyOf(32)}`, new Uint8Array(0))
+  b.put(`t${SEP}green${SEP}${idOf(keyOf(32))}`, new Uint8Array(0))
   await b.write()
 
   t.notOk((await queryKeys(engine, { namespace: missing?.namespace as string })).includes(missingKey), 'the missing key drops out of queries')
@@ -198,7 +201,7 @@ t.test('index problems (orphan, wrong labels, missing key, stray posting) are fo
   t.equal(after.clean, true, `clean after the rebuild: ${JSON.stringify(after.counts)}`)
   t.equal(after.checkpoints.index, engine.health().wal.lastLsn, 'the rebuilt index carries the backend\'s checkpoint')
   t.ok((await queryKeys(engine, { namespace: missing?.namespace as string })).includes(missingKey), 'the missing key is queryable again')
-  t.notOk((await queryKeys(engine, { namespace: 'stale' })).length, 'no key under the wrong namespace')
+  t.notOk((await queryKeys(engine, { tag: 'old' })).length, 'no key under the wrong tag')
   t.strictSame(await queryKeys(engine, { tag: 'green' }), [], 'no stray tag posting')
   t.ok((await queryKeys(engine, { namespace: wrong?.namespace as string })).includes(wrongKey))
   // Writes after the rebuild are indexed as usual.
@@ -247,7 +250,7 @@ t.test('verify on a busy engine (writes while it runs) reports nothing that is n
         const n = (round * 13 + i * 17) % KEYS
         ops.push(engine.put(keyOf(n), valueOf(n, round), { namespace: namespaceOf(n, round), ...(round % 2 === 0 ? { tags: ['busy'] } : {}) }))
       }
-      if (round % 5 === 0) ops.push(engine.delete(keyOf((round * 7) % KEYS)))
+      if (round % 5 === 0) ops.push(engine.delete(keyOf((round * 7) % KEYS), ns(keyOf((round * 7) % KEYS))))
       await Promise.all(ops)
     }
   })()

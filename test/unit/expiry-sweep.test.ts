@@ -19,6 +19,7 @@ import { ManualClock } from '../../engine/testing.js'
 import type { WritePath } from '../../engine/write-path.js'
 import { WriteWatches, type WriteWatch } from '../../engine/write-watch.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { identityOf } from '../../engine/format/identity.js'
 
 const NOW = 1_700_000_000_000
 
@@ -167,16 +168,18 @@ t.test('deleteUnchanged through the engine: a logged batch that replays; newer v
   const writes = (db as unknown as { writes: WritePath }).writes
   for (const k of ['a', 'b', 'c', 'd', 'e']) await db.put(k, `${k}1`)
   const watch = writes.watches.begin(10)
-  for (const k of ['a', 'b', 'c', 'd', 'e']) watch.watch(k)
+  // Entries are named by identity (engine/format/identity.ts): these keys live in the default namespace.
+  const id = (k: string): string => identityOf('default', k)
+  for (const k of ['a', 'b', 'c', 'd', 'e']) watch.watch(id(k))
   await db.put('b', 'b2') // acknowledged after the watch began
   const inFlight = db.put('c', 'c2') // appended concurrently, before the sweep's append
-  const r = await writes.deleteUnchanged(['a', 'b', 'c', 'd'], watch)
+  const r = await writes.deleteUnchanged(['a', 'b', 'c', 'd'].map(id), watch)
   const after = db.put('d', 'd2') // after the sweep's append: a later LSN, so it wins anyway
   await Promise.all([inFlight, after])
-  t.same(r?.deleted, ['a', 'd'], 'only what nothing wrote since the watch began, up to the sweep\'s append (d was written after it)')
+  t.same(r?.deleted, ['a', 'd'].map(id), 'only what nothing wrote since the watch began, up to the sweep\'s append (d was written after it)')
   t.equal(await db.get('a'), undefined)
   t.same([await db.get('b'), await db.get('c'), await db.get('d'), await db.get('e')], ['b2', 'c2', 'd2', 'e1'])
-  t.equal(await writes.deleteUnchanged(['b'], watch), undefined, 'nothing left: nothing appended')
+  t.equal(await writes.deleteUnchanged([id('b')], watch), undefined, 'nothing left: nothing appended')
   watch.end()
   await db.close()
   const logged: unknown[] = []

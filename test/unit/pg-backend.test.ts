@@ -30,6 +30,8 @@ import { dumpLog, MemWAL, PermanentSinkError, type AppliedRecord, type MemwalOpt
 import { ManualClock, RecordType, type Op, type WalRecord } from '../../engine/testing.js'
 import { compareVersions, PG_SCHEMA_VERSION, PgBackend, type PgBackendOptions, type PgStoredEntry } from '../../engine/sinks/pg/pg-backend.js'
 import { TcpProxy } from '../../bench/tcp-proxy.js'
+import { identityOf } from '../../engine/format/identity.js'
+import { createPackr } from '../../engine/format/value-codec.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { dropSchema, PG_URL, pgTarget, requirePg, testSchemaName, viaPort } from '../support/pg.js'
 import { sleep, waitFor } from '../support/wait-for.js'
@@ -46,8 +48,10 @@ const fastBackend = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
 /** How long a PostgreSQL outage may take to show. */
 const SHOWS_WITHIN_MS = 20_000
 
+/** A backend's identity of `key` in the default namespace. */
+const dflt = (key: string): string => identityOf('default', key)
 const put = (key: string, value: unknown, o: { namespace?: string; tags?: string[] } = {}): Op => ({ type: 'put', key, value, ...o })
-const del = (key: string): Op => ({ type: 'del', key })
+const del = (key: string, namespace?: string): Op => ({ type: 'del', key, ...(namespace !== undefined ? { namespace } : {}) })
 
 /** One record: a PUT or DELETE for one op, a BATCH for several. */
 function rec(lsn: number, hlc: number, ...ops: Op[]): AppliedRecord {
@@ -176,16 +180,12 @@ if (await requirePg(t)) {
     const indexes = async (): Promise<string[]> =>
       (await db.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname`, [schema])).rows.map((r: { indexname: string }) => r.indexname)
     t.equal(await version(), PG_SCHEMA_VERSION, `schema_version is ${PG_SCHEMA_VERSION}`)
-    t.same(await indexes(), ['checkpoints_pkey', 'entries_namespace', 'entries_pkey', 'entries_tags', 'entries_writer_lsn', 'schema_version_pkey'], 'tables and indexes of the latest version')
-    const collation = await db.query(`SELECT column_name, collation_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'entries' AND column_name IN ('key', 'writer') ORDER BY column_name`, [schema])
-    t.same(collation.rows, [{ column_name: 'key', collation_name: 'C' }, { column_name: 'writer', collation_name: 'C' }], 'keys and writer ids compare bytewise')
-
-    // A schema left at version 1 (no indexes yet) is migrated at the next open.
-    await db.query(`DROP INDEX "${schema}".entries_namespace, "${schema}".entries_tags, "${schema}".entries_writer_lsn`)
-    await db.query(`UPDATE "${schema}".schema_version SET version = 1`)
+    t.same(await indexes(), ['checkpoints_pkey', 'entries_key', 'entries_pkey', 'entries_tags', 'entries_writer_lsn', 'schema_version_pkey'], 'tables and indexes of the latest version')
+    const collation = await db.query(`SELECT column_name, collation_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'entries' AND column_name IN ('key', 'namespace', 'writer') ORDER BY column_name`, [schema])
+    t.same(collation.rows, [{ column_name: 'key', collation_name: 'C' }, { column_name: 'namespace', collation_name: 'C' }, { column_name: 'writer', collation_name: 'C' }], 'keys, namespaces and writer ids compare bytewise')
+    const pkey = await db.query(`SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`, [`"${schema}".entries`])
+    t.same(pkey.rows.map((r: { attname: string }) => r.attname), ['namespace', 'key'], 'identity is the primary key (namespace, key)')
     const b = await backendOn(t, schema, 'a')
-    t.equal(await version(), PG_SCHEMA_VERSION, 'migrated from version 1')
-    t.same(await indexes(), ['checkpoints_pkey', 'entries_namespace', 'entries_pkey', 'entries_tags', 'entries_writer_lsn', 'schema_version_pkey'], 'the version 2 indexes are there again')
     await b.apply({ records: [rec(1, 10, put('k', 1))], upToLsn: 1 })
 
     // A newer schema than this code knows: refused, untouched.
@@ -196,6 +196,44 @@ if (await requirePg(t)) {
     t.equal((await rowsOf(schema)).length, 1, 'its data untouched')
   })
 
+  t.test('schema version 2 (primary key: key) is migrated to (namespace, key) identity in place', async (t) => {
+    const schema = newSchema()
+    // The tables as schema version 2 made them, with a namespaced row, a row without a namespace, and a tombstone.
+    await db.query(`CREATE SCHEMA "${schema}"`)
+    await db.query(`CREATE TABLE "${schema}".schema_version (id boolean PRIMARY KEY DEFAULT true CHECK (id), version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())`)
+    await db.query(`INSERT INTO "${schema}".schema_version (id, version) VALUES (true, 2)`)
+    await db.query(`CREATE TABLE "${schema}".entries (key text COLLATE "C" PRIMARY KEY, value bytea, namespace text, tags text[], hlc bigint NOT NULL, writer text COLLATE "C" NOT NULL, lsn bigint NOT NULL, deleted boolean NOT NULL DEFAULT false, CHECK (deleted OR value IS NOT NULL))`)
+    await db.query(`CREATE TABLE "${schema}".checkpoints (writer text COLLATE "C" PRIMARY KEY, lsn bigint NOT NULL CHECK (lsn >= 0))`)
+    await db.query(`CREATE INDEX entries_writer_lsn ON "${schema}".entries (writer, lsn)`)
+    await db.query(`CREATE INDEX entries_namespace ON "${schema}".entries (namespace, key) WHERE NOT deleted`)
+    await db.query(`CREATE INDEX entries_tags ON "${schema}".entries USING gin (tags) WHERE NOT deleted`)
+    const packed = (v: unknown): Buffer => Buffer.from(createPackr().encode(v))
+    await db.query(`INSERT INTO "${schema}".entries (key, value, namespace, tags, hlc, writer, lsn, deleted) VALUES ('n', $1, 'agents/7', '{t}', 1700000000000000, 'a', 1, false), ('plain', $2, NULL, NULL, 1700000001000000, 'a', 2, false), ('gone', NULL, NULL, NULL, 1700000002000000, 'a', 3, true)`, [packed('in agents/7'), packed('plain')])
+    await db.query(`INSERT INTO "${schema}".checkpoints (writer, lsn) VALUES ('a', 3)`)
+    const b = await backendOn(t, schema, 'a')
+    t.equal(b.checkpoint, 3, 'the checkpoint is kept')
+    t.equal((await db.query(`SELECT version FROM "${schema}".schema_version`)).rows[0].version, PG_SCHEMA_VERSION, 'migrated to the latest version')
+    t.match(await b.get(identityOf('agents/7', 'n')), { namespace: 'agents/7', key: 'n', value: 'in agents/7', tags: ['t'], lsn: 1, updatedAt: 1_700_000_000_000, createdAt: 1_700_000_000_000 }, 'a namespaced row keeps its namespace; times from its hlc')
+    t.match(await b.get(identityOf('default', 'plain')), { namespace: 'default', key: 'plain', value: 'plain' }, 'a row without a namespace is in default')
+    t.equal(await b.get(identityOf('default', 'gone')), undefined, 'a tombstone stays a tombstone')
+    await b.apply({ records: [rec(4, 1_800_000_000_000_000, put('n', 'in b', { namespace: 'b' }))], upToLsn: 4 })
+    t.equal((await b.get(identityOf('agents/7', 'n')))?.value, 'in agents/7', 'the same key in another namespace is another row')
+    t.equal((await b.get(identityOf('b', 'n')))?.value, 'in b')
+  })
+
+  t.test('createdAt is carried by a put over a live row, and starts again after a delete', async (t) => {
+    const schema = newSchema()
+    const b = await backendOn(t, schema, 'a')
+    const ms = (n: number): number => (1_800_000_000_000 + n * 1000) * 1000
+    await b.apply({ records: [rec(1, ms(1), put('k', 1, { namespace: 'x' }))], upToLsn: 1 })
+    await b.apply({ records: [rec(2, ms(2), put('k', 2, { namespace: 'x' }))], upToLsn: 2 })
+    t.match(await b.get(identityOf('x', 'k')), { value: 2, createdAt: 1_800_000_001_000, updatedAt: 1_800_000_002_000 }, 'an overwrite keeps createdAt')
+    await b.apply({ records: [rec(3, ms(3), del('k', 'x')), rec(4, ms(4), put('k', 4, { namespace: 'x' }))], upToLsn: 4 })
+    t.match(await b.get(identityOf('x', 'k')), { value: 4, createdAt: 1_800_000_004_000, updatedAt: 1_800_000_004_000 }, 'a delete then a put (one batch) starts again')
+    await b.apply({ records: [rec(5, ms(5), put('j', 5, { namespace: 'x' })), rec(6, ms(6), put('j', 6, { namespace: 'x' }))], upToLsn: 6 })
+    t.match(await b.get(identityOf('x', 'j')), { value: 6, createdAt: 1_800_000_005_000, updatedAt: 1_800_000_006_000 }, 'two puts of a new identity in one batch: the first one\'s time')
+  })
+
   t.test('apply: upserts, tombstones, one version per key per batch, checkpoint stored with the data', async (t) => {
     const schema = newSchema()
     const b = await backendOn(t, schema, 'a', { pageRows: 3 })
@@ -204,7 +242,7 @@ if (await requirePg(t)) {
       records: [
         rec(1, 1000, put('k1', 'one', { namespace: 'ns', tags: ['t1', 't2'] })),
         rec(2, 1001, put('k2', value, { namespace: 'ns' })),
-        rec(3, 1002, del('k1')),
+        rec(3, 1002, del('k1', 'ns')),
         // One record touching k3 twice and k4, k5: the last operation per key wins.
         rec(4, 1003, put('k3', 'first'), put('k3', 'second', { tags: [] }), del('k4'), put('k5', 5)),
       ],
@@ -212,29 +250,29 @@ if (await requirePg(t)) {
     })
     t.equal(b.checkpoint, 4, 'checkpoint 4')
     t.equal(await checkpointRow(schema, 'a'), 4, 'stored in the checkpoints row')
-    t.equal(await b.get('k1'), undefined, 'a deleted key reads as absent')
-    t.equal(await b.get('k4'), undefined, 'a key deleted without ever being stored reads as absent')
+    t.equal(await b.get(identityOf('ns', 'k1')), undefined, 'a deleted key reads as absent')
+    t.equal(await b.get(dflt('k4')), undefined, 'a key deleted without ever being stored reads as absent')
     const rows = await rowsOf(schema)
     t.same(rows.filter((r) => r.deleted).map((r) => r.key), ['k1', 'k4'], 'deletes leave tombstones')
-    const k2 = (await b.get('k2')) as PgStoredEntry
+    const k2 = (await b.get(identityOf('ns', 'k2'))) as PgStoredEntry
     t.same(k2.value, value, 'a value comes back as stored (msgpack)')
     t.same({ namespace: k2.namespace, tags: k2.tags, lsn: k2.lsn, hlc: k2.hlc, writer: k2.writer }, { namespace: 'ns', tags: undefined, lsn: 2, hlc: 1001, writer: 'a' }, 'namespace, LSN, HLC and writer')
     t.equal(typeof k2.lsn, 'number', 'int8 columns are numbers, not strings')
-    const k3 = (await b.get('k3')) as PgStoredEntry
+    const k3 = (await b.get(dflt('k3'))) as PgStoredEntry
     t.same([k3.value, k3.tags], ['second', []], 'the last operation of a batch on a key wins')
     const keys = async (o?: { gte?: string; lt?: string }): Promise<string[]> => {
       const out: string[] = []
-      for await (const [k] of b.entries(o)) out.push(k)
+      for await (const [id, e] of b.entries(o)) out.push(id === identityOf(e.namespace, e.key) ? e.key : `bad identity ${id}`)
       return out
     }
-    t.same(await keys(), ['k2', 'k3', 'k5'], 'entries: live keys only, in order')
-    t.same(await keys({ gte: 'k3', lt: 'k5' }), ['k3'], 'entries within a range')
+    t.same(await keys(), ['k3', 'k5', 'k2'], 'entries: live keys only, in identity order (default before ns)')
+    t.same(await keys({ gte: dflt('k3'), lt: dflt('k5') }), ['k3'], 'entries within a range of identities')
 
     // Bytewise order, across pages of 3 rows.
     const odd = ['B', 'a', 'é', 'Z', 'b', '\u{1F600}', 'ab', 'a b', 'A']
     await b.apply({ records: odd.map((k, i) => rec(5 + i, 2000 + i, put(`o/${k}`, i))), upToLsn: 4 + odd.length })
     const bytewise = odd.map((k) => `o/${k}`).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
-    t.same(await keys({ gte: 'o/', lt: 'o0' }), bytewise, 'keys in bytewise (UTF-8) order, whatever the database locale')
+    t.same(await keys({ gte: dflt('o/'), lt: dflt('o0') }), bytewise, 'keys in bytewise (UTF-8) order, whatever the database locale')
 
     // A batch that only moves the checkpoint (records dead-lettered before it).
     await b.apply({ records: [], upToLsn: 20 })
@@ -251,7 +289,7 @@ if (await requirePg(t)) {
     const err = await errorOf(b.apply({ records: [rec(2, 11, put('ok', 1)), rec(3, 12, put('bad\u0000key', 2))], upToLsn: 3 }))
     t.equal((err as { code?: string }).code?.slice(0, 2), '22', `PostgreSQL refuses a NUL in a text key (SQLSTATE ${(err as { code?: string }).code})`)
     t.equal(b.classify(err), 'permanent', 'a data error is permanent: it would fail the same way every time')
-    t.equal(await b.get('ok'), undefined, 'nothing of the batch was stored')
+    t.equal(await b.get(dflt('ok')), undefined, 'nothing of the batch was stored')
     t.equal(await checkpointRow(schema, 'a'), 1, 'nor its checkpoint')
     t.equal(b.checkpoint, 1, 'the sink did not move either')
   })
@@ -264,7 +302,7 @@ if (await requirePg(t)) {
     let lb = 0
     const byA = (hlc: number, ...ops: Op[]): Promise<void> => a.apply({ records: [rec(++la, hlc, ...ops)], upToLsn: la })
     const byB = (hlc: number, ...ops: Op[]): Promise<void> => b.apply({ records: [rec(++lb, hlc, ...ops)], upToLsn: lb })
-    const valueOf = async (k: string): Promise<unknown> => (await a.get(k))?.value
+    const valueOf = async (k: string): Promise<unknown> => (await a.get(dflt(k)))?.value
 
     await byB(2000, put('x1', 'b'))
     await byA(1000, put('x1', 'a')) // arrives last, but is older
@@ -376,7 +414,7 @@ if (await requirePg(t)) {
         const want = [...model.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)).map(([k, v]) => [k, v.hlc, v.writer, v.lsn, v.op.type === 'del'])
         if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`rows ${JSON.stringify(got)} != model ${JSON.stringify(want)}`)
         for (const [k, v] of model) {
-          const e = await (sinks.get('a') as Replayer).get(k)
+          const e = await (sinks.get('a') as Replayer).get(dflt(k))
           if (v.op.type === 'put' ? e?.value !== v.op.value : e !== undefined) throw new Error(`get(${k}) = ${JSON.stringify(e)}, model ${JSON.stringify(v)}`)
         }
       }),
@@ -441,7 +479,7 @@ if (await requirePg(t)) {
     const dead: { sink: string; lsn: number }[] = []
     engine.on('dead-letter', (e: { sink: string; lsn: number }) => dead.push(e))
     await engine.put('a', { v: 1 }, { namespace: 'n', tags: ['x'] })
-    await engine.batch([{ type: 'put', key: 'b', value: 2 }, { type: 'put', key: 'c', value: 3 }, { type: 'del', key: 'a' }])
+    await engine.batch([{ type: 'put', key: 'b', value: 2 }, { type: 'put', key: 'c', value: 3 }, { type: 'del', key: 'a', namespace: 'n' }])
     // Issued together, so that they are likely one apply batch: the poison is isolated from its neighbours either way.
     const [, bad] = await Promise.all([engine.put('good1', 1), engine.put('bad\u0000key', 'nul'), engine.put('good2', 2)])
     await engine.flush({ timeoutMs: 20_000 })
@@ -451,7 +489,7 @@ if (await requirePg(t)) {
     t.same(dead.map((d) => [d.sink, d.lsn]), [['backend', bad.lsn]], 'the NUL key was dead-lettered by the backend, by LSN')
     t.ok(fs.statSync(path.join(dir, 'deadletter', 'backend.log')).size > 0, 'into deadletter/backend.log')
     t.equal(engine.health().sinks['backend']?.deadLetters, 1, 'health counts it')
-    t.same([await engine.get('a'), await engine.get('b'), await engine.get('good2')], [undefined, 2, 2], 'reads through the engine')
+    t.same([await engine.get('a', { namespace: 'n' }), await engine.get('b'), await engine.get('good2')], [undefined, 2, 2], 'reads through the engine')
   })
 
   t.test('a writer id belongs to one data directory: reused on a fresh one, open refuses and closes the backend', async (t) => {
@@ -463,7 +501,7 @@ if (await requirePg(t)) {
     const reused = new PgBackend({ connectionString: PG_URL, writerId: 'same', schema })
     const err = (await errorOf(MemWAL.open({ dir: tmpDir(t, 'memwal-pgw-'), backend: reused }))) as { code?: string }
     t.equal(err.code, 'WAL_HOLE', 'PostgreSQL holds LSNs 1-5 of this writer that the new log lacks: a hole, not a fresh start')
-    t.equal(await codeOf(reused.get('k1')), 'ENGINE_CLOSED', 'the failed open closed the backend it had opened (no pool left behind)')
+    t.equal(await codeOf(reused.get(dflt('k1'))), 'ENGINE_CLOSED', 'the failed open closed the backend it had opened (no pool left behind)')
   })
 
   t.test('two writers: get and PgBackend.query see every writer\'s entries', async (t) => {
@@ -476,24 +514,25 @@ if (await requirePg(t)) {
     await A.put('shared/1', { from: 'a' }, { namespace: 'n', tags: ['t'] })
     await A.put('a/only', 'a', { namespace: 'n' })
     await A.flush()
-    t.same(await B.get('shared/1'), { from: 'a' }, 'B reads what A wrote')
-    t.same(await B.getEntry('a/only'), { value: 'a', namespace: 'n', lsn: 2, hlc: 1_800_000_000_000_001, writer: 'a' }, 'with its writer, LSN and HLC')
+    t.same(await B.get('shared/1', { namespace: 'n' }), { from: 'a' }, 'B reads what A wrote')
+    t.match(await B.getEntry('a/only', { namespace: 'n' }), { value: 'a', namespace: 'n', key: 'a/only', version: 2, updatedAt: 1_800_000_000_000 }, 'with its version (A\'s LSN) and time')
+    t.match(await bb.get(identityOf('n', 'a/only')), { lsn: 2, hlc: 1_800_000_000_000_001, writer: 'a' }, 'the row names its writer, LSN and HLC')
 
     await B.put('shared/1', { from: 'b' }, { namespace: 'n', tags: ['t'] })
     await B.put('b/only', 'b', { tags: ['t'] })
     await B.flush()
-    t.same(await A.get('shared/1'), { from: 'b' }, 'A reads B\'s newer version of its own key')
+    t.same(await A.get('shared/1', { namespace: 'n' }), { from: 'b' }, 'A reads B\'s newer version of its own key')
     // A writes the key again, later in real time, but its clock is behind B's: B's version stands.
     await A.put('shared/1', { from: 'a, behind' }, { namespace: 'n', tags: ['t'] })
     await A.flush()
-    t.same(await A.get('shared/1'), { from: 'b' }, 'last writer by HLC wins, not last to arrive')
+    t.same(await A.get('shared/1', { namespace: 'n' }), { from: 'b' }, 'last writer by HLC wins, not last to arrive')
 
     const keys = async (q: Parameters<PgBackend['query']>[0]): Promise<string[]> => {
       const out: string[] = []
       for await (const r of ba.query(q)) out.push(`${r.key}@${r.writer}`)
       return out
     }
-    t.same(await keys({}), ['a/only@a', 'b/only@b', 'shared/1@b'], 'PgBackend.query: every writer\'s entries')
+    t.same(await keys({}), ['b/only@b', 'a/only@a', 'shared/1@b'], 'PgBackend.query: every writer\'s entries, in identity order (default before n)')
     t.same(await keys({ namespace: 'n' }), ['a/only@a', 'shared/1@b'], 'by namespace')
     t.same(await keys({ tag: 't' }), ['b/only@b', 'shared/1@b'], 'by tag')
     t.same(await keys({ prefix: 'b/' }), ['b/only@b'], 'by prefix')
@@ -576,13 +615,13 @@ if (await requirePg(t)) {
     t.same(repaired.findings.filter((f) => !f.repaired).map((f) => f.key), ['r/5'], 'everything but the unexplained row was repaired')
     const after = await b.verifyLog(dumpLog({ dir }))
     t.same(after.findings.map((f) => `${f.kind} ${f.key}`), ['unknown-version r/5'], 'only the evidence is left')
-    t.same([(await b.get('r/1'))?.value, (await b.get('r/2'))?.value, (await b.get('r/3'))?.value, await b.get('r/6')], [{ i: 1 }, { i: 2 }, { i: 3 }, undefined], 'values restored from the log')
-    t.match(await b.get('r/4'), { writer: 'zz' }, 'the greater version of another writer stands')
+    t.same([(await b.get(dflt('r/1')))?.value, (await b.get(dflt('r/2')))?.value, (await b.get(dflt('r/3')))?.value, await b.get(dflt('r/6'))], [{ i: 1 }, { i: 2 }, { i: 3 }, undefined], 'values restored from the log')
+    t.match(await b.get(dflt('r/4')), { writer: 'zz' }, 'the greater version of another writer stands')
 
     // The engine's generic reconciler (single-writer checks) repairs conservatively: never over another writer's row.
     const e2 = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'r', schema }), resilience: fastResilience })
     await e2.verify({ repair: true })
     await e2.close()
-    t.match(await b.get('r/4'), { writer: 'zz' }, 'MemWAL.verify({ repair }) left the other writer\'s row alone')
+    t.match(await b.get(dflt('r/4')), { writer: 'zz' }, 'MemWAL.verify({ repair }) left the other writer\'s row alone')
   })
 }

@@ -20,7 +20,8 @@ import { tmpDir } from '../support/tmp-dir.js'
 const CACHE_BYTES = 1024 * 1024
 
 /** The whole entry, as a backend returns it (PostgreSQL's extra columns left out). */
-const wholeEntry = (e: StoredEntry): Held => ({ value: e.value, lsn: e.lsn, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags !== undefined ? { tags: e.tags } : {}) })
+/** What every sink keeps of an entry; createdAt/updatedAt are tested with the engine (test/unit/entry-metadata.test.ts). */
+const wholeEntry = (e: StoredEntry): Held => ({ value: e.value, lsn: e.lsn, namespace: e.namespace, key: e.key, ...(e.tags !== undefined ? { tags: e.tags } : {}) })
 
 /**
  * A LevelDB store under a temp dir, opened anew for each sink (a reopen is a
@@ -64,20 +65,24 @@ const levelBackend: SinkKind = {
   name: 'LevelBackend',
   durable: true,
   project: wholeEntry,
-  fixture: async (t) => levelFixture(t, (store) => new LevelBackend(store), (sink, key) => (sink as LevelBackend).get(key)),
+  fixture: async (t) =>
+    levelFixture(t, (store) => new LevelBackend(store), async (sink, key) => {
+      const e = await (sink as LevelBackend).get(key)
+      return e === undefined ? undefined : wholeEntry(e)
+    }),
 }
 
 const indexSink: SinkKind = {
   name: 'IndexSink',
   durable: true,
   // The index keeps what queries select by, not values.
-  project: (e) => ({ ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags !== undefined ? { tags: e.tags } : {}) }),
+  project: (e) => ({ namespace: e.namespace, ...(e.tags !== undefined ? { tags: e.tags } : {}) }),
   fixture: async (t) =>
     levelFixture(
       t,
       (store) => new IndexSink(store),
       async (sink, key) => {
-        for await (const [k, e] of (sink as IndexSink).keys({ prefix: key })) if (k === key) return { ...e }
+        for await (const [k, e] of (sink as IndexSink).keys({})) if (k === key) return { ...e }
         return undefined
       },
     ),
@@ -97,7 +102,10 @@ const cacheSink: SinkKind = {
       },
       close: (sink) => sink.close(),
       // No failNextWrite: it has no storage write that can fail, the in-memory apply is its only step.
-      read: async (sink, key) => (sink as CacheSink).get(key),
+      read: async (sink, key) => {
+        const e = (sink as CacheSink).get(key)
+        return e === undefined ? undefined : wholeEntry(e)
+      },
     }
   },
 }

@@ -34,6 +34,8 @@ export interface Finding<K extends string = FindingKind> {
   /** In a sink: its name and the key. */
   readonly sink?: string
   readonly key?: string
+  /** In a sink: the namespace of `key` (identity is (namespace, key)). */
+  readonly namespace?: string
   readonly lsnFirst?: number
   readonly lsnLast?: number
   /** True when every LSN affected was at or below the backend's checkpoint: nothing was lost. */
@@ -80,7 +82,7 @@ export function findingError(f: Finding, findings: readonly Finding[] = [f]): Co
  * those LSNs, and what was done.
  */
 export function describeFinding(f: Finding<string>): string {
-  const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}` : (f.sink ?? '')
+  const where = f.segment !== undefined ? `${f.segment}@${f.offset ?? 0}` : f.key !== undefined ? `key ${JSON.stringify(f.key)}${f.namespace !== undefined ? ` in namespace ${JSON.stringify(f.namespace)}` : ''}` : (f.sink ?? '')
   const lsns = f.lsnFirst === undefined ? '' : f.lsnLast === undefined || f.lsnLast === f.lsnFirst ? ` LSN ${f.lsnFirst}` : ` LSNs ${f.lsnFirst}-${f.lsnLast}`
   const had = f.alreadyApplied === undefined ? '' : f.alreadyApplied ? ' (already in the backend: nothing lost)' : ' (NOT in the backend: lost)'
   return `${f.kind}${where === '' ? '' : ` ${where}`}${lsns}: ${f.detail}${had}${f.action === 'none' ? '' : ` [${f.action}]`}`

@@ -5,9 +5,9 @@ import { assert } from '../../assert.js'
 import { InvalidOptionsError, MemwalError } from '../../errors.js'
 import { systemClock } from '../../io/clock.js'
 import type { Logger } from '../../options.js'
-import { RecordType } from '../../format/format.js'
+import { identityOf, opIdentity, splitIdentity } from '../../format/identity.js'
 import type { DumpEntry } from '../../reconcile/dump.js'
-import type { Op, WalRecord } from '../../format/record-codec.js'
+import { hlcMs, isLegacyDelete, LegacyDeleteResolver, opsOf, type Op } from '../../format/record-codec.js'
 import { createPackr, packValue } from '../../format/value-codec.js'
 import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } from '../sink.js'
 
@@ -18,9 +18,20 @@ import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } 
  * Tables, in the schema given (default `memwal`), created or migrated at open
  * under an advisory lock, their version in `schema_version`:
  *
- *   entries(key text COLLATE "C" PRIMARY KEY, value bytea, namespace text,
- *           tags text[], hlc bigint, writer text, lsn bigint, deleted boolean)
+ *   entries(namespace text COLLATE "C", key text COLLATE "C", value bytea,
+ *           tags text[], hlc bigint, writer text, lsn bigint, deleted boolean,
+ *           created_at bigint, updated_at bigint, expires_at bigint,
+ *           PRIMARY KEY (namespace, key))
  *   checkpoints(writer text PRIMARY KEY, lsn bigint)
+ *
+ * Identity is (namespace, key), as in the engine. Schema version 3 made it
+ * so: an existing table (primary key `key`) is migrated in place, rows
+ * without a namespace going to `default`, created_at and updated_at taken
+ * from the row's hlc. created_at is carried by the upsert: a put over a live
+ * row keeps the row's created_at; over a tombstone, or after a delete of the
+ * same identity earlier in the batch, it starts at its own updated_at.
+ * A version-1 delete (a log written before identities, no namespace) deletes
+ * the key in every namespace, in the same transaction as the rest.
  *
  * A value is stored msgpack-encoded. A delete leaves a tombstone (`deleted`),
  * which `get` reports as absent and `entries` skips: it must stay, or an older
@@ -41,7 +52,7 @@ import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } 
  */
 
 /** The newest schema version this code creates and reads. */
-export const PG_SCHEMA_VERSION = 2
+export const PG_SCHEMA_VERSION = 3
 
 export interface PgBackendOptions {
   /** postgres://user@host:port/database (default: the MEMWAL_PG_URL environment variable). */
@@ -100,7 +111,7 @@ export interface PgQuery {
 export interface PgQueryResult {
   readonly key: string
   readonly value: unknown
-  readonly namespace?: string
+  readonly namespace: string
   readonly tags?: readonly string[]
   readonly hlc: number
   readonly writer: string
@@ -112,6 +123,7 @@ export type PgLogFindingKind = 'log-damage' | 'checkpoint-ahead' | 'missing' | '
 export interface PgLogFinding {
   readonly kind: PgLogFindingKind
   readonly key?: string
+  readonly namespace?: string
   readonly lsn?: number
   readonly detail: string
   repaired: boolean
@@ -162,21 +174,30 @@ const VERIFY_CHUNK_KEYS = 1000
 const PERMANENT_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(['22', '23'])
 
 interface EntryRow {
+  namespace: string
   key: string
   value: Buffer | null
-  namespace: string | null
   tags: string[] | null
   hlc: string | number
   writer: string
   lsn: string | number
   deleted: boolean
+  created_at: string | number | null
+  updated_at: string | number | null
+  expires_at: string | number | null
 }
 
-/** One key's version in a batch: the last operation on it. */
+const ROW = 'namespace, key, value, tags, hlc, writer, lsn, deleted, created_at, updated_at, expires_at'
+
+/** One identity's version in a batch: the last operation on it. */
 interface Version {
   readonly op: Op
   readonly lsn: number
   readonly hlc: number
+  /** A delete of this identity came earlier in the batch: a put starts its createdAt again. */
+  readonly fresh: boolean
+  /** The hlc a put's createdAt comes from when the stored row does not settle it: the first put of the batch's run of puts. */
+  readonly createdHlc: number
 }
 
 export class PgBackend extends BackendSink {
@@ -303,11 +324,22 @@ export class PgBackend extends BackendSink {
    * converges to the same rows.
    */
   protected async _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void> {
-    const versions = latestPerKey(records)
+    const { versions, legacy } = latestPerKey(records)
     const cols = this.columns(versions)
-    const r = await this.withClient(signal, (c) =>
-      c.query<{ checkpoint: string }>(this.t.applySql, [cols.keys, cols.values, cols.namespaces, cols.tags, cols.hlcs, cols.lsns, cols.deleted, this.writerId, checkpoint]),
-    )
+    const r = await this.withClient(signal, async (c) => {
+      if (legacy.length === 0) return c.query<{ checkpoint: string }>(this.t.applySql, [...columnArgs(cols), this.writerId, checkpoint])
+      // Version-1 deletes (no namespace): the key in every namespace, before the rest, in one transaction.
+      try {
+        await c.query('BEGIN')
+        for (const d of legacy) await c.query(this.t.legacyDeleteSql, [d.key, d.hlc, this.writerId, d.lsn])
+        const out = await c.query<{ checkpoint: string }>(this.t.applySql, [...columnArgs(cols), this.writerId, checkpoint])
+        await c.query('COMMIT')
+        return out
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined)
+        throw err
+      }
+    })
     const stored = toInt(r.rows[0]?.checkpoint ?? 0)
     if (stored > checkpoint) {
       this.logger?.warn({ writer: this.writerId, stored, checkpoint }, 'the stored checkpoint is ahead of this apply: is another process using the same writer id?')
@@ -315,18 +347,23 @@ export class PgBackend extends BackendSink {
   }
 
   private columns(versions: ReadonlyMap<string, Version>): Columns {
-    const keys = [...versions.keys()].sort()
-    const c: Columns = { keys, values: [], namespaces: [], tags: [], hlcs: [], lsns: [], deleted: [] }
-    for (const key of keys) {
-      const v = versions.get(key) as Version
+    const ids = [...versions.keys()].sort()
+    const c: Columns = { namespaces: [], keys: [], values: [], tags: [], hlcs: [], lsns: [], deleted: [], expires: [], fresh: [], created: [] }
+    for (const id of ids) {
+      const v = versions.get(id) as Version
       const put = v.op.type === 'put' ? v.op : undefined
+      const { namespace, key } = splitIdentity(id)
+      c.namespaces.push(namespace)
+      c.keys.push(key)
       // Copied: msgpackr's encode returns a view into a buffer it reuses.
       c.values.push(put ? Buffer.from(packValue(this.packr, put.value)) : null)
-      c.namespaces.push(put?.namespace ?? null)
       c.tags.push(put?.tags ? JSON.stringify(put.tags) : null)
       c.hlcs.push(v.hlc)
       c.lsns.push(v.lsn)
       c.deleted.push(!put)
+      c.expires.push(put?.expiresAt ?? null)
+      c.fresh.push(v.fresh)
+      c.created.push(v.createdHlc)
     }
     return c
   }
@@ -340,16 +377,17 @@ export class PgBackend extends BackendSink {
 
   // ---- reads ----
 
-  async get(key: string): Promise<PgStoredEntry | undefined> {
-    const r = await this.requirePool().query<EntryRow>(`SELECT key, value, namespace, tags, hlc, writer, lsn, deleted FROM ${this.t.entries} WHERE key = $1`, [key])
+  async get(id: string): Promise<PgStoredEntry | undefined> {
+    const { namespace, key } = splitIdentity(id)
+    const r = await this.requirePool().query<EntryRow>(`SELECT ${ROW} FROM ${this.t.entries} WHERE namespace = $1 AND key = $2`, [namespace, key])
     const row = r.rows[0]
     return row === undefined || row.deleted ? undefined : this.entryOf(row)
   }
 
-  /** Every live entry of every writer, in key order (bytewise: the key column is COLLATE "C"), read a page at a time. */
+  /** Every live entry of every writer, in identity order ((namespace, key), bytewise: both columns are COLLATE "C"), read a page at a time. */
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, PgStoredEntry]> {
     for await (const row of this.pages({ ...(options.gte !== undefined ? { gte: options.gte } : {}), ...(options.lt !== undefined ? { lt: options.lt } : {}) }, Number.MAX_SAFE_INTEGER)) {
-      yield [row.key, this.entryOf(row)]
+      yield [identityOf(row.namespace, row.key), this.entryOf(row)]
     }
   }
 
@@ -366,35 +404,39 @@ export class PgBackend extends BackendSink {
     }
     for await (const row of this.pages(q, limit)) {
       const e = this.entryOf(row)
-      yield { key: row.key, value: e.value, hlc: e.hlc, writer: e.writer, lsn: e.lsn, ...(e.namespace !== undefined ? { namespace: e.namespace } : {}), ...(e.tags ? { tags: e.tags } : {}) }
+      yield { key: row.key, value: e.value, hlc: e.hlc, writer: e.writer, lsn: e.lsn, namespace: e.namespace, ...(e.tags ? { tags: e.tags } : {}) }
     }
   }
 
-  /** Live rows in key order, keyset-paginated (no transaction held open between pages). */
+  /** Live rows in (namespace, key) order, keyset-paginated (no transaction held open between pages); gte/lt are identities. */
   private async *pages(q: { readonly gte?: string; readonly lt?: string; readonly namespace?: string; readonly tag?: string; readonly prefix?: string }, limit: number): AsyncGenerator<EntryRow> {
     const where = ['NOT deleted']
     const params: unknown[] = []
     const param = (v: unknown): string => `$${params.push(v)}`
-    if (q.gte !== undefined) where.push(`key >= ${param(q.gte)}`)
-    if (q.lt !== undefined) where.push(`key < ${param(q.lt)}`)
+    const pair = (id: string): string => {
+      const { namespace, key } = splitIdentity(id)
+      return `(${param(namespace)}, ${param(key)})`
+    }
+    if (q.gte !== undefined) where.push(`(namespace, key) >= ${pair(q.gte)}`)
+    if (q.lt !== undefined) where.push(`(namespace, key) < ${pair(q.lt)}`)
     if (q.namespace !== undefined) where.push(`namespace = ${param(q.namespace)}`)
     if (q.tag !== undefined) where.push(`tags @> ARRAY[${param(q.tag)}]::text[]`)
     if (q.prefix !== undefined && q.prefix.length > 0) where.push(`key LIKE ${param(q.prefix.replace(/[\\%_]/g, '\\$&') + '%')}`)
-    let after: string | undefined
+    let after: EntryRow | undefined
     let left = limit
     while (left > 0) {
       const n = Math.min(left, this.o.pageRows)
-      const cond = after === undefined ? where : [...where, `key > $${params.length + 1}`]
-      const args = after === undefined ? [...params, n] : [...params, after, n]
+      const cond = after === undefined ? where : [...where, `(namespace, key) > ($${params.length + 1}, $${params.length + 2})`]
+      const args = after === undefined ? [...params, n] : [...params, after.namespace, after.key, n]
       const r = await this.requirePool().query<EntryRow>(
-        `SELECT key, value, namespace, tags, hlc, writer, lsn, deleted FROM ${this.t.entries} WHERE ${cond.join(' AND ')} ORDER BY key LIMIT $${args.length}`,
+        `SELECT ${ROW} FROM ${this.t.entries} WHERE ${cond.join(' AND ')} ORDER BY namespace, key LIMIT $${args.length}`,
         args,
       )
       for (const row of r.rows) yield row
       left -= r.rows.length
       const last = r.rows[r.rows.length - 1]
       if (r.rows.length < n || last === undefined) return
-      after = last.key
+      after = last
     }
   }
 
@@ -409,18 +451,20 @@ export class PgBackend extends BackendSink {
    * `get` returns them) is upserted by the same rule as an apply.
    */
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
-    for (const [key, e] of entries) {
+    for (const [id, e] of entries) {
+      const { namespace, key } = splitIdentity(id)
       if (e === undefined) {
-        await this.requirePool().query(`UPDATE ${this.t.entries} SET deleted = true, value = NULL, namespace = NULL, tags = NULL WHERE key = $1 AND writer = $2`, [key, this.writerId])
+        await this.requirePool().query(`UPDATE ${this.t.entries} SET deleted = true, value = NULL, tags = NULL, expires_at = NULL WHERE namespace = $1 AND key = $2 AND writer = $3`, [namespace, key, this.writerId])
         continue
       }
       const value = Buffer.from(packValue(this.packr, e.value))
       const tags = e.tags ? JSON.stringify(e.tags) : null
+      const times = [e.createdAt, e.updatedAt, e.expiresAt ?? null]
       const versioned = e as Partial<PgStoredEntry>
       if (typeof versioned.hlc === 'number' && typeof versioned.writer === 'string') {
-        await this.requirePool().query(this.t.repairVersionedSql, [key, value, e.namespace ?? null, tags, versioned.hlc, versioned.writer, e.lsn])
+        await this.requirePool().query(this.t.repairVersionedSql, [namespace, key, value, tags, versioned.hlc, versioned.writer, e.lsn, ...times])
       } else {
-        await this.requirePool().query(this.t.repairOwnSql, [key, value, e.namespace ?? null, tags, this.writerId, e.lsn])
+        await this.requirePool().query(this.t.repairOwnSql, [namespace, key, value, tags, this.writerId, e.lsn, ...times])
       }
     }
   }
@@ -443,6 +487,7 @@ export class PgBackend extends BackendSink {
     const checkpoint = cp.rows[0] === undefined ? 0 : toInt(cp.rows[0].lsn)
     const findings: PgLogFinding[] = []
     const latest = new Map<string, Version>()
+    const legacy = new LegacyDeleteResolver()
     let lastLsn = 0
     let pendingRecords = 0
     for await (const d of log) {
@@ -460,16 +505,17 @@ export class PgBackend extends BackendSink {
         pendingRecords++
         continue
       }
-      for (const op of opsOf(d.record)) latest.set(op.key, { op, lsn: d.lsn, hlc: d.record.hlc ?? 0 })
+      for (const op of opsOf(d.record)) for (const r of legacy.resolve(op)) latest.set(opIdentity(r), { op: r, lsn: d.lsn, hlc: d.record.hlc ?? 0, fresh: false, createdHlc: d.record.hlc ?? 0 })
     }
     if (checkpoint > lastLsn) findings.push({ kind: 'checkpoint-ahead', lsn: checkpoint, detail: `checkpoint ${checkpoint} is past the log's last LSN ${lastLsn}`, repaired: false })
     let superseded = 0
     const wrong = new Map<string, Version>()
-    const keys = [...latest.keys()]
-    for (let i = 0; i < keys.length; i += VERIFY_CHUNK_KEYS) {
-      const chunk = keys.slice(i, i + VERIFY_CHUNK_KEYS)
-      const r = await pool.query<EntryRow>(`SELECT key, value, namespace, tags, hlc, writer, lsn, deleted FROM ${this.t.entries} WHERE key = ANY($1::text[])`, [chunk])
-      const rows = new Map(r.rows.map((row) => [row.key, row]))
+    const ids = [...latest.keys()]
+    for (let i = 0; i < ids.length; i += VERIFY_CHUNK_KEYS) {
+      const chunk = ids.slice(i, i + VERIFY_CHUNK_KEYS)
+      const parts = chunk.map(splitIdentity)
+      const r = await pool.query<EntryRow>(`SELECT ${ROW} FROM ${this.t.entries} WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, [parts.map((p) => p.namespace), parts.map((p) => p.key)])
+      const rows = new Map(r.rows.map((row) => [identityOf(row.namespace, row.key), row]))
       for (const key of chunk) {
         const v = latest.get(key) as Version
         const found = this.compare(key, v, rows.get(key))
@@ -484,42 +530,50 @@ export class PgBackend extends BackendSink {
     if (options.repair === true && wrong.size > 0) {
       await this.withClient(undefined, (c) => {
         const cols = this.columns(wrong)
-        return c.query(this.t.repairLogSql, [cols.keys, cols.values, cols.namespaces, cols.tags, cols.hlcs, cols.lsns, cols.deleted, this.writerId])
+        return c.query(this.t.repairLogSql, [...columnArgs(cols), this.writerId])
       })
-      for (const f of findings) if (f.key !== undefined && wrong.has(f.key)) f.repaired = true
+      for (const f of findings) if (f.key !== undefined && f.namespace !== undefined && wrong.has(identityOf(f.namespace, f.key))) f.repaired = true
     }
     const counts: Record<string, number> = {}
     for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
     return { writer: this.writerId, clean: findings.length === 0, checkpoint, lastLsn, keysChecked: latest.size, superseded, pendingRecords, counts, findings }
   }
 
-  private compare(key: string, v: Version, row: EntryRow | undefined): PgLogFinding | 'ok' | 'superseded' {
+  private compare(id: string, v: Version, row: EntryRow | undefined): PgLogFinding | 'ok' | 'superseded' {
+    const key = splitIdentity(id).key
+    const namespace = splitIdentity(id).namespace
     const mine = { hlc: v.hlc, writer: this.writerId, lsn: v.lsn }
-    if (row === undefined) return { kind: 'missing', key, lsn: v.lsn, detail: `written at LSN ${v.lsn} (covered by the checkpoint) but PostgreSQL has no row`, repaired: false }
+    if (row === undefined) return { kind: 'missing', key, namespace, lsn: v.lsn, detail: `written at LSN ${v.lsn} (covered by the checkpoint) but PostgreSQL has no row`, repaired: false }
     const stored = { hlc: toInt(row.hlc), writer: row.writer, lsn: toInt(row.lsn) }
     const order = compareVersions(stored, mine)
     if (row.writer === this.writerId && stored.lsn !== v.lsn && order !== -1) {
-      return { kind: 'unknown-version', key, lsn: stored.lsn, detail: `the row is this writer's LSN ${stored.lsn}, the log's latest for the key is LSN ${v.lsn}`, repaired: false }
+      return { kind: 'unknown-version', key, namespace, lsn: stored.lsn, detail: `the row is this writer's LSN ${stored.lsn}, the log's latest for the key is LSN ${v.lsn}`, repaired: false }
     }
     if (order > 0) return 'superseded'
-    if (order < 0) return { kind: 'stale', key, lsn: v.lsn, detail: `the row is version (hlc ${stored.hlc}, ${stored.writer}, LSN ${stored.lsn}), older than this writer's LSN ${v.lsn} (hlc ${v.hlc})`, repaired: false }
+    if (order < 0) return { kind: 'stale', key, namespace, lsn: v.lsn, detail: `the row is version (hlc ${stored.hlc}, ${stored.writer}, LSN ${stored.lsn}), older than this writer's LSN ${v.lsn} (hlc ${v.hlc})`, repaired: false }
     const same = v.op.type === 'del'
       ? row.deleted
-      : !row.deleted && row.value !== null && Buffer.from(packValue(this.packr, v.op.value)).equals(row.value) && (row.namespace ?? undefined) === v.op.namespace && sameTags(row.tags, v.op.tags)
-    return same ? 'ok' : { kind: 'mismatch', key, lsn: v.lsn, detail: `the row claims LSN ${v.lsn} of this writer but its contents differ from the log's`, repaired: false }
+      : !row.deleted && row.value !== null && Buffer.from(packValue(this.packr, v.op.value)).equals(row.value) && sameTags(row.tags, v.op.tags) && (row.expires_at === null ? undefined : toInt(row.expires_at)) === v.op.expiresAt
+    return same ? 'ok' : { kind: 'mismatch', key, namespace, lsn: v.lsn, detail: `the row claims LSN ${v.lsn} of this writer but its contents differ from the log's`, repaired: false }
   }
 
   // ---- internals ----
 
   private entryOf(row: EntryRow): PgStoredEntry {
     assert(row.value !== null, 'a live row has a value')
+    const hlc = toInt(row.hlc)
+    const updatedAt = row.updated_at === null ? hlcMs(hlc) : toInt(row.updated_at)
     return {
       value: this.packr.decode(row.value),
+      namespace: row.namespace,
+      key: row.key,
       lsn: toInt(row.lsn),
-      hlc: toInt(row.hlc),
+      hlc,
       writer: row.writer,
-      ...(row.namespace !== null ? { namespace: row.namespace } : {}),
+      createdAt: row.created_at === null ? updatedAt : toInt(row.created_at),
+      updatedAt,
       ...(row.tags !== null ? { tags: row.tags } : {}),
+      ...(row.expires_at !== null ? { expiresAt: toInt(row.expires_at) } : {}),
     }
   }
 
@@ -594,17 +648,26 @@ interface Tables {
   readonly repairLogSql: string
   readonly repairOwnSql: string
   readonly repairVersionedSql: string
+  readonly legacyDeleteSql: string
 }
 
 interface Columns {
+  readonly namespaces: string[]
   readonly keys: string[]
   readonly values: (Buffer | null)[]
-  readonly namespaces: (string | null)[]
   /** Each key's tags as a JSON array (arrays of arrays must be rectangular in SQL). */
   readonly tags: (string | null)[]
   readonly hlcs: number[]
   readonly lsns: number[]
   readonly deleted: boolean[]
+  readonly expires: (number | null)[]
+  readonly fresh: boolean[]
+  readonly created: number[]
+}
+
+/** The column arrays as statement parameters $1..$10, in INPUT's order. */
+function columnArgs(c: Columns): unknown[] {
+  return [c.namespaces, c.keys, c.values, c.tags, c.hlcs, c.lsns, c.deleted, c.expires, c.fresh, c.created]
 }
 
 const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): string[] }[] = [
@@ -633,59 +696,97 @@ const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): st
       `CREATE INDEX entries_tags ON ${t.entries} USING gin (tags) WHERE NOT deleted`,
     ],
   },
+  {
+    // Identity (namespace, key): a row without a namespace (a tombstone, or a put that named none) goes to `default`.
+    version: 3,
+    statements: (t) => [
+      `UPDATE ${t.entries} SET namespace = 'default' WHERE namespace IS NULL`,
+      `ALTER TABLE ${t.entries} ALTER COLUMN namespace TYPE text COLLATE "C", ALTER COLUMN namespace SET NOT NULL`,
+      `ALTER TABLE ${t.entries} DROP CONSTRAINT entries_pkey`,
+      `ALTER TABLE ${t.entries} ADD PRIMARY KEY (namespace, key)`,
+      `DROP INDEX IF EXISTS ${t.schema}.entries_namespace`,
+      `ALTER TABLE ${t.entries} ADD COLUMN created_at bigint, ADD COLUMN updated_at bigint, ADD COLUMN expires_at bigint`,
+      `UPDATE ${t.entries} SET updated_at = hlc / 1000, created_at = hlc / 1000`,
+      `CREATE INDEX entries_key ON ${t.entries} (key)`,
+    ],
+  },
 ]
 
-/** The input arrays, one row per key ($1..$7), this writer ($8). */
-const INPUT = `SELECT u.key, u.value, u.namespace,
+/** The input arrays, one row per identity ($1..$10), this writer ($11). */
+const INPUT = `SELECT u.namespace, u.key, u.value,
     CASE WHEN u.tags IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text(u.tags::json)) END AS tags,
-    u.hlc, $8::text AS writer, u.lsn, u.deleted
-  FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[]) AS u(key, value, namespace, tags, hlc, lsn, deleted)
-  ORDER BY u.key`
+    u.hlc, $11::text AS writer, u.lsn, u.deleted, u.created / 1000 AS created_at, u.hlc / 1000 AS updated_at, u.expires_at
+  FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], $7::bool[], $8::int8[], $9::bool[], $10::int8[]) AS u(namespace, key, value, tags, hlc, lsn, deleted, expires_at, fresh, created)
+  ORDER BY u.namespace, u.key`
 
-const SET_ALL = `SET value = EXCLUDED.value, namespace = EXCLUDED.namespace, tags = EXCLUDED.tags, hlc = EXCLUDED.hlc, writer = EXCLUDED.writer, lsn = EXCLUDED.lsn, deleted = EXCLUDED.deleted`
+/**
+ * createdAt carried: kept from a live row, started again over a tombstone or
+ * when the batch deleted the identity first (its \`fresh\` flag, looked up in
+ * the input by identity).
+ */
+const SET_ALL = `SET value = EXCLUDED.value, tags = EXCLUDED.tags, hlc = EXCLUDED.hlc, writer = EXCLUDED.writer, lsn = EXCLUDED.lsn, deleted = EXCLUDED.deleted,
+    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at,
+    created_at = CASE WHEN e.deleted OR e.created_at IS NULL OR (SELECT bool_or(f.fresh) FROM unnest($1::text[], $2::text[], $9::bool[]) AS f(namespace, key, fresh) WHERE f.namespace = EXCLUDED.namespace AND f.key = EXCLUDED.key) THEN EXCLUDED.created_at ELSE e.created_at END`
+
+const COLUMNS = '(namespace, key, value, tags, hlc, writer, lsn, deleted, created_at, updated_at, expires_at)'
 
 function tables(schema: string): Tables {
   const s = `"${schema}"`
   const entries = `${s}.entries`
   const checkpoints = `${s}.checkpoints`
   const upsert = (op: '>' | '>='): string =>
-    `INSERT INTO ${entries} AS e (key, value, namespace, tags, hlc, writer, lsn, deleted) ${INPUT}
-    ON CONFLICT (key) DO UPDATE ${SET_ALL}
+    `INSERT INTO ${entries} AS e ${COLUMNS} ${INPUT}
+    ON CONFLICT (namespace, key) DO UPDATE ${SET_ALL}
     WHERE (EXCLUDED.hlc, EXCLUDED.writer, EXCLUDED.lsn) ${op} (e.hlc, e.writer, e.lsn)`
+  const tagsOf = (n: number): string => `CASE WHEN $${n}::text IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text($${n}::json)) END`
+  const keep = 'updated_at = EXCLUDED.updated_at, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at'
   return {
     schema: s,
     entries,
     checkpoints,
     version: `${s}.schema_version`,
     applySql: `WITH up AS (${upsert('>')} RETURNING 1),
-      cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn) VALUES ($8, $9) ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn) RETURNING c.lsn)
+      cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn) VALUES ($11, $12) ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn) RETURNING c.lsn)
       SELECT (SELECT lsn FROM cp) AS checkpoint, (SELECT count(*) FROM up) AS applied`,
     repairLogSql: upsert('>='),
-    repairOwnSql: `INSERT INTO ${entries} AS e (key, value, namespace, tags, hlc, writer, lsn, deleted)
-      VALUES ($1, $2, $3, CASE WHEN $4::text IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text($4::json)) END, 0, $5, $6, false)
-      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, namespace = EXCLUDED.namespace, tags = EXCLUDED.tags, lsn = EXCLUDED.lsn, deleted = false
+    legacyDeleteSql: `UPDATE ${entries} AS e SET deleted = true, value = NULL, tags = NULL, expires_at = NULL, hlc = $2, writer = $3, lsn = $4
+      WHERE e.key = $1 AND NOT e.deleted AND ($2::int8, $3::text COLLATE "C", $4::int8) > (e.hlc, e.writer, e.lsn)`,
+    repairOwnSql: `INSERT INTO ${entries} AS e ${COLUMNS}
+      VALUES ($1, $2, $3, ${tagsOf(4)}, 0, $5, $6, false, $7, $8, $9)
+      ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, tags = EXCLUDED.tags, lsn = EXCLUDED.lsn, deleted = false, ${keep}
       WHERE e.writer = EXCLUDED.writer AND e.lsn <= EXCLUDED.lsn`,
-    repairVersionedSql: `INSERT INTO ${entries} AS e (key, value, namespace, tags, hlc, writer, lsn, deleted)
-      VALUES ($1, $2, $3, CASE WHEN $4::text IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text($4::json)) END, $5, $6, $7, false)
-      ON CONFLICT (key) DO UPDATE ${SET_ALL}
+    repairVersionedSql: `INSERT INTO ${entries} AS e ${COLUMNS}
+      VALUES ($1, $2, $3, ${tagsOf(4)}, $5, $6, $7, false, $8, $9, $10)
+      ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, tags = EXCLUDED.tags, hlc = EXCLUDED.hlc, writer = EXCLUDED.writer, lsn = EXCLUDED.lsn, deleted = false, ${keep}
       WHERE (EXCLUDED.hlc, EXCLUDED.writer, EXCLUDED.lsn) >= (e.hlc, e.writer, e.lsn)`,
   }
 }
 
 // ---- helpers ----
 
-function opsOf(r: WalRecord): readonly Op[] {
-  return r.type === RecordType.BATCH ? r.ops : [r.op]
-}
-
-/** The last operation on each key, in LSN order (so also in HLC order: one writer's clock never goes back). */
-function latestPerKey(records: readonly AppliedRecord[]): Map<string, Version> {
-  const out = new Map<string, Version>()
+/**
+ * The last operation on each identity, in LSN order (so also in HLC order:
+ * one writer's clock never goes back), and the version-1 deletes, which the
+ * apply runs first (they also delete what came before them in the batch).
+ */
+function latestPerKey(records: readonly AppliedRecord[]): { versions: Map<string, Version>; legacy: { key: string; hlc: number; lsn: number }[] } {
+  const versions = new Map<string, Version>()
+  const legacy: { key: string; hlc: number; lsn: number }[] = []
   for (const r of records) {
     const hlc = r.record.hlc ?? 0
-    for (const op of opsOf(r.record)) out.set(op.key, { op, lsn: r.lsn, hlc })
+    for (const op of opsOf(r.record)) {
+      if (isLegacyDelete(op)) {
+        legacy.push({ key: op.key, hlc, lsn: r.lsn })
+        for (const [id, v] of versions) if (v.op.key === op.key) versions.set(id, { op: { type: 'del', key: op.key, namespace: splitIdentity(id).namespace }, lsn: r.lsn, hlc, fresh: true, createdHlc: hlc })
+        continue
+      }
+      const id = opIdentity(op)
+      const prev = versions.get(id)
+      const fresh = prev !== undefined && (prev.fresh || prev.op.type === 'del')
+      versions.set(id, { op, lsn: r.lsn, hlc, fresh, createdHlc: prev !== undefined && prev.op.type === 'put' ? prev.createdHlc : hlc })
+    }
   }
-  return out
+  return { versions, legacy }
 }
 
 /** -1, 0 or 1: versions order by HLC, then writer id (bytewise, as COLLATE "C" compares), then LSN. */

@@ -28,6 +28,7 @@ import { MemWAL, type ResilienceConfig, type Sink } from '../../../engine/index.
 import { SeededRandom, type Op } from '../../../engine/testing.js'
 import { writeLine } from '../../support/child-process.js'
 import { issueWrite, writeRandom } from '../../support/seeded-writes.js'
+import { namespaceOf, nsOption } from '../../support/identity-view.js'
 
 const BURST_MAX = 12
 
@@ -56,11 +57,12 @@ export function sharedKeyWrite(seed: number, counter: number): Op[] {
   const rng = writeRandom(seed, counter)
   const put = (i: number): Op => {
     const value: WriteValue = { s: seed, c: counter, i, pad: 'v'.repeat(rng.chance(0.9) ? rng.below(120) : 500 + rng.below(3000)) }
-    const namespace = rng.chance(0.7) ? ENGINE_CHILD_NAMESPACES[rng.below(ENGINE_CHILD_NAMESPACES.length)] : undefined
+    const key = sharedKey(rng.below(SHARED_KEYS))
+    const namespace = namespaceOf(key, ENGINE_CHILD_NAMESPACES)
     const tags = rng.chance(0.5) ? ENGINE_CHILD_TAGS.filter(() => rng.chance(0.5)) : undefined
-    return { type: 'put', key: sharedKey(rng.below(SHARED_KEYS)), value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
-  const del = (): Op => ({ type: 'del', key: sharedKey(rng.below(SHARED_KEYS)) })
+  const del = (): Op => delOf(sharedKey(rng.below(SHARED_KEYS)))
   const roll = rng.below(100)
   if (roll < 55) return [put(0)]
   if (roll < 75) return [del()]
@@ -81,7 +83,7 @@ export function ownKeyWrite(seed: number, counter: number, deletable: readonly s
   const rng = writeRandom(seed, counter)
   const value = (i: number): WriteValue => ({ s: seed, c: counter, i, pad: 'v'.repeat(rng.chance(0.9) ? rng.below(100) : 400 + rng.below(2500)) })
   const put = (key: string, i: number): Op => {
-    const namespace = rng.chance(0.6) ? ENGINE_CHILD_NAMESPACES[rng.below(ENGINE_CHILD_NAMESPACES.length)] : undefined
+    const namespace = namespaceOf(key, ENGINE_CHILD_NAMESPACES)
     const tags = rng.chance(0.4) ? ENGINE_CHILD_TAGS.filter(() => rng.chance(0.5)) : undefined
     return { type: 'put', key, value: value(i), ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
@@ -91,12 +93,17 @@ export function ownKeyWrite(seed: number, counter: number, deletable: readonly s
   if (roll < 65) {
     const n = 2 + rng.below(4)
     const ops = Array.from({ length: n }, (_, i) => put(`${own}/${i}`, i))
-    if (deletable.length > 0 && rng.chance(0.3)) ops.splice(rng.below(n + 1), 0, { type: 'del', key: deletable[rng.below(deletable.length)] as string })
+    if (deletable.length > 0 && rng.chance(0.3)) ops.splice(rng.below(n + 1), 0, delOf(deletable[rng.below(deletable.length)] as string))
     return ops
   }
   if (roll < 80) return [put(`hot/${rng.below(HOT_KEYS)}`, 0)]
-  if (roll < 90) return [{ type: 'del', key: deletable[rng.below(deletable.length)] as string }]
-  return [{ type: 'del', key: `hot/${rng.below(HOT_KEYS)}` }]
+  if (roll < 90) return [delOf(deletable[rng.below(deletable.length)] as string)]
+  return [delOf(`hot/${rng.below(HOT_KEYS)}`)]
+}
+
+/** A delete of `key` in the namespace its puts use (identity is (namespace, key)). */
+function delOf(key: string): Op {
+  return { type: 'del', key, ...nsOption(key, ENGINE_CHILD_NAMESPACES) }
 }
 
 /** How a profile's backend misbehaves, and what it writes. */

@@ -1,0 +1,119 @@
+/**
+ * Store layout 2 ((namespace, key) identity) from a layout-1 directory made
+ * by the code before it (fixtures/datadirs/layout-1, see its README): the
+ * open migrates it, and every entry reads back under the namespace it was
+ * last put in (none: `default`), with the version that wrote it; version-1
+ * deletes are honoured (the key in whichever namespace held it), records only
+ * in the log (the store was behind) included. A crash at any step of the
+ * migration leaves a directory the next open migrates, or one already at
+ * layout 2. fsck and verify are clean afterwards.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { fsck, MemWAL } from '../../engine/index.js'
+import { ManualClock, Wal } from '../../engine/testing.js'
+import { LevelStore } from '../../engine/sinks/level-store.js'
+import { migrateLayout, type MigrationStep } from '../../engine/sinks/level-layout.js'
+import { logOf } from '../../engine/open.js'
+import { LAYOUT1_DIR, LAYOUT1_EXPECTED, type ExpectedEntry } from '../../fixtures/make-layout1-fixture.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+const expected = JSON.parse(fs.readFileSync(LAYOUT1_EXPECTED, 'utf8')) as { applied: number; lastLsn: number; entries: ExpectedEntry[] }
+const NOW_MS = 1_900_000_000_000
+
+function copy(t: Test): string {
+  const dir = path.join(tmpDir(t, 'memwal-layout1-'), 'd')
+  fs.cpSync(LAYOUT1_DIR, dir, { recursive: true })
+  return dir
+}
+
+async function expectMigrated(t: Test, dir: string, when: string): Promise<void> {
+  const e = await MemWAL.open({ dir, clock: new ManualClock(NOW_MS) })
+  try {
+    t.equal(e.health().wal.lastLsn, expected.lastLsn, `${when}: the log is whole`)
+    for (const x of expected.entries) {
+      const got = await e.getEntry(x.key, { namespace: x.namespace })
+      t.match(got, { namespace: x.namespace, key: x.key, value: x.value, tags: x.tags ?? [], version: x.lsn }, `${when}: ${x.namespace} ${x.key}`)
+    }
+    const listed: string[] = []
+    for await (const r of e.query({ limit: 1000 })) listed.push(`${r.namespace}\u0000${r.key}`)
+    t.strictSame(listed, expected.entries.map((x) => `${x.namespace}\u0000${x.key}`).sort(), `${when}: query lists exactly the expected identities`)
+    // v1 deletes and moves: nothing left behind in another namespace.
+    t.equal(await e.get('moved', { namespace: 'team/a' }), undefined, `${when}: a key moved away from team/a is not there`)
+    t.equal(await e.get('moved', { namespace: 'team/b' }), undefined, `${when}: nor in team/b (moved again, in the log only)`)
+    t.strictSame(await e.get('moved', { namespace: 'team/c' }), { where: 'c' }, `${when}: it is in team/c`)
+    t.equal(await e.get('gone', { namespace: 'agents/7' }), undefined, `${when}: a v1 delete of a namespaced key (applied) is honoured`)
+    t.equal(await e.get('b/1', { namespace: 'team/b' }), undefined, `${when}: a v1 delete of a namespaced key (only in the log) is honoured`)
+    t.equal(await e.get('deltail', { namespace: 'x' }), undefined, `${when}: a put and a v1 delete, both only in the log`)
+    t.equal(await e.get('note/2', { namespace: 'agents/7/session/3' }), undefined, `${when}: a v1 delete inside a batch`)
+    t.equal(await e.get('plain'), 'again', `${when}: a key without a namespace is in default`)
+    t.strictSame(await e.get('k/05'), 'now without a namespace', `${when}: a key moved to no namespace is in default`)
+    t.equal(await e.get('k/05', { namespace: 'agents/1' }), undefined, `${when}: and not in its old one`)
+    const row = await e.getEntry('tailonly', { namespace: 'agents/9' })
+    t.equal(row?.updatedAt, 1_700_000_000_000 + 63 * 1000, `${when}: updatedAt is the ms of the record that wrote it`)
+    const v = await e.verify()
+    t.equal(v.clean, true, `${when}: verify is clean: ${JSON.stringify(v.findings).slice(0, 400)}`)
+  } finally {
+    await e.close()
+  }
+  const r = await fsck({ dir, repair: false })
+  t.equal(r.clean, true, `${when}: fsck is clean: ${JSON.stringify(r.findings).slice(0, 400)}`)
+}
+
+t.test('the fixture is a layout-1 store behind its log', async (t) => {
+  const dir = copy(t)
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  t.teardown(() => store.close())
+  t.equal(await store.layout(), 1, 'no layout key: layout 1')
+  t.equal(await store.readCheckpoint('backend'), expected.applied, 'the backend applied the first records only')
+  t.ok(expected.lastLsn > expected.applied, 'the rest is only in the log')
+})
+
+t.test('open migrates a layout-1 directory: every entry under its namespace, v1 deletes honoured', async (t) => {
+  const dir = copy(t)
+  await expectMigrated(t, dir, 'after the migration')
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  t.equal(await store.layout(), 2, 'the store says layout 2')
+  let legacy = 0
+  for await (const _ of store.legacyData.keys()) legacy++
+  for await (const _ of store.legacyIndex.keys()) legacy++
+  t.equal(legacy, 0, 'the layout-1 rows are gone')
+  await store.close()
+  await expectMigrated(t, dir, 'after a second open (already layout 2)')
+  const e = await MemWAL.open({ dir })
+  await e.put('moved', 'new in team/a', { namespace: 'team/a' })
+  t.equal(await e.get('moved', { namespace: 'team/a' }), 'new in team/a', 'new writes go on, under identities')
+  t.strictSame(await e.get('moved', { namespace: 'team/c' }), { where: 'c' }, 'another namespace\'s entry is untouched')
+  await e.close()
+})
+
+t.test('fsck on a layout-1 directory migrates it first, then checks it', async (t) => {
+  const dir = copy(t)
+  const r = await fsck({ dir, repair: false })
+  t.equal(r.clean, true, `clean: ${JSON.stringify(r.findings).slice(0, 400)}`)
+  await expectMigrated(t, dir, 'opened after fsck')
+})
+
+const STEPS: readonly MigrationStep[] = ['legacy-caught-up', 'rows-written', 'layout-set', 'legacy-cleared']
+
+for (const step of STEPS) {
+  t.test(`a crash after the migration step "${step}": the next open finishes it`, async (t) => {
+    const dir = copy(t)
+    const store = await LevelStore.open(path.join(dir, 'store'))
+    const wal = await Wal.open({ dir, segmentBytes: 64 * 1024 })
+    const crash = new Error(`crash after ${step}`)
+    await t.rejects(
+      migrateLayout(store, logOf(wal), {
+        ownBackend: true, nowMs: NOW_MS,
+        afterStep: async (s) => {
+          if (s === step) throw crash
+        },
+      }),
+      crash,
+    )
+    await wal.close()
+    await store.close()
+    await expectMigrated(t, dir, `after a crash at ${step}`)
+  })
+}
