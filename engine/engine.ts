@@ -32,6 +32,7 @@ import type { IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, Sink } from './sinks/sink.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
+import { VersionGate } from './version-gate.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
 
@@ -107,8 +108,15 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.backpressure = new Backpressure(o, pending, assertWritable, (e) => this.emit('backlog-high', e), () =>
       this.stateMayHaveChanged(this.backpressure.readOnly ? 'backlog full' : 'backlog has room again'),
     )
+    const gate = new VersionGate({
+      pending: (id) => {
+        const v = pending.latest(id)
+        return v === undefined ? undefined : v.live ? v.lsn : null
+      },
+      stored: (id) => this.reads.storedVersion(id),
+    })
     this.writes = new WritePath({
-      config: o, clock: o.clock, wal, pending, codec: parts.codec, hlc, backpressure: this.backpressure, metrics: this.metrics, assertWritable,
+      config: o, clock: o.clock, wal, pending, codec: parts.codec, hlc, backpressure: this.backpressure, gate, metrics: this.metrics, assertWritable,
       written: (bytes) => {
         this.writtenBytes += bytes
         for (const a of this.appliers) a.notify()

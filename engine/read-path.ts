@@ -161,6 +161,15 @@ export class ReadPath {
     return e
   }
 
+  /**
+   * The version the cache or the backend holds for an identity (null:
+   * absent), for conditional writes; ENGINE_BACKEND_UNAVAILABLE when the
+   * backend cannot answer. The caller has looked at what is pending.
+   */
+  async storedVersion(id: string): Promise<number | null> {
+    return (await this.stored(id))?.lsn ?? null
+  }
+
   /** Entries matching every criterion given, in identity order (namespace, then key). */
   async *query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
     const { pending } = this.p

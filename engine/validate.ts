@@ -15,13 +15,27 @@ export interface PutOptions {
   readonly tags?: readonly string[]
   /** ms since the epoch; stored and returned by getEntry (enforcement is not yet in this version). */
   readonly expiresAt?: number
+  /** Write only if the entry is at this version (the LSN its last put resolved with); else VERSION_MISMATCH, nothing written. */
+  readonly ifVersion?: number
+  /** Write only if the entry is absent; else VERSION_MISMATCH, nothing written. */
+  readonly ifAbsent?: boolean
 }
 
 export interface ReadOptions {
   readonly namespace?: string
 }
 
-export type DeleteOptions = ReadOptions
+export interface DeleteOptions extends ReadOptions {
+  /** Delete only if the entry is at this version; else VERSION_MISMATCH, nothing written. */
+  readonly ifVersion?: number
+}
+
+/** A write's condition on one entry: at version `expected`, or absent (null). Never stored in the record. */
+export interface WriteCondition {
+  readonly namespace: string
+  readonly key: string
+  readonly expected: number | null
+}
 
 export type BatchOp =
   | ({ readonly type: 'put'; readonly key: string; readonly value: unknown } & PutOptions)
@@ -54,8 +68,20 @@ export function checkFields<T extends object>(what: string, o: unknown, spec: Re
   return o as Partial<T>
 }
 
-const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer' } as const
+const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer', ifVersion: 'integer', ifAbsent: 'boolean' } as const
 const READ_FIELDS = { namespace: 'string' } as const
+const DELETE_FIELDS = { namespace: 'string', ifVersion: 'integer' } as const
+
+/** The condition an option object states, if any (ifVersion, ifAbsent: one at most). */
+export function checkCondition(o: { readonly ifVersion?: number; readonly ifAbsent?: boolean } | undefined, namespace: string, key: string, prefix = ''): WriteCondition | undefined {
+  if (o === undefined) return undefined
+  if (o.ifVersion !== undefined && o.ifAbsent === true) throw new InvalidOptionsError('ifVersion and ifAbsent cannot be given together', `${prefix}ifAbsent`)
+  if (o.ifVersion !== undefined) {
+    if (o.ifVersion < 1) throw new InvalidOptionsError(`ifVersion must be a version (an LSN, at least 1), not ${o.ifVersion}`, `${prefix}ifVersion`)
+    return { namespace, key, expected: o.ifVersion }
+  }
+  return o.ifAbsent === true ? { namespace, key, expected: null } : undefined
+}
 
 export function checkKey(key: unknown, l: Limits): string {
   if (typeof key !== 'string') throw invalidKey(`key must be a string, not ${typeof key}`)
@@ -105,13 +131,32 @@ export function checkPutOptions(o: unknown, l: Limits, prefix = ''): CheckedPut 
   return out
 }
 
-/** get, getEntry and delete options: the namespace (default `default`). */
+/** get and getEntry options: the namespace (default `default`). */
 export function checkReadOptions(o: unknown, l: Limits, what = 'read options', prefix = ''): { readonly namespace: string } {
   const p = checkFields<ReadOptions>(what, o, READ_FIELDS, prefix)
   return { namespace: checkNamespace(p.namespace, l, `${prefix}namespace`) }
 }
 
-export function checkBatch(ops: unknown, l: Limits): Op[] {
+/** delete options: the namespace (default `default`) and an optional ifVersion. */
+export function checkDeleteOptions(o: unknown, l: Limits, key: string, prefix = ''): { readonly namespace: string; readonly condition: WriteCondition | undefined } {
+  const p = checkFields<DeleteOptions>('delete options', o, DELETE_FIELDS, prefix)
+  const namespace = checkNamespace(p.namespace, l, `${prefix}namespace`)
+  return { namespace, condition: checkCondition(p, namespace, key, prefix) }
+}
+
+/** A put's condition (its options were checked by checkPutOptions). */
+export function putCondition(o: unknown, namespace: string, key: string, prefix = ''): WriteCondition | undefined {
+  return checkCondition(o as PutOptions | undefined, namespace, key, prefix)
+}
+
+/** A batch's operations, and the conditions its operations state (all must hold, or nothing is written). */
+export function checkBatch(ops: unknown, l: Limits): { ops: Op[]; conditions: WriteCondition[] } {
+  const conditions: WriteCondition[] = []
+  const checked = checkBatchOps(ops, l, conditions)
+  return { ops: checked, conditions }
+}
+
+function checkBatchOps(ops: unknown, l: Limits, conditions: WriteCondition[]): Op[] {
   if (!Array.isArray(ops)) throw invalidValue('batch takes an array of operations')
   if (ops.length === 0) throw invalidValue('batch is empty')
   if (ops.length > l.batchOpsMax) throw invalidValue(`batch of ${ops.length} operations exceeds batchOpsMax ${l.batchOpsMax}`)
@@ -124,9 +169,14 @@ export function checkBatch(ops: unknown, l: Limits): Op[] {
     const key = checkKey(rawKey, l)
     if (o['type'] === 'del') {
       if (Object.hasOwn(o, 'value')) throw new InvalidOptionsError('batch delete: unknown field "value"', `${at}value`)
-      return { type: 'del', key, ...checkReadOptions(rest, l, 'batch delete', at) }
+      const { namespace, condition } = checkDeleteOptions(rest, l, key, at)
+      if (condition) conditions.push(condition)
+      return { type: 'del', key, namespace }
     }
-    return { type: 'put', key, value: checkValue(value), ...checkPutOptions(rest, l, at) }
+    const put = checkPutOptions(rest, l, at)
+    const condition = putCondition(rest, put.namespace, key, at)
+    if (condition) conditions.push(condition)
+    return { type: 'put', key, value: checkValue(value), ...put }
   })
 }
 

@@ -2,14 +2,15 @@ import { MemwalError, RecordTooLargeError, WalFailedError, isMemwalError } from 
 import type { PendingLog } from './apply/pending-log.js'
 import type { Backpressure } from './backpressure.js'
 import { RecordType } from './format/format.js'
-import type { Op, RecordCodec, WalRecord } from './format/record-codec.js'
+import { opsOf, type Op, type RecordCodec, type WalRecord } from './format/record-codec.js'
 import type { HybridClock } from './hlc.js'
 import type { Clock } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import { checkBatch, checkKey, checkPutOptions, checkReadOptions, checkValue, invalidValue, type BatchOp, type DeleteOptions, type PutOptions } from './validate.js'
-import { opIdentity, splitIdentity } from './format/identity.js'
+import { checkBatch, checkDeleteOptions, checkKey, checkPutOptions, checkValue, invalidValue, putCondition, type BatchOp, type DeleteOptions, type PutOptions, type WriteCondition } from './validate.js'
+import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
+import { gateState, type VersionGate } from './version-gate.js'
 import { WriteWatches, type WriteWatch } from './write-watch.js'
 
 export interface WritePathParts {
@@ -20,6 +21,8 @@ export interface WritePathParts {
   readonly codec: RecordCodec
   readonly hlc: HybridClock
   readonly backpressure: Backpressure
+  /** Conditional writes: decided in log order, at append time. */
+  readonly gate: VersionGate
   readonly metrics: EngineMetrics | undefined
   readonly assertWritable: () => void
   /** A record of `bytes` was acknowledged: the appliers have work (and the disk watch counts the bytes). */
@@ -39,17 +42,21 @@ export class WritePath {
 
   async put(key: string, value: unknown, options?: PutOptions): Promise<{ lsn: number }> {
     const k = checkKey(key, this.p.config)
-    const op: Op = { type: 'put', key: k, value: checkValue(value), ...checkPutOptions(options, this.p.config) }
-    return this.write({ type: RecordType.PUT, op })
+    const put = checkPutOptions(options, this.p.config)
+    const condition = putCondition(options, put.namespace, k)
+    const op: Op = { type: 'put', key: k, value: checkValue(value), ...put }
+    return this.write({ type: RecordType.PUT, op }, undefined, condition ? [condition] : [])
   }
 
   async delete(key: string, options?: DeleteOptions): Promise<{ lsn: number }> {
     const k = checkKey(key, this.p.config)
-    return this.write({ type: RecordType.DELETE, op: { type: 'del', key: k, ...checkReadOptions(options, this.p.config, 'delete options') } })
+    const { namespace, condition } = checkDeleteOptions(options, this.p.config, k)
+    return this.write({ type: RecordType.DELETE, op: { type: 'del', key: k, namespace } }, undefined, condition ? [condition] : [])
   }
 
   async batch(ops: readonly BatchOp[]): Promise<{ lsn: number }> {
-    return this.write({ type: RecordType.BATCH, ops: checkBatch(ops, this.p.config) })
+    const checked = checkBatch(ops, this.p.config)
+    return this.write({ type: RecordType.BATCH, ops: checked.ops }, undefined, checked.conditions)
   }
 
   /**
@@ -76,17 +83,17 @@ export class WritePath {
 
   /** A record read back from the log (a dead letter retried), written again as a new record with a new LSN and a fresh stamp. */
   rewrite(record: WalRecord): Promise<{ lsn: number }> {
-    return this.write(record)
+    return this.write(record, undefined, [])
   }
 
-  private write(unstamped: WalRecord): Promise<{ lsn: number }>
+  private write(unstamped: WalRecord, decide: undefined, conditions: readonly WriteCondition[]): Promise<{ lsn: number }>
   private write(unstamped: WalRecord, decide: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined>
   /**
    * `decide`, when given, sees the stamped record after admission and returns
    * what to append (or nothing), synchronously before the append: a decision
    * taken there holds in log order.
    */
-  private async write(unstamped: WalRecord, decide?: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined> {
+  private async write(unstamped: WalRecord, decide?: (r: WalRecord) => WalRecord | undefined, conditions: readonly WriteCondition[] = []): Promise<{ lsn: number } | undefined> {
     const { clock, pending, metrics } = this.p
     this.p.assertWritable()
     let record: WalRecord = { ...unstamped, hlc: this.p.hlc.next() }
@@ -99,8 +106,21 @@ export class WritePath {
       metrics?.writeFailed(err) // a backpressure refusal is what memwal_write_errors_total must show
       throw err
     }
+    if (conditions.length > 0) {
+      const gated = conditions.map((c) => ({ ...c, id: identityOf(c.namespace, c.key) }))
+      const state = gateState()
+      try {
+        for (let wait = this.p.gate.decide(gated, state); wait !== true; wait = this.p.gate.decide(gated, state)) {
+          await wait
+          this.p.assertWritable()
+        }
+      } catch (err) {
+        metrics?.writeFailed(err)
+        throw err
+      }
+    }
     if (decide) {
-      // Nothing may be awaited between this decision and the append below.
+      // Nothing may be awaited between this decision (or the gate's, above) and the append below.
       const decided = decide(record)
       if (decided === undefined) return undefined
       if (decided !== record) payload = this.encode((record = decided))
@@ -108,13 +128,17 @@ export class WritePath {
     const started = clock.nowMs()
     let lsn: number
     this.noteWritten(record)
+    // From the gate's decision to the append: no await (log order is the order of append calls).
+    const settled = this.p.gate.appending(opsOf(record).map(opIdentity))
     try {
       lsn = await this.p.wal.append(record.type, payload)
     } catch (err) {
+      settled()
       metrics?.writeFailed(err)
       throw engineError(err)
     }
     pending.accept(lsn, record, payload, clock.nowMs())
+    settled()
     this.noteWritten(record)
     metrics?.written(record, clock.nowMs() - started)
     this.p.backpressure.checkHigh()

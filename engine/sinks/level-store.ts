@@ -60,8 +60,10 @@ export class LevelStore {
       if (n !== 2) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 and 2`)
       return 2
     }
-    for await (const _ of this.meta.keys({ limit: 1 })) return 1
+    // Layout 1 left checkpoints or rows; other meta keys (written by newer code at a first open) do not make a store layout 1.
+    for await (const _ of this.meta.keys({ gte: 'checkpoint:', lt: 'checkpoint;', limit: 1 })) return 1
     for await (const _ of this.legacyData.keys({ limit: 1 })) return 1
+    for await (const _ of this.legacyIndex.keys({ limit: 1 })) return 1
     return 0
   }
 
