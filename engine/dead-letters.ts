@@ -31,7 +31,7 @@ export interface DeadLetterHost {
   /** Writes a record again through the write path; resolves its new LSN. */
   rewrite(record: WalRecord): Promise<number>
   /** The LSN that wrote the key's current version, as a read sees it. */
-  currentLsn(key: string): Promise<number | undefined>
+  currentLsn(namespace: string, key: string): Promise<number | undefined>
   assertWritable(): void
 }
 
@@ -120,8 +120,8 @@ export class DeadLetters implements DeadLetterQueue {
   }
 
   private async newerVersion(d: DeadLetter): Promise<boolean> {
-    for (const key of d.keys) {
-      const lsn = await this.host.currentLsn(key)
+    for (const e of d.entries) {
+      const lsn = await this.host.currentLsn(e.namespace, e.key)
       if (lsn !== undefined && lsn > d.lsn) return true
     }
     return false

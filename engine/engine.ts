@@ -15,7 +15,6 @@ import { HealthLoop } from './health-loop.js'
 import { serveHttp, type HttpEndpoint } from './io/http-endpoint.js'
 import { Registry } from 'prom-client'
 import { HybridClock } from './hlc.js'
-import { splitIdentity } from './format/identity.js'
 import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
@@ -135,10 +134,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, () => this.checkHealth())
     this.dead = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random, {
       rewrite: async (record) => (await this.writes.rewrite(record)).lsn,
-      currentLsn: async (id) => {
-        const { namespace, key } = splitIdentity(id)
-        return (await this.reads.getEntry(key, { namespace }))?.version
-      },
+      currentLsn: async (namespace, key) => (await this.reads.getEntry(key, { namespace }))?.version,
       assertWritable,
     })
     this.gapFile = parts.gaps

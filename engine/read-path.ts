@@ -112,8 +112,17 @@ export class ReadPath {
     const again = this.p.pending.lookup(id)
     if (again) return this.pendingEntry(id, again)
     if (e?.createdAt !== CREATED_UNKNOWN) return e ? entryOf(e) : undefined
-    // Cached without its createdAt: the backend's row carries it.
-    const row = await this.stored(id, true)
+    // Cached without its createdAt: the backend's row carries it. A down backend leaves it out, never guessed (the value itself is known).
+    let row: StoredEntry | undefined
+    try {
+      row = await this.stored(id, true)
+    } catch (err) {
+      if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') {
+        const { createdAt: _unknown, ...known } = entryOf(e)
+        return known
+      }
+      throw err
+    }
     return entryOf({ ...e, createdAt: row?.lsn === e.lsn ? row.createdAt : e.updatedAt })
   }
 

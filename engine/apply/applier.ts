@@ -326,7 +326,12 @@ export class Applier {
   private succeeded(batch: ApplyBatch): void {
     this.appliedCount += batch.records.length
     this.failures = 0
-    this.recovered()
+    // An apply that worked shows the sink answers: down by reads ends too (else only a later read or probe would say so).
+    const wasDown = this.isDown
+    this.readFailures = 0
+    this.down = false
+    this.unreadable = false
+    if (wasDown) this.host.sinkHealth(this.sink, false)
     this.host.advanced(this.sink)
   }
 

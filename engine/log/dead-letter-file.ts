@@ -2,7 +2,7 @@ import { posix as path } from 'node:path'
 import { MemwalError } from '../errors.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { decodeSegmentHeader } from '../format/format.js'
-import { opIdentity } from '../format/identity.js'
+import { DEFAULT_NAMESPACE } from '../format/identity.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable, readJsonList, replaceFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
@@ -26,8 +26,10 @@ export interface DeadLetter {
   /** The record's LSN in the log. */
   readonly lsn: number
   readonly record: WalRecord
-  /** The identities (engine/format/identity.ts) it writes; a version-1 delete, which names none, is left out. */
+  /** The keys it writes. */
   readonly keys: readonly string[]
+  /** The entries it writes, by (namespace, key); a version-1 delete, which names no namespace, is left out. */
+  readonly entries: readonly { readonly namespace: string; readonly key: string }[]
 }
 
 export interface DeadLetterResolution {
@@ -66,7 +68,7 @@ export async function readDeadLetters(fs: FileSystem, sums: Checksums, dataDir: 
     for (const ev of scanFrames({ bytes, salt: h.header.salt, recordBytesMax: limits.recordBytesHardMax, sums, mode: 'salvage' })) {
       if (ev.kind !== 'frame') continue
       const record = codec.decode(ev.type, ev.payload)
-      const d: DeadLetter = { sink, lsn: ev.lsn, record, keys: (record.type === 3 ? record.ops : [record.op]).filter((op) => !(op.type === 'del' && op.legacy === true)).map(opIdentity) }
+      const d: DeadLetter = { sink, lsn: ev.lsn, record, ...writesOf(record) }
       const r = resolutions.find((x) => x.sink === sink && x.lsn === ev.lsn)
       if (r) resolved.push({ ...d, resolution: r })
       else if (!open.some((x) => x.sink === sink && x.lsn === ev.lsn)) open.push(d)
@@ -98,4 +100,12 @@ function isResolution(r: unknown): r is DeadLetterResolution {
 /** The dead letters of a data directory, open and resolved, read without the lock (`memwal deadletter list`). */
 export async function listDeadLetters(dataDir: string, fs: FileSystem = new NodeFileSystem()): Promise<DeadLetterState> {
   return readDeadLetters(fs, await createChecksums(), path.resolve(dataDir))
+}
+
+function writesOf(record: WalRecord): Pick<DeadLetter, 'keys' | 'entries'> {
+  const ops = record.type === 3 ? record.ops : [record.op]
+  return {
+    keys: ops.map((op) => op.key),
+    entries: ops.filter((op) => !(op.type === 'del' && op.legacy === true)).map((op) => ({ namespace: op.namespace ?? DEFAULT_NAMESPACE, key: op.key })),
+  }
 }

@@ -1,6 +1,6 @@
 import type { Checksums } from '../format/checksum.js'
 import { isLegacyDelete, opsOf, RecordCodec } from '../format/record-codec.js'
-import { opIdentity } from '../format/identity.js'
+import { identityOf, opIdentity } from '../format/identity.js'
 import { CorruptionError, isMemwalError, MemwalError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
 import type { FileSystem } from '../io/fs.js'
@@ -154,7 +154,7 @@ export async function checkReplicas(c: ReplicaCheck): Promise<Finding<SinkFindin
     const latest = await latestVersions(c, lost, c.backend.checkpoint)
     const unstable = new Set<string>(c.live?.pendingKeys() ?? [])
     // A sink rejected the latest version of these for good: its absence there is the dead letter's, not damage (and never re-applied).
-    for (const d of c.deadLettered ?? []) for (const key of d.keys) if (latest.get(key)?.lsn === d.lsn) unstable.add(key)
+    for (const d of c.deadLettered ?? []) for (const e of d.entries) if (latest.get(identityOf(e.namespace, e.key))?.lsn === d.lsn) unstable.add(identityOf(e.namespace, e.key))
     const low = Math.min(c.backend.checkpoint, c.index.checkpoint)
     for (const [key, v] of latest) if (v.lsn > low || v.lsn > c.lastLsn) unstable.add(key)
     const lastLsn = c.live ? c.live.lastLsnNow() : c.lastLsn

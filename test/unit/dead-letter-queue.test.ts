@@ -57,14 +57,14 @@ t.test('deadLetters.list/retry/drop: retry writes the record again and it flows;
   const { dir, poison, toxic } = await withDeadLetters(t)
   const db = await open(dir)
   try {
-    t.match(await db.deadLetters.list(), [{ sink: 'backend', lsn: poison, keys: ['poison'] }, { sink: 'backend', lsn: toxic, keys: ['toxic'] }])
+    t.match(await db.deadLetters.list(), [{ sink: 'backend', lsn: poison, keys: ['poison'], entries: [{ namespace: 'ns', key: 'poison' }] }, { sink: 'backend', lsn: toxic, keys: ['toxic'], entries: [{ namespace: 'default', key: 'toxic' }] }])
     await t.rejects(db.deadLetters.retry(999), { code: 'DEADLETTER_NOT_FOUND' })
     const r = await db.deadLetters.retry(poison)
     t.equal(r.retried.length, 1)
     t.equal(r.retried[0]?.lsn, poison)
     t.ok((r.retried[0]?.newLsn ?? 0) > toxic, 'written again with a new LSN')
     await db.flush({ timeoutMs: 10_000 })
-    t.strictSame(await db.getEntry('poison'), { value: { v: 1 }, lsn: r.retried[0]?.newLsn, namespace: 'ns', tags: ['t'] }, 'the backend applied it this time, with its namespace and tags')
+    t.match(await db.getEntry('poison', { namespace: 'ns' }), { value: { v: 1 }, version: r.retried[0]?.newLsn, namespace: 'ns', key: 'poison', tags: ['t'] }, 'the backend applied it this time, with its namespace and tags')
     const keys: string[] = []
     for await (const q of db.query({ namespace: 'ns' })) keys.push(q.key)
     t.strictSame(keys, ['poison'], 'and the index')
@@ -91,12 +91,13 @@ t.test('retry leaves a dead letter whose key was written since: superseded, stil
   const { dir, poison } = await withDeadLetters(t)
   const db = await open(dir)
   try {
-    await db.put('poison', { v: 2 })
+    await db.put('poison', { v: 1 }, { namespace: 'elsewhere' }) // another identity: does not supersede it
+    await db.put('poison', { v: 2 }, { namespace: 'ns' })
     await db.flush({ timeoutMs: 10_000 })
     const r = await db.deadLetters.retry('all')
     t.strictSame(r.superseded, [poison], 'a newer version exists: not written again')
     t.equal(r.retried.length, 1, 'the other one is')
-    t.strictSame(await db.get('poison'), { v: 2 }, 'the newer version stands')
+    t.strictSame(await db.get('poison', { namespace: 'ns' }), { v: 2 }, 'the newer version stands')
     t.match(await db.deadLetters.list(), [{ lsn: poison }])
   } finally {
     await db.close()

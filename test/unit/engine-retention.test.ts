@@ -153,7 +153,7 @@ t.test('while the index is down, no segment above its checkpoint is deleted; reo
   for await (const r of again.query({ namespace: 'ns', limit: 100_000 })) found.push(r.key)
   t.strictSame(found, [...all].sort(), 'every key is indexed after the replay')
   const unreadable: string[] = []
-  for (const k of [...before, ...during]) if ((await again.get(k)) !== k + VALUE) unreadable.push(k)
+  for (const k of [...before, ...during]) if ((await again.get(k, { namespace: 'ns' })) !== k + VALUE) unreadable.push(k)
   t.strictSame(unreadable, [], 'every key reads back')
   // With the index caught up, retention resumes.
   await untilSegments(again, dir, (b) => (b[0] ?? 0) > indexCheckpoint + 1, 'purge after the index caught up')
