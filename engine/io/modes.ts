@@ -30,7 +30,12 @@ export async function tightenModes(dir: string): Promise<number> {
   for (const e of await fs.promises.readdir(dir, { withFileTypes: true })) {
     if (!e.isFile() && !e.isDirectory()) continue
     const p = path.join(dir, e.name)
-    await tighten(p, e.isDirectory(), (await fs.promises.stat(p)).mode)
+    try {
+      await tighten(p, e.isDirectory(), (await fs.promises.stat(p)).mode)
+    } catch (err) {
+      // LevelDB, already open, may delete a file between the listing and the chmod (a compaction's old table, a replaced log): nothing left to tighten.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
   }
   return changed
 }

@@ -5,7 +5,7 @@
  * must keep (G3 after flush, ONCE, the index agreeing with the backend).
  */
 import { isDeepStrictEqual } from 'node:util'
-import { BackendSink, MemWAL, type Entry, type MemwalOptions, type Sink, type StoredEntry } from '../../engine/index.js'
+import { BackendSink, DEFAULT_NAMESPACE, MemWAL, type Entry, type MemwalOptions, type Sink, type StoredEntry } from '../../engine/index.js'
 import { type Op } from '../../engine/testing.js'
 import { ENGINE_CHILD_NAMESPACES, ENGINE_CHILD_TAGS } from './children/engine-writer.js'
 import { fromEntry, fromStored, normalOp, normTags, type ModelEntry } from '../support/identity-view.js'
@@ -28,7 +28,8 @@ export interface Version {
 /** The version `op`, written under `lsn`, gives its key (the engine stores tags deduplicated). */
 export function versionOf(op: Op, lsn: number): Version {
   if (op.type === 'del') return { present: false, lsn }
-  return { present: true, lsn, value: op.value, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...normTags(op.tags) }
+  // The log's version-2 records always name the namespace; the model omits `default`, as fromEntry/fromStored do.
+  return { present: true, lsn, value: op.value, ...(op.namespace !== undefined && op.namespace !== DEFAULT_NAMESPACE ? { namespace: op.namespace } : {}), ...normTags(op.tags) }
 }
 
 /** The entry a reader should get for `v`. */

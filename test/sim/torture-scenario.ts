@@ -883,7 +883,7 @@ class Scenario {
     await this.checkQuery(q, 'query step', false)
     const k = this.key()
     this.counts.operations++
-    const v = await this.guard(`get(${k})`, this.e.get(k)).catch((err: unknown) => {
+    const v = await this.guard(`get(${k})`, this.e.get(k, nsOption(k, NAMESPACES))).catch((err: unknown) => {
       if (err instanceof Violation) throw err
       if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE' && (this.model.get(k)?.lsn ?? 0) <= this.minCheckpoint()) return this.model.get(k)?.value
       this.fail('wrongReads', `get(${k}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}`)
@@ -1293,6 +1293,7 @@ class Scenario {
     this.counts.operations++
     let got: ModelEntry | undefined
     try {
+      // Poison keys are written without a namespace: they live in `default`.
       got = fromEntry(await this.guard(`getEntry(${key})`, this.e.getEntry(key)))
     } catch (err) {
       if (err instanceof Violation) throw err

@@ -19,6 +19,7 @@ import { MemWAL, PgBackend } from '../../../engine/index.js'
 import { SeededRandom, type Op } from '../../../engine/testing.js'
 import { writeLine } from '../../support/child-process.js'
 import { issueWrite, writeRandom } from '../../support/seeded-writes.js'
+import { namespaceOf } from '../../support/identity-view.js'
 
 export const PG_CHILD_KEYS = 24
 export const PG_CHILD_NAMESPACES = ['n0', 'n1'] as const
@@ -50,11 +51,17 @@ export function pgChildWrite(w: string, n: number, seed: number, counter: number
   const rng = writeRandom(seed, counter, Math.imul(n + 7, 0xc2b2ae35))
   const put = (i: number): Op => {
     const value: PgChildValue = { w, n, c: counter, i }
-    const namespace = rng.chance(0.7) ? PG_CHILD_NAMESPACES[rng.below(PG_CHILD_NAMESPACES.length)] : undefined
     const tags = rng.chance(0.5) ? PG_CHILD_TAGS.filter(() => rng.chance(0.5)) : undefined
-    return { type: 'put', key: pgChildKey(rng.below(PG_CHILD_KEYS)), value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    const key = pgChildKey(rng.below(PG_CHILD_KEYS))
+    const namespace = namespaceOf(key, PG_CHILD_NAMESPACES)
+    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
   }
-  const del = (): Op => ({ type: 'del', key: pgChildKey(rng.below(PG_CHILD_KEYS)) })
+  // Identity is (namespace, key): each key lives in one namespace (a function of the key), so the test's key-keyed model holds.
+  const del = (): Op => {
+    const key = pgChildKey(rng.below(PG_CHILD_KEYS))
+    const namespace = namespaceOf(key, PG_CHILD_NAMESPACES)
+    return { type: 'del', key, ...(namespace !== undefined ? { namespace } : {}) }
+  }
   const roll = rng.below(100)
   if (roll < 60) return [put(0)]
   if (roll < 75) return [del()]
