@@ -98,7 +98,8 @@ const SETTLE_ROUNDS_MAX = 200
 /** Turns without progress after which the engine counts as idle, and the most turns to wait for it. */
 const IDLE_TURNS = 12
 const IDLE_TURNS_MAX = 2_000
-/** DESIGN.md §3: the frame magic "MWFR", as a little-endian u32. */
+/** docs/design.md §3: the frame magic "MWFR", as a little-endian u32; type 4 at byte 20 is a group marker (version 2). */
+const GROUP_MARKER_TYPE = 4
 const FRAME_MAGIC = 0x5246574d
 const CORRUPTION_CODES = new Set(['WAL_CORRUPT_FRAME', 'WAL_CORRUPT_HEADER', 'WAL_TORN_TAIL', 'WAL_HOLE', 'WAL_MISSING_SEGMENT', 'WAL_LSN_SEQUENCE', 'WAL_UNKNOWN_VERSION'])
 
@@ -325,15 +326,30 @@ async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await turn()
 }
 
-/** The LSN of the last frame in a segment's bytes (DESIGN.md §3), 0 if none. */
-function lastLsnIn(bytes: Buffer): number {
+/**
+ * The record frames at the start of a segment's bytes (docs/design.md §3),
+ * walked by magic and length alone: where the last one ends (0 if none) and
+ * its LSN. A group marker is not a record: one that no record frame follows
+ * (its write never completed) is not log data, and the next write overwrites
+ * it (engine/log/segment-cursor.ts), so it neither ends nor numbers the log.
+ */
+function recordFramesIn(bytes: Buffer): { readonly end: number; readonly lastLsn: number } {
   let at = 64
-  let lsn = 0
+  let end = 0
+  let lastLsn = 0
   while (at + 32 <= bytes.length && bytes.readUInt32LE(at) === FRAME_MAGIC) {
-    lsn = Number(bytes.readBigUInt64LE(at + 8))
-    at += 32 + bytes.readUInt32LE(at + 16)
+    const next = at + 32 + bytes.readUInt32LE(at + 16)
+    if (bytes[at + 20] !== GROUP_MARKER_TYPE) {
+      lastLsn = Number(bytes.readBigUInt64LE(at + 8))
+      end = next
+    }
+    at = next
   }
-  return lsn
+  return { end: end <= bytes.length ? end : 0, lastLsn }
+}
+
+function lastLsnIn(bytes: Buffer): number {
+  return recordFramesIn(bytes).lastLsn
 }
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -1130,9 +1146,8 @@ class Scenario {
     for (const f of await this.walFiles(this.sim)) {
       const bytes = this.sim.peek(f)
       if (!f.endsWith('.seg') || !bytes || bytes.length < 64) continue
-      let at = 64
-      while (at + 32 <= bytes.length && bytes.readUInt32LE(at) === FRAME_MAGIC) at += 32 + bytes.readUInt32LE(at + 16)
-      if (at > 64 && at <= bytes.length) ends.set(f.slice(WAL_DIR.length + 1), at)
+      const { end } = recordFramesIn(bytes)
+      if (end > 64) ends.set(f.slice(WAL_DIR.length + 1), end)
     }
     return ends
   }
