@@ -9,11 +9,11 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { MemWAL } from '../../engine/index.js'
 import { segmentName } from '../../engine/format/segment-name.js'
 import { CASES, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
-import { copyFixture, DATADIRS, oneJson, runCli, type CliResult } from '../support/cli-run.js'
+import { copyFixture, DATADIRS, fsckReport, oneJson, runCli } from '../support/cli-run.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
@@ -25,22 +25,6 @@ interface DumpDoc {
   entries: { kind: string; lsn?: number; segment: string; lsnFirst?: number; lsnLast?: number; declared?: boolean }[]
   records: number
   damaged: number
-}
-
-interface FsckReport {
-  clean: boolean
-  repaired: number
-  unrepaired: number
-  notices: number
-  counts: Record<string, number>
-  findings: { kind: string; lsnFirst?: number; lsnLast?: number }[]
-  exitCode: number
-}
-
-function report(t: Test, r: CliResult): FsckReport {
-  const doc = oneJson<FsckReport>(r)
-  t.equal(doc.exitCode, r.code, "the document's exitCode is the process's")
-  return doc
 }
 
 /** What fsck finds in each fixture (fixtures/datadirs/README.md). */
@@ -100,10 +84,10 @@ t.test('declared gaps: status and fsck show them until memwal fsck --ack-gaps ac
   t.match(text.stdout, /clean: the log, the backend and the index agree \(1 notices/)
   const ack = await runCli(['fsck', dir, '--ack-gaps', '--json'])
   t.equal(ack.code, 0, ack.stderr)
-  t.match(report(t, ack), { clean: true, notices: 0, findings: [] })
+  t.match(fsckReport(t, ack), { clean: true, notices: 0, findings: [] })
   const s2 = oneJson<StatusDoc>(await runCli(['status', dir, '--json']))
   t.match(s2.gaps, { open: [], acknowledged: 1 })
-  t.strictSame(report(t, await runCli(['fsck', dir, '--json'])).findings, [], 'acknowledged: no longer reported')
+  t.strictSame(fsckReport(t, await runCli(['fsck', dir, '--json'])).findings, [], 'acknowledged: no longer reported')
 })
 
 // ---- dead letters ----
@@ -126,12 +110,12 @@ t.test('deadletter list|retry|drop, and fsck: a dead letter is a notice (exit 0)
 
   const before = await runCli(['fsck', dir, '--json'])
   t.equal(before.code, 0, `fsck exits 0: dead letters are a known state (was 4: backend-missing + index-orphan); ${before.stderr}`)
-  const r1 = report(t, before)
+  const r1 = fsckReport(t, before)
   t.strictSame(r1.counts, { 'dead-letter': 2 })
   t.match(r1, { clean: true, notices: 2, unrepaired: 0 })
   const repair = await runCli(['fsck', dir, '--repair', '--json'])
   t.equal(repair.code, 0, `nothing to repair; ${repair.stderr}`)
-  t.equal(report(t, repair).repaired, 0)
+  t.equal(fsckReport(t, repair).repaired, 0)
 
   const list = await runCli(['deadletter', dir, 'list', '--json'])
   t.equal(list.code, 0, list.stderr)
@@ -154,7 +138,7 @@ t.test('deadletter list|retry|drop, and fsck: a dead letter is a notice (exit 0)
 
   const after = await runCli(['fsck', dir, '--json'])
   t.equal(after.code, 0, after.stderr)
-  t.strictSame(report(t, after).findings, [], 'retried and dropped: nothing to report')
+  t.strictSame(fsckReport(t, after).findings, [], 'retried and dropped: nothing to report')
   const check = await MemWAL.open({ dir })
   try {
     t.match(await check.getEntry('poison', { namespace: 'ns' }), { value: { v: 1 }, version: rr.retried[0]?.newLsn, namespace: 'ns', key: 'poison' }, 'the retried record reached the backend')

@@ -20,7 +20,7 @@ import { createChecksums } from '../../engine/format/checksum.js'
 import { decodeSegmentHeader, encodeSegmentHeader } from '../../engine/format/format.js'
 import { segmentName } from '../../engine/format/segment-name.js'
 import { CASES, RECORDS, recordFor, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
-import { copyFixture, DATADIRS, holdDir, REPO_DIR, oneJson, runCli, stderrLines, type CliResult } from '../support/cli-run.js'
+import { copyFixture, DATADIRS, fsckReport, holdDir, REPO_DIR, oneJson, runCli, stderrLines, type CliResult, type FsckFinding } from '../support/cli-run.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { worldReadableCli } from '../support/world-readable-cli.js'
 
@@ -28,35 +28,6 @@ import { worldReadableCli } from '../support/world-readable-cli.js'
 t.jobs = 3
 
 const manifest = JSON.parse(fs.readFileSync(path.join(DATADIRS, 'manifest.json'), 'utf8')) as Manifest
-
-interface Finding {
-  kind: string
-  sink?: string
-  segment?: string
-  offset?: number
-  key?: string
-  lsnFirst?: number
-  lsnLast?: number
-  alreadyApplied?: boolean
-  detail: string
-  repaired: boolean
-}
-
-interface FsckReport {
-  clean: boolean
-  repaired: number
-  unrepaired: number
-  notices: number
-  counts: Record<string, number>
-  findings: Finding[]
-  segments: number
-  records: number
-  bytesScanned: number
-  lastLsn: number
-  checkpoints: { backend: number; index: number }
-  elapsedMs: number
-  exitCode: number
-}
 
 // ---- the model: what the fixtures' log acknowledged (LSNs 1..RECORDS, all applied before the fault) ----
 
@@ -114,12 +85,6 @@ async function expectModel(t: Test, dir: string, model: ReadonlyMap<string, Vers
   }
 }
 
-function report(t: Test, r: CliResult, label: string): FsckReport {
-  const doc = oneJson<FsckReport>(r)
-  t.equal(doc.exitCode, r.code, `${label}: the document's exitCode is the process's`)
-  return doc
-}
-
 // ---- per fixture: fsck, fsck --repair, fsck ----
 
 /** The gap each log repair declares: [first LSN, last LSN, already in the backend]. */
@@ -165,7 +130,7 @@ function expectations(name: CaseName): CaseExpect {
 }
 
 /** Checks the findings name the fixture's fault: kind, segment, offset, LSNs or keys. */
-function expectPlaces(t: Test, name: CaseName, findings: readonly Finding[], repairRun: boolean): void {
+function expectPlaces(t: Test, name: CaseName, findings: readonly FsckFinding[], repairRun: boolean): void {
   const m = manifest[name]
   const e = expectations(name)
   const log = findings.filter((f) => f.segment !== undefined)
@@ -219,7 +184,7 @@ for (const name of CASES) {
 
     const first = await runCli(['fsck', dir, '--json'])
     t.equal(first.code, damaged ? 4 : 0, `fsck exits ${damaged ? 4 : 0}; stderr: ${first.stderr}`)
-    const r1 = report(t, first, 'fsck')
+    const r1 = fsckReport(t, first, 'fsck')
     t.strictSame(r1.counts, e.found, 'counts per kind')
     t.equal(r1.clean, !damaged)
     t.equal(r1.unrepaired, r1.findings.length)
@@ -230,7 +195,7 @@ for (const name of CASES) {
     const repair = await runCli(['fsck', dir, '--repair', '--json'])
     t.equal(repair.code, damaged ? 1 : 0, `fsck --repair exits ${damaged ? 1 : 0}; stderr: ${repair.stderr}`)
     if (repair.code !== null && repair.code >= 4) return // the rest would only repeat the failure
-    const r2 = report(t, repair, 'fsck --repair')
+    const r2 = fsckReport(t, repair, 'fsck --repair')
     // The gap a log repair declares is reported at once, as a notice (see below).
     const gapNotice = GAP_CASES[name] ? { 'declared-gap': 1 } : {}
     t.strictSame(r2.counts, { ...e.repaired, ...gapNotice }, 'counts per kind in the repair run')
@@ -255,7 +220,7 @@ for (const name of CASES) {
 
     const again = await runCli(['fsck', dir, '--json'])
     t.equal(again.code, 0, `fsck after the repair exits 0; stderr: ${again.stderr}`)
-    const r3 = report(t, again, 'fsck again')
+    const r3 = fsckReport(t, again, 'fsck again')
     t.equal(r3.clean, true)
     // What the repair took out of the log stays visible, as a notice (exit 0), until acknowledged.
     const gap = GAP_CASES[name]

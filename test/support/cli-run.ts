@@ -10,6 +10,7 @@
  * until its stdin closes (then closes the engine and exits 0).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import type { Test } from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -78,6 +79,44 @@ export function oneJson<T = Record<string, unknown>>(r: CliResult): T {
   } catch (err) {
     throw new Error(`stdout is not one JSON document (${(err as Error).message}): ${JSON.stringify(r.stdout.slice(0, 500))}; stderr: ${r.stderr}`)
   }
+}
+
+/** One finding in `memwal fsck --json` (the shape the CLI prints). */
+export interface FsckFinding {
+  kind: string
+  sink?: string
+  segment?: string
+  offset?: number
+  key?: string
+  lsnFirst?: number
+  lsnLast?: number
+  alreadyApplied?: boolean
+  detail: string
+  repaired: boolean
+}
+
+/** `memwal fsck --json`'s document. */
+export interface FsckReport {
+  clean: boolean
+  repaired: number
+  unrepaired: number
+  notices: number
+  counts: Record<string, number>
+  findings: FsckFinding[]
+  segments: number
+  records: number
+  bytesScanned: number
+  lastLsn: number
+  checkpoints: { backend: number; index: number }
+  elapsedMs: number
+  exitCode: number
+}
+
+/** fsck's JSON document, checked to carry the exit code the process ended with. */
+export function fsckReport(t: Test, r: CliResult, label = 'fsck'): FsckReport {
+  const doc = oneJson<FsckReport>(r)
+  t.equal(doc.exitCode, r.code, `${label}: the document's exitCode is the process's`)
+  return doc
 }
 
 /** stderr's lines, without the final newline's empty string. */

@@ -39,12 +39,18 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
 }
 
+/** An engine with the health loop on INTERVAL_MS, one record written and applied everywhere: idle, healthy, with nothing pending. */
+async function openApplied(t: { teardown(fn: () => unknown): void }, faults: SinkFaults): Promise<{ engine: MemWAL; clock: ManualClock; events: string[] }> {
+  const opened = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  await opened.engine.put('a', 1)
+  await settle()
+  await opened.engine.flush()
+  return opened
+}
+
 t.test('a backend failing only on reads: degraded within one probe interval without traffic, open again after it recovers', async (t) => {
   const faults = new SinkFaults({ targets: ['backend'] })
-  const { engine, clock, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
-  await engine.put('a', 1)
-  await settle()
-  await engine.flush()
+  const { engine, clock, events } = await openApplied(t, faults)
   t.equal(engine.health().state, 'open')
   faults.readsDown()
   const probesBefore = faults.calls('backend')
@@ -65,10 +71,7 @@ t.test('a backend failing only on reads: degraded within one probe interval with
 
 t.test('failed reads count: after breakerThreshold of them the backend is down; an idle probe brings it back', async (t) => {
   const faults = new SinkFaults({ targets: ['backend'] })
-  const { engine, clock, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
-  await engine.put('a', 1)
-  await settle()
-  await engine.flush()
+  const { engine, clock, events } = await openApplied(t, faults)
   faults.readsDown()
   const codes: string[] = []
   for (let i = 0; i < 10; i++) codes.push(await engine.get(`cold-${i}`).then(() => 'answered', (e: { code: string }) => e.code))
