@@ -131,7 +131,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes = new FlushWaiters(o.clock)
     this.retention = new Retention(wal, o.clock, o.logger)
     this.disk = new DiskWatch({ fs: o.fs, dir: o.dir, lowBytes: o.diskLowBytes, lowSeconds: o.diskLowSeconds, readOnlyBytes: o.diskReadOnlyBytes })
-    this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, () => this.checkHealth())
+    this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, (stop) => this.checkHealth(stop))
     this.dead = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random, {
       rewrite: async (record) => (await this.writes.rewrite(record)).lsn,
       currentLsn: async (namespace, key) => (await this.reads.getEntry(key, { namespace }))?.version,
@@ -357,10 +357,14 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
 
   // ---- internals ----
 
-  /** The health loop's check: probe the sinks that are idle and due, look at the disk, then decide the state again. */
-  private async checkHealth(): Promise<void> {
+  /**
+   * The health loop's check: probe the sinks that are idle and due, look at the disk, then decide the state again.
+   * `stop`: the engine is closing; a probe still waiting is abandoned (a hung sink must not hold the close).
+   */
+  private async checkHealth(stop: AbortSignal): Promise<void> {
     if (!this.lifecycle.isOpen) return
-    await Promise.all([...this.appliers.map((a) => a.probeIfDue(this.o.healthIntervalMs)), this.checkDisk()])
+    await Promise.all([...this.appliers.map((a) => a.probeIfDue(this.o.healthIntervalMs, stop)), this.checkDisk()])
+    if (stop.aborted) return
     this.stateMayHaveChanged('health check')
   }
 

@@ -67,7 +67,11 @@ export class Applier {
   private deadLetters = 0
   /** When a call (apply, read or probe) last reached the sink: the health loop probes a sink unused for long. */
   private lastUsedMs: number
-  private probing = false
+  /**
+   * The probe call last started, until it settles: a timed-out probe is abandoned but still running (it cannot be
+   * cancelled), and no other starts meanwhile, so a hung sink holds one probe, not one more each health check.
+   */
+  private probeCall: Promise<void> | undefined
   /** Reads fail: breakerThreshold in a row, one timed out, or a probe failed. */
   private unreadable = false
   private readFailures = 0
@@ -147,27 +151,36 @@ export class Applier {
    * The health loop's check, for an applier with nothing to apply (one at
    * work is its own probe): when the breaker is open (the half-open probe,
    * once its delay has passed), when the sink is down, or when nothing used
-   * it for `idleMs`, one cheap read (`sink.probe`). A failure marks the sink
-   * down at once; a success closes the breaker and brings it back.
+   * it for `idleMs`, one cheap read (`sink.probe`), bounded by the apply
+   * timeout. A failure marks the sink down at once; a success closes the
+   * breaker and brings it back. One probe at a time: while the last one
+   * started (timed out or not) has not settled, none starts. `stop` aborted
+   * (the engine is closing): resolves at once, and the probe's outcome,
+   * whenever it comes, is not counted.
    */
-  async probeIfDue(idleMs: number): Promise<void> {
-    if (this.stopping || this.paused || this.probing || this.sink.checkpoint < this.host.ackedLsn()) return
+  async probeIfDue(idleMs: number, stop?: AbortSignal): Promise<void> {
+    if (this.stopping || this.paused || this.probeCall || stop?.aborted || this.sink.checkpoint < this.host.ackedLsn()) return
     const idle = this.host.clock.nowMs() - this.lastUsedMs >= idleMs
     const breakerClosed = this.policy.breakerState() === 'closed'
     if (!idle && !this.isDown && breakerClosed) return
-    this.probing = true
     this.lastUsedMs = this.host.clock.nowMs()
-    try {
-      // An open breaker gets its half-open probe (BreakerOpenError: not yet time); a closed one is left to the applies.
-      if (breakerClosed) await this.policy.timed(() => this.sink.probe())
-      else await this.policy.execute(() => this.sink.probe())
-    } catch (err) {
-      if (!(err instanceof BreakerOpenError)) this.readFailed(err, true)
-      return
-    } finally {
-      this.probing = false
+    const probe = (): Promise<void> => {
+      const call = this.sink.probe()
+      const settled = call.then(() => undefined, () => undefined)
+      this.probeCall = settled
+      void settled.then(() => {
+        if (this.probeCall === settled) this.probeCall = undefined
+      })
+      return call
     }
-    this.failures = 0
+    // An open breaker gets its half-open probe (BreakerOpenError: not yet time); a closed one is left to the applies.
+    const timed = breakerClosed ? this.policy.timed(probe) : this.policy.execute(probe)
+    const outcome = await untilAborted(timed.then(() => 'worked' as const, (err: unknown) => ({ err })), stop)
+    if (outcome === 'aborted') return
+    if (outcome !== 'worked') {
+      if (!(outcome.err instanceof BreakerOpenError)) this.readFailed(outcome.err, true)
+      return
+    }
     this.readWorked()
     this.recovered()
   }
@@ -176,7 +189,9 @@ export class Applier {
     return this.down || this.unreadable
   }
 
+  /** A read or a probe answered: the failures in a row end (status().consecutiveFailures counts from here), and so does down by reads. */
   private readWorked(): void {
+    this.failures = 0
     this.readFailures = 0
     if (!this.unreadable) return
     this.unreadable = false
@@ -369,4 +384,15 @@ export class Applier {
       }
     })
   }
+}
+
+/** `p`'s value, or 'aborted' as soon as `signal` aborts (`p` is then left to settle on its own). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T | 'aborted'> {
+  if (!signal) return p
+  if (signal.aborted) return Promise.resolve('aborted')
+  return new Promise<T | 'aborted'>((resolve, reject) => {
+    const onAbort = (): void => resolve('aborted')
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }

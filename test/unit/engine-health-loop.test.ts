@@ -7,7 +7,10 @@
  *   them the backend is down and the engine degraded (before, ten failed reads
  *   left it open); an idle probe brings it back once the backend answers;
  * - an open breaker is probed (half-open) by the idle engine;
- * - a sink in use is not probed; an idle one is, once per interval.
+ * - a sink in use is not probed; an idle one is, once per interval;
+ * - a read that works ends the failures in a row (consecutiveFailures 0);
+ * - a probe that never answers: one at a time (no pile-up, one per check),
+ *   bounded by the apply timeout (down), and close() does not wait for it.
  */
 import t from 'tap'
 import { MemoryLevel } from 'memory-level'
@@ -138,4 +141,62 @@ t.test('a sink in use is not probed; an idle one is, once an interval', async (t
   await settle()
   t.equal(probes, 2, 'and one each interval after')
   t.equal(engine.health().state, 'open')
+})
+
+t.test('a read that works ends the failures in a row', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine } = await openApplied(t, faults)
+  faults.readsDown()
+  for (const k of ['cold-1', 'cold-2']) await t.rejects(engine.get(k), { code: 'ENGINE_BACKEND_UNAVAILABLE' })
+  t.equal(engine.health().sinks.backend?.consecutiveFailures, 2, 'two failed reads (below breakerThreshold 3: not down)')
+  faults.readsUp()
+  t.equal(await engine.get('cold-3'), undefined, 'the backend answers again')
+  t.equal(engine.health().sinks.backend?.consecutiveFailures, 0, 'and the count starts again')
+  t.equal(engine.health().state, 'open')
+})
+
+/** The backend's probe reads hang for ever (point reads of other keys answer): returns how many were started. */
+function hangProbes(faults: SinkFaults): { started: number } {
+  const backend = faults.sink('backend') as unknown as { get: (k: string) => Promise<unknown> }
+  const get = backend.get.bind(backend)
+  const probes = { started: 0 }
+  backend.get = (k) => {
+    if (!k.startsWith('\u0000')) return get(k)
+    probes.started++
+    return new Promise(() => undefined)
+  }
+  return probes
+}
+
+t.test('a probe that never answers: one at a time, bounded by the apply timeout', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine, clock, events } = await openApplied(t, faults)
+  const probes = hangProbes(faults)
+  clock.advance(INTERVAL_MS)
+  await settle()
+  t.equal(probes.started, 1, 'idle for an interval: one probe, which hangs')
+  clock.advance(5000) // applyTimeoutMs
+  await waitFor(() => engine.health().state === 'degraded', 'the probe timed out: the backend is down')
+  t.equal(engine.health().sinks.backend?.lastError?.code, 'SINK_TIMEOUT')
+  t.strictSame(events, ['sink-down backend', 'state open->degraded'])
+  for (let i = 0; i < 5; i++) {
+    clock.advance(INTERVAL_MS)
+    await settle()
+  }
+  t.equal(probes.started, 1, 'five more checks start no probe while the abandoned one still runs')
+  t.equal(engine.health().state, 'degraded', 'and the backend stays down')
+})
+
+t.test('close() does not wait for a probe that never answers', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const { engine, clock } = await openApplied(t, faults)
+  const probes = hangProbes(faults)
+  clock.advance(INTERVAL_MS)
+  await settle()
+  t.equal(probes.started, 1, 'a probe hangs, its timeout not reached (the manual clock stands still)')
+  let closed = false
+  const closing = engine.close().then(() => (closed = true))
+  await waitFor(() => closed, 'close resolves without the clock reaching the apply timeout')
+  await closing
+  t.equal(engine.health().state, 'closed')
 })
