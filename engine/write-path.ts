@@ -2,7 +2,7 @@ import { MemwalError, RecordTooLargeError, WalFailedError, isMemwalError } from 
 import type { PendingLog } from './apply/pending-log.js'
 import type { Backpressure } from './backpressure.js'
 import { RecordType } from './format/format.js'
-import { opsOf, type Op, type RecordCodec, type WalRecord } from './format/record-codec.js'
+import { HLC_SIZING, opsOf, type Op, type RecordCodec, type WalRecord } from './format/record-codec.js'
 import type { HybridClock } from './hlc.js'
 import type { Clock } from './io/clock.js'
 import type { Wal } from './log/wal.js'
@@ -96,8 +96,9 @@ export class WritePath {
   private async write(unstamped: WalRecord, decide?: (r: WalRecord) => WalRecord | undefined, conditions: readonly WriteCondition[] = []): Promise<{ lsn: number } | undefined> {
     const { clock, pending, metrics } = this.p
     this.p.assertWritable()
-    let record: WalRecord = { ...unstamped, hlc: this.p.hlc.next() }
-    let payload = this.encode(record)
+    // Sized with a stand-in stamp no shorter than any real one: the real stamp is taken after every wait below, so
+    // that a write that waited (backlog, gate) is not stamped older than one appended before it (a shared backend orders versions by hlc).
+    let payload = this.encode({ ...unstamped, hlc: HLC_SIZING })
     try {
       // Before backpressure: a record too large for the log can never be written, however empty the backlog.
       if (payload.length > this.p.wal.recordBytesMax) throw new RecordTooLargeError(payload.length, this.p.wal.recordBytesMax)
@@ -119,8 +120,12 @@ export class WritePath {
         throw err
       }
     }
+    // Nothing may be awaited from the gate's decision (above) to the append call below: log order is the order of
+    // append calls, and the stamps taken here increase in that order.
+    const hlc = this.p.hlc.next()
+    let record: WalRecord = { ...unstamped, hlc }
+    if (!this.p.codec.restamp(payload, hlc)) payload = this.encode(record)
     if (decide) {
-      // Nothing may be awaited between this decision (or the gate's, above) and the append below.
       const decided = decide(record)
       if (decided === undefined) return undefined
       if (decided !== record) payload = this.encode((record = decided))

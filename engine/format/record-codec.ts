@@ -108,6 +108,24 @@ export class LegacyDeleteResolver {
 /** hlc counter values per millisecond (engine/hlc.ts); more in one millisecond borrow the next one. */
 export const HLC_PER_MS = 1000
 
+/**
+ * A stand-in stamp to size a record before its real stamp is taken (the
+ * write path stamps only after its waits, right before the append): msgpack
+ * writes no number longer (a float64, 9 bytes), so the real record's payload
+ * is never longer than the one sized with it. Never appended: the write path
+ * restamps the payload (`RecordCodec.restamp`) or encodes it again.
+ */
+export const HLC_SIZING = Number.MAX_SAFE_INTEGER
+
+const MSGPACK_FLOAT64 = 0xcb
+
+/** The length of a msgpack array header starting with `first` (fixarray, array 16, array 32); undefined if not an array. */
+function arrayHeaderBytes(first: number | undefined): number | undefined {
+  if (first === undefined) return undefined
+  if (first >= 0x90 && first <= 0x9f) return 1
+  return first === 0xdc ? 3 : first === 0xdd ? 5 : undefined
+}
+
 /** The ms of a record's hlc stamp: an entry's updatedAt. */
 export function hlcMs(hlc: number): number {
   return Math.floor(hlc / HLC_PER_MS)
@@ -128,6 +146,22 @@ export class RecordCodec {
   encode(r: WalRecord): Uint8Array {
     checkLabels(r)
     return this.packr.encode(toWire(r))
+  }
+
+  /**
+   * Writes `hlc` in place into `payload`, a copy of what `encode` made of a
+   * record stamped HLC_SIZING, so that the bytes are those `encode` makes of
+   * the record stamped `hlc`, without encoding the value again. False when it
+   * cannot: an hlc that fits 32 bits (a clock near the epoch, as in tests)
+   * is written shorter than a float64; the caller encodes again then.
+   */
+  restamp(payload: Uint8Array, hlc: number): boolean {
+    // msgpackr writes an integer that fits 32 bits as an int, any larger one as a float64 (0xcb, 8 bytes), as it wrote HLC_SIZING.
+    if (!Number.isSafeInteger(hlc) || hlc <= 0xffffffff) return false
+    const at = arrayHeaderBytes(payload[0])
+    if (at === undefined || payload[at] !== V2 || payload[at + 1] !== MSGPACK_FLOAT64 || payload.length < at + 10) return false
+    new DataView(payload.buffer, payload.byteOffset + at + 2, 8).setFloat64(0, hlc)
+    return true
   }
 
   /** Encodes an already-built wire array (encodeVersion1's). */

@@ -135,3 +135,28 @@ t.test('a refused conditional write leaves nothing in the log, across a crash an
   t.match(await again.getEntry('k'), { value: 'accepted', version: acked })
   t.equal(await again.get('x'), undefined)
 })
+
+t.test('a write held at the gate is stamped after the writes appended before it: hlc order is log order', async (t) => {
+  const dir = tmpDir(t, 'memwal-cond-stamp-')
+  const e = await open(dir)
+  t.teardown(() => e.close())
+  const held = e.health().wal.lastLsn + 1
+  // j's put is in flight when the batch reaches the gate: the batch waits for it; k's plain put, called after the batch, does not wait.
+  const first = e.put('j', 1)
+  const batch = e.batch([{ type: 'put', key: 'j', value: 2, ifVersion: held }, { type: 'put', key: 'k', value: 'batch' }])
+  const plain = e.put('k', 'plain')
+  const [f, b, p] = await Promise.all([first, batch, plain])
+  t.equal(f.lsn, held)
+  t.ok(p.lsn < b.lsn, `the plain put (LSN ${p.lsn}) was appended before the batch that waited at the gate (LSN ${b.lsn})`)
+  t.equal(await e.get('k'), 'batch', 'the batch, appended last, holds k')
+  // Many writes, some waiting at the gate, all at once: every stamp is greater than the one of the record before it.
+  let version = b.lsn
+  const writes = Array.from({ length: 60 }, (_, i) =>
+    i % 3 === 0 ? e.put('j', i, { ifVersion: version }).then((r) => (version = r.lsn), () => undefined) : e.put(i % 2 === 0 ? 'j' : 'k', i))
+  await Promise.all(writes)
+  const stamps: { lsn: number; hlc: number }[] = []
+  for await (const d of dumpLog({ dir })) if (d.kind === 'record') stamps.push({ lsn: d.lsn, hlc: d.record.hlc ?? 0 })
+  t.equal(stamps.length, e.health().wal.lastLsn, 'every record read back')
+  const behind = stamps.filter((s, i) => i > 0 && s.hlc <= (stamps[i - 1] as { hlc: number }).hlc)
+  t.strictSame(behind, [], 'no record is stamped at or below the record before it in the log')
+})

@@ -8,7 +8,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { isDeepStrictEqual } from 'node:util'
 import { Packr } from 'msgpackr'
-import { RecordCodec, type Op, type WalRecord } from '../../engine/format/record-codec.js'
+import { HLC_SIZING, RecordCodec, type Op, type WalRecord } from '../../engine/format/record-codec.js'
 import { RecordType } from '../../engine/format/format.js'
 import { MemwalError } from '../../engine/errors.js'
 
@@ -99,6 +99,33 @@ t.test('a payload decoded by a fresh codec (a new process) reads the same', asyn
     { numRuns: runs(300) },
   )
   t.pass('no state shared between encoder and decoder')
+})
+
+t.test('restamp: a payload sized with HLC_SIZING and restamped is byte for byte the record encoded with its stamp, or is refused (encode again)', async (t) => {
+  const codec = new RecordCodec()
+  let patched = 0
+  let refused = 0
+  fc.assert(
+    fc.property(recordArb, fc.oneof(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: 0, max: 0xffffffff })), (r, hlc) => {
+      const sized = copyEncode(codec, { ...r, hlc: HLC_SIZING })
+      const stamped = copyEncode(codec, { ...r, hlc })
+      if (stamped.length > sized.length) throw new Error(`stamped ${stamped.length} bytes, sized ${sized.length}: the stand-in stamp must bound the payload`)
+      if (!codec.restamp(sized, hlc)) {
+        refused++
+        if (hlc > 0xffffffff) throw new Error(`restamp refused hlc ${hlc}, which a float64 holds`)
+        return true
+      }
+      patched++
+      if (!sized.equals(stamped)) throw new Error(`restamped ${sized.toString('hex')} != encoded ${stamped.toString('hex')}`)
+      return isDeepStrictEqual(codec.decode(r.type, sized), expected({ ...r, hlc }))
+    }),
+    { numRuns: runs(1500) },
+  )
+  t.ok(patched > 0 && refused > 0, `both cases seen: ${patched} restamped in place, ${refused} left to encode again`)
+  const batch = { type: RecordType.BATCH, ops: Array.from({ length: 70_000 }, (_, i): Op => ({ type: 'del', key: `k${i}` })) } as const
+  const big = copyEncode(codec, { ...batch, hlc: HLC_SIZING })
+  t.equal(big[0], 0xdd, 'an array of more than 65535 elements (array 32 header)')
+  t.ok(codec.restamp(big, 1_800_000_000_000_123) && big.equals(copyEncode(codec, { ...batch, hlc: 1_800_000_000_000_123 })), 'restamped after an array 32 header')
 })
 
 t.test('a value with an own __proto__ key (as JSON.parse makes) reads back exactly, or is refused when written', async (t) => {
