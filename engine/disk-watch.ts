@@ -23,6 +23,13 @@ export interface DiskWatchConfig {
   readonly readOnlyBytes: number
 }
 
+/** One look at the disk: its status, and whether it has just become low (a `disk-low` event: once per crossing). */
+export interface DiskSample {
+  readonly status: DiskStatus
+  /** Low now, and not at the sample before (or this is the first). */
+  readonly becameLow: boolean
+}
+
 /**
  * The data directory's disk, looked at on each health check: free space, the
  * recent write rate and the time to full it gives. It says when the disk is
@@ -40,7 +47,7 @@ export class DiskWatch {
   }
 
   /** Samples the disk; `writtenBytes` is the running total of log bytes written. Undefined when the filesystem cannot say. */
-  async sample(nowMs: number, writtenBytes: number): Promise<DiskStatus | undefined> {
+  async sample(nowMs: number, writtenBytes: number): Promise<DiskSample | undefined> {
     if (!this.c.fs.diskSpace) return undefined
     const space = await this.c.fs.diskSpace(this.c.dir)
     this.samples.push({ atMs: nowMs, bytes: writtenBytes })
@@ -49,6 +56,7 @@ export class DiskWatch {
     const seconds = (nowMs - first.atMs) / 1000
     const rate = seconds > 0 ? Math.max(0, writtenBytes - first.bytes) / seconds : 0
     const secondsToFull = rate > 0 ? space.freeBytes / rate : undefined
+    const wasLow = this.last?.low === true
     this.last = {
       freeBytes: space.freeBytes,
       totalBytes: space.totalBytes,
@@ -57,6 +65,6 @@ export class DiskWatch {
       low: space.freeBytes < this.c.lowBytes || (secondsToFull !== undefined && secondsToFull < this.c.lowSeconds),
       readOnly: space.freeBytes < this.c.readOnlyBytes,
     }
-    return this.last
+    return { status: this.last, becameLow: this.last.low && !wasLow }
   }
 }

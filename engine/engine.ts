@@ -74,7 +74,6 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly disk: DiskWatch
   /** Log payload bytes acknowledged since open: the disk watch's write rate. */
   private writtenBytes = 0
-  private diskWasLow = false
   /** The state last announced by a `state` event. */
   private announced: ServiceStatus = { state: 'open', level: 'full' }
 
@@ -162,8 +161,9 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         throw err
       }
     }
-    // The first look at the disk now, not one interval later: a store opened on a nearly full disk says so at once.
-    void engine.checkDisk()
+    // The first look at the disk before open resolves, not one interval later: a store opened on a nearly full disk
+    // is read-only (ENGINE_READ_ONLY) from its first write on, and health().disk says so at once.
+    await engine.checkDisk()
     config.logger.info({ dir: config.dir, recovery: summarise(parts.wal.recovery) }, 'memwal open')
     return engine
   }
@@ -370,22 +370,22 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
 
   /** Samples the disk: `disk-low` when it crosses below the threshold, read-only while below diskReadOnlyBytes. */
   private async checkDisk(): Promise<void> {
-    let d
+    let sample
     try {
-      d = await this.disk.sample(this.o.clock.nowMs(), this.writtenBytes)
+      sample = await this.disk.sample(this.o.clock.nowMs(), this.writtenBytes)
     } catch (err) {
       this.o.logger.warn({ err }, 'cannot read the free space of the data directory\'s disk')
       return
     }
-    if (!d || !this.lifecycle.isOpen) return
-    if (d.low && !this.diskWasLow) {
+    if (!sample || !this.lifecycle.isOpen) return
+    const d = sample.status
+    if (sample.becameLow) {
       this.o.logger.warn({ freeBytes: d.freeBytes, secondsToFull: d.secondsToFull }, 'disk low')
       this.emit('disk-low', {
         freeBytes: d.freeBytes, totalBytes: d.totalBytes, thresholdBytes: this.o.diskLowBytes,
         ...(d.secondsToFull !== undefined ? { secondsToFull: d.secondsToFull } : {}),
       })
     }
-    this.diskWasLow = d.low
     this.lifecycle.setReadOnly('disk', d.readOnly ? `disk nearly full: free space below diskReadOnlyBytes ${this.o.diskReadOnlyBytes}` : undefined)
   }
 

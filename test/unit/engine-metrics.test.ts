@@ -208,6 +208,24 @@ t.test('disk: free space, write rate and time to full; disk-low before ENOSPC; r
 
 })
 
+t.test('opened on a nearly full disk: read-only before open resolves, writable once space comes back', async (t) => {
+  const w = world()
+  w.disk.free = 5 * MiB
+  // The disk answers a turn of the event loop later, as statfs does: open must await its look, not race it.
+  Object.assign(w.sim, { diskSpace: () => new Promise((r) => setImmediate(() => r({ freeBytes: w.disk.free, totalBytes: 20_000 * MiB }))) })
+  const engine = await openIn(w, new Registry(), { diskLowBytes: 100 * MiB, diskReadOnlyBytes: 10 * MiB })
+  t.teardown(() => engine.close())
+  const h = engine.health()
+  t.equal(h.state, 'read-only', 'read-only as open resolves')
+  t.match(h.reason, /disk nearly full/)
+  t.match(h.disk, { freeBytes: 5 * MiB, low: true, readOnly: true }, 'health().disk says why')
+  await t.rejects(engine.put('x', 1), { code: 'ENGINE_READ_ONLY' }, 'the first write is refused, before the log meets ENOSPC')
+  w.disk.free = 10_000 * MiB
+  await tick(w.clock, INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'open', 'open once space came back')
+  await engine.put('x', 1)
+})
+
 t.test('disk-low by the time to full alone, at a high write rate', async (t) => {
   const w = world()
   w.disk.free = 10 * MiB
