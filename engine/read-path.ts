@@ -7,6 +7,7 @@ import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { CREATED_UNKNOWN, type CacheSink } from './sinks/cache-sink.js'
 import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
+import { compareCodePoints } from './query/match.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
 import type { PendingVersion } from './apply/pending-log.js'
 import { checkFields, checkKey, checkLabel, checkNamespace, checkReadOptions, invalidValue, type ReadOptions } from './validate.js'
@@ -196,7 +197,8 @@ export class ReadPath {
         if (entry) pendingHits.push({ id, entry })
       }
     }
-    pendingHits.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    // The index's order (UTF-8 bytes, i.e. code points), never JavaScript's `<` (UTF-16 units): the merge below relies on both agreeing.
+    pendingHits.sort((a, b) => compareCodePoints(a.id, b.id))
     let n = 0
     let i = 0
     const it = this.p.index.keys(query)[Symbol.asyncIterator]()
@@ -211,7 +213,7 @@ export class ReadPath {
       if (next.done) break
       const [id] = next.value
       if (overridden.has(id)) continue
-      while (i < pendingHits.length && (pendingHits[i] as { id: string }).id < id) {
+      while (i < pendingHits.length && compareCodePoints((pendingHits[i] as { id: string }).id, id) < 0) {
         yield (pendingHits[i++] as { entry: Entry }).entry
         if (++n >= limit) return
       }
@@ -248,6 +250,8 @@ function checkQuery(q: QueryOptions, l: ResolvedOptions): { query: IndexQuery; l
   const limit = o.limit ?? QUERY_LIMIT_DEFAULT
   if (limit < 1 || limit > QUERY_LIMIT_MAX) throw invalidValue(`limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`, undefined, undefined, 'limit')
   if (o.tag !== undefined) checkLabel('tag', o.tag, l)
+  // No key holds a lone surrogate (put refuses it), and the index's UTF-8 order has no place for one.
+  if (o.prefix !== undefined && !o.prefix.isWellFormed()) throw invalidValue('prefix is not well-formed UTF-16 (lone surrogate)', undefined, undefined, 'prefix')
   const query = { ...(o.namespace !== undefined ? { namespace: checkNamespace(o.namespace, l) } : {}), ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) }
   return { query, limit }
 }

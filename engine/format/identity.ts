@@ -34,8 +34,44 @@ export function splitIdentity(id: string): { readonly namespace: string; readonl
   return { namespace: id.slice(0, cut), key: id.slice(cut + 1) }
 }
 
-/** The range of ids in one namespace: [gte, lt). */
+/**
+ * Every string that starts with `prefix`, as a range [gte, lt) in the
+ * store's order (LevelDB compares UTF-8 bytes, i.e. code points): `lt` is the
+ * smallest string after all of them, so the range is exact, whatever
+ * characters a key holds (a bound made by appending U+10FFFF would leave out
+ * keys that go on after a U+10FFFF). `prefix` holds a NUL, which bounds it.
+ */
+export function prefixRange(prefix: string): { readonly gte: string; readonly lt: string } {
+  const lt = prefixEnd(prefix)
+  assert(lt !== undefined, 'a range prefix holds a character below U+10FFFF')
+  return { gte: prefix, lt }
+}
+
+/** The range of ids in one namespace (and a key prefix in it): [gte, lt). */
 export function namespaceRange(namespace: string, keyPrefix = ''): { readonly gte: string; readonly lt: string } {
-  const p = identityOf(namespace, keyPrefix)
-  return { gte: p, lt: p + '\u{10FFFF}' }
+  return prefixRange(identityOf(namespace, keyPrefix))
+}
+
+/** The largest code point. */
+const CODE_POINT_MAX = 0x10ffff
+
+/**
+ * The smallest string greater (in code-point order) than every string
+ * starting with `prefix`: its last code point below U+10FFFF plus one, what
+ * follows dropped (U+D7FF is followed by U+E000: surrogates are no code
+ * points); undefined when there is none (`prefix` empty, or only U+10FFFF).
+ */
+export function prefixEnd(prefix: string): string | undefined {
+  assert(prefix.isWellFormed(), 'a range prefix is well-formed UTF-16')
+  for (let end = prefix.length; end > 0; ) {
+    const width = end >= 2 && isLowSurrogate(prefix.charCodeAt(end - 1)) ? 2 : 1
+    const cp = prefix.codePointAt(end - width) as number
+    end -= width
+    if (cp < CODE_POINT_MAX) return prefix.slice(0, end) + String.fromCodePoint(cp === 0xd7ff ? 0xe000 : cp + 1)
+  }
+  return undefined
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff
 }

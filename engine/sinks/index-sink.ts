@@ -1,5 +1,5 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { ID_SEP, namespaceRange, opIdentity, splitIdentity } from '../format/identity.js'
+import { ID_SEP, identityOf, opIdentity, prefixRange, splitIdentity } from '../format/identity.js'
 import { opsOf } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
@@ -29,8 +29,6 @@ export interface IndexQuery {
 }
 
 const SEP = ID_SEP
-/** Sorts after every string that starts with a given prefix (U+10FFFF is the largest code point). */
-const HIGH = '\u{10FFFF}'
 const EMPTY = new Uint8Array(0)
 
 export class IndexSink extends Sink {
@@ -48,7 +46,7 @@ export class IndexSink extends Sink {
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
     const records = await resolveLegacyOps(applied, async (keys) => {
       const ids: string[] = []
-      for await (const k of this.store.index.keys({ gte: `f${SEP}`, lt: `f${SEP}${HIGH}` })) ids.push(k.slice(2))
+      for await (const k of this.store.index.keys(prefixRange(`f${SEP}`))) ids.push(k.slice(2))
       return namespacesByKey(ids, keys)
     })
     const ops = records.flatMap((r) => opsOf(r.record))
@@ -77,23 +75,28 @@ export class IndexSink extends Sink {
     const idx = this.store.index
     if (q.tag !== undefined) {
       const head = `t${SEP}${q.tag}${SEP}`
-      const range = q.namespace !== undefined ? namespaceRange(q.namespace, q.prefix) : { gte: head, lt: head + HIGH }
-      const gte = q.namespace !== undefined ? head + range.gte : range.gte
-      const lt = q.namespace !== undefined ? head + range.lt : range.lt
-      for await (const k of idx.keys({ gte, lt })) {
-        const id = k.slice(head.length)
-        const entry = decodeForward(this.store, id, await idx.get(`f${SEP}${id}`))
-        if (entry && matches(id, entry, q)) yield [id, entry]
+      for await (const range of this.ranges(head, q)) {
+        for await (const k of idx.keys(range)) {
+          const id = k.slice(head.length)
+          const entry = decodeForward(this.store, id, await idx.get(`f${SEP}${id}`))
+          if (entry && matches(id, entry, q)) yield [id, entry]
+        }
       }
       return
     }
     const head = `f${SEP}`
-    const range = q.namespace !== undefined ? namespaceRange(q.namespace, q.prefix) : { gte: '', lt: HIGH }
-    for await (const [k, v] of idx.iterator({ gte: head + range.gte, lt: head + range.lt })) {
-      const id = k.slice(head.length)
-      const entry = decodeForward(this.store, id, v)
-      if (entry && matches(id, entry, q)) yield [id, entry]
+    for await (const range of this.ranges(head, q)) {
+      for await (const [k, v] of idx.iterator(range)) {
+        const id = k.slice(head.length)
+        const entry = decodeForward(this.store, id, v)
+        if (entry && matches(id, entry, q)) yield [id, entry]
+      }
     }
+  }
+
+  /** The range of `head id` keys that holds q's identities. */
+  private async *ranges(head: string, q: IndexQuery): AsyncIterable<{ readonly gte: string; readonly lt: string }> {
+    yield q.namespace !== undefined ? prefixRange(head + identityOf(q.namespace, q.prefix ?? '')) : prefixRange(head)
   }
 
   /** Every indexed key with its entry, in key order (for the reconciler). */
@@ -103,7 +106,7 @@ export class IndexSink extends Sink {
 
   /** Every tag entry, as (kind, label, identity): the reconciler checks each points at a live, matching entry. */
   async *postings(): AsyncIterable<{ readonly kind: 'tag'; readonly label: string; readonly key: string }> {
-    for await (const k of this.store.index.keys({ gte: `t${SEP}`, lt: `t${SEP}${HIGH}` })) {
+    for await (const k of this.store.index.keys(prefixRange(`t${SEP}`))) {
       const rest = k.slice(2)
       const cut = rest.indexOf(SEP)
       yield { kind: 'tag', label: rest.slice(0, cut), key: rest.slice(cut + 1) }

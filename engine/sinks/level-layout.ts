@@ -1,5 +1,5 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { DEFAULT_NAMESPACE, ID_SEP, identityOf } from '../format/identity.js'
+import { DEFAULT_NAMESPACE, ID_SEP, identityOf, prefixRange } from '../format/identity.js'
 import { hlcMs, opsOf, type WalRecord } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
 import { encodeLsn, LAYOUT, LAYOUT_KEY, type LevelStore } from './level-store.js'
@@ -132,7 +132,7 @@ async function writeLayout2(store: LevelStore, log: MigrationLog, o: MigrationOp
     }
   }
   const head = `f${ID_SEP}`
-  for await (const [k, v] of legacyIndex.iterator({ gte: head, lt: `${head}\u{10FFFF}` })) {
+  for await (const [k, v] of legacyIndex.iterator(prefixRange(head))) {
     const [ns, tags] = packr.decode(v) as [string | null, string[] | null]
     const id = identityOf(ns ?? DEFAULT_NAMESPACE, k.slice(head.length))
     await put({ type: 'put', sublevel: index, key: `f${ID_SEP}${id}`, value: packr.encode([tags]) })

@@ -1,0 +1,82 @@
+/**
+ * The read path's order and costs, as a caller relies on them:
+ * - query returns pending and applied entries merged in the index's order
+ *   (LevelDB compares UTF-8 bytes, i.e. code points), each identity once,
+ *   even for keys around U+FFFF and above it (astral characters, which
+ *   JavaScript's `<` would put before U+E000..U+FFFF);
+ * - reads count the backend gets they cost, through a wrapped backend.
+ */
+import t from 'tap'
+import { MemWAL, type MemwalOptions, type QueryOptions } from '../../engine/index.js'
+import { namespaceRange, prefixEnd } from '../../engine/format/identity.js'
+import { compareCodePoints } from '../../engine/query/match.js'
+import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+async function open(dir: string, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
+  return MemWAL.open({ dir, resilience: fastResilience, closeGraceMs: 1000, ...extra })
+}
+
+async function keysOf(e: MemWAL, q: QueryOptions = {}): Promise<string[]> {
+  const out: string[] = []
+  for await (const r of e.query(q)) out.push(r.key)
+  return out
+}
+
+/** Keys a UTF-16 `<` and a code-point order disagree on: BMP characters from U+E000 up, astral ones, and mixes. */
+const APPLIED = ['a', '\uE000x', '\uFFFF', '\u{1F600}', 'b\u{10000}', 'b\uFFFF', '\u{10FFFF}', '\u{10FFFF}z']
+const PENDING = ['\uE000', '\uFFFE', '\uFFFFz', '\u{1F601}', '\u{1F600}', 'b\uFFFE', 'b\u{10001}', 'c']
+
+t.test('query merges pending and applied entries in code-point order, each once', async (t) => {
+  const dir = tmpDir(t, 'memwal-read-order-')
+  // The index's applies fail: what is written after faults.down() stays pending (the overlay), the rest is indexed.
+  const faults = new SinkFaults({ targets: ['index'] })
+  const e = await open(dir, { wrapSink: (s) => faults.wrap(s) })
+  t.teardown(() => e.close())
+  for (const k of APPLIED) await e.put(k, `applied ${k}`)
+  await e.flush({ timeoutMs: 10_000 })
+  faults.down()
+  for (const k of PENDING) await e.put(k, `pending ${k}`)
+  const want = [...new Set([...APPLIED, ...PENDING])].sort(compareCodePoints)
+  const got = await keysOf(e)
+  t.strictSame(got, want, 'every key once, in code-point order')
+  for (let n = 1; n <= want.length; n++) t.strictSame(await keysOf(e, { limit: n }), want.slice(0, n), `limit ${n}: the first ${n} in order, none lost or doubled`)
+  t.strictSame(await keysOf(e, { namespace: 'default' }), want, 'a namespace query, U+10FFFF keys included')
+  for (const prefix of ['b', '\uFFFF', '\u{10FFFF}']) {
+    const inPrefix = want.filter((k) => k.startsWith(prefix))
+    t.strictSame(await keysOf(e, { prefix }), inPrefix, `prefix ${JSON.stringify(prefix)}: in order`)
+    t.strictSame(await keysOf(e, { namespace: 'default', prefix }), inPrefix, `prefix ${JSON.stringify(prefix)} in a namespace: in order`)
+  }
+  const values = new Map<string, unknown>()
+  for await (const r of e.query({})) values.set(r.key, r.value)
+  t.equal(values.get('\u{1F600}'), 'pending \u{1F600}', 'the pending version overrides the applied one')
+  faults.up()
+  await e.flush({ timeoutMs: 10_000 })
+  t.strictSame(await keysOf(e), want, 'the same order once everything is applied')
+})
+
+t.test('a key range is exact: every string with the prefix, nothing else, whatever its characters', async (t) => {
+  const units = ['a', '\u0000', '\u0001', '\uD7FF', '\uE000', '\uFFFF', '\u{10000}', '\u{1F600}', '\u{10FFFF}']
+  const strings: string[] = ['']
+  for (let len = 1; len <= 3; len++) for (const s of strings.filter((x) => [...x].length === len - 1)) for (const u of units) strings.push(s + u)
+  let checked = 0
+  for (const p of strings.filter((s) => s.length > 0)) {
+    const end = prefixEnd(p)
+    for (const s of strings) {
+      const inRange = compareCodePoints(s, p) >= 0 && (end === undefined || compareCodePoints(s, end) < 0)
+      if (inRange !== s.startsWith(p)) t.fail(`prefix ${JSON.stringify(p)}, string ${JSON.stringify(s)}: in range ${inRange}`)
+      checked++
+    }
+  }
+  t.equal(prefixEnd('\u{10FFFF}\u{10FFFF}'), undefined, 'nothing follows a run of U+10FFFF')
+  t.equal(prefixEnd('a\uD7FF'), 'a\uE000', 'U+D7FF is followed by U+E000 (no surrogates)')
+  t.strictSame(namespaceRange('ns', 'k\u{10FFFF}'), { gte: 'ns\u0000k\u{10FFFF}', lt: 'ns\u0000l' }, 'a namespace range with a prefix ending in U+10FFFF')
+  t.ok(checked > 100_000, `${checked} (prefix, string) pairs`)
+})
+
+t.test('a prefix with a lone surrogate is refused, naming the field', async (t) => {
+  const e = await open(tmpDir(t, 'memwal-read-surrogate-'))
+  t.teardown(() => e.close())
+  await t.rejects(keysOf(e, { prefix: 'a\uD83D' }), { code: 'ENGINE_INVALID_VALUE', details: { field: 'prefix' } })
+  await t.rejects(keysOf(e, { namespace: 'n', prefix: '\uDE00' }), { code: 'ENGINE_INVALID_VALUE', details: { field: 'prefix' } })
+})
