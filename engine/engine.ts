@@ -29,9 +29,11 @@ import { Retention } from './retention.js'
 import type { CacheSink } from './sinks/cache-sink.js'
 import type { IndexSink } from './sinks/index-sink.js'
 import type { BackendSink, Sink } from './sinks/sink.js'
+import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
+import { WatchHub, type Change, type WatchOptions } from './watch.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
 
@@ -67,6 +69,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly flushes: FlushWaiters
   private readonly retention: Retention
   private readonly dead: DeadLetters
+  private readonly watches: WatchHub
   private readonly metrics: EngineMetrics | undefined
   private gapFile: GapFile
   private readonly healthLoop: HealthLoop
@@ -118,6 +121,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       written: (bytes) => {
         this.writtenBytes += bytes
         for (const a of this.appliers) a.notify()
+        this.watches.committed()
       },
     })
     const backendApplier = this.appliers[0] as Applier
@@ -137,6 +141,13 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       assertWritable,
     })
     this.gapFile = parts.gaps
+    this.watches = new WatchHub({
+      codec: parts.codec,
+      committedLsn: () => pending.nextLsn - 1,
+      pendingFirstLsn: () => pending.firstLsn,
+      pendingFrame: (lsn) => pending.frameAt(lsn),
+      readLog: (from, to, maxBytes) => this.retention.holding(() => readChangesFrom(wal, from, to, maxBytes)),
+    }, o, o.watchHistoryRecords)
   }
 
   /**
@@ -239,6 +250,18 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     return this.reads.query(q)
   }
 
+  /**
+   * Committed changes in log order, after `fromVersion` (default: from now
+   * on), optionally only one namespace's or keys with a prefix: an async
+   * iterator each consumer reads at its own pace (writers never wait for it).
+   * History that retention deleted is HISTORY_PURGED (details.oldestVersion).
+   * `break`, `return()` or close() ends it.
+   */
+  watch(options?: WatchOptions): AsyncIterableIterator<Change> {
+    this.lifecycle.assertReadable()
+    return this.watches.open(options)
+  }
+
   // ---- verify ----
 
   /**
@@ -339,6 +362,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   async close(): Promise<void> {
     if (!this.lifecycle.beginClose()) return
     this.backpressure.wakeAll()
+    this.watches.close()
     // What they wait for stays in the log and is applied after the next open; they must not wait for ever.
     this.flushes.failAll(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))
     // A purge deleting segments must end before the lock is released: the next opener's recovery scan must not see a segment vanish.
@@ -468,7 +492,10 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes.reached(min)
     this.backpressure.released()
     this.metrics?.applied(sink)
-    if (sink.durable && this.lifecycle.isOpen) this.retention.maybePurge(Math.min(...this.sinks.filter((s) => s.durable).map((s) => s.checkpoint)))
+    if (sink.durable && this.lifecycle.isOpen) {
+      // What every durable sink applied, less the history watches still need (watchHistoryRecords, open watches).
+      this.retention.maybePurge(Math.min(this.watches.purgeableThrough(), ...this.sinks.filter((s) => s.durable).map((s) => s.checkpoint)))
+    }
   }
 
   /** G2: after the log failed, nothing more is acknowledged; reopening is the way out. */
@@ -480,6 +507,28 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       this.emit('wal-failed', { error: err })
     })
   }
+}
+
+/**
+ * Records `from`..`to` from the segments for a watcher: at least one, then
+ * while the payloads stay within `maxBytes`. HISTORY_PURGED when retention
+ * deleted `from` (the caller holds purges off meanwhile).
+ */
+async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: number): Promise<{ lsn: number; record: WalRecord }[]> {
+  const oldest = (await wal.segments())[0]?.baseLsn ?? wal.lastLsn + 1
+  if (from < oldest) {
+    throw new MemwalError('HISTORY_PURGED', `changes after version ${from - 1} are no longer in the log; the oldest still there is ${oldest}`, {
+      details: { fromVersion: from - 1, oldestVersion: oldest },
+    })
+  }
+  const out: { lsn: number; record: WalRecord }[] = []
+  let bytes = 0
+  for await (const r of wal.read(from, to)) {
+    out.push({ lsn: r.lsn, record: wal.decode(r) })
+    bytes += r.payload.length
+    if (bytes >= maxBytes) break
+  }
+  return out
 }
 
 function summarise(r: RecoveryReport): object {

@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'ADAPTER_SCAN_TOO_LARGE'
   | 'DEADLETTER_NOT_FOUND'
   | 'DEADLETTER_LIMIT'
+  | 'HISTORY_PURGED'
 
 export interface ErrorOptions {
   readonly cause?: unknown

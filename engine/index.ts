@@ -5,6 +5,7 @@
  * only from these two.
  */
 export { MemWAL, type Entry, type QueryOptions, type QueryResult } from './engine.js'
+export type { Change, WatchOptions } from './watch.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
 export type { EngineHealth, EngineState, SinkHealth, DegradationLevel, ServiceStatus } from './health.js'
 export type {

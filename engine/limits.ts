@@ -6,6 +6,21 @@ import { InvalidOptionsError } from './errors.js'
  * in `checkWalLimits`.
  */
 export const limits = {
+  /** Open watches per engine (each is a pull loop woken on every acknowledgement). */
+  watchersMax: 1024,
+  /**
+   * How far behind the last record an open watch holds back retention; a
+   * watch further behind stops holding (its next read past what was purged is
+   * HISTORY_PURGED): a consumer that stopped reading cannot fill the disk.
+   */
+  watchHoldRecordsMax: 1_000_000,
+  /**
+   * Payload bytes one read from the segments brings a watch at most (past
+   * its first record): what a watch that fell behind holds in memory. A read
+   * loads the segment holding its first LSN whole (the one segment walker
+   * verifies frames from the start), so a 64 MiB segment is read at most 8 times.
+   */
+  watchLogChunkBytes: 8 * 1024 * 1024,
   /** Largest LSN a JavaScript number holds exactly. */
   lsnMax: Number.MAX_SAFE_INTEGER,
   /** Default and hard maximum size of one record's payload. */

@@ -92,6 +92,14 @@ export interface MemwalOptions {
   readonly metricsPort?: number
   /** The address to bind (default 127.0.0.1: loopback only). */
   readonly metricsHost?: string
+  /**
+   * History the log keeps for `watch` beyond what the sinks need: retention
+   * never deletes a segment holding one of the last this many records
+   * (default 0), so a consumer reconnecting within that window resumes
+   * without HISTORY_PURGED. An open watch also holds back the records it has
+   * not read yet, up to limits.watchHoldRecordsMax behind the last one.
+   */
+  readonly watchHistoryRecords?: number
   readonly fs?: FileSystem
   readonly clock?: Clock
   readonly random?: Random
@@ -127,6 +135,7 @@ export interface ResolvedOptions {
   readonly diskReadOnlyBytes: number
   readonly metricsPort: number | undefined
   readonly metricsHost: string
+  readonly watchHistoryRecords: number
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
@@ -151,8 +160,25 @@ export const engineDefaults = Object.freeze({
   diskLowSeconds: 3600,
 })
 
+/** Every option MemwalOptions has: a name not here is refused, never ignored (the type keeps the two in step). */
+const OPTION_NAMES = Object.freeze(Object.keys({
+  dir: 0, durability: 0, syncIntervalMs: 0, segmentBytes: 0, recordBytesMax: 0, corruptionPolicy: 0, inlineWriteBytesMax: 0,
+  keyBytesMax: 0, labelBytesMax: 0, tagsMax: 0, batchOpsMax: 0, maxBacklogBytes: 0, backlogPolicy: 0, backlogWaitMsMax: 0,
+  cacheBytes: 0, applyBatchRecordsMax: 0, applyBatchBytesMax: 0, resilience: 0, backend: 0, level: 0, wrapSink: 0, logger: 0,
+  metrics: 0, closeGraceMs: 0, healthIntervalMs: 0, diskLowBytes: 0, diskLowSeconds: 0, diskReadOnlyBytes: 0, metricsPort: 0,
+  metricsHost: 0, watchHistoryRecords: 0, fs: 0, clock: 0, random: 0, locker: 0,
+} satisfies Record<keyof MemwalOptions, 0>))
+
+/** INVALID_OPTIONS naming the first field of `o` that is not in `known` (details.field), if any. */
+function refuseUnknown(what: string, o: object, known: readonly string[], prefix = ''): void {
+  for (const field of Object.keys(o)) {
+    if (!known.includes(field)) throw new InvalidOptionsError(`${what}: unknown option ${JSON.stringify(field)} (known: ${known.join(', ')})`, prefix + field)
+  }
+}
+
 export function resolveOptions(o: MemwalOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionsError('options are required')
+  refuseUnknown('MemWAL.open', o, OPTION_NAMES)
   if (typeof o.dir !== 'string' || o.dir.length === 0) throw new InvalidOptionsError('dir is required')
   const fs = o.fs ?? new NodeFileSystem()
   const wal = resolveWalConfig({
@@ -192,6 +218,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     diskReadOnlyBytes: 0, // resolved below: its default depends on segmentBytes and diskLowBytes
     metricsPort: o.metricsPort,
     metricsHost: o.metricsHost ?? '127.0.0.1',
+    watchHistoryRecords: o.watchHistoryRecords ?? 0,
     fs,
     clock: wal.clock,
     random: wal.random,
@@ -200,6 +227,9 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
   if (r.backlogPolicy !== 'reject' && r.backlogPolicy !== 'wait') throw new InvalidOptionsError(`backlogPolicy must be reject or wait, not ${String(r.backlogPolicy)}`)
   if (r.metricsPort !== undefined && !(Number.isInteger(r.metricsPort) && r.metricsPort >= 0 && r.metricsPort <= 65_535)) {
     throw new InvalidOptionsError(`metricsPort must be an integer in [0, 65535], not ${String(r.metricsPort)}`)
+  }
+  if (!(Number.isSafeInteger(r.watchHistoryRecords) && r.watchHistoryRecords >= 0)) {
+    throw new InvalidOptionsError(`watchHistoryRecords must be an integer >= 0, not ${String(r.watchHistoryRecords)}`, 'watchHistoryRecords')
   }
   if (typeof r.metricsHost !== 'string' || r.metricsHost.length === 0) throw new InvalidOptionsError(`metricsHost must be a host name or address, not ${String(r.metricsHost)}`)
   const diskReadOnlyBytes = o.diskReadOnlyBytes ?? Math.min(2 * wal.limits.segmentBytes, r.diskLowBytes)
@@ -210,6 +240,8 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
 }
 
 function resolveResilience(p: Partial<ResilienceConfig>): ResilienceConfig {
+  if (typeof p !== 'object' || p === null) throw new InvalidOptionsError('resilience must be an object', 'resilience')
+  refuseUnknown('MemWAL.open resilience', p, Object.keys(resilienceDefaults), 'resilience.')
   const r = { ...resilienceDefaults, ...p }
   for (const [k, v] of Object.entries(r)) positive(k, v)
   if (r.retryDelayMsMin > r.retryDelayMsMax) throw new InvalidOptionsError(`retryDelayMsMin ${r.retryDelayMsMin} must not exceed retryDelayMsMax ${r.retryDelayMsMax}`)

@@ -150,6 +150,13 @@ export class PendingLog {
     return r
   }
 
+  /** The pending record at `lsn` as logged (type and payload, not to be modified); null in a declared gap; undefined if not held. */
+  frameAt(lsn: number): { readonly type: RecordType; readonly payload: Uint8Array } | null | undefined {
+    const e = this.at(lsn)
+    if (!e) return undefined
+    return e.type === GAP ? null : { type: e.type, payload: e.payload }
+  }
+
   /**
    * Marks LSNs up to `lsn` - 1 as holding no record: recovery dropped or
    * skipped them (point-in-time, skip-corrupt), so sinks pass over them.

@@ -40,6 +40,10 @@ t.test('bad options: INVALID_OPTIONS naming the option and its range, and nothin
     ['cacheBytes NaN', { cacheBytes: Number.NaN }, /^cacheBytes must be a finite number > 0, not NaN$/],
     ['retry delays crossed', { resilience: { retryDelayMsMin: 100, retryDelayMsMax: 10 } }, /^retryDelayMsMin 100 must not exceed retryDelayMsMax 10$/],
     ['unknown backlog policy', { backlogPolicy: 'drop' as NonNullable<MemwalOptions['backlogPolicy']> }, /^backlogPolicy must be reject or wait, not drop$/],
+    // A misspelt option must not silently leave the default in force.
+    ['an option not understood', { cacheSize: 1024 } as Partial<MemwalOptions>, /^MemWAL\.open: unknown option "cacheSize" \(known: dir, /],
+    ['a resilience option not understood', { resilience: { retries: 3 } as never }, /^MemWAL\.open resilience: unknown option "retries"/],
+    ['watchHistoryRecords fractional', { watchHistoryRecords: 1.5 }, /^watchHistoryRecords must be an integer >= 0, not 1\.5$/],
   ]
   const root = tmpDir(t)
   const existing = path.join(root, 'existing')

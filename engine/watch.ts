@@ -1,0 +1,252 @@
+import { InvalidOptionsError, MemwalError } from './errors.js'
+import type { RecordType } from './format/format.js'
+import { hlcMs, opsOf, type RecordCodec, type WalRecord } from './format/record-codec.js'
+import { limits } from './limits.js'
+import { checkFields, checkNamespace, type Limits } from './validate.js'
+
+/**
+ * The change feed (`MemWAL.watch`): committed changes in log order, read by
+ * each consumer at its own pace. A watcher holds no copy of what it has not
+ * read: it pulls each record, by LSN, from the pending log while the record
+ * is there (not yet applied by every sink) and from the log's segments once
+ * it is not. So a consumer that falls behind costs memory only for the chunk
+ * it is reading, and writers never wait for it; what it asks for after
+ * retention deleted it is HISTORY_PURGED, naming the oldest version still
+ * readable, never a silent skip.
+ */
+export interface WatchOptions {
+  /** Only changes in this namespace (exactly; not its sub-namespaces). */
+  readonly namespace?: string
+  /** Only changes to keys that start with this. */
+  readonly prefix?: string
+  /** Start after this version (the LSN that wrote a change); default: the last version now, i.e. only changes from now on. */
+  readonly fromVersion?: number
+}
+
+export interface Change {
+  readonly type: 'put' | 'delete'
+  /** Absent only on a delete written by memwal before namespaces (log format 1), which meant the key in every namespace. */
+  readonly namespace?: string
+  readonly key: string
+  /** The LSN of the record that made the change (every operation of a batch has the batch's). */
+  readonly version: number
+  /** When it was written: ms since the epoch, from the record's stamp (0 for a record with none). */
+  readonly time: number
+  /** Puts: the value as written, a private copy. */
+  readonly value?: unknown
+  readonly tags?: readonly string[]
+  readonly expiresAt?: number
+}
+
+/** What a watcher reads from: the engine's pending log and log, behind a narrow interface (engine.ts builds it). */
+export interface WatchSource {
+  readonly codec: RecordCodec
+  /** Highest LSN acknowledged with every LSN below it acknowledged too. */
+  committedLsn(): number
+  /** Lowest LSN the pending log holds; below it, records are read from the segments. */
+  pendingFirstLsn(): number
+  /** The pending record at `lsn` (type and payload); null for an LSN in a declared gap; undefined if not held. */
+  pendingFrame(lsn: number): { readonly type: RecordType; readonly payload: Uint8Array } | null | undefined
+  /**
+   * Records `from`..`to` (inclusive) from the segments, at least one and then
+   * while their payloads stay within `maxBytes`, with no purge meanwhile;
+   * HISTORY_PURGED when `from` is no longer there.
+   */
+  readLog(from: number, to: number, maxBytes: number): Promise<readonly { readonly lsn: number; readonly record: WalRecord }[]>
+}
+
+const WATCH_FIELDS = { namespace: 'string', prefix: 'string', fromVersion: 'integer' } as const
+
+/** Wakes waiting watchers when a record is acknowledged or the engine closes. */
+export class WatchHub {
+  private waiting: (() => void)[] = []
+  private closedFlag = false
+  private readonly live = new Set<WatchPosition>()
+
+  constructor(
+    private readonly source: WatchSource,
+    private readonly labels: Limits,
+    /** Records retention keeps for watches whatever they have read (the watchHistoryRecords option). */
+    private readonly historyRecords: number,
+  ) {}
+
+  get watchers(): number {
+    return this.live.size
+  }
+
+  /**
+   * The highest LSN retention may purge through as far as watches go: the
+   * history window, and each open watch's unread records unless it is more
+   * than limits.watchHoldRecordsMax behind.
+   */
+  purgeableThrough(): number {
+    const last = this.source.committedLsn()
+    let through = last - this.historyRecords
+    for (const w of this.live) if (last - (w.next - 1) <= limits.watchHoldRecordsMax) through = Math.min(through, w.next - 1)
+    return through
+  }
+
+  /** A record was acknowledged: every waiting watcher looks again. */
+  committed(): void {
+    if (this.waiting.length === 0) return
+    const w = this.waiting
+    this.waiting = []
+    for (const wake of w) wake()
+  }
+
+  /** Ends every watch: each one's pending next() resolves done. */
+  close(): void {
+    this.closedFlag = true
+    this.committed()
+  }
+
+  get closed(): boolean {
+    return this.closedFlag
+  }
+
+  open(options: WatchOptions | undefined): AsyncIterableIterator<Change> {
+    const o = checkFields<WatchOptions>('watch options', options, WATCH_FIELDS)
+    const namespace = o.namespace === undefined ? undefined : checkNamespace(o.namespace, this.labels)
+    const last = this.source.committedLsn()
+    const from = o.fromVersion ?? last
+    if (from < 0) throw new InvalidOptionsError(`watch options: fromVersion must be >= 0, not ${from}`, 'fromVersion')
+    // A version beyond the last one comes from another store (or a restored older copy): waiting for it would hide that.
+    if (from > last) throw new InvalidOptionsError(`watch options: fromVersion ${from} is beyond the last version ${last}`, 'fromVersion')
+    if (this.closedFlag) throw new MemwalError('ENGINE_CLOSED', 'the engine is closed')
+    if (this.live.size >= limits.watchersMax) throw new MemwalError('INVALID_OPTIONS', `at most ${limits.watchersMax} watches may be open at once`, { details: { field: 'watch' } })
+    return new Watcher(this, this.source, { namespace, prefix: o.prefix ?? '', next: from + 1 })
+  }
+
+  /** @internal */
+  attach(w: WatchPosition): void {
+    this.live.add(w)
+  }
+
+  /** @internal */
+  detach(w: WatchPosition): void {
+    this.live.delete(w)
+  }
+
+  /** @internal Resolves at the next acknowledgement, or at once if closed. */
+  wait(): Promise<void> {
+    if (this.closedFlag) return Promise.resolve()
+    return new Promise((resolve) => this.waiting.push(resolve))
+  }
+}
+
+interface WatchPosition {
+  readonly namespace: string | undefined
+  readonly prefix: string
+  /** The LSN to read next. */
+  next: number
+}
+
+/**
+ * One consumer's feed. An iterator class rather than an async generator so
+ * that `return()` ends a watch that is waiting for the next change at once
+ * (a generator's return() would queue behind that wait).
+ */
+class Watcher implements AsyncIterableIterator<Change> {
+  private ready: Change[] = []
+  private readyHead = 0
+  private done = false
+  private pulling: Promise<IteratorResult<Change>> | undefined
+
+  constructor(
+    private readonly hub: WatchHub,
+    private readonly source: WatchSource,
+    private readonly at: WatchPosition,
+  ) {
+    hub.attach(at)
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Change> {
+    return this
+  }
+
+  next(): Promise<IteratorResult<Change>> {
+    // Calls made before the last one resolved are served in order, one at a time.
+    const p = (this.pulling ?? Promise.resolve()).then(() => this.pull())
+    this.pulling = p.catch(() => undefined) as Promise<IteratorResult<Change>>
+    return p
+  }
+
+  return(): Promise<IteratorResult<Change>> {
+    this.finish()
+    this.hub.committed() // a pull waiting for a change looks again and sees the end
+    return Promise.resolve({ done: true, value: undefined })
+  }
+
+  private finish(): void {
+    if (this.done) return
+    this.done = true
+    this.ready = []
+    this.hub.detach(this.at)
+  }
+
+  private async pull(): Promise<IteratorResult<Change>> {
+    try {
+      for (;;) {
+        if (this.done) return { done: true, value: undefined }
+        if (this.readyHead < this.ready.length) {
+          const c = this.ready[this.readyHead++] as Change
+          if (this.readyHead === this.ready.length) {
+            this.ready = []
+            this.readyHead = 0
+          }
+          return { done: false, value: c }
+        }
+        if (this.hub.closed) {
+          this.finish()
+          continue
+        }
+        await this.fill()
+      }
+    } catch (err) {
+      this.finish()
+      // A read cut short by close() is the end of the watch, not a failure of it.
+      if (this.hub.closed) return { done: true, value: undefined }
+      throw err
+    }
+  }
+
+  /** Reads the next record(s) into `ready`, or waits for one to be acknowledged. */
+  private async fill(): Promise<void> {
+    const last = this.source.committedLsn()
+    if (this.at.next > last) {
+      await this.hub.wait()
+      return
+    }
+    const pendingFirst = this.source.pendingFirstLsn()
+    if (this.at.next < pendingFirst) {
+      const records = await this.source.readLog(this.at.next, Math.min(last, pendingFirst - 1), limits.watchLogChunkBytes)
+      if (this.done) return
+      for (const r of records) this.take(r.lsn, r.record)
+      return
+    }
+    const frame = this.source.pendingFrame(this.at.next)
+    // Trimmed meanwhile (every sink applied it): the next pass reads it from the segments.
+    if (frame === undefined) return
+    const lsn = this.at.next
+    // A declared gap holds no record (recovery skipped it): nothing to deliver.
+    if (frame === null) this.at.next = lsn + 1
+    else this.take(lsn, this.source.codec.decode(frame.type, frame.payload))
+  }
+
+  private take(lsn: number, record: WalRecord): void {
+    if (lsn < this.at.next) return
+    if (lsn !== this.at.next) throw new MemwalError('ASSERTION_FAILED', `watch read LSN ${lsn} where ${this.at.next} was due`)
+    this.at.next = lsn + 1
+    const time = record.hlc !== undefined ? hlcMs(record.hlc) : 0
+    for (const op of opsOf(record)) {
+      if (this.at.namespace !== undefined && op.namespace !== undefined && op.namespace !== this.at.namespace) continue
+      if (!op.key.startsWith(this.at.prefix)) continue
+      const base = { key: op.key, version: lsn, time, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}) }
+      this.ready.push(
+        op.type === 'put'
+          ? { type: 'put', ...base, value: op.value, ...(op.tags !== undefined ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
+          : { type: 'delete', ...base },
+      )
+    }
+  }
+}
