@@ -17,10 +17,20 @@ export interface VersionSources {
   stored(id: string): Promise<number | null>
 }
 
-/** What one write's decision carries between calls of `decide`. */
+/** Set when a write to a watched identity is appended: a stored version read before it may be stale. */
+interface Mark {
+  touched: boolean
+}
+
+/**
+ * What one write's decision carries between calls of `decide`: the stored
+ * versions read (null: absent), each still watched, so that one an append
+ * made stale while the write waited (for another identity's write, or
+ * another read) is read again, never used. `VersionGate.release` ends the
+ * watches once the write is decided, refused or abandoned.
+ */
 export interface GateState {
-  /** Stored versions read (null: absent). */
-  readonly stored: Map<string, number | null>
+  readonly stored: Map<string, { readonly version: number | null; readonly mark: Mark }>
   reads: number
 }
 
@@ -42,8 +52,10 @@ const STORED_READS_MAX = 64
  *   again (its LSN will be the version);
  * - the pending log's latest version (a delete: absent);
  * - otherwise the cache or the backend, read with an await; a write to the
- *   identity appended during that read makes the gate read again, so a
- *   stale answer is never used (every write passes `appending` first).
+ *   identity appended during that read, or after it while the write waits
+ *   for something else (a batch's other identities), makes the gate read
+ *   again, so a stale answer is never used (every write passes `appending`
+ *   first).
  *
  * `decide` is synchronous when it can decide, and the caller appends in the
  * same step; when it cannot, it returns what to wait for, and is called
@@ -55,8 +67,8 @@ const STORED_READS_MAX = 64
 export class VersionGate {
   /** Identity -> the append in progress that wrote it last (settles once the record is in the pending log, or failed). */
   private readonly inFlight = new Map<string, Promise<void>>()
-  /** Identities whose stored version is being read, and whether a write touched them meanwhile. */
-  private readonly watched = new Map<string, { touched: boolean }[]>()
+  /** Identities whose stored version is being read or is held by a write's state, and whether a write touched them since. */
+  private readonly watched = new Map<string, Mark[]>()
 
   constructor(private readonly sources: VersionSources) {}
 
@@ -66,16 +78,22 @@ export class VersionGate {
    * `appending` first), throws VERSION_MISMATCH when one does not, or
    * returns a promise to await before deciding again (a write to one of the
    * identities is in flight, or a stored version must be read). `state`
-   * carries the versions read between calls.
+   * carries the versions read between calls; `release` it once done.
    */
   decide(conditions: readonly Condition[], state: GateState): true | Promise<void> {
     const busy = conditions.map((c) => this.inFlight.get(c.id)).filter((p): p is Promise<void> => p !== undefined)
     if (busy.length > 0) return Promise.all(busy).then(() => undefined)
+    for (const [id, held] of state.stored) {
+      if (!held.mark.touched) continue
+      // Written since it was read (while this write waited): the pending log or a new read answers now.
+      this.unwatch(id, held.mark)
+      state.stored.delete(id)
+    }
     const unknown = conditions.filter((c) => this.sources.pending(c.id) === undefined && !state.stored.has(c.id))
     if (unknown.length === 0) {
       for (const c of conditions) {
         const p = this.sources.pending(c.id)
-        const current = p !== undefined ? p : (state.stored.get(c.id) ?? null)
+        const current = p !== undefined ? p : (state.stored.get(c.id)?.version ?? null)
         if (current !== c.expected) throw mismatch(c, current)
       }
       return true
@@ -84,16 +102,26 @@ export class VersionGate {
     return this.readStored(unknown, state)
   }
 
+  /** Ends the watches a write's state holds (its conditions were decided, refused, or it gave up). */
+  release(state: GateState): void {
+    for (const [id, held] of state.stored) this.unwatch(id, held.mark)
+    state.stored.clear()
+  }
+
   private async readStored(unknown: readonly Condition[], state: GateState): Promise<void> {
     const marks = unknown.map((c) => this.watch(c.id))
+    const kept = new Set<Mark>()
     try {
       const read = await Promise.all(unknown.map((c) => this.sources.stored(c.id)))
       unknown.forEach((c, i) => {
-        // Written meanwhile: this read may be older than that write; look again.
-        if (!(marks[i] as { touched: boolean }).touched) state.stored.set(c.id, read[i] as number | null)
+        const mark = marks[i] as Mark
+        // Written meanwhile: this read may be older than that write; look again. Kept: still watched, until `release`.
+        if (mark.touched || state.stored.has(c.id)) return
+        state.stored.set(c.id, { version: read[i] as number | null, mark })
+        kept.add(mark)
       })
     } finally {
-      unknown.forEach((c, i) => this.unwatch(c.id, marks[i] as { touched: boolean }))
+      unknown.forEach((c, i) => kept.has(marks[i] as Mark) || this.unwatch(c.id, marks[i] as Mark))
     }
   }
 
@@ -116,7 +144,7 @@ export class VersionGate {
     }
   }
 
-  private watch(id: string): { touched: boolean } {
+  private watch(id: string): Mark {
     const mark = { touched: false }
     const list = this.watched.get(id)
     if (list) list.push(mark)
@@ -124,7 +152,7 @@ export class VersionGate {
     return mark
   }
 
-  private unwatch(id: string, mark: { touched: boolean }): void {
+  private unwatch(id: string, mark: Mark): void {
     const list = this.watched.get(id)
     assert(list !== undefined, 'a watched identity has a list')
     const rest = list.filter((m) => m !== mark)

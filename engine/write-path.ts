@@ -118,6 +118,8 @@ export class WritePath {
       } catch (err) {
         metrics?.writeFailed(err)
         throw err
+      } finally {
+        this.p.gate.release(state)
       }
     }
     // Nothing may be awaited from the gate's decision (above) to the append call below: log order is the order of
