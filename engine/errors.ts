@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'ENGINE_INVALID_KEY'
   | 'ENGINE_INVALID_VALUE'
   | 'ENGINE_BACKLOG_FULL'
+  /** A conditional write's versions kept changing while the gate read them: transient, retry (not the backlog). */
+  | 'ENGINE_GATE_BUSY'
   | 'ENGINE_BACKEND_UNAVAILABLE'
   | 'ENGINE_FAILED'
   | 'ENGINE_CLOSED'

@@ -38,8 +38,8 @@ export function gateState(): GateState {
   return { stored: new Map(), reads: 0 }
 }
 
-/** Backend reads for one write's conditions before it gives up: each is repeated only when a write to the same identity raced it. */
-const STORED_READS_MAX = 64
+/** Backend reads for one write's conditions before it gives up (ENGINE_GATE_BUSY): each is repeated only when a write to the same identity raced it. */
+export const STORED_READS_MAX = 64
 
 /**
  * Conditional writes (`ifVersion`, `ifAbsent`) decided at append time, in
@@ -98,7 +98,13 @@ export class VersionGate {
       }
       return true
     }
-    if ((state.reads += unknown.length) > STORED_READS_MAX) throw new MemwalError('ENGINE_BACKLOG_FULL', `the versions of ${unknown.length} identities kept changing while they were read: retry the conditional write`, { transient: true })
+    if ((state.reads += unknown.length) > STORED_READS_MAX) {
+      // Contention on these entries, not a full backlog: a caller backing off for the appliers would wait for nothing.
+      throw new MemwalError('ENGINE_GATE_BUSY', `the versions of ${unknown.length} entries kept changing while they were read (${state.reads} reads): retry the conditional write`, {
+        transient: true,
+        details: { reads: state.reads, identities: unknown.map((c) => ({ namespace: c.namespace, key: c.key })) },
+      })
+    }
     return this.readStored(unknown, state)
   }
 

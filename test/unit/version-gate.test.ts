@@ -5,7 +5,7 @@
  * itself or, in a batch, for another identity's write in flight.
  */
 import t from 'tap'
-import { gateState, VersionGate, type Condition } from '../../engine/version-gate.js'
+import { gateState, STORED_READS_MAX, VersionGate, type Condition } from '../../engine/version-gate.js'
 
 /** Versions as the pending log and the backend would give them, set by the test. */
 class Sources {
@@ -71,4 +71,27 @@ t.test('a remembered version nothing wrote since is used without reading again, 
   t.equal(s.reads, 1, 'a read once')
   gate.release(state)
   t.equal(gate['watched'].size, 0)
+})
+
+t.test('an entry whose every read is overtaken by a write: ENGINE_GATE_BUSY (transient, not the backlog), after a bounded number of reads', async (t) => {
+  const s = new Sources()
+  const gate = new VersionGate(s)
+  const raced = s.stored
+  // Every read of a is overtaken by a write to a, settled before the read answers.
+  s.stored = async (id) => {
+    gate.appending([id])()
+    return raced(id)
+  }
+  const state = gateState()
+  const conditions = [cond('a', null)]
+  let refusal: unknown
+  try {
+    for (let wait = gate.decide(conditions, state); wait !== true; wait = gate.decide(conditions, state)) await wait
+  } catch (err) {
+    refusal = err
+  } finally {
+    gate.release(state)
+  }
+  t.match(refusal, { code: 'ENGINE_GATE_BUSY', transient: true, details: { reads: STORED_READS_MAX + 1, identities: [{ namespace: 'default', key: 'a' }] } })
+  t.equal(s.reads, STORED_READS_MAX, 'the reads are bounded')
 })
