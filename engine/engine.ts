@@ -435,7 +435,9 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
 
   /**
    * Something that decides the state changed (`cause` says what): if the
-   * state did, one `state` event says from, to, the level and why. Nothing
+   * state, the level or the reason did, one `state` event says from, to, the
+   * level and why (degraded -> degraded when only the level or the reason
+   * changed: a caller serving by level must hear that reads narrowed). Nothing
    * while closing: the one event of a close comes when it has ended.
    */
   private stateMayHaveChanged(cause: string): void {
@@ -447,7 +449,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     }))
     const before = this.announced
     this.announced = now
-    if (now.state === before.state) return
+    if (now.state === before.state && now.level === before.level && now.reason === before.reason) return
     this.o.logger.info({ from: before.state, to: now.state, level: now.level, cause }, 'memwal state')
     this.emit('state', { from: before.state, to: now.state, level: now.level, reason: now.reason ?? cause })
   }

@@ -7,7 +7,10 @@ import type { DegradationLevel, EngineState } from './health.js'
  * unknown name or a listener of the wrong payload does not type-check.
  */
 export interface MemwalEvents {
-  /** The state changed (open, degraded, read-only, failed, closed): every transition, with why and the level now served. */
+  /**
+   * The state changed (open, degraded, read-only, failed, closed), or within a state the level served or the
+   * reason did (`from` equals `to` then: degraded -> degraded when the backend stops answering reads too).
+   */
   readonly state: StateChangeEvent
   /** A sink went down: its breaker opened, a call timed out, or a health probe failed. */
   readonly 'sink-down': SinkDownEvent

@@ -5,6 +5,8 @@
  *   reads; setReadOnly(false) lifts it; each change is one `state` event;
  * - a backend going down, the backlog filling and both clearing give
  *   open -> degraded (log-and-cache-reads) -> read-only -> open, in order;
+ * - within degraded, a change of level (the backend stops answering reads
+ *   while the index is down) is a state event degraded -> degraded;
  * - a failing log gives open -> failed, and close failed -> closed;
  * - `on` is checked at compile time against MemwalEvents.
  */
@@ -78,6 +80,26 @@ t.test('backend down, backlog full, both cleared: open -> degraded -> read-only 
   await waitFor(() => states.length === 3, 'open again', 5000)
   t.strictSame(states.map(brief), ['open->degraded (log-and-cache-reads)', 'degraded->read-only (read-only)', 'read-only->open (full)'])
   t.equal(engine.health().state, 'open')
+})
+
+t.test('degraded -> degraded: the level narrows to log-and-cache-reads, and widens again, each with a state event', async (t) => {
+  const indexFaults = new SinkFaults({ targets: ['index'] })
+  const backendFaults = new SinkFaults({ targets: ['backend'] })
+  const engine = await openSim({ resilience: fastResilience, wrapSink: (s) => backendFaults.wrap(indexFaults.wrap(s)) }).open()
+  t.teardown(() => engine.close())
+  const states = record(engine)
+  indexFaults.down()
+  await engine.put('a', 1)
+  await waitFor(() => states.length === 1, 'degraded by the index')
+  t.strictSame(states.map(brief), ['open->degraded (degraded)'], 'the index is down, the backend answers every read')
+  backendFaults.readsDown()
+  for (const k of ['cold-1', 'cold-2', 'cold-3']) await t.rejects(engine.get(k), { code: 'ENGINE_BACKEND_UNAVAILABLE' })
+  t.strictSame(states.map(brief), ['open->degraded (degraded)', 'degraded->degraded (log-and-cache-reads)'], 'the level narrowed: an event, though the state did not change')
+  t.match(states[1]?.reason, /sink down: backend, index/, 'and why')
+  backendFaults.readsUp()
+  t.equal(await engine.get('cold-4'), undefined, 'the backend answers again')
+  t.strictSame(states.slice(2).map(brief), ['degraded->degraded (degraded)'], 'widened again: an event')
+  t.match(states[2]?.reason, /^sink down: index$/)
 })
 
 t.test('a failing log: open -> failed; close: failed -> closed; a healthy close: open -> closed', async (t) => {
