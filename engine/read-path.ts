@@ -164,10 +164,14 @@ export class ReadPath {
     }
     const lastBefore = wal.lastLsn
     const e = await this.readBackend(() => this.p.backend.get(id))
-    if (rowOnly) return e
+    if (rowOnly) {
+      // Read for its createdAt, which a cached version of the same LSN keeps (safe whatever was written meanwhile: a version is never rewritten).
+      if (e) cache.learnCreatedAt(id, e)
+      return e
+    }
     // Fill the cache only if nothing was written meanwhile (a later write could be older than what we read).
     if (e && wal.lastLsn === lastBefore && !pending.lookup(id)) cache.fill(id, e)
-    if (!rowOnly) this.p.metrics?.readHit('backend')
+    this.p.metrics?.readHit('backend')
     return e
   }
 

@@ -26,7 +26,8 @@ interface CachedEntry {
  *
  * createdAt is carried when the identity is cached (or was deleted in the
  * records applied since); otherwise a cached put holds CREATED_UNKNOWN and
- * getEntry reads the backend's row for it (the backend carries it).
+ * getEntry reads the backend's row for it (the backend carries it), once:
+ * the row's createdAt is then kept (learnCreatedAt).
  */
 export class CacheSink extends Sink {
   readonly name = 'cache'
@@ -71,6 +72,18 @@ export class CacheSink extends Sink {
     if (cur && cur.meta.lsn >= entry.lsn) return
     const { value, namespace: _ns, key: _key, ...meta } = entry
     this.lru.set(id, this.pack(value, meta))
+  }
+
+  /**
+   * The backend's row of `id` says its createdAt: a cached version of the
+   * same LSN that lacked it (CREATED_UNKNOWN) keeps it from now on, so that
+   * row is read once, not on every read (and an overwrite applied later
+   * carries it forward).
+   */
+  learnCreatedAt(id: string, row: Pick<StoredEntry, 'lsn' | 'createdAt'>): void {
+    const cur = this.lru.peek(id)
+    if (!cur || cur.meta.lsn !== row.lsn || cur.meta.createdAt !== CREATED_UNKNOWN || row.createdAt === CREATED_UNKNOWN) return
+    this.lru.set(id, { packed: cur.packed, meta: { ...cur.meta, createdAt: row.createdAt } })
   }
 
   invalidate(id: string): void {

@@ -7,7 +7,8 @@
  * - reads count the backend gets they cost, through a wrapped backend.
  */
 import t from 'tap'
-import { MemWAL, type MemwalOptions, type QueryOptions } from '../../engine/index.js'
+import { MemWAL, type BackendSink, type MemwalOptions, type QueryOptions, type Sink } from '../../engine/index.js'
+import { ManualClock } from '../../engine/testing.js'
 import { namespaceRange, prefixEnd } from '../../engine/format/identity.js'
 import { compareCodePoints } from '../../engine/query/match.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
@@ -79,4 +80,61 @@ t.test('a prefix with a lone surrogate is refused, naming the field', async (t) 
   t.teardown(() => e.close())
   await t.rejects(keysOf(e, { prefix: 'a\uD83D' }), { code: 'ENGINE_INVALID_VALUE', details: { field: 'prefix' } })
   await t.rejects(keysOf(e, { namespace: 'n', prefix: '\uDE00' }), { code: 'ENGINE_INVALID_VALUE', details: { field: 'prefix' } })
+})
+
+/** Counts the backend's get calls (what a read costs the backend), through the wrapSink option. */
+class GetCounter {
+  gets = 0
+  readonly wrap = <S extends Sink>(s: S): S => {
+    if (s.name !== 'backend') return s
+    const b = s as unknown as BackendSink
+    const get = b.get.bind(b)
+    b.get = (id) => {
+      this.gets++
+      return get(id)
+    }
+    return s
+  }
+
+  /** Backend gets made by `fn`. */
+  async during(fn: () => Promise<unknown>): Promise<number> {
+    const before = this.gets
+    await fn()
+    return this.gets - before
+  }
+}
+
+t.test('a cached entry whose createdAt only the backend knew costs one backend get, not one per read', async (t) => {
+  const counter = new GetCounter()
+  const clock = new ManualClock(1_000_000)
+  const e = await open(tmpDir(t, 'memwal-read-created-'), { wrapSink: counter.wrap, clock })
+  t.teardown(() => e.close())
+  await e.put('k', 'v1')
+  const created = clock.nowMs()
+  await e.flush({ timeoutMs: 10_000 })
+  // The cache took the put from the log without knowing what the backend held before: createdAt is the backend's row's.
+  const first = await counter.during(async () => t.match(await e.getEntry('k'), { value: 'v1', createdAt: created }))
+  t.equal(first, 1, 'the first getEntry reads the backend row once')
+  const more = await counter.during(async () => {
+    for (let i = 0; i < 10; i++) t.match(await e.getEntry('k'), { value: 'v1', createdAt: created }, `getEntry ${i}`)
+  })
+  t.equal(more, 0, '10 more getEntry: no backend get')
+
+  clock.advance(5_000)
+  await e.put('k', 'v2')
+  await e.flush({ timeoutMs: 10_000 })
+  t.equal(await counter.during(async () => t.match(await e.getEntry('k'), { value: 'v2', createdAt: created, updatedAt: clock.nowMs() })), 0, 'an overwrite keeps the learnt createdAt: no backend get')
+
+  for (let i = 0; i < 51; i++) await e.put(`q${i}`, i)
+  await e.flush({ timeoutMs: 10_000 })
+  const scan = async (): Promise<void> => {
+    let n = 0
+    for await (const r of e.query({ prefix: 'q' })) {
+      n++
+      t.equal(r.createdAt, created + 5_000, `createdAt of ${r.key}`)
+    }
+    t.equal(n, 51)
+  }
+  t.equal(await counter.during(scan), 51, 'the first query over 51 such entries reads each row once')
+  t.equal(await counter.during(scan), 0, 'the second: no backend get')
 })
