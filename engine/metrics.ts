@@ -13,8 +13,10 @@ export type ApplyFailureClass = 'transient' | 'permanent' | 'timeout' | 'breaker
 /**
  * memwal's metrics, registered on the registry the user passes (a library
  * never touches prom-client's global registry). Gauges are read from health()
- * when scraped, so the hot path only counts. The names are listed in the
- * README ("Metrics").
+ * when scraped, so the hot path only counts: one health() a scrape, shared by
+ * every gauge, and each gauge shows only what that health says (a value it
+ * no longer has, such as the time to full once nothing is written, is
+ * dropped, not left stale). The names are listed in the README ("Metrics").
  */
 export class EngineMetrics {
   private readonly writes: Counter<'type'>
@@ -30,8 +32,10 @@ export class EngineMetrics {
   private readonly recoverySeconds: Gauge
   private readonly recoveryRecords: Gauge
   private readonly names: string[] = []
+  /** The health this scrape's gauges read: taken by the first gauge collected, dropped once the scrape's synchronous pass is over. */
+  private scraped: EngineHealth | undefined
 
-  constructor(private readonly registry: Registry, engine: { health(): EngineHealth }) {
+  constructor(private readonly registry: Registry, private readonly engine: { health(): EngineHealth }) {
     const registers = [registry]
     const counter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> => {
       this.names.push(name)
@@ -54,12 +58,16 @@ export class EngineMetrics {
     this.readFailures = counter('memwal_read_failures_total', 'Reads refused because the backend could not answer, by error code', ['code'])
     this.recoverySeconds = gauge('memwal_recovery_seconds', 'How long the last open took (lock, checkpoints, log recovery, backlog reload)')
     this.recoveryRecords = gauge('memwal_recovery_records_replayed', 'Records read back from the log at open for the sinks to apply')
+    const health = (): EngineHealth => this.scrapeHealth()
     const g = (name: string, help: string, labelNames: string[], read: (h: EngineHealth, set: (v: number, labels?: Record<string, string>) => void) => void): Gauge => {
       this.names.push(name)
       return new Gauge({
         name, help, labelNames, registers,
         collect(this: Gauge) {
-          read(engine.health(), (v, labels) => (labels ? this.set(labels, v) : this.set(v)))
+          // Only what health says now: a label set or a value it no longer has must not linger.
+          this.reset()
+          if (labelNames.length === 0) this.remove()
+          read(health(), (v, labels) => (labels ? this.set(labels, v) : this.set(v)))
         },
       })
     }
@@ -75,6 +83,19 @@ export class EngineMetrics {
     g('memwal_disk_free_bytes', 'Free bytes on the data directory\'s filesystem (at the last health check)', [], (h, set) => h.disk && set(h.disk.freeBytes))
     g('memwal_disk_write_bytes_per_second', 'Log bytes written per second over the last health checks', [], (h, set) => h.disk && set(h.disk.writeBytesPerSecond))
     g('memwal_disk_seconds_to_full', 'At the recent write rate, seconds until the disk is full (absent while nothing is written)', [], (h, set) => h.disk?.secondsToFull !== undefined && set(h.disk.secondsToFull))
+  }
+
+  /**
+   * health() once a scrape: prom-client collects every metric of a scrape in
+   * one synchronous pass (registry.metrics() starts each get() before it
+   * awaits any), so the snapshot is kept until the microtasks after it.
+   */
+  private scrapeHealth(): EngineHealth {
+    if (this.scraped) return this.scraped
+    const h = this.engine.health()
+    this.scraped = h
+    queueMicrotask(() => (this.scraped = undefined))
+    return h
   }
 
   written(r: WalRecord, ms: number): void {

@@ -243,6 +243,30 @@ t.test('disk-low by the time to full alone, at a high write rate', async (t) => 
   t.equal(low[0]?.secondsToFull, d?.secondsToFull, 'and the event says when')
 })
 
+t.test('a scrape reads health() once; a gauge drops a value health no longer has', async (t) => {
+  const w = world()
+  const registry = new Registry()
+  const engine = await openIn(w, registry)
+  t.teardown(() => engine.close())
+  let calls = 0
+  const health = engine.health.bind(engine)
+  engine.health = () => {
+    calls++
+    return health()
+  }
+  await registry.metrics()
+  t.equal(calls, 1, 'one health() for the whole scrape, shared by every gauge')
+
+  for (let i = 0; i < 50; i++) await engine.put(`k${i}`, 'v'.repeat(1000))
+  await tick(w.clock, INTERVAL_MS)
+  t.ok((await metric(registry, 'memwal_disk_seconds_to_full') ?? 0) > 0, 'written in the last checks: a time to full')
+  for (let i = 0; i < 7; i++) await tick(w.clock, INTERVAL_MS)
+  t.equal(engine.health().disk?.secondsToFull, undefined, 'nothing written over the rate window: health has no time to full')
+  t.equal(await metric(registry, 'memwal_disk_seconds_to_full'), undefined, 'nor has the gauge (it kept the last value)')
+  t.notMatch(await registry.metrics(), /^memwal_disk_seconds_to_full /m, 'and the scrape shows none')
+  t.match(await registry.metrics(), /^memwal_disk_free_bytes \d+/m, 'a value health has is still there')
+})
+
 t.test('diskReadOnlyBytes above diskLowBytes is refused at open', async (t) => {
   const w = world()
   await t.rejects(openIn(w, new Registry(), { diskLowBytes: MiB, diskReadOnlyBytes: 2 * MiB }), { code: 'INVALID_OPTIONS', message: /diskReadOnlyBytes/ })
