@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
+import { get, query, watch } from './commands/data.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
 import { fsck } from './commands/fsck.js'
@@ -82,6 +83,39 @@ export function buildProgram(setExit: (code: number) => void): Command {
     })
 
   program
+    .command('get <dir> <key>')
+    .description('the entry stored under a key, with its metadata (exit 4 when there is none)')
+    .option('--namespace <ns>', 'the namespace (default: default)')
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, key: string, o: { json?: boolean; namespace?: string }) => run('get', o.json === true, () => get(dir, key, o, createOutput(o.json === true))))
+
+  program
+    .command('query <dir>')
+    .description('entries matching every filter given, in (namespace, key) order')
+    .option('--namespace <ns>', 'exactly this namespace')
+    .option('--tag <tag>', 'entries carrying this tag')
+    .option('--prefix <prefix>', 'keys starting with this')
+    .option('--limit <n>', 'at most this many', positiveInt)
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; namespace?: string; tag?: string; prefix?: string; limit?: number }) => {
+      const { json, ...q } = o
+      return run('query', json === true, () => query(dir, q, createOutput(json === true)))
+    })
+
+  program
+    .command('watch <dir>')
+    .description('print changes as they are committed, until interrupted (SIGINT, SIGTERM) or --count')
+    .option('--from <version>', 'start after this version (default: with the next change)', nonNegativeInt)
+    .option('--namespace <ns>', 'only this namespace')
+    .option('--prefix <prefix>', 'only keys starting with this')
+    .option('--count <n>', 'stop after this many changes', nonNegativeInt)
+    .option('--json', 'one JSON object per change, one per line')
+    .action((dir: string, o: { json?: boolean; from?: number; namespace?: string; prefix?: string; count?: number }) => {
+      const { json, from, ...rest } = o
+      return run('watch', json === true, () => watch(dir, { ...rest, ...(from !== undefined ? { fromVersion: from } : {}) }, createOutput(json === true)))
+    })
+
+  program
     .command('bench')
     .description('run the benchmark harness (options are passed to it, e.g. --quick, --json)')
     .allowUnknownOption()
@@ -90,6 +124,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action((args: string[]) => run('bench', false, () => runBench(args)))
 
   return program
+}
+
+function nonNegativeInt(v: string): number {
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be an integer >= 0')
+  return n
 }
 
 function positiveInt(v: string): number {

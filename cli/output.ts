@@ -14,6 +14,8 @@ export interface Output {
   note(text: string): void
   /** The one JSON document, under --json. */
   document(doc: unknown): void
+  /** One JSON object on one line of stdout: a stream of them (memwal watch --json). */
+  jsonLine(doc: unknown): void
   progress(total: number, label: string): Progress
 }
 
@@ -28,6 +30,7 @@ export function createOutput(json: boolean, stdout: NodeJS.WriteStream = process
     line: (text) => (json ? stderr : stdout).write(`${text}\n`),
     note: (text) => stderr.write(`${text}\n`),
     document: (doc) => stdout.write(`${JSON.stringify(doc, jsonSafe, 2)}\n`),
+    jsonLine: (doc) => stdout.write(`${JSON.stringify(doc, jsonSafe)}\n`),
     progress(total, label) {
       if (!stderr.isTTY) return { update() {}, stop() {} }
       // Drawn from the first moment there is work to show: with nothing to do (a replay with
@@ -62,9 +65,31 @@ export function table(rows: readonly (readonly string[])[]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n')
 }
 
-function jsonSafe(_key: string, v: unknown): unknown {
-  if (typeof v === 'bigint') return v.toString()
-  if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('base64') }
+/** A stored value on one line, in the JSON encoding below (for people: `memwal get`, `query`, `watch`). */
+export function displayValue(v: unknown): string {
+  return JSON.stringify(v, jsonSafe) ?? 'undefined'
+}
+
+/**
+ * How the CLI writes what JSON cannot say: values read back exactly as the
+ * engine stores them (README "Values"), so none is shown as something else.
+ * A value JSON has no form for becomes an object with one `$`-named field:
+ * `{"$bigint":"12"}`, `{"$bytes":"<base64>"}`, `{"$date":"<ISO>"}` (null for
+ * an invalid Date), `{"$map":[[k,v],...]}`, `{"$set":[...]}`,
+ * `{"$number":"NaN"|"Infinity"|"-Infinity"|"-0"}`, `{"$regexp":[source,flags]}`.
+ * `undefined` is as JSON has it (a field left out, null in an array): the
+ * documents' optional fields use that. Errors are `{ name, message, code? }`.
+ */
+function jsonSafe(this: unknown, key: string, v: unknown): unknown {
+  // JSON.stringify has already called Date's toJSON: the Date itself is the holder's field.
+  const raw = this !== null && typeof this === 'object' ? (this as Record<string, unknown>)[key] : v
+  if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
+  if (typeof v === 'bigint') return { $bigint: v.toString() }
+  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) return { $number: Object.is(v, -0) ? '-0' : String(v) }
+  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('base64') }
+  if (v instanceof Map) return { $map: [...v.entries()] }
+  if (v instanceof Set) return { $set: [...v.values()] }
+  if (v instanceof RegExp) return { $regexp: [v.source, v.flags] }
   if (v instanceof Error) return { name: v.name, message: v.message, ...((v as { code?: string }).code ? { code: (v as { code?: string }).code } : {}) }
   return v
 }

@@ -1,6 +1,7 @@
 import { InvalidOptionsError, MemwalError } from './errors.js'
 import type { RecordType } from './format/format.js'
-import { hlcMs, opsOf, type RecordCodec, type WalRecord } from './format/record-codec.js'
+import { changesOf, type Change, type ChangeFilter } from './format/change.js'
+import type { RecordCodec, WalRecord } from './format/record-codec.js'
 import { limits } from './limits.js'
 import { checkFields, checkNamespace, type Limits } from './validate.js'
 
@@ -14,6 +15,8 @@ import { checkFields, checkNamespace, type Limits } from './validate.js'
  * retention deleted it is HISTORY_PURGED, naming the oldest version still
  * readable, never a silent skip.
  */
+export type { Change } from './format/change.js'
+
 export interface WatchOptions {
   /** Only changes in this namespace (exactly; not its sub-namespaces). */
   readonly namespace?: string
@@ -21,21 +24,6 @@ export interface WatchOptions {
   readonly prefix?: string
   /** Start after this version (the LSN that wrote a change); default: the last version now, i.e. only changes from now on. */
   readonly fromVersion?: number
-}
-
-export interface Change {
-  readonly type: 'put' | 'delete'
-  /** Absent only on a delete written by memwal before namespaces (log format 1), which meant the key in every namespace. */
-  readonly namespace?: string
-  readonly key: string
-  /** The LSN of the record that made the change (every operation of a batch has the batch's). */
-  readonly version: number
-  /** When it was written: ms since the epoch, from the record's stamp (0 for a record with none). */
-  readonly time: number
-  /** Puts: the value as written, a private copy. */
-  readonly value?: unknown
-  readonly tags?: readonly string[]
-  readonly expiresAt?: number
 }
 
 /** What a watcher reads from: the engine's pending log and log, behind a narrow interface (engine.ts builds it). */
@@ -134,9 +122,7 @@ export class WatchHub {
   }
 }
 
-interface WatchPosition {
-  readonly namespace: string | undefined
-  readonly prefix: string
+interface WatchPosition extends ChangeFilter {
   /** The LSN to read next. */
   next: number
 }
@@ -237,16 +223,6 @@ class Watcher implements AsyncIterableIterator<Change> {
     if (lsn < this.at.next) return
     if (lsn !== this.at.next) throw new MemwalError('ASSERTION_FAILED', `watch read LSN ${lsn} where ${this.at.next} was due`)
     this.at.next = lsn + 1
-    const time = record.hlc !== undefined ? hlcMs(record.hlc) : 0
-    for (const op of opsOf(record)) {
-      if (this.at.namespace !== undefined && op.namespace !== undefined && op.namespace !== this.at.namespace) continue
-      if (!op.key.startsWith(this.at.prefix)) continue
-      const base = { key: op.key, version: lsn, time, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}) }
-      this.ready.push(
-        op.type === 'put'
-          ? { type: 'put', ...base, value: op.value, ...(op.tags !== undefined ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
-          : { type: 'delete', ...base },
-      )
-    }
+    for (const c of changesOf(lsn, record, this.at)) this.ready.push(c)
   }
 }

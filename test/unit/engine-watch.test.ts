@@ -19,7 +19,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL, isMemwalError, type Change, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, followLog, isMemwalError, type Change, type MemwalOptions } from '../../engine/index.js'
 import { ManualClock, SeededRandom } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { waitFor } from '../support/wait-for.js'
@@ -174,6 +174,14 @@ t.test('history that retention deleted is HISTORY_PURGED, never skipped; resumin
   const first = await take(resumed, 2)
   t.strictSame(first.map((c) => c.version), [oldest, oldest + 1], 'resuming just before the oldest version reads on from it')
   await resumed.return?.()
+  // The lock-free reader of the log (memwal watch) says the same, beside the open engine.
+  const stop = new AbortController()
+  t.teardown(() => stop.abort())
+  const follower = await codeOf(followLog({ dir: db.dir, fromVersion: 0, signal: stop.signal }).next())
+  t.strictSame(follower, fresh, 'followLog: HISTORY_PURGED with the same details')
+  const followed = await take(followLog({ dir: db.dir, fromVersion: oldest - 1, signal: stop.signal }), 2)
+  t.strictSame(followed.map((c) => c.version), [oldest, oldest + 1], 'followLog resumes from there too')
+  t.equal((await codeOf(followLog({ dir: db.dir, since: 1 } as never).next())).code, 'INVALID_OPTIONS', 'followLog refuses an option it does not know')
 })
 
 t.test('watchHistoryRecords keeps that much history for watches that reconnect', async (t) => {
@@ -304,5 +312,10 @@ for (const seed of [1, 2, 3]) {
       t.strictSame(r.seen, expectedFor(r), `watcher from ${r.start}: ${r.seen.length} changes, as the model`)
     }
     t.ok(readers.length > 0 && model.length > 100, `${model.length} changes, ${readers.length} watchers`)
+    // The lock-free reader (memwal watch) reads the same changes from the files, beside the open engine.
+    const stop = new AbortController()
+    const followed = await take(followLog({ dir, fromVersion: 0, signal: stop.signal }), model.length)
+    stop.abort()
+    t.strictSame(followed.map((c) => ({ version: c.version, text: describe(c) })), model, 'followLog from version 0: the whole model')
   })
 }

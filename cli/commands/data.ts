@@ -1,0 +1,94 @@
+import { checkDataDir, followLog, MemWAL, type Change, type Entry, type QueryOptions } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
+import { ExitCode } from '../exit-codes.js'
+import { displayValue, type Output } from '../output.js'
+
+/**
+ * The data commands. `memwal get` and `memwal query` read a store through the
+ * engine (so pending writes show, as in the API): they open it, so they need
+ * its lock, and beside a running process they stop with LOCK_HELD naming the
+ * holder. `memwal watch` reads the log alone, without the lock.
+ */
+async function withEngine<T>(dir: string, fn: (db: MemWAL) => Promise<T>): Promise<T> {
+  await checkDataDir(new NodeFileSystem(), dir)
+  const db = await MemWAL.open({ dir })
+  try {
+    return await fn(db)
+  } finally {
+    await db.close()
+  }
+}
+
+/** `memwal get <dir> <key> [--namespace NS]`: the entry with its metadata; exit 4 when there is none. */
+export function get(dir: string, key: string, o: { readonly namespace?: string }, out: Output): Promise<number> {
+  return withEngine(dir, async (db) => {
+    const e = await db.getEntry(key, o.namespace !== undefined ? { namespace: o.namespace } : undefined)
+    if (out.json) out.document({ found: e !== undefined, ...(e !== undefined ? { entry: e } : {}) })
+    else if (e === undefined) out.line(`${o.namespace ?? 'default'}/${key}: not found`)
+    else out.line(describeEntry(e))
+    return e === undefined ? ExitCode.UNCORRECTED : ExitCode.CLEAN
+  })
+}
+
+/** `memwal query <dir> [--namespace] [--tag] [--prefix] [--limit]`: matching entries in identity order. */
+export function query(dir: string, q: QueryOptions, out: Output): Promise<number> {
+  return withEngine(dir, async (db) => {
+    const entries: Entry[] = []
+    for await (const e of db.query(q)) {
+      if (out.json) entries.push(e)
+      else out.line(describeEntry(e))
+    }
+    if (out.json) out.document({ entries })
+    return ExitCode.CLEAN
+  })
+}
+
+export interface WatchCommandOptions {
+  readonly fromVersion?: number
+  readonly namespace?: string
+  readonly prefix?: string
+  /** Stop after this many changes (default: until interrupted). */
+  readonly count?: number
+}
+
+/**
+ * `memwal watch <dir> [--from VERSION] [--namespace] [--prefix] [--count N]`:
+ * prints changes as they reach the log, one line each (one JSON object per
+ * line with --json), until SIGINT or SIGTERM, or after --count changes. It
+ * reads the log without the lock (followLog), so it runs beside the process
+ * that writes the store.
+ */
+export async function watch(dir: string, o: WatchCommandOptions, out: Output, signals: NodeJS.EventEmitter = process): Promise<number> {
+  await checkDataDir(new NodeFileSystem(), dir)
+  const { count, ...options } = o
+  if (count === 0) return ExitCode.CLEAN
+  const stop = new AbortController()
+  const onSignal = (): void => stop.abort()
+  signals.once('SIGINT', onSignal)
+  signals.once('SIGTERM', onSignal)
+  try {
+    let n = 0
+    for await (const c of followLog({ dir, ...options, signal: stop.signal })) {
+      if (out.json) out.jsonLine(c)
+      else out.line(describeChange(c))
+      if (count !== undefined && ++n >= count) break
+    }
+    return ExitCode.CLEAN
+  } finally {
+    signals.off('SIGINT', onSignal)
+    signals.off('SIGTERM', onSignal)
+  }
+}
+
+function describeEntry(e: Entry): string {
+  const meta = [`version ${e.version}`, `updated ${new Date(e.updatedAt).toISOString()}`]
+  if (e.tags.length > 0) meta.push(`tags ${e.tags.join(',')}`)
+  if (e.expiresAt !== undefined) meta.push(`expires ${new Date(e.expiresAt).toISOString()}`)
+  return `${e.namespace}/${e.key} = ${displayValue(e.value)}  (${meta.join(', ')})`
+}
+
+function describeChange(c: Change): string {
+  const at = `${c.version} ${new Date(c.time).toISOString()}`
+  const id = `${c.namespace ?? '*'}/${c.key}`
+  return c.type === 'put' ? `${at} put ${id} = ${displayValue(c.value)}` : `${at} delete ${id}`
+}

@@ -1,0 +1,92 @@
+/**
+ * The data commands, run as a user runs them:
+ * - `memwal get` prints an entry with its metadata, values in the CLI's JSON
+ *   encoding (a Date, bytes, a bigint, a Map read as what they are); a key
+ *   with no entry exits 4; beside a process holding the store: LOCK_HELD;
+ * - `memwal query` filters by namespace, tag and prefix, in identity order;
+ * - `memwal watch` runs beside the process writing the store (no lock): with
+ *   --from it prints the history then what is written while it runs, one
+ *   JSON object per line, each version once, in order; --count stops it.
+ */
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import path from 'node:path'
+import { MemWAL } from '../../engine/index.js'
+import { CLI_ENTRY, childEnv, holdDir, oneJson, REPO_DIR, runCli } from '../support/cli-run.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+async function store(t: { teardown(fn: () => unknown): void }): Promise<string> {
+  const dir = path.join(tmpDir(t), 'data')
+  const db = await MemWAL.open({ dir })
+  await db.put('note/1', { when: new Date('2026-05-06T07:08:09.010Z'), raw: new Uint8Array([1, 2, 255]), big: 2n ** 70n, m: new Map([['a', 1]]) }, { namespace: 'agent-1', tags: ['todo'] })
+  await db.put('note/2', 'plain', { namespace: 'agent-1' })
+  await db.put('other', 3, { namespace: 'agent-1', tags: ['todo'] })
+  await db.put('note/3', 'elsewhere', { namespace: 'agent-2', tags: ['todo'] })
+  await db.close()
+  return dir
+}
+
+t.test('memwal get: the entry, values as what they are; none exits 4; a held store is LOCK_HELD', async (t) => {
+  const dir = await store(t)
+  const r = await runCli(['get', dir, 'note/1', '--namespace', 'agent-1', '--json'])
+  t.equal(r.code, 0, r.stderr)
+  const doc = oneJson<{ found: boolean; entry: Record<string, unknown> }>(r)
+  t.equal(doc.found, true)
+  t.match(doc.entry, { namespace: 'agent-1', key: 'note/1', tags: ['todo'], version: 1 })
+  t.strictSame(doc.entry.value, { when: { $date: '2026-05-06T07:08:09.010Z' }, raw: { $bytes: Buffer.from([1, 2, 255]).toString('base64') }, big: { $bigint: (2n ** 70n).toString() }, m: { $map: [['a', 1]] } }, 'each type in its own form, none shown as another')
+  const text = await runCli(['get', dir, 'note/2', '--namespace', 'agent-1'])
+  t.match(text.stdout, /^agent-1\/note\/2 = "plain" {2}\(version 2, updated /, 'a readable line')
+  const none = await runCli(['get', dir, 'note/2'])
+  t.equal(none.code, 4, 'no entry (the default namespace has none): exit 4')
+  t.match(none.stdout, /default\/note\/2: not found/)
+  const holder = await holdDir(dir)
+  try {
+    const held = await runCli(['get', dir, 'note/2', '--namespace', 'agent-1', '--json'])
+    t.equal(held.code, 8)
+    t.match(oneJson(held), { error: { code: 'LOCK_HELD' } }, 'beside a running process: LOCK_HELD, never a read of a store in flux')
+  } finally {
+    await holder.release()
+  }
+})
+
+t.test('memwal query: filters by namespace, tag and prefix, in identity order', async (t) => {
+  const dir = await store(t)
+  const keys = async (args: string[]): Promise<string[]> => {
+    const r = await runCli(['query', dir, ...args, '--json'])
+    t.equal(r.code, 0, r.stderr)
+    return oneJson<{ entries: { namespace: string; key: string }[] }>(r).entries.map((e) => `${e.namespace}/${e.key}`)
+  }
+  t.strictSame(await keys([]), ['agent-1/note/1', 'agent-1/note/2', 'agent-1/other', 'agent-2/note/3'])
+  t.strictSame(await keys(['--tag', 'todo', '--prefix', 'note/']), ['agent-1/note/1', 'agent-2/note/3'])
+  t.strictSame(await keys(['--namespace', 'agent-1', '--tag', 'todo']), ['agent-1/note/1', 'agent-1/other'])
+  t.strictSame(await keys(['--limit', '1']), ['agent-1/note/1'])
+  t.equal((await runCli(['query', dir, '--color', 'red'])).code, 16, 'an unknown flag is a usage error')
+})
+
+t.test('memwal watch: beside the writer, the history from --from and then the live writes, each once, in order', async (t) => {
+  const dir = await store(t)
+  const db = await MemWAL.open({ dir }) // the writer holds the lock the whole time
+  t.teardown(() => db.close())
+  const proc = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'watch', dir, '--from', '2', '--count', '12', '--json'], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const ended = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)))
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000)
+  // The history (versions 3 and 4) is there already; ten more are written while it runs.
+  for (let i = 0; i < 10; i++) {
+    await db.put(`live-${i}`, { i }, { namespace: i % 2 === 0 ? 'even' : 'odd' })
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const code = await ended
+  clearTimeout(timer)
+  t.equal(code, 0, stderr)
+  const changes = stdout.trim().split('\n').map((l) => JSON.parse(l) as { version: number; key: string; namespace: string; value: unknown; type: string })
+  t.strictSame(changes.map((c) => c.version), Array.from({ length: 12 }, (_, i) => 3 + i), 'versions 3..14, each once, in order')
+  t.strictSame(changes.slice(0, 2).map((c) => `${c.namespace}/${c.key}`), ['agent-1/other', 'agent-2/note/3'], 'the history first')
+  t.strictSame(changes[2], { type: 'put', key: 'live-0', version: 5, time: changes[2]?.['time' as 'version'], namespace: 'even', value: { i: 0 } }, 'then what the writer wrote while it ran')
+  const filtered = await runCli(['watch', dir, '--from', '0', '--namespace', 'odd', '--count', '5', '--json'])
+  t.strictSame(filtered.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { key: string }).key), ['live-1', 'live-3', 'live-5', 'live-7', 'live-9'], '--namespace')
+  t.equal((await runCli(['watch', dir, '--from', '-1'])).code, 16, 'a negative version is a usage error')
+})
