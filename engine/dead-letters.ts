@@ -1,6 +1,6 @@
 import { posix as path } from 'node:path'
 import { DeadLetterLog } from './apply/dead-letter.js'
-import { MemwalError } from './errors.js'
+import { isMemwalError, MemwalError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
 import type { RecordCodec, WalRecord } from './format/record-codec.js'
 import type { Clock } from './io/clock.js'
@@ -8,6 +8,7 @@ import type { FileSystem } from './io/fs.js'
 import type { Random } from './io/random.js'
 import { readDeadLetters, recordResolutions, type DeadLetter, type DeadLetterResolution } from './log/dead-letter-file.js'
 import type { AppliedRecord, Sink } from './sinks/sink.js'
+import type { WriteCondition } from './validate.js'
 
 /** What `MemWAL.deadLetters` offers an operator: the records a sink rejected for good, and what to do about them. */
 export interface DeadLetterQueue {
@@ -16,9 +17,14 @@ export interface DeadLetterQueue {
   /**
    * Writes the record of each open dead letter (`lsn`, or `'all'`) again
    * through the log, as a new record with a new LSN, so that it flows to every
-   * sink anew (after the sink was fixed), and records it as retried, durably.
+   * sink anew (after the sink was fixed), and records it as retried, durably
+   * (one write of resolved.json per call).
    * A record whose key has a newer version than it (read as `get` reads) is
    * not written again: it is returned in `superseded` and stays open (drop it).
+   * The record is written on the condition that every entry is still at the
+   * version read (as `ifVersion` / `ifAbsent`, decided in log order), so a
+   * write that lands between that read and the rewrite is never overwritten:
+   * the record is `superseded` then too.
    * A deletion after it that the backend applied is not seen: check `list()`.
    */
   retry(which: number | 'all'): Promise<{ readonly retried: readonly { readonly lsn: number; readonly newLsn: number }[]; readonly superseded: readonly number[] }>
@@ -28,8 +34,8 @@ export interface DeadLetterQueue {
 
 /** What the queue needs of the engine. */
 export interface DeadLetterHost {
-  /** Writes a record again through the write path; resolves its new LSN. */
-  rewrite(record: WalRecord): Promise<number>
+  /** Writes a record again through the write path if every condition holds (else VERSION_MISMATCH, nothing written); resolves its new LSN. */
+  rewrite(record: WalRecord, conditions: readonly WriteCondition[]): Promise<number>
   /** The LSN that wrote the key's current version, as a read sees it. */
   currentLsn(namespace: string, key: string): Promise<number | undefined>
   assertWritable(): void
@@ -82,15 +88,15 @@ export class DeadLetters implements DeadLetterQueue {
       for (const lsn of [...new Set(chosen.map((d) => d.lsn))]) {
         const same = chosen.filter((d) => d.lsn === lsn)
         const first = same[0] as DeadLetter
-        if (await this.newerVersion(first)) {
+        const seen = await this.versionsSeen(first)
+        const newLsn = seen && (await this.rewriteIfUnchanged(first, seen))
+        if (newLsn === undefined) {
           superseded.push(lsn)
           continue
         }
-        const { hlc: _stamp, ...record } = first.record
-        const newLsn = await this.host.rewrite(record as WalRecord)
         retried.push({ lsn, newLsn })
         for (const d of same) resolutions.push({ sink: d.sink, lsn, how: 'retried', atMs: this.clock.nowMs(), newLsn })
-        // Durable as soon as the new record is: a crash between the two writes leaves it open, and a second retry writes it once more (same value).
+        // Durable as soon as the new record is: a crash between the two writes leaves it open, and a second retry finds it superseded by its copy.
         await this.resolve(resolutions.splice(0))
       }
       return { retried, superseded }
@@ -119,12 +125,26 @@ export class DeadLetters implements DeadLetterQueue {
     return found
   }
 
-  private async newerVersion(d: DeadLetter): Promise<boolean> {
+  /** The version each entry of `d` is at now (null: absent), or undefined when one has a version newer than `d`. */
+  private async versionsSeen(d: DeadLetter): Promise<WriteCondition[] | undefined> {
+    const seen: WriteCondition[] = []
     for (const e of d.entries) {
       const lsn = await this.host.currentLsn(e.namespace, e.key)
-      if (lsn !== undefined && lsn > d.lsn) return true
+      if (lsn !== undefined && lsn > d.lsn) return undefined
+      seen.push({ namespace: e.namespace, key: e.key, expected: lsn ?? null })
     }
-    return false
+    return seen
+  }
+
+  /** Writes `d`'s record again unless an entry left the version `seen` (a write landed since the read): its new LSN, or undefined. */
+  private async rewriteIfUnchanged(d: DeadLetter, seen: readonly WriteCondition[]): Promise<number | undefined> {
+    const { hlc: _stamp, ...record } = d.record
+    try {
+      return await this.host.rewrite(record as WalRecord, seen)
+    } catch (err) {
+      if (isMemwalError(err) && err.code === 'VERSION_MISMATCH') return undefined
+      throw err
+    }
   }
 
   private async resolve(r: readonly DeadLetterResolution[]): Promise<void> {

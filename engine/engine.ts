@@ -136,7 +136,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.disk = new DiskWatch({ fs: o.fs, dir: o.dir, lowBytes: o.diskLowBytes, lowSeconds: o.diskLowSeconds, readOnlyBytes: o.diskReadOnlyBytes })
     this.healthLoop = new HealthLoop(o.clock, o.healthIntervalMs, (stop) => this.checkHealth(stop))
     this.dead = new DeadLetters(o.dir, o.fs, parts.sums, parts.codec, o.clock, o.random, {
-      rewrite: async (record) => (await this.writes.rewrite(record)).lsn,
+      rewrite: async (record, conditions) => (await this.writes.rewrite(record, conditions)).lsn,
       currentLsn: async (namespace, key) => (await this.reads.getEntry(key, { namespace }))?.version,
       assertWritable,
     })

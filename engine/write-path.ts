@@ -81,9 +81,13 @@ export class WritePath {
     return result && { lsn: result.lsn, deleted }
   }
 
-  /** A record read back from the log (a dead letter retried), written again as a new record with a new LSN and a fresh stamp. */
-  rewrite(record: WalRecord): Promise<{ lsn: number }> {
-    return this.write(record, undefined, [])
+  /**
+   * A record read back from the log (a dead letter retried), written again as
+   * a new record with a new LSN and a fresh stamp, if `conditions` hold
+   * (else VERSION_MISMATCH, nothing written).
+   */
+  rewrite(record: WalRecord, conditions: readonly WriteCondition[]): Promise<{ lsn: number }> {
+    return this.write(record, undefined, conditions)
   }
 
   private write(unstamped: WalRecord, decide: undefined, conditions: readonly WriteCondition[]): Promise<{ lsn: number }>

@@ -11,6 +11,10 @@ import t, { type Test } from 'tap'
 import { fsck, MemWAL, type MemwalOptions } from '../../engine/index.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { identityOf } from '../../engine/format/identity.js'
+import { NodeFileSystem } from '../../engine/io/node-fs.js'
+import type { FileHandle, OpenMode, OpenOptions } from '../../engine/index.js'
+import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
 
 function open(dir: string, faults?: SinkFaults, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
   return MemWAL.open({ dir, resilience: fastResilience, closeGraceMs: 1000, ...(faults ? { wrapSink: (s) => faults.wrap(s) } : {}), ...extra })
@@ -99,6 +103,86 @@ t.test('retry leaves a dead letter whose key was written since: superseded, stil
     t.equal(r.retried.length, 1, 'the other one is')
     t.strictSame(await db.get('poison', { namespace: 'ns' }), { v: 2 }, 'the newer version stands')
     t.match(await db.deadLetters.list(), [{ lsn: poison }])
+  } finally {
+    await db.close()
+  }
+})
+
+/** The real filesystem, except that the log write carrying `marker` is held until `release()`: that write is in flight (appended, not acknowledged). */
+class HoldingFs extends ForwardingFileSystem {
+  marker: Buffer | undefined
+  held: Promise<void> | undefined
+  private releaseHold = (): void => undefined
+  private reached = (): void => undefined
+
+  /** Resolves once a write carrying `marker` is held. */
+  hold(marker: string): Promise<void> {
+    this.marker = Buffer.from(marker)
+    return new Promise((resolve) => (this.reached = resolve))
+  }
+
+  release(): void {
+    this.releaseHold()
+  }
+
+  override async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    const fs = this
+    return new (class extends ForwardingFileHandle {
+      override async write(data: Uint8Array, position: number): Promise<void> {
+        if (fs.marker && Buffer.from(data.buffer, data.byteOffset, data.byteLength).includes(fs.marker)) {
+          fs.marker = undefined
+          await new Promise<void>((resolve) => {
+            fs.releaseHold = resolve
+            fs.reached()
+          })
+        }
+        return this.inner.write(data, position)
+      }
+    })(await this.inner.open(p, mode, options))
+  }
+}
+
+t.test('retry never overwrites a write that lands between its version check and its rewrite: superseded, the write stands', async (t) => {
+  const { dir, poison, toxic } = await withDeadLetters(t)
+  const fs = new HoldingFs(new NodeFileSystem())
+  // While retry reads the backend for poison's version, a user's put of poison is appended and held in flight:
+  // the read cannot see it (not acknowledged), and the rewrite comes after it in the log.
+  let duringRead: (() => Promise<void>) | undefined
+  let user: Promise<{ lsn: number }> | undefined
+  const db = await open(dir, undefined, {
+    fs,
+    cacheBytes: 1,
+    wrapSink: (s) => {
+      if (s.name !== 'backend') return s
+      const reads = s as unknown as { get(id: string): Promise<unknown> }
+      const get = reads.get.bind(s)
+      reads.get = async (id) => {
+        const before = await get(id)
+        const land = id === identityOf('ns', 'poison') ? duringRead : undefined
+        duringRead = land ? undefined : duringRead
+        if (land) await land()
+        return before
+      }
+      return s
+    },
+  })
+  try {
+    duringRead = async () => {
+      const held = fs.hold('user-marker')
+      user = db.put('poison', { v: 'user-marker' }, { namespace: 'ns' })
+      await held
+    }
+    const retrying = db.deadLetters.retry(poison)
+    while (user === undefined) await new Promise((resolve) => setImmediate(resolve))
+    // Let the retry reach its rewrite (the gate waits for the held put, or the put is released first: the outcome is the same).
+    setImmediate(() => fs.release())
+    const [r, landed] = await Promise.all([retrying, user.then((u) => u.lsn)])
+    t.ok(landed > toxic, 'the user put was appended during the check')
+    t.strictSame(r, { retried: [], superseded: [poison] }, 'the lost race is reported superseded, not retried')
+    t.match(await db.getEntry('poison', { namespace: 'ns' }), { value: { v: 'user-marker' }, version: landed }, 'the user write stands')
+    t.match(await db.deadLetters.list(), [{ lsn: poison }, { lsn: toxic }], 'still open (drop it)')
+    const again = await db.deadLetters.retry(toxic)
+    t.match(again, { retried: [{ lsn: toxic }], superseded: [] }, 'with no race, retried: the condition held (absent)')
   } finally {
     await db.close()
   }
