@@ -13,6 +13,8 @@ export type {
 } from './events.js'
 export type { PutOptions, BatchOp, ReadOptions, DeleteOptions } from './validate.js'
 export { DEFAULT_NAMESPACE } from './format/identity.js'
+/** What a logged record writes (a dead letter's `record`, a dump entry's): its operations, one for a put or a delete. */
+export { opsOf, isLegacyDelete, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
 export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'
 export { PgBackend, type PgBackendOptions, type PgPoolSettings } from './sinks/pg/pg-backend.js'
 export { dumpLog, type DumpEntry, type DumpOptions } from './reconcile/dump.js'

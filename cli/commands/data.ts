@@ -1,5 +1,4 @@
 import { checkDataDir, followLog, MemWAL, type Change, type Entry, type QueryOptions } from '../../engine/index.js'
-import { NodeFileSystem } from '../../engine/testing.js'
 import { ExitCode } from '../exit-codes.js'
 import { displayValue, type Output } from '../output.js'
 
@@ -10,7 +9,7 @@ import { displayValue, type Output } from '../output.js'
  * holder. `memwal watch` reads the log alone, without the lock.
  */
 async function withEngine<T>(dir: string, fn: (db: MemWAL) => Promise<T>): Promise<T> {
-  await checkDataDir(new NodeFileSystem(), dir)
+  await checkDataDir(dir)
   const db = await MemWAL.open({ dir })
   try {
     return await fn(db)
@@ -59,7 +58,7 @@ export interface WatchCommandOptions {
  * that writes the store.
  */
 export async function watch(dir: string, o: WatchCommandOptions, out: Output, signals: NodeJS.EventEmitter = process): Promise<number> {
-  await checkDataDir(new NodeFileSystem(), dir)
+  await checkDataDir(dir)
   const { count, ...options } = o
   if (count === 0) return ExitCode.CLEAN
   const stop = new AbortController()

@@ -1,5 +1,4 @@
-import { checkDataDir, listDeadLetters, MemWAL, type DeadLetter } from '../../engine/index.js'
-import { NodeFileSystem } from '../../engine/testing.js'
+import { checkDataDir, DEFAULT_NAMESPACE, isLegacyDelete, listDeadLetters, MemWAL, opsOf, type DeadLetter, type Op } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 
@@ -20,14 +19,14 @@ export interface DeadLetterCommandOptions {
  * store, so they need the lock.
  */
 export async function deadletter(dir: string, action: DeadLetterAction, o: DeadLetterCommandOptions, out: Output): Promise<number> {
-  await checkDataDir(new NodeFileSystem(), dir)
+  await checkDataDir(dir)
   if (action === 'list') {
     const { open, resolved } = await listDeadLetters(dir)
     if (out.json) {
       out.document({ open, resolved: resolved.length })
       return ExitCode.CLEAN
     }
-    for (const d of open) out.line(describe(d))
+    for (const d of open) out.line(describeDeadLetter(d))
     out.line(`${open.length} open dead letters${resolved.length > 0 ? ` (${resolved.length} retried or dropped before)` : ''}`)
     return ExitCode.CLEAN
   }
@@ -57,9 +56,13 @@ export async function deadletter(dir: string, action: DeadLetterAction, o: DeadL
   }
 }
 
-function describe(d: DeadLetter): string {
-  const r = d.record
-  const ops = r.type === 3 ? r.ops : [r.op]
-  const what = ops.map((op) => (op.type === 'put' ? `put ${JSON.stringify(op.key)}${op.namespace !== undefined ? ` in ${JSON.stringify(op.namespace)}` : ''}` : `delete ${JSON.stringify(op.key)}`)).join(', ')
-  return `LSN ${d.lsn}\t${d.sink}\t${what}`
+/** One line of `deadletter list`: the LSN, the sink, and each operation with the entry it names (namespace, key). */
+export function describeDeadLetter(d: DeadLetter): string {
+  return `LSN ${d.lsn}\t${d.sink}\t${opsOf(d.record).map(describeOp).join(', ')}`
+}
+
+function describeOp(op: Op): string {
+  // A version-1 delete named no namespace: it removed the key wherever it was.
+  const where = isLegacyDelete(op) ? 'every namespace' : JSON.stringify(op.namespace ?? DEFAULT_NAMESPACE)
+  return `${op.type === 'put' ? 'put' : 'delete'} ${JSON.stringify(op.key)} in ${where}`
 }

@@ -1,5 +1,4 @@
-import { checkDataDir, dumpLog } from '../../engine/index.js'
-import { NodeFileSystem, type WalRecord } from '../../engine/testing.js'
+import { checkDataDir, dumpLog, type WalRecord } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 
@@ -11,7 +10,7 @@ export interface DumpCommandOptions {
 
 /** `memwal dump <dir>`: the records of the log, in LSN order, with their places; damaged ranges too. */
 export async function dump(dir: string, o: DumpCommandOptions, out: Output): Promise<number> {
-  await checkDataDir(new NodeFileSystem(), dir)
+  await checkDataDir(dir)
   let damaged = 0
   let records = 0
   let gaps = 0

@@ -1,5 +1,4 @@
 import { checkDataDir, describeFinding, MemWAL } from '../../engine/index.js'
-import { NodeFileSystem } from '../../engine/testing.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 
@@ -12,7 +11,7 @@ export interface ReplayOptions {
  * not applied, then exit. Opening the engine is recovery; `flush` is replay.
  */
 export async function replay(dir: string, o: ReplayOptions, out: Output): Promise<number> {
-  await checkDataDir(new NodeFileSystem(), dir)
+  await checkDataDir(dir)
   const started = performance.now()
   const engine = await MemWAL.open({ dir })
   try {

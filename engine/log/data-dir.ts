@@ -4,6 +4,7 @@ import { SEGMENT_MAGIC } from '../format/format.js'
 import { TEMP_SUFFIX } from '../format/segment-name.js'
 import { makeDirDurable, writeNewFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
+import { NodeFileSystem } from '../io/node-fs.js'
 import { writableByOthers } from '../io/modes.js'
 import { listWal, readPrefix } from './segment-list.js'
 
@@ -69,7 +70,7 @@ export async function recogniseDataDir(fs: FileSystem, dir: string): Promise<Dat
  * replay): a missing directory is DIR_NOT_FOUND, an empty one or a foreign
  * one DIR_NOT_MEMWAL; nothing is created or changed.
  */
-export async function checkDataDir(fs: FileSystem, dir: string): Promise<Exclude<DataDirKind, 'missing' | 'empty'>> {
+export async function checkDataDir(dir: string, fs: FileSystem = new NodeFileSystem()): Promise<Exclude<DataDirKind, 'missing' | 'empty'>> {
   const kind = await recogniseDataDir(fs, dir)
   if (kind === 'missing') throw new MemwalError('DIR_NOT_FOUND', `no such directory: ${dir}`, { details: { path: dir } })
   if (kind === 'empty') throw notMemwal(dir, `${dir} is empty: not a memwal data directory (open it with memwal to make one)`)

@@ -3,7 +3,7 @@ import { MemwalError } from '../errors.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { decodeSegmentHeader } from '../format/format.js'
 import { DEFAULT_NAMESPACE } from '../format/identity.js'
-import { RecordCodec, type WalRecord } from '../format/record-codec.js'
+import { opsOf, RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable, readJsonList, replaceFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
@@ -103,7 +103,7 @@ export async function listDeadLetters(dataDir: string, fs: FileSystem = new Node
 }
 
 function writesOf(record: WalRecord): Pick<DeadLetter, 'keys' | 'entries'> {
-  const ops = record.type === 3 ? record.ops : [record.op]
+  const ops = opsOf(record)
   return {
     keys: ops.map((op) => op.key),
     entries: ops.filter((op) => !(op.type === 'del' && op.legacy === true)).map((op) => ({ namespace: op.namespace ?? DEFAULT_NAMESPACE, key: op.key })),

@@ -53,7 +53,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const now = o.nowMs ?? (() => Date.now())
   const started = now()
   const dir = path.resolve(o.dir)
-  const kind = await checkDataDir(fs, dir)
+  const kind = await checkDataDir(dir, fs)
   const walDir = path.join(dir, 'wal')
   const sums = o.sums ?? (await createChecksums())
   const locker = o.locker ?? defaultDirLocker(fs)

@@ -51,7 +51,7 @@ export type StatusVerification =
  */
 export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileSystem()): Promise<DataDirStatus> {
   const root = path.resolve(dir)
-  await checkDataDir(fs, root)
+  await checkDataDir(root, fs)
   const walDir = path.join(root, 'wal')
   const listing = await listWal(fs, walDir)
   const { segments } = listing

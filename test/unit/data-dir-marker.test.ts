@@ -66,7 +66,7 @@ t.test('a new data directory gets its marker first, durably', async (t) => {
   t.ok(renamed >= 0, 'renamed into place')
   t.equal(rec.calls[renamed + 1], `syncDir ${dir}`, 'the directory synced right after')
   t.ok(renamed < rec.calls.indexOf(`mkdirp ${path.join(dir, 'wal')}`), 'before wal/ is made')
-  t.equal(await checkDataDir(node, dir), 'marked')
+  t.equal(await checkDataDir(dir, node), 'marked')
 
   const empty = tmpDir(t)
   await (await MemWAL.open({ dir: empty })).close()
@@ -74,7 +74,7 @@ t.test('a new data directory gets its marker first, durably', async (t) => {
   const crashed = tmpDir(t)
   fs.writeFileSync(path.join(crashed, `${MARKER_NAME}.tmp`), '{"mem')
   await (await MemWAL.open({ dir: crashed })).close()
-  t.equal(await checkDataDir(node, crashed), 'marked', 'a marker write cut short counts for nothing: the directory was still empty')
+  t.equal(await checkDataDir(crashed, node), 'marked', 'a marker write cut short counts for nothing: the directory was still empty')
   t.notOk(fs.existsSync(path.join(crashed, `${MARKER_NAME}.tmp`)))
 })
 
@@ -99,8 +99,8 @@ t.test('a directory with wal/ or anything else but no marker: DIR_NOT_MEMWAL nam
     t.equal(await codeOf(inspectDataDir(dir)), 'DIR_NOT_MEMWAL', 'status refused')
     t.same(tree(dir), before, 'nothing in it changed')
   }
-  t.equal(await codeOf(checkDataDir(node, tmpDir(t))), 'DIR_NOT_MEMWAL', 'the tools refuse an empty directory (only open makes one)')
-  t.equal(await codeOf(checkDataDir(node, path.join(root, 'nothing-here'))), 'DIR_NOT_FOUND')
+  t.equal(await codeOf(checkDataDir(tmpDir(t), node)), 'DIR_NOT_MEMWAL', 'the tools refuse an empty directory (only open makes one)')
+  t.equal(await codeOf(checkDataDir(path.join(root, 'nothing-here'), node)), 'DIR_NOT_FOUND')
 })
 
 t.test('a marker that is not memwal\'s, or from a newer memwal, is refused', async (t) => {
@@ -120,12 +120,12 @@ t.test('directories made before the marker (fixtures/datadirs/*) are recognised 
     t.notOk(fs.existsSync(path.join(DATADIRS, name, MARKER_NAME)), `${name}: made without a marker`)
     const dir = path.join(tmpDir(t), name)
     fs.cpSync(path.join(DATADIRS, name), dir, { recursive: true })
-    t.equal(await checkDataDir(node, dir), 'unmarked', `${name}: recognised by its log`)
+    t.equal(await checkDataDir(dir, node), 'unmarked', `${name}: recognised by its log`)
     await inspectDataDir(dir)
     await fsck({ dir, repair: false })
     t.notOk(fs.existsSync(path.join(dir, MARKER_NAME)), `${name}: status and a dry-run fsck leave it unmarked`)
     // Damaged ones are refused by recovery; the marker is written before, under the lock, either way.
     await codeOf(MemWAL.open({ dir }))
-    t.equal(await checkDataDir(node, dir), 'marked', `${name}: marked by the open`)
+    t.equal(await checkDataDir(dir, node), 'marked', `${name}: marked by the open`)
   }
 })
