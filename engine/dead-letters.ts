@@ -6,7 +6,7 @@ import type { RecordCodec, WalRecord } from './format/record-codec.js'
 import type { Clock } from './io/clock.js'
 import type { FileSystem } from './io/fs.js'
 import type { Random } from './io/random.js'
-import { readDeadLetters, recordResolutions, type DeadLetter, type DeadLetterResolution } from './log/dead-letter-file.js'
+import { checkResolutionRoom, readDeadLetters, readResolutions, recordResolutions, type DeadLetter, type DeadLetterResolution } from './log/dead-letter-file.js'
 import type { AppliedRecord, Sink } from './sinks/sink.js'
 import type { WriteCondition } from './validate.js'
 
@@ -81,24 +81,34 @@ export class DeadLetters implements DeadLetterQueue {
     return this.serial(async () => {
       this.host.assertWritable()
       const chosen = await this.chosen(which)
+      // Room for every resolution this call may record, before anything is written again.
+      checkResolutionRoom((await readResolutions(this.fs, this.dir)).length, chosen.length, this.dir)
       const retried: { lsn: number; newLsn: number }[] = []
       const superseded: number[] = []
       const resolutions: DeadLetterResolution[] = []
-      // Several sinks may have rejected the same record: it is written again once.
-      for (const lsn of [...new Set(chosen.map((d) => d.lsn))]) {
-        const same = chosen.filter((d) => d.lsn === lsn)
-        const first = same[0] as DeadLetter
-        const seen = await this.versionsSeen(first)
-        const newLsn = seen && (await this.rewriteIfUnchanged(first, seen))
-        if (newLsn === undefined) {
-          superseded.push(lsn)
-          continue
+      // Recorded once for the whole call (resolved.json is rewritten whole: once per record was quadratic). A crash
+      // before that leaves the records written again open; a later retry finds each superseded by its own copy (a
+      // newer version, written in log order), so none is lost (the copy is in the log) and none is applied twice.
+      try {
+        // Several sinks may have rejected the same record: it is written again once.
+        for (const lsn of [...new Set(chosen.map((d) => d.lsn))]) {
+          const same = chosen.filter((d) => d.lsn === lsn)
+          const first = same[0] as DeadLetter
+          const seen = await this.versionsSeen(first)
+          const newLsn = seen && (await this.rewriteIfUnchanged(first, seen))
+          if (newLsn === undefined) {
+            superseded.push(lsn)
+            continue
+          }
+          retried.push({ lsn, newLsn })
+          for (const d of same) resolutions.push({ sink: d.sink, lsn, how: 'retried', atMs: this.clock.nowMs(), newLsn })
         }
-        retried.push({ lsn, newLsn })
-        for (const d of same) resolutions.push({ sink: d.sink, lsn, how: 'retried', atMs: this.clock.nowMs(), newLsn })
-        // Durable as soon as the new record is: a crash between the two writes leaves it open, and a second retry finds it superseded by its copy.
-        await this.resolve(resolutions.splice(0))
+      } catch (err) {
+        // What was written again before the failure is recorded all the same; the failure is what the caller sees.
+        await this.resolve(resolutions).catch(() => undefined)
+        throw err
       }
+      await this.resolve(resolutions)
       return { retried, superseded }
     })
   }

@@ -84,12 +84,17 @@ export async function readResolutions(fs: FileSystem, dataDir: string): Promise<
 /** Adds resolutions, durably. Refused past `limits.deadLetterResolutionsMax` (the file is rewritten whole each time). */
 export async function recordResolutions(fs: FileSystem, dataDir: string, added: readonly DeadLetterResolution[]): Promise<void> {
   if (added.length === 0) return
-  const all = [...(await readResolutions(fs, dataDir)), ...added]
-  if (all.length > limits.deadLetterResolutionsMax) {
-    throw new MemwalError('DEADLETTER_LIMIT', `${all.length} dead-letter resolutions would exceed deadLetterResolutionsMax ${limits.deadLetterResolutionsMax}: archive ${deadLetterDir(dataDir)} (move it aside once nothing in it is open)`)
-  }
+  const held = await readResolutions(fs, dataDir)
+  checkResolutionRoom(held.length, added.length, dataDir)
+  const all = [...held, ...added]
   await makeDirDurable(fs, deadLetterDir(dataDir))
   await replaceFile(fs, path.join(deadLetterDir(dataDir), RESOLVED_FILE), Buffer.from(`${JSON.stringify({ resolved: all }, null, 2)}\n`))
+}
+
+/** Refuses (DEADLETTER_LIMIT) `adding` resolutions to the `held` ones past `limits.deadLetterResolutionsMax`: checked before anything is retried. */
+export function checkResolutionRoom(held: number, adding: number, dataDir: string): void {
+  if (held + adding <= limits.deadLetterResolutionsMax) return
+  throw new MemwalError('DEADLETTER_LIMIT', `${held + adding} dead-letter resolutions would exceed deadLetterResolutionsMax ${limits.deadLetterResolutionsMax}: archive ${deadLetterDir(dataDir)} (move it aside once nothing in it is open)`)
 }
 
 function isResolution(r: unknown): r is DeadLetterResolution {

@@ -187,3 +187,62 @@ t.test('retry never overwrites a write that lands between its version check and 
     await db.close()
   }
 })
+
+/** The real filesystem, counting the replacements of deadletter/resolved.json. */
+class CountingFs extends ForwardingFileSystem {
+  resolvedWrites = 0
+  /** The next write of resolved.json fails (as if the process died before it). */
+  failNext = false
+  override rename(from: string, to: string): Promise<void> {
+    if (path.basename(to) === 'resolved.json') {
+      this.resolvedWrites++
+      if (this.failNext) {
+        this.failNext = false
+        return Promise.reject(new Error('injected: resolved.json not written'))
+      }
+    }
+    return this.inner.rename(from, to)
+  }
+}
+
+t.test("retry('all') records its resolutions with one write of resolved.json, however many records it writes again", async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const keys = Array.from({ length: 25 }, (_, i) => `poison/${i}`)
+  const faults = new SinkFaults({ targets: ['backend'] })
+  faults.rejectKeys(...keys)
+  const first = await open(dir, faults)
+  for (const k of keys) await first.put(k, k)
+  await first.flush({ timeoutMs: 10_000 })
+  await first.close()
+  const fs = new CountingFs(new NodeFileSystem())
+  const db = await open(dir, undefined, { fs })
+  try {
+    t.equal((await db.deadLetters.list()).length, keys.length)
+    const r = await db.deadLetters.retry('all')
+    t.equal(r.retried.length, keys.length, 'every record written again')
+    t.equal(fs.resolvedWrites, 1, 'one write of resolved.json for the call')
+    t.strictSame(await db.deadLetters.list(), [], 'all recorded as retried')
+    await db.flush({ timeoutMs: 10_000 })
+    t.strictSame(await db.get('poison/7'), 'poison/7', 'and applied this time')
+  } finally {
+    await db.close()
+  }
+})
+
+t.test('retry whose resolutions are never recorded (a crash before resolved.json): the records stay open, and a second retry finds each superseded by its own copy, applied once', async (t) => {
+  const { dir, poison, toxic } = await withDeadLetters(t)
+  const fs = new CountingFs(new NodeFileSystem())
+  const db = await open(dir, undefined, { fs })
+  try {
+    fs.failNext = true
+    await t.rejects(db.deadLetters.retry('all'), { message: /resolved.json not written/ })
+    t.match(await db.deadLetters.list(), [{ lsn: poison }, { lsn: toxic }], 'not recorded: still open')
+    const last = db.health().wal.lastLsn
+    t.strictSame(await db.deadLetters.retry('all'), { retried: [], superseded: [poison, toxic] }, 'each has a newer version: the copy the first retry wrote')
+    t.equal(db.health().wal.lastLsn, last, 'nothing written twice')
+    await db.flush({ timeoutMs: 10_000 })
+    t.strictSame([await db.get('poison', { namespace: 'ns' }), await db.get('toxic')], [{ v: 1 }, { v: 1 }], 'the values the first retry wrote again are there')
+  } finally {
+    await db.close()
+  }
+})
