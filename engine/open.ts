@@ -4,7 +4,7 @@ import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
 import { describeLooseDir, looseDirs, prepareDataDir, writeMarker } from './log/data-dir.js'
-import { gapsOf, recordGaps, type GapFile } from './log/recovery/gap-record.js'
+import type { GapFile } from './log/recovery/gap-record.js'
 import { Wal } from './log/wal.js'
 import type { ResolvedOptions } from './options.js'
 import { CacheSink } from './sinks/cache-sink.js'
@@ -76,8 +76,9 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
       onFailed,
     }, sums)
     undo.push(() => wal.close())
-    // What recovery dropped (skip-corrupt, point-in-time) stays visible until an operator acknowledges it.
-    const gaps = await recordGaps(fs, dir, gapsOf(wal.recovery.findings, `open (corruptionPolicy ${wal.recovery.policy})`, config.clock.nowMs()))
+    // What recovery dropped (skip-corrupt, point-in-time), recorded by recovery before it dropped it,
+    // stays visible until an operator acknowledges it.
+    const gaps = wal.gaps
     // Store layout 2 (identity (namespace, key)): a layout-1 store is migrated here, before any sink applies a record.
     const migrated = await migrateLayout(store, logOf(wal), { ownBackend: config.backend === undefined, nowMs: config.clock.nowMs() })
     if (migrated) {

@@ -39,7 +39,10 @@
  * commit, or the part of one that fits in a segment) starts with a marker: a
  * frame of type 4 whose LSN is that of the record frame after it, with an
  * 8-byte payload:
- *   0   4  group bytes: the length of this write, marker included
+ *   0   4  group bytes: the length of this write, marker included. Reserved
+ *          for tools: no reader relies on it (a marker that `fsck --repair`
+ *          writes over a damaged one states only the bytes known to be in its
+ *          write, itself and the record frame after it)
  *   4   4  durable-from: the segment offset below which every byte was durable
  *          when this write was issued (the end of the last write known durable;
  *          64 for the first write of a segment)
@@ -50,6 +53,9 @@
  * largest durable-from of the segment's valid markers, so damage there, even
  * with valid frames after it, is a torn final group and is truncated, while
  * damage before it lies in bytes that were durable and stays a refusal.
+ * A marker holds no record: a damaged one followed by a valid record frame
+ * with the LSN that was due loses nothing, and is reported and read past
+ * (segment-cursor.ts), unless it lies where a torn final write can be.
  * Version 1 segments have no markers and are read exactly as before.
  */
 import { assert } from '../assert.js'

@@ -18,6 +18,17 @@ export async function zeroRange(fs: FileSystem, file: string, from: number, to: 
   }
 }
 
+/** Overwrites the bytes of a file at `at` with `bytes`, durably. */
+export async function writeRange(fs: FileSystem, file: string, at: number, bytes: Uint8Array): Promise<void> {
+  const h = await fs.open(file, 'readwrite')
+  try {
+    await h.write(bytes, at)
+    await h.datasync()
+  } finally {
+    await h.close()
+  }
+}
+
 /**
  * Creates `dir` and any missing parents (0700), durably: the parent of every
  * directory made here is synced after it, top down, so that a power loss

@@ -1,6 +1,6 @@
 import type { Checksums } from '../format/checksum.js'
 import type { FileSystem } from '../io/fs.js'
-import { dataEnd, decodeFrameAt, decodeSegmentHeader, findNextMagic, frameView, type FrameView, type HeaderDecode, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType } from '../format/format.js'
+import { dataEnd, decodeFrameAt, decodeSegmentHeader, findNextMagic, frameView, type FrameView, GROUP_MARKER_BYTES, type HeaderDecode, SEGMENT_HEADER_BYTES, type FrameFault, type RecordType } from '../format/format.js'
 import { listWal, readPrefix, type SegmentEntry, type WalListing } from './segment-list.js'
 
 /**
@@ -46,7 +46,27 @@ export interface Damage {
   readonly resumed: boolean
 }
 
-export type ScanEvent = ScannedFrame | Damage
+/**
+ * Version 2: a group marker's 40 bytes that fail their checks, with a valid
+ * record frame right after them carrying the LSN that was due. A marker holds
+ * no record and the frames after it carry their own checksums, so the walk
+ * goes on (in every mode). Whether it is a marker damaged on disk (reported,
+ * no record lost) or the first piece of a torn final write (whose frames were
+ * never acknowledged) is for recovery's scan to tell, by the segment's
+ * durable-from (log-scan.ts); its own durable-from is unknown and not counted.
+ */
+export interface DamagedMarker {
+  readonly kind: 'damaged-marker'
+  readonly offset: number
+  readonly end: number
+  readonly fault: FrameFault | 'garbage-after-end'
+  /** The LSN of the record frame after it. */
+  readonly lsn: number
+  /** Offset after that record frame. */
+  readonly frameEnd: number
+}
+
+export type ScanEvent = ScannedFrame | Damage | DamagedMarker
 
 /** Where a segment's frames end: after the last valid one, and after the last non-zero byte. */
 export interface FramesEnd {
@@ -70,6 +90,8 @@ export interface SegmentScanInput {
   readonly mode?: CursorMode
   /** The segment's format version (default 1: no group markers). */
   readonly version?: number
+  /** The segment's base LSN: the LSN due after a damaged first marker (without it, that damage is damage). */
+  readonly baseLsn?: number
 }
 
 /**
@@ -87,6 +109,8 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd
   let at = SEGMENT_HEADER_BYTES
   let validEnd = SEGMENT_HEADER_BYTES
   let tornFrom = SEGMENT_HEADER_BYTES
+  // The LSN the next record frame should carry, when known: what tells a damaged marker from a lost record.
+  let due = s.baseLsn
   while (at < end) {
     const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, verifyPayloads)
     if (d.kind === 'group') {
@@ -100,10 +124,17 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd
       yield { kind: 'frame', lsn: d.lsn, type: d.type, offset: at, next: d.next, payload: d.payload }
       at = d.next
       validEnd = at
+      due = d.lsn + 1
       continue
     }
     const fault = d.kind === 'end' ? 'garbage-after-end' : d.fault
     const resume = resync(view, s, at + 1, end)
+    const after = view.markers && resume === at + GROUP_MARKER_BYTES && due !== undefined ? decodeFrameAt(view, resume, s.salt, s.recordBytesMax, s.sums, verifyPayloads) : undefined
+    if (after?.kind === 'frame' && after.lsn === due) {
+      yield { kind: 'damaged-marker', offset: at, end: resume as number, fault, lsn: due, frameEnd: after.next }
+      at = resume as number
+      continue
+    }
     yield {
       kind: 'damage',
       offset: at,
@@ -182,7 +213,7 @@ export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSeg
 export function framesOf(seg: CursorSegment, o: { readonly sums: Checksums; readonly recordBytesMax: number }, mode: CursorMode): Generator<ScanEvent, FramesEnd> {
   if (seg.header.kind !== 'header' || !seg.framesRead) return noFrames(seg.bytes.length)
   const h = seg.header.header
-  return scanFrames({ bytes: seg.bytes, salt: h.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode, version: h.version })
+  return scanFrames({ bytes: seg.bytes, salt: h.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode, version: h.version, baseLsn: h.baseLsn })
 }
 
 function* noFrames(size: number): Generator<ScanEvent, FramesEnd> {

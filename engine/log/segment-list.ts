@@ -32,13 +32,18 @@ export async function listWal(fs: FileSystem, walDir: string): Promise<WalListin
 }
 
 /** Reads the first `length` bytes of a file (fewer if it is shorter). */
-export async function readPrefix(fs: FileSystem, file: string, length: number): Promise<Uint8Array> {
+export function readPrefix(fs: FileSystem, file: string, length: number): Promise<Uint8Array> {
+  return readRange(fs, file, 0, length)
+}
+
+/** Reads `length` bytes of a file from `at` (fewer if it is shorter). */
+export async function readRange(fs: FileSystem, file: string, at: number, length: number): Promise<Uint8Array> {
   const handle = await fs.open(file, 'read')
   try {
     const buf = Buffer.alloc(length)
     let n = 0
     while (n < length) {
-      const got = await handle.read(buf, n, length - n, n)
+      const got = await handle.read(buf, n, length - n, at + n)
       if (got === 0) break
       n += got
     }

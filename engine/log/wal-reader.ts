@@ -38,6 +38,8 @@ export async function* readLog(o: ReadOptions): AsyncGenerator<LogRecord> {
     }
     if (expected !== undefined && h.header.gapFromLsn !== 0 && h.header.gapFromLsn <= expected) expected = h.header.baseLsn
     for (const ev of framesOf(seg, o, o.skipDamage ? 'salvage' : 'strict')) {
+      // A damaged group marker guards no record: the frames after it verified on their own (recovery reported it).
+      if (ev.kind === 'damaged-marker') continue
       if (ev.kind === 'damage') {
         if (o.skipDamage) continue
         throw new CorruptionError('WAL_CORRUPT_FRAME', `damaged frame (${ev.fault})`, { segment: seg.entry.name, offset: ev.offset })

@@ -9,6 +9,7 @@ import { systemRandom, type Random } from '../io/random.js'
 import { checkWalLimits, limits, type WalLimits } from '../limits.js'
 import { recoverWal, CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport, type Resume } from './recovery/wal-recovery.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
+import type { GapFile } from './recovery/gap-record.js'
 import { FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable } from '../io/file-ops.js'
@@ -90,6 +91,8 @@ export class Wal {
     private readonly writer: WalWriter,
     private readonly lock: DirLock,
     readonly recovery: RecoveryReport,
+    /** Every gap on record in `<dir>/gaps.json`, with any this recovery declared. */
+    readonly gaps: GapFile,
     private readonly codec: RecordCodec,
   ) {}
 
@@ -115,17 +118,19 @@ export class Wal {
     })
     try {
       const recovered = await recoverWal({
-        fs: o.fs, sums, walDir: o.walDir, quarantineDir: path.join(o.dir, 'quarantine'),
+        fs: o.fs, sums, walDir: o.walDir, quarantineDir: path.join(o.dir, 'quarantine'), dataDir: o.dir, nowMs: o.clock.nowMs(),
         recordBytesMax: o.limits.recordBytesMax, policy: o.policy, durableLsn: point.durableLsn,
         appliedLsn: point.appliedLsn, verifyFromLsn: point.verifyFromLsn,
       })
-      const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, point.nextLsnAtLeast))
+      // LSNs on record as dropped are never reused, even when a crash came between the record and the cut
+      // (or between the cut and the new segment that declares the gap in its header).
+      const segment = await openResume(o, sums, raiseNextLsn(recovered.resume, Math.max(point.nextLsnAtLeast, afterGaps(recovered.gaps))))
       const writer = new WalWriter(
         { fs: o.fs, sums, clock: o.clock, random: o.random, walDir: o.walDir, durability: o.durability, syncIntervalMs: o.syncIntervalMs, limits: o.limits, sizing: o.sizing, inlineWriteBytesMax: o.inlineWriteBytesMax, ...(point.onFailed ? { onFailed: point.onFailed } : {}) },
         segment,
       )
       writerRef = writer
-      return new Wal(o, sums, writer, lock, recovered.report, new RecordCodec())
+      return new Wal(o, sums, writer, lock, recovered.report, recovered.gaps, new RecordCodec())
     } catch (err) {
       await lock.release().catch(() => undefined)
       throw err
@@ -231,6 +236,13 @@ export class Wal {
 
 /** What one record costs beyond its payload when it is written alone: its frame header and its group's marker. */
 const WRITE_OVERHEAD_BYTES = FRAME_HEADER_BYTES + GROUP_MARKER_BYTES
+
+/** The LSN after every gap on record whose end is known (1 if none). */
+function afterGaps(f: GapFile): number {
+  let after = 1
+  for (const g of f.gaps) if (g.lsnLast !== undefined) after = Math.max(after, g.lsnLast + 1)
+  return after
+}
 
 function raiseNextLsn(r: Resume, atLeast: number): Resume {
   const next = r.kind === 'append' ? r.nextLsn : r.baseLsn

@@ -55,6 +55,11 @@ export async function* dumpLog(o: DumpOptions): AsyncGenerator<DumpEntry> {
     }
     due = base
     for (const ev of framesOf(seg, cursor, 'salvage')) {
+      if (ev.kind === 'damaged-marker') {
+        // Damage, but no record is lost: the LSN due is the frame's after it.
+        yield { kind: 'damage', segment: seg.entry.name, offset: ev.offset, end: ev.end, detail: `damaged group marker (${ev.fault}); the records after it verify` }
+        continue
+      }
       if (ev.kind === 'damage') {
         // What follows the damage is the damage's to explain, not a missing segment's.
         due = undefined

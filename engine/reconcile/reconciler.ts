@@ -5,7 +5,7 @@ import { NodeFileSystem } from '../io/node-fs.js'
 import { checkDataDir, writeMarker } from '../log/data-dir.js'
 import { listWal } from '../log/segment-list.js'
 import type { Finding } from '../log/recovery/findings.js'
-import { acknowledgeGaps, gapsOf, openGaps, readGaps, recordGaps } from '../log/recovery/gap-record.js'
+import { acknowledgeGaps, gapsOf, openGaps, readGaps } from '../log/recovery/gap-record.js'
 import type { LogScan } from '../log/recovery/log-scan.js'
 import { repairPlan, type LogRepairAction } from '../log/recovery/repair-plan.js'
 import { carryOut } from '../log/recovery/repair-executor.js'
@@ -74,11 +74,10 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
     const repairing = o.repair && scan.problems.length > 0
-    if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan)
     const logFound = found.map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, repairing))
+    // What the repair drops is recorded (before it is dropped) and stays visible until an operator acknowledges it.
+    if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan, { dataDir: dir, gaps: gapsOf(logFound, 'fsck --repair', now()) })
     findings.push(...logFound)
-    // What the repair dropped stays visible until an operator acknowledges it.
-    if (repairing) await recordGaps(fs, dir, gapsOf(logFound, 'fsck --repair', now()))
     if (o.repair && o.replay) {
       // The engine takes the lock and the store itself.
       await store.close()
@@ -131,7 +130,7 @@ function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number
   const applied = a.lsnFirst === undefined ? f.alreadyApplied : a.lsnLast !== undefined && a.lsnLast <= backendLsn
   const drops = a.lsnFirst !== undefined && (a.action === 'skipped' || a.action === 'truncated' || a.action === 'quarantined')
   const resurrect = drops && applied !== true ? '; if a dropped record deleted a key (the key cannot be read from the damage), its older value reads back' : ''
-  const action = !done || a.action === 'none' ? 'none' : a.action === 'gap-declared' ? 'repaired' : a.action
+  const action = !done || a.action === 'none' ? 'none' : a.action === 'gap-declared' || a.action === 'rewritten' ? 'repaired' : a.action
   const { lsnFirst: _f, lsnLast: _l, alreadyApplied: _a, ...rest } = f
   return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
 }

@@ -11,6 +11,7 @@ import { createChecksums } from '../../engine/format/checksum.js'
 import { scanLog } from '../../engine/log/recovery/log-scan.js'
 import { repairPlan } from '../../engine/log/recovery/repair-plan.js'
 import { carryOut } from '../../engine/log/recovery/repair-executor.js'
+import { readGaps } from '../../engine/log/recovery/gap-record.js'
 import { INTENT_FILE } from '../../engine/log/recovery/repair-intent.js'
 import { limits } from '../../engine/limits.js'
 import { GROUP_MARKER_BYTES } from '../../engine/format/format.js'
@@ -22,8 +23,8 @@ const SEGMENT_BYTES = 64 * 1024
 const RECORDS = 40
 const DAMAGED_LSN = 22
 
-function openWal(fs: SimulatedFileSystem): Promise<Wal> {
-  return Wal.open({ dir: DIR, fs, clock: new ManualClock(), random: new SeededRandom(7), segmentBytes: SEGMENT_BYTES, durability: 'sync' })
+function openWal(fs: SimulatedFileSystem, corruptionPolicy: 'tolerate-torn-tail' | 'point-in-time' = 'tolerate-torn-tail'): Promise<Wal> {
+  return Wal.open({ dir: DIR, fs, clock: new ManualClock(), random: new SeededRandom(7), segmentBytes: SEGMENT_BYTES, durability: 'sync', corruptionPolicy })
 }
 
 const payload = (lsn: number): Buffer => Buffer.alloc(4000, lsn & 0xff)
@@ -52,7 +53,9 @@ async function repair(fs: SimulatedFileSystem): Promise<{ dropped: number[] }> {
   const sums = await createChecksums()
   const scan = await scanLog({ fs, sums, walDir: WAL_DIR, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
   const { plan, actions } = repairPlan(scan)
-  await carryOut({ fs, sums, walDir: WAL_DIR, quarantineDir: `${DIR}/quarantine` }, scan, plan)
+  // The gaps the repair makes, recorded as fsck records them (by the executor, before it cuts).
+  const gaps = actions.flatMap((a) => (a.lsnFirst === undefined ? [] : [{ lsnFirst: a.lsnFirst, ...(a.lsnLast !== undefined ? { lsnLast: a.lsnLast } : {}), by: 'fsck --repair', atMs: 0, alreadyApplied: false, detail: a.detail }]))
+  await carryOut({ fs, sums, walDir: WAL_DIR, quarantineDir: `${DIR}/quarantine` }, scan, plan, { dataDir: DIR, gaps })
   const dropped: number[] = []
   for (const a of actions) if (a.lsnFirst !== undefined && a.action !== 'gap-declared') for (let l = a.lsnFirst; l <= (a.lsnLast ?? a.lsnFirst); l++) dropped.push(l)
   return { dropped }
@@ -107,6 +110,8 @@ t.test('a power cut at every mutating step of the repair: the next open or repai
     let lsns: number[]
     try {
       lsns = await readable(after)
+      // The damaged LSN is gone from the log: the record of it survived the cut (it was made before it).
+      t.match((await readGaps(after, DIR)).gaps, [{ lsnFirst: DAMAGED_LSN, lsnLast: DAMAGED_LSN, by: 'fsck --repair' }], `cut at step ${n}: the dropped LSN is on record`)
     } catch (err) {
       t.equal((err as { code?: string }).code, 'WAL_CORRUPT_FRAME', `cut at step ${n}: refused only for the damage itself`)
       await repair(after)
@@ -116,4 +121,42 @@ t.test('a power cut at every mutating step of the repair: the next open or repai
     if (n > 200) throw new Error('the repair never finished')
   }
   t.ok(steps > 5, `the repair took ${steps} mutating steps, each cut once`)
+})
+
+t.test('point-in-time recovery, power cut at every step: once LSNs are cut from the log they are on record in gaps.json, and never reused', async (t) => {
+  let steps = 0
+  for (let n = 1; ; n++) {
+    const fs = await damagedLog()
+    fs.cutPowerAtOp(n)
+    try {
+      await (await openWal(fs, 'point-in-time')).close()
+      steps = n - 1
+      break
+    } catch (err) {
+      if (!fs.isCrashed) throw err
+    }
+    const after = fs.restart(n)
+    let wal: Wal
+    try {
+      wal = await openWal(after)
+    } catch (err) {
+      // Refused: the damage is still there, or a later segment is not moved yet (the cut is made: then it is on record).
+      const code = (err as { code?: string }).code
+      t.ok(code === 'WAL_CORRUPT_FRAME' || code === 'WAL_MISSING_SEGMENT', `cut at step ${n}: refused only for the damage or the unfinished recovery (${code})`)
+      if (code === 'WAL_MISSING_SEGMENT') t.match((await readGaps(after, DIR)).gaps, [{ lsnFirst: DAMAGED_LSN, lsnLast: RECORDS }], `cut at step ${n}: the cut is on record`)
+      // The operator opens with point-in-time again: it finishes the recovery.
+      wal = await openWal(after, 'point-in-time')
+    }
+    try {
+      const lsns: number[] = []
+      for await (const r of wal.read(1)) lsns.push(r.lsn)
+      t.strictSame(lsns, Array.from({ length: DAMAGED_LSN - 1 }, (_, i) => i + 1), `cut at step ${n}: the log keeps LSNs 1-${DAMAGED_LSN - 1}`)
+      t.match((await readGaps(after, DIR)).gaps, [{ lsnFirst: DAMAGED_LSN, lsnLast: RECORDS, by: 'open (corruptionPolicy point-in-time)' }], `cut at step ${n}: LSNs ${DAMAGED_LSN}-${RECORDS} are on record as dropped`)
+      t.equal(await wal.append(RecordType.PUT, payload(RECORDS + 1)), RECORDS + 1, `cut at step ${n}: the next record takes a new LSN, not a dropped one`)
+    } finally {
+      await wal.close()
+    }
+    if (n > 200) throw new Error('the recovery never finished')
+  }
+  t.ok(steps > 3, `point-in-time recovery took ${steps} mutating steps, each cut once`)
 })

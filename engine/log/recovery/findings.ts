@@ -21,6 +21,12 @@ export type FindingKind =
   | 'lsn-sequence'
   /** The log ends before an LSN known to be durable elsewhere: acknowledged records are gone. */
   | 'hole'
+  /**
+   * A group marker (format version 2) that fails its checks, with the record
+   * frames after it whole: damage that loses nothing (a marker holds no
+   * record). Reported; only the `absolute` policy refuses it.
+   */
+  | 'damaged-marker'
 
 /** What was done about a finding: `none` (reported only), what recovery or a log repair did, or `repaired` (a sink fixed). */
 export type FindingAction = 'none' | 'truncated' | 'skipped' | 'dropped' | 'quarantined' | 'refused' | 'repaired'
@@ -65,6 +71,7 @@ const CODES: Record<FindingKind, ErrorCode> = {
   'missing-lsns': 'WAL_MISSING_SEGMENT',
   'lsn-sequence': 'WAL_LSN_SEQUENCE',
   hole: 'WAL_HOLE',
+  'damaged-marker': 'WAL_CORRUPT_FRAME',
 }
 
 export function findingError(f: Finding, findings: readonly Finding[] = [f]): CorruptionError {

@@ -1,7 +1,7 @@
 import type { Checksums } from '../../format/checksum.js'
 import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
-import { SEGMENT_HEADER_BYTES, type SegmentHeader } from '../../format/format.js'
+import { SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
 import { listWal, type SegmentEntry } from '../segment-list.js'
 import { framesOf, segmentsOf, type CursorSegment } from '../segment-cursor.js'
 
@@ -23,7 +23,8 @@ export interface ScanOptions {
 }
 
 export interface ScannedProblem {
-  readonly kind: 'corrupt-frame' | 'corrupt-header' | 'missing-lsns' | 'lsn-sequence'
+  /** `damaged-marker`: a version 2 group marker that fails its checks, the records after it whole (no LSN is lost). */
+  readonly kind: 'corrupt-frame' | 'corrupt-header' | 'missing-lsns' | 'lsn-sequence' | 'damaged-marker'
   readonly segmentIndex: number
   readonly offset: number
   readonly end?: number
@@ -34,6 +35,13 @@ export interface ScannedProblem {
   readonly atTail: boolean
   /** The LSN the log was due to hold next where the problem starts, when known. */
   readonly due?: number
+  /**
+   * `damaged-marker`: the marker a repair writes in its place: the LSN of the
+   * frame after it, the bytes known to belong to its write (itself and that
+   * frame), and its own offset as durable-from (the largest the lost value can
+   * have been: damage after it is never taken for a torn write on its account).
+   */
+  readonly marker?: GroupMarker
 }
 
 export interface ScannedSegment {
@@ -166,11 +174,22 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
       return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd, ...(tornFrom !== undefined ? { tornFrom } : {}), expected, afterDamage }
     }
     const ev = step.value
-    if (ev.kind === 'damage') {
+    if (ev.kind === 'damaged-marker' && ev.lsn === expected && !openDamage) {
+      // Reported, never cut: the marker held no record and the frames after it verify (segment-cursor.ts);
+      // unless it lies in a torn final write (trimTornGroup), whose frames are counted as after damage.
+      damaged = true
+      problems.push({
+        kind: 'damaged-marker', segmentIndex: index, offset: ev.offset, end: ev.end, due: expected, atTail: false,
+        marker: { lsn: expected, groupBytes: ev.frameEnd - ev.offset, durableFrom: ev.offset },
+        detail: `damaged group marker (${ev.fault}); the records after it verify, LSN ${expected} on`,
+      })
+      continue
+    }
+    if (ev.kind !== 'frame') {
       damaged = true
       closeDamage(undefined, false)
       openDamage = { offset: ev.offset, end: ev.end, detail: `${ev.fault}${ev.lsn !== undefined ? ` (header names LSN ${ev.lsn})` : ''}` }
-      if (!ev.resumed) closeDamage(undefined, true)
+      if (ev.kind === 'damage' && !ev.resumed) closeDamage(undefined, true)
       continue
     }
     if (ev.lsn !== expected && !openDamage) {
@@ -204,7 +223,8 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
 function trimTornGroup(s: FrameScan, index: number, problems: ScannedProblem[], afterDamage: readonly LateFrame[]): FrameScan {
   const tornFrom = s.tornFrom
   if (tornFrom === undefined || afterDamage.length === 0) return s
-  const torn = problems.find((p) => p.segmentIndex === index && p.kind === 'corrupt-frame' && p.offset >= tornFrom)
+  // A damaged marker there is the first piece of that write, not damage on disk: none of the write was acknowledged.
+  const torn = problems.find((p) => p.segmentIndex === index && (p.kind === 'corrupt-frame' || p.kind === 'damaged-marker') && p.offset >= tornFrom)
   if (!torn || torn.due === undefined) return s
   // One finding for the whole torn group: from the damage to the end of the data, every LSN after it dropped.
   let droppedLast = torn.lsnLast ?? torn.due
@@ -216,8 +236,9 @@ function trimTornGroup(s: FrameScan, index: number, problems: ScannedProblem[], 
   }
   // The scan is at the last segment: every problem from the torn one on is in it.
   const at = problems.indexOf(torn)
+  const { marker: _marker, ...damage } = torn
   problems.splice(at, problems.length - at, {
-    ...torn, end: s.dataEnd, lsnLast: droppedLast, atTail: true,
+    ...damage, kind: 'corrupt-frame', end: s.dataEnd, lsnFirst: torn.lsnFirst ?? torn.due, lsnLast: droppedLast, atTail: true,
     detail: `${torn.detail}; in a final group write that never completed (at or after offset ${tornFrom}, not yet durable when it was issued)`,
   })
   const keptLast = torn.due - 1

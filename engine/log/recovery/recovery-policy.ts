@@ -19,6 +19,8 @@ import { NOTHING_TO_REPAIR, type RepairPlan, type SegmentMove } from './repair-e
  *   (segments moved to quarantine/, the damaged one copied there first), and
  *   report the LSNs dropped and whether the backend already had them.
  * - `skip-corrupt`: salvage: skip every damaged frame and report each gap.
+ * A damaged group marker with whole records after it (`damaged-marker`) loses
+ * nothing: every policy but `absolute` reports it and keeps the records.
  */
 export type CorruptionPolicy = 'tolerate-torn-tail' | 'absolute' | 'point-in-time' | 'skip-corrupt'
 
@@ -60,7 +62,7 @@ export function decideRecovery(o: PolicyInput, scan: LogScan): RecoveryDecision 
       return tolerate(o, scan, findings)
     }
     case 'tolerate-torn-tail': {
-      const bad = findings[scan.problems.findIndex((p) => !p.atTail)]
+      const bad = findings[scan.problems.findIndex((p) => !p.atTail && !harmless(p))]
       if (bad) return refuse(bad, findings)
       return tolerate(o, scan, findings)
     }
@@ -114,7 +116,7 @@ function holeFinding(o: PolicyInput, seg: ScannedSegment | undefined, reached: n
 
 /** Keep everything before the first problem; drop the rest, keeping the evidence in quarantine/. */
 function pointInTime(o: PolicyInput, scan: LogScan, found: readonly Finding[]): RecoveryDecision {
-  const first = scan.problems[0]
+  const first = scan.problems.find((p) => !harmless(p))
   if (!first) return tolerate(o, scan, found, 'dropped')
   const wholeSegment = first.kind === 'corrupt-header' || first.offset < SEGMENT_HEADER_BYTES
   const keepUpTo = wholeSegment ? first.segmentIndex - 1 : first.segmentIndex
@@ -179,11 +181,16 @@ function dueOf(seg: ScannedSegment): number {
   return seg.lastLsn !== undefined ? seg.lastLsn + 1 : seg.entry.baseLsn
 }
 
+/** A damaged group marker with whole records after it: reported (action `none`), never cut, skipped or dropped. */
+function harmless(p: { readonly kind: string }): boolean {
+  return p.kind === 'damaged-marker'
+}
+
 function withAction(findings: readonly Finding[], action: (f: Finding) => FindingAction): Finding[] {
-  return findings.map((f) => ({ ...f, action: action(f) }))
+  return findings.map((f) => ({ ...f, action: harmless(f) ? 'none' : action(f) }))
 }
 
 function refuse(f: Finding, findings: readonly Finding[]): RecoveryDecision {
-  const marked = withAction(findings, (x) => (x.action === 'none' ? 'refused' : x.action))
+  const marked = findings.map((x): Finding => ({ ...x, action: x.action === 'none' ? 'refused' : x.action }))
   return { kind: 'refuse', finding: marked[findings.indexOf(f)] ?? f, findings: marked }
 }

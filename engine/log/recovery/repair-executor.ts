@@ -1,9 +1,12 @@
 import { posix as path } from 'node:path'
 import { assert } from '../../assert.js'
 import type { Checksums } from '../../format/checksum.js'
-import { copyFile, freeName, makeDirDurable, writeNewFile } from '../../io/file-ops.js'
+import { encodeGroupMarkerInto, FORMAT_VERSION, GROUP_MARKER_BYTES, type GroupMarker } from '../../format/format.js'
+import { copyFile, freeName, makeDirDurable, writeNewFile, writeRange } from '../../io/file-ops.js'
 import type { FileSystem } from '../../io/fs.js'
-import type { LogScan } from './log-scan.js'
+import { recordGaps, type DeclaredGap as RecordedGap, type GapFile } from './gap-record.js'
+import { readRange } from '../segment-list.js'
+import type { LogScan, ScannedSegment } from './log-scan.js'
 import { commitIntent, finishIntent, type RepairIntent } from './repair-intent.js'
 import { salvagedSegment } from './salvage.js'
 
@@ -27,6 +30,8 @@ export interface RepairPlan {
    * that verifies.
    */
   readonly splits: readonly SegmentSplit[]
+  /** Damaged group markers overwritten with valid ones (the damaged bytes kept in quarantine/ first). */
+  readonly markers: readonly MarkerRewrite[]
 }
 
 export interface SegmentCut {
@@ -60,7 +65,14 @@ export interface SegmentSplit {
   readonly gapFromLsn: number
 }
 
-export const NOTHING_TO_REPAIR: RepairPlan = Object.freeze({ cuts: [], moves: [], gaps: [], splits: [] })
+/** A group marker written at `offset` of segment `index`, over one that fails its checks. */
+export interface MarkerRewrite {
+  readonly index: number
+  readonly offset: number
+  readonly marker: GroupMarker
+}
+
+export const NOTHING_TO_REPAIR: RepairPlan = Object.freeze({ cuts: [], moves: [], gaps: [], splits: [], markers: [] })
 
 export interface RepairTarget {
   readonly fs: FileSystem
@@ -69,9 +81,20 @@ export interface RepairTarget {
   readonly quarantineDir: string
 }
 
+/** The LSNs a plan takes out of the log, as `<dataDir>/gaps.json` records them (gap-record.ts). */
+export interface GapRecording {
+  readonly dataDir: string
+  readonly gaps: readonly RecordedGap[]
+}
+
 /**
  * Carries out a plan over the segments of `scan`, crash-safe at every step.
- * Without splits: cuts (each after its evidence copy), then moves, then gap
+ * First the gaps it makes are recorded, durably (gaps.json, synced): were
+ * they recorded after the cut, a crash between the two would leave a log
+ * that simply ends earlier or reads across a gap, and nothing would tell the
+ * cut from data loss. Recorded first, a crash leaves at worst a recorded gap
+ * whose cut is made again by the next open or repair (the same range is one
+ * gap). Resolves the gap file as recorded. Then, without splits: cuts (each after its evidence copy), then moves, then gap
  * declarations; each step is idempotent and made durable before the next,
  * so a crash leaves a log that the next scan reads and the plan can be made
  * again. With splits the new segments must exist before any cut removes
@@ -81,13 +104,16 @@ export interface RepairTarget {
  * committed (repair-intent.ts), and the steps are rolled forward from it,
  * here or by whichever open or fsck comes next.
  */
-export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan): Promise<void> {
+export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan, record: GapRecording): Promise<GapFile> {
+  const recorded = await recordGaps(t.fs, record.dataDir, record.gaps)
   const segment = (index: number) => {
     const seg = scan.segments[index]
     assert(seg !== undefined, 'the plan names a scanned segment')
     return seg
   }
-  if (plan.moves.length > 0 || plan.cuts.some((c) => c.keepCopy)) await makeDirDurable(t.fs, t.quarantineDir)
+  if (plan.moves.length > 0 || plan.markers.length > 0 || plan.cuts.some((c) => c.keepCopy)) await makeDirDurable(t.fs, t.quarantineDir)
+  // Markers first: each rewrite stands alone (the log reads the same with or without it) and a cut after it may zero it.
+  for (const m of plan.markers) await rewriteMarker(t, segment(m.index), m)
   const copies: string[] = []
   for (const cut of plan.cuts) {
     if (!cut.keepCopy) continue
@@ -116,4 +142,15 @@ export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan)
   const committed = renames.length > 0
   if (committed) await commitIntent(t, intent)
   await finishIntent(t, intent, committed)
+  return recorded
+}
+
+/** Writes a valid group marker over a damaged one; the damaged bytes go to quarantine/ first. */
+async function rewriteMarker(t: RepairTarget, seg: ScannedSegment, m: MarkerRewrite): Promise<void> {
+  assert(seg.header !== undefined && seg.header.version >= FORMAT_VERSION, 'a marker is rewritten in a version 2 segment with a valid header')
+  const old = await readRange(t.fs, seg.entry.path, m.offset, GROUP_MARKER_BYTES)
+  await writeNewFile(t.fs, await freeName(t.fs, t.quarantineDir, `${seg.entry.name}@${m.offset}.marker.broken`), old)
+  const bytes = Buffer.alloc(GROUP_MARKER_BYTES)
+  encodeGroupMarkerInto(bytes, 0, m.marker, seg.header.salt, t.sums)
+  await writeRange(t.fs, seg.entry.path, m.offset, bytes)
 }

@@ -2,13 +2,13 @@ import { assert } from '../../assert.js'
 import { SEGMENT_HEADER_BYTES } from '../../format/format.js'
 import { segmentName } from '../../format/segment-name.js'
 import type { LogScan, ScannedProblem, ScannedSegment } from './log-scan.js'
-import type { DeclaredGap, RepairPlan, SegmentCut, SegmentMove, SegmentSplit } from './repair-executor.js'
+import type { DeclaredGap, MarkerRewrite, RepairPlan, SegmentCut, SegmentMove, SegmentSplit } from './repair-executor.js'
 
 /** What `fsck --repair` does about one problem of the scan: the dry run reports exactly this, the repair does it. */
 export interface LogRepairAction {
   readonly problem: ScannedProblem
   readonly segment: string
-  readonly action: 'truncated' | 'skipped' | 'quarantined' | 'gap-declared' | 'none'
+  readonly action: 'truncated' | 'skipped' | 'quarantined' | 'gap-declared' | 'rewritten' | 'none'
   /** LSNs the log no longer holds because of the problem, when any (known). */
   readonly lsnFirst?: number
   readonly lsnLast?: number
@@ -31,7 +31,9 @@ const range = (a: number, b: number | undefined): string => (b === undefined ? `
  * - a segment whose header is bad: moved to quarantine/ whole;
  * - LSNs that no segment holds (a deleted segment, a cut): declared as a gap
  *   in the header of the segment after them, so the log reads cleanly and the
- *   loss stays on record.
+ *   loss stays on record;
+ * - a damaged group marker with whole records after it: a valid marker is
+ *   written in its place (it held no record: nothing leaves the log).
  * Returns the plan and one action per problem, naming the LSNs it takes out
  * of the log (exactly: every LSN not named stays readable).
  */
@@ -48,6 +50,7 @@ class Planner {
   private readonly cuts: SegmentCut[] = []
   private readonly moves: SegmentMove[] = []
   private readonly splits: SegmentSplit[] = []
+  private readonly markers: MarkerRewrite[] = []
   /** Segment index -> first missing LSN before it. */
   private readonly gapBefore = new Map<number, number>()
 
@@ -73,7 +76,12 @@ class Planner {
       }
     }
     if (!seg.header || !seg.fullyScanned) return
-    this.salvage(i, seg, probs.filter((x) => !headerLevel.includes(x)).sort((a, b) => a.offset - b.offset))
+    for (const x of probs) {
+      if (x.kind !== 'damaged-marker' || !x.marker) continue
+      this.markers.push({ index: i, offset: x.offset, marker: x.marker })
+      this.act(x, seg, 'rewritten', undefined, undefined, `writes a valid marker in its place (the damaged bytes kept in quarantine/); no record is touched`)
+    }
+    this.salvage(i, seg, probs.filter((x) => !headerLevel.includes(x) && x.kind !== 'damaged-marker').sort((a, b) => a.offset - b.offset))
   }
 
   /** Cuts the segment at its first damage and keeps each run of verified frames after damage in a new segment. */
@@ -145,6 +153,6 @@ class Planner {
       if (!seg?.header || this.moves.some((m) => m.index === i) || from >= seg.header.baseLsn) continue
       gaps.push({ index: i, fromLsn: from })
     }
-    return { plan: { cuts: this.cuts, moves: this.moves, gaps, splits: this.splits }, actions: this.actions }
+    return { plan: { cuts: this.cuts, moves: this.moves, gaps, splits: this.splits, markers: this.markers }, actions: this.actions }
   }
 }

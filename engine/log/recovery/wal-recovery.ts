@@ -2,6 +2,7 @@ import { posix as path } from 'node:path'
 import type { FileSystem } from '../../io/fs.js'
 import type { Checksums } from '../../format/checksum.js'
 import { findingError, type Finding } from './findings.js'
+import { gapsOf, type GapFile } from './gap-record.js'
 import { scanLog } from './log-scan.js'
 import { decideRecovery, type CorruptionPolicy, type Resume } from './recovery-policy.js'
 import { carryOut } from './repair-executor.js'
@@ -19,6 +20,10 @@ export interface RecoverOptions {
   readonly sums: Checksums
   readonly walDir: string
   readonly quarantineDir: string
+  /** The data directory: what recovery drops is recorded in its gaps.json before it is dropped. */
+  readonly dataDir: string
+  /** When (ms since the epoch) the gaps recovery declares are recorded as declared. */
+  readonly nowMs: number
   readonly recordBytesMax: number
   readonly policy: CorruptionPolicy
   /** Highest LSN known durable outside the log (the sinks' durable checkpoints): the log must reach it. */
@@ -45,6 +50,8 @@ export interface RecoveryReport {
 export interface RecoveryResult {
   readonly report: RecoveryReport
   readonly resume: Resume
+  /** Every gap on record (gaps.json), with the ones this recovery declared. */
+  readonly gaps: GapFile
 }
 
 export async function recoverWal(o: RecoverOptions): Promise<RecoveryResult> {
@@ -55,7 +62,8 @@ export async function recoverWal(o: RecoverOptions): Promise<RecoveryResult> {
   if (scan.temps.length > 0) await o.fs.syncDir(o.walDir)
   const decision = decideRecovery(o, scan)
   if (decision.kind === 'refuse') throw findingError(decision.finding, decision.findings)
-  await carryOut(o, scan, decision.plan)
+  // What the policy drops (skip-corrupt, point-in-time) is on record before it is dropped.
+  const gaps = await carryOut(o, scan, decision.plan, { dataDir: o.dataDir, gaps: gapsOf(decision.findings, `open (corruptionPolicy ${o.policy})`, o.nowMs) })
   return {
     report: {
       policy: o.policy,
@@ -68,5 +76,6 @@ export async function recoverWal(o: RecoverOptions): Promise<RecoveryResult> {
       removedTemps: scan.temps,
     },
     resume: decision.resume,
+    gaps,
   }
 }
