@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
+import { backup, restore } from './commands/backup.js'
 import { get, query, watch } from './commands/data.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
@@ -114,6 +115,18 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const { json, from, ...rest } = o
       return run('watch', json === true, () => watch(dir, { ...rest, ...(from !== undefined ? { fromVersion: from } : {}) }, createOutput(json === true)))
     })
+
+  program
+    .command('backup <dir> <target>')
+    .description('a consistent copy of the store into a new or empty directory (a data directory fsck checks)')
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, target: string, o: { json?: boolean }) => run('backup', o.json === true, () => backup(dir, target, createOutput(o.json === true))))
+
+  program
+    .command('restore <backup> <dir>')
+    .description('copy a backup into a new or empty directory, ready to open')
+    .option('--json', 'one JSON document on stdout')
+    .action((from: string, dir: string, o: { json?: boolean }) => run('restore', o.json === true, () => restore(from, dir, createOutput(o.json === true))))
 
   program
     .command('bench')

@@ -33,6 +33,7 @@ import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
+import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
@@ -70,6 +71,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly retention: Retention
   private readonly dead: DeadLetters
   private readonly watches: WatchHub
+  /** Backups in progress: close() waits for them before it closes the store they read. */
+  private readonly backups = new Set<Promise<unknown>>()
   private readonly metrics: EngineMetrics | undefined
   private gapFile: GapFile
   private readonly healthLoop: HealthLoop
@@ -262,6 +265,28 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     return this.watches.open(options)
   }
 
+  /**
+   * Copies the store, live, into `target` (a new or empty directory): a data
+   * directory holding every write acknowledged up to the returned `version`
+   * (backup.ts says how, without stopping writes). `memwal restore` (or a
+   * copy) brings it back; `MemWAL.open` opens it as it is.
+   */
+  async backup(target: string): Promise<BackupResult> {
+    this.lifecycle.assertReadable()
+    const o = this.o
+    const running = backupStore({
+      fs: o.fs, random: o.random, dir: this.dirPath, store: this.parts.store, externalBackend: o.backend !== undefined,
+      committedLsn: () => this.pending.nextLsn - 1,
+      holding: (fn) => this.retention.holding(fn),
+    }, target)
+    this.backups.add(running)
+    try {
+      return await running
+    } finally {
+      this.backups.delete(running)
+    }
+  }
+
   // ---- verify ----
 
   /**
@@ -367,6 +392,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes.failAll(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))
     // A purge deleting segments must end before the lock is released: the next opener's recovery scan must not see a segment vanish.
     await this.retention.settled()
+    await Promise.allSettled([...this.backups])
     await this.healthLoop.stop()
     await this.endpoint?.close()
     await this.wal.close().catch((err: unknown) => this.o.logger.error({ err }, 'closing the log failed'))

@@ -46,6 +46,8 @@ export type ErrorCode =
   | 'DEADLETTER_NOT_FOUND'
   | 'DEADLETTER_LIMIT'
   | 'HISTORY_PURGED'
+  | 'BACKUP_UNSUPPORTED'
+  | 'TARGET_NOT_EMPTY'
 
 export interface ErrorOptions {
   readonly cause?: unknown

@@ -6,7 +6,9 @@
  * - `memwal query` filters by namespace, tag and prefix, in identity order;
  * - `memwal watch` runs beside the process writing the store (no lock): with
  *   --from it prints the history then what is written while it runs, one
- *   JSON object per line, each version once, in order; --count stops it.
+ *   JSON object per line, each version once, in order; --count stops it;
+ * - `memwal backup` and `memwal restore` round-trip a store; restoring over
+ *   one is refused.
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -89,4 +91,19 @@ t.test('memwal watch: beside the writer, the history from --from and then the li
   const filtered = await runCli(['watch', dir, '--from', '0', '--namespace', 'odd', '--count', '5', '--json'])
   t.strictSame(filtered.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { key: string }).key), ['live-1', 'live-3', 'live-5', 'live-7', 'live-9'], '--namespace')
   t.equal((await runCli(['watch', dir, '--from', '-1'])).code, 16, 'a negative version is a usage error')
+})
+
+t.test('memwal backup and memwal restore: a copy that reads back; a non-empty target refused', async (t) => {
+  const dir = await store(t)
+  const root = path.dirname(dir)
+  const b = await runCli(['backup', dir, path.join(root, 'bk'), '--json'])
+  t.equal(b.code, 0, b.stderr)
+  t.match(oneJson(b), { dir: path.join(root, 'bk'), version: 4 }, 'the backup holds every write up to version 4')
+  const r = await runCli(['restore', path.join(root, 'bk'), path.join(root, 'restored')])
+  t.equal(r.code, 0, r.stderr)
+  const got = await runCli(['get', path.join(root, 'restored'), 'note/3', '--namespace', 'agent-2', '--json'])
+  t.match(oneJson(got), { found: true, entry: { value: 'elsewhere', version: 4 } }, 'the restored store reads back')
+  const again = await runCli(['restore', path.join(root, 'bk'), dir, '--json'])
+  t.equal(again.code, 8)
+  t.match(oneJson(again), { error: { code: 'TARGET_NOT_EMPTY' } }, 'restoring over a store is refused')
 })
