@@ -7,37 +7,23 @@
  * and `memwal deadletter` lists, retries and drops them. (Apart from
  * cli.test.ts so that each file runs well within tap's timeout.)
  */
-import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { MemWAL } from '../../engine/index.js'
 import { segmentName } from '../../engine/format/segment-name.js'
-import { CASES, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
-import { copyFixture, DATADIRS, fsckReport, oneJson, runCli } from '../support/cli-run.js'
+import { CASES } from '../../fixtures/make-datadir-fixtures.js'
+import { copyFixture, fsckReport, oneJson, runCli } from '../support/cli-run.js'
+import { expectations, manifest } from '../support/fixture-expect.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 t.jobs = 3
 
-const manifest = JSON.parse(fs.readFileSync(path.join(DATADIRS, 'manifest.json'), 'utf8')) as Manifest
 
 interface DumpDoc {
   entries: { kind: string; lsn?: number; segment: string; lsnFirst?: number; lsnLast?: number; declared?: boolean }[]
   records: number
   damaged: number
-}
-
-/** What fsck finds in each fixture (fixtures/datadirs/README.md). */
-const FOUND: Record<CaseName, Record<string, number>> = {
-  clean: {},
-  'torn-tail': { 'torn-tail': 1 },
-  'corrupt-middle-segment': { 'corrupt-frame': 1 },
-  'bitflip-payload': { 'corrupt-frame': 1 },
-  'missing-segment': { 'missing-lsns': 1 },
-  'backend-behind': { 'backend-missing': 3, 'index-orphan': 3 },
-  'stale-index': { 'index-mismatch': 2 },
-  'orphan-index': { 'index-orphan': 2 },
-  'corrupt-log-backend-down': { 'corrupt-frame': 1 },
 }
 
 t.test('dump on a directory with a missing middle segment names the missing LSNs and exits 4; after the repair they are a declared gap (exit 0)', async (t) => {
@@ -65,7 +51,7 @@ t.test('status reports the damage of every damaged fixture (a dry-run fsck of a 
     t.equal(r.code, 0, `${name}: ${r.stderr}`)
     const s = oneJson<{ verified: { clean?: boolean; counts?: Record<string, number>; findings?: string[]; skipped?: string } }>(r)
     t.equal(s.verified.clean, name === 'clean', `${name}: ${name === 'clean' ? 'clean' : 'damage reported'}`)
-    t.strictSame(s.verified.counts, FOUND[name], `${name}: what fsck finds`)
+    t.strictSame(s.verified.counts, expectations(name).found, `${name}: what fsck finds`)
   }
   const text = await runCli(['status', copyFixture(t, 'bitflip-payload')])
   t.match(text.stdout, /verified\s+DAMAGED: corrupt-frame 1/)

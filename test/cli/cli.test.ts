@@ -19,15 +19,15 @@ import { RecordType, type Op, type PutOp } from '../../engine/testing.js'
 import { createChecksums } from '../../engine/format/checksum.js'
 import { decodeSegmentHeader, encodeSegmentHeader } from '../../engine/format/format.js'
 import { segmentName } from '../../engine/format/segment-name.js'
-import { CASES, RECORDS, recordFor, type CaseName, type Manifest } from '../../fixtures/make-datadir-fixtures.js'
+import { CASES, RECORDS, recordFor, type CaseName } from '../../fixtures/make-datadir-fixtures.js'
 import { copyFixture, DATADIRS, fsckReport, holdDir, REPO_DIR, oneJson, runCli, stderrLines, type CliResult, type FsckFinding } from '../support/cli-run.js'
+import { expectations, manifest } from '../support/fixture-expect.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { worldReadableCli } from '../support/world-readable-cli.js'
 
 // Most of the time goes to starting subprocesses: run the tests (each in its own directory) a few at a time.
 t.jobs = 3
 
-const manifest = JSON.parse(fs.readFileSync(path.join(DATADIRS, 'manifest.json'), 'utf8')) as Manifest
 
 // ---- the model: what the fixtures' log acknowledged (LSNs 1..RECORDS, all applied before the fault) ----
 
@@ -93,40 +93,6 @@ const GAP_CASES: Partial<Record<CaseName, readonly [number, number, boolean]>> =
   'bitflip-payload': [461, 461, true],
   'missing-segment': [223, 440, true],
   'corrupt-log-backend-down': [332, 332, false],
-}
-
-interface CaseExpect {
-  /** Counts per finding kind, before and in the repair run. */
-  readonly found: Record<string, number>
-  readonly repaired: Record<string, number>
-  /** Files in quarantine/ after the repair. */
-  readonly quarantined: readonly string[]
-  /** The LSNs the repaired log no longer holds (the cut), for log damage. */
-  readonly cut?: readonly [number, number]
-}
-
-function expectations(name: CaseName): CaseExpect {
-  const m = manifest[name]
-  switch (name) {
-    case 'clean':
-      return { found: {}, repaired: {}, quarantined: [] }
-    case 'torn-tail':
-      return { found: { 'torn-tail': 1 }, repaired: { 'torn-tail': 1 }, quarantined: [`${m.segment}.broken`] }
-    case 'corrupt-middle-segment':
-    case 'bitflip-payload':
-    case 'corrupt-log-backend-down':
-      // Only the damaged frame leaves the log: the verified frames after it are kept, in a new segment.
-      return { found: { 'corrupt-frame': 1 }, repaired: { 'corrupt-frame': 1 }, quarantined: [`${m.segment}.broken`], cut: [m.lsnFirst as number, m.lsnLast as number] }
-    case 'missing-segment':
-      return { found: { 'missing-lsns': 1 }, repaired: { 'missing-lsns': 1 }, quarantined: [] }
-    case 'backend-behind':
-      // The index holds the keys the backend lost: orphans until the backend is repaired (which comes first).
-      return { found: { 'backend-missing': 3, 'index-orphan': 3 }, repaired: { 'backend-missing': 3 }, quarantined: [] }
-    case 'stale-index':
-      return { found: { 'index-mismatch': 2 }, repaired: { 'index-mismatch': 2 }, quarantined: [] }
-    case 'orphan-index':
-      return { found: { 'index-orphan': 2 }, repaired: { 'index-orphan': 2 }, quarantined: [] }
-  }
 }
 
 /** Checks the findings name the fixture's fault: kind, segment, offset, LSNs or keys. */

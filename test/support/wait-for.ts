@@ -10,3 +10,8 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 500
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+/** Lets the promises a fired timer started settle (a manual clock fires its timers synchronously): a few turns of the event loop. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
+}

@@ -13,33 +13,24 @@
  *   bounded by the apply timeout (down), and close() does not wait for it.
  */
 import t from 'tap'
-import { MemoryLevel } from 'memory-level'
-import { MemWAL, type LevelDatabase, type MemwalOptions } from '../../engine/index.js'
-import { ManualClock, SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
-import { SinkFaults, waitFor } from '../support/faulty-sink.js'
+import { MemWAL, type MemwalOptions } from '../../engine/index.js'
+import type { ManualClock } from '../../engine/testing.js'
+import { SinkFaults } from '../support/faulty-sink.js'
+import { manualOptions, manualWorld } from '../support/manual-engine.js'
+import { settle, waitFor } from '../support/wait-for.js'
 
 const INTERVAL_MS = 10_000
 
 async function openManual(t: { teardown(fn: () => unknown): void }, faults: SinkFaults, extra: Partial<MemwalOptions> = {}): Promise<{ engine: MemWAL; clock: ManualClock; events: string[] }> {
-  const clock = new ManualClock()
-  const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
-  const engine = await MemWAL.open({
-    dir: '/data', fs: new SimulatedFileSystem(new SeededRandom(3)), level: db as unknown as LevelDatabase, clock, random: new SeededRandom(4),
-    segmentBytes: 64 * 1024, closeGraceMs: 1000, wrapSink: (s) => faults.wrap(s),
-    resilience: { retryDelayMsMin: 10, retryDelayMsMax: 100, breakerThreshold: 3, breakerHalfOpenMs: 1000, applyTimeoutMs: 5000 },
-    ...extra,
-  })
+  const w = manualWorld(3)
+  const { clock } = w
+  const engine = await MemWAL.open(manualOptions(w, { wrapSink: (s) => faults.wrap(s), ...extra }))
   t.teardown(() => engine.close())
   const events: string[] = []
   engine.on('sink-down', (e) => events.push(`sink-down ${e.sink}`))
   engine.on('sink-recovered', (e) => events.push(`sink-recovered ${e.sink}`))
   engine.on('state', (e) => events.push(`state ${e.from}->${e.to}`))
   return { engine, clock, events }
-}
-
-/** Lets the promises a fired timer started settle (the manual clock fires timers synchronously). */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
 }
 
 /** An engine with the health loop on INTERVAL_MS, one record written and applied everywhere: idle, healthy, with nothing pending. */

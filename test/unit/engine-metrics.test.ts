@@ -9,28 +9,26 @@
  * ENGINE_READ_ONLY until space comes back.
  */
 import t from 'tap'
-import { MemoryLevel } from 'memory-level'
 import { Registry } from 'prom-client'
-import { MemWAL, type Clock, type DiskLowEvent, type LevelDatabase, type MemwalOptions } from '../../engine/index.js'
-import { ManualClock, SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
-import { SinkFaults, waitFor } from '../support/faulty-sink.js'
+import { MemWAL, type Clock, type DiskLowEvent, type MemwalOptions } from '../../engine/index.js'
+import type { ManualClock } from '../../engine/testing.js'
+import { SinkFaults } from '../support/faulty-sink.js'
+import { manualOptions, manualWorld, type ManualWorld } from '../support/manual-engine.js'
+import { settle, waitFor } from '../support/wait-for.js'
 
 const INTERVAL_MS = 10_000
 const MiB = 1024 * 1024
 
-interface World {
-  sim: SimulatedFileSystem
-  db: MemoryLevel<string, Uint8Array>
-  clock: ManualClock
+interface World extends ManualWorld {
   /** Free bytes the simulated disk reports. */
   disk: { free: number }
 }
 
 function world(): World {
-  const sim = new SimulatedFileSystem(new SeededRandom(8))
+  const w = manualWorld(8)
   const disk = { free: 10_000 * MiB }
-  Object.assign(sim, { diskSpace: async () => ({ freeBytes: disk.free, totalBytes: 20_000 * MiB }) })
-  return { sim, db: new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' }), clock: new ManualClock(), disk }
+  Object.assign(w.sim, { diskSpace: async () => ({ freeBytes: disk.free, totalBytes: 20_000 * MiB }) })
+  return { ...w, disk }
 }
 
 /** The manual clock, moving 1 ms each time it is read: an open then takes measurable time. */
@@ -40,12 +38,7 @@ function ticking(clock: ManualClock): Clock {
 }
 
 async function openIn(w: World, registry: Registry, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
-  return MemWAL.open({
-    dir: '/data', fs: w.sim, level: w.db as unknown as LevelDatabase, clock: w.clock, random: new SeededRandom(9), metrics: registry,
-    segmentBytes: 64 * 1024, closeGraceMs: 1000, healthIntervalMs: INTERVAL_MS,
-    resilience: { retryDelayMsMin: 10, retryDelayMsMax: 100, breakerThreshold: 3, breakerHalfOpenMs: 500, applyTimeoutMs: 5000 },
-    ...extra,
-  })
+  return MemWAL.open(manualOptions(w, { metrics: registry, healthIntervalMs: INTERVAL_MS, ...extra }))
 }
 
 async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -53,10 +46,6 @@ async function metric(registry: Registry, name: string, labels: Record<string, s
   if (!m) throw new Error(`no metric ${name}`)
   const { values } = await m.get()
   return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value
-}
-
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
 }
 
 /**

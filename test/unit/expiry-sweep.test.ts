@@ -19,6 +19,7 @@ import { ManualClock } from '../../engine/testing.js'
 import type { WritePath } from '../../engine/write-path.js'
 import { WriteWatches, type WriteWatch } from '../../engine/write-watch.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { settle } from '../support/wait-for.js'
 import { identityOf } from '../../engine/format/identity.js'
 
 const NOW = 1_700_000_000_000
@@ -118,9 +119,6 @@ t.test('rounds follow the clock, never overlap, survive a failed round, and stop
       return base.expired(now)
     },
   })
-  const settle = async (): Promise<void> => {
-    for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r))
-  }
   sweeper.start()
   clock.advance(999)
   await settle()
