@@ -7,7 +7,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
 import { backup, restore } from './commands/backup.js'
-import { get, query, watch } from './commands/data.js'
+import { get, namespaces, query, watch } from './commands/data.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
 import { fsck } from './commands/fsck.js'
@@ -101,6 +101,17 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action((dir: string, o: { json?: boolean; namespace?: string; tag?: string; prefix?: string; limit?: number }) => {
       const { json, ...q } = o
       return run('query', json === true, () => query(dir, q, createOutput(json === true)))
+    })
+
+  program
+    .command('namespaces <dir>')
+    .description('the namespaces holding entries, with how many each')
+    .option('--prefix <ns>', 'only this namespace and those under it (ns/...)')
+    .option('--limit <n>', 'at most this many', positiveInt)
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; prefix?: string; limit?: number }) => {
+      const { json, ...q } = o
+      return run('namespaces', json === true, () => namespaces(dir, q, createOutput(json === true)))
     })
 
   program

@@ -33,6 +33,7 @@ import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
+import { listNamespaces, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 
@@ -285,6 +286,16 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     } finally {
       this.backups.delete(running)
     }
+  }
+
+  /**
+   * The namespaces holding entries, with how many each (pending writes
+   * included), in namespace order: all, or `prefix` and those under it.
+   * Costs one keys-only pass over the index's range.
+   */
+  listNamespaces(options?: NamespaceListOptions): Promise<NamespaceCount[]> {
+    this.lifecycle.assertReadable()
+    return listNamespaces(this.index, this.pending, this.o, options)
   }
 
   // ---- verify ----

@@ -6,6 +6,9 @@ import { InvalidOptionsError } from './errors.js'
  * in `checkWalLimits`.
  */
 export const limits = {
+  /** Namespaces listNamespaces returns: by default, and at most (a limit beyond it is refused). */
+  namespacesListedDefault: 1000,
+  namespacesListedMax: 100_000,
   /** Open watches per engine (each is a pull loop woken on every acknowledgement). */
   watchersMax: 1024,
   /**

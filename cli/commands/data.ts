@@ -3,7 +3,7 @@ import { ExitCode } from '../exit-codes.js'
 import { displayValue, type Output } from '../output.js'
 
 /**
- * The data commands. `memwal get` and `memwal query` read a store through the
+ * The data commands. `memwal get`, `memwal query` and `memwal namespaces` read a store through the
  * engine (so pending writes show, as in the API): they open it, so they need
  * its lock, and beside a running process they stop with LOCK_HELD naming the
  * holder. `memwal watch` reads the log alone, without the lock.
@@ -38,6 +38,16 @@ export function query(dir: string, q: QueryOptions, out: Output): Promise<number
       else out.line(describeEntry(e))
     }
     if (out.json) out.document({ entries })
+    return ExitCode.CLEAN
+  })
+}
+
+/** `memwal namespaces <dir> [--prefix P] [--limit N]`: the namespaces holding entries, with how many. */
+export function namespaces(dir: string, o: { readonly prefix?: string; readonly limit?: number }, out: Output): Promise<number> {
+  return withEngine(dir, async (db) => {
+    const list = await db.listNamespaces(o)
+    if (out.json) out.document({ namespaces: list })
+    else for (const n of list) out.line(`${n.namespace}  ${n.entries}`)
     return ExitCode.CLEAN
   })
 }

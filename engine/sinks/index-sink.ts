@@ -99,6 +99,33 @@ export class IndexSink extends Sink {
     yield q.namespace !== undefined ? prefixRange(head + identityOf(q.namespace, q.prefix ?? '')) : prefixRange(head)
   }
 
+  /**
+   * Each namespace the index holds entries in, with how many, in namespace
+   * order: all of them, or `prefix` and the namespaces under it (`prefix/...`).
+   * Reads every forward entry in the range once, keys only.
+   */
+  async *namespaceCounts(prefix?: string): AsyncIterable<{ readonly namespace: string; readonly entries: number }> {
+    const head = `f${SEP}`
+    let current: string | undefined
+    let n = 0
+    for await (const k of this.store.index.keys(prefixRange(head + (prefix ?? '')))) {
+      const namespace = k.slice(head.length, k.indexOf(SEP, head.length))
+      if (namespace !== current) {
+        if (current !== undefined && isUnder(current, prefix)) yield { namespace: current, entries: n }
+        current = namespace
+        n = 0
+      }
+      n++
+    }
+    if (current !== undefined && isUnder(current, prefix)) yield { namespace: current, entries: n }
+  }
+
+  /** Whether the index has an entry for each of `ids`. */
+  async has(ids: readonly string[]): Promise<boolean[]> {
+    if (ids.length === 0) return []
+    return (await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))).map((v) => v !== undefined)
+  }
+
   /** Every indexed key with its entry, in key order (for the reconciler). */
   all(): AsyncIterable<[string, IndexedEntry]> {
     return this.keys({})
@@ -157,6 +184,11 @@ export class IndexSink extends Sink {
     if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null]) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
+}
+
+/** Whether `namespace` is `prefix` or under it (`prefix/...`); every namespace is under no prefix. */
+export function isUnder(namespace: string, prefix: string | undefined): boolean {
+  return prefix === undefined || namespace === prefix || namespace.startsWith(`${prefix}/`)
 }
 
 /** Whether an entry at identity `id` matches a query. */
