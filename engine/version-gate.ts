@@ -108,6 +108,11 @@ export class VersionGate {
     return this.readStored(unknown, state)
   }
 
+  /** Whether a write to `id` is appended and not yet in the pending log (or failed): a reader cannot see it yet. */
+  writing(id: string): boolean {
+    return this.inFlight.has(id)
+  }
+
   /** Ends the watches a write's state holds (its conditions were decided, refused, or it gave up). */
   release(state: GateState): void {
     for (const [id, held] of state.stored) this.unwatch(id, held.mark)

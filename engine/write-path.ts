@@ -61,10 +61,12 @@ export class WritePath {
 
   /**
    * Deletes, in one logged batch, those of `keys` that `watch` saw unchanged
-   * (watched, and not written since), decided synchronously right before the
-   * append: a version written after the caller read the entry is never
-   * deleted. Resolves with the LSN and the keys deleted, or undefined when
-   * none was left (nothing is appended then).
+   * (watched, not acknowledged since, and no write to it in flight: appended
+   * and not yet acknowledged, which the caller's read could not see),
+   * decided synchronously right before the append: a version written after
+   * the caller read the entry is never deleted. Resolves with the LSN and
+   * the keys deleted, or undefined when none was left (nothing is appended
+   * then).
    */
   async deleteUnchanged(ids: readonly string[], watch: WriteWatch): Promise<{ lsn: number; deleted: readonly string[] } | undefined> {
     const ops: Op[] = ids.map((id) => {
@@ -74,8 +76,9 @@ export class WritePath {
     if (ops.length === 0) return undefined
     let deleted: readonly string[] = []
     const result = await this.write({ type: RecordType.BATCH, ops }, (r) => {
-      const kept = (r.type === RecordType.BATCH ? r.ops : [r.op]).filter((op) => watch.unchanged(opIdentity(op)))
-      deleted = kept.map((op) => opIdentity(op))
+      const keep = ids.map((id) => watch.unchanged(id) && !this.p.gate.writing(id))
+      const kept = opsOf(r).filter((_, i) => keep[i])
+      deleted = ids.filter((_, i) => keep[i])
       return kept.length === 0 ? undefined : { type: RecordType.BATCH, ops: kept, ...(r.hlc !== undefined ? { hlc: r.hlc } : {}) }
     })
     return result && { lsn: result.lsn, deleted }
@@ -138,9 +141,10 @@ export class WritePath {
     }
     const started = clock.nowMs()
     let lsn: number
-    this.noteWritten(record)
-    // From the gate's decision to the append: no await (log order is the order of append calls).
-    const settled = this.p.gate.appending(opsOf(record).map(opIdentity))
+    const ids = opsOf(record).map(opIdentity)
+    // From the gate's decision to the append: no await (log order is the order of append calls). Until it settles,
+    // the gate knows the write is in flight (what deleteUnchanged asks); the watches hear of it once acknowledged.
+    const settled = this.p.gate.appending(ids)
     try {
       lsn = await this.p.wal.append(record.type, payload)
     } catch (err) {
@@ -150,7 +154,7 @@ export class WritePath {
     }
     pending.accept(lsn, record, payload, clock.nowMs())
     settled()
-    this.noteWritten(record)
+    if (this.watches.size > 0) for (const id of ids) this.watches.note(id)
     metrics?.written(record, clock.nowMs() - started)
     this.p.backpressure.checkHigh()
     this.p.written(payload.length)
@@ -164,11 +168,6 @@ export class WritePath {
     } catch (cause) {
       throw invalidValue(`value cannot be serialised: ${(cause as Error).message}`, cause)
     }
-  }
-
-  private noteWritten(record: WalRecord): void {
-    if (this.watches.size === 0) return
-    for (const op of record.type === RecordType.BATCH ? record.ops : [record.op]) this.watches.note(opIdentity(op))
   }
 }
 

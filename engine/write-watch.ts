@@ -1,15 +1,17 @@
 import { assert } from './assert.js'
 
 /**
- * Which entries were written since a watch began: the append-time condition
- * of the expiry sweep. A sweep watches an entry, then reads its current
- * version (pending, cache, backend), and deletes it only if nothing wrote it
- * since. The write path notes every entry a record writes twice: just before
- * the record's append is called (so the log orders it before anything
- * appended later) and again once it is acknowledged (so a write whose append
- * began before the watch, but which the read could not see yet, is caught
- * too). The sweep's decision is taken synchronously right before its own
- * append, so "unchanged" holds in log order: a newer version is never
+ * Which entries were acknowledged since a watch began: with the version
+ * gate's writes in flight, the append-time condition of the expiry sweep. A
+ * sweep watches an entry, then reads its current version (pending, cache,
+ * backend), and deletes it only if nothing wrote it since. The write path
+ * notes every entry a record writes once it is acknowledged; a write
+ * appended but not yet acknowledged when the sweep decides (its append may
+ * have begun before the watch, and the read could not see it) is one the
+ * gate holds in flight (`VersionGate.writing`), and `deleteUnchanged` keeps
+ * its entry too. A write acknowledged before the watch began is what the
+ * read sees. The sweep's decision is taken synchronously right before its
+ * own append, so "unchanged" holds in log order: a newer version is never
  * deleted, whatever crashes and replays follow (the log holds the decision).
  *
  * Entries are named by identity strings (engine/format/identity.ts:
@@ -25,7 +27,7 @@ export class WriteWatches {
     return w
   }
 
-  /** An entry is being written (appended, or acknowledged). */
+  /** An entry was written (acknowledged). */
   note(identity: string): void {
     for (const w of this.open) w.note(identity)
   }

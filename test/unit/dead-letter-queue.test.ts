@@ -13,8 +13,8 @@ import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { identityOf } from '../../engine/format/identity.js'
 import { NodeFileSystem } from '../../engine/io/node-fs.js'
-import type { FileHandle, OpenMode, OpenOptions } from '../../engine/index.js'
-import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { HoldingFs } from '../support/holding-fs.js'
 
 function open(dir: string, faults?: SinkFaults, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
   return MemWAL.open({ dir, resilience: fastResilience, closeGraceMs: 1000, ...(faults ? { wrapSink: (s) => faults.wrap(s) } : {}), ...extra })
@@ -107,40 +107,6 @@ t.test('retry leaves a dead letter whose key was written since: superseded, stil
     await db.close()
   }
 })
-
-/** The real filesystem, except that the log write carrying `marker` is held until `release()`: that write is in flight (appended, not acknowledged). */
-class HoldingFs extends ForwardingFileSystem {
-  marker: Buffer | undefined
-  held: Promise<void> | undefined
-  private releaseHold = (): void => undefined
-  private reached = (): void => undefined
-
-  /** Resolves once a write carrying `marker` is held. */
-  hold(marker: string): Promise<void> {
-    this.marker = Buffer.from(marker)
-    return new Promise((resolve) => (this.reached = resolve))
-  }
-
-  release(): void {
-    this.releaseHold()
-  }
-
-  override async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
-    const fs = this
-    return new (class extends ForwardingFileHandle {
-      override async write(data: Uint8Array, position: number): Promise<void> {
-        if (fs.marker && Buffer.from(data.buffer, data.byteOffset, data.byteLength).includes(fs.marker)) {
-          fs.marker = undefined
-          await new Promise<void>((resolve) => {
-            fs.releaseHold = resolve
-            fs.reached()
-          })
-        }
-        return this.inner.write(data, position)
-      }
-    })(await this.inner.open(p, mode, options))
-  }
-}
 
 t.test('retry never overwrites a write that lands between its version check and its rewrite: superseded, the write stands', async (t) => {
   const { dir, poison, toxic } = await withDeadLetters(t)

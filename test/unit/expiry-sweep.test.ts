@@ -9,7 +9,9 @@
  *   round, and stop;
  * - through a real engine, the delete is a logged batch that a reopen
  *   replays, and a version written after the watch (before or after the
- *   sweep's append, acknowledged or still in flight) survives.
+ *   sweep's append, acknowledged or still in flight) survives, as does one
+ *   whose append began before the watch and is still in flight when the
+ *   sweep decides (the read before could not see it).
  */
 import t from 'tap'
 import { ExpirySweeper, type ExpiredPosting, type SweepPorts } from '../../engine/expiry-sweep.js'
@@ -21,6 +23,8 @@ import { WriteWatches, type WriteWatch } from '../../engine/write-watch.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { settle } from '../support/wait-for.js'
 import { identityOf } from '../../engine/format/identity.js'
+import { NodeFileSystem } from '../../engine/io/node-fs.js'
+import { HoldingFs } from '../support/holding-fs.js'
 
 const NOW = 1_700_000_000_000
 
@@ -188,4 +192,27 @@ t.test('deleteUnchanged through the engine: a logged batch that replays; newer v
   const report = await db.verify()
   t.same(report.findings, [], 'verify finds nothing')
   await db.close()
+})
+
+t.test('deleteUnchanged keeps an entry whose write was appended before the watch began and is still in flight when it decides', async (t) => {
+  const dir = tmpDir(t)
+  const fs = new HoldingFs(new NodeFileSystem())
+  const db = await MemWAL.open({ dir, clock: new ManualClock(NOW), fs })
+  t.teardown(() => db.close())
+  const writes = (db as unknown as { writes: WritePath }).writes
+  const id = identityOf('default', 'f')
+  await db.put('f', 'f1')
+  // f's second put is appended, then held: in flight, not acknowledged, so a read made now sees f1.
+  const held = fs.hold('f2-marker')
+  const second = db.put('f', 'f2-marker')
+  await held
+  t.equal(await db.get('f'), 'f1', 'a read now sees the old version')
+  const watch = writes.watches.begin(10)
+  watch.watch(id)
+  const sweep = writes.deleteUnchanged([id], watch)
+  setImmediate(() => fs.release()) // the sweep decided synchronously before its append, which queues behind the held write
+  const [r] = await Promise.all([sweep, second])
+  watch.end()
+  t.equal(r, undefined, 'nothing deleted: f had a write in flight')
+  t.equal(await db.get('f'), 'f2-marker', 'the newer version survives')
 })
