@@ -33,7 +33,7 @@ import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
-import { listNamespaces, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
+import { clearNamespace, listNamespaces, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 
@@ -227,6 +227,17 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   /** Atomic: after any crash either every operation is visible or none (one record, one frame). */
   batch(ops: readonly BatchOp[]): Promise<{ lsn: number }> {
     return this.writes.batch(ops)
+  }
+
+  /**
+   * Deletes every entry of `namespace` (keys with `prefix`, if given) through
+   * the log: one record, applied atomically by every sink, when the deletes
+   * fit in one; more for a larger namespace (namespaces.ts says how and why
+   * every entry written before the call goes).
+   */
+  async clear(options: ClearOptions): Promise<ClearResult> {
+    this.lifecycle.assertWritable()
+    return clearNamespace({ index: this.index, pending: this.pending, config: this.o, batch: (ops) => this.writes.batch(ops) }, options)
   }
 
   // ---- reads ----

@@ -101,29 +101,28 @@ export class IndexSink extends Sink {
 
   /**
    * Each namespace the index holds entries in, with how many, in namespace
-   * order: all of them, or `prefix` and the namespaces under it (`prefix/...`).
+   * order: all of them, or `prefix` and the namespaces under it (`prefix/...`),
+   * leaving out the identities `overlay` returns. `overlay` is called once, in
+   * the same tick the index's iterator (a snapshot) is made, so the caller's
+   * view of its own state (the pending writes) and the index's agree.
    * Reads every forward entry in the range once, keys only.
    */
-  async *namespaceCounts(prefix?: string): AsyncIterable<{ readonly namespace: string; readonly entries: number }> {
+  async namespaceCounts(prefix: string | undefined, overlay: () => ReadonlySet<string>): Promise<Map<string, number>> {
     const head = `f${SEP}`
-    let current: string | undefined
-    let n = 0
-    for await (const k of this.store.index.keys(prefixRange(head + (prefix ?? '')))) {
-      const namespace = k.slice(head.length, k.indexOf(SEP, head.length))
-      if (namespace !== current) {
-        if (current !== undefined && isUnder(current, prefix)) yield { namespace: current, entries: n }
-        current = namespace
-        n = 0
+    const keys = this.store.index.keys(prefixRange(head + (prefix ?? '')))
+    const skip = overlay()
+    const counts = new Map<string, number>()
+    try {
+      for await (const k of keys) {
+        const id = k.slice(head.length)
+        if (skip.has(id)) continue
+        const namespace = id.slice(0, id.indexOf(SEP))
+        if (isUnder(namespace, prefix)) counts.set(namespace, (counts.get(namespace) ?? 0) + 1)
       }
-      n++
+    } finally {
+      await keys.close()
     }
-    if (current !== undefined && isUnder(current, prefix)) yield { namespace: current, entries: n }
-  }
-
-  /** Whether the index has an entry for each of `ids`. */
-  async has(ids: readonly string[]): Promise<boolean[]> {
-    if (ids.length === 0) return []
-    return (await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))).map((v) => v !== undefined)
+    return counts
   }
 
   /** Every indexed key with its entry, in key order (for the reconciler). */

@@ -49,3 +49,45 @@ t.test('counts per namespace, pending and applied alike; prefixes follow the hie
   }
   await t.rejects(db.listNamespaces({ prefix: 'a//b' }), { code: 'ENGINE_INVALID_VALUE' }, 'a prefix that is no namespace is refused')
 })
+
+t.test('clear: every entry of one namespace (or a key prefix in it) deleted through the log, in one record when it fits', async (t) => {
+  const dir = tmpDir(t)
+  const faults = new SinkFaults({ targets: ['index'] })
+  let db = await MemWAL.open({ dir, resilience: fastResilience, closeGraceMs: 1000, wrapSink: (s) => faults.wrap(s) })
+  for (let i = 0; i < 30; i++) await db.put(`k${i}`, i, { namespace: 'a' })
+  await db.flush({ timeoutMs: 10_000 }) // 30 applied...
+  faults.down()
+  for (let i = 30; i < 40; i++) await db.put(`k${i}`, i, { namespace: 'a' }) // ...and 10 only pending
+  for (const ns of ['a/b', 'ab']) await db.put('k0', ns, { namespace: ns })
+  await db.put('note/1', 1, { namespace: 'p' })
+  await db.put('note/2', 2, { namespace: 'p' })
+  await db.put('todo/1', 3, { namespace: 'p' })
+  const before = db.health().wal.lastLsn
+  const r = await db.clear({ namespace: 'a' })
+  t.match(r, { deleted: 40, records: 1, lsn: before + 1 }, 'the 40 entries, applied and pending, in one record')
+  t.equal(await db.get('k5', { namespace: 'a' }), undefined)
+  t.equal(await db.get('k35', { namespace: 'a' }), undefined)
+  t.strictSame((await db.listNamespaces()).map((n) => n.namespace), ['a/b', 'ab', 'p'], 'a is gone; a/b and ab are not touched')
+  t.match(await db.clear({ namespace: 'p', prefix: 'note/' }), { deleted: 2, records: 1 }, 'a key prefix')
+  t.strictSame(await db.get('todo/1', { namespace: 'p' }), 3, 'keys without the prefix stay')
+  t.match(await db.clear({ namespace: 'nothing-here' }), { deleted: 0, records: 0 }, 'an empty namespace writes nothing')
+  t.equal(db.health().wal.lastLsn, before + 2, 'no record for it')
+  await t.rejects(db.clear({} as never), { code: 'INVALID_OPTIONS' }, 'the namespace is required')
+  await t.rejects(db.clear({ namespace: 'a', keys: [] } as never), { code: 'INVALID_OPTIONS' }, 'an unknown field is refused')
+  faults.up()
+  await db.flush({ timeoutMs: 10_000 })
+  await db.close()
+  db = await MemWAL.open({ dir })
+  t.teardown(() => db.close())
+  t.strictSame(await db.listNamespaces(), [{ namespace: 'a/b', entries: 1 }, { namespace: 'ab', entries: 1 }, { namespace: 'p', entries: 1 }], 'after a reopen, as the sinks applied it')
+})
+
+t.test('clear of a namespace larger than one record: several records, every entry deleted', async (t) => {
+  const db = await MemWAL.open({ dir: tmpDir(t), recordBytesMax: 16 * 1024, segmentBytes: 64 * 1024 })
+  t.teardown(() => db.close())
+  for (let i = 0; i < 2000; i += 100) await db.batch(Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: `key-${String(i + j).padStart(6, '0')}`, value: i + j, namespace: 'big' })))
+  const r = await db.clear({ namespace: 'big' })
+  t.equal(r.deleted, 2000)
+  t.ok(r.records > 1, `${r.records} records, each within recordBytesMax`)
+  t.strictSame(await db.listNamespaces(), [], 'nothing left')
+})
