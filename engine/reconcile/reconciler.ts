@@ -46,7 +46,8 @@ export interface FsckOptions {
  * segment and frame, then compares the backend and the index with the log.
  * With `repair`: cuts damaged segments (evidence to quarantine/), declares the
  * resulting gaps, replays into the sinks, re-applies wrong backend keys from
- * the log and rebuilds a wrong index from the backend.
+ * the log and rebuilds a wrong index from the backend. Without it, a dry run
+ * (checkClosedDir): it changes nothing but what `ackGaps` asks.
  */
 export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const fs = o.fs ?? new NodeFileSystem()
@@ -58,27 +59,27 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const sums = o.sums ?? (await createChecksums())
   const locker = o.locker ?? defaultDirLocker(fs)
   const src = { fs, sums, walDir }
-  const findings: Finding<ReconcileFindingKind>[] = []
   let lock = await locker.acquire(dir, () => undefined)
-  let scan: LogScan
   let store: LevelStore | undefined
   try {
-    // A directory from before the marker gets it from a repair (which holds the lock); a dry run changes nothing.
-    if (o.repair && kind === 'unmarked') await writeMarker(fs, dir)
+    if (!o.repair) {
+      store = await openStore(fs, dir)
+      return await checkClosedDir({ ...src, dir, store, dead: await deadLetterView(src, dir), nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) })
+    }
+    // A directory from before the marker gets it from a repair (which holds the lock).
+    if (kind === 'unmarked') await writeMarker(fs, dir)
     // A log repair that a crash interrupted after its commit point is finished before the log is read.
     await resumeRepair({ ...src, quarantineDir: path.join(dir, 'quarantine') })
-    scan = await scanWithProgress(src, o.onProgress)
+    let scan = await scanWithProgress(src, o.onProgress)
     store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
-    const found = logFindings(scan, backendLsn)
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
-    const repairing = o.repair && scan.problems.length > 0
-    const logFound = found.map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, repairing))
+    const repairing = scan.problems.length > 0
+    const logFound = withPlans(scan, backendLsn, actions, repairing)
     // What the repair drops is recorded (before it is dropped) and stays visible until an operator acknowledges it.
     if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan, { dataDir: dir, gaps: gapsOf(logFound, 'fsck --repair', now()) })
-    findings.push(...logFound)
-    if (o.repair && o.replay) {
+    if (o.replay) {
       // The engine takes the lock and the store itself.
       await store.close()
       store = undefined
@@ -88,22 +89,68 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
       scan = await scanWholeLog(src)
     }
     store ??= await openStore(fs, dir)
-    const lastLsn = lastLsnOf(scan)
     // A store written before (namespace, key) identity is migrated first, as an open would (engine/sinks/level-layout.ts).
-    await migrateLayout(store, logFrom(src, lastLsn), { ownBackend: true, nowMs: now() })
-    const backend = new LevelBackend(store)
-    const index = new IndexSink(store)
-    await backend.open()
-    await index.open()
-    const dead = await deadLetterView(src, dir)
-    findings.push(...(await checkReplicas({ ...src, backend, index, repair: o.repair, lastLsn, deadLettered: dead.excluded })), ...dead.notices)
-    if (o.ackGaps) await acknowledgeGaps(fs, dir, now())
-    findings.push(...gapNotices(openGaps(await readGaps(fs, dir))))
-    return report(findings, scan, lastLsn, { backend: backend.checkpoint, index: index.checkpoint }, now() - started)
+    await migrateLayout(store, logFrom(src, lastLsnOf(scan)), { ownBackend: true, nowMs: now() })
+    return await checkSinksAndReport({ ...src, dir, store, dead: await deadLetterView(src, dir), repair: true, nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}) }, scan, logFound)
   } finally {
     await store?.close().catch(() => undefined)
     await lock.release().catch(() => undefined)
   }
+}
+
+/** A data directory no process writes (its lock held by the caller, or found free by `memwal status`), its store open. */
+export interface ClosedDirCheck extends LogSource {
+  readonly dir: string
+  readonly store: LevelStore
+  /** The directory's dead letters, as the checks see them (read once by the caller). */
+  readonly dead: Awaited<ReturnType<typeof deadLetterView>>
+  readonly nowMs: () => number
+  readonly startedMs: number
+  readonly ackGaps?: boolean
+  readonly onProgress?: FsckOptions['onProgress']
+}
+
+/**
+ * The dry run of `memwal fsck` (and the check `memwal status` runs): reports
+ * what the log, the backend and the index hold, and what `--repair` would do,
+ * and changes nothing (but acknowledging gaps, when asked). Damage is
+ * reported, never thrown. A store of layout 1 (written before (namespace,
+ * key) identity) is reported as needing its migration, which only an open or
+ * `--repair` carries out; its sinks are not compared until then (their rows
+ * are not where identity reads them).
+ */
+export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
+  const scan = await scanWithProgress(c, c.onProgress)
+  const backendLsn = await c.store.readCheckpoint('backend')
+  const logFound = withPlans(scan, backendLsn, repairPlan(scan).actions, false)
+  return checkSinksAndReport({ ...c, repair: false }, scan, logFound)
+}
+
+/** The scan's findings, each with what `--repair` does (or did, when `done`) about it. */
+function withPlans(scan: LogScan, backendLsn: number, actions: readonly LogRepairAction[], done: boolean): Finding[] {
+  return logFindings(scan, backendLsn).map((f, i) => withPlan(f, actions.find((a) => a.problem === scan.problems[i]), backendLsn, done))
+}
+
+/** The sinks compared with the log (repaired when `repair`), the notices added, and the report. */
+async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { readonly repair: boolean }, scan: LogScan, logFound: readonly Finding[]): Promise<VerifyReport> {
+  const findings: Finding<ReconcileFindingKind>[] = [...logFound]
+  const lastLsn = lastLsnOf(scan)
+  let checkpoints: VerifyReport['checkpoints']
+  if (!c.repair && (await c.store.layout()) === 1) {
+    findings.push({ kind: 'needs-migration', detail: 'the store is layout 1 (written before (namespace, key) identity): the next open or memwal fsck --repair migrates it; until then the backend and the index are not compared with the log', action: 'none' })
+    checkpoints = { backend: await c.store.readCheckpoint('backend'), index: await c.store.readCheckpoint('index') }
+  } else {
+    const backend = new LevelBackend(c.store)
+    const index = new IndexSink(c.store)
+    await backend.open()
+    await index.open()
+    findings.push(...(await checkReplicas({ ...c, backend, index, repair: c.repair, lastLsn, deadLettered: c.dead.excluded })))
+    checkpoints = { backend: backend.checkpoint, index: index.checkpoint }
+  }
+  findings.push(...c.dead.notices)
+  if (c.ackGaps) await acknowledgeGaps(c.fs, c.dir, c.nowMs())
+  findings.push(...gapNotices(openGaps(await readGaps(c.fs, c.dir))))
+  return report(findings, scan, lastLsn, checkpoints, c.nowMs() - c.startedMs)
 }
 
 /** The log of a closed directory, as the layout migration reads it. */

@@ -4,12 +4,12 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { limits } from '../limits.js'
 import { checkDataDir, describeLooseDir, looseDirs } from '../log/data-dir.js'
-import { fsck } from './reconciler.js'
+import { checkClosedDir, type ClosedDirCheck } from './reconciler.js'
+import { deadLetterView } from './verify.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
-import { readDeadLetters } from '../log/dead-letter-file.js'
 import { openStore } from '../sinks/store-dir.js'
-import { createChecksums, type Checksums } from '../format/checksum.js'
+import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
 
@@ -65,11 +65,18 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   // Headers only: status must answer fast on a large log; fsck is the one that verifies payloads.
   for await (const seg of segmentsOf({ ...cursor, listing, lastOnly: true })) for (const ev of framesOf(seg, cursor, 'headers-only')) if (ev.kind === 'frame') lastLsn = ev.lsn
   const holder = fs instanceof NodeFileSystem ? lockHolder(root) : undefined
+  // Read once, for the count and for the check. A look takes no lock (a process starting meanwhile must not
+  // be refused for it) and opens the store once, for as short as it can.
+  const dead = await deadLetterView(cursor, root)
   let checkpoints: DataDirStatus['checkpoints']
-  if (!holder && (await fs.stat(path.join(root, 'store')))) {
+  let verified: StatusVerification
+  if (holder) verified = { skipped: `${holder} holds the directory: MemWAL.verify() in that process, or memwal fsck once it has closed` }
+  else if (!(await fs.stat(path.join(root, 'store')))) verified = { skipped: 'the directory has no store yet: run memwal fsck' }
+  else {
     const store = await openStore(fs, root)
     try {
       checkpoints = { backend: await store.readCheckpoint('backend'), index: await store.readCheckpoint('index') }
+      verified = await verification({ fs, sums, walDir, dir: root, store, dead }, bytes)
     } finally {
       await store.close()
     }
@@ -77,7 +84,7 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
   const deadLetterBytes: Record<string, number> = {}
   const dl = path.join(root, 'deadletter')
   if (await fs.stat(dl)) for (const f of await fs.readdir(dl)) if (f.endsWith('.log')) deadLetterBytes[f] = (await fs.stat(path.join(dl, f)))?.size ?? 0
-  const openDeadLetters = (await readDeadLetters(fs, cursor.sums, root)).open.length
+  const openDeadLetters = dead.notices.length
   const q = path.join(root, 'quarantine')
   const quarantined = (await fs.stat(q)) ? await fs.readdir(q) : []
   const gapFile = await readGaps(fs, root)
@@ -92,15 +99,14 @@ export async function inspectDataDir(dir: string, fs: FileSystem = new NodeFileS
     openDeadLetters,
     quarantined,
     gaps: { open, acknowledged: gapFile.gaps.length - open.length },
-    verified: await verification(root, fs, holder, bytes, sums),
+    verified,
     warnings: (await looseDirs(fs, root)).map(describeLooseDir),
   }
 }
 
 /** Damage anywhere in a small directory is worth the time of a full check; a large one is left to `memwal fsck`. */
-async function verification(root: string, fs: FileSystem, holder: string | undefined, bytes: number, sums: Checksums): Promise<StatusVerification> {
-  if (holder) return { skipped: `${holder} holds the directory: MemWAL.verify() in that process, or memwal fsck once it has closed` }
+async function verification(c: Omit<ClosedDirCheck, 'nowMs' | 'startedMs'>, bytes: number): Promise<StatusVerification> {
   if (bytes > limits.statusVerifyBytesMax) return { skipped: `the log's segments hold ${(bytes / 1024 / 1024).toFixed(0)} MiB, more than ${limits.statusVerifyBytesMax / 1024 / 1024} MiB: run memwal fsck` }
-  const r = await fsck({ dir: root, repair: false, fs, sums })
+  const r = await checkClosedDir({ ...c, nowMs: () => Date.now(), startedMs: Date.now() })
   return { clean: r.clean, counts: r.counts, findings: r.findings.map((f) => describeFinding(f)) }
 }

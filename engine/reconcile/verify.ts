@@ -27,11 +27,12 @@ import { addToLatest, checkSinks, LatestVersions, type LsnRange, type SinkFindin
 /**
  * Known states an operator should see but that are not damage: a gap memwal
  * declared and nobody acknowledged yet (`declared-gap`), a record a sink
- * rejected for good (`dead-letter`). They never make a report unclean.
+ * rejected for good (`dead-letter`), a store of layout 1 that a dry run left
+ * unmigrated (`needs-migration`). They never make a report unclean.
  */
-export type NoticeKind = 'declared-gap' | 'dead-letter'
+export type NoticeKind = 'declared-gap' | 'dead-letter' | 'needs-migration'
 
-export const NOTICE_KINDS: readonly string[] = ['declared-gap', 'dead-letter'] satisfies readonly NoticeKind[]
+export const NOTICE_KINDS: readonly string[] = ['declared-gap', 'dead-letter', 'needs-migration'] satisfies readonly NoticeKind[]
 
 /** What `verify` and `memwal fsck` report about the log and the sinks. */
 export type ReconcileFindingKind = FindingKind | SinkFindingKind | NoticeKind

@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { fsck, MemWAL } from '../../engine/index.js'
+import { fsck, inspectDataDir, MemWAL } from '../../engine/index.js'
 import { ManualClock, Wal } from '../../engine/testing.js'
 import { LevelStore } from '../../engine/sinks/level-store.js'
 import { migrateLayout, type MigrationStep } from '../../engine/sinks/level-layout.js'
@@ -88,11 +88,50 @@ t.test('open migrates a layout-1 directory: every entry under its namespace, v1 
   await e.close()
 })
 
-t.test('fsck on a layout-1 directory migrates it first, then checks it', async (t) => {
+async function layoutOf(dir: string): Promise<number> {
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  try {
+    return await store.layout()
+  } finally {
+    await store.close()
+  }
+}
+
+t.test('a dry-run fsck and status on a layout-1 directory change nothing: they report that it needs its migration', async (t) => {
   const dir = copy(t)
   const r = await fsck({ dir, repair: false })
+  t.equal(r.clean, true, `clean (a notice is no damage): ${JSON.stringify(r.findings).slice(0, 400)}`)
+  t.match(r.findings, [{ kind: 'needs-migration', action: 'none' }], 'the one finding: a notice that the store needs its migration')
+  const s = await inspectDataDir(dir)
+  t.match(s.verified, { clean: true, counts: { 'needs-migration': 1 } }, 'status says so too')
+  t.equal(await layoutOf(dir), 1, 'the store is still layout 1')
+})
+
+t.test('fsck --repair on a layout-1 directory migrates it first, then checks it', async (t) => {
+  const dir = copy(t)
+  const r = await fsck({ dir, repair: true })
   t.equal(r.clean, true, `clean: ${JSON.stringify(r.findings).slice(0, 400)}`)
-  await expectMigrated(t, dir, 'opened after fsck')
+  await expectMigrated(t, dir, 'opened after fsck --repair')
+})
+
+t.test('a dry-run fsck and status on a layout-1 directory with a damaged log report the damage, never throw', async (t) => {
+  const dir = copy(t)
+  const wal = path.join(dir, 'wal')
+  const seg = path.join(wal, fs.readdirSync(wal).filter((n) => n.endsWith('.seg')).sort()[0] as string)
+  const bytes = fs.readFileSync(seg)
+  // A byte in the payload of a frame in the middle of the log's data: damage in durable bytes.
+  let end = bytes.length
+  while (end > 64 && bytes[end - 1] === 0) end--
+  const at = 64 + Math.floor((end - 64) / 2)
+  bytes[at] = (bytes[at] ?? 0) ^ 0x55
+  fs.writeFileSync(seg, bytes)
+  const r = await fsck({ dir, repair: false })
+  t.equal(r.clean, false, 'damage is reported')
+  t.ok(r.findings.some((f) => f.kind === 'corrupt-frame'), `a corrupt frame: ${JSON.stringify(r.counts)}`)
+  t.ok(r.findings.some((f) => f.kind === 'needs-migration'), 'and the migration still to do')
+  const s = await inspectDataDir(dir)
+  t.match(s.verified, { clean: false }, 'status reports it too')
+  t.equal(await layoutOf(dir), 1, 'nothing was migrated')
 })
 
 const STEPS: readonly MigrationStep[] = ['legacy-caught-up', 'rows-written', 'layout-set', 'legacy-cleared']

@@ -1,0 +1,52 @@
+/**
+ * `memwal status` (inspectDataDir) is a look: it takes no directory lock (a
+ * process starting meanwhile must not be refused for it), opens the store
+ * once and reads the dead letters once, and its dry-run check changes nothing.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { inspectDataDir, MemWAL } from '../../engine/index.js'
+import { NodeFileSystem, ProcessDirLocker } from '../../engine/testing.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+/** The real filesystem, counting what status does to the store and the dead letters. */
+class CountingFs extends NodeFileSystem {
+  storeSyncs = 0
+  deadLetterListings = 0
+  override async syncDir(p: string): Promise<void> {
+    if (path.basename(p) === 'store') this.storeSyncs++
+    return super.syncDir(p)
+  }
+  override async readdir(p: string): Promise<string[]> {
+    if (path.basename(p) === 'deadletter') this.deadLetterListings++
+    return super.readdir(p)
+  }
+}
+
+t.test('status takes no lock, opens the store once, reads the dead letters once', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const db = await MemWAL.open({ dir })
+  for (let i = 0; i < 20; i++) await db.put(`k${i}`, i)
+  await db.flush()
+  await db.close()
+  fs.mkdirSync(path.join(dir, 'deadletter'), { recursive: true })
+  let locks = 0
+  const acquire = ProcessDirLocker.prototype.acquire
+  ProcessDirLocker.prototype.acquire = function (this: ProcessDirLocker, ...args: Parameters<typeof acquire>) {
+    locks++
+    return acquire.apply(this, args)
+  }
+  t.teardown(() => {
+    ProcessDirLocker.prototype.acquire = acquire
+  })
+  const counting = new CountingFs()
+  const s = await inspectDataDir(dir, counting)
+  t.match(s.verified, { clean: true }, 'the dry-run check ran')
+  t.equal(s.lastLsn, 20)
+  t.equal(locks, 0, 'no directory lock taken')
+  // openStore syncs store/ once per open (a new directory's entries made durable).
+  t.equal(counting.storeSyncs, 1, 'the store opened once')
+  // One listing for the sizes status shows, one for the dead letters themselves.
+  t.equal(counting.deadLetterListings, 2, 'the dead letters read once')
+})
