@@ -1,0 +1,29 @@
+/**
+ * bench/feed.ts (`npm run bench:feed`) runs end to end on a small store and
+ * prints one JSON line with a positive, finite figure for every workload:
+ * put with and without a live watch, the live and catch-up watch rates, and
+ * the backup. Speed is never asserted: the figures depend on the machine.
+ */
+import { spawn } from 'node:child_process'
+import t from 'tap'
+import { REPO_DIR } from '../support/child-process.js'
+import { childEnv } from '../support/child-env.js'
+
+t.test('bench/feed --json: one line, every figure positive and finite', async (t) => {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/feed.ts', '--records', '2000', '--reps', '1', '--json'], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const code = await new Promise<number | null>((resolve) => proc.on('close', resolve))
+  t.equal(code, 0, stderr)
+  const lines = stdout.trim().split('\n')
+  t.equal(lines.length, 1, 'exactly one line on stdout')
+  const r = JSON.parse(lines[0] as string) as Record<string, number>
+  for (const k of ['putPerSec', 'watchedPutPerSec', 'watchedPutRatio', 'liveWatchPerSec', 'catchupWatchPerSec', 'backupMB', 'backupMs', 'backupMBPerSec']) {
+    t.ok(Number.isFinite(r[k]) && (r[k] as number) > 0, `${k} = ${r[k]}`)
+  }
+  t.equal(r['records'], 2000)
+  const bad = spawn(process.execPath, ['--import', 'tsx', 'bench/feed.ts', '--records', 'many'], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  t.equal(await new Promise<number | null>((resolve) => bad.on('close', resolve)), 16, 'a bad option is a usage error')
+})
