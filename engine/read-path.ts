@@ -1,6 +1,7 @@
 import { BreakerOpenError, isMemwalError, MemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
-import { identityOf, splitIdentity } from './format/identity.js'
+import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
+import { isLegacyDelete, opsOf } from './format/record-codec.js'
 import { holdProcess } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
@@ -189,45 +190,64 @@ export class ReadPath {
     const { pending } = this.p
     this.p.assertReadable()
     const { query, limit } = checkQuery(q, this.p.config)
-    // Pending versions override the index for their identities.
+    // Pending versions override the index for their identities. The id says the namespace and the key; a tag is looked up in the
+    // op, each pending record decoded once (a lookup per identity would decode a big pending batch once per op).
     const overridden = new Set<string>()
-    const pendingHits: { id: string; entry: Entry }[] = []
+    const pendingHits: string[] = []
+    const { tag, ...byId } = query
+    const tagsOf = pendingTags(pending)
     for (const id of pending.keys()) {
-      const v = pending.lookup(id)
-      if (!v) continue
+      const latest = pending.latest(id)
+      if (!latest) continue
       overridden.add(id)
-      if (v.kind === 'put' && matches(id, { namespace: splitIdentity(id).namespace, ...(v.op.tags ? { tags: v.op.tags } : {}) }, query)) {
-        const entry = await this.pendingEntry(id, v)
-        if (entry) pendingHits.push({ id, entry })
-      }
+      if (!latest.live || !matches(id, { namespace: splitIdentity(id).namespace }, byId)) continue
+      if (tag === undefined || tagsOf(id, latest.lsn).includes(tag)) pendingHits.push(id)
     }
     // The index's order (UTF-8 bytes, i.e. code points), never JavaScript's `<` (UTF-16 units): the merge below relies on both agreeing.
-    pendingHits.sort((a, b) => compareCodePoints(a.id, b.id))
+    pendingHits.sort(compareCodePoints)
     let n = 0
     let i = 0
+    // A pending hit's entry (its createdAt may need the backend's row) is made when it is yielded: a limit stops the reads with the
+    // results. Its latest version then: undefined if deleted since the scan, or if changed so that it no longer matches.
+    const nextPending = async (): Promise<Entry | undefined> => {
+      const id = pendingHits[i++] as string
+      const v = pending.lookup(id)
+      // Not pending any more: applied everywhere since the scan, the stored version is the one.
+      const e = v ? await this.pendingEntry(id, v) : await this.entryAt(id)
+      return e && matches(id, { namespace: e.namespace, tags: e.tags }, query) ? e : undefined
+    }
     const it = this.p.index.keys(query)[Symbol.asyncIterator]()
-    for (;;) {
-      // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
-      let next: IteratorResult<[string, unknown]>
-      try {
-        next = await it.next()
-      } catch (cause) {
-        throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
-      }
-      if (next.done) break
-      const [id] = next.value
-      if (overridden.has(id)) continue
-      while (i < pendingHits.length && compareCodePoints((pendingHits[i] as { id: string }).id, id) < 0) {
-        yield (pendingHits[i++] as { entry: Entry }).entry
+    try {
+      for (;;) {
+        // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
+        let next: IteratorResult<[string, unknown]>
+        try {
+          next = await it.next()
+        } catch (cause) {
+          throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+        }
+        if (next.done) break
+        const [id] = next.value
+        if (overridden.has(id)) continue
+        while (i < pendingHits.length && compareCodePoints(pendingHits[i] as string, id) < 0) {
+          const hit = await nextPending()
+          if (!hit) continue
+          yield hit
+          if (++n >= limit) return
+        }
+        const e = await this.entryAt(id)
+        if (!e || !matches(id, { namespace: e.namespace, tags: e.tags }, query)) continue
+        yield e
         if (++n >= limit) return
       }
-      const e = await this.entryAt(id)
-      if (!e || !matches(id, { namespace: e.namespace, tags: e.tags }, query)) continue
-      yield e
-      if (++n >= limit) return
+    } finally {
+      // Stopped by the limit or by the caller: the index's iterator is let go now, not when it is collected.
+      await it.return?.()
     }
     while (i < pendingHits.length) {
-      yield (pendingHits[i++] as { entry: Entry }).entry
+      const hit = await nextPending()
+      if (!hit) continue
+      yield hit
       if (++n >= limit) return
     }
   }
@@ -258,6 +278,26 @@ function checkQuery(q: QueryOptions, l: ResolvedOptions): { query: IndexQuery; l
   if (o.prefix !== undefined && !o.prefix.isWellFormed()) throw invalidValue('prefix is not well-formed UTF-16 (lone surrogate)', undefined, undefined, 'prefix')
   const query = { ...(o.namespace !== undefined ? { namespace: checkNamespace(o.namespace, l) } : {}), ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) }
   return { query, limit }
+}
+
+/**
+ * The tags of the put at `lsn` that is identity `id`'s latest pending
+ * version: each pending record decoded once (kept for this query), however
+ * many of its ops are asked about.
+ */
+function pendingTags(pending: PendingLog): (id: string, lsn: number) => readonly string[] {
+  const byRecord = new Map<number, Map<string, readonly string[]>>()
+  return (id, lsn) => {
+    let tags = byRecord.get(lsn)
+    if (!tags) {
+      tags = new Map()
+      // recordAt's decoded copy is shared with the appliers: only read here. In op order: an identity's last op in a batch is its version.
+      const r = pending.recordAt(lsn)
+      if (r) for (const op of opsOf(r.record)) if (!isLegacyDelete(op)) tags.set(opIdentity(op), op.type === 'put' ? (op.tags ?? []) : [])
+      byRecord.set(lsn, tags)
+    }
+    return tags.get(id) ?? []
+  }
 }
 
 function entryOf(e: StoredEntry): Entry {

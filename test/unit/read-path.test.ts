@@ -138,3 +138,42 @@ t.test('a cached entry whose createdAt only the backend knew costs one backend g
   t.equal(await counter.during(scan), 51, 'the first query over 51 such entries reads each row once')
   t.equal(await counter.during(scan), 0, 'the second: no backend get')
 })
+
+t.test('query resolves the pending entries it returns, not every pending hit, before its first result', async (t) => {
+  const counter = new GetCounter()
+  // The index's applies fail: the batch below stays pending while the backend applies it, and reads of the backend work.
+  const faults = new SinkFaults({ targets: ['index'] })
+  // A slow apply of the big batch must not open the backend's breaker (reads would be refused, and cost no get).
+  const e = await open(tmpDir(t, 'memwal-read-lazy-'), { wrapSink: (s) => counter.wrap(faults.wrap(s)), resilience: { ...fastResilience, applyTimeoutMs: 600_000 } })
+  t.teardown(() => e.close())
+  faults.down()
+  const keys = Array.from({ length: 10_000 }, (_, i) => `p${String(i).padStart(5, '0')}`)
+  await e.batch(keys.map((key, i) => ({ type: 'put' as const, key, value: i, ...(i % 2 === 1 ? { tags: ['odd'] } : {}) })))
+  const got: string[] = []
+  const gets = await counter.during(async () => {
+    for await (const r of e.query({ prefix: 'p', limit: 10 })) {
+      got.push(r.key)
+      t.type(r.createdAt, 'number', `${r.key}: createdAt known (the backend answered)`)
+    }
+  })
+  t.strictSame(got, keys.slice(0, 10), 'the first 10 pending hits, in order')
+  t.ok(gets >= 1 && gets <= 10, `backend gets for 10 results out of 10,000 pending hits: ${gets} (at most one per result)`)
+  const first: string[] = []
+  const early = await counter.during(async () => {
+    for await (const r of e.query({ prefix: 'p' })) {
+      first.push(r.key)
+      if (first.length === 3) break
+    }
+  })
+  t.ok(early <= 3, `a caller that stops after 3 results caused ${early} backend gets`)
+  // Later pending records change what the batch wrote: the latest version decides, for the tag too.
+  await e.put(keys[1] as string, 'no tag now')
+  await e.delete(keys[3] as string)
+  await e.put(keys[4] as string, 'tagged now', { tags: ['odd'] })
+  const odd: string[] = []
+  const tagGets = await counter.during(async () => {
+    for await (const r of e.query({ tag: 'odd', limit: 5 })) odd.push(r.key)
+  })
+  t.strictSame(odd, [keys[4], keys[5], keys[7], keys[9], keys[11]], 'a tag query over the pending batch and what overwrote it')
+  t.ok(tagGets <= 5, `backend gets for 5 results of a tag query: ${tagGets}`)
+})
