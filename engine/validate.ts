@@ -1,5 +1,6 @@
 import { InvalidOptionsError, MemwalError } from './errors.js'
 import { DEFAULT_NAMESPACE } from './format/identity.js'
+import { resolveExpiry } from './expiry-options.js'
 import type { ResolvedOptions } from './options.js'
 import type { Op } from './format/record-codec.js'
 
@@ -13,7 +14,11 @@ export interface PutOptions {
   /** The entry's namespace (default `default`): identity is (namespace, key). */
   readonly namespace?: string
   readonly tags?: readonly string[]
-  /** ms since the epoch; stored and returned by getEntry (enforcement is not yet in this version). */
+  /**
+   * ms since the epoch, after the engine's clock and at most 100 years past
+   * it (engine/expiry-options.ts), else INVALID_OPTIONS naming the field;
+   * stored and returned by getEntry (enforcement is not yet in this version).
+   */
   readonly expiresAt?: number
   /** Write only if the entry is at this version (the LSN its last put resolved with); else VERSION_MISMATCH, nothing written. */
   readonly ifVersion?: number
@@ -42,6 +47,8 @@ export type BatchOp =
   | ({ readonly type: 'del'; readonly key: string } & DeleteOptions)
 
 export type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'tagsMax' | 'batchOpsMax'>
+/** What put options are checked against: the limits, and the clock an `expiresAt` must lie after. */
+export type PutLimits = Limits & Pick<ResolvedOptions, 'clock'>
 
 type FieldType = 'string' | 'number' | 'boolean' | 'string[]' | 'integer'
 
@@ -120,14 +127,16 @@ export interface CheckedPut {
   readonly expiresAt?: number
 }
 
-export function checkPutOptions(o: unknown, l: Limits, prefix = ''): CheckedPut {
+export function checkPutOptions(o: unknown, l: PutLimits, prefix = ''): CheckedPut {
   const p = checkFields<PutOptions>('put options', o, PUT_FIELDS, prefix)
   const out: { namespace: string; tags?: readonly string[]; expiresAt?: number } = { namespace: checkNamespace(p.namespace, l, `${prefix}namespace`) }
   if (p.tags !== undefined) {
     if (p.tags.length > l.tagsMax) throw invalidValue(`${p.tags.length} tags exceed tagsMax ${l.tagsMax}`, undefined, undefined, `${prefix}tags`)
     out.tags = [...new Set(p.tags.map((t) => checkLabel(`${prefix}tags`, t, l)))]
   }
-  if (p.expiresAt !== undefined) out.expiresAt = p.expiresAt
+  // The expiry rules, once: a past instant, or one beyond the horizon, is a caller's mistake, refused before anything is written.
+  const expiresAt = p.expiresAt === undefined ? undefined : resolveExpiry({ expiresAt: p.expiresAt }, l.clock.nowMs(), prefix)
+  if (expiresAt !== undefined) out.expiresAt = expiresAt
   return out
 }
 
@@ -150,13 +159,13 @@ export function putCondition(o: unknown, namespace: string, key: string, prefix 
 }
 
 /** A batch's operations, and the conditions its operations state (all must hold, or nothing is written). */
-export function checkBatch(ops: unknown, l: Limits): { ops: Op[]; conditions: WriteCondition[] } {
+export function checkBatch(ops: unknown, l: PutLimits): { ops: Op[]; conditions: WriteCondition[] } {
   const conditions: WriteCondition[] = []
   const checked = checkBatchOps(ops, l, conditions)
   return { ops: checked, conditions }
 }
 
-function checkBatchOps(ops: unknown, l: Limits, conditions: WriteCondition[]): Op[] {
+function checkBatchOps(ops: unknown, l: PutLimits, conditions: WriteCondition[]): Op[] {
   if (!Array.isArray(ops)) throw invalidValue('batch takes an array of operations')
   if (ops.length === 0) throw invalidValue('batch is empty')
   if (ops.length > l.batchOpsMax) throw invalidValue(`batch of ${ops.length} operations exceeds batchOpsMax ${l.batchOpsMax}`)

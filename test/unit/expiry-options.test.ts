@@ -2,11 +2,15 @@
  * Expiry options (engine/expiry-options.ts): ttlMs and expiresAt resolve to
  * one absolute expiresAt by the engine's clock; everything else is refused
  * with INVALID_OPTIONS naming the field. The sweep's options have defaults
- * and ranges.
+ * and ranges. put and batch puts check expiresAt by these rules, on the
+ * engine's clock, before anything is written.
  */
 import t from 'tap'
 import { resolveExpiry, resolveSweep } from '../../engine/expiry-options.js'
 import { limits } from '../../engine/limits.js'
+import { MemWAL } from '../../engine/index.js'
+import { ManualClock } from '../../engine/testing.js'
+import { tmpDir } from '../support/tmp-dir.js'
 
 const NOW = 1_700_000_000_000
 
@@ -66,4 +70,29 @@ t.test('sweep options: defaults, and refusals naming the option', async (t) => {
     [{ sweepBatchOps: 101 }, 'sweepBatchOps'],
   ]
   for (const [o, field] of bad) t.throws(() => resolveSweep(o, 100), { code: 'INVALID_OPTIONS', details: { field } }, JSON.stringify(o))
+})
+
+t.test('put and batch refuse an expiresAt the expiry rules refuse (INVALID_OPTIONS naming the field), writing nothing; a valid one is stored', async (t) => {
+  const clock = new ManualClock(NOW)
+  const db = await MemWAL.open({ dir: tmpDir(t, 'memwal-expires-'), clock })
+  t.teardown(() => db.close())
+  const last = db.health().wal.lastLsn
+  const refused: [string, () => Promise<unknown>, string][] = [
+    ['in the past', () => db.put('k', 1, { expiresAt: NOW - 1 }), 'expiresAt'],
+    ['at the clock', () => db.put('k', 1, { expiresAt: NOW }), 'expiresAt'],
+    ['seconds, not ms', () => db.put('k', 1, { expiresAt: Math.floor(NOW / 1000) + 60 }), 'expiresAt'],
+    ['past the horizon', () => db.put('k', 1, { expiresAt: NOW + limits.expiryHorizonMsMax + 1 }), 'expiresAt'],
+    ['negative', () => db.put('k', 1, { expiresAt: -5 }), 'expiresAt'],
+    ['NaN', () => db.put('k', 1, { expiresAt: Number.NaN }), 'expiresAt'],
+    ['Infinity', () => db.put('k', 1, { expiresAt: Number.POSITIVE_INFINITY }), 'expiresAt'],
+    ['in a batch', () => db.batch([{ type: 'put', key: 'a', value: 1 }, { type: 'put', key: 'b', value: 1, expiresAt: 0 }]), 'ops[1].expiresAt'],
+  ]
+  for (const [what, call, field] of refused) await t.rejects(call(), { code: 'INVALID_OPTIONS', details: { field } }, what)
+  t.equal(db.health().wal.lastLsn, last, 'nothing written')
+  await db.put('k', 1, { expiresAt: NOW + 60_000 })
+  await db.batch([{ type: 'put', key: 'b', value: 1, expiresAt: NOW + limits.expiryHorizonMsMax }])
+  t.match(await db.getEntry('k'), { expiresAt: NOW + 60_000 }, 'a valid expiresAt is stored and returned')
+  t.match(await db.getEntry('b'), { expiresAt: NOW + limits.expiryHorizonMsMax })
+  clock.advance(120_000)
+  await t.rejects(db.put('k', 1, { expiresAt: NOW + 60_000 }), { code: 'INVALID_OPTIONS' }, 'judged by the engine\'s clock, now later')
 })
