@@ -15,7 +15,8 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
  * `\0` cannot occur in a namespace or tag (the engine refuses them), and ids
  * sort by namespace then key, so a range scan over `f\0<ns>\0<prefix>` finds
  * exactly that namespace's keys with that prefix, and `t\0<tag>\0<ns>\0` that
- * namespace's keys with that tag.
+ * namespace's keys with that tag. A key prefix without a namespace is one
+ * range per namespace (see `ranges`).
  */
 export interface IndexedEntry {
   readonly namespace: string
@@ -94,9 +95,38 @@ export class IndexSink extends Sink {
     }
   }
 
-  /** The range of `head id` keys that holds q's identities. */
+  /**
+   * The ranges of `head id` keys that hold q's identities, in order. A key
+   * prefix without a namespace bounds each namespace's part of the ids, not
+   * the whole (the namespace comes first): one range per namespace, each
+   * found by reading the first key after the previous namespace. That costs
+   * a seek and a key per namespace instead of reading every entry of the
+   * index (and more than the scan only where nearly every entry matches).
+   */
   private async *ranges(head: string, q: IndexQuery): AsyncIterable<{ readonly gte: string; readonly lt: string }> {
-    yield q.namespace !== undefined ? prefixRange(head + identityOf(q.namespace, q.prefix ?? '')) : prefixRange(head)
+    if (q.namespace !== undefined) {
+      yield prefixRange(head + identityOf(q.namespace, q.prefix ?? ''))
+      return
+    }
+    const all = prefixRange(head)
+    if (q.prefix === undefined || q.prefix === '') {
+      yield all
+      return
+    }
+    for (let from = all.gte; ; ) {
+      const it = this.store.index.keys({ gte: from, lt: all.lt, limit: 1 })
+      let first: string | undefined
+      try {
+        first = await it.next()
+      } finally {
+        await it.close()
+      }
+      if (first === undefined) return
+      const { namespace } = splitIdentity(first.slice(head.length))
+      yield prefixRange(head + identityOf(namespace, q.prefix))
+      // Past every id of this namespace: `namespace NUL` is their common prefix.
+      from = prefixRange(head + identityOf(namespace, '')).lt
+    }
   }
 
   /**

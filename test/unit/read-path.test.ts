@@ -177,3 +177,55 @@ t.test('query resolves the pending entries it returns, not every pending hit, be
   t.strictSame(odd, [keys[4], keys[5], keys[7], keys[9], keys[11]], 'a tag query over the pending batch and what overwrote it')
   t.ok(tagGets <= 5, `backend gets for 5 results of a tag query: ${tagGets}`)
 })
+
+/** Counts the index entries read (each key or entry an iterator of the index's sublevel returns), through the wrapSink option. */
+class IndexVisits {
+  visited = 0
+  readonly wrap = <S extends Sink>(s: S): S => {
+    if (s.name !== 'index') return s
+    // The index sink's LevelDB sublevel: reaching a private field is this test's business (the count is what it measures).
+    const idx = (s as unknown as { store: { index: Record<'keys' | 'iterator', (o?: object) => { next(): Promise<unknown> }> } }).store.index
+    for (const m of ['keys', 'iterator'] as const) {
+      const open = idx[m].bind(idx)
+      idx[m] = (o) => {
+        const it = open(o)
+        const next = it.next.bind(it)
+        it.next = async () => {
+          const item = await next()
+          if (item !== undefined) this.visited++
+          return item
+        }
+        return it
+      }
+    }
+    return s
+  }
+}
+
+t.test('a key prefix without a namespace reads one key per namespace and the matches, not the whole index', async (t) => {
+  const visits = new IndexVisits()
+  const e = await open(tmpDir(t, 'memwal-read-prefix-'), { wrapSink: visits.wrap })
+  t.teardown(() => e.close())
+  const namespaces = Array.from({ length: 20 }, (_, i) => `ns${String(i).padStart(2, '0')}`)
+  const ops = namespaces.flatMap((namespace) => Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, namespace, key: `${i < 50 ? 'a' : 'b'}${String(i).padStart(3, '0')}`, value: i, tags: ['t'] })))
+  await e.batch(ops)
+  await e.flush({ timeoutMs: 10_000 })
+  const want = (prefix: string): string[] => ops.filter((o) => o.key.startsWith(prefix)).map((o) => `${o.namespace}|${o.key}`)
+  const measure = async (q: QueryOptions): Promise<{ got: string[]; visited: number }> => {
+    const before = visits.visited
+    const got: string[] = []
+    for await (const r of e.query({ ...q, limit: 100_000 })) got.push(`${r.namespace}|${r.key}`)
+    return { got, visited: visits.visited - before }
+  }
+  const whole = await measure({})
+  t.equal(whole.got.length, 2000)
+  t.equal(whole.visited, 2000, 'no criterion: the whole index, once')
+  for (const prefix of ['b06', 'a', 'zz']) {
+    for (const q of [{ prefix }, { prefix, tag: 't' }]) {
+      const m = await measure(q)
+      const matches = want(prefix).length
+      t.strictSame(m.got, want(prefix), `${JSON.stringify(q)}: every match, in order`)
+      t.ok(m.visited <= matches + namespaces.length, `${JSON.stringify(q)}: ${m.visited} index entries read for ${matches} matches in ${namespaces.length} namespaces (2,000 entries)`)
+    }
+  }
+})
