@@ -492,6 +492,22 @@ if (await requirePg(t)) {
     t.same([await engine.get('a', { namespace: 'n' }), await engine.get('b'), await engine.get('good2')], [undefined, 2, 2], 'reads through the engine')
   })
 
+  t.test('a write that waited at the version gate, appended after another put of its key, is the version PostgreSQL keeps (stamped after its wait)', async (t) => {
+    const schema = newSchema()
+    const backend = new PgBackend({ connectionString: PG_URL, writerId: 'gate', schema, ...fastBackend })
+    const engine = await openEngine(t, tmpDir(t, 'memwal-pg-gate-'), backend)
+    const held = engine.health().wal.lastLsn + 1
+    // j's put is in flight when the batch reaches the gate: the batch waits; k's plain put, called after it, is appended first.
+    const first = engine.put('j', 1)
+    const batch = engine.batch([{ type: 'put', key: 'j', value: 2, ifVersion: held }, { type: 'put', key: 'k', value: 'batch' }])
+    const plain = engine.put('k', 'plain')
+    const [, b, p] = await Promise.all([first, batch, plain])
+    t.ok(p.lsn < b.lsn, 'the batch that waited was appended after the plain put')
+    await engine.flush({ timeoutMs: 20_000 })
+    const k = (await rowsOf(schema)).find((r) => r.key === 'k')
+    t.equal(Number(k?.lsn), b.lsn, 'PostgreSQL keeps the batch\'s version of k, the one the log acknowledged last (as the cache and LevelDB do)')
+  })
+
   t.test('a writer id belongs to one data directory: reused on a fresh one, open refuses and closes the backend', async (t) => {
     const schema = newSchema()
     const first = await openEngine(t, tmpDir(t, 'memwal-pgw-'), new PgBackend({ connectionString: PG_URL, writerId: 'same', schema }))
