@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress'
+import { jsonTag } from '../engine/index.js'
 
 /**
  * How a command talks: with --json, exactly one JSON document on stdout and
@@ -73,23 +74,17 @@ export function displayValue(v: unknown): string {
 /**
  * How the CLI writes what JSON cannot say: values read back exactly as the
  * engine stores them (README "Values"), so none is shown as something else.
- * A value JSON has no form for becomes an object with one `$`-named field:
- * `{"$bigint":"12"}`, `{"$bytes":"<base64>"}`, `{"$date":"<ISO>"}` (null for
- * an invalid Date), `{"$map":[[k,v],...]}`, `{"$set":[...]}`,
- * `{"$number":"NaN"|"Infinity"|"-Infinity"|"-0"}`, `{"$regexp":[source,flags]}`.
+ * A value JSON has no form for becomes an object with one `$`-named field, in
+ * the engine's one JSON encoding of values (engine/format/json-values.ts,
+ * `jsonTag`): `{"$bigint":"12"}`, `{"$bytes":"<base64>"}`, `{"$date":"<ISO>"}`, ...
  * `undefined` is as JSON has it (a field left out, null in an array): the
  * documents' optional fields use that. Errors are `{ name, message, code? }`.
+ * (Export writes the exact form, with `undefined` and `$`-keyed objects
+ * escaped: encodeJsonValue.)
  */
 function jsonSafe(this: unknown, key: string, v: unknown): unknown {
-  // JSON.stringify has already called Date's toJSON: the Date itself is the holder's field.
+  // JSON.stringify has already called toJSON (Date, Buffer): the holder's field is the value itself.
   const raw = this !== null && typeof this === 'object' ? (this as Record<string, unknown>)[key] : v
-  if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
-  if (typeof v === 'bigint') return { $bigint: v.toString() }
-  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) return { $number: Object.is(v, -0) ? '-0' : String(v) }
-  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('base64') }
-  if (v instanceof Map) return { $map: [...v.entries()] }
-  if (v instanceof Set) return { $set: [...v.values()] }
-  if (v instanceof RegExp) return { $regexp: [v.source, v.flags] }
-  if (v instanceof Error) return { name: v.name, message: v.message, ...((v as { code?: string }).code ? { code: (v as { code?: string }).code } : {}) }
-  return v
+  if (raw instanceof Error) return { name: raw.name, message: raw.message, ...((raw as { code?: string }).code ? { code: (raw as { code?: string }).code } : {}) }
+  return jsonTag(raw) ?? v
 }

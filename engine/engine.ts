@@ -36,6 +36,8 @@ import { VersionGate } from './version-gate.js'
 import { clearNamespace, listNamespaces, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
+import { exportEntries, importEntries, type ExportOptions, type ImportOptions, type ImportResult } from './export.js'
+import { LevelBackend } from './sinks/level-backend.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
 
@@ -307,6 +309,36 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   listNamespaces(options?: NamespaceListOptions): Promise<NamespaceCount[]> {
     this.lifecycle.assertReadable()
     return listNamespaces(this.index, this.pending, this.o, options)
+  }
+
+  /**
+   * The store's entries (or one namespace's) as one version, as a stream:
+   * ndjson lines (strings) or msgpack frames (Buffers), header first (its
+   * `version`), then one record per entry in (namespace, key) order, then an
+   * end record. The snapshot is taken by this call; writes go on meanwhile
+   * and are not in it (export.ts says how). A PostgreSQL backend is
+   * EXPORT_UNSUPPORTED.
+   */
+  export(options?: ExportOptions): AsyncIterableIterator<string | Buffer> {
+    this.lifecycle.assertReadable()
+    const backend = this.backend
+    return exportEntries({
+      config: this.o, pending: this.pending, sums: this.sums,
+      committedLsn: () => this.pending.nextLsn - 1,
+      assertReadable: () => this.lifecycle.assertReadable(),
+      snapshot: (range) => (backend instanceof LevelBackend && this.o.backend === undefined ? backend.snapshot(range) : undefined),
+    }, options)
+  }
+
+  /**
+   * Writes an export stream (from `export`, a file, any iterable of chunks)
+   * into this store through the log, in batches of puts, each atomic.
+   * IMPORT_INVALID names the line or byte offset of a bad or truncated
+   * stream; the batches before the one it falls in stay written.
+   */
+  import(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, options?: ImportOptions): Promise<ImportResult> {
+    this.lifecycle.assertWritable()
+    return importEntries({ config: this.o, sums: this.sums, batch: (ops) => this.writes.batch(ops) }, source, options)
   }
 
   // ---- verify ----

@@ -48,6 +48,9 @@ export type ErrorCode =
   | 'HISTORY_PURGED'
   | 'BACKUP_UNSUPPORTED'
   | 'TARGET_NOT_EMPTY'
+  /** An export stream memwal cannot import: details.line (ndjson) or details.offset (msgpack) names where, details.entriesWritten what went in before. */
+  | 'IMPORT_INVALID'
+  | 'EXPORT_UNSUPPORTED'
 
 export interface ErrorOptions {
   readonly cause?: unknown

@@ -50,7 +50,7 @@ export type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'ta
 /** What put options are checked against: the limits, and the clock an `expiresAt` must lie after. */
 export type PutLimits = Limits & Pick<ResolvedOptions, 'clock'>
 
-type FieldType = 'string' | 'number' | 'boolean' | 'string[]' | 'integer'
+type FieldType = 'string' | 'number' | 'boolean' | 'string[]' | 'integer' | 'function'
 
 /**
  * The one checker of option objects: `o` must be undefined or a plain object
@@ -70,7 +70,7 @@ export function checkFields<T extends object>(what: string, o: unknown, spec: Re
       type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
       : type === 'integer' ? Number.isSafeInteger(v)
       : typeof v === type
-    if (!ok) throw new InvalidOptionsError(`${what}: ${field} must be ${type === 'string[]' ? 'an array of strings' : type === 'integer' ? 'a safe integer' : `a ${type}`}`, name)
+    if (!ok) throw new InvalidOptionsError(`${what}: ${field} must be ${type === 'string[]' ? 'an array of strings' : type === 'integer' ? 'a safe integer' : type === 'function' ? 'a function' : `a ${type}`}`, name)
   }
   return o as Partial<T>
 }

@@ -81,8 +81,28 @@ export class LevelBackend extends BackendSink {
   }
 
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {
-    const range = { ...(options.gte !== undefined ? { gte: options.gte } : {}), ...(options.lt !== undefined ? { lt: options.lt } : {}) }
-    for await (const [k, v] of this.store.data.iterator(range)) yield [k, this.decode(k, v)]
+    const rows = this.snapshot(options)
+    try {
+      yield* rows
+    } finally {
+      await rows.close()
+    }
+  }
+
+  /**
+   * The rows in a range as of now: the iterator (and with it LevelDB's
+   * snapshot) is made by this call, synchronously, so a caller can read other
+   * state in the same tick and know both are of one moment (export).
+   */
+  snapshot(range: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]> & { close(): Promise<void> } {
+    const it = this.store.data.iterator({ ...(range.gte !== undefined ? { gte: range.gte } : {}), ...(range.lt !== undefined ? { lt: range.lt } : {}) })
+    const decode = (id: string, v: Uint8Array): StoredEntry => this.decode(id, v)
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const [k, v] of it) yield [k, decode(k, v)] as [string, StoredEntry]
+      },
+      close: () => it.close(),
+    }
   }
 
   protected async _close(): Promise<void> {

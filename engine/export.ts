@@ -1,0 +1,438 @@
+import type { PendingLog, PendingVersion } from './apply/pending-log.js'
+import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
+import type { Checksums } from './format/checksum.js'
+import { namespaceRange, splitIdentity } from './format/identity.js'
+import { decodeJsonValue, encodeJsonValue } from './format/json-values.js'
+import { createPackr, packValue, toWireValue } from './format/value-codec.js'
+import { compareCodePoints } from './query/match.js'
+import type { StoredEntry } from './sinks/sink.js'
+import { checkFields, checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
+
+/**
+ * Export and import (issue 12 item 2): every entry of a store (or of one
+ * namespace) as a stream, and that stream written back through the log.
+ *
+ * The stream, in either encoding, is a header, one record per entry in
+ * identity order (namespace, then key), and an end record:
+ *   {"memwal":"export","format":1,"encoding":"ndjson"|"msgpack","version":N,"namespace"?:NS}
+ *   {"namespace":NS,"key":K,"value":V,"tags":[...],"expiresAt"?:MS}
+ *   {"memwal":"end","entries":COUNT}
+ * ndjson: one JSON object per line, values in the exact JSON form of
+ * format/json-values.ts. msgpack: frames of [u32 BE length][u32 BE xxh32 of
+ * the payload, seed EXPORT_SEED][payload], each payload one msgpack map, the
+ * value in the value codec's encoding (types kept as the log keeps them).
+ * The end record says the stream is whole: import refuses one without it.
+ *
+ * Consistency: the entries are those of one version (the header's): the
+ * pending writes' latest versions are read, and decoded, in the same tick as
+ * the LevelDB backend's snapshot iterator is made; an identity with a pending
+ * write takes it, the others come from the snapshot. Pending holds every
+ * record some sink has not applied, and what left it the backend had applied
+ * before the snapshot, so together they are the store as of the committed
+ * LSN then. Writes go on meanwhile and are not in the export. A PostgreSQL
+ * backend has no such snapshot: export refuses it (EXPORT_UNSUPPORTED).
+ */
+
+export interface ExportOptions {
+  /** Only this namespace (exactly: not those under it). */
+  readonly namespace?: string
+  /** `ndjson` (default): one JSON object per line; `msgpack`: length-prefixed, checksummed msgpack records. */
+  readonly format?: 'ndjson' | 'msgpack'
+}
+
+export interface ImportProgress {
+  /** Entries written so far (in whole batches). */
+  readonly entries: number
+  readonly batches: number
+  /** Bytes of the source read so far. */
+  readonly bytes: number
+}
+
+export interface ImportOptions {
+  /** Puts per batch (default 1,000, at most batchOpsMax): each batch is one log record, applied atomically. */
+  readonly batchOps?: number
+  /** Called after each batch is written. */
+  readonly onProgress?: (p: ImportProgress) => void
+}
+
+export interface ImportResult {
+  /** Entries written. */
+  readonly entries: number
+  /** Entries not written because their expiresAt had passed (or comes within EXPIRED_MARGIN_MS) when imported. */
+  readonly expired: number
+  readonly batches: number
+  /** The version the export was taken at (its header's). */
+  readonly exportVersion: number
+  /** The LSN of the last batch written (absent when there was nothing to write). */
+  readonly lsn?: number
+}
+
+/** The export format this code writes and reads. */
+export const EXPORT_FORMAT = 1
+/** The seed of a msgpack frame's xxh32 ('mwex'). */
+export const EXPORT_SEED = 0x6d776578
+const FRAME_HEADER_BYTES = 8
+const BATCH_OPS_DEFAULT = 1000
+/**
+ * An entry expiring within this of its import is not written: put refuses an
+ * expiresAt at or before the clock, and the batch is written a little after
+ * the entry is read.
+ */
+export const EXPIRED_MARGIN_MS = 1000
+/** Bytes of a put in a record beyond its value, key, namespace and tags (msgpack headers, expiresAt, generously). */
+const PUT_OP_OVERHEAD_BYTES = 48
+
+/** A snapshot of the backend's rows in a range, made when asked for (synchronously), read later. */
+export interface SnapshotRows extends AsyncIterable<[string, StoredEntry]> {
+  close(): Promise<void>
+}
+
+export interface ExportSource {
+  readonly config: Limits
+  readonly pending: PendingLog
+  readonly sums: Checksums
+  /** The committed LSN now. */
+  committedLsn(): number
+  /** ENGINE_CLOSED once the engine closed (which closes the snapshot under a reader). */
+  assertReadable(): void
+  /** The backend's rows in [gte, lt) from a snapshot made now; undefined when the backend has none to give. */
+  snapshot(range: { readonly gte?: string; readonly lt?: string }): SnapshotRows | undefined
+}
+
+const EXPORT_FIELDS = { namespace: 'string', format: 'string' } as const
+const IMPORT_FIELDS = { batchOps: 'integer', onProgress: 'function' } as const
+
+interface ExportEntry {
+  readonly namespace: string
+  readonly key: string
+  readonly value: unknown
+  readonly tags: readonly string[]
+  readonly expiresAt?: number
+}
+
+/**
+ * The export stream of `src` as of now: chunks (strings for ndjson, one per
+ * line; Buffers for msgpack, one per frame). The snapshot is taken by this
+ * call, not by the first read.
+ */
+export function exportEntries(src: ExportSource, options: ExportOptions | undefined): AsyncIterableIterator<string | Buffer> {
+  const o = checkFields<ExportOptions>('export options', options, EXPORT_FIELDS)
+  const format = o.format ?? 'ndjson'
+  if (format !== 'ndjson' && format !== 'msgpack') throw new InvalidOptionsError(`export options: format is ndjson or msgpack, not ${JSON.stringify(format)}`, 'format')
+  const namespace = o.namespace === undefined ? undefined : checkNamespace(o.namespace, src.config)
+  const range = namespace === undefined ? {} : namespaceRange(namespace)
+  const inRange = (id: string): boolean => namespace === undefined || splitIdentity(id).namespace === namespace
+  // One tick: the committed LSN, the pending versions (decoded now: the log's slabs move on) and the snapshot.
+  const version = src.committedLsn()
+  const overlay = new Map<string, PendingVersion>()
+  for (const id of src.pending.keys()) {
+    if (!inRange(id)) continue
+    const v = src.pending.lookup(id)
+    if (v) overlay.set(id, v)
+  }
+  const rows = src.snapshot(range)
+  if (rows === undefined) {
+    throw new MemwalError('EXPORT_UNSUPPORTED', 'this store keeps its backend rows in PostgreSQL, which offers export no snapshot to read them at one version (export the database with its own tools)')
+  }
+  const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
+  const entries = merged(overlay, rows, src.assertReadable)
+  return format === 'ndjson' ? ndjson(header, entries) : msgpack(header, entries, src.sums)
+}
+
+/** The snapshot's rows and the pending puts, in identity order; an identity with a pending write takes it. */
+async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void): AsyncGenerator<ExportEntry> {
+  const puts: { id: string; entry: ExportEntry }[] = []
+  for (const [id, v] of overlay) {
+    if (v.kind !== 'put') continue
+    const { op } = v
+    puts.push({ id, entry: { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, tags: op.tags ?? [], ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) } })
+  }
+  puts.sort((a, b) => compareCodePoints(a.id, b.id))
+  let i = 0
+  const it = rows[Symbol.asyncIterator]()
+  const next = async (): Promise<IteratorResult<[string, StoredEntry]>> => {
+    try {
+      return await it.next()
+    } catch (cause) {
+      assertReadable() // closed under the reader: ENGINE_CLOSED, not LevelDB's error
+      throw osError(cause, 'read the store for export')
+    }
+  }
+  try {
+    for (let r = await next(); r.done !== true; r = await next()) {
+      const [id, e] = r.value
+      while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) yield (puts[i++] as { entry: ExportEntry }).entry
+      if (overlay.has(id)) continue
+      yield { namespace: e.namespace, key: e.key, value: e.value, tags: e.tags ?? [], ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) }
+    }
+  } finally {
+    await rows.close()
+  }
+  while (i < puts.length) yield (puts[i++] as { entry: ExportEntry }).entry
+}
+
+async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>): AsyncGenerator<string> {
+  yield `${JSON.stringify(header)}\n`
+  let n = 0
+  for await (const e of entries) {
+    yield `${JSON.stringify({ namespace: e.namespace, key: e.key, value: encodeJsonValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })}\n`
+    n++
+  }
+  yield `${JSON.stringify({ memwal: 'end', entries: n })}\n`
+}
+
+async function* msgpack(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<Buffer> {
+  const packr = createPackr()
+  const frame = (record: object): Buffer => {
+    const payload = packr.pack(record)
+    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+    out.writeUInt32BE(payload.length, 0)
+    out.writeUInt32BE(sums.h32(payload, EXPORT_SEED), 4)
+    out.set(payload, FRAME_HEADER_BYTES)
+    return out
+  }
+  yield frame(header)
+  let n = 0
+  for await (const e of entries) {
+    yield frame({ namespace: e.namespace, key: e.key, value: toWireValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })
+    n++
+  }
+  yield frame({ memwal: 'end', entries: n })
+}
+
+// ---- import ----
+
+export interface ImportSink {
+  readonly config: PutLimits & { readonly wal: { readonly limits: { readonly recordBytesMax: number } } }
+  readonly sums: Checksums
+  /** Writes one logged batch of puts, atomic, acknowledged once durable. */
+  batch(ops: readonly BatchOp[]): Promise<{ lsn: number }>
+}
+
+/** Where a record of the source starts: its line (ndjson) or its byte offset (msgpack). */
+interface Place {
+  readonly line?: number
+  readonly offset: number
+}
+
+/** One record of the source, parsed but not yet checked. */
+interface SourceRecord {
+  readonly place: Place
+  readonly record: unknown
+  /** Bytes of the source read once this record is. */
+  readonly read: number
+}
+
+/**
+ * Writes an export stream into the store through the log, in batches of puts
+ * (one record each: atomic). Every record is checked before its batch is
+ * written; a bad one (or a stream without its end record: truncated) is
+ * IMPORT_INVALID naming its line (ndjson) or byte offset (msgpack), and the
+ * batches before the one it falls in are written, nothing of that batch or
+ * after (details.entriesWritten). Running it twice leaves the same entries.
+ */
+export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, options: ImportOptions | undefined): Promise<ImportResult> {
+  const o = checkFields<ImportOptions>('import options', options, IMPORT_FIELDS)
+  const l = sink.config
+  const batchOps = o.batchOps ?? Math.min(BATCH_OPS_DEFAULT, l.batchOpsMax)
+  if (batchOps < 1 || batchOps > l.batchOpsMax) throw new InvalidOptionsError(`import options: batchOps must be an integer in [1, ${l.batchOpsMax}] (batchOpsMax), not ${batchOps}`, 'batchOps')
+  const budget = Math.floor(l.wal.limits.recordBytesMax * 0.9)
+  // A record of the source may be larger than the put it becomes (base64, tags in JSON), never beyond a few times.
+  const recordMax = Math.max(4 * l.wal.limits.recordBytesMax, 1 << 20)
+  const packr = createPackr()
+  let entries = 0
+  let expired = 0
+  let batches = 0
+  let lsn: number | undefined
+  let batch: BatchOp[] = []
+  let batchBytes = 0
+  let read = 0
+  const refuse = (place: Place, what: string, cause?: unknown): MemwalError => {
+    const where = place.line !== undefined ? `line ${place.line}` : `byte offset ${place.offset}`
+    return new MemwalError('IMPORT_INVALID', `import: ${where}: ${what}; the ${entries} entries of the ${batches} batches before it are written, nothing from its batch on`, {
+      ...(cause !== undefined ? { cause } : {}),
+      details: { ...place, entriesWritten: entries, batchesWritten: batches },
+    })
+  }
+  const write = async (): Promise<void> => {
+    if (batch.length === 0) return
+    // Expired while the batch filled (a slow source): put would refuse it.
+    const now = l.clock.nowMs()
+    const live = batch.filter((op) => op.type !== 'put' || op.expiresAt === undefined || op.expiresAt > now + EXPIRED_MARGIN_MS)
+    expired += batch.length - live.length
+    if (live.length > 0) {
+      lsn = (await sink.batch(live)).lsn
+      batches++
+    }
+    entries += live.length
+    batch = []
+    batchBytes = 0
+    o.onProgress?.({ entries, batches, bytes: read })
+  }
+  const records = readRecords(source, recordMax, sink.sums)
+  let exportVersion: number | undefined
+  let ended = false
+  let seen = 0
+  let last: Place = { offset: 0, line: 0 }
+  try {
+    for await (const r of records) {
+      last = r.place
+      read = r.read
+      if (ended) throw refuse(r.place, 'something follows the end record')
+      if (exportVersion === undefined) {
+        exportVersion = checkHeader(r.record, (what) => refuse(r.place, what))
+        continue
+      }
+      const rec = r.record as Record<string, unknown>
+      if (isObject(rec) && rec['memwal'] === 'end') {
+        if (rec['entries'] !== seen) throw refuse(r.place, `the end record counts ${String(rec['entries'])} entries, the stream holds ${seen}`)
+        ended = true
+        continue
+      }
+      seen++
+      const checked = checkEntry(r.record, r.place.line !== undefined, l, packr, (what, cause) => refuse(r.place, what, cause))
+      if (checked === 'expired') {
+        expired++
+        continue
+      }
+      const { op, bytes } = checked
+      if (bytes > budget) throw refuse(r.place, `the entry takes about ${bytes} bytes, more than one record holds (recordBytesMax ${l.wal.limits.recordBytesMax})`)
+      if (batch.length >= batchOps || batchBytes + bytes > budget) await write()
+      batch.push(op)
+      batchBytes += bytes
+    }
+  } catch (err) {
+    if (isMemwalError(err) && err.code === 'IMPORT_INVALID') throw err
+    if (err instanceof SourceError) throw refuse(err.place, err.message)
+    throw err
+  }
+  if (exportVersion === undefined) throw refuse(last, 'the source is empty: no export header')
+  if (!ended) throw refuse({ ...last, ...(last.line !== undefined ? { line: last.line + 1 } : {}), offset: read }, 'the stream ends without its end record (truncated)')
+  await write()
+  return { entries, expired, batches, exportVersion, ...(lsn !== undefined ? { lsn } : {}) }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Map)
+}
+
+function checkHeader(r: unknown, refuse: (what: string) => MemwalError): number {
+  if (!isObject(r) || r['memwal'] !== 'export') throw refuse('not a memwal export (the first record is not its header)')
+  if (r['format'] !== EXPORT_FORMAT) throw refuse(`export format ${String(r['format'])} is not one this memwal reads (${EXPORT_FORMAT})`)
+  const version = r['version']
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) throw refuse('the header has no version')
+  return version
+}
+
+const ENTRY_FIELDS = new Set(['namespace', 'key', 'value', 'tags', 'expiresAt'])
+
+/** One entry record as a put, checked as put checks it, and about the bytes it takes in a record; or 'expired' (not to be written). */
+function checkEntry(r: unknown, json: boolean, l: PutLimits, packr: ReturnType<typeof createPackr>, refuse: (what: string, cause?: unknown) => MemwalError): { op: BatchOp; bytes: number } | 'expired' {
+  if (!isObject(r)) throw refuse('an entry is not an object')
+  for (const k of Object.keys(r)) if (!ENTRY_FIELDS.has(k)) throw refuse(`an entry has an unknown field ${JSON.stringify(k)}`)
+  if (!Object.hasOwn(r, 'value')) throw refuse('an entry has no value')
+  let value: unknown
+  try {
+    value = json ? decodeJsonValue(r['value']) : r['value']
+  } catch (cause) {
+    throw refuse(`the value is not in memwal's JSON form: ${(cause as Error).message}`, cause)
+  }
+  const expiresAt = r['expiresAt']
+  let bytes: number
+  let put: ReturnType<typeof checkPutOptions>
+  let key: string
+  try {
+    key = checkKey(r['key'], l)
+    if (r['namespace'] === undefined) throw new InvalidOptionsError('an entry has no namespace', 'namespace')
+    put = checkPutOptions({ namespace: r['namespace'], tags: r['tags'] }, l)
+    if (value === undefined) throw new MemwalError('ENGINE_INVALID_VALUE', 'value at $: undefined')
+    bytes = packValue(packr, value).length
+    // Checked like the rest first: an expired entry is skipped only when it is otherwise one put would take.
+    if (typeof expiresAt === 'number' && Number.isSafeInteger(expiresAt) && expiresAt <= l.clock.nowMs() + EXPIRED_MARGIN_MS) return 'expired'
+    if (expiresAt !== undefined) put = checkPutOptions({ namespace: put.namespace, tags: put.tags, expiresAt }, l)
+  } catch (cause) {
+    if (!isMemwalError(cause)) throw cause
+    throw refuse(`${cause.message} [${cause.code}]`, cause)
+  }
+  const labels = Buffer.byteLength(key) + Buffer.byteLength(put.namespace) + (put.tags ?? []).reduce((n, t) => n + Buffer.byteLength(t) + 2, 0)
+  return { op: { type: 'put', key, value, ...put }, bytes: bytes + labels + PUT_OP_OVERHEAD_BYTES }
+}
+
+/** The source is not a well-formed stream at `place`. */
+class SourceError extends Error {
+  constructor(
+    readonly place: Place,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** The source's records: ndjson when it starts with `{`, else msgpack frames. */
+async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, recordMax: number, sums: Checksums): AsyncGenerator<SourceRecord> {
+  let buf: Buffer = Buffer.alloc(0)
+  let base = 0 // source offset of buf[0]
+  let line = 0
+  let kind: 'ndjson' | 'msgpack' | undefined
+  let packr: ReturnType<typeof createPackr> | undefined
+  const parse = function* (final: boolean): Generator<SourceRecord> {
+    for (;;) {
+      if (kind === undefined) {
+        if (buf.length === 0) return
+        kind = buf[0] === 0x7b ? 'ndjson' : 'msgpack'
+      }
+      if (kind === 'ndjson') {
+        const nl = buf.indexOf(0x0a)
+        if (nl < 0) {
+          if (buf.length > recordMax) throw new SourceError({ line: line + 1, offset: base }, `a line longer than ${recordMax} bytes`)
+          if (!final || buf.length === 0) return
+          // The last line without its newline: read it (it may be the end record cut short; then it fails to parse).
+        }
+        const end = nl < 0 ? buf.length : nl
+        const text = buf.subarray(0, end).toString('utf8')
+        line++
+        const place = { line, offset: base }
+        const consumed = nl < 0 ? buf.length : nl + 1
+        buf = buf.subarray(consumed)
+        base += consumed
+        let record: unknown
+        try {
+          record = JSON.parse(text)
+        } catch (cause) {
+          throw new SourceError(place, `not JSON (${(cause as Error).message})`)
+        }
+        yield { place, record, read: base }
+        continue
+      }
+      if (buf.length < FRAME_HEADER_BYTES) {
+        if (final && buf.length > 0) throw new SourceError({ offset: base }, `a frame header cut short (${buf.length} of ${FRAME_HEADER_BYTES} bytes): truncated`)
+        return
+      }
+      const length = buf.readUInt32BE(0)
+      if (length > recordMax) throw new SourceError({ offset: base }, `a frame of ${length} bytes, more than ${recordMax} (not a memwal export, or damaged)`)
+      if (buf.length < FRAME_HEADER_BYTES + length) {
+        if (final) throw new SourceError({ offset: base }, `a frame of ${length} bytes cut short at ${buf.length - FRAME_HEADER_BYTES}: truncated`)
+        return
+      }
+      const payload = buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length)
+      const place = { offset: base }
+      if (sums.h32(payload, EXPORT_SEED) !== buf.readUInt32BE(4)) throw new SourceError(place, 'a frame whose checksum does not match (damaged)')
+      packr ??= createPackr()
+      let record: unknown
+      try {
+        record = packr.unpack(payload)
+      } catch (cause) {
+        throw new SourceError(place, `a frame that is not msgpack (${(cause as Error).message})`)
+      }
+      buf = buf.subarray(FRAME_HEADER_BYTES + length)
+      base += FRAME_HEADER_BYTES + length
+      yield { place, record, read: base }
+    }
+  }
+  for await (const chunk of source) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    buf = buf.length === 0 ? bytes : Buffer.concat([buf, bytes])
+    yield* parse(false)
+  }
+  yield* parse(true)
+}

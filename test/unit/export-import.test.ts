@@ -1,0 +1,289 @@
+/**
+ * db.export and db.import (issue 12 item 2), in both encodings:
+ * - every value of the contract reads back exactly through the JSON form
+ *   (encodeJsonValue / decodeJsonValue), including objects that look like
+ *   tags and undefined inside containers;
+ * - export -> import into an empty store gives every entry, equal with its
+ *   type, namespace, tags and expiresAt, and nothing else; importing twice
+ *   leaves the same store;
+ * - the export is the store at one version: pending writes (puts over applied
+ *   rows, deletes of applied rows) are in it, writes after the call are not;
+ * - a truncated or damaged stream is IMPORT_INVALID naming the line (ndjson)
+ *   or the byte offset (msgpack), and the store holds exactly the batches
+ *   before the one the damage falls in;
+ * - options not understood are refused; a PostgreSQL backend is EXPORT_UNSUPPORTED.
+ */
+import fc from 'fast-check'
+import t, { type Test } from 'tap'
+import { decodeJsonValue, encodeJsonValue, MemWAL, PgBackend, type Entry } from '../../engine/index.js'
+import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
+import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
+import { tmpDir } from '../support/tmp-dir.js'
+import { contractValueArb, valueDifference } from '../support/values.js'
+
+type Format = 'ndjson' | 'msgpack'
+
+async function collect(stream: AsyncIterable<string | Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of stream) parts.push(typeof c === 'string' ? Buffer.from(c) : c)
+  return Buffer.concat(parts)
+}
+
+/** Every entry of a store, in (namespace, key) order. */
+async function all(db: MemWAL): Promise<Entry[]> {
+  const out: Entry[] = []
+  for await (const e of db.query({ limit: 100_000 })) out.push(e)
+  return out
+}
+
+/** Entries compared as import must keep them: identity, value (exactly), tags, expiresAt. */
+function sameEntries(t: Test, got: readonly Entry[], want: readonly Entry[], what: string): void {
+  const id = (e: Entry): string => JSON.stringify([e.namespace, e.key])
+  t.strictSame(got.map(id), want.map(id), `${what}: the same identities`)
+  for (let i = 0; i < Math.min(got.length, want.length); i++) {
+    const g = got[i] as Entry
+    const w = want[i] as Entry
+    const d = valueDifference(w.value, g.value)
+    if (d !== undefined) t.fail(`${what}: ${id(w)}: ${d}`)
+    t.strictSame([g.tags, g.expiresAt], [w.tags, w.expiresAt], `${what}: ${id(w)} tags and expiresAt`)
+  }
+}
+
+t.test('the JSON form: every contract value reads back exactly, through JSON text', async (t) => {
+  const look = { $date: 'not a date' }
+  const named: unknown[] = [
+    look, { $undefined: true }, { $object: { a: 1 } }, { $x: 1, y: 2 }, { a: undefined, b: [undefined, , 3] },
+    Object.assign(Object.create(null) as object, { a: 1 }), JSON.parse('{"__proto__": {"admin": true}}'),
+    Buffer.from('buf'), new Uint8Array([1, 2]), new Float64Array([-0, NaN]), new DataView(new ArrayBuffer(3)),
+    Object.assign(new TypeError('bad', { cause: 1 }), { code: 'E' }), /a+/gy, -0, NaN, 2n ** 90n, new Date(NaN),
+    new Map<unknown, unknown>([[{ $date: 1 }, new Set([undefined])]]),
+  ]
+  for (const v of named) {
+    const back = decodeJsonValue(JSON.parse(JSON.stringify(encodeJsonValue(v))))
+    t.equal(valueDifference(v, back), undefined, `${JSON.stringify(encodeJsonValue(v)).slice(0, 80)}`)
+  }
+  t.strictSame(encodeJsonValue(look), { $object: { $date: 'not a date' } }, 'an object that looks like a tag is escaped')
+  fc.assert(fc.property(contractValueArb, (v) => valueDifference(v, decodeJsonValue(JSON.parse(JSON.stringify(encodeJsonValue(v))))) === undefined), { numRuns: 500 })
+  t.throws(() => decodeJsonValue({ $nope: 1 }), /unknown tag/, 'an unknown tag is refused, not guessed at')
+})
+
+const entryArb = fc.record({
+  namespace: fc.constantFrom('default', 'a', 'a/b', 'é'),
+  key: fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k.isWellFormed()),
+  value: contractValueArb,
+  tags: fc.uniqueArray(fc.constantFrom('x', 'y', 'z'), { maxLength: 2 }),
+  // put takes an expiresAt after the clock and at most 100 years past it.
+  expiresAt: fc.option(fc.integer({ min: Date.now() + 86_400_000, max: Date.now() + 50 * 365 * 86_400_000 }), { nil: undefined }),
+})
+
+for (const format of ['ndjson', 'msgpack'] as const) {
+  t.test(`${format}: export -> import into an empty store: every entry equal, with its type, tags and expiresAt; twice: the same store`, async (t) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(entryArb, { minLength: 1, maxLength: 12 }), fc.nat(12), async (entries, applied) => {
+        const faults = new SinkFaults({ targets: ['backend'] })
+        const src = await MemWAL.open({ dir: tmpDir(t), resilience: fastResilience, closeGraceMs: 1000, wrapSink: (s) => faults.wrap(s) })
+        const dst = await MemWAL.open({ dir: tmpDir(t) })
+        try {
+          // The first `applied` in the backend, the rest pending (the backend down): the export merges both.
+          for (const [i, e] of entries.entries()) {
+            if (i === applied) {
+              await src.flush({ timeoutMs: 10_000 })
+              faults.down()
+            }
+            await src.put(e.key, e.value, { namespace: e.namespace, tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })
+          }
+          const want = await all(src)
+          const file = await collect(src.export({ format }))
+          const r = await dst.import([file], { batchOps: 5 })
+          t.equal(r.entries, want.length)
+          sameEntries(t, await all(dst), want, 'imported')
+          await dst.import([file.subarray(0, 7), file.subarray(7)], { batchOps: 3 })
+          sameEntries(t, await all(dst), want, 'imported twice (chunks split anywhere)')
+        } finally {
+          faults.up()
+          await src.close()
+          await dst.close()
+        }
+      }),
+      { numRuns: 12 },
+    )
+  })
+}
+
+t.test('the export is one version: pending puts and deletes over applied rows are in it; writes after the call are not', async (t) => {
+  const faults = new SinkFaults({ targets: ['backend'] })
+  const db = await MemWAL.open({ dir: tmpDir(t), resilience: fastResilience, closeGraceMs: 1000, wrapSink: (s) => faults.wrap(s) })
+  t.teardown(() => db.close())
+  for (let i = 0; i < 6; i++) await db.put(`k${i}`, `applied ${i}`, { namespace: 'n' })
+  await db.flush({ timeoutMs: 10_000 })
+  faults.down()
+  await db.put('k1', 'pending over applied', { namespace: 'n' })
+  await db.delete('k2', { namespace: 'n' })
+  const { lsn } = await db.put('k9', 'pending new', { namespace: 'n' })
+  await db.put('other', 1, { namespace: 'm' })
+  const stream = db.export({ namespace: 'n' })
+  // After the call, before the first read: none of these is in the export.
+  await db.put('k0', 'after', { namespace: 'n' })
+  await db.delete('k3', { namespace: 'n' })
+  await db.put('k5b', 'after', { namespace: 'n' })
+  faults.up()
+  await db.flush({ timeoutMs: 10_000 })
+  const lines = (await collect(stream)).toString('utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.strictSame(lines[0], { memwal: 'export', format: 1, encoding: 'ndjson', version: lsn + 1, namespace: 'n' }, 'the header: the version it is of')
+  t.strictSame(lines.slice(1, -1).map((l) => [l['key'], l['value']]), [
+    ['k0', 'applied 0'], ['k1', 'pending over applied'], ['k3', 'applied 3'], ['k4', 'applied 4'], ['k5', 'applied 5'], ['k9', 'pending new'],
+  ])
+  t.strictSame(lines.at(-1), { memwal: 'end', entries: 6 })
+})
+
+/** A store of `n` entries k00..k(n-1) in namespace `s`, and its export. */
+async function exported(t: Test, n: number, format: Format): Promise<Buffer> {
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  try {
+    for (let i = 0; i < n; i++) await db.put(`k${String(i).padStart(2, '0')}`, { i, when: new Date(i) }, { namespace: 's', tags: ['t'] })
+    return await collect(db.export({ format }))
+  } finally {
+    await db.close()
+  }
+}
+
+/** Imports `file` into a fresh store with batches of 10; the error and the keys the store holds after. */
+async function importBroken(t: Test, file: Buffer): Promise<{ err: { code?: string; message?: string; details?: Record<string, unknown> }; keys: string[] }> {
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  try {
+    const err = await db.import([file], { batchOps: 10 }).then(
+      () => ({}),
+      (e: unknown) => e as { code?: string },
+    )
+    return { err, keys: (await all(db)).map((e) => e.key) }
+  } finally {
+    await db.close()
+  }
+}
+
+const keysUpTo = (n: number): string[] => Array.from({ length: n }, (_, i) => `k${String(i).padStart(2, '0')}`)
+
+t.test('ndjson: truncated or damaged -> IMPORT_INVALID naming the line; the store holds exactly the batches before it', async (t) => {
+  const file = await exported(t, 25, 'ndjson')
+  const lines = file.toString('utf8').split('\n') // line 1 the header, line i+2 entry i, line 27 the end, then ''
+  t.equal(lines.length, 28)
+  const cut = Buffer.from(lines.slice(0, 17).join('\n') + '\n' + (lines[17] as string).slice(0, 10))
+  let r = await importBroken(t, cut)
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 18, entriesWritten: 10 } }, 'cut inside line 18 (entry 16, batch 2)')
+  t.match(r.err.message, /line 18: not JSON.*10 entries of the 1 batches before it are written/)
+  t.strictSame(r.keys, keysUpTo(10), 'batch 1 written, nothing of batch 2')
+
+  r = await importBroken(t, Buffer.from(lines.slice(0, 24).join('\n') + '\n'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 25, entriesWritten: 20 } }, 'cut at a line end: no end record')
+  t.match(r.err.message, /truncated/)
+  t.strictSame(r.keys, keysUpTo(20), 'two whole batches; entries 21-23 (the third batch, incomplete) are not written')
+
+  const damaged = [...lines]
+  damaged[13] = (damaged[13] as string).replace('"key"', '"kee"')
+  r = await importBroken(t, Buffer.from(damaged.join('\n')))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 14, entriesWritten: 10 } }, 'an unknown field')
+  damaged[13] = lines[13] as string
+  damaged[5] = (damaged[5] as string).replace('"$date"', '"$dote"')
+  r = await importBroken(t, Buffer.from(damaged.join('\n')))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 6, entriesWritten: 0 } }, 'an unknown tag in a value')
+  t.strictSame(r.keys, [], 'nothing of the first batch')
+  damaged[5] = lines[5] as string
+  damaged[20] = (damaged[20] as string).replace('"namespace":"s"', '"namespace":"s//x"')
+  r = await importBroken(t, Buffer.from(damaged.join('\n')))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 21, entriesWritten: 10 } }, 'a namespace put refuses')
+  t.match(r.err.message, /ENGINE_INVALID_VALUE/)
+  damaged[20] = lines[20] as string
+  damaged[26] = '{"memwal":"end","entries":24}'
+  r = await importBroken(t, Buffer.from(damaged.join('\n')))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 27 } }, 'an end record that miscounts')
+  t.strictSame(r.keys, keysUpTo(20))
+  r = await importBroken(t, Buffer.from('{"hello":1}\n'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 1 } }, 'not an export')
+})
+
+t.test('msgpack: truncated or damaged -> IMPORT_INVALID naming the byte offset; the store holds exactly the batches before it', async (t) => {
+  const file = await exported(t, 25, 'msgpack')
+  // The frames' offsets: [u32 length][u32 checksum][payload].
+  const offsets: number[] = []
+  for (let at = 0; at < file.length; at += 8 + file.readUInt32BE(at)) offsets.push(at)
+  t.equal(offsets.length, 27, 'header, 25 entries, end')
+  const entryAt = (i: number): number => offsets[i + 1] as number
+  let r = await importBroken(t, file.subarray(0, entryAt(15) + 12))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(15), entriesWritten: 10 } }, 'cut inside entry 15')
+  t.match(r.err.message, new RegExp(`byte offset ${entryAt(15)}: .*truncated`))
+  t.strictSame(r.keys, keysUpTo(10))
+  r = await importBroken(t, file.subarray(0, entryAt(23)))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(23), entriesWritten: 20 } }, 'cut at a frame end: no end record')
+  t.strictSame(r.keys, keysUpTo(20))
+  const flipped = Buffer.from(file)
+  const at = entryAt(12) + 8 + 5
+  flipped[at] = (flipped[at] as number) ^ 0x01
+  r = await importBroken(t, flipped)
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(12), entriesWritten: 10 } }, 'a flipped bit: the checksum')
+  t.match(r.err.message, /checksum/)
+  t.strictSame(r.keys, keysUpTo(10))
+})
+
+t.test('refusals: options not understood, a closed engine', async (t) => {
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.throws(() => db.export({ format: 'csv' as never }), { code: 'INVALID_OPTIONS', details: { field: 'format' } })
+  t.throws(() => db.export({ nope: 1 } as never), { code: 'INVALID_OPTIONS', details: { field: 'nope' } })
+  t.throws(() => db.export({ namespace: '' }), { code: 'ENGINE_INVALID_VALUE' })
+  await t.rejects(db.import([], { batchOps: 0 }), { code: 'INVALID_OPTIONS', details: { field: 'batchOps' } })
+  await t.rejects(db.import([], { onProgress: 1 } as never), { code: 'INVALID_OPTIONS', details: { field: 'onProgress' } })
+  await t.rejects(db.import([]), { code: 'IMPORT_INVALID' }, 'an empty source has no header')
+  await db.close()
+  t.throws(() => db.export(), { code: 'ENGINE_CLOSED' })
+})
+
+t.test('close() ends an export in progress: its next read is ENGINE_CLOSED', async (t) => {
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  for (let b = 0; b < 3; b++) await db.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${b}-${i}`, value: i })))
+  await db.flush({ timeoutMs: 10_000 })
+  let read = 0
+  const err = await (async () => {
+    for await (const _ of db.export()) if (++read === 10) await db.close()
+  })().then(() => undefined, (e: unknown) => e)
+  t.match(err, { code: 'ENGINE_CLOSED' }, `rejected after ${read} chunks`)
+})
+
+t.test('an entry whose expiresAt has passed when it is imported is not written (counted as expired); an expiresAt put refuses is IMPORT_INVALID', async (t) => {
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.teardown(() => db.close())
+  const later = Date.now() + 3_600_000
+  const lines = [
+    { memwal: 'export', format: 1, encoding: 'ndjson', version: 3 },
+    { namespace: 'n', key: 'gone', value: 1, tags: [], expiresAt: 1000 },
+    { namespace: 'n', key: 'kept', value: 2, tags: [], expiresAt: later },
+    { namespace: 'n', key: 'plain', value: 3, tags: [] },
+    { memwal: 'end', entries: 3 },
+  ]
+  const r = await db.import([lines.map((l) => JSON.stringify(l)).join('\n') + '\n'])
+  t.match(r, { entries: 2, expired: 1, batches: 1, exportVersion: 3 })
+  t.strictSame((await all(db)).map((e) => [e.key, e.expiresAt]), [['kept', later], ['plain', undefined]])
+  lines[1] = { namespace: 'n', key: 'far', value: 1, tags: [], expiresAt: Date.now() + 200 * 365 * 86_400_000 }
+  await t.rejects(db.import([lines.map((l) => JSON.stringify(l)).join('\n')]), { code: 'IMPORT_INVALID', details: { line: 2 }, message: /INVALID_OPTIONS/ })
+})
+
+t.test('progress: after each batch, with the entries and bytes so far', async (t) => {
+  const file = await exported(t, 25, 'ndjson')
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.teardown(() => db.close())
+  const seen: [number, number][] = []
+  const r = await db.import([file], { batchOps: 10, onProgress: (p) => seen.push([p.entries, p.batches]) })
+  t.strictSame(seen, [[10, 1], [20, 2], [25, 3]])
+  t.match(r, { entries: 25, batches: 3 })
+})
+
+t.test('PostgreSQL backend: export is refused (EXPORT_UNSUPPORTED), import works', async (t) => {
+  if (!(await requirePg(t))) return
+  const schema = testSchemaName('export')
+  t.teardown(() => dropSchema(schema))
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: new PgBackend({ connectionString: PG_URL, writerId: 'export', schema }) })
+  t.teardown(() => db.close())
+  t.throws(() => db.export(), { code: 'EXPORT_UNSUPPORTED' })
+  const r = await db.import([await exported(t, 3, 'msgpack')])
+  t.match(r, { entries: 3 })
+  await db.flush({ timeoutMs: 10_000 })
+  t.strictSame((await all(db)).map((e) => e.key), keysUpTo(3))
+})
