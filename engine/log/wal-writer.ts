@@ -145,9 +145,12 @@ export class WalWriter {
     this.segment = at.segment
     this.offset = at.offset
     this.nextLsn = at.nextLsn
-    this.durableLsnValue = at.nextLsn - 1
-    // What lies before `at.offset` was verified at open and synced before appending went on (wal.ts).
-    this.durableFrom = at.offset
+    // What lies before `at.offset` was verified at open and, unless durability is 'none', synced before
+    // appending went on (wal.ts). In 'none' nothing was synced, then or before: nothing is claimed durable
+    // (a marker claiming those bytes would make their loss at a power cut read as damage in durable bytes).
+    const synced = c.durability !== 'none'
+    this.durableLsnValue = synced ? at.nextLsn - 1 : 0
+    this.durableFrom = synced ? at.offset : SEGMENT_HEADER_BYTES
     this.segmentStartMs = c.clock.nowMs()
     this.spareBytes = c.sizing.initialBytes
     this.startSpare(c.sizing.initialBytes)
