@@ -49,6 +49,12 @@ export async function makeDirDurable(fs: FileSystem, dir: string): Promise<void>
 
 /** Writes `bytes` to a new file, durably (file and directory entry). */
 export async function writeNewFile(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
+  await writeSyncedData(fs, file, bytes)
+  await fs.syncDir(path.dirname(file))
+}
+
+/** Writes `bytes` to a new file and syncs its data; its directory entry is the caller's to make durable. */
+async function writeSyncedData(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
   const h = await fs.open(file, 'create')
   try {
     await h.write(bytes, 0)
@@ -56,7 +62,6 @@ export async function writeNewFile(fs: FileSystem, file: string, bytes: Uint8Arr
   } finally {
     await h.close()
   }
-  await fs.syncDir(path.dirname(file))
 }
 
 export async function copyFile(fs: FileSystem, from: string, to: string): Promise<void> {
@@ -74,12 +79,14 @@ export async function freeName(fs: FileSystem, dir: string, name: string): Promi
 /**
  * Replaces `file` with `bytes` atomically and durably: a synced temporary
  * (`<file>.tmp`, left over only by a crash and replaced here) renamed over
- * it, then the directory synced. A reader sees the old bytes or the new ones.
+ * it, then the directory synced, once: the temporary's own entry need not be
+ * durable (a crash before the sync leaves the old file, or a temporary that
+ * counts for nothing). A reader sees the old bytes or the new ones.
  */
 export async function replaceFile(fs: FileSystem, file: string, bytes: Uint8Array): Promise<void> {
   const temp = `${file}.tmp`
   if (await fs.stat(temp)) await fs.unlink(temp)
-  await writeNewFile(fs, temp, bytes)
+  await writeSyncedData(fs, temp, bytes)
   await fs.rename(temp, file)
   await fs.syncDir(path.dirname(file))
 }

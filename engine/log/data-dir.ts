@@ -2,7 +2,7 @@ import { posix as path } from 'node:path'
 import { MemwalError, osError } from '../errors.js'
 import { SEGMENT_MAGIC } from '../format/format.js'
 import { TEMP_SUFFIX } from '../format/segment-name.js'
-import { makeDirDurable, writeNewFile } from '../io/file-ops.js'
+import { makeDirDurable, replaceFile } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { writableByOthers } from '../io/modes.js'
@@ -29,6 +29,7 @@ import { listWal, readPrefix } from './segment-list.js'
 export const MARKER_NAME = 'MEMWAL'
 export const MARKER_VERSION = 1
 const MARKER_KIND = 'data directory'
+/** The temporary replaceFile writes the marker through (`<file>.tmp`): a directory holding only it is still empty. */
 const MARKER_TEMP = `${MARKER_NAME}${TEMP_SUFFIX}`
 
 /**
@@ -97,21 +98,21 @@ export async function prepareDataDir(fs: FileSystem, dir: string): Promise<DataD
 }
 
 /**
- * Writes the marker durably: a temp file synced, renamed into place, the
- * directory synced. A crash leaves either no marker (and at most the temp
- * file, which counts for nothing) or a whole one.
+ * Writes the marker durably (replaceFile: a temp file synced, renamed into
+ * place, the directory synced). A crash leaves either no marker (and at most
+ * the temp file, which counts for nothing) or a whole one.
  */
 export async function writeMarker(fs: FileSystem, dir: string): Promise<void> {
-  const temp = path.join(dir, MARKER_TEMP)
+  const file = path.join(dir, MARKER_NAME)
   try {
-    if (await fs.stat(temp)) await fs.unlink(temp)
-    await writeNewFile(fs, temp, Buffer.from(`${JSON.stringify({ memwal: MARKER_KIND, version: MARKER_VERSION })}\n`))
-    await fs.rename(temp, path.join(dir, MARKER_NAME))
-    await fs.syncDir(dir)
+    await replaceFile(fs, file, Buffer.from(`${JSON.stringify({ memwal: MARKER_KIND, version: MARKER_VERSION })}\n`))
   } catch (cause) {
-    // Another opener of the same new directory may have written it meanwhile: the same bytes.
-    if (await fs.stat(path.join(dir, MARKER_NAME)).catch(() => undefined)) return
-    throw osError(cause, `write the data directory marker ${path.join(dir, MARKER_NAME)}`, dir)
+    // Another opener of the same new directory may have written it meanwhile, the same bytes: its rename took
+    // our temporary (ENOENT) or its temporary was in the way (EEXIST). Any other failure, an EIO from a sync
+    // above all, is this write's: the marker may not be durable.
+    const code = (cause as NodeJS.ErrnoException).code
+    if ((code === 'ENOENT' || code === 'EEXIST') && (await fs.stat(file).catch(() => undefined))) return
+    throw osError(cause, `write the data directory marker ${file}`, dir)
   }
 }
 

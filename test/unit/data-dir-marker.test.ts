@@ -129,3 +129,32 @@ t.test('directories made before the marker (fixtures/datadirs/*) are recognised 
     t.equal(await checkDataDir(dir, node), 'marked', `${name}: marked by the open`)
   }
 })
+
+t.test('the marker is written through replaceFile: an EIO from the directory sync fails the open, and one directory sync per replacement', async (t) => {
+  const { SeededRandom, SimulatedFileSystem } = await import('../../engine/testing.js')
+  const { replaceFile } = await import('../../engine/io/file-ops.js')
+  const { writeMarker } = await import('../../engine/log/data-dir.js')
+  class Counting extends SimulatedFileSystem {
+    syncs = 0
+    override async syncDir(p: string): Promise<void> {
+      this.syncs++
+      return super.syncDir(p)
+    }
+  }
+  // The directory sync after the rename, the one that makes the marker durable: the last of a dry run's.
+  const dry = new Counting(new SeededRandom(1))
+  await dry.mkdirp('/d')
+  const before = dry.syncs
+  await writeMarker(dry, '/d')
+  const sim = new SimulatedFileSystem(new SeededRandom(1))
+  await sim.mkdirp('/d')
+  sim.injectFault({ op: 'syncDir', code: 'EIO', pathIncludes: '/d', after: dry.syncs - before - 1 })
+  await t.rejects(writeMarker(sim, '/d'), { code: 'IO_ERROR' }, 'the sync\'s EIO is not swallowed (the marker may not be durable)')
+  const counting = new Counting(new SeededRandom(2))
+  await counting.mkdirp('/e')
+  const at = counting.syncs
+  await replaceFile(counting, '/e/f', Buffer.from('one'))
+  await replaceFile(counting, '/e/f', Buffer.from('two'))
+  t.equal(counting.syncs - at, 2, 'one directory sync per replacement')
+  t.equal(Buffer.from(await counting.readFile('/e/f')).toString(), 'two')
+})
