@@ -8,6 +8,7 @@ import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.j
 import { createOutput } from './output.js'
 import { backup, restore } from './commands/backup.js'
 import { get, namespaces, query, watch } from './commands/data.js'
+import { top } from './commands/top.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
 import { fsck } from './commands/fsck.js'
@@ -125,6 +126,17 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action((dir: string, o: { json?: boolean; from?: number; namespace?: string; prefix?: string; count?: number }) => {
       const { json, from, ...rest } = o
       return run('watch', json === true, () => watch(dir, { ...rest, ...(from !== undefined ? { fromVersion: from } : {}) }, createOutput(json === true)))
+    })
+
+  program
+    .command('top <url>')
+    .description("a live view of a running engine from its health endpoint (MemWAL.open({ metricsPort })), e.g. http://127.0.0.1:9464")
+    .option('--interval <ms>', 'ms between looks', positiveInt, 1000)
+    .option('--count <n>', 'stop after this many looks', positiveInt)
+    .option('--json', 'one JSON object per look, one per line')
+    .action((url: string, o: { json?: boolean; interval: number; count?: number }, cmd: Command) => {
+      if (!/^https?:\/\//.test(url)) cmd.error(`error: top takes the URL of a health endpoint (http://host:port), not ${JSON.stringify(url)}`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
+      return run('top', o.json === true, () => top(url, { intervalMs: o.interval, ...(o.count !== undefined ? { count: o.count } : {}) }, createOutput(o.json === true)))
     })
 
   program

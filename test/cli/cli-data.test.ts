@@ -7,6 +7,8 @@
  * - `memwal watch` runs beside the process writing the store (no lock): with
  *   --from it prints the history then what is written while it runs, one
  *   JSON object per line, each version once, in order; --count stops it;
+ * - `memwal top <url>` shows a running engine from its health endpoint, with
+ *   rates between looks; a directory is a usage error, a dead endpoint exit 8;
  * - `memwal backup` and `memwal restore` round-trip a store; restoring over
  *   one is refused.
  */
@@ -106,4 +108,33 @@ t.test('memwal backup and memwal restore: a copy that reads back; a non-empty ta
   const again = await runCli(['restore', path.join(root, 'bk'), dir, '--json'])
   t.equal(again.code, 8)
   t.match(oneJson(again), { error: { code: 'TARGET_NOT_EMPTY' } }, 'restoring over a store is refused')
+})
+
+t.test('memwal top: a live view from the health endpoint of the running engine, with rates between looks', async (t) => {
+  const dir = await store(t)
+  const db = await MemWAL.open({ dir, metricsPort: 0 })
+  t.teardown(() => db.close())
+  const address = db.metricsAddress
+  if (!address) throw new Error('no endpoint')
+  const url = `http://${address.host}:${address.port}`
+  let writing = true
+  const writer = (async () => {
+    for (let i = 0; writing; i++) await db.put(`top-${i}`, i)
+  })()
+  const r = await runCli(['top', url, '--count', '3', '--interval', '300', '--json'])
+  writing = false
+  await writer
+  t.equal(r.code, 0, r.stderr)
+  const looks = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { state: string; lastLsn: number; writesPerSec?: number; sinks: { name: string; checkpoint: number }[] })
+  t.equal(looks.length, 3, 'one line per look')
+  t.equal(looks[0]?.state, 'open')
+  t.equal(looks[0]?.writesPerSec, undefined, 'no rate at the first look')
+  t.ok((looks[2]?.lastLsn ?? 0) > (looks[0]?.lastLsn ?? 0), 'the last LSN moves with the writer')
+  t.ok((looks[2]?.writesPerSec ?? 0) > 0, `a write rate from the looks before (${looks[2]?.writesPerSec})`)
+  t.ok(['backend', 'index'].every((n) => looks[0]?.sinks.some((s) => s.name === n)), 'the backend and the index are shown')
+  t.equal((await runCli(['top', dir])).code, 16, 'a directory instead of a URL is a usage error')
+  await db.close()
+  const gone = await runCli(['top', url, '--count', '1'])
+  t.equal(gone.code, 8, 'no process serving it: an operational error')
+  t.match(gone.stderr, /no answer from .*metricsPort/)
 })
