@@ -3,6 +3,7 @@ import type { PendingLog } from './apply/pending-log.js'
 import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
 import { isLegacyDelete, opsOf } from './format/record-codec.js'
 import { holdProcess } from './io/clock.js'
+import { limits } from './limits.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
@@ -48,8 +49,6 @@ export type QueryResult = Entry
 
 const QUERY_FIELDS = { namespace: 'string', tag: 'string', prefix: 'string', limit: 'integer' } as const
 
-const QUERY_LIMIT_DEFAULT = 1000
-const QUERY_LIMIT_MAX = 100_000
 
 export type SinkRead = <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>
 
@@ -271,8 +270,8 @@ export class ReadPath {
 
 function checkQuery(q: QueryOptions, l: ResolvedOptions): { query: IndexQuery; limit: number } {
   const o = checkFields<QueryOptions>('query', q, QUERY_FIELDS)
-  const limit = o.limit ?? QUERY_LIMIT_DEFAULT
-  if (limit < 1 || limit > QUERY_LIMIT_MAX) throw invalidValue(`limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`, undefined, undefined, 'limit')
+  const limit = o.limit ?? limits.queryResultsDefault
+  if (limit < 1 || limit > limits.queryResultsMax) throw invalidValue(`limit must be an integer in [1, ${limits.queryResultsMax}]`, undefined, undefined, 'limit')
   if (o.tag !== undefined) checkLabel('tag', o.tag, l)
   // No key holds a lone surrogate (put refuses it), and the index's UTF-8 order has no place for one.
   if (o.prefix !== undefined && !o.prefix.isWellFormed()) throw invalidValue('prefix is not well-formed UTF-16 (lone surrogate)', undefined, undefined, 'prefix')

@@ -146,7 +146,7 @@ export class IndexSink extends Sink {
       for await (const k of keys) {
         const id = k.slice(head.length)
         if (skip.has(id)) continue
-        const namespace = id.slice(0, id.indexOf(SEP))
+        const { namespace } = splitIdentity(id)
         if (isUnder(namespace, prefix)) counts.set(namespace, (counts.get(namespace) ?? 0) + 1)
       }
     } finally {

@@ -1,4 +1,5 @@
 import { RecordType } from '../format/format.js'
+import { splitIdentity } from '../format/identity.js'
 import { isLegacyDelete, LegacyDeleteResolver, opsOf, type Op } from '../format/record-codec.js'
 import type { AppliedRecord } from './sink.js'
 
@@ -35,12 +36,11 @@ export function legacyKeysOf(records: readonly AppliedRecord[]): Set<string> {
 /** Where each of `keys` lives, from identities listed in any order. */
 export function namespacesByKey(ids: Iterable<string>, keys: ReadonlySet<string>, out = new Map<string, Set<string>>()): Map<string, Set<string>> {
   for (const id of ids) {
-    const cut = id.indexOf('\u0000')
-    const key = id.slice(cut + 1)
+    const { namespace, key } = splitIdentity(id)
     if (!keys.has(key)) continue
     let s = out.get(key)
     if (!s) out.set(key, (s = new Set()))
-    s.add(id.slice(0, cut))
+    s.add(namespace)
   }
   return out
 }

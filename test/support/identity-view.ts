@@ -9,6 +9,7 @@
  * the version as `lsn`.
  */
 import { DEFAULT_NAMESPACE, type Entry } from '../../engine/index.js'
+import { splitIdentity } from '../../engine/format/identity.js'
 import type { StoredEntry } from '../../engine/sinks/sink.js'
 
 /** The namespace `key` lives in: undefined for `default`. */
@@ -54,7 +55,7 @@ export function fromQuery(e: Entry): { key: string; value: unknown; namespace?: 
 }
 
 export function fromIndexed(id: string, e: { readonly namespace: string; readonly tags?: readonly string[] }): [string, { namespace?: string; tags?: readonly string[] }] {
-  return [id.slice(id.indexOf('\u0000') + 1), labels(e.namespace, e.tags)]
+  return [splitIdentity(id).key, labels(e.namespace, e.tags)]
 }
 
 /** An op as written or as the log decodes it, compared alike: no namespace means `default`, so `default` is dropped; tags deduplicated, none when empty. */

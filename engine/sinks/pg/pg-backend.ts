@@ -4,6 +4,7 @@ import type { PoolClient, PoolConfig } from 'pg'
 import { assert } from '../../assert.js'
 import { InvalidOptionsError, MemwalError } from '../../errors.js'
 import { systemClock } from '../../io/clock.js'
+import { limits } from '../../limits.js'
 import type { Logger } from '../../options.js'
 import { identityOf, opIdentity, splitIdentity } from '../../format/identity.js'
 import type { DumpEntry } from '../../reconcile/dump.js'
@@ -157,8 +158,6 @@ const DEFAULTS = Object.freeze({
   /** close() waits this long for the pool to end gracefully, then destroys the sockets. */
   closeGraceMs: 2_000,
 })
-const QUERY_LIMIT_DEFAULT = 1000
-const QUERY_LIMIT_MAX = 100_000
 const WRITER_ID_CHARS_MAX = 128
 /** Keys per lookup when the reconciler reads rows back. */
 const VERIFY_CHUNK_KEYS = 1000
@@ -397,8 +396,8 @@ export class PgBackend extends BackendSink {
    * holds only this process's keys.)
    */
   async *query(q: PgQuery = {}): AsyncGenerator<PgQueryResult> {
-    const limit = q.limit ?? QUERY_LIMIT_DEFAULT
-    if (!Number.isInteger(limit) || limit < 1 || limit > QUERY_LIMIT_MAX) throw new MemwalError('ENGINE_INVALID_VALUE', `limit must be an integer in [1, ${QUERY_LIMIT_MAX}]`)
+    const limit = q.limit ?? limits.queryResultsDefault
+    if (!Number.isInteger(limit) || limit < 1 || limit > limits.queryResultsMax) throw new MemwalError('ENGINE_INVALID_VALUE', `limit must be an integer in [1, ${limits.queryResultsMax}]`)
     for (const [name, v] of [['namespace', q.namespace], ['tag', q.tag], ['prefix', q.prefix]] as const) {
       if (v !== undefined && typeof v !== 'string') throw new MemwalError('ENGINE_INVALID_VALUE', `${name} must be a string`)
     }
