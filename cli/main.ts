@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
 import { backup, restore } from './commands/backup.js'
@@ -11,6 +11,7 @@ import { get, namespaces, query, watch } from './commands/data.js'
 import { top } from './commands/top.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
+import { exportStore, importStore } from './commands/export.js'
 import { fsck } from './commands/fsck.js'
 import { replay } from './commands/replay.js'
 import { status } from './commands/status.js'
@@ -150,6 +151,25 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('copy a backup into a new or empty directory, ready to open')
     .option('--json', 'one JSON document on stdout')
     .action((from: string, dir: string, o: { json?: boolean }) => run('restore', o.json === true, () => restore(from, dir, createOutput(o.json === true))))
+
+  program
+    .command('export <dir>')
+    .description('the entries of a store (or of one namespace) as of one version, to stdout or a file')
+    .option('--namespace <ns>', 'only this namespace (exactly)')
+    .addOption(new Option('--format <format>', 'ndjson (one JSON object per line) or msgpack (checksummed frames)').choices(['ndjson', 'msgpack']).default('ndjson'))
+    .option('--out <file>', 'write this file (whole or not at all) instead of stdout')
+    .option('--json', 'with --out: one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; namespace?: string; format: 'ndjson' | 'msgpack'; out?: string }) => {
+      const { json, ...rest } = o
+      return run('export', json === true, () => exportStore(dir, rest, createOutput(json === true)))
+    })
+
+  program
+    .command('import <dir> <file>')
+    .description('write an export (a file, or - for stdin) into a store through the log, in atomic batches')
+    .option('--batch-ops <n>', 'puts per batch (each batch is one atomic record)', positiveInt)
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, file: string, o: { json?: boolean; batchOps?: number }) => run('import', o.json === true, () => importStore(dir, file, o.batchOps !== undefined ? { batchOps: o.batchOps } : {}, createOutput(o.json === true))))
 
   program
     .command('bench')

@@ -36,7 +36,7 @@ import { VersionGate } from './version-gate.js'
 import { clearNamespace, listNamespaces, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
-import { exportEntries, importEntries, type ExportOptions, type ImportOptions, type ImportResult } from './export.js'
+import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
@@ -315,11 +315,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    * The store's entries (or one namespace's) as one version, as a stream:
    * ndjson lines (strings) or msgpack frames (Buffers), header first (its
    * `version`), then one record per entry in (namespace, key) order, then an
-   * end record. The snapshot is taken by this call; writes go on meanwhile
+   * end record; `.version` is the header's. The snapshot is taken by this call; writes go on meanwhile
    * and are not in it (export.ts says how). A PostgreSQL backend is
    * EXPORT_UNSUPPORTED.
    */
-  export(options?: ExportOptions): AsyncIterableIterator<string | Buffer> {
+  export(options?: ExportOptions): ExportStream {
     this.lifecycle.assertReadable()
     const backend = this.backend
     return exportEntries({

@@ -40,6 +40,12 @@ export interface ExportOptions {
   readonly format?: 'ndjson' | 'msgpack'
 }
 
+/** An export: its chunks (one per record: the header, each entry, the end), and the version it is of. */
+export interface ExportStream extends AsyncIterableIterator<string | Buffer> {
+  /** The committed LSN the entries are as of (the header's version). */
+  readonly version: number
+}
+
 export interface ImportProgress {
   /** Entries written so far (in whole batches). */
   readonly entries: number
@@ -115,7 +121,7 @@ interface ExportEntry {
  * line; Buffers for msgpack, one per frame). The snapshot is taken by this
  * call, not by the first read.
  */
-export function exportEntries(src: ExportSource, options: ExportOptions | undefined): AsyncIterableIterator<string | Buffer> {
+export function exportEntries(src: ExportSource, options: ExportOptions | undefined): ExportStream {
   const o = checkFields<ExportOptions>('export options', options, EXPORT_FIELDS)
   const format = o.format ?? 'ndjson'
   if (format !== 'ndjson' && format !== 'msgpack') throw new InvalidOptionsError(`export options: format is ndjson or msgpack, not ${JSON.stringify(format)}`, 'format')
@@ -136,7 +142,7 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
   const entries = merged(overlay, rows, src.assertReadable)
-  return format === 'ndjson' ? ndjson(header, entries) : msgpack(header, entries, src.sums)
+  return Object.assign(format === 'ndjson' ? ndjson(header, entries) : msgpack(header, entries, src.sums), { version })
 }
 
 /** The snapshot's rows and the pending puts, in identity order; an identity with a pending write takes it. */

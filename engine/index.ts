@@ -7,7 +7,7 @@
 export { MemWAL, type Entry, type QueryOptions, type QueryResult } from './engine.js'
 export type { Change, WatchOptions } from './watch.js'
 export { restoreBackup, type BackupResult } from './backup.js'
-export type { ExportOptions, ImportOptions, ImportProgress, ImportResult } from './export.js'
+export type { ExportOptions, ExportStream, ImportOptions, ImportProgress, ImportResult } from './export.js'
 export { encodeJsonValue, decodeJsonValue, jsonTag } from './format/json-values.js'
 export type { ClearOptions, ClearResult, NamespaceCount, NamespaceListOptions } from './namespaces.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'

@@ -1,0 +1,116 @@
+/**
+ * `memwal export` and `memwal import` (issue 12 item 2):
+ * - export to a file (--out, --json summary) and import into a new store:
+ *   every entry equal, with its type, namespace and tags; ndjson to stdout;
+ * - beside a process that holds the store, export is LOCK_HELD saying to
+ *   call db.export() there;
+ * - a truncated file is refused naming its line, exit 8, and the store holds
+ *   the batches before it;
+ * - import draws its progress on a terminal, nothing through a pipe.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { PassThrough } from 'node:stream'
+import t, { type Test } from 'tap'
+import { MemWAL, type Entry } from '../../engine/index.js'
+import { importStore } from '../../cli/commands/export.js'
+import { createOutput } from '../../cli/output.js'
+import { oneJson, runCli } from '../support/cli-run.js'
+import { tmpDir } from '../support/tmp-dir.js'
+import { valueDifference } from '../support/values.js'
+
+const VALUES: [string, unknown][] = [
+  ['date', new Date('2026-05-06T07:08:09.010Z')], ['bytes', new Uint8Array([1, 2, 255])], ['buffer', Buffer.from('b')], ['big', 2n ** 70n],
+  ['map', new Map<unknown, unknown>([[1, 'a'], ['1', { $date: 'looks like a tag' }]])], ['set', new Set([undefined, -0])], ['err', new RangeError('r')],
+  ['sparse', [1, , 3]], ['nan', NaN], ['f32', new Float32Array([1.5])],
+]
+
+async function entries(dir: string): Promise<Entry[]> {
+  const db = await MemWAL.open({ dir })
+  try {
+    const out: Entry[] = []
+    for await (const e of db.query({ limit: 100_000 })) out.push(e)
+    return out
+  } finally {
+    await db.close()
+  }
+}
+
+async function store(t: Test): Promise<string> {
+  const dir = tmpDir(t)
+  const db = await MemWAL.open({ dir })
+  for (const [i, [key, value]] of VALUES.entries()) await db.put(key, value, { namespace: i % 2 === 0 ? 'even' : 'odd', tags: [`t${i % 3}`] })
+  await db.close()
+  return dir
+}
+
+t.test('export --out then import: every entry equal with its type; ndjson on stdout', async (t) => {
+  const dir = await store(t)
+  const work = tmpDir(t)
+  for (const format of ['ndjson', 'msgpack']) {
+    const file = path.join(work, `all.${format}`)
+    const r = await runCli(['export', dir, '--format', format, '--out', file, '--json'])
+    t.equal(r.code, 0, r.stderr)
+    t.match(oneJson(r), { version: VALUES.length, entries: VALUES.length, format, file })
+    t.notOk(fs.existsSync(`${file}.partial`), 'no partial file left')
+    const into = path.join(work, `into-${format}`)
+    const i = await runCli(['import', into, file, '--json', '--batch-ops', '3'])
+    t.equal(i.code, 0, i.stderr)
+    t.match(oneJson(i), { entries: VALUES.length, batches: 4, exportVersion: VALUES.length })
+    const want = await entries(dir)
+    const got = await entries(into)
+    t.strictSame(got.map((e) => [e.namespace, e.key, e.tags]), want.map((e) => [e.namespace, e.key, e.tags]), `${format}: the same entries`)
+    for (const [n, e] of want.entries()) t.equal(valueDifference(e.value, got[n]?.value), undefined, `${format}: ${e.key} exactly`)
+  }
+  const s = await runCli(['export', dir, '--namespace', 'odd'])
+  t.equal(s.code, 0, s.stderr)
+  const lines = s.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines[0], { memwal: 'export', format: 1, encoding: 'ndjson', version: VALUES.length, namespace: 'odd' })
+  t.strictSame(lines.slice(1, -1).map((l) => l['key']), ['big', 'bytes', 'f32', 'set', 'sparse'])
+  t.match(s.stderr, /exported 5 entries .* as of version 10/)
+  const bad = await runCli(['export', dir, '--format', 'csv'])
+  t.equal(bad.code, 16, 'an unknown format is a usage error')
+})
+
+t.test('beside the process holding the store: LOCK_HELD, saying to export there', async (t) => {
+  const dir = await store(t)
+  const db = await MemWAL.open({ dir })
+  t.teardown(() => db.close())
+  const r = await runCli(['export', dir])
+  t.equal(r.code, 8)
+  t.match(r.stderr, /LOCK_HELD/)
+  t.match(r.stderr, /call db\.export\(\)/)
+})
+
+t.test('a truncated file: refused naming the line, exit 8; the store holds the batches before it', async (t) => {
+  const dir = await store(t)
+  const work = tmpDir(t)
+  const file = path.join(work, 'all.ndjson')
+  t.equal((await runCli(['export', dir, '--out', file])).code, 0)
+  const lines = fs.readFileSync(file, 'utf8').split('\n')
+  fs.writeFileSync(file, lines.slice(0, 8).join('\n') + '\n') // the header and 7 entries, no end record
+  const into = path.join(work, 'into')
+  const r = await runCli(['import', into, file, '--batch-ops', '3'])
+  t.equal(r.code, 8)
+  t.match(r.stderr, /line 9: the stream ends without its end record \(truncated\); the 6 entries of the 2 batches before it are written.*\[IMPORT_INVALID\]/)
+  t.equal((await entries(into)).length, 6)
+})
+
+t.test('import: a progress bar on a terminal, none through a pipe', async (t) => {
+  const dir = await store(t)
+  const file = path.join(tmpDir(t), 'all.ndjson')
+  t.equal((await runCli(['export', dir, '--out', file])).code, 0)
+  for (const tty of [true, false]) {
+    const err = new PassThrough() as unknown as NodeJS.WriteStream & PassThrough
+    let text = ''
+    err.on('data', (b: Buffer) => (text += b.toString('utf8')))
+    Object.assign(err, { isTTY: tty, columns: 120, rows: 40, cursorTo: () => true, clearLine: () => true, moveCursor: () => true })
+    const out = new PassThrough() as unknown as NodeJS.WriteStream & PassThrough
+    let said = ''
+    out.on('data', (b: Buffer) => (said += b.toString('utf8')))
+    t.equal(await importStore(path.join(tmpDir(t), 'into'), file, { batchOps: 4 }, createOutput(false, out, err)), 0)
+    if (tty) t.match(text, /import .*all\.ndjson \[.*\] 100% /, 'the bar ends at 100%')
+    else t.equal(text, '', 'no bar through a pipe')
+    t.match(said, /imported 10 entries into .* in 3 batches; the export was of version 10/)
+  }
+})
