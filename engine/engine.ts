@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { posix as path } from 'node:path'
 import { assert } from './assert.js'
-import { MemwalError, type WalFailedError } from './errors.js'
+import { isMemwalError, MemwalError, type WalFailedError } from './errors.js'
 import { Applier } from './apply/applier.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { Backpressure } from './backpressure.js'
@@ -38,6 +38,7 @@ import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
+import { ExpirySweeper } from './expiry-sweep.js'
 
 export type { Entry, QueryOptions, QueryResult } from './read-path.js'
 
@@ -74,6 +75,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly retention: Retention
   private readonly dead: DeadLetters
   private readonly watches: WatchHub
+  /** Deletes expired entries through the log (expiry-sweep.ts): started at open, stopped first at close. */
+  private readonly sweeper: ExpirySweeper
   /** Backups in progress: close() waits for them before it closes the store they read. */
   private readonly backups = new Set<Promise<unknown>>()
   private readonly metrics: EngineMetrics | undefined
@@ -137,6 +140,20 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       assertReadable: () => this.lifecycle.assertReadable(),
       metrics: this.metrics,
     })
+    this.sweeper = new ExpirySweeper({
+      clock: o.clock,
+      config: o.sweep,
+      watches: this.writes.watches,
+      expired: (nowMs) => index.expired(nowMs),
+      current: (id) => this.reads.current(id),
+      deleteUnchanged: (ids, watch) => this.writes.deleteUnchanged(ids, watch),
+      // Reported, not raised: the next round tries again (a down backend or index, a read-only or closing engine).
+      failed: (err) => {
+        // Read-only or closing refuse the sweep's append as they refuse any write: expected, not worth a warning each round.
+        const expected = isMemwalError(err) && (err.code === 'ENGINE_READ_ONLY' || err.code === 'ENGINE_CLOSED')
+        o.logger[expected ? 'debug' : 'warn']({ err }, 'expiry sweep round failed; the next round tries again')
+      },
+    })
     this.flushes = new FlushWaiters(o.clock)
     this.retention = new Retention(wal, o.clock, o.logger)
     this.disk = new DiskWatch({ fs: o.fs, dir: o.dir, lowBytes: o.diskLowBytes, lowSeconds: o.diskLowSeconds, readOnlyBytes: o.diskReadOnlyBytes })
@@ -170,6 +187,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     engine.metrics?.opened((config.clock.nowMs() - started) / 1000, parts.pending.records)
     for (const a of engine.appliers) a.start()
     engine.healthLoop.start()
+    engine.sweeper.start()
     if (config.metricsPort !== undefined) {
       try {
         engine.endpoint = await engine.serve(config.metricsHost, config.metricsPort)
@@ -441,6 +459,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   async close(): Promise<void> {
     if (!this.lifecycle.beginClose()) return
     this.backpressure.wakeAll()
+    // First: a round in progress ends (its append refused as the engine closes) before the log and the sinks close under it.
+    await this.sweeper.stop(this.o.closeGraceMs)
     this.watches.close()
     // What they wait for stays in the log and is applied after the next open; they must not wait for ever.
     this.flushes.failAll(new MemwalError('ENGINE_CLOSED', 'the engine closed before flush completed; the records stay in the log'))

@@ -1,14 +1,10 @@
 import { assert } from './assert.js'
 import type { ResolvedSweep } from './expiry-options.js'
-import { isExpired } from './format/expiry-key.js'
+import { isExpired, type ExpiredPosting } from './format/expiry-key.js'
 import type { Clock } from './io/clock.js'
 import type { WriteWatch, WriteWatches } from './write-watch.js'
 
-/** An expiry posting as the index hands it out: the entry and when it expires. */
-export interface ExpiredPosting {
-  readonly identity: string
-  readonly expiresAt: number
-}
+export type { ExpiredPosting } from './format/expiry-key.js'
 
 export interface SweepPorts {
   readonly clock: Clock
@@ -62,12 +58,21 @@ export class ExpirySweeper {
     this.schedule(this.p.config.intervalMs)
   }
 
-  /** No further round starts; resolves once a round in progress has ended. */
-  async stop(): Promise<void> {
+  /**
+   * No further round starts; resolves once a round in progress has ended, or
+   * after `graceMs` (on the clock) when given: a round held by a sink that
+   * does not answer must not hold the engine's close (its append is refused
+   * once the engine closes, so it deletes nothing after that).
+   */
+  async stop(graceMs?: number): Promise<void> {
     this.stopped = true
     this.cancelTimer?.()
     this.cancelTimer = undefined
-    await this.running?.catch(() => undefined)
+    const running = this.running?.then(() => undefined, () => undefined)
+    if (running === undefined || graceMs === undefined) return running
+    let cancel: (() => void) | undefined
+    await Promise.race([running, new Promise<void>((r) => (cancel = this.p.clock.setTimer(graceMs, r)))])
+    cancel?.()
   }
 
   /** Runs one round now (or joins the one running). */

@@ -10,6 +10,7 @@ import type { BackendSink } from './sinks/sink.js'
 import type { Durability } from './log/wal-writer.js'
 import { resolveWalConfig, type WalConfig } from './log/wal.js'
 import type { Registry } from 'prom-client'
+import { resolveSweep, type ResolvedSweep } from './expiry-options.js'
 
 /** pino-compatible: `logger.warn({ sink }, 'message')`. Silent by default. */
 export interface Logger {
@@ -100,6 +101,16 @@ export interface MemwalOptions {
    * not read yet, up to limits.watchHoldRecordsMax behind the last one.
    */
   readonly watchHistoryRecords?: number
+  /**
+   * The expiry sweep (expiry-sweep.ts), on the injected clock: a round every
+   * sweepIntervalMs (default 1 s, in [10 ms, 1 h]) deletes, through the log,
+   * up to sweepEntriesPerRound expired entries (default 10,000; the next round
+   * follows at once when more are left), in logged batches of sweepBatchOps
+   * deletes (default 256, at most batchOpsMax).
+   */
+  readonly sweepIntervalMs?: number
+  readonly sweepEntriesPerRound?: number
+  readonly sweepBatchOps?: number
   readonly fs?: FileSystem
   readonly clock?: Clock
   readonly random?: Random
@@ -136,6 +147,7 @@ export interface ResolvedOptions {
   readonly metricsPort: number | undefined
   readonly metricsHost: string
   readonly watchHistoryRecords: number
+  readonly sweep: ResolvedSweep
   readonly fs: FileSystem
   readonly clock: Clock
   readonly random: Random
@@ -166,7 +178,7 @@ const OPTION_NAMES = Object.freeze(Object.keys({
   keyBytesMax: 0, labelBytesMax: 0, tagsMax: 0, batchOpsMax: 0, maxBacklogBytes: 0, backlogPolicy: 0, backlogWaitMsMax: 0,
   cacheBytes: 0, applyBatchRecordsMax: 0, applyBatchBytesMax: 0, resilience: 0, backend: 0, level: 0, wrapSink: 0, logger: 0,
   metrics: 0, closeGraceMs: 0, healthIntervalMs: 0, diskLowBytes: 0, diskLowSeconds: 0, diskReadOnlyBytes: 0, metricsPort: 0,
-  metricsHost: 0, watchHistoryRecords: 0, fs: 0, clock: 0, random: 0, locker: 0,
+  metricsHost: 0, watchHistoryRecords: 0, sweepIntervalMs: 0, sweepEntriesPerRound: 0, sweepBatchOps: 0, fs: 0, clock: 0, random: 0, locker: 0,
 } satisfies Record<keyof MemwalOptions, 0>))
 
 /** INVALID_OPTIONS naming the first field of `o` that is not in `known` (details.field), if any. */
@@ -191,6 +203,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     ...(o.corruptionPolicy !== undefined ? { corruptionPolicy: o.corruptionPolicy } : {}),
     ...(o.inlineWriteBytesMax !== undefined ? { inlineWriteBytesMax: o.inlineWriteBytesMax } : {}),
   })
+  const batchOpsMax = positive('batchOpsMax', o.batchOpsMax ?? engineDefaults.batchOpsMax)
   const r: ResolvedOptions = {
     dir: wal.dir,
     // The engine takes the lock before its store opens; the log must not take it a second time.
@@ -198,7 +211,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     keyBytesMax: positive('keyBytesMax', o.keyBytesMax ?? engineDefaults.keyBytesMax),
     labelBytesMax: positive('labelBytesMax', o.labelBytesMax ?? engineDefaults.labelBytesMax),
     tagsMax: positive('tagsMax', o.tagsMax ?? engineDefaults.tagsMax),
-    batchOpsMax: positive('batchOpsMax', o.batchOpsMax ?? engineDefaults.batchOpsMax),
+    batchOpsMax,
     maxBacklogBytes: positive('maxBacklogBytes', o.maxBacklogBytes ?? engineDefaults.maxBacklogBytes),
     backlogPolicy: o.backlogPolicy ?? 'reject',
     backlogWaitMsMax: positive('backlogWaitMsMax', o.backlogWaitMsMax ?? engineDefaults.backlogWaitMsMax),
@@ -219,6 +232,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     metricsPort: o.metricsPort,
     metricsHost: o.metricsHost ?? '127.0.0.1',
     watchHistoryRecords: o.watchHistoryRecords ?? 0,
+    sweep: resolveSweep(o, batchOpsMax), // a sweep's batch is a batch: within batchOpsMax
     fs,
     clock: wal.clock,
     random: wal.random,

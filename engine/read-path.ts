@@ -2,6 +2,7 @@ import { BreakerOpenError, isMemwalError, MemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
 import { isLegacyDelete, opsOf } from './format/record-codec.js'
+import { isExpired } from './format/expiry-key.js'
 import { holdProcess } from './io/clock.js'
 import { limits } from './limits.js'
 import type { Wal } from './log/wal.js'
@@ -73,6 +74,10 @@ export interface ReadPathParts {
  * get, getEntry and query: what is pending first (a reader sees its own
  * writes even while the backend is down, G4), then the cache, then the
  * backend; queries merge the index with pending puts and deletes.
+ *
+ * Expiry: an entry whose expiresAt is at or before the injected clock reads
+ * as absent from every source (pending, cache, backend), at once, whether or
+ * not the expiry sweep has deleted it yet (expiry-sweep.ts).
  */
 export class ReadPath {
   constructor(private readonly p: ReadPathParts) {}
@@ -83,13 +88,13 @@ export class ReadPath {
     const p = this.p.pending.lookup(id)
     if (p) {
       this.p.metrics?.readHit('overlay')
-      return p.kind === 'del' ? undefined : p.op.value
+      return p.kind === 'del' || this.expired(p.op.expiresAt) ? undefined : p.op.value
     }
     const e = await this.stored(id)
     // Written while the backend was read: the pending version is the newer one.
     const again = this.p.pending.lookup(id)
-    if (again) return again.kind === 'del' ? undefined : again.op.value
-    return e?.value
+    if (again) return again.kind === 'del' || this.expired(again.op.expiresAt) ? undefined : again.op.value
+    return e === undefined || this.expired(e.expiresAt) ? undefined : e.value
   }
 
   /**
@@ -100,9 +105,35 @@ export class ReadPath {
    * backend holds (nothing pending before it) reads the backend's row for it.
    */
   async getEntry(key: string, options?: ReadOptions): Promise<Entry | undefined> {
-    return this.entryAt(this.identity(key, options))
+    return this.visible(await this.entryAt(this.identity(key, options)))
   }
 
+  /**
+   * The expiry of an identity's entry as it is now, expired or not (undefined:
+   * no entry): what the expiry sweep judges before it deletes. Pending first,
+   * then the cache, then the backend, as reads look.
+   */
+  async current(id: string): Promise<{ readonly expiresAt?: number } | undefined> {
+    const of = (p: PendingVersion): { expiresAt?: number } | undefined => (p.kind === 'del' ? undefined : p.op.expiresAt !== undefined ? { expiresAt: p.op.expiresAt } : {})
+    const p = this.p.pending.lookup(id)
+    if (p) return of(p)
+    const e = await this.stored(id)
+    const again = this.p.pending.lookup(id)
+    if (again) return of(again)
+    return e && (e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {})
+  }
+
+  /** Whether an entry expiring at `expiresAt` has expired by the engine's clock now. */
+  private expired(expiresAt: number | undefined): boolean {
+    return isExpired(expiresAt, this.p.config.clock.nowMs())
+  }
+
+  /** The entry, or undefined when it has expired: no reader ever sees an expired entry. */
+  private visible(e: Entry | undefined): Entry | undefined {
+    return e === undefined || this.expired(e.expiresAt) ? undefined : e
+  }
+
+  /** The entry as stored (pending, cache, backend), expired or not. */
   private async entryAt(id: string): Promise<Entry | undefined> {
     const p = this.p.pending.lookup(id)
     if (p) {
@@ -212,7 +243,8 @@ export class ReadPath {
       const id = pendingHits[i++] as string
       const v = pending.lookup(id)
       // Not pending any more: applied everywhere since the scan, the stored version is the one.
-      const e = v ? await this.pendingEntry(id, v) : await this.entryAt(id)
+      // Judged for expiry now, as it is returned.
+      const e = this.visible(v ? await this.pendingEntry(id, v) : await this.entryAt(id))
       return e && matches(id, { namespace: e.namespace, tags: e.tags }, query) ? e : undefined
     }
     const it = this.p.index.keys(query)[Symbol.asyncIterator]()
@@ -234,7 +266,7 @@ export class ReadPath {
           yield hit
           if (++n >= limit) return
         }
-        const e = await this.entryAt(id)
+        const e = this.visible(await this.entryAt(id))
         if (!e || !matches(id, { namespace: e.namespace, tags: e.tags }, query)) continue
         yield e
         if (++n >= limit) return

@@ -15,11 +15,13 @@ export interface PutOptions {
   readonly namespace?: string
   readonly tags?: readonly string[]
   /**
-   * ms since the epoch, after the engine's clock and at most 100 years past
-   * it (engine/expiry-options.ts), else INVALID_OPTIONS naming the field;
-   * stored and returned by getEntry (enforcement is not yet in this version).
+   * When the entry expires, ms since the epoch, after the engine's clock and at most 100 years past it
+   * (engine/expiry-options.ts), else INVALID_OPTIONS naming the field: from then on reads treat the entry as absent and the
+   * expiry sweep deletes it through the log. One of expiresAt and ttlMs.
    */
   readonly expiresAt?: number
+  /** Time to live, ms from the engine's clock at put (resolved once into expiresAt). One of expiresAt and ttlMs. */
+  readonly ttlMs?: number
   /** Write only if the entry is at this version (the LSN its last put resolved with); else VERSION_MISMATCH, nothing written. */
   readonly ifVersion?: number
   /** Write only if the entry is absent; else VERSION_MISMATCH, nothing written. */
@@ -75,7 +77,7 @@ export function checkFields<T extends object>(what: string, o: unknown, spec: Re
   return o as Partial<T>
 }
 
-const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer', ifVersion: 'integer', ifAbsent: 'boolean' } as const
+const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer', ttlMs: 'integer', ifVersion: 'integer', ifAbsent: 'boolean' } as const
 const READ_FIELDS = { namespace: 'string' } as const
 const DELETE_FIELDS = { namespace: 'string', ifVersion: 'integer' } as const
 
@@ -135,7 +137,7 @@ export function checkPutOptions(o: unknown, l: PutLimits, prefix = ''): CheckedP
     out.tags = [...new Set(p.tags.map((t) => checkLabel(`${prefix}tags`, t, l)))]
   }
   // The expiry rules, once: a past instant, or one beyond the horizon, is a caller's mistake, refused before anything is written.
-  const expiresAt = p.expiresAt === undefined ? undefined : resolveExpiry({ expiresAt: p.expiresAt }, l.clock.nowMs(), prefix)
+  const expiresAt = resolveExpiry(p, l.clock.nowMs(), prefix)
   if (expiresAt !== undefined) out.expiresAt = expiresAt
   return out
 }

@@ -17,6 +17,12 @@ import { limits } from '../limits.js'
  * An entry has expired at `now` when `expiresAt <= now`.
  */
 export const EXPIRY_POSTING_PREFIX = 'x\u0000'
+
+/** An expiry posting as the index hands it out: the entry and when it expires. */
+export interface ExpiredPosting {
+  readonly identity: string
+  readonly expiresAt: number
+}
 const SEP = '\u0000'
 const DIGITS = 16
 
@@ -25,7 +31,7 @@ export function expiryPosting(expiresAt: number, identity: string): string {
 }
 
 /** A posting's parts, or undefined when `key` is not a well-formed expiry posting. */
-export function parseExpiryPosting(key: string): { readonly expiresAt: number; readonly identity: string } | undefined {
+export function parseExpiryPosting(key: string): ExpiredPosting | undefined {
   if (!key.startsWith(EXPIRY_POSTING_PREFIX)) return undefined
   const at = EXPIRY_POSTING_PREFIX.length
   const digits = key.slice(at, at + DIGITS)

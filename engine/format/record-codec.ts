@@ -14,7 +14,8 @@ import { createPackr, toWireValue } from './value-codec.js'
  *   DELETE [2, hlc | null, namespace, key]
  *   BATCH  [2, hlc | null, [1, namespace, key, value, tags | null, expiresAt | null] | [2, namespace, key], ...]
  * Every operation names its namespace, deletes too. `expiresAt` (ms since
- * the epoch) is stored and returned; enforcing it is the expiry work's.
+ * the epoch, resolved at put) is the entry's expiry: readers hide the entry
+ * from then on and the expiry sweep deletes it (expiry-sweep.ts).
  * Conditions (ifVersion, ifAbsent) are not in the record: they are decided
  * before the append, in log order (write-path.ts).
  *

@@ -116,16 +116,24 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
       if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(xk), detail: 'indexed key not in the backend', action: 'none' })
       xn = await x.next()
     } else if (bk !== undefined && !bn.done && !xn.done) {
-      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags differ from the stored ones', action: 'none' })
+      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags or expiry differ from the stored ones', action: 'none' })
       bn = await b.next()
       xn = await x.next()
     }
   }
+  const expiryPosted = new Set<string>()
   for await (const p of t.index.postings()) {
     if (t.unstable.has(p.key)) continue
     const f = forward.get(p.key)
-    const ok = f !== undefined && (f.tags ?? []).includes(p.label)
+    const ok = f !== undefined && (p.kind === 'tag' ? (f.tags ?? []).includes(p.label) : String(f.expiresAt) === p.label)
+    if (ok && p.kind === 'expiry') expiryPosted.add(p.key)
     if (!ok) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(p.key), detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
+  }
+  // An expiring entry without its posting is never swept (reads still hide it once expired): its place in the store would stay taken.
+  for (const [id, f] of forward) {
+    if (f.expiresAt !== undefined && !expiryPosted.has(id) && !t.unstable.has(id)) {
+      findings.push({ kind: 'index-missing', sink: name, ...splitIdentity(id), detail: `expiry entry ${f.expiresAt} missing: the sweep would not find it`, action: 'none' })
+    }
   }
   if (repair && findings.length > first) {
     const backend = t.backend
@@ -152,17 +160,17 @@ function markRepaired(findings: SinkFinding[], from: number, which: (f: SinkFind
 }
 
 async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>): AsyncIterable<[string, IndexedEntry]> {
-  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags)]
+  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags, e.expiresAt)]
 }
 
 function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
   const at = [...(a.tags ?? [])].sort()
   const bt = [...(b.tags ?? [])].sort()
-  return a.namespace === b.namespace && at.length === bt.length && at.every((x, i) => x === bt[i])
+  return a.namespace === b.namespace && a.expiresAt === b.expiresAt && at.length === bt.length && at.every((x, i) => x === bt[i])
 }
 
 function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
-  return stored.lsn === lsn && sameLabels(stored, labelsOf(stored.namespace, op.tags)) && stored.expiresAt === op.expiresAt && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
+  return stored.lsn === lsn && sameLabels(stored, labelsOf(stored.namespace, op.tags, op.expiresAt)) && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
 }
 
 /** The row the log says an identity should hold; createdAt is kept from the stored row when there is one (the log may no longer hold the first put). */

@@ -4,14 +4,17 @@ import { opsOf } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
+import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
 /**
  * The secondary index, persisted in the `ix` sublevel (store layout 2), keyed
  * by identity (engine/format/identity.ts: namespace NUL key):
- *   f\0<id>         -> msgpack [tags | null]  (what is indexed for the entry)
+ *   f\0<id>         -> msgpack [tags | null, expiresAt | null]  (what is indexed for the entry)
  *   t\0<tag>\0<id>   -> empty
+ *   x\0<expiresAt>\0<id> -> empty  (engine/format/expiry-key.ts: time order, so the
+ *                     expiry sweep reads only the expired range)
  * `\0` cannot occur in a namespace or tag (the engine refuses them), and ids
  * sort by namespace then key, so a range scan over `f\0<ns>\0<prefix>` finds
  * exactly that namespace's keys with that prefix, and `t\0<tag>\0<ns>\0` that
@@ -21,6 +24,8 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 export interface IndexedEntry {
   readonly namespace: string
   readonly tags?: readonly string[]
+  /** The entry's expiry (ms since the epoch), which its expiry posting is keyed by. */
+  readonly expiresAt?: number
 }
 
 export interface IndexQuery {
@@ -57,7 +62,7 @@ export class IndexSink extends Sink {
     const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
     ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
     const after = new Map(before)
-    for (const op of ops) after.set(opIdentity(op), op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(opIdentity(op)).namespace, op.tags) : undefined)
+    for (const op of ops) after.set(opIdentity(op), op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt) : undefined)
     const batch: Batch = []
     for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -160,12 +165,32 @@ export class IndexSink extends Sink {
     return this.keys({})
   }
 
-  /** Every tag entry, as (kind, label, identity): the reconciler checks each points at a live, matching entry. */
-  async *postings(): AsyncIterable<{ readonly kind: 'tag'; readonly label: string; readonly key: string }> {
+  /**
+   * Every tag and expiry posting, as (kind, label, identity), the label being
+   * the tag or the expiresAt (digits): the reconciler checks each points at a
+   * live, matching entry. A malformed expiry posting has no identity to name:
+   * its key is the whole posting, which matches no entry.
+   */
+  async *postings(): AsyncIterable<{ readonly kind: 'tag' | 'expiry'; readonly label: string; readonly key: string }> {
     for await (const k of this.store.index.keys(prefixRange(`t${SEP}`))) {
       const rest = k.slice(2)
       const cut = rest.indexOf(SEP)
       yield { kind: 'tag', label: rest.slice(0, cut), key: rest.slice(cut + 1) }
+    }
+    for await (const k of this.store.index.keys(prefixRange(EXPIRY_POSTING_PREFIX))) {
+      const p = parseExpiryPosting(k)
+      yield p ? { kind: 'expiry', label: String(p.expiresAt), key: p.identity } : { kind: 'expiry', label: k, key: k }
+    }
+  }
+
+  /**
+   * The postings of the entries expired at `nowMs` (expiresAt <= nowMs), in
+   * expiry order: one range scan that reads what has expired and nothing else.
+   */
+  async *expired(nowMs: number): AsyncIterable<ExpiredPosting> {
+    for await (const k of this.store.index.keys(expiredRange(nowMs))) {
+      const p = parseExpiryPosting(k)
+      if (p) yield p
     }
   }
 
@@ -181,7 +206,7 @@ export class IndexSink extends Sink {
     let batch: Batch = []
     let n = 0
     for await (const [key, e] of entries) {
-      this.diff(batch, key, undefined, labelsOf(e.namespace, e.tags))
+      this.diff(batch, key, undefined, labelsOf(e.namespace, e.tags, e.expiresAt))
       n++
       if (batch.length >= 4096) {
         await this.store.writeBatch(batch)
@@ -204,13 +229,14 @@ export class IndexSink extends Sink {
       const out = new Set<string>()
       if (!e) return out
       for (const t of e.tags ?? []) out.add(`t${SEP}${t}${SEP}${key}`)
+      if (e.expiresAt !== undefined) out.add(expiryPosting(e.expiresAt, key))
       return out
     }
     const old = names(was)
     const cur = names(now)
     for (const k of old) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
     for (const k of cur) if (!old.has(k)) batch.push({ type: 'put', sublevel: idx, key: k, value: EMPTY })
-    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null]) })
+    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null, now.expiresAt ?? null]) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
 }
@@ -225,12 +251,13 @@ export function matches(id: string, e: IndexedEntry, q: IndexQuery): boolean {
   return (q.namespace === undefined || e.namespace === q.namespace) && (q.tag === undefined || (e.tags ?? []).includes(q.tag)) && (q.prefix === undefined || splitIdentity(id).key.startsWith(q.prefix))
 }
 
-export function labelsOf(namespace: string, tags: readonly string[] | undefined): IndexedEntry {
-  return { namespace, ...(tags ? { tags } : {}) }
+export function labelsOf(namespace: string, tags: readonly string[] | undefined, expiresAt?: number): IndexedEntry {
+  return { namespace, ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }
 }
 
 function decodeForward(store: LevelStore, id: string, v: Uint8Array | undefined): IndexedEntry | undefined {
   if (v === undefined) return undefined
-  const [tags] = store.packr.decode(v) as [string[] | null]
-  return labelsOf(splitIdentity(id).namespace, tags ?? undefined)
+  // Indexed before expiry was: [tags] alone (no expiry then, as no put took one that anything enforced).
+  const [tags, expiresAt] = store.packr.decode(v) as [string[] | null, number | null | undefined]
+  return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined)
 }

@@ -1,0 +1,49 @@
+/**
+ * Expiry on the PostgreSQL backend: its rows carry expires_at; a row whose
+ * expiry has passed reads as absent at once (get, getEntry, query, read from
+ * the backend: the cache holds nothing), and the sweep's deletes reach the
+ * table through the log like any delete.
+ */
+import t from 'tap'
+import pg from 'pg'
+import { MemWAL, PgBackend } from '../../engine/index.js'
+import { ManualClock } from '../../engine/testing.js'
+import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+const NOW = 1_700_000_000_000
+
+t.test('PostgreSQL: an expired row is invisible at once and the sweep deletes it through the log', async (t) => {
+  if (!(await requirePg(t))) return
+  const schema = testSchemaName('expiry')
+  const client = new pg.Client({ connectionString: PG_URL })
+  client.on('error', () => undefined)
+  await client.connect()
+  t.teardown(async () => {
+    await client.end().catch(() => undefined)
+    await dropSchema(schema)
+  })
+  const clock = new ManualClock(NOW)
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: new PgBackend({ connectionString: PG_URL, writerId: 'w', schema }), clock, cacheBytes: 1, sweepIntervalMs: 3_600_000 })
+  await db.put('short', 1, { ttlMs: 100 })
+  await db.put('long', 2, { expiresAt: NOW + 10_000 })
+  await db.put('never', 3)
+  await db.flush()
+  const rows = async (): Promise<Record<string, { deleted: boolean; expires_at: string | null }>> => {
+    const r = await client.query<{ key: string; deleted: boolean; expires_at: string | null }>(`SELECT key, deleted, expires_at FROM "${schema}".entries ORDER BY key`)
+    return Object.fromEntries(r.rows.map((x) => [x.key, { deleted: x.deleted, expires_at: x.expires_at }]))
+  }
+  t.match(await rows(), { short: { deleted: false, expires_at: String(NOW + 100) }, long: { expires_at: String(NOW + 10_000) }, never: { expires_at: null } })
+  clock.advance(100)
+  t.equal(await db.get('short'), undefined, 'expired: absent, read from the backend')
+  t.equal(await db.getEntry('short'), undefined)
+  const keys: string[] = []
+  for await (const e of db.query()) keys.push(e.key)
+  t.same(keys, ['long', 'never'])
+  const round = await (db as unknown as { sweeper: { round(): Promise<{ deleted: number }> } }).sweeper.round()
+  t.equal(round.deleted, 1)
+  await db.flush()
+  t.match(await rows(), { short: { deleted: true }, long: { deleted: false }, never: { deleted: false } }, 'the sweep\'s delete reached the table')
+  t.same((await db.verify()).findings, [])
+  await db.close()
+})
