@@ -63,7 +63,12 @@ import type { Checksums } from './checksum.js'
 
 /** The version new segments are written in. */
 export const FORMAT_VERSION = 2
-/** Segments without group markers: still read, never written by the log (the dead-letter log writes them). */
+/**
+ * Segments without group markers: still read; written by `fsck --repair` for
+ * the verified frames it keeps in a segment of their own (salvage.ts: never
+ * one write, so no marker), and by the dead-letter log. The writer never
+ * appends to a new segment in this version.
+ */
 export const FORMAT_VERSION_UNMARKED = 1
 export const SEGMENT_MAGIC = Buffer.from('MEMWALSG', 'latin1')
 export const SEGMENT_HEADER_BYTES = 64
@@ -92,6 +97,15 @@ export interface SegmentHeader {
   readonly createdAtMs: number
   /** 0, or the first LSN of a gap that recovery declared before this segment. */
   readonly gapFromLsn: number
+}
+
+/**
+ * Whether a segment's header declares the LSNs from `due` to its base - 1 as
+ * a gap (gap-from above): the one test the scan, the reader and dump apply
+ * where a segment starts after the LSN that was due.
+ */
+export function declaresGap(h: SegmentHeader, due: number): boolean {
+  return h.gapFromLsn !== 0 && h.gapFromLsn <= due && h.baseLsn > due
 }
 
 export type HeaderDecode =

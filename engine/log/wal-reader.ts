@@ -1,7 +1,7 @@
 import type { Checksums } from '../format/checksum.js'
 import type { FileSystem } from '../io/fs.js'
 import { CorruptionError } from '../errors.js'
-import type { RecordType } from '../format/format.js'
+import { declaresGap, type RecordType } from '../format/format.js'
 import { framesOf, segmentsOf } from './segment-cursor.js'
 
 export interface LogRecord {
@@ -36,7 +36,7 @@ export async function* readLog(o: ReadOptions): AsyncGenerator<LogRecord> {
       if (o.skipDamage) continue
       throw new CorruptionError('WAL_CORRUPT_HEADER', `segment header is invalid (${h.kind})`, { segment: seg.entry.name, offset: 0, lsnFirst: seg.entry.baseLsn })
     }
-    if (expected !== undefined && h.header.gapFromLsn !== 0 && h.header.gapFromLsn <= expected) expected = h.header.baseLsn
+    if (expected !== undefined && declaresGap(h.header, expected)) expected = h.header.baseLsn
     for (const ev of framesOf(seg, o, o.skipDamage ? 'salvage' : 'strict')) {
       // A damaged group marker guards no record: the frames after it verified on their own (recovery reported it).
       if (ev.kind === 'damaged-marker') continue

@@ -5,6 +5,7 @@ import { limits } from '../limits.js'
 import { createChecksums } from '../format/checksum.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
+import { declaresGap } from '../format/format.js'
 
 /** One entry of a log dump: a record with its place, or damaged bytes. */
 export type DumpEntry =
@@ -50,7 +51,7 @@ export async function* dumpLog(o: DumpOptions): AsyncGenerator<DumpEntry> {
     }
     const base = h.header.baseLsn
     if (due !== undefined && base > due && base - 1 >= from && due <= to) {
-      const declared = h.header.gapFromLsn !== 0 && h.header.gapFromLsn <= due
+      const declared = declaresGap(h.header, due)
       yield { kind: 'missing', segment: seg.entry.name, lsnFirst: due, lsnLast: base - 1, declared, detail: declared ? 'a gap declared in this segment\'s header (dropped by recovery or fsck --repair)' : 'in no segment: a segment is missing' }
     }
     due = base

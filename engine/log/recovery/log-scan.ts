@@ -1,7 +1,7 @@
 import type { Checksums } from '../../format/checksum.js'
 import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
-import { SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
+import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
 import { listWal, type SegmentEntry } from '../segment-list.js'
 import { framesOf, segmentsOf, type CursorSegment } from '../segment-cursor.js'
 
@@ -104,8 +104,7 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
     }
     const header = h.header
     if (expected !== undefined && header.baseLsn !== expected) {
-      const declared = header.gapFromLsn !== 0 && header.gapFromLsn <= expected && header.baseLsn > expected
-      if (!declared) {
+      if (!declaresGap(header, expected)) {
         problems.push(
           header.baseLsn > expected
             ? { kind: 'missing-lsns', segmentIndex: i, offset: 0, due: expected, lsnFirst: expected, lsnLast: header.baseLsn - 1, detail: `no segment holds LSNs ${expected}-${header.baseLsn - 1}`, atTail: false }
