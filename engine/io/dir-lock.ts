@@ -4,6 +4,7 @@ import { posix as path } from 'node:path'
 import lockfile from 'proper-lockfile'
 import { LockHeldError, MemwalError, osError } from '../errors.js'
 import type { FileSystem } from './fs.js'
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './modes.js'
 import { NodeFileSystem } from './node-fs.js'
 
 const TEMP_SUFFIX = '.tmp'
@@ -164,8 +165,8 @@ export class ProcessDirLocker implements DirLocker {
 function mkdirWithOwner(lockPath: string, owner: Owner, cb: (err: NodeJS.ErrnoException | null) => void): void {
   const temp = `${lockPath}.${owner.pid}.${process.hrtime.bigint()}${TEMP_SUFFIX}`
   const made = async (): Promise<void> => {
-    await fs.promises.mkdir(temp, { mode: 0o700 })
-    const file = await fs.promises.open(path.join(temp, OWNER_FILE), 'wx', 0o600)
+    await fs.promises.mkdir(temp, { mode: PRIVATE_DIR_MODE })
+    const file = await fs.promises.open(path.join(temp, OWNER_FILE), 'wx', PRIVATE_FILE_MODE)
     try {
       await file.writeFile(JSON.stringify(owner))
       await file.sync()

@@ -1,9 +1,8 @@
 import fs from 'node:fs'
 import type { DiskSpace, FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js'
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './modes.js'
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_DSYNC } = fs.constants
-const FILE_MODE = 0o600
-const DIR_MODE = 0o700
 
 /**
  * The real filesystem. Callback-style `fs` calls on raw descriptors: each is one
@@ -21,7 +20,7 @@ export class NodeFileSystem implements FileSystem {
     let flags = mode === 'read' ? O_RDONLY : mode === 'readwrite' ? O_RDWR : O_RDWR | O_CREAT | O_EXCL
     if (options.dsync === true) flags |= O_DSYNC
     const fd = await new Promise<number>((resolve, reject) =>
-      fs.open(path, flags, FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
+      fs.open(path, flags, PRIVATE_FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
     )
     return new NodeFileHandle(fd)
   }
@@ -35,7 +34,7 @@ export class NodeFileSystem implements FileSystem {
   }
 
   async mkdirp(path: string): Promise<void> {
-    await fs.promises.mkdir(path, { recursive: true, mode: DIR_MODE })
+    await fs.promises.mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE })
   }
 
   async rename(from: string, to: string): Promise<void> {

@@ -11,9 +11,11 @@ import t from 'tap'
 import { CorruptionError, isMemwalError } from '../../engine/index.js'
 import { SeededRandom, SimulatedFileSystem, type Wal } from '../../engine/testing.js'
 import { FORMAT_VERSION_UNMARKED } from '../../engine/format/format.js'
+import { SECTOR_BYTES } from '../../engine/io/sim-fs.js'
 import { bytesOf, describeSegments, findingsOf, openLog, pokeAt, range, readAll, recordFor, rewriteHeader, VALUE_BYTES, zeroRange, type SegmentInfo } from '../support/craft.js'
 
-const SECTOR = 512
+/** The unit the simulated disk persists on its own (sector tearing). */
+const SECTOR = SECTOR_BYTES
 
 /** A log of `solo` records appended one at a time, then one group of `group` records appended together; closed. */
 async function logWithFinalGroup(solo: number, group: number): Promise<{ sim: SimulatedFileSystem; seg: SegmentInfo; groupStart: number; groupEnd: number }> {

@@ -58,8 +58,6 @@ export interface ScannedSegment {
   readonly validEnd: number
   /** Offset after the last non-zero byte. */
   readonly dataEnd: number
-  /** Version 2: damage at or after this offset is a torn final group (see FramesEnd.tornFrom). */
-  readonly tornFrom?: number
 }
 
 export interface LogScan {
@@ -118,11 +116,11 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
       continue
     }
     const { afterDamage, ...s } = scanSegmentFrames(seg, header, o, problems)
-    const kept = i === entries.length - 1 ? trimTornGroup(s, i, problems, afterDamage) : s
+    const { expected: next, tornFrom: _torn, ...kept } = i === entries.length - 1 ? trimTornGroup(s, i, problems, afterDamage) : s
     records += kept.records
     if (kept.lastLsn !== undefined) maxLsn = Math.max(maxLsn, kept.lastLsn)
     segments.push({ entry, header, fullyScanned: true, size, ...kept })
-    expected = kept.expected
+    expected = next
   }
   markTail(problems, segments)
   return { segments, temps: listing.temps, problems, records, bytesScanned, maxLsn }
