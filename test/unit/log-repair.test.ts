@@ -160,3 +160,28 @@ t.test('point-in-time recovery, power cut at every step: once LSNs are cut from 
   }
   t.ok(steps > 3, `point-in-time recovery took ${steps} mutating steps, each cut once`)
 })
+
+t.test('two damaged ranges in one segment: two splits, every other record kept, the segment read once for both', async (t) => {
+  const fs = await damagedLog()
+  const sums = await createChecksums()
+  // A second damaged frame, two records after the first, in the same segment.
+  let scan = await scanLog({ fs, sums, walDir: WAL_DIR, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
+  const seg = scan.segments.find((s) => s.firstLsn !== undefined && s.firstLsn <= DAMAGED_LSN && (s.lastLsn ?? 0) >= DAMAGED_LSN + 2)
+  if (!seg?.firstLsn) throw new Error('no segment holds both damaged LSNs')
+  const offset = 64 + (DAMAGED_LSN + 2 - seg.firstLsn) * (GROUP_MARKER_BYTES + 32 + 4000) + GROUP_MARKER_BYTES
+  const bytes = Buffer.from(fs.peek(seg.entry.path) as Uint8Array)
+  bytes[offset + 9] = (bytes[offset + 9] ?? 0) ^ 0xff
+  fs.poke(seg.entry.path, bytes)
+  scan = await scanLog({ fs, sums, walDir: WAL_DIR, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0 })
+  const { plan } = repairPlan(scan)
+  t.equal(plan.splits.length, 2, 'one new segment for the frames after each damaged range')
+  let reads = 0
+  const readFile = fs.readFile.bind(fs)
+  fs.readFile = async (p: string) => {
+    if (p === seg.entry.path) reads++
+    return readFile(p)
+  }
+  await carryOut({ fs, sums, walDir: WAL_DIR, quarantineDir: `${DIR}/quarantine` }, scan, plan, { dataDir: DIR, gaps: [] })
+  t.equal(reads, 2, 'the damaged segment is read for its evidence copy and once for both splits')
+  t.strictSame(await readable(fs), allBut(DAMAGED_LSN).filter((l) => l !== DAMAGED_LSN + 2), 'every record but the two damaged ones reads back')
+})

@@ -123,9 +123,13 @@ export async function carryOut(t: RepairTarget, scan: LogScan, plan: RepairPlan,
     copies.push(copy)
   }
   const renames: [string, string][] = []
+  // A segment with several damaged ranges gives several splits: it is read once for all of them.
+  const original = new Map<number, Buffer>()
   for (const split of plan.splits) {
     const seg = segment(split.index)
-    const bytes = salvagedSegment(Buffer.from(await t.fs.readFile(seg.entry.path)), seg.size, split, t.sums)
+    let whole = original.get(split.index)
+    if (!whole) original.set(split.index, (whole = Buffer.from(await t.fs.readFile(seg.entry.path))))
+    const bytes = salvagedSegment(whole, seg.size, split, t.sums)
     const name = path.basename(bytes.name)
     assert(!scan.segments.some((s) => s.entry.name === name), 'a split never replaces a segment')
     const temp = `${name}.salvage.tmp`
