@@ -128,6 +128,8 @@ export class WalWriter {
   private scheduled = false
   /** When the pump last started after a macrotask turn (see schedule). */
   private lastTurnMs = Number.NEGATIVE_INFINITY
+  /** Settles when a pump scheduled for the next macrotask turn has started. */
+  private turn: Promise<void> | undefined
   private unsyncedBytes = 0
   private syncRequested = false
   private cancelTimer: (() => void) | undefined
@@ -222,6 +224,8 @@ export class WalWriter {
   async drain(): Promise<void> {
     while (this.running || this.scheduled) {
       if (this.running) await this.pumping
+      // A pump scheduled for the next macrotask turn: wait for the turn (spinning on microtasks would never let it come).
+      else if (this.turn) await this.turn
       else await Promise.resolve()
     }
   }
@@ -295,10 +299,14 @@ export class WalWriter {
     if (this.c.inlineWriteBytesMax > 0 && this.segment.handle.writeSync !== undefined) {
       const now = this.c.clock.nowMs()
       if (now - this.lastTurnMs >= INLINE_TURN_MS) {
-        setImmediate(() => {
-          this.lastTurnMs = this.c.clock.nowMs()
-          run()
-        })
+        this.turn = new Promise((resolve) =>
+          setImmediate(() => {
+            this.turn = undefined
+            this.lastTurnMs = this.c.clock.nowMs()
+            run()
+            resolve()
+          }),
+        )
         return
       }
     }
