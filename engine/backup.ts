@@ -103,12 +103,12 @@ export async function backupStore(src: BackupSource, target: string): Promise<Ba
     let segments = 0
     for (const name of (await fs.readdir(walFrom)).sort()) {
       if (!name.endsWith('.seg')) continue
-      bytes += await copyCounted(fs, path.join(walFrom, name), path.join(walTo, name))
+      bytes += await copyFile(fs, path.join(walFrom, name), path.join(walTo, name))
       segments++
     }
     return { version, storeEntries, segments }
   })
-  for (const name of KEPT_FILES) if (await fs.stat(path.join(from, name))) bytes += await copyCounted(fs, path.join(from, name), path.join(partial, name))
+  for (const name of KEPT_FILES) if (await fs.stat(path.join(from, name))) bytes += await copyFile(fs, path.join(from, name), path.join(partial, name))
   for (const d of KEPT_DIRS) bytes += await copyTree(fs, path.join(from, d), path.join(partial, d))
   await fs.rename(partial, to)
   await fs.syncDir(path.dirname(to))
@@ -153,12 +153,7 @@ async function copyTree(fs: FileSystem, from: string, to: string): Promise<numbe
   for (const name of await fs.readdir(from)) {
     const s = await fs.stat(path.join(from, name))
     if (s?.isDirectory) bytes += await copyTree(fs, path.join(from, name), path.join(to, name))
-    else if (s?.isFile) bytes += await copyCounted(fs, path.join(from, name), path.join(to, name))
+    else if (s?.isFile) bytes += await copyFile(fs, path.join(from, name), path.join(to, name))
   }
   return bytes
-}
-
-async function copyCounted(fs: FileSystem, from: string, to: string): Promise<number> {
-  await copyFile(fs, from, to)
-  return (await fs.stat(to))?.size ?? 0
 }

@@ -58,10 +58,6 @@ export class WatchHub {
     private readonly historyRecords: number,
   ) {}
 
-  get watchers(): number {
-    return this.live.size
-  }
-
   /**
    * The highest LSN retention may purge through as far as watches go: the
    * history window, and each open watch's unread records unless it is more

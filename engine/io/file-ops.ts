@@ -64,8 +64,11 @@ async function writeSyncedData(fs: FileSystem, file: string, bytes: Uint8Array):
   }
 }
 
-export async function copyFile(fs: FileSystem, from: string, to: string): Promise<void> {
-  await writeNewFile(fs, to, await fs.readFile(from))
+/** Copies `from` to a new file `to`, durably; returns the bytes copied. */
+export async function copyFile(fs: FileSystem, from: string, to: string): Promise<number> {
+  const bytes = await fs.readFile(from)
+  await writeNewFile(fs, to, bytes)
+  return bytes.length
 }
 
 /** A path in `dir` for `name` that nothing holds yet: evidence is never overwritten. */
