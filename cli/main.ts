@@ -7,7 +7,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput } from './output.js'
 import { backup, restore } from './commands/backup.js'
-import { get, namespaces, query, watch } from './commands/data.js'
+import { get, namespaces, query, stats, watch } from './commands/data.js'
 import { top } from './commands/top.js'
 import { deadletter, type DeadLetterAction } from './commands/deadletter.js'
 import { dump } from './commands/dump.js'
@@ -114,6 +114,17 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action((dir: string, o: { json?: boolean; prefix?: string; limit?: number }) => {
       const { json, ...q } = o
       return run('namespaces', json === true, () => namespaces(dir, q, createOutput(json === true)))
+    })
+
+  program
+    .command('stats <dir>')
+    .description('entries and bytes (of the values, as stored) per namespace, and in all')
+    .option('--prefix <ns>', 'only this namespace and those under it (ns/...)')
+    .option('--limit <n>', 'at most this many namespaces listed (the totals count every one)', positiveInt)
+    .option('--json', 'one JSON document on stdout')
+    .action((dir: string, o: { json?: boolean; prefix?: string; limit?: number }) => {
+      const { json, ...q } = o
+      return run('stats', json === true, () => stats(dir, q, createOutput(json === true)))
     })
 
   program

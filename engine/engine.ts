@@ -33,7 +33,8 @@ import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
-import { clearNamespace, listNamespaces, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions } from './namespaces.js'
+import { clearNamespace, listNamespaces, namespaceStats, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions, type NamespacePorts, type StoreStats } from './namespaces.js'
+import { createPackr, packValue } from './format/value-codec.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
@@ -326,7 +327,21 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    */
   listNamespaces(options?: NamespaceListOptions): Promise<NamespaceCount[]> {
     this.lifecycle.assertReadable()
-    return listNamespaces(this.index, this.pending, this.o, options)
+    return listNamespaces(this.namespacePorts(), options)
+  }
+
+  /**
+   * Entries and bytes per namespace (all, or `prefix` and those under it),
+   * and in all: `bytes` are the values' bytes as stored (the value codec's
+   * msgpack, as the log and the backend hold it; keys, tags and metadata not
+   * counted). As reads see it: pending writes included, expired entries not.
+   * From the index (each entry's size is kept there at apply), in the same
+   * one pass as listNamespaces; an entry indexed before sizes were kept has
+   * its value read from the backend (`sizedFromRows` says how many).
+   */
+  stats(options?: NamespaceListOptions): Promise<StoreStats> {
+    this.lifecycle.assertReadable()
+    return namespaceStats(this.namespacePorts(), options)
   }
 
   /**
@@ -343,6 +358,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     return exportEntries({
       config: this.o, pending: this.pending, sums: this.sums,
       committedLsn: () => this.pending.nextLsn - 1,
+      nowMs: () => this.o.clock.nowMs(),
       assertReadable: () => this.lifecycle.assertReadable(),
       snapshot: (range) => (backend instanceof LevelBackend && this.o.backend === undefined ? backend.snapshot(range) : undefined),
     }, options)
@@ -480,6 +496,29 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   }
 
   // ---- internals ----
+
+  private namespacePorts(): NamespacePorts {
+    const backend = this.backend
+    const packr = createPackr()
+    return {
+      index: this.index, pending: this.pending, config: this.o,
+      nowMs: () => this.o.clock.nowMs(),
+      storedValueBytes: async (ids) => {
+        try {
+          return await (this.appliers[0] as Applier).read(async () => {
+            const out: number[] = []
+            for (const id of ids) {
+              const e = await backend.get(id)
+              out.push(e === undefined ? 0 : packValue(packr, e.value).length)
+            }
+            return out
+          })
+        } catch (cause) {
+          throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `stats reads the values of entries indexed before sizes were kept, and the backend cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+        }
+      },
+    }
+  }
 
   /**
    * The health loop's check: probe the sinks that are idle and due, look at the disk, then decide the state again.

@@ -1,6 +1,7 @@
 import type { PendingLog, PendingVersion } from './apply/pending-log.js'
 import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
+import { isExpired } from './format/expiry-key.js'
 import { namespaceRange, splitIdentity } from './format/identity.js'
 import { decodeJsonValue, encodeJsonValue } from './format/json-values.js'
 import { createPackr, packValue, toWireValue } from './format/value-codec.js'
@@ -99,6 +100,8 @@ export interface ExportSource {
   readonly sums: Checksums
   /** The committed LSN now. */
   committedLsn(): number
+  /** ms now, by the engine's clock: an entry expired by then is left out, as reads hide it. */
+  nowMs(): number
   /** ENGINE_CLOSED once the engine closed (which closes the snapshot under a reader). */
   assertReadable(): void
   /** The backend's rows in [gte, lt) from a snapshot made now; undefined when the backend has none to give. */
@@ -130,6 +133,7 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
   const inRange = (id: string): boolean => namespace === undefined || splitIdentity(id).namespace === namespace
   // One tick: the committed LSN, the pending versions (decoded now: the log's slabs move on) and the snapshot.
   const version = src.committedLsn()
+  const nowMs = src.nowMs()
   const overlay = new Map<string, PendingVersion>()
   for (const id of src.pending.keys()) {
     if (!inRange(id)) continue
@@ -141,15 +145,20 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
     throw new MemwalError('EXPORT_UNSUPPORTED', 'this store keeps its backend rows in PostgreSQL, which offers export no snapshot to read them at one version (export the database with its own tools)')
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
-  const entries = merged(overlay, rows, src.assertReadable)
+  const entries = merged(overlay, rows, src.assertReadable, nowMs)
   return Object.assign(format === 'ndjson' ? ndjson(header, entries) : msgpack(header, entries, src.sums), { version })
 }
 
-/** The snapshot's rows and the pending puts, in identity order; an identity with a pending write takes it. */
-async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void): AsyncGenerator<ExportEntry> {
+/**
+ * The snapshot's rows and the pending puts, in identity order; an identity
+ * with a pending write takes it. An entry expired at `nowMs` (the call's
+ * clock, read with the snapshot) is left out, whether or not the sweep has
+ * deleted it yet: the export is the store as readers saw it then.
+ */
+async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void, nowMs: number): AsyncGenerator<ExportEntry> {
   const puts: { id: string; entry: ExportEntry }[] = []
   for (const [id, v] of overlay) {
-    if (v.kind !== 'put') continue
+    if (v.kind !== 'put' || isExpired(v.op.expiresAt, nowMs)) continue
     const { op } = v
     puts.push({ id, entry: { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, tags: op.tags ?? [], ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) } })
   }
@@ -168,7 +177,7 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: Snaps
     for (let r = await next(); r.done !== true; r = await next()) {
       const [id, e] = r.value
       while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) yield (puts[i++] as { entry: ExportEntry }).entry
-      if (overlay.has(id)) continue
+      if (overlay.has(id) || isExpired(e.expiresAt, nowMs)) continue
       yield { namespace: e.namespace, key: e.key, value: e.value, tags: e.tags ?? [], ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) }
     }
   } finally {

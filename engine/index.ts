@@ -9,7 +9,7 @@ export type { Change, WatchOptions } from './watch.js'
 export { restoreBackup, type BackupResult } from './backup.js'
 export type { ExportOptions, ExportStream, ImportOptions, ImportProgress, ImportResult } from './export.js'
 export { encodeJsonValue, decodeJsonValue, jsonTag } from './format/json-values.js'
-export type { ClearOptions, ClearResult, NamespaceCount, NamespaceListOptions } from './namespaces.js'
+export type { ClearOptions, ClearResult, NamespaceCount, NamespaceListOptions, NamespaceStats, StoreStats } from './namespaces.js'
 export { type MemwalOptions, type Logger, engineDefaults } from './options.js'
 export type { EngineHealth, EngineState, SinkHealth, DegradationLevel, ServiceStatus } from './health.js'
 export type {

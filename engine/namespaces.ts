@@ -1,9 +1,12 @@
 import type { PendingLog } from './apply/pending-log.js'
 import { InvalidOptionsError } from './errors.js'
-import { splitIdentity } from './format/identity.js'
+import { DEFAULT_NAMESPACE, splitIdentity } from './format/identity.js'
 import { limits } from './limits.js'
 import { compareCodePoints } from './query/match.js'
 import { isUnder, type IndexSink } from './sinks/index-sink.js'
+import { isExpired } from './format/expiry-key.js'
+import type { PutOp } from './format/record-codec.js'
+import { createPackr, packValue } from './format/value-codec.js'
 import { checkFields, checkNamespace, type Limits } from './validate.js'
 
 export interface NamespaceListOptions {
@@ -15,41 +18,126 @@ export interface NamespaceListOptions {
 
 export interface NamespaceCount {
   readonly namespace: string
-  /** Entries in it now, pending writes included. */
+  /** Entries in it now, pending writes included, expired ones not. */
   readonly entries: number
 }
 
-const FIELDS = { prefix: 'string', limit: 'integer' } as const
+export interface NamespaceStats extends NamespaceCount {
+  /** Bytes of its entries' values as stored (the value codec's msgpack, as the log and the backend hold it). */
+  readonly bytes: number
+}
 
-/**
- * The namespaces that hold entries, with how many, in namespace order: each
- * identity with a pending write counts if that write is a put, every other
- * one as the index has it (one keys-only pass over the range, from a snapshot
- * taken in the same tick as the pending writes are read, so an apply landing
- * meanwhile is counted once), so a write shows at once, as reads see it.
- * Namespaces with none are not listed.
- */
-export async function listNamespaces(index: IndexSink, pending: PendingLog, config: Limits, options: NamespaceListOptions | undefined): Promise<NamespaceCount[]> {
-  const o = checkFields<NamespaceListOptions>('listNamespaces options', options, FIELDS)
+export interface StoreStats {
+  /** Per namespace, in namespace order (at most `limit`). */
+  readonly namespaces: readonly NamespaceStats[]
+  /** Entries in every namespace matched (those past `limit` too). */
+  readonly entries: number
+  /** Their values' bytes, as `bytes` above. */
+  readonly bytes: number
+  /** Entries indexed before sizes were kept, whose value was read from the backend to size it. */
+  readonly sizedFromRows: number
+}
+
+export interface NamespacePorts {
+  readonly index: IndexSink
+  readonly pending: PendingLog
+  readonly config: Limits
+  /** ms now, by the engine's clock: an entry expired by then is not counted (as reads hide it). */
+  nowMs(): number
+  /** The bytes of the stored value of each identity (0 when gone): for entries indexed before sizes were kept. */
+  storedValueBytes(ids: readonly string[]): Promise<number[]>
+}
+
+const FIELDS = { prefix: 'string', limit: 'integer' } as const
+/** Identities whose stored value is read at once to size it (entries indexed before sizes were kept). */
+const SIZE_READ_BATCH = 256
+
+interface Tally {
+  readonly totals: Map<string, { entries: number; bytes: number }>
+  readonly sizedFromRows: number
+}
+
+/** The namespaces that hold entries, with how many, in namespace order (see `tally`). */
+export async function listNamespaces(p: NamespacePorts, options: NamespaceListOptions | undefined): Promise<NamespaceCount[]> {
+  const { prefix, limit } = checkListOptions('listNamespaces options', p.config, options)
+  const { totals } = await tally(p, prefix, false)
+  return inOrder(totals, limit).map(([namespace, t]) => ({ namespace, entries: t.entries }))
+}
+
+/** Entries and their values' bytes per namespace and in all (see `tally`). */
+export async function namespaceStats(p: NamespacePorts, options: NamespaceListOptions | undefined): Promise<StoreStats> {
+  const { prefix, limit } = checkListOptions('stats options', p.config, options)
+  const { totals, sizedFromRows } = await tally(p, prefix, true)
+  let entries = 0
+  let bytes = 0
+  for (const t of totals.values()) {
+    entries += t.entries
+    bytes += t.bytes
+  }
+  return { namespaces: inOrder(totals, limit).map(([namespace, t]) => ({ namespace, ...t })), entries, bytes, sizedFromRows }
+}
+
+function checkListOptions(what: string, config: Limits, options: NamespaceListOptions | undefined): { prefix: string | undefined; limit: number } {
+  const o = checkFields<NamespaceListOptions>(what, options, FIELDS)
   const prefix = o.prefix === undefined ? undefined : checkNamespace(o.prefix, config, 'prefix')
   const limit = o.limit ?? limits.namespacesListedDefault
-  if (limit < 1 || limit > limits.namespacesListedMax) throw new InvalidOptionsError(`listNamespaces options: limit must be an integer in [1, ${limits.namespacesListedMax}], not ${limit}`, 'limit')
-  // The pending writes decide for their identities (they are newer than anything applied); the index for the rest.
-  const live: string[] = []
-  const counts = await index.namespaceCounts(prefix, () => {
-    const ids = new Set(pending.keys())
-    for (const id of ids) if (pending.latest(id)?.live === true) live.push(id)
+  if (limit < 1 || limit > limits.namespacesListedMax) throw new InvalidOptionsError(`${what}: limit must be an integer in [1, ${limits.namespacesListedMax}], not ${limit}`, 'limit')
+  return { prefix, limit }
+}
+
+function inOrder<T extends { entries: number }>(totals: Map<string, T>, limit: number): [string, T][] {
+  return [...totals].filter(([, t]) => t.entries > 0).sort(([a], [b]) => compareCodePoints(a, b)).slice(0, limit)
+}
+
+/**
+ * Entries (and, with `sized`, their values' bytes) per namespace under
+ * `prefix`, as reads see them: each identity with a pending write counts if
+ * that write is a put, every other one as the index has it (one pass over
+ * the index's forward entries in the range, from a snapshot taken in the same
+ * tick as the pending writes are read, so an apply landing meanwhile is
+ * counted once). An entry expired by the engine's clock (taken in that tick)
+ * is not counted, whether or not the sweep has deleted it yet. Sizes come
+ * from the index (kept at apply), or for a pending put from its value; an
+ * entry indexed before sizes were kept has its stored value read (in batches
+ * of SIZE_READ_BATCH).
+ */
+async function tally(p: NamespacePorts, prefix: string | undefined, sized: boolean): Promise<Tally> {
+  const totals = new Map<string, { entries: number; bytes: number }>()
+  const add = (namespace: string, bytes: number): void => {
+    const t = totals.get(namespace)
+    if (t) {
+      t.entries++
+      t.bytes += bytes
+    } else totals.set(namespace, { entries: 1, bytes })
+  }
+  let now = 0
+  const live: PutOp[] = []
+  const forward = p.index.forward(prefix, () => {
+    now = p.nowMs()
+    const ids = new Set(p.pending.keys())
+    for (const id of ids) {
+      const v = p.pending.latestOp(id)
+      if (v?.op.type === 'put' && !isExpired(v.op.expiresAt, now) && isUnder(splitIdentity(id).namespace, prefix)) live.push(v.op)
+    }
     return ids
   })
-  for (const id of live) {
-    const { namespace } = splitIdentity(id)
-    if (isUnder(namespace, prefix)) counts.set(namespace, (counts.get(namespace) ?? 0) + 1)
+  const packr = sized ? createPackr() : undefined
+  for (const op of live) add(op.namespace ?? DEFAULT_NAMESPACE, packr ? packValue(packr, op.value).length : 0)
+  let unsized: { id: string; namespace: string }[] = []
+  let sizedFromRows = 0
+  const sizeFromRows = async (): Promise<void> => {
+    const bytes = await p.storedValueBytes(unsized.map((u) => u.id))
+    unsized.forEach((u, i) => add(u.namespace, bytes[i] ?? 0))
+    sizedFromRows += unsized.length
+    unsized = []
   }
-  return [...counts]
-    .filter(([, n]) => n > 0)
-    .sort(([a], [b]) => compareCodePoints(a, b))
-    .slice(0, limit)
-    .map(([namespace, entries]) => ({ namespace, entries }))
+  for await (const [id, e] of forward) {
+    if (isExpired(e.expiresAt, now)) continue
+    if (!sized || e.valueBytes !== undefined) add(e.namespace, e.valueBytes ?? 0)
+    else if (unsized.push({ id, namespace: e.namespace }) >= SIZE_READ_BATCH) await sizeFromRows()
+  }
+  if (unsized.length > 0) await sizeFromRows()
+  return { totals, sizedFromRows }
 }
 
 export interface ClearOptions {

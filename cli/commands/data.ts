@@ -3,7 +3,7 @@ import { ExitCode } from '../exit-codes.js'
 import { displayValue, type Output } from '../output.js'
 
 /**
- * The data commands. `memwal get`, `memwal query` and `memwal namespaces` read a store through the
+ * The data commands. `memwal get`, `memwal query`, `memwal namespaces` and `memwal stats` read a store through the
  * engine (so pending writes show, as in the API): they open it, so they need
  * its lock, and beside a running process they stop with LOCK_HELD naming the
  * holder. `memwal watch` reads the log alone, without the lock.
@@ -48,6 +48,19 @@ export function namespaces(dir: string, o: { readonly prefix?: string; readonly 
     const list = await db.listNamespaces(o)
     if (out.json) out.document({ namespaces: list })
     else for (const n of list) out.line(`${n.namespace}  ${n.entries}`)
+    return ExitCode.CLEAN
+  })
+}
+
+/** `memwal stats <dir> [--prefix P] [--limit N]`: entries and value bytes per namespace, then the totals. */
+export function stats(dir: string, o: { readonly prefix?: string; readonly limit?: number }, out: Output): Promise<number> {
+  return withEngine(dir, async (db) => {
+    const s = await db.stats(o)
+    if (out.json) out.document(s)
+    else {
+      for (const n of s.namespaces) out.line(`${n.namespace}  ${n.entries} entries  ${n.bytes} bytes`)
+      out.line(`total  ${s.entries} entries  ${s.bytes} bytes${s.sizedFromRows > 0 ? ` (${s.sizedFromRows} indexed before sizes were kept, read from their rows)` : ''}`)
+    }
     return ExitCode.CLEAN
   })
 }

@@ -202,6 +202,21 @@ export class PendingLog {
     return o ? { lsn: o.entry.lsn, live: this.isPut(o) } : undefined
   }
 
+  /**
+   * The latest pending op of identity `id` and its LSN, from the decoded
+   * record the appliers share (recordAt's cache: a record is decoded once
+   * however many of its identities are asked about). Read only: the caller
+   * must not modify it (lookup gives a private copy).
+   */
+  latestOp(id: string): { readonly lsn: number; readonly op: Op } | undefined {
+    const o = this.overlay.get(id)
+    const r = o && this.recordAt(o.entry.lsn)
+    if (!o || !r) return undefined
+    const op = opsOf(r.record)[o.opIndex]
+    assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
+    return { lsn: o.entry.lsn, op }
+  }
+
   /** Every identity with a pending version. */
   keys(): IterableIterator<string> {
     return this.overlay.keys()

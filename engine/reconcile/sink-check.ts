@@ -137,7 +137,7 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
   }
   if (repair && findings.length > first) {
     const backend = t.backend
-    await t.index.rebuild(entryLabels(backend.entries()), backend.checkpoint)
+    await t.index.rebuild(entryLabels(backend.entries(), createPackr()), backend.checkpoint)
     markRepaired(findings, first, () => true)
   }
 }
@@ -159,8 +159,9 @@ function markRepaired(findings: SinkFinding[], from: number, which: (f: SinkFind
   }
 }
 
-async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>): AsyncIterable<[string, IndexedEntry]> {
-  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags, e.expiresAt)]
+/** The index entries of the backend's rows, each with its value's size (the rebuild sizes entries indexed before sizes were kept). */
+async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>, packr: Packr): AsyncIterable<[string, IndexedEntry]> {
+  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags, e.expiresAt, packValue(packr, e.value).length)]
 }
 
 function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {

@@ -4,6 +4,7 @@ import { opsOf } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
+import { packValue } from '../format/value-codec.js'
 import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
@@ -11,7 +12,9 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 /**
  * The secondary index, persisted in the `ix` sublevel (store layout 2), keyed
  * by identity (engine/format/identity.ts: namespace NUL key):
- *   f\0<id>         -> msgpack [tags | null, expiresAt | null]  (what is indexed for the entry)
+ *   f\0<id>         -> msgpack [tags | null, expiresAt | null, valueBytes]  (what is indexed for the entry;
+ *                     valueBytes: the value's size as stored, for stats(); absent in entries indexed
+ *                     before it was kept)
  *   t\0<tag>\0<id>   -> empty
  *   x\0<expiresAt>\0<id> -> empty  (engine/format/expiry-key.ts: time order, so the
  *                     expiry sweep reads only the expired range)
@@ -26,6 +29,12 @@ export interface IndexedEntry {
   readonly tags?: readonly string[]
   /** The entry's expiry (ms since the epoch), which its expiry posting is keyed by. */
   readonly expiresAt?: number
+  /**
+   * Bytes of the entry's value as stored: the value codec's msgpack, as the
+   * log record and the backend row hold it (not the key, namespace, tags or
+   * metadata). Undefined for an entry indexed before sizes were kept.
+   */
+  readonly valueBytes?: number
 }
 
 export interface IndexQuery {
@@ -62,7 +71,10 @@ export class IndexSink extends Sink {
     const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
     ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
     const after = new Map(before)
-    for (const op of ops) after.set(opIdentity(op), op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt) : undefined)
+    for (const op of ops) {
+      const id = opIdentity(op)
+      after.set(id, op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(id).namespace, op.tags, op.expiresAt, packValue(this.store.packr, op.value).length) : undefined)
+    }
     const batch: Batch = []
     for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -135,29 +147,30 @@ export class IndexSink extends Sink {
   }
 
   /**
-   * Each namespace the index holds entries in, with how many, in namespace
-   * order: all of them, or `prefix` and the namespaces under it (`prefix/...`),
-   * leaving out the identities `overlay` returns. `overlay` is called once, in
-   * the same tick the index's iterator (a snapshot) is made, so the caller's
-   * view of its own state (the pending writes) and the index's agree.
-   * Reads every forward entry in the range once, keys only.
+   * The forward entries of namespace `prefix` and those under it
+   * (`prefix/...`; every one without a prefix), in identity order, from a
+   * snapshot made by this call, leaving out the identities `overlay` returns.
+   * `overlay` is called once, in the same tick the index's iterator (a
+   * snapshot) is made, so the caller's view of its own state (the pending
+   * writes) and the index's agree. Reads each entry in the range once.
    */
-  async namespaceCounts(prefix: string | undefined, overlay: () => ReadonlySet<string>): Promise<Map<string, number>> {
+  forward(prefix: string | undefined, overlay: () => ReadonlySet<string>): AsyncIterable<[string, IndexedEntry]> {
     const head = `f${SEP}`
-    const keys = this.store.index.keys(prefixRange(head + (prefix ?? '')))
+    const it = this.store.index.iterator(prefixRange(head + (prefix ?? '')))
     const skip = overlay()
-    const counts = new Map<string, number>()
-    try {
-      for await (const k of keys) {
-        const id = k.slice(head.length)
-        if (skip.has(id)) continue
-        const { namespace } = splitIdentity(id)
-        if (isUnder(namespace, prefix)) counts.set(namespace, (counts.get(namespace) ?? 0) + 1)
+    const store = this.store
+    return (async function* (): AsyncGenerator<[string, IndexedEntry]> {
+      try {
+        for await (const [k, v] of it) {
+          const id = k.slice(head.length)
+          if (skip.has(id)) continue
+          const e = decodeForward(store, id, v)
+          if (e && isUnder(e.namespace, prefix)) yield [id, e]
+        }
+      } finally {
+        await it.close()
       }
-    } finally {
-      await keys.close()
-    }
-    return counts
+    })()
   }
 
   /** Every indexed key with its entry, in key order (for the reconciler). */
@@ -206,7 +219,7 @@ export class IndexSink extends Sink {
     let batch: Batch = []
     let n = 0
     for await (const [key, e] of entries) {
-      this.diff(batch, key, undefined, labelsOf(e.namespace, e.tags, e.expiresAt))
+      this.diff(batch, key, undefined, e)
       n++
       if (batch.length >= 4096) {
         await this.store.writeBatch(batch)
@@ -236,7 +249,7 @@ export class IndexSink extends Sink {
     const cur = names(now)
     for (const k of old) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
     for (const k of cur) if (!old.has(k)) batch.push({ type: 'put', sublevel: idx, key: k, value: EMPTY })
-    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null, now.expiresAt ?? null]) })
+    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null, now.expiresAt ?? null, ...(now.valueBytes !== undefined ? [now.valueBytes] : [])]) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
 }
@@ -251,13 +264,13 @@ export function matches(id: string, e: IndexedEntry, q: IndexQuery): boolean {
   return (q.namespace === undefined || e.namespace === q.namespace) && (q.tag === undefined || (e.tags ?? []).includes(q.tag)) && (q.prefix === undefined || splitIdentity(id).key.startsWith(q.prefix))
 }
 
-export function labelsOf(namespace: string, tags: readonly string[] | undefined, expiresAt?: number): IndexedEntry {
-  return { namespace, ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }
+export function labelsOf(namespace: string, tags: readonly string[] | undefined, expiresAt?: number, valueBytes?: number): IndexedEntry {
+  return { namespace, ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}), ...(valueBytes !== undefined ? { valueBytes } : {}) }
 }
 
 function decodeForward(store: LevelStore, id: string, v: Uint8Array | undefined): IndexedEntry | undefined {
   if (v === undefined) return undefined
-  // Indexed before expiry was: [tags] alone (no expiry then, as no put took one that anything enforced).
-  const [tags, expiresAt] = store.packr.decode(v) as [string[] | null, number | null | undefined]
-  return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined)
+  // Indexed before expiry was: [tags] alone (no expiry then, as no put took one that anything enforced); before sizes were: no valueBytes.
+  const [tags, expiresAt, valueBytes] = store.packr.decode(v) as [string[] | null, number | null | undefined, number | undefined]
+  return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined, valueBytes)
 }
