@@ -35,6 +35,7 @@ import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
 import { clearNamespace, listNamespaces, namespaceStats, type ClearOptions, type ClearResult, type NamespaceCount, type NamespaceListOptions, type NamespacePorts, type StoreStats } from './namespaces.js'
 import { createPackr, packValue } from './format/value-codec.js'
+import { isExpired } from './format/expiry-key.js'
 import { backupStore, type BackupResult } from './backup.js'
 import { WatchHub, type Change, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
@@ -119,10 +120,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.backpressure = new Backpressure(o, pending, assertWritable, (e) => this.emit('backlog-high', e), () =>
       this.stateMayHaveChanged(this.backpressure.readOnly ? 'backlog full' : 'backlog has room again'),
     )
+    // An expired entry is absent to a condition, as to every reader (ifAbsent holds, ifVersion does not), swept yet or not.
     const gate = new VersionGate({
       pending: (id) => {
-        const v = pending.latest(id)
-        return v === undefined ? undefined : v.live ? v.lsn : null
+        const v = pending.latestOp(id)
+        return v === undefined ? undefined : v.op.type === 'put' && !isExpired(v.op.expiresAt, o.clock.nowMs()) ? v.lsn : null
       },
       stored: (id) => this.reads.storedVersion(id),
     })

@@ -208,11 +208,13 @@ export class ReadPath {
 
   /**
    * The version the cache or the backend holds for an identity (null:
-   * absent), for conditional writes; ENGINE_BACKEND_UNAVAILABLE when the
-   * backend cannot answer. The caller has looked at what is pending.
+   * absent, or expired by the clock now, as readers see it), for conditional
+   * writes; ENGINE_BACKEND_UNAVAILABLE when the backend cannot answer. The
+   * caller has looked at what is pending.
    */
   async storedVersion(id: string): Promise<number | null> {
-    return (await this.stored(id))?.lsn ?? null
+    const e = await this.stored(id)
+    return e === undefined || this.expired(e.expiresAt) ? null : e.lsn
   }
 
   /** Entries matching every criterion given, in identity order (namespace, then key). */

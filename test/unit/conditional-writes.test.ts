@@ -11,6 +11,7 @@
 import t from 'tap'
 import { MemWAL, type MemwalOptions } from '../../engine/index.js'
 import { dumpLog } from '../../engine/index.js'
+import { ManualClock } from '../../engine/testing.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
@@ -159,4 +160,23 @@ t.test('a write held at the gate is stamped after the writes appended before it:
   t.equal(stamps.length, e.health().wal.lastLsn, 'every record read back')
   const behind = stamps.filter((s, i) => i > 0 && s.hlc <= (stamps[i - 1] as { hlc: number }).hlc)
   t.strictSame(behind, [], 'no record is stamped at or below the record before it in the log')
+})
+
+t.test('an expired entry is absent to a condition at once, pending or applied, swept or not', async (t) => {
+  const clock = new ManualClock()
+  const e = await open(tmpDir(t, 'memwal-cond-'), { clock, sweepIntervalMs: 3_600_000 })
+  t.teardown(() => e.close())
+  for (const applied of [false, true]) {
+    const ns = applied ? 'applied' : 'pending'
+    const v = (await e.put('k', 1, { namespace: ns, ttlMs: 100 })).lsn
+    await e.put('d', 1, { namespace: ns, ttlMs: 100 })
+    if (applied) await e.flush()
+    clock.advance(100)
+    t.match(await refusal(e.put('k', 2, { namespace: ns, ifVersion: v })), { code: 'VERSION_MISMATCH', details: { expected: v, current: null } }, `${ns}: ifVersion of the expired version is refused, current null`)
+    t.match(await refusal(e.delete('d', { namespace: ns, ifVersion: v + 1 })), { code: 'VERSION_MISMATCH', details: { current: null } }, `${ns}: a delete too`)
+    const w = (await e.put('k', 3, { namespace: ns, ifAbsent: true })).lsn
+    t.match(await e.getEntry('k', { namespace: ns }), { value: 3, version: w }, `${ns}: ifAbsent writes over the expired entry`)
+    await e.batch([{ type: 'put', key: 'd', value: 4, namespace: ns, ifAbsent: true }])
+    t.equal(await e.get('d', { namespace: ns }), 4, `${ns}: in a batch too`)
+  }
 })
