@@ -28,6 +28,7 @@ import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
 import type { CacheSink } from './sinks/cache-sink.js'
 import type { IndexSink } from './sinks/index-sink.js'
+import { countedIndexReads, type IndexReads } from './index-reads.js'
 import type { BackendSink, Sink } from './sinks/sink.js'
 import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
@@ -63,6 +64,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly wal: Wal
   private readonly backend: BackendSink
   private readonly index: IndexSink
+  /** The index as queries, listNamespaces, stats, clear and the sweep read it: counted toward its health (index-reads.ts). */
+  private readonly indexReads: IndexReads
   private readonly cache: CacheSink
   private readonly pending: PendingLog
   private readonly sums: Checksums
@@ -137,8 +140,9 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       },
     })
     const backendApplier = this.appliers[0] as Applier
+    this.indexReads = countedIndexReads(index, this.appliers[1] as Applier, (code) => this.metrics?.readFailed('index', code))
     this.reads = new ReadPath({
-      config: o, wal, pending, cache, backend, index,
+      config: o, wal, pending, cache, backend, index: this.indexReads,
       readBackend: (fn) => backendApplier.read(fn),
       assertReadable: () => this.lifecycle.assertReadable(),
       metrics: this.metrics,
@@ -147,7 +151,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       clock: o.clock,
       config: o.sweep,
       watches: this.writes.watches,
-      expired: (nowMs) => index.expired(nowMs),
+      expired: (nowMs) => this.indexReads.expired(nowMs),
       current: (id) => this.reads.current(id),
       deleteUnchanged: (ids, watch) => this.writes.deleteUnchanged(ids, watch),
       // Reported, not raised: the next round tries again (a down backend or index, a read-only or closing engine).
@@ -260,7 +264,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    */
   async clear(options: ClearOptions): Promise<ClearResult> {
     this.lifecycle.assertWritable()
-    return clearNamespace({ index: this.index, pending: this.pending, config: this.o, batch: (ops) => this.writes.batch(ops) }, options)
+    return clearNamespace({ index: this.indexReads, pending: this.pending, config: this.o, batch: (ops) => this.writes.batch(ops) }, options)
   }
 
   // ---- reads ----
@@ -503,7 +507,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     const backend = this.backend
     const packr = createPackr()
     return {
-      index: this.index, pending: this.pending, config: this.o,
+      index: this.indexReads, pending: this.pending, config: this.o,
       nowMs: () => this.o.clock.nowMs(),
       storedValueBytes: async (ids) => {
         try {

@@ -28,7 +28,7 @@ export class EngineMetrics {
   private readonly breakerTransitions: Counter<'sink' | 'to'>
   private readonly deadLetters: Counter<'sink'>
   private readonly readHits: Counter<'tier'>
-  private readonly readFailures: Counter<'code'>
+  private readonly readFailures: Counter<'sink' | 'code'>
   private readonly recoverySeconds: Gauge
   private readonly recoveryRecords: Gauge
   private readonly names: string[] = []
@@ -55,7 +55,7 @@ export class EngineMetrics {
     this.breakerTransitions = counter('memwal_breaker_transitions_total', 'Circuit breaker state changes by sink and new state', ['sink', 'to'])
     this.deadLetters = counter('memwal_dead_letters_total', 'Records a sink rejected for good', ['sink'])
     this.readHits = counter('memwal_read_hits_total', 'Reads answered, by the tier that answered (overlay, cache, backend)', ['tier'])
-    this.readFailures = counter('memwal_read_failures_total', 'Reads refused because the backend could not answer, by error code', ['code'])
+    this.readFailures = counter('memwal_read_failures_total', 'Reads that failed because a sink (the backend, the index) could not answer, by sink and error code', ['sink', 'code'])
     this.recoverySeconds = gauge('memwal_recovery_seconds', 'How long the last open took (lock, checkpoints, log recovery, backlog reload)')
     this.recoveryRecords = gauge('memwal_recovery_records_replayed', 'Records read back from the log at open for the sinks to apply')
     const health = (): EngineHealth => this.scrapeHealth()
@@ -131,8 +131,8 @@ export class EngineMetrics {
     this.readHits.inc({ tier })
   }
 
-  readFailed(code: string): void {
-    this.readFailures.inc({ code })
+  readFailed(sink: string, code: string): void {
+    this.readFailures.inc({ sink, code })
   }
 
   /** Set once, after open: how long it took, how many records it read back for the sinks. */

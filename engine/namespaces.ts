@@ -3,7 +3,8 @@ import { InvalidOptionsError } from './errors.js'
 import { DEFAULT_NAMESPACE, splitIdentity } from './format/identity.js'
 import { limits } from './limits.js'
 import { compareCodePoints } from './query/match.js'
-import { isUnder, type IndexSink } from './sinks/index-sink.js'
+import { isUnder } from './sinks/index-sink.js'
+import type { IndexReads } from './index-reads.js'
 import { isExpired } from './format/expiry-key.js'
 import type { PutOp } from './format/record-codec.js'
 import { createPackr, packValue } from './format/value-codec.js'
@@ -39,7 +40,7 @@ export interface StoreStats {
 }
 
 export interface NamespacePorts {
-  readonly index: IndexSink
+  readonly index: IndexReads
   readonly pending: PendingLog
   readonly config: Limits
   /** ms now, by the engine's clock: an entry expired by then is not counted (as reads hide it). */
@@ -157,7 +158,7 @@ export interface ClearResult {
 }
 
 export interface ClearPorts {
-  readonly index: IndexSink
+  readonly index: IndexReads
   readonly pending: PendingLog
   readonly config: Limits & { readonly wal: { readonly limits: { readonly recordBytesMax: number } } }
   /** Writes one logged batch of deletes, acknowledged once durable. */

@@ -9,7 +9,8 @@ import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { CREATED_UNKNOWN, type CacheSink } from './sinks/cache-sink.js'
-import { matches, type IndexQuery, type IndexSink } from './sinks/index-sink.js'
+import { matches, type IndexQuery } from './sinks/index-sink.js'
+import type { IndexReads } from './index-reads.js'
 import { compareCodePoints } from './query/match.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
 import type { PendingVersion } from './apply/pending-log.js'
@@ -59,11 +60,12 @@ export interface ReadPathParts {
   readonly pending: PendingLog
   readonly cache: CacheSink
   readonly backend: BackendSink
-  readonly index: IndexSink
+  /** Read through the index applier's count (index-reads.ts): its failures count toward the index's health. */
+  readonly index: IndexReads
   /**
    * A read of the backend through its applier's breaker and timeout: failures
-   * count toward its health. (The index is read directly: a query must go on
-   * over a stale index while its applies fail, merged with what is pending.)
+   * count toward its health. (The index is read without its breaker: a query
+   * must go on over a stale index while its applies fail, merged with what is pending.)
    */
   readonly readBackend: SinkRead
   readonly assertReadable: () => void
@@ -253,12 +255,8 @@ export class ReadPath {
     try {
       for (;;) {
         // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
-        let next: IteratorResult<[string, unknown]>
-        try {
-          next = await it.next()
-        } catch (cause) {
-          throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
-        }
+        // An index that cannot answer is ENGINE_BACKEND_UNAVAILABLE, counted toward its health (index-reads.ts).
+        const next = await it.next()
         if (next.done) break
         const [id] = next.value
         if (overridden.has(id)) continue
@@ -291,7 +289,7 @@ export class ReadPath {
     try {
       return await this.p.readBackend(read)
     } catch (cause) {
-      this.p.metrics?.readFailed(isMemwalError(cause) ? cause.code : ((cause as { code?: unknown })?.code as string | undefined) ?? 'UNKNOWN')
+      this.p.metrics?.readFailed('backend', isMemwalError(cause) ? cause.code : ((cause as { code?: unknown })?.code as string | undefined) ?? 'UNKNOWN')
       if (cause instanceof BreakerOpenError) {
         throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', 'the backend is down (circuit breaker open) and the value is neither pending nor cached', { cause, transient: true })
       }

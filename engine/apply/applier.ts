@@ -65,7 +65,7 @@ export class Applier {
   private down = false
   private appliedCount = 0
   private deadLetters = 0
-  /** When a call (apply, read or probe) last reached the sink: the health loop probes a sink unused for long. */
+  /** When an apply or probe last started, or a read last answered: the health loop probes a sink unused for long. */
   private lastUsedMs: number
   /**
    * The probe call last started, until it settles: a timed-out probe is abandoned but still running (it cannot be
@@ -136,9 +136,21 @@ export class Applier {
    */
   async read<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.policy.breakerState() === 'open') throw new BreakerOpenError('the sink is known down')
-    this.lastUsedMs = this.host.clock.nowMs()
+    return this.counted(() => this.policy.timed(fn))
+  }
+
+  /**
+   * A read of the sink neither gated by the breaker nor timed, counted toward
+   * its health as `read` counts: the index is read so (a query goes on over a
+   * stale index while its applies fail, and a range scan is read step by step,
+   * each `next` one such read).
+   */
+  async counted<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      const result = await this.policy.timed(fn)
+      const result = await fn()
+      // Only a read that answered puts the idle probe off: one that failed says the sink may be down, which the probe is for
+      // (the expiry sweep reads the index every second; its failures must not keep the index from being probed).
+      this.lastUsedMs = this.host.clock.nowMs()
       this.readWorked()
       return result
     } catch (err) {

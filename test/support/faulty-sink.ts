@@ -6,16 +6,16 @@
  *
  * The wrapper patches the sink instance's protected `_apply` hook (the public
  * `apply` keeps the idempotency filter and the checkpoint bookkeeping), and a
- * backend's `get` and `entries`. For the target sinks it can
+ * sink's reads (a backend's `get` and `entries`, the index's scans). For the target sinks it can
  * - fail a seeded fraction of apply calls with a transient error (`transientRate`),
- * - fail every apply and read during an outage (`down()` / `up()`), or only reads (`readsDown()` / `readsUp()`),
+ * - fail every apply and backend read during an outage (`down()` / `up()`), or only reads, the index's too (`readsDown()` / `readsUp()`),
  * - hang applies until released (`hang()` / `release()`; a hung call then
  *   completes its work, as a slow backend would, whatever the abort signal),
  * - reject records touching given keys for good with PermanentSinkError (`rejectKeys`).
  * For every wrapped sink it counts the calls and, per LSN, how many times the
  * sink's storage took the record (to catch a double apply).
  */
-import { DEFAULT_NAMESPACE, PermanentSinkError, type AppliedRecord, type BackendSink, type Sink, type StoredEntry } from '../../engine/index.js'
+import { DEFAULT_NAMESPACE, PermanentSinkError, type AppliedRecord, type BackendSink, type Sink } from '../../engine/index.js'
 import { SeededRandom } from '../../engine/testing.js'
 
 /** A transient failure: what a backend that cannot be reached throws. */
@@ -69,7 +69,7 @@ export class SinkFaults {
     this.stats.set(name, stats)
     this.sinks.set(name, sink)
     const target = this.targets.has(name)
-    const hooks = sink as unknown as { _apply: ApplyHook; get?: (key: string) => Promise<StoredEntry | undefined>; entries?: (o?: object) => AsyncIterable<unknown> }
+    const hooks = sink as unknown as { _apply: ApplyHook }
     const original = hooks._apply.bind(sink)
     hooks._apply = async (records, checkpoint, signal) => {
       stats.calls++
@@ -85,22 +85,49 @@ export class SinkFaults {
       await original(records, checkpoint, signal)
       for (const r of records) stats.applied.set(r.lsn, (stats.applied.get(r.lsn) ?? 0) + 1)
     }
-    if (target && typeof hooks.get === 'function') {
-      const get = hooks.get.bind(sink)
-      hooks.get = async (key) => {
-        if (this.isDown || this.readsFail) throw new InjectedFault(`${name} is down (get ${key})`)
-        return get(key)
-      }
-    }
-    if (target && typeof hooks.entries === 'function') {
-      const entries = hooks.entries.bind(sink)
-      const self = this
-      hooks.entries = async function* (o?: object) {
-        if (self.isDown || self.readsFail) throw new InjectedFault(`${name} is down (entries)`)
-        yield* entries(o)
-      }
-    }
+    if (target) this.failReads(sink)
     return sink
+  }
+
+  /**
+   * Makes the sink's reads fail: a backend's `get` and `entries` during an
+   * outage or `readsDown()`; the index's `keys`, `forward` and `expired`
+   * (its probe reads through `keys`) only with `readsDown()`, since
+   * an outage of the index's applies leaves a stale index that queries still
+   * read (what the tests of a down index rely on). Scans fail at their first step.
+   */
+  private failReads(sink: Sink): void {
+    const name = sink.name
+    const reads = sink as unknown as Record<string, unknown>
+    const check = (what: string): void => {
+      if (this.readsFail || (this.isDown && (what === 'get' || what === 'entries'))) throw new InjectedFault(`${name} is down (${what})`)
+    }
+    const original = (m: string): ((...a: unknown[]) => unknown) | undefined => {
+      const f = reads[m]
+      return typeof f === 'function' ? (f as (...a: unknown[]) => unknown).bind(sink) : undefined
+    }
+    const get = original('get')
+    if (get) {
+      reads.get = async (...args: unknown[]) => {
+        check('get')
+        return get(...args)
+      }
+    }
+    for (const m of ['entries', 'keys', 'expired', 'forward']) {
+      const scan = original(m)
+      if (!scan) continue
+      // Decided at the call (forward makes its snapshot there), failing at the first step as a real scan would.
+      reads[m] = (...args: unknown[]) => {
+        try {
+          check(m)
+        } catch (err) {
+          return (async function* () {
+            throw err
+          })()
+        }
+        return scan(...args)
+      }
+    }
   }
 
   /** Every apply and read of the target sinks fails until `up()`. */
@@ -112,7 +139,7 @@ export class SinkFaults {
     this.isDown = false
   }
 
-  /** Every read (get, entries) of the target sinks fails until `readsUp()`; applies go on. */
+  /** Every read (get, entries; the index's keys, forward, expired) of the target sinks fails until `readsUp()`; applies go on. */
   readsDown(): void {
     this.readsFail = true
   }

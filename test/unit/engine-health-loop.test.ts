@@ -10,9 +10,15 @@
  * - a sink in use is not probed; an idle one is, once per interval;
  * - a read that works ends the failures in a row (consecutiveFailures 0);
  * - a probe that never answers: one at a time (no pile-up, one per check),
- *   bounded by the apply timeout (down), and close() does not wait for it.
+ *   bounded by the apply timeout (down), and close() does not wait for it;
+ * - the index likewise: failing only on reads, degraded within one probe
+ *   interval and open again after it recovers; its reads by query and
+ *   listNamespaces count toward its health (down after breakerThreshold,
+ *   in health(), the events and memwal_read_failures_total{sink="index"}),
+ *   and the next one that works brings it back.
  */
 import t from 'tap'
+import { Registry } from 'prom-client'
 import { MemWAL, type MemwalOptions } from '../../engine/index.js'
 import type { ManualClock } from '../../engine/testing.js'
 import { SinkFaults } from '../support/faulty-sink.js'
@@ -190,4 +196,54 @@ t.test('close() does not wait for a probe that never answers', async (t) => {
   await waitFor(() => closed, 'close resolves without the clock reaching the apply timeout')
   await closing
   t.equal(engine.health().state, 'closed')
+})
+
+t.test('an index failing only on reads: degraded within one probe interval without traffic, open again after it recovers', async (t) => {
+  const faults = new SinkFaults({ targets: ['index'] })
+  const { engine, clock, events } = await openApplied(t, faults)
+  faults.readsDown()
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'degraded', 'degraded after one interval')
+  t.strictSame(events, ['sink-down index', 'state open->degraded'], 'sink-down, then the state event')
+  t.equal(engine.health().level, 'degraded', 'the backend answers every read: only the index is down')
+  t.equal(engine.health().sinks.index?.lastError?.code, 'EINJECTED', 'health says why')
+  faults.readsUp()
+  clock.advance(INTERVAL_MS)
+  await waitFor(() => engine.health().state === 'open', 'open again after one more interval')
+  t.strictSame(events, ['sink-down index', 'state open->degraded', 'sink-recovered index', 'state degraded->open'], 'the events in order')
+})
+
+t.test('failed index reads (query, listNamespaces) count toward its health; one that works brings it back', async (t) => {
+  const faults = new SinkFaults({ targets: ['index'] })
+  const registry = new Registry()
+  const { engine, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS, metrics: registry })
+  await engine.put('a', 1, { tags: ['x'] })
+  await settle()
+  await engine.flush()
+  faults.readsDown()
+  const keys = async (): Promise<string[]> => {
+    const out: string[] = []
+    for await (const e of engine.query({ tag: 'x' })) out.push(e.key)
+    return out
+  }
+  await t.rejects(keys(), { code: 'ENGINE_BACKEND_UNAVAILABLE' }, 'a query the index cannot answer: typed')
+  await t.rejects(engine.listNamespaces(), { code: 'ENGINE_BACKEND_UNAVAILABLE' }, 'listNamespaces too (it threw the raw error before)')
+  t.equal(engine.health().sinks.index?.consecutiveFailures, 2, 'both failed reads counted')
+  t.equal(engine.health().state, 'open', 'below breakerThreshold (3): not down yet')
+  t.strictSame(events, [])
+  await t.rejects(keys(), { code: 'ENGINE_BACKEND_UNAVAILABLE' })
+  const h = engine.health()
+  t.equal(h.state, 'degraded', 'the third failed read in a row: the index is down (before, it stayed open whatever queries met)')
+  t.equal(h.level, 'degraded', 'reads of values are still answered by the backend')
+  t.equal(h.sinks.index?.lastError?.code, 'EINJECTED', 'health says why')
+  t.equal(h.sinks.index?.breaker, 'closed', 'its applies work: the breaker stays closed')
+  t.strictSame(events, ['sink-down index', 'state open->degraded'])
+  const failures = (await registry.getSingleMetric('memwal_read_failures_total')?.get())?.values.find((v) => v.labels.sink === 'index' && v.labels.code === 'EINJECTED')?.value
+  t.equal(failures, 3, 'memwal_read_failures_total counts them for the index')
+  t.equal(await engine.get('a'), 1, 'a point read does not need the index')
+
+  faults.readsUp()
+  t.strictSame(await keys(), ['a'], 'the index answers again')
+  t.strictSame(events, ['sink-down index', 'state open->degraded', 'sink-recovered index', 'state degraded->open'], 'the read that worked brought it back, the events in order')
+  t.equal(engine.health().sinks.index?.consecutiveFailures, 0)
 })

@@ -104,7 +104,7 @@ t.test('read hits by tier, read failures', async (t) => {
   t.equal(await engine.get('pending'), 1)
   t.equal(await metric(registry, 'memwal_read_hits_total', { tier: 'overlay' }), 1, 'a pending key: the overlay')
   await t.rejects(engine.get('cold'), { code: 'ENGINE_BACKEND_UNAVAILABLE' })
-  t.equal(await metric(registry, 'memwal_read_failures_total', { code: 'EINJECTED' }), 1, 'a read the backend could not answer, by its code')
+  t.equal(await metric(registry, 'memwal_read_failures_total', { sink: 'backend', code: 'EINJECTED' }), 1, 'a read the backend could not answer, by sink and code')
   faults.up()
   await until(w.clock, () => engine.health().backlog.records === 0)
   t.equal(await engine.get('pending'), 1)

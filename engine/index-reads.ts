@@ -1,0 +1,49 @@
+import type { Applier } from './apply/applier.js'
+import { isMemwalError, MemwalError } from './errors.js'
+import type { IndexSink } from './sinks/index-sink.js'
+
+/** What the engine reads of the index: query and clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
+export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired'>
+
+/**
+ * The index as the engine reads it: every read (each step of a range
+ * scan) goes through the index applier's
+ * `counted`, so read failures count toward the index's health as the
+ * backend's do (breakerThreshold in a row make it down: `sink-down`, state
+ * `degraded`, its lastError and consecutiveFailures in health(); the next
+ * read or probe that works brings it back), and `failed` counts them for the
+ * metrics. Unlike the backend's, these reads are not refused while the
+ * index's breaker is open (it guards applies: a query goes on over a stale
+ * index, merged with what is pending) and not timed (a scan's step cannot be
+ * abandoned: the iterator's close would wait for it). A failure is
+ * ENGINE_BACKEND_UNAVAILABLE (transient), the cause kept.
+ */
+export function countedIndexReads(index: IndexSink, applier: Applier, failed: (code: string) => void): IndexReads {
+  const read = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await applier.counted(fn)
+    } catch (cause) {
+      failed(isMemwalError(cause) ? cause.code : (((cause as { code?: unknown } | undefined)?.code as string | undefined) ?? 'UNKNOWN'))
+      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error)?.message ?? String(cause)}`, { cause, transient: true })
+    }
+  }
+  return {
+    keys: (q) => stepwise(index.keys(q), read),
+    expired: (nowMs) => stepwise(index.expired(nowMs), read),
+    // Made now, not at the first step: forward takes its snapshot (and calls overlay) in the caller's tick.
+    forward: (prefix, overlay) => stepwise(index.forward(prefix, overlay), read),
+  }
+}
+
+/** `source` with each `next` made through `read`; `return` (letting the scan go) is passed on as it is. */
+function stepwise<T>(source: AsyncIterable<T>, read: <R>(fn: () => Promise<R>) => Promise<R>): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      const it = source[Symbol.asyncIterator]()
+      return {
+        next: () => read(() => it.next()),
+        return: async (value?: unknown) => (it.return ? it.return(value) : { done: true, value: value as T }),
+      }
+    },
+  }
+}
