@@ -7,7 +7,8 @@ import { decodeJsonValue, encodeJsonValue } from './format/json-values.js'
 import { createPackr, packValue, toWireValue } from './format/value-codec.js'
 import { compareCodePoints } from './query/match.js'
 import type { StoredEntry } from './sinks/sink.js'
-import { checkFields, checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
+import { checkFields } from './option-fields.js'
+import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
 
 /**
  * Export and import (issue 12 item 2): every entry of a store (or of one

@@ -8,7 +8,8 @@ import type { IndexReads } from './index-reads.js'
 import { isExpired } from './format/expiry-key.js'
 import type { PutOp } from './format/record-codec.js'
 import { createPackr, packValue } from './format/value-codec.js'
-import { checkFields, checkNamespace, type Limits } from './validate.js'
+import { checkFields } from './option-fields.js'
+import { checkNamespace, type Limits } from './validate.js'
 
 export interface NamespaceListOptions {
   /** Only this namespace and those under it (`prefix/...`). */

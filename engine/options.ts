@@ -1,8 +1,10 @@
 import { InvalidOptionsError } from './errors.js'
+import { refuseUnknown } from './option-fields.js'
 import { systemClock, type Clock } from './io/clock.js'
 import { noDirLocker, type DirLocker } from './io/dir-lock.js'
 import type { FileSystem } from './io/fs.js'
 import { NodeFileSystem } from './io/node-fs.js'
+import { silentLogger, type Logger } from './io/logger.js'
 import { systemRandom, type Random } from './io/random.js'
 import type { CorruptionPolicy } from './log/recovery/wal-recovery.js'
 import { resilienceDefaults, type ResilienceConfig } from './resilience/policy.js'
@@ -11,16 +13,6 @@ import type { Durability } from './log/wal-writer.js'
 import { resolveWalConfig, type WalConfig } from './log/wal.js'
 import type { Registry } from 'prom-client'
 import { resolveSweep, type ResolvedSweep } from './expiry-options.js'
-
-/** pino-compatible: `logger.warn({ sink }, 'message')`. Silent by default. */
-export interface Logger {
-  debug(obj: object, msg?: string): void
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-}
-
-export const silentLogger: Logger = Object.freeze({ debug() {}, info() {}, warn() {}, error() {} })
 
 export interface MemwalOptions {
   /** The data directory (created 0700 if missing). */
@@ -180,13 +172,6 @@ const OPTION_NAMES = Object.freeze(Object.keys({
   metrics: 0, closeGraceMs: 0, healthIntervalMs: 0, diskLowBytes: 0, diskLowSeconds: 0, diskReadOnlyBytes: 0, metricsPort: 0,
   metricsHost: 0, watchHistoryRecords: 0, sweepIntervalMs: 0, sweepEntriesPerRound: 0, sweepBatchOps: 0, fs: 0, clock: 0, random: 0, locker: 0,
 } satisfies Record<keyof MemwalOptions, 0>))
-
-/** INVALID_OPTIONS naming the first field of `o` that is not in `known` (details.field), if any. */
-function refuseUnknown(what: string, o: object, known: readonly string[], prefix = ''): void {
-  for (const field of Object.keys(o)) {
-    if (!known.includes(field)) throw new InvalidOptionsError(`${what}: unknown option ${JSON.stringify(field)} (known: ${known.join(', ')})`, prefix + field)
-  }
-}
 
 export function resolveOptions(o: MemwalOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionsError('options are required')

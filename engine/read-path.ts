@@ -14,7 +14,8 @@ import type { IndexReads } from './index-reads.js'
 import { compareCodePoints } from './query/match.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
 import type { PendingVersion } from './apply/pending-log.js'
-import { checkFields, checkKey, checkLabel, checkNamespace, checkReadOptions, invalidValue, type ReadOptions } from './validate.js'
+import { checkFields } from './option-fields.js'
+import { checkKey, checkLabel, checkNamespace, checkReadOptions, invalidValue, type ReadOptions } from './validate.js'
 
 export interface QueryOptions {
   /** Entries of this namespace only (default: every namespace). */

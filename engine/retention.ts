@@ -1,6 +1,6 @@
 import type { Clock } from './io/clock.js'
 import type { Wal } from './log/wal.js'
-import type { Logger } from './options.js'
+import type { Logger } from './io/logger.js'
 
 /** Retention looks for segments to delete at most this often. */
 const PURGE_INTERVAL_MS = 1000

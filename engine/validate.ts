@@ -1,4 +1,5 @@
 import { InvalidOptionsError, MemwalError } from './errors.js'
+import { checkFields } from './option-fields.js'
 import { DEFAULT_NAMESPACE } from './format/identity.js'
 import { resolveExpiry } from './expiry-options.js'
 import type { ResolvedOptions } from './options.js'
@@ -7,8 +8,7 @@ import type { Op } from './format/record-codec.js'
 /**
  * Checks what a caller hands in before anything is written. Every refusal is
  * a typed error; a refused operation writes nothing. Option objects are
- * checked by one checker (`checkFields`): a field not understood, or of the
- * wrong type, is INVALID_OPTIONS naming it (details.field), never ignored.
+ * checked by the one checker, `checkFields` (option-fields.ts).
  */
 export interface PutOptions {
   /** The entry's namespace (default `default`): identity is (namespace, key). */
@@ -51,31 +51,6 @@ export type BatchOp =
 export type Limits = Pick<ResolvedOptions, 'keyBytesMax' | 'labelBytesMax' | 'tagsMax' | 'batchOpsMax'>
 /** What put options are checked against: the limits, and the clock an `expiresAt` must lie after. */
 export type PutLimits = Limits & Pick<ResolvedOptions, 'clock'>
-
-type FieldType = 'string' | 'number' | 'boolean' | 'string[]' | 'integer' | 'function'
-
-/**
- * The one checker of option objects: `o` must be undefined or a plain object
- * whose every own field is in `spec`, with the type given there. Returns the
- * object (or an empty one).
- */
-export function checkFields<T extends object>(what: string, o: unknown, spec: Readonly<Record<string, FieldType>>, prefix = ''): Partial<T> {
-  if (o === undefined) return {}
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new InvalidOptionsError(`${what} must be an object, not ${o === null ? 'null' : Array.isArray(o) ? 'an array' : typeof o}`, prefix || what)
-  for (const field of Object.keys(o)) {
-    const type = Object.hasOwn(spec, field) ? spec[field] : undefined
-    const name = prefix + field
-    if (type === undefined) throw new InvalidOptionsError(`${what}: unknown field ${JSON.stringify(field)} (known: ${Object.keys(spec).join(', ')})`, name)
-    const v: unknown = (o as Record<string, unknown>)[field]
-    if (v === undefined) continue
-    const ok =
-      type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
-      : type === 'integer' ? Number.isSafeInteger(v)
-      : typeof v === type
-    if (!ok) throw new InvalidOptionsError(`${what}: ${field} must be ${type === 'string[]' ? 'an array of strings' : type === 'integer' ? 'a safe integer' : type === 'function' ? 'a function' : `a ${type}`}`, name)
-  }
-  return o as Partial<T>
-}
 
 const PUT_FIELDS = { namespace: 'string', tags: 'string[]', expiresAt: 'integer', ttlMs: 'integer', ifVersion: 'integer', ifAbsent: 'boolean' } as const
 const READ_FIELDS = { namespace: 'string' } as const

@@ -3,7 +3,8 @@ import type { RecordType } from './format/format.js'
 import { changesOf, type Change, type ChangeFilter } from './format/change.js'
 import type { RecordCodec, WalRecord } from './format/record-codec.js'
 import { limits } from './limits.js'
-import { checkFields, checkNamespace, type Limits } from './validate.js'
+import { checkFields } from './option-fields.js'
+import { checkNamespace, type Limits } from './validate.js'
 
 /**
  * The change feed (`MemWAL.watch`): committed changes in log order, read by

@@ -5,18 +5,8 @@ import { limits } from '../limits.js'
 import { createChecksums } from '../format/checksum.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
+import type { DumpEntry } from '../log/dump-entry.js'
 import { declaresGap } from '../format/format.js'
-
-/** One entry of a log dump: a record with its place, or damaged bytes. */
-export type DumpEntry =
-  | { readonly kind: 'record'; readonly lsn: number; readonly segment: string; readonly offset: number; readonly record: WalRecord }
-  | { readonly kind: 'damage'; readonly segment: string; readonly offset: number; readonly end: number; readonly detail: string }
-  /**
-   * LSNs that no segment holds, noticed at `segment` (whose base LSN they
-   * precede): a missing segment, or, when `declared`, a gap that recovery or
-   * `fsck --repair` declared in that segment's header.
-   */
-  | { readonly kind: 'missing'; readonly segment: string; readonly lsnFirst: number; readonly lsnLast: number; readonly declared: boolean; readonly detail: string }
 
 export interface DumpOptions {
   readonly dir: string

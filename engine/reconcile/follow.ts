@@ -5,7 +5,8 @@ import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { listWal } from '../log/segment-list.js'
 import { posix as path } from 'node:path'
-import { dumpLog, type DumpEntry } from './dump.js'
+import { dumpLog } from './dump.js'
+import type { DumpEntry } from '../log/dump-entry.js'
 
 export interface FollowOptions {
   readonly dir: string

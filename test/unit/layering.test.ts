@@ -3,7 +3,8 @@
  * engine/, cli/, bench/ and adapters/. Inside engine/, imports point downward
  * only, in this order (a file may import its own layer and those below):
  *
- *   0  errors, assert, limits, io/      what everything stands on
+ *   0  errors, assert, limits,          what everything stands on
+ *      option-fields, io/
  *   1  format/                          pure bytes: frames, segment headers, records
  *   2  log/ (log/recovery/ inside it)   segment files, the writer, the Wal, recovery
  *   3  resilience/, sinks/              retry and breakers; the sinks
@@ -16,10 +17,9 @@
  * entry points (what package.json exports, and engine/testing.ts), never
  * test/; cli/ is a product and uses engine/index.ts, not engine/testing.ts.
  *
- * Today's violations are listed in KNOWN, each with why it is there; the
- * engineers restructuring those layers are removing them. A new violation
- * fails this test; a known one that has gone is reported in a comment (take
- * it off the list).
+ * There is no list of tolerated violations: the last ones (the PostgreSQL
+ * backend importing the engine's options and reconcile's dump) went with
+ * issue 10. Any violation fails this test.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -30,19 +30,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const CONSUMERS = ['cli', 'bench', 'adapters'] as const
 /** The package's public entry points: what package.json exports (as sources), and the testing entry point. */
 const ENTRY_POINTS = new Set(['engine/index.ts', 'engine/testing.ts', ...exportedSources()])
-const BOTTOM = new Set(['engine/errors.ts', 'engine/assert.ts', 'engine/limits.ts'])
+const BOTTOM = new Set(['engine/errors.ts', 'engine/assert.ts', 'engine/limits.ts', 'engine/option-fields.ts'])
 /** Layers that sit at the same height yet must not import each other. */
 const APART: readonly (readonly [string, string])[] = [['apply', 'reconcile']]
-
-/**
- * Violations present when this test was written (importer -> imported).
- * Each is a layer or entry-point breach the restructuring (issue 10) removes.
- */
-const KNOWN: ReadonlyMap<string, string> = new Map([
-  // The PostgreSQL backend reaches up: its options are resolved with the engine's, and its verifyLog walks the log through reconcile's dump.
-  ['engine/sinks/pg/pg-backend.ts -> engine/options.ts', 'the backend resolves its options through the engine\'s options module'],
-  ['engine/sinks/pg/pg-backend.ts -> engine/reconcile/dump.ts', 'PgBackend.verifyLog reads the log through reconcile\'s dump'],
-])
 
 function exportedSources(): string[] {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { exports?: Record<string, { import?: string } | string> }
@@ -125,6 +115,10 @@ t.test('the layering rules themselves', async (t) => {
   t.match(breach('engine/apply/applier.ts', 'engine/reconcile/reconciler.ts'), /must not import each other/)
   t.match(breach('engine/reconcile/reconciler.ts', 'engine/apply/applier.ts'), /must not import each other/)
   t.match(breach('engine/engine.ts', 'engine/index.ts'), /higher layer/, 'nothing inside imports the entry point')
+  t.match(breach('engine/sinks/pg/pg-backend.ts', 'engine/options.ts'), /higher layer/, 'a sink does not import the engine\'s options')
+  t.match(breach('engine/sinks/pg/pg-backend.ts', 'engine/reconcile/dump.ts'), /higher layer/, 'a sink does not import the reconciler')
+  t.equal(breach('engine/sinks/pg/pg-options.ts', 'engine/option-fields.ts'), undefined, 'every layer checks its options with the one checker')
+  t.equal(breach('engine/sinks/pg/pg-options.ts', 'engine/io/logger.ts'), undefined, 'every layer may log')
   t.match(breach('engine/engine.ts', 'test/support/tmp-dir.ts'), /engine\/ imports test/)
   t.equal(breach('cli/main.ts', 'engine/index.ts'), undefined)
   t.equal(breach('bench/harness.ts', 'engine/testing.ts'), undefined)
@@ -147,9 +141,5 @@ t.test('no import points up a layer or past a public entry point', async (t) => 
       if (why !== undefined) found.set(`${file} -> ${to}`, why)
     }
   }
-  const fresh = [...found].filter(([edge]) => !KNOWN.has(edge)).map(([edge, why]) => `${edge}: ${why}`)
-  t.same(fresh, [], 'no violation beyond the known ones')
-  const gone = [...KNOWN.keys()].filter((edge) => !found.has(edge))
-  if (gone.length > 0) t.comment(`known violations that have gone (take them off KNOWN): ${gone.join('; ')}`)
-  t.comment(`known violations still present: ${KNOWN.size - gone.length}`)
+  t.same([...found].map(([edge, why]) => `${edge}: ${why}`), [], 'no violation')
 })

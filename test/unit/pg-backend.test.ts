@@ -28,7 +28,10 @@ import pg from 'pg'
 import t from 'tap'
 import { dumpLog, MemWAL, PermanentSinkError, type AppliedRecord, type MemwalOptions } from '../../engine/index.js'
 import { ManualClock, RecordType, type Op, type WalRecord } from '../../engine/testing.js'
-import { compareVersions, PG_SCHEMA_VERSION, PgBackend, type PgBackendOptions, type PgStoredEntry } from '../../engine/sinks/pg/pg-backend.js'
+import { PgBackend, type PgStoredEntry } from '../../engine/sinks/pg/pg-backend.js'
+import type { PgBackendOptions } from '../../engine/sinks/pg/pg-options.js'
+import { PG_SCHEMA_VERSION } from '../../engine/sinks/pg/pg-schema.js'
+import { compareVersions } from '../../engine/sinks/pg/pg-versions.js'
 import { TcpProxy } from '../../bench/tcp-proxy.js'
 import { identityOf } from '../../engine/format/identity.js'
 import { createPackr } from '../../engine/format/value-codec.js'
@@ -131,18 +134,23 @@ if (await requirePg(t)) {
   }
 
   t.test('options: a writer id is required, the server comes from the options or MEMWAL_PG_URL', async (t) => {
-    const codeOfNew = (o: unknown): string | undefined => {
+    const refusalOf = (o: unknown): { code?: string; details?: { field?: string } } | undefined => {
       try {
         new PgBackend(o as PgBackendOptions)
         return undefined
       } catch (err) {
-        return (err as { code?: string }).code
+        return err as { code?: string; details?: { field?: string } }
       }
     }
+    const codeOfNew = (o: unknown): string | undefined => refusalOf(o)?.code
+    const fieldOfNew = (o: unknown): string | undefined => refusalOf(o)?.details?.field
     t.equal(codeOfNew({ connectionString: PG_URL }), 'INVALID_OPTIONS', 'no writer id')
     t.equal(codeOfNew({ connectionString: PG_URL, writerId: '' }), 'INVALID_OPTIONS', 'an empty writer id')
     t.equal(codeOfNew({ connectionString: PG_URL, writerId: 'a', schema: 'Bad-Name' }), 'INVALID_OPTIONS', 'a schema that is not a plain identifier')
     t.equal(codeOfNew({ connectionString: PG_URL, writerId: 'a', poolSize: 0 }), 'INVALID_OPTIONS', 'a pool of no connections')
+    t.equal(fieldOfNew({ connectionString: PG_URL, writerId: 'a', poolsize: 8 }), 'poolsize', 'an option not understood is refused, named')
+    t.equal(fieldOfNew({ connectionString: PG_URL, writerId: 'a', pgConfig: { sslmode: 'require' } }), 'pgConfig.sslmode', 'a pool setting not understood is refused, named')
+    t.equal(fieldOfNew({ connectionString: PG_URL, writerId: 'a', pageRows: '50' }), 'pageRows', 'an option of the wrong type is refused, named')
     const saved = process.env['MEMWAL_PG_URL']
     t.teardown(() => {
       if (saved === undefined) delete process.env['MEMWAL_PG_URL']
