@@ -7,7 +7,11 @@
  * test/sim/torture.test.ts. Public API only (engine/index.ts).
  *
  * Steps: put, delete, batch, bursts of concurrent writes (group commit),
- * get, query, flush, clean close/reopen, and faults:
+ * puts with an expiry (ttlMs or expiresAt, single and batched; the manual
+ * clock moves on and the expiry sweep runs every SWEEP_INTERVAL_MS of it),
+ * conditional writes (ifVersion, ifAbsent, on put, delete and batch
+ * operations), namespace clears, get, query, flush, clean close/reopen, and
+ * faults:
  *   - power loss with torn writes (by prefix, or, for even seeds, by 512-byte
  *     sectors kept in any subset: a torn final group), the cut landing either after a few event
  *     loop turns or at the Nth mutating filesystem operation from now (any
@@ -46,8 +50,17 @@
  *       error, or recovery's findings or verify() name the segment;
  *   ORIGIN  a record found in the log after a crash beyond the acknowledged
  *       ones is one of the writes whose outcome was unknown (in flight, or
- *       in the group that failed), byte for byte; a write refused with a
- *       definite error (ENOSPC, backlog, invalid) never surfaces.
+ *       in the group that failed), byte for byte, or an expiry sweep's batch
+ *       of deletes, each of an entry the model has expired (unless a later
+ *       version replaced it); a write refused with a definite error
+ *       (ENOSPC, backlog, invalid, a failed condition) never surfaces;
+ *   MEMORY  the model decides what reads see and what conditions find: an
+ *       entry whose expiresAt is at or before the clock is absent (reads,
+ *       queries, ifAbsent holds, ifVersion is refused with current null),
+ *       swept or not; a conditional write is acknowledged exactly when the
+ *       model says its conditions hold, else refused with VERSION_MISMATCH
+ *       naming the model's current version (wrongConditions); a clear leaves
+ *       every key of its namespace absent.
  *
  * Determinism: a seed replays exactly (test/sim/torture.test.ts runs seeds twice
  * and compares every counter and trace line). The step sequence, the fault
@@ -83,6 +96,10 @@ const POISON_KEYS = ['poison/1', 'poison/2'] as const
 const NAMESPACES = ['n1', 'n2'] as const
 const TAGS = ['t1', 't2', 't3'] as const
 const PREFIXES = ['a/', 'b/', 'c', 'z'] as const
+/** Manual-clock ms: an expiring put lives 1..TTL_MS_MAX ms, about what a scenario's clock moves, so some expire in it. */
+const TTL_MS_MAX = 60
+/** The expiry sweep's cadence on the manual clock (its smallest): rounds run within the scenario's clock advances. */
+const SWEEP_INTERVAL_MS = 10
 const FAULTY_SINKS = ['backend', 'index'] as const
 type FaultySink = (typeof FAULTY_SINKS)[number]
 /** A real-time watchdog: an engine call that has not settled after this long is reported as a hang. */
@@ -127,6 +144,8 @@ export interface TortureViolations {
   notConverged: number
   /** ORIGIN: a record in the log that no unknown-outcome write wrote, or a refused write that surfaced. */
   origin: number
+  /** MEMORY: a conditional write acknowledged though the model says a condition fails, or refused though they all hold (or naming another current version). */
+  wrongConditions: number
   /** Anything else: a hang, an untyped error, an unexpected recovery finding. */
   other: number
 }
@@ -168,6 +187,17 @@ export interface TortureCounts {
   deadLettered: number
   /** Scenarios whose log rotated to a second segment (0 or 1 per scenario). */
   rotated: number
+  /** Puts with an expiry, and reads (getEntry) of an entry the model has expired, which must read absent. */
+  expiringPuts: number
+  expiredReads: number
+  /** Expiry sweep records found in the log (each a batch of deletes of expired entries). */
+  sweepRecords: number
+  conditionalWrites: number
+  /** Conditional writes refused with VERSION_MISMATCH, as the model said. */
+  conditionRefusals: number
+  clears: number
+  /** Deletes the acknowledged clears wrote. */
+  clearedEntries: number
   lastLsn: number
 }
 
@@ -180,7 +210,7 @@ export interface TortureResult {
 }
 
 export function emptyViolations(): TortureViolations {
-  return { acknowledgedLost: 0, doubleApplies: 0, wrongReads: 0, undetectedCorruptions: 0, reopenFailures: 0, failClosed: 0, notConverged: 0, origin: 0, other: 0 }
+  return { acknowledgedLost: 0, doubleApplies: 0, wrongReads: 0, undetectedCorruptions: 0, reopenFailures: 0, failClosed: 0, notConverged: 0, origin: 0, wrongConditions: 0, other: 0 }
 }
 
 export function emptyCounts(): TortureCounts {
@@ -190,6 +220,7 @@ export function emptyCounts(): TortureCounts {
     enospcArmed: 0, enospcRefusals: 0, eioArmed: 0, walFailures: 0, refusedAfterFailure: 0, pageCacheReopens: 0,
     bitFlips: 0, flipsRefusedAtOpen: 0, flipsFoundAtOpen: 0, flipsFoundByVerify: 0, flipsPurged: 0,
     outages: 0, hangs: 0, transientFailures: 0, poisonWrites: 0, deadLettered: 0, rotated: 0, lastLsn: 0,
+    expiringPuts: 0, expiredReads: 0, sweepRecords: 0, conditionalWrites: 0, conditionRefusals: 0, clears: 0, clearedEntries: 0,
   }
 }
 
@@ -252,11 +283,29 @@ interface Version {
   readonly value?: unknown
   readonly namespace?: string
   readonly tags?: readonly string[]
+  /** ms on the scenario's clock: from then on the entry is absent (swept or not). */
+  readonly expiresAt?: number
 }
+
+/** A write's condition on one of its ops. */
+type Condition = { readonly ifVersion: number } | { readonly ifAbsent: true }
 
 interface Write {
   readonly id: number
+  /** The ops as the log must hold them (a put's expiresAt absolute); for a clear, as read from the log once acknowledged (empty before). */
   readonly ops: readonly Op[]
+  /** Per op, its condition, if any. */
+  readonly conditions?: readonly (Condition | undefined)[]
+  /** A put with an expiry is given as ttlMs (from the clock at the call) rather than expiresAt. */
+  readonly asTtl?: boolean
+  /** A clear of this namespace: the log holds deletes of the keys it had (pending or indexed), which the model cannot list beforehand. */
+  readonly clear?: string
+}
+
+/** Whether `ops`, read from the log, are what write `w` wrote. */
+function wrote(w: Write, ops: readonly Op[]): boolean {
+  if (w.clear === undefined || w.ops.length > 0) return sameOps(ops, w.ops)
+  return ops.length > 0 && ops.every((o) => o.type === 'del' && o.namespace === w.clear && namespaceOf(o.key, NAMESPACES) === w.clear)
 }
 
 /** A write whose outcome is unknown: it may or may not be in the log. */
@@ -302,7 +351,13 @@ const normOp = (o: Op): Op => normalOp(o) as Op
 const sameOps = (a: readonly Op[], b: readonly Op[]): boolean => same(a.map(normOp), b.map(normOp))
 
 function describeOps(ops: readonly Op[]): string {
-  return ops.map((o) => (o.type === 'put' ? `put ${o.key}=${brief(o.value).slice(0, 40)}${o.namespace ? ` ns=${o.namespace}` : ''}${o.tags ? ` tags=${o.tags.join(',')}` : ''}` : `del ${o.key}`)).join('; ')
+  return ops.map((o) => (o.type === 'put' ? `put ${o.key}=${brief(o.value).slice(0, 40)}${o.namespace ? ` ns=${o.namespace}` : ''}${o.tags ? ` tags=${o.tags.join(',')}` : ''}${o.expiresAt !== undefined ? ` expiresAt=${o.expiresAt}` : ''}` : `del ${o.key}`)).join('; ')
+}
+
+function describeWrite(w: Write): string {
+  if (w.clear !== undefined) return `clear ${w.clear}`
+  const conds = (w.conditions ?? []).map((c, i) => (c === undefined ? '' : ` [op ${i} ${'ifAbsent' in c ? 'ifAbsent' : `ifVersion ${c.ifVersion}`}]`)).join('')
+  return `${describeOps(w.ops)}${conds}`
 }
 
 /** Structural form for comparison: what msgpack carries back (plain objects and arrays). */
@@ -467,6 +522,8 @@ class Scenario {
   private lastLsn = 0
   /** Writes acknowledged by the current engine, by LSN. */
   private ackedThisEpoch = new Map<number, Write>()
+  /** Expiry sweep records the current engine wrote, found in its log after a flush: durable, so a crash must keep them. */
+  private sweptThisEpoch = new Map<number, readonly Op[]>()
   /** Writes whose outcome is unknown (they may surface at the next open). */
   private unknown: Unknown[] = []
   /** Writes refused for certain: they must never surface. */
@@ -497,6 +554,7 @@ class Scenario {
       maxBacklogBytes: pick([8 * 1024, 64 * 1024 * 1024, 64 * 1024 * 1024]),
       applyBatchRecordsMax: pick([1, 3, 1024]),
       closeGraceMs: CLOSE_GRACE_MS,
+      sweepIntervalMs: SWEEP_INTERVAL_MS,
       resilience: {
         retryDelayMsMin: 1,
         retryDelayMsMax: RETRY_DELAY_MS_MAX,
@@ -628,6 +686,7 @@ class Scenario {
     const h = e.health()
     this.openedAtLsn = h.wal.lastLsn
     this.ackedThisEpoch = new Map()
+    this.sweptThisEpoch = new Map()
     this.failedSeen = false
     if (h.wal.activeSegment !== '00000000000000000001.seg') this.counts.rotated = 1
     const findings = e.recovery.findings
@@ -744,12 +803,41 @@ class Scenario {
       return { id, ops: [{ type: 'put', key: POISON_KEYS[this.rng.below(POISON_KEYS.length)] as string, value: { poison: id } }] }
     }
     const kind = this.rng.below(10)
-    if (kind < 5) return { id, ops: [this.putOp(id, 0)] }
+    const asTtl = this.rng.chance(0.5)
+    if (kind < 5) return { id, ops: [this.putOp(id, 0)], asTtl }
     if (kind < 7) return { id, ops: [this.delOp()] }
     const n = 2 + this.rng.below(7)
     const ops: Op[] = []
     for (let i = 0; i < n; i++) ops.push(this.rng.chance(0.7) ? this.putOp(id, i) : this.delOp())
-    return { id, ops }
+    return { id, ops, asTtl }
+  }
+
+  /**
+   * A write with conditions: a put or a delete, or a batch of 2-4 ops on
+   * distinct keys, each op conditioned (on the model's current version, on
+   * a stale or made-up one, or ifAbsent) or not. Only ever issued alone, so
+   * that the model, as it is when it is issued, decides the outcome.
+   */
+  private newConditionalWrite(): Write {
+    const id = this.nextWriteId++
+    const n = this.rng.chance(0.6) ? 1 : 2 + this.rng.below(3)
+    const keys: string[] = [...KEYS]
+    const ops: Op[] = []
+    const conditions: (Condition | undefined)[] = []
+    for (let i = 0; i < n; i++) {
+      const key = keys.splice(this.rng.below(keys.length), 1)[0] as string
+      const op: Op = this.rng.chance(0.75) ? this.putOp(id, i, key) : { type: 'del', key, ...nsOption(key, NAMESPACES) }
+      ops.push(op)
+      const v = this.model.get(key)
+      const roll = this.rng.below(10)
+      conditions.push(
+        n > 1 && roll < 2 ? undefined
+          : roll < 6 && v ? { ifVersion: v.lsn }
+          : roll < 8 || op.type === 'del' ? { ifVersion: 1 + this.rng.below(this.lastLsn + 3) }
+          : { ifAbsent: true },
+      )
+    }
+    return { id, ops, conditions, asTtl: this.rng.chance(0.5) }
   }
 
   private key(): string {
@@ -761,53 +849,109 @@ class Scenario {
     return { type: 'del', key, ...nsOption(key, NAMESPACES) }
   }
 
-  private putOp(id: number, i: number): Op {
+  private putOp(id: number, i: number, chosen?: string): Op {
     const roll = this.rng.below(100)
     const pad = this.bigValues ? 1000 + this.rng.below(5000) : roll < 85 ? this.rng.below(40) : roll < 98 ? 200 + this.rng.below(800) : 2000 + this.rng.below(3000)
     const shape = this.rng.below(8)
     const value: unknown =
       shape === 0 ? `s${id}:${'é'.repeat(pad % 50)}` : shape === 1 ? [id, i, null, true, 1.5, { nested: ['x'] }] : { w: id, i, n: this.rng.below(1000), pad: 'p'.repeat(pad) }
-    const key = this.key()
+    const key = chosen ?? this.key()
     const namespace = namespaceOf(key, NAMESPACES)
     const tags = this.rng.chance(0.5) ? TAGS.filter(() => this.rng.chance(0.5)) : undefined
-    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}) }
+    // Resolved now, as the engine resolves ttlMs at the call (the clock does not move between the two).
+    const expiresAt = this.rng.chance(0.3) ? this.clock.nowMs() + 1 + this.rng.below(TTL_MS_MAX) : undefined
+    return { type: 'put', key, value, ...(namespace !== undefined ? { namespace } : {}), ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }
+  }
+
+  /** An op as the engine's API takes it: its condition, and its expiry as ttlMs (from the clock now) when the write says so. */
+  private apiOp(w: Write, i: number): BatchOp {
+    const o = w.ops[i] as Op
+    const c = w.conditions?.[i]
+    const ns = o.namespace !== undefined ? { namespace: o.namespace } : {}
+    if (o.type === 'del') return { type: 'del', key: o.key, ...ns, ...(c && 'ifVersion' in c ? c : {}) }
+    const { expiresAt, ...rest } = o
+    const expiry = expiresAt === undefined ? {} : w.asTtl === true ? { ttlMs: expiresAt - this.clock.nowMs() } : { expiresAt }
+    return { ...rest, ...expiry, ...(c ?? {}) }
+  }
+
+  /**
+   * What the model says of a conditional write now: undefined when every
+   * condition holds, else the first op whose condition fails with the
+   * version the engine must name (null: absent). An expired entry is absent.
+   */
+  private failedCondition(w: Write): { readonly key: string; readonly current: number | null } | undefined {
+    for (const [i, c] of (w.conditions ?? []).entries()) {
+      if (c === undefined) continue
+      const key = (w.ops[i] as Op).key
+      const current = this.live(key) ? (this.model.get(key) as Version).lsn : null
+      if ('ifAbsent' in c ? current !== null : current !== c.ifVersion) return { key, current }
+    }
+    return undefined
+  }
+
+  /** Whether the model has `key` present and not expired by the clock now. */
+  private live(key: string): boolean {
+    const v = this.model.get(key)
+    return v !== undefined && v.present && (v.expiresAt === undefined || v.expiresAt > this.clock.nowMs())
   }
 
   private issue(w: Write): Promise<{ lsn: number }> {
     this.counts.writes++
     this.counts.operations++
-    const [op] = w.ops
-    if (w.ops.length === 1 && op) {
-      if (op.type === 'del') return this.e.delete(op.key, nsOption(op.key, NAMESPACES))
-      return this.e.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags ? { tags: op.tags } : {}) })
+    if (w.conditions) this.counts.conditionalWrites++
+    for (const o of w.ops) if (o.type === 'put' && o.expiresAt !== undefined) this.counts.expiringPuts++
+    if (w.ops.length === 1) {
+      const { type, key, value: _value, ...options } = this.apiOp(w, 0) as BatchOp & { value?: unknown }
+      if (type === 'del') return this.e.delete(key, options)
+      return this.e.put(key, (w.ops[0] as { value: unknown }).value, options)
     }
-    return this.e.batch(w.ops as BatchOp[])
+    return this.e.batch(w.ops.map((_, i) => this.apiOp(w, i)))
   }
 
   /** Issues writes concurrently; each outcome is an acknowledgement, a definite refusal or unknown. */
   private async writeAll(ws: Write[], extraTicks = 0): Promise<void> {
     const failedBefore = this.e.health().state === 'failed'
+    // A conditional write is issued alone: the model as it is now decides it.
+    const predicted = ws.map((w) => (w.conditions ? this.failedCondition(w) : undefined))
     const outcomes = ws.map((w) => this.issue(w).then(
       (r) => {
         // G2: nothing is acknowledged once the log failed.
-        if (this.failedSeen || this.e.health().state === 'failed') this.record('failClosed', `write ${describeOps(w.ops)} was acknowledged (LSN ${r.lsn}) after the log failed`)
+        if (this.failedSeen || this.e.health().state === 'failed') this.record('failClosed', `write ${describeWrite(w)} was acknowledged (LSN ${r.lsn}) after the log failed`)
         return r
       },
       (err: unknown) => err as Error,
     ))
     for (let i = 0; i < extraTicks; i++) await turn()
     const results = await this.guard('writes', Promise.all(outcomes))
-    ws.forEach((w, i) => this.settleWrite(w, results[i] as { lsn: number } | Error, failedBefore))
+    ws.forEach((w, i) => this.settleWrite(w, results[i] as { lsn: number } | Error, failedBefore, predicted[i]))
     this.noteFailure()
   }
 
-  private settleWrite(w: Write, out: { lsn: number } | Error, failedBefore: boolean): void {
+  private settleWrite(w: Write, out: { lsn: number } | Error, failedBefore: boolean, failed?: { readonly key: string; readonly current: number | null }): void {
     if (!(out instanceof Error)) {
+      if (failed) this.fail('wrongConditions', `${describeWrite(w)} was acknowledged (LSN ${out.lsn}), though ${failed.key} is at ${failed.current ?? 'absent'} in the model`)
       this.acked(w, out.lsn)
-      this.log(`    acked LSN ${out.lsn}: ${describeOps(w.ops)}`)
+      this.log(`    acked LSN ${out.lsn}: ${describeWrite(w)}`)
       return
     }
     const code = isMemwalError(out) ? out.code : (out as { code?: string }).code
+    if (w.conditions && code === 'VERSION_MISMATCH') {
+      const d = (out as { details?: { key?: string; current?: number | null } }).details
+      if (!failed) this.fail('wrongConditions', `${describeWrite(w)} was refused (${d?.key ?? '?'} at ${d?.current ?? 'absent'}), though every condition holds in the model`)
+      const c = w.conditions[w.ops.findIndex((o) => o.key === d?.key)]
+      const want = this.live(d?.key ?? '') ? (this.model.get(d?.key ?? '') as Version).lsn : null
+      if (c === undefined || d?.current !== want || ('ifAbsent' in c ? want === null : want === c.ifVersion)) this.fail('wrongConditions', `${describeWrite(w)} was refused naming ${d?.key ?? '?'} at ${d?.current ?? 'absent'}: the model has it at ${want ?? 'absent'}`)
+      this.counts.conditionRefusals++
+      this.refused.push(w)
+      this.log(`    refused (version mismatch, as the model says): ${describeWrite(w)}`)
+      return
+    }
+    // A condition that needs the backend's version while it cannot answer, or whose versions kept changing: refused, nothing written.
+    if (w.conditions && (code === 'ENGINE_BACKEND_UNAVAILABLE' || code === 'ENGINE_GATE_BUSY')) {
+      this.counts.typedReadErrors++
+      this.refused.push(w)
+      return
+    }
     switch (code) {
       case 'ENGINE_BACKLOG_FULL':
         this.counts.refusedBacklog++
@@ -826,7 +970,7 @@ class Scenario {
         this.log(`    refused (engine failed${failedBefore ? '' : ', outcome unknown'}): ${describeOps(w.ops)}`)
         return
       default:
-        this.fail('other', `write ${describeOps(w.ops)} failed with ${code ?? 'an untyped error'}: ${out.message}`)
+        this.fail('other', `write ${describeWrite(w)} failed with ${code ?? 'an untyped error'}: ${out.message}`)
     }
   }
 
@@ -838,6 +982,19 @@ class Scenario {
     this.lastLsn = Math.max(this.lastLsn, lsn)
   }
 
+  /**
+   * Whether `ops` at `lsn`, a record no write of the scenario wrote, are an
+   * expiry sweep's: a batch of deletes, each of an entry the model has
+   * present and expired by now (or that a later version replaced since).
+   */
+  private sweptOps(lsn: number, ops: readonly Op[]): boolean {
+    return ops.length > 0 && ops.every((o) => {
+      const v = this.model.get(o.key)
+      if (o.type !== 'del' || v === undefined || o.namespace !== (namespaceOf(o.key, NAMESPACES) ?? 'default')) return false
+      return v.lsn > lsn || (v.present && v.expiresAt !== undefined && v.expiresAt <= this.clock.nowMs())
+    })
+  }
+
   private applyToModel(lsn: number, ops: readonly Op[]): void {
     for (const o of ops) {
       if (o.key.startsWith('poison/')) {
@@ -847,7 +1004,7 @@ class Scenario {
       const cur = this.model.get(o.key)
       if (cur && cur.lsn > lsn) continue
       const n = normOp(o)
-      this.model.set(o.key, n.type === 'del' ? { present: false, lsn } : { present: true, lsn, value: n.value, ...(n.namespace !== undefined ? { namespace: n.namespace } : {}), ...(n.tags ? { tags: n.tags } : {}) })
+      this.model.set(o.key, n.type === 'del' ? { present: false, lsn } : { present: true, lsn, value: n.value, ...(n.namespace !== undefined ? { namespace: n.namespace } : {}), ...(n.tags ? { tags: n.tags } : {}), ...(o.type === 'put' && o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}) })
     }
   }
 
@@ -868,9 +1025,13 @@ class Scenario {
 
   private async randomStep(): Promise<void> {
     const roll = this.rng.below(100)
-    if (roll < 26) {
+    if (roll < 20) {
       this.log(`step ${this.step}: write`)
       return this.writeAll([this.newWrite()])
+    }
+    if (roll < 26) {
+      this.log(`step ${this.step}: conditional write`)
+      return this.writeAll([this.newConditionalWrite()])
     }
     if (roll < 36) {
       const n = 2 + this.rng.below(7)
@@ -879,7 +1040,8 @@ class Scenario {
     }
     if (roll < 42) return this.queryStep()
     if (roll < 47) return this.flushStep()
-    if (roll < 60) return this.sinkFaultStep()
+    if (roll < 58) return this.sinkFaultStep()
+    if (roll < 60) return this.clearStep()
     if (roll < 65) return this.advanceStep()
     if (roll < 72) return this.diskFaultStep()
     if (roll < 77) {
@@ -905,7 +1067,38 @@ class Scenario {
       this.fail('wrongReads', `get(${k}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}`)
     })
     const want = this.model.get(k)
-    if (!same(v, want?.present ? want.value : undefined)) this.fail('wrongReads', `get(${k}) = ${brief(v)}, the model has ${brief(want)}`)
+    if (!same(v, this.live(k) ? want?.value : undefined)) this.fail('wrongReads', `get(${k}) = ${brief(v)}, the model has ${brief(want)}${this.live(k) ? '' : ' (expired or absent)'}`)
+  }
+
+  /**
+   * Clears one namespace (never `default`, where the poison keys live): one
+   * record of deletes, acknowledged with its LSN; nothing written when the
+   * model has nothing live there (and nothing expired the sweep left).
+   */
+  private async clearStep(): Promise<void> {
+    const namespace = NAMESPACES[this.rng.below(NAMESPACES.length)] as string
+    this.log(`step ${this.step}: clear ${namespace}`)
+    const w: Write = { id: this.nextWriteId++, ops: [], clear: namespace }
+    this.counts.clears++
+    this.counts.writes++
+    this.counts.operations++
+    const failedBefore = this.e.health().state === 'failed'
+    const out = await this.guard(`clear ${namespace}`, this.e.clear({ namespace }).then((r) => r, (err: unknown) => err as Error))
+    if (out instanceof Error) this.settleWrite(w, out, failedBefore)
+    else if (out.records === 0) {
+      const live = KEYS.filter((k) => namespaceOf(k, NAMESPACES) === namespace && this.live(k))
+      if (live.length > 0) this.fail('wrongReads', `clear ${namespace} found nothing to delete, though the model has ${live.join(', ')} live there`)
+      this.log('    nothing to clear')
+    } else if (out.records === 1 && out.lsn !== undefined) {
+      // Durable once acknowledged: its deletes, as logged, are what the model takes.
+      const ops = (await this.readLog(this.sim, out.lsn, `clear ${namespace}`)).seen.get(out.lsn)
+      if (!ops || !wrote(w, ops) || ops.length !== out.deleted) this.fail('other', `clear ${namespace} acknowledged at LSN ${out.lsn} (${out.deleted} deleted), the log holds ${ops ? describeOps(ops) : 'nothing'} there`)
+      const missed = KEYS.filter((k) => namespaceOf(k, NAMESPACES) === namespace && this.live(k) && !ops.some((o) => o.key === k))
+      if (missed.length > 0) this.fail('wrongReads', `clear ${namespace} left ${missed.join(', ')}, live in the model`)
+      this.counts.clearedEntries += out.deleted
+      this.settleWrite({ ...w, ops }, { lsn: out.lsn }, failedBefore)
+    } else this.fail('other', `clear ${namespace} of at most ${KEYS.length} keys took ${out.records} records`)
+    this.noteFailure()
   }
 
   /** Heal and flush (G3); or, with a sink still down, a flush with a timeout must fail typed and in time. */
@@ -1085,13 +1278,65 @@ class Scenario {
    */
   private async learn(disk: SimulatedFileSystem, durableCheckpoint: number, why: string): Promise<number> {
     this.counts.operations++
+    const { seen, end } = await this.readLog(disk, this.openedAtLsn + 1, why)
+    const lost: string[] = []
+    for (const [lsn, w] of this.ackedThisEpoch) {
+      const got = seen.get(lsn)
+      if (!got) {
+        if (lsn > durableCheckpoint) lost.push(`LSN ${lsn} (${describeWrite(w)}) is not in the log`)
+      } else if (!wrote(w, got)) lost.push(`LSN ${lsn} holds ${describeOps(got)}, acknowledged for ${describeWrite(w)}`)
+    }
+    for (const [lsn, ops] of this.sweptThisEpoch) {
+      const got = seen.get(lsn)
+      if (got ? !sameOps(got, ops) : lsn > durableCheckpoint) lost.push(`the sweep's LSN ${lsn} (${describeOps(ops)}), found durable before, ${got ? `holds ${describeOps(got)}` : 'is not in the log'}`)
+    }
+    if (lost.length > 0) this.fail('acknowledgedLost', `${why}: ${lost.join('; ')} (durable checkpoint ${durableCheckpoint})`, lost.length)
+    for (const [lsn, ops] of [...seen].sort((a, b) => a[0] - b[0])) {
+      if (this.ackedThisEpoch.has(lsn) || this.sweptThisEpoch.has(lsn)) continue
+      const i = this.unknown.findIndex((u) => wrote(u.write, ops))
+      if (i < 0) {
+        this.sweepRecord(lsn, ops, why)
+        continue
+      }
+      this.log(`    unacknowledged write surfaced at LSN ${lsn} (${this.unknown[i]?.why ?? ''}): ${describeOps(ops)}`)
+      this.unknown.splice(i, 1)
+      this.counts.surfacedUnacked++
+      this.applyToModel(lsn, ops)
+      this.lastLsn = Math.max(this.lastLsn, lsn)
+    }
+    this.unknown = []
+    this.refused = []
+    return Math.max(end, this.openedAtLsn)
+  }
+
+  /**
+   * A record in the log that no write of the scenario wrote (ORIGIN) must be
+   * the expiry sweep's; it joins the model (its deletes change no read: what
+   * it deletes had expired).
+   */
+  private sweepRecord(lsn: number, ops: readonly Op[], why: string): void {
+    if (!this.sweptOps(lsn, ops)) {
+      const refused = this.refused.some((w) => wrote(w, ops))
+      this.fail('origin', `${why}: LSN ${lsn} holds ${describeOps(ops)}, which ${refused ? 'was refused with a definite error' : 'no write of unknown outcome wrote, nor the expiry sweep (not all expired deletes)'}`)
+    }
+    this.log(`    expiry sweep record at LSN ${lsn}: ${describeOps(ops)}`)
+    this.counts.sweepRecords++
+    this.applyToModel(lsn, ops)
+    this.lastLsn = Math.max(this.lastLsn, lsn)
+  }
+
+  /**
+   * The records of the log on `disk` from `fromLsn` (dumpLog, read only), as
+   * recovery keeps them: every record, except those after the first damage
+   * in the last segment (a torn final group: a write that never completed,
+   * whose later sectors persisted; recovery truncates it). `end`: the last LSN.
+   */
+  private async readLog(disk: SimulatedFileSystem, fromLsn: number, why: string): Promise<{ seen: Map<number, readonly Op[]>; end: number }> {
     const seen = new Map<number, readonly Op[]>()
     let end = 0
     try {
-      // What recovery keeps: every record, except those after the first damage in the last segment (a torn
-      // final group: a write that never completed, whose later sectors persisted; recovery truncates it).
       const entries: DumpEntry[] = []
-      for await (const d of dumpLog({ dir: TORTURE_DIR, fs: disk, fromLsn: this.openedAtLsn + 1 })) entries.push(d)
+      for await (const d of dumpLog({ dir: TORTURE_DIR, fs: disk, fromLsn })) entries.push(d)
       const lastSegment = entries.reduce((m, d) => (d.segment > m ? d.segment : m), '')
       const torn = entries.find((d) => d.kind === 'damage' && d.segment === lastSegment)
       const tornAt = torn?.kind === 'damage' ? torn.offset : Infinity
@@ -1103,30 +1348,22 @@ class Scenario {
     } catch (err) {
       this.fail('other', `${why}: dumpLog failed: ${(err as Error).message}`)
     }
-    const lost: string[] = []
-    for (const [lsn, w] of this.ackedThisEpoch) {
-      const got = seen.get(lsn)
-      if (!got) {
-        if (lsn > durableCheckpoint) lost.push(`LSN ${lsn} (${describeOps(w.ops)}) is not in the log`)
-      } else if (!sameOps(got, w.ops)) lost.push(`LSN ${lsn} holds ${describeOps(got)}, acknowledged for ${describeOps(w.ops)}`)
-    }
-    if (lost.length > 0) this.fail('acknowledgedLost', `${why}: ${lost.join('; ')} (durable checkpoint ${durableCheckpoint})`, lost.length)
+    return { seen, end }
+  }
+
+  /**
+   * After a flush, with the engine idle: the records of the live log that no
+   * write of the scenario wrote must be the expiry sweep's (ORIGIN); they
+   * are durable now (everything appended was acknowledged and applied), so
+   * a later crash must keep them.
+   */
+  private async learnSweeps(when: string): Promise<void> {
+    const { seen } = await this.readLog(this.sim, this.openedAtLsn + 1, when)
     for (const [lsn, ops] of [...seen].sort((a, b) => a[0] - b[0])) {
-      if (this.ackedThisEpoch.has(lsn)) continue
-      const i = this.unknown.findIndex((u) => sameOps(u.write.ops, ops))
-      if (i < 0) {
-        const refused = this.refused.some((w) => sameOps(w.ops, ops))
-        this.fail('origin', `${why}: LSN ${lsn} holds ${describeOps(ops)}, which ${refused ? 'was refused with a definite error' : 'no write of unknown outcome wrote'}`)
-      }
-      this.log(`    unacknowledged write surfaced at LSN ${lsn} (${this.unknown[i]?.why ?? ''}): ${describeOps(ops)}`)
-      this.unknown.splice(i, 1)
-      this.counts.surfacedUnacked++
-      this.applyToModel(lsn, ops)
-      this.lastLsn = Math.max(this.lastLsn, lsn)
+      if (this.ackedThisEpoch.has(lsn) || this.sweptThisEpoch.has(lsn)) continue
+      this.sweepRecord(lsn, ops, when)
+      this.sweptThisEpoch.set(lsn, ops)
     }
-    this.unknown = []
-    this.refused = []
-    return Math.max(end, this.openedAtLsn)
   }
 
   // ---- bit flips ----
@@ -1273,7 +1510,7 @@ class Scenario {
 
   private expected(key: string): ModelEntry | undefined {
     const v = this.model.get(key)
-    if (!v || !v.present) return undefined
+    if (!v || !this.live(key)) return undefined
     return { value: v.value, lsn: v.lsn, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }
   }
 
@@ -1282,9 +1519,13 @@ class Scenario {
     this.counts.reads++
     this.counts.operations++
     const want = this.expected(key)
+    const v = this.model.get(key)
+    if (v?.present === true && !this.live(key)) this.counts.expiredReads++
     let got: ModelEntry | undefined
     try {
-      got = fromEntry(await this.guard(`getEntry(${key})`, this.e.getEntry(key, nsOption(key, NAMESPACES))))
+      const e = await this.guard(`getEntry(${key})`, this.e.getEntry(key, nsOption(key, NAMESPACES)))
+      if (e && want && e.expiresAt !== v?.expiresAt) this.fail('wrongReads', `${when}: getEntry(${key}) expires at ${e.expiresAt ?? 'never'}, the model's at ${v?.expiresAt ?? 'never'}`)
+      got = fromEntry(e)
     } catch (err) {
       if (err instanceof Violation) throw err
       const code = isMemwalError(err) ? err.code : 'an untyped error'
@@ -1333,7 +1574,7 @@ class Scenario {
     this.counts.queries++
     this.counts.operations++
     const want = [...this.model.entries()]
-      .filter(([k, v]) => v.present && (q.prefix === undefined || k.startsWith(q.prefix)) && (q.namespace === undefined || v.namespace === q.namespace) && (q.tag === undefined || (v.tags ?? []).includes(q.tag)))
+      .filter(([k, v]) => this.live(k) && (q.prefix === undefined || k.startsWith(q.prefix)) && (q.namespace === undefined || v.namespace === q.namespace) && (q.tag === undefined || (v.tags ?? []).includes(q.tag)))
       .sort((a, b) => (identityOrder(a[0], NAMESPACES) < identityOrder(b[0], NAMESPACES) ? -1 : 1))
       .map(([key, v]) => ({ key, value: v.value, ...(v.namespace !== undefined ? { namespace: v.namespace } : {}), ...(v.tags ? { tags: v.tags } : {}) }))
     let got: { key: string }[]
@@ -1375,12 +1616,14 @@ class Scenario {
     this.checkDoubleApply()
     const h = e.health()
     for (const [name, s] of Object.entries(h.sinks)) if (s.checkpoint !== h.wal.lastLsn) this.fail('notConverged', `${when}: after flush the ${name} checkpoint is ${s.checkpoint}, the log's last LSN ${h.wal.lastLsn}`)
+    await this.learnSweeps(when)
     if (h.wal.lastLsn !== this.lastLsn) this.fail('other', `${when}: the log's last LSN is ${h.wal.lastLsn}, the model's ${this.lastLsn}`)
     if (h.backlog.records !== 0 || h.backlog.pendingKeys !== 0) this.fail('notConverged', `${when}: after flush the backlog holds ${h.backlog.records} records, ${h.backlog.pendingKeys} keys`)
     const backend = this.sinks['backend'] as BackendSink | undefined
     if (!backend) this.fail('other', 'no backend sink was wrapped')
-    const stored = (await collect(backend.entries())).map(([, e]): [string, ModelEntry] => [e.key, fromStored(e)]).filter(([k]) => !k.startsWith('poison/'))
-    const want = [...KEYS].filter((k) => this.model.get(k)?.present).sort((a, b) => (identityOrder(a, NAMESPACES) < identityOrder(b, NAMESPACES) ? -1 : 1)).map((k) => [k, this.expected(k)])
+    // An expired row the sweep has not deleted yet is the backend's business: no reader sees it.
+    const stored = (await collect(backend.entries())).filter(([, e]) => e.expiresAt === undefined || e.expiresAt > this.clock.nowMs()).map(([, e]): [string, ModelEntry] => [e.key, fromStored(e)]).filter(([k]) => !k.startsWith('poison/'))
+    const want = [...KEYS].filter((k) => this.live(k)).sort((a, b) => (identityOrder(a, NAMESPACES) < identityOrder(b, NAMESPACES) ? -1 : 1)).map((k) => [k, this.expected(k)])
     if (!same(stored, want)) this.fail('notConverged', `${when}: the backend holds ${brief(stored)}, the model ${brief(want)}`)
     this.counts.operations++
     await this.idle(e)

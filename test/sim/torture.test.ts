@@ -44,6 +44,7 @@ interface Report {
   failClosedViolations: number
   notConverged: number
   originViolations: number
+  wrongConditions: number
   otherViolations: number
   failingScenarios: number
   firstFailingSeed: number | null
@@ -76,7 +77,8 @@ t.test(`npm run torture: ${SCENARIOS} scenarios from seed ${SEED} keep every gua
   t.equal(r.wrongReads, 0, 'G4: every read was right or a typed error')
   t.equal(r.undetectedCorruptions, 0, 'G5: every flipped bit was reported')
   t.equal(r.reopenFailures, 0, 'every reopen after a crash, failure or restart succeeded')
-  t.equal(r.originViolations, 0, 'no record surfaced that no unknown-outcome write wrote')
+  t.equal(r.originViolations, 0, 'no record surfaced that no unknown-outcome write or expiry sweep wrote')
+  t.equal(r.wrongConditions, 0, 'every conditional write was acknowledged or refused as the model says (expired entries absent)')
   t.equal(r.otherViolations, 0, 'no hang, untyped error or unexpected finding')
   t.equal(r.failingScenarios, 0, 'no failing scenario')
   const x = r.exercised
@@ -84,7 +86,8 @@ t.test(`npm run torture: ${SCENARIOS} scenarios from seed ${SEED} keep every gua
   if (SCENARIOS >= 500) {
     // Every fault happened (a generator that stopped injecting one would pass vacuously).
     for (const k of ['powerLosses', 'powerLossesInRecovery', 'inFlightAtCrash', 'surfacedUnacked', 'tornTails', 'enospcRefusals', 'walFailures', 'refusedAfterFailure', 'pageCacheReopens',
-      'bitFlips', 'flipsRefusedAtOpen', 'flipsFoundByVerify', 'outages', 'hangs', 'transientFailures', 'poisonWrites', 'deadLettered', 'flushTimeouts', 'typedReadErrors', 'refusedBacklog', 'rotated', 'cleanRestarts']) {
+      'bitFlips', 'flipsRefusedAtOpen', 'flipsFoundByVerify', 'outages', 'hangs', 'transientFailures', 'poisonWrites', 'deadLettered', 'flushTimeouts', 'typedReadErrors', 'refusedBacklog', 'rotated', 'cleanRestarts',
+      'expiringPuts', 'expiredReads', 'sweepRecords', 'conditionalWrites', 'conditionRefusals', 'clears', 'clearedEntries']) {
       t.ok((x[k] ?? 0) > 0, `exercised: ${k} ${x[k] ?? 0}`)
     }
   }

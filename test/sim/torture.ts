@@ -178,7 +178,7 @@ async function main(): Promise<void> {
   const first = t.failing[0]
   const replay = (seed: number): string => `npm run torture -- --seed ${seed} --scenarios 1 --steps ${a.steps}${a.sabotage ? ` --sabotage ${a.sabotage}` : ''} --verbose`
   const { acknowledged, ...exercised } = t.counts
-  const { acknowledgedLost, doubleApplies, wrongReads, undetectedCorruptions, reopenFailures, failClosed, notConverged, origin, other } = t.failures
+  const { acknowledgedLost, doubleApplies, wrongReads, undetectedCorruptions, reopenFailures, failClosed, notConverged, origin, wrongConditions, other } = t.failures
   const report = {
     seed: a.seed,
     ...(a.sabotage ? { sabotage: a.sabotage } : {}),
@@ -194,6 +194,7 @@ async function main(): Promise<void> {
     failClosedViolations: failClosed,
     notConverged,
     originViolations: origin,
+    wrongConditions,
     otherViolations: other,
     failingScenarios: t.failing.length,
     firstFailingSeed: first ? first.seed : null,
@@ -213,7 +214,7 @@ async function main(): Promise<void> {
       `torture: ${t.scenarios} scenarios from seed ${a.seed} (at most ${a.steps} steps each) in ${(elapsedMs / 1000).toFixed(1)} s on ${a.jobs} job(s)`,
       `operations ${report.operations}, acknowledged records ${acknowledged}`,
       `acknowledged lost ${acknowledgedLost}, double applies ${doubleApplies}, wrong reads ${wrongReads}, undetected corruptions ${undetectedCorruptions}, reopen failures ${reopenFailures}`,
-      `fail-closed violations ${failClosed}, not converged ${notConverged}, origin violations ${origin}, other ${other}`,
+      `fail-closed violations ${failClosed}, not converged ${notConverged}, origin violations ${origin}, wrong conditions ${wrongConditions}, other ${other}`,
       `exercised: ${Object.entries(exercised).map(([k, v]) => `${k} ${v}`).join(', ')}`,
       first ? `FAILED: ${t.failing.length} scenario(s); first failing seed ${first.seed}; replay: ${replay(first.seed)}` : 'every scenario kept every guarantee',
     ]

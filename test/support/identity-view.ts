@@ -58,11 +58,11 @@ export function fromIndexed(id: string, e: { readonly namespace: string; readonl
   return [splitIdentity(id).key, labels(e.namespace, e.tags)]
 }
 
-/** An op as written or as the log decodes it, compared alike: no namespace means `default`, so `default` is dropped; tags deduplicated, none when empty. */
-export function normalOp<O extends { readonly type: 'put' | 'del'; readonly key: string; readonly namespace?: string; readonly tags?: readonly string[]; readonly value?: unknown }>(o: O): object {
+/** An op as written or as the log decodes it, compared alike: no namespace means `default`, so `default` is dropped; tags deduplicated, none when empty; a put's expiresAt kept. */
+export function normalOp<O extends { readonly type: 'put' | 'del'; readonly key: string; readonly namespace?: string; readonly tags?: readonly string[]; readonly value?: unknown; readonly expiresAt?: number }>(o: O): object {
   const ns = o.namespace === undefined || o.namespace === DEFAULT_NAMESPACE ? {} : { namespace: o.namespace }
   if (o.type === 'del') return { type: 'del', key: o.key, ...ns }
-  return { type: 'put', key: o.key, value: o.value, ...ns, ...normTags(o.tags) }
+  return { type: 'put', key: o.key, value: o.value, ...ns, ...normTags(o.tags), ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}) }
 }
 
 /** Tags as the engine keeps them: deduplicated, and none when empty. */
