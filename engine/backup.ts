@@ -1,6 +1,6 @@
 import { posix as path } from 'node:path'
-import { MemwalError } from './errors.js'
-import { copyFile, makeDirDurable } from './io/file-ops.js'
+import { MemwalError, osError } from './errors.js'
+import { copyFile, makeDirDurable, removeTree } from './io/file-ops.js'
 import type { FileSystem } from './io/fs.js'
 import { NodeFileSystem } from './io/node-fs.js'
 import type { Random } from './io/random.js'
@@ -28,7 +28,11 @@ import { openStore, STORE_DIR } from './sinks/store-dir.js'
  *
  * The copy is built under `<target>.partial-<random>` and renamed to
  * `<target>` once everything in it is synced: a crash leaves a partial
- * directory (named so), never a backup that looks whole and is not.
+ * directory (named so), never a backup that looks whole and is not. A copy
+ * that fails (ENOSPC, EIO) removes its partial directory before it rejects
+ * (IO_ERROR, the errno in details), and the next backup or restore to the
+ * same target removes any a crash left (two at once to one target are not
+ * supported: one would remove the other's).
  */
 export interface BackupResult {
   /** The backup's data directory. */
@@ -69,50 +73,49 @@ export async function backupStore(src: BackupSource, target: string): Promise<Ba
   const from = path.resolve(src.dir)
   if (to === from || to.startsWith(`${from}/`)) throw new MemwalError('INVALID_OPTIONS', `the backup target ${to} is inside the data directory ${from}`, { details: { field: 'target' } })
   await refuseNonEmpty(fs, to)
-  const partial = `${to}.partial-${src.random.nextU32().toString(16).padStart(8, '0')}`
-  await makeDirDurable(fs, partial)
-  await writeMarker(fs, partial)
-  let bytes = 0
-  const copied = await src.holding(async () => {
-    // The snapshot first, the LSN after: every record at or below it is acknowledged, so in the segments read below.
-    const entries = src.store.db.iterator({ keyEncoding: 'view', valueEncoding: 'view' })
-    const version = src.committedLsn()
-    let storeEntries = 0
-    const store = await openStore(fs, partial)
-    try {
-      let batch: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = []
-      const write = async (sync: boolean): Promise<void> => {
-        await store.db.batch(batch, { keyEncoding: 'view', valueEncoding: 'view', sync } as never)
-        batch = []
+  return buildDir(fs, src.random, to, `back up ${from} to ${to}`, async (partial) => {
+    await makeDirDurable(fs, partial)
+    await writeMarker(fs, partial)
+    let bytes = 0
+    const copied = await src.holding(async () => {
+      // The snapshot first, the LSN after: every record at or below it is acknowledged, so in the segments read below.
+      const entries = src.store.db.iterator({ keyEncoding: 'view', valueEncoding: 'view' })
+      const version = src.committedLsn()
+      let storeEntries = 0
+      const store = await openStore(fs, partial)
+      try {
+        let batch: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = []
+        const write = async (sync: boolean): Promise<void> => {
+          await store.db.batch(batch, { keyEncoding: 'view', valueEncoding: 'view', sync } as never)
+          batch = []
+        }
+        for await (const [key, value] of entries as AsyncIterable<[Uint8Array, Uint8Array]>) {
+          batch.push({ type: 'put', key, value })
+          storeEntries++
+          bytes += key.length + value.length
+          if (batch.length >= STORE_BATCH_ENTRIES) await write(false)
+        }
+        await write(true)
+      } finally {
+        await entries.close()
+        await store.close()
       }
-      for await (const [key, value] of entries as AsyncIterable<[Uint8Array, Uint8Array]>) {
-        batch.push({ type: 'put', key, value })
-        storeEntries++
-        bytes += key.length + value.length
-        if (batch.length >= STORE_BATCH_ENTRIES) await write(false)
+      await fs.syncDir(path.join(partial, STORE_DIR))
+      const walFrom = path.join(from, 'wal')
+      const walTo = path.join(partial, 'wal')
+      await makeDirDurable(fs, walTo)
+      let segments = 0
+      for (const name of (await fs.readdir(walFrom)).sort()) {
+        if (!name.endsWith('.seg')) continue
+        bytes += await copyFile(fs, path.join(walFrom, name), path.join(walTo, name))
+        segments++
       }
-      await write(true)
-    } finally {
-      await entries.close()
-      await store.close()
-    }
-    await fs.syncDir(path.join(partial, STORE_DIR))
-    const walFrom = path.join(from, 'wal')
-    const walTo = path.join(partial, 'wal')
-    await makeDirDurable(fs, walTo)
-    let segments = 0
-    for (const name of (await fs.readdir(walFrom)).sort()) {
-      if (!name.endsWith('.seg')) continue
-      bytes += await copyFile(fs, path.join(walFrom, name), path.join(walTo, name))
-      segments++
-    }
-    return { version, storeEntries, segments }
+      return { version, storeEntries, segments }
+    })
+    for (const name of KEPT_FILES) if (await fs.stat(path.join(from, name))) bytes += await copyFile(fs, path.join(from, name), path.join(partial, name))
+    for (const d of KEPT_DIRS) bytes += await copyTree(fs, path.join(from, d), path.join(partial, d))
+    return { dir: to, bytes, ...copied }
   })
-  for (const name of KEPT_FILES) if (await fs.stat(path.join(from, name))) bytes += await copyFile(fs, path.join(from, name), path.join(partial, name))
-  for (const d of KEPT_DIRS) bytes += await copyTree(fs, path.join(from, d), path.join(partial, d))
-  await fs.rename(partial, to)
-  await fs.syncDir(path.dirname(to))
-  return { dir: to, bytes, ...copied }
 }
 
 /**
@@ -130,11 +133,37 @@ export async function restoreBackup(backup: string, target: string, fs: FileSyst
     throw new MemwalError('LOCK_HELD', `${from} is locked (memwal.lock): it is a live data directory, not a backup; make one with memwal backup`, { details: { path: from } })
   }
   await refuseNonEmpty(fs, to)
-  const partial = `${to}.partial-${random.nextU32().toString(16).padStart(8, '0')}`
-  const bytes = await copyTree(fs, from, partial)
-  await fs.rename(partial, to)
-  await fs.syncDir(path.dirname(to))
+  const bytes = await buildDir(fs, random, to, `restore ${from} to ${to}`, (partial) => copyTree(fs, from, partial))
   return { dir: to, bytes }
+}
+
+/** `<target>.partial-<8 hex digits>`: where a backup or a restore builds its target. */
+const PARTIAL_SUFFIX = /^\.partial-[0-9a-f]{8}$/
+
+/**
+ * Builds the directory `to` under `<to>.partial-<random>` with `build`, then
+ * renames it into place and syncs the parent. Partial directories an earlier
+ * build of `to` left (a crash) are removed first; a build that fails removes
+ * its own and rejects with IO_ERROR (or PERMISSION_DENIED) saying `doing`.
+ */
+async function buildDir<T>(fs: FileSystem, random: Random, to: string, doing: string, build: (partial: string) => Promise<T>): Promise<T> {
+  const parent = path.dirname(to)
+  const base = path.basename(to)
+  for (const name of (await fs.stat(parent)) ? await fs.readdir(parent) : []) {
+    if (name.startsWith(base) && PARTIAL_SUFFIX.test(name.slice(base.length))) await removeTree(fs, path.join(parent, name))
+  }
+  const partial = `${to}.partial-${random.nextU32().toString(16).padStart(8, '0')}`
+  let result: T
+  try {
+    result = await build(partial)
+    await fs.rename(partial, to)
+  } catch (err) {
+    // What the failed copy wrote goes; the error it met is the one reported.
+    await removeTree(fs, partial).catch(() => undefined)
+    throw osError(err, doing, partial)
+  }
+  await fs.syncDir(parent)
+  return result
 }
 
 async function refuseNonEmpty(fs: FileSystem, dir: string): Promise<void> {

@@ -64,6 +64,30 @@ async function writeSyncedData(fs: FileSystem, file: string, bytes: Uint8Array):
   }
 }
 
+/**
+ * Removes `dir` and everything in it (files unlinked, directories removed
+ * bottom up), then syncs its parent: for what a failed or interrupted copy
+ * left, never for evidence. A missing `dir` is nothing to do.
+ */
+export async function removeTree(fs: FileSystem, dir: string): Promise<void> {
+  if (!(await fs.stat(dir))) return
+  await removeEntries(fs, dir)
+  await fs.rmdir(dir)
+  await fs.syncDir(path.dirname(dir))
+}
+
+async function removeEntries(fs: FileSystem, dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    const p = path.join(dir, name)
+    if ((await fs.stat(p))?.isDirectory) {
+      await removeEntries(fs, p)
+      await fs.rmdir(p)
+    } else {
+      await fs.unlink(p)
+    }
+  }
+}
+
 /** Copies `from` to a new file `to`, durably; returns the bytes copied. */
 export async function copyFile(fs: FileSystem, from: string, to: string): Promise<number> {
   const bytes = await fs.readFile(from)

@@ -56,6 +56,8 @@ export interface FileSystem {
   mkdirp(path: string): Promise<void>
   rename(from: string, to: string): Promise<void>
   unlink(path: string): Promise<void>
+  /** Removes an empty directory (ENOTEMPTY otherwise, ENOENT if missing). Durable after `syncDir()` of its parent. */
+  rmdir(path: string): Promise<void>
   /** Undefined when nothing is at `path`. */
   stat(path: string): Promise<FileStat | undefined>
   /** Makes the directory's entries (creates, renames, unlinks) durable. */

@@ -45,6 +45,10 @@ export class NodeFileSystem implements FileSystem {
     await fs.promises.unlink(path)
   }
 
+  async rmdir(path: string): Promise<void> {
+    await fs.promises.rmdir(path)
+  }
+
   async stat(path: string): Promise<FileStat | undefined> {
     try {
       const s = await fs.promises.stat(path)

@@ -40,8 +40,8 @@ class Inode {
 type Bytes = Buffer<ArrayBufferLike>
 
 export interface FaultRule {
-  /** Which operation: 'write' (also dsync writes), 'datasync', 'open', 'rename', 'syncDir'. */
-  readonly op: 'write' | 'datasync' | 'open' | 'rename' | 'syncDir'
+  /** Which operation: 'write' (also dsync writes), 'datasync', 'open', 'rename', 'rmdir', 'syncDir'. */
+  readonly op: 'write' | 'datasync' | 'open' | 'rename' | 'rmdir' | 'syncDir'
   /** errno code to fail with, e.g. 'ENOSPC' or 'EIO'. */
   readonly code: string
   /** Only paths containing this string; any path if absent. */
@@ -244,6 +244,19 @@ export class SimulatedFileSystem implements FileSystem {
     const p = norm(file)
     this.mutation()
     if (!this.names.delete(p)) throw errno('ENOENT', p)
+  }
+
+  /** Removed at once and durably, as mkdirp makes directories (whoever removes one syncs its parent anyway). */
+  async rmdir(dir: string): Promise<void> {
+    await this.tick()
+    const d = norm(dir)
+    this.fault('rmdir', d)
+    this.mutation()
+    if (!this.dirs.has(d)) throw errno(this.names.has(d) ? 'ENOTDIR' : 'ENOENT', d)
+    const inside = (p: string): boolean => path.dirname(p) === d
+    if ([...this.names.keys()].some(inside) || [...this.dirs].some((s) => s !== d && inside(s))) throw errno('ENOTEMPTY', d)
+    this.dirs.delete(d)
+    this.durableDirs.delete(d)
   }
 
   async stat(file: string): Promise<FileStat | undefined> {

@@ -35,6 +35,10 @@ export class ForwardingFileSystem implements FileSystem {
     return this.inner.unlink(p)
   }
 
+  rmdir(p: string): Promise<void> {
+    return this.inner.rmdir(p)
+  }
+
   stat(p: string): Promise<FileStat | undefined> {
     return this.inner.stat(p)
   }

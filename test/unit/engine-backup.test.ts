@@ -9,12 +9,20 @@
  *   directory is deleted;
  * - a non-empty target, a target inside the data directory and a live
  *   (locked) directory given to restore are refused with their codes, and a
- *   refused backup or restore leaves nothing behind.
+ *   refused backup or restore leaves nothing behind;
+ * - a backup that fails midway (ENOSPC on a write, EIO on a sync, injected
+ *   through the engine's FileSystem while it copies the log) rejects with
+ *   IO_ERROR naming the errno and removes its partial directory; the engine
+ *   goes on, and the next backup to the same target works;
+ * - a partial directory a crash left is removed by the next backup or
+ *   restore to the same target (only `<target>.partial-<8 hex>`).
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { fsck, isMemwalError, MemWAL, restoreBackup } from '../../engine/index.js'
+import { fsck, isMemwalError, MemWAL, restoreBackup, type FileHandle, type OpenMode, type OpenOptions } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
+import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
@@ -112,4 +120,82 @@ t.test('refusals: non-empty target, target inside the store, a live directory to
   t.equal(await codeOf(restoreBackup(dir, path.join(root, 'r2'))), 'LOCK_HELD', 'a live data directory is not a backup')
   t.notOk(fs.existsSync(path.join(root, 'r2')), 'a refused restore leaves nothing')
   t.strictSame(fs.readdirSync(root).filter((n) => n.includes('.partial-')), [], 'no partial directories')
+})
+
+/** The real filesystem, except that once armed, the copy of a log segment into a backup fails: `write` (ENOSPC) or `datasync` (EIO). */
+class FailingCopyFs extends ForwardingFileSystem {
+  armed: { readonly op: 'write' | 'datasync'; readonly code: string } | undefined
+  failures = 0
+
+  constructor() {
+    super(new NodeFileSystem())
+  }
+
+  override async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    const h = await this.inner.open(p, mode, options)
+    if (mode !== 'create' || !p.includes('.partial-') || !p.endsWith('.seg')) return h
+    const owner = this
+    const fail = (op: 'write' | 'datasync'): void => {
+      if (owner.armed?.op !== op) return
+      owner.failures++
+      throw Object.assign(new Error(`${owner.armed.code}: injected on ${op} of ${p}`), { code: owner.armed.code })
+    }
+    return new (class extends ForwardingFileHandle {
+      override async write(data: Uint8Array, position: number): Promise<void> {
+        fail('write')
+        return super.write(data, position)
+      }
+
+      override async datasync(): Promise<void> {
+        fail('datasync')
+        return super.datasync()
+      }
+    })(h)
+  }
+}
+
+for (const fault of [{ op: 'write', code: 'ENOSPC' }, { op: 'datasync', code: 'EIO' }] as const) {
+  t.test(`a backup that fails midway (${fault.code} on ${fault.op}) removes its partial directory; the next one works`, async (t) => {
+    const root = tmpDir(t)
+    const failing = new FailingCopyFs()
+    const db = await MemWAL.open({ dir: path.join(root, 'data'), fs: failing })
+    t.teardown(() => db.close())
+    for (let i = 0; i < 50; i++) await db.put(`k${i}`, i)
+    const target = path.join(root, 'backup')
+    failing.armed = fault
+    const err = await db.backup(target).then(() => undefined, (e: unknown) => e)
+    t.match(err, { code: 'IO_ERROR', details: { errno: fault.code } }, `rejected, typed: IO_ERROR with errno ${fault.code}`)
+    t.ok(failing.failures > 0, 'the fault was met while copying the log (after the store snapshot)')
+    t.strictSame(fs.readdirSync(root).sort(), ['data'], 'no partial directory left, no target')
+    failing.armed = undefined
+    await db.put('after', 1)
+    const r = await db.backup(target)
+    t.equal(r.dir, target, 'the next backup to the same target works')
+    t.equal((await fsck({ dir: target, repair: false })).clean, true, 'and passes fsck')
+    t.strictSame(fs.readdirSync(root).sort(), ['backup', 'data'])
+  })
+}
+
+t.test('a partial directory a crash left is removed by the next backup or restore to the same target', async (t) => {
+  const root = tmpDir(t)
+  const db = await MemWAL.open({ dir: path.join(root, 'data') })
+  t.teardown(() => db.close())
+  await db.put('k', 1)
+  const target = path.join(root, 'backup')
+  const stale = (name: string): string => {
+    const p = path.join(root, name)
+    fs.mkdirSync(path.join(p, 'wal'), { recursive: true })
+    fs.writeFileSync(path.join(p, 'wal', '00000000000000000001.seg'), 'half a segment')
+    fs.writeFileSync(path.join(p, 'MEMWAL'), '{}')
+    return p
+  }
+  stale('backup.partial-0badc0de')
+  stale('backup.partial-notmine') // not a name a backup makes: left alone
+  stale('backups.partial-00000000') // another target's
+  await db.backup(target)
+  t.strictSame(fs.readdirSync(root).sort(), ['backup', 'backup.partial-notmine', 'backups.partial-00000000', 'data'], 'the stale partial of this target is gone, nothing else')
+  stale('restored.partial-12345678')
+  await restoreBackup(target, path.join(root, 'restored'))
+  t.notOk(fs.existsSync(path.join(root, 'restored.partial-12345678')), 'restore removes its target\'s stale partial too')
+  t.ok(fs.existsSync(path.join(root, 'restored', 'MEMWAL')))
 })
