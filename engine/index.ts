@@ -23,6 +23,7 @@ export { opsOf, isLegacyDelete, type WalRecord, type Op, type PutOp, type Delete
 export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'
 export { PgBackend } from './sinks/pg/pg-backend.js'
 export type { PgBackendOptions, PgPoolSettings } from './sinks/pg/pg-options.js'
+export type { PgChange, PgWatchOptions } from './sinks/pg/pg-changes.js'
 export { dumpLog, type DumpOptions } from './reconcile/dump.js'
 export type { DumpEntry } from './log/dump-entry.js'
 export { followLog, type FollowOptions } from './reconcile/follow.js'

@@ -22,6 +22,7 @@ import t from 'tap'
 import { MemWAL, followLog, isMemwalError, type Change, type MemwalOptions } from '../../engine/index.js'
 import { ManualClock, SeededRandom } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { take } from '../support/take.js'
 import { waitFor } from '../support/wait-for.js'
 
 const SMALL = { segmentBytes: 64 * 1024, recordBytesMax: 16 * 1024 } as const
@@ -30,15 +31,6 @@ function open(dir: string, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> 
   return MemWAL.open({ dir, closeGraceMs: 1000, ...extra })
 }
 
-async function take(it: AsyncIterator<Change>, n: number): Promise<Change[]> {
-  const out: Change[] = []
-  while (out.length < n) {
-    const r = await it.next()
-    if (r.done === true) break
-    out.push(r.value)
-  }
-  return out
-}
 
 function segmentBases(dir: string): number[] {
   return fs.readdirSync(path.join(dir, 'wal')).flatMap((n) => /^(\d{20})\.seg$/.exec(n)?.[1] ?? []).map(Number).sort((a, b) => a - b)

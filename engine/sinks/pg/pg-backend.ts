@@ -9,6 +9,7 @@ import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } 
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
 import { columnArgs, migrate, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
+import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
 import { columnsOf, latestPerKey } from './pg-versions.js'
 
@@ -79,6 +80,7 @@ export class PgBackend extends BackendSink {
   private readonly conn: PgConnections
   private readonly packr = createPackr()
   private readonly t: Tables
+  private readonly feeds = new Set<PgChangeFeed>()
 
   constructor(options: PgBackendOptions) {
     super()
@@ -105,6 +107,7 @@ export class PgBackend extends BackendSink {
   }
 
   protected async _close(): Promise<void> {
+    for (const f of [...this.feeds]) f.end()
     await this.conn.end()
   }
 
@@ -121,13 +124,14 @@ export class PgBackend extends BackendSink {
   protected async _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void> {
     const { versions, legacy } = latestPerKey(records)
     const cols = columnsOf(versions, this.packr)
+    const args = [...columnArgs(cols), this.writerId, checkpoint, ...changeArgs(records, this.packr), this.c.changeHistoryRecords]
     const r = await this.conn.withClient(signal, async (c) => {
-      if (legacy.length === 0) return c.query<{ checkpoint: string }>(this.t.applySql, [...columnArgs(cols), this.writerId, checkpoint])
+      if (legacy.length === 0) return c.query<{ checkpoint: string }>(this.t.applySql, args)
       // Version-1 deletes (no namespace): the key in every namespace, before the rest, in one transaction.
       try {
         await c.query('BEGIN')
         for (const d of legacy) await c.query(this.t.legacyDeleteSql, [d.key, d.hlc, this.writerId, d.lsn])
-        const out = await c.query<{ checkpoint: string }>(this.t.applySql, [...columnArgs(cols), this.writerId, checkpoint])
+        const out = await c.query<{ checkpoint: string }>(this.t.applySql, args)
         await c.query('COMMIT')
         return out
       } catch (err) {
@@ -211,6 +215,30 @@ export class PgBackend extends BackendSink {
       if (r.rows.length < n || last === undefined) return
       after = last
     }
+  }
+
+  // ---- the change feed ----
+
+  /**
+   * Every writer's changes as they reach PostgreSQL (pg-changes.ts: order,
+   * resume tokens, bounds), from now on or after `resumeToken`. Ends at close().
+   */
+  watch(options?: PgWatchOptions): AsyncIterableIterator<PgChange> {
+    return this.openWatch(options, [])
+  }
+
+  /** A token for "now": a watch opened with it later sees every change applied after this call (save it before starting a consumer). */
+  async resumeTokenNow(): Promise<string> {
+    return encodeResumeToken(this.schema, await presentPositions({ conn: this.conn, t: this.t }))
+  }
+
+  /** @internal The feed without some writers' changes (MemWAL.watch reads its own writer's from its log). */
+  openWatch(options: PgWatchOptions | undefined, exclude: readonly string[]): PgChangeFeed {
+    if (this.feeds.size >= limits.watchersMax) throw new MemwalError('INVALID_OPTIONS', `at most ${limits.watchersMax} watches may be open at once`, { details: { field: 'watch' } })
+    const host = { conn: this.conn, t: this.t, schema: this.schema, packr: this.packr, clock: this.c.clock, logger: this.c.logger, pollMs: this.c.watchPollMs, batchRows: this.c.pageRows }
+    const feed = openFeed(host, options, exclude, (f) => this.feeds.delete(f))
+    this.feeds.add(feed)
+    return feed
   }
 
   // ---- repair and verification ----

@@ -1,4 +1,5 @@
 import { InvalidOptionsError } from '../../errors.js'
+import { systemClock, type Clock } from '../../io/clock.js'
 import { silentLogger, type Logger } from '../../io/logger.js'
 import { checkFields, refuseUnknown } from '../../option-fields.js'
 
@@ -17,6 +18,12 @@ export interface PgBackendOptions {
   readonly connectTimeoutMs?: number
   /** Rows per page when `entries` and `query` read (default 500). */
   readonly pageRows?: number
+  /** Records of this writer whose changes stay in the change feed (`changes`) for watchers (default 100,000): older ones are pruned. */
+  readonly changeHistoryRecords?: number
+  /** How often a watch with nothing to read asks PostgreSQL again (default 200 ms). */
+  readonly watchPollMs?: number
+  /** Time, for the watch's polls (default: the system clock). */
+  readonly clock?: Clock
   /** Further settings for pg.Pool (ssl, password, ...); the options above take precedence. */
   readonly pgConfig?: PgPoolSettings
   readonly logger?: Logger
@@ -51,6 +58,9 @@ export interface PgConfig {
   readonly statementTimeoutMs: number
   readonly connectTimeoutMs: number
   readonly pageRows: number
+  readonly changeHistoryRecords: number
+  readonly watchPollMs: number
+  readonly clock: Clock
   readonly pgConfig: PgPoolSettings
   readonly logger: Logger
 }
@@ -62,14 +72,21 @@ export const pgDefaults = Object.freeze({
   statementTimeoutMs: 15_000,
   connectTimeoutMs: 5_000,
   pageRows: 500,
+  changeHistoryRecords: 100_000,
+  watchPollMs: 200,
 })
+
+/** Bounds of the feed options: a poll at least every minute; a history of at most 100 M records per writer. */
+const WATCH_POLL_MS_MAX = 60_000
+const CHANGE_HISTORY_RECORDS_MAX = 100_000_000
 
 const WRITER_ID_CHARS_MAX = 128
 
 /** Every option PgBackendOptions has, with its type: a name not here is refused, never ignored (the type keeps the two in step). */
 const FIELDS = {
   connectionString: 'string', writerId: 'string', schema: 'string', poolSize: 'integer', statementTimeoutMs: 'integer',
-  connectTimeoutMs: 'integer', pageRows: 'integer', pgConfig: 'object', logger: 'object',
+  connectTimeoutMs: 'integer', pageRows: 'integer', changeHistoryRecords: 'integer', watchPollMs: 'integer', clock: 'object',
+  pgConfig: 'object', logger: 'object',
 } as const satisfies Record<keyof PgBackendOptions, string>
 
 /** Every pg.Pool setting passed through (their types are pg's to check). */
@@ -99,6 +116,9 @@ export function resolvePgOptions(options: PgBackendOptions, env: Readonly<Record
     statementTimeoutMs: positiveInt('statementTimeoutMs', o.statementTimeoutMs ?? pgDefaults.statementTimeoutMs),
     connectTimeoutMs: positiveInt('connectTimeoutMs', o.connectTimeoutMs ?? pgDefaults.connectTimeoutMs),
     pageRows: positiveInt('pageRows', o.pageRows ?? pgDefaults.pageRows),
+    changeHistoryRecords: atMost('changeHistoryRecords', positiveInt('changeHistoryRecords', o.changeHistoryRecords ?? pgDefaults.changeHistoryRecords), CHANGE_HISTORY_RECORDS_MAX),
+    watchPollMs: atMost('watchPollMs', positiveInt('watchPollMs', o.watchPollMs ?? pgDefaults.watchPollMs), WATCH_POLL_MS_MAX),
+    clock: o.clock ?? systemClock,
     pgConfig: Object.freeze({ ...pgConfig }),
     logger: o.logger ?? silentLogger,
   })
@@ -106,5 +126,10 @@ export function resolvePgOptions(options: PgBackendOptions, env: Readonly<Record
 
 function positiveInt(name: string, v: number): number {
   if (!Number.isInteger(v) || v <= 0) throw new InvalidOptionsError(`${name} must be a positive integer`, name)
+  return v
+}
+
+function atMost(name: string, v: number, max: number): number {
+  if (v > max) throw new InvalidOptionsError(`${name} must be at most ${max}`, name)
   return v
 }

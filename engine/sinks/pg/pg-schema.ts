@@ -28,7 +28,7 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  */
 
 /** The newest schema version this code creates and reads. */
-export const PG_SCHEMA_VERSION = 3
+export const PG_SCHEMA_VERSION = 4
 
 /** A row of `entries` as pg returns it. */
 export interface EntryRow {
@@ -107,6 +107,7 @@ export interface Tables {
   readonly schema: string
   readonly entries: string
   readonly checkpoints: string
+  readonly changes: string
   readonly version: string
   readonly applySql: string
   readonly repairLogSql: string
@@ -174,6 +175,29 @@ const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): st
       `CREATE INDEX entries_key ON ${t.entries} (key)`,
     ],
   },
+  {
+    // The change feed (pg-changes.ts): every operation each writer applied, kept for a window of its records.
+    version: 4,
+    statements: (t) => [
+      `CREATE TABLE ${t.changes} (
+        writer text COLLATE "C" NOT NULL,
+        lsn bigint NOT NULL,
+        seq integer NOT NULL CHECK (seq >= 0),
+        last boolean NOT NULL,
+        namespace text COLLATE "C",
+        key text COLLATE "C" NOT NULL,
+        deleted boolean NOT NULL,
+        value bytea,
+        tags text[],
+        hlc bigint NOT NULL,
+        expires_at bigint,
+        PRIMARY KEY (writer, lsn, seq),
+        CHECK (deleted OR value IS NOT NULL)
+      )`,
+      // Rows of a writer with an LSN below this may have been pruned: a feed positioned below it gets HISTORY_PURGED.
+      `ALTER TABLE ${t.checkpoints} ADD COLUMN changes_from bigint NOT NULL DEFAULT 0`,
+    ],
+  },
 ]
 
 /** The input arrays, one row per identity ($1..$10), this writer ($11). */
@@ -192,6 +216,18 @@ const SET_ALL = `SET value = EXCLUDED.value, tags = EXCLUDED.tags, hlc = EXCLUDE
     updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at,
     created_at = CASE WHEN e.deleted OR e.created_at IS NULL OR (SELECT bool_or(f.fresh) FROM unnest($1::text[], $2::text[], $9::bool[]) AS f(namespace, key, fresh) WHERE f.namespace = EXCLUDED.namespace AND f.key = EXCLUDED.key) THEN EXCLUDED.created_at ELSE e.created_at END`
 
+/**
+ * Every operation of the batch into the change feed ($13..$22: one row per
+ * operation, this writer $11). A replayed or re-sent batch finds its rows
+ * there already: DO NOTHING, so each (writer, lsn, seq) is there once.
+ */
+const CHANGES_INSERT = (changes: string): string => `INSERT INTO ${changes} (writer, lsn, seq, last, namespace, key, deleted, value, tags, hlc, expires_at)
+  SELECT $11::text, u.lsn, u.seq, u.last, u.namespace, u.key, u.deleted, u.value,
+    CASE WHEN u.tags IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text(u.tags::json)) END, u.hlc, u.expires_at
+  FROM unnest($13::int8[], $14::int4[], $15::bool[], $16::text[], $17::text[], $18::bool[], $19::bytea[], $20::text[], $21::int8[], $22::int8[])
+    AS u(lsn, seq, last, namespace, key, deleted, value, tags, hlc, expires_at)
+  ON CONFLICT (writer, lsn, seq) DO NOTHING`
+
 const COLUMNS = '(namespace, key, value, tags, hlc, writer, lsn, deleted, created_at, updated_at, expires_at)'
 
 /** The tables and statements of one schema. */
@@ -199,6 +235,7 @@ export function tables(schema: string): Tables {
   const s = `"${schema}"`
   const entries = `${s}.entries`
   const checkpoints = `${s}.checkpoints`
+  const changes = `${s}.changes`
   const upsert = (op: '>' | '>='): string =>
     `INSERT INTO ${entries} AS e ${COLUMNS} ${INPUT}
     ON CONFLICT (namespace, key) DO UPDATE ${SET_ALL}
@@ -209,9 +246,13 @@ export function tables(schema: string): Tables {
     schema: s,
     entries,
     checkpoints,
+    changes,
     version: `${s}.schema_version`,
     applySql: `WITH up AS (${upsert('>')} RETURNING 1),
-      cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn) VALUES ($11, $12) ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn) RETURNING c.lsn)
+      ch AS (${CHANGES_INSERT(changes)}),
+      pr AS (DELETE FROM ${changes} WHERE writer = $11 AND lsn <= $12::int8 - $23::int8),
+      cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn, changes_from) VALUES ($11, $12, GREATEST(0, $12::int8 - $23::int8 + 1))
+        ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn), changes_from = GREATEST(c.changes_from, EXCLUDED.changes_from) RETURNING c.lsn)
       SELECT (SELECT lsn FROM cp) AS checkpoint, (SELECT count(*) FROM up) AS applied`,
     repairLogSql: upsert('>='),
     legacyDeleteSql: `UPDATE ${entries} AS e SET deleted = true, value = NULL, tags = NULL, expires_at = NULL, hlc = $2, writer = $3, lsn = $4
