@@ -5,7 +5,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
-import { createOutput } from './output.js'
+import { createOutput, type Output } from './output.js'
 import { backup, restore } from './commands/backup.js'
 import { get, namespaces, query, stats, watch } from './commands/data.js'
 import { top } from './commands/top.js'
@@ -36,6 +36,18 @@ export function buildProgram(setExit: (code: number) => void): Command {
       if (json) process.stdout.write(`${JSON.stringify({ error: { code: (err as { code?: string })?.code ?? 'ERROR', message: (err as Error)?.message ?? String(err) }, exitCode: code })}\n`)
       setExit(code)
     })
+  /**
+   * A command on a data directory whose options (but --json, added last)
+   * go to `fn` as commander parsed them: `options` adds the command's own.
+   */
+  const dirCommand = <O extends object>(name: string, description: string, options: (c: Command) => Command, fn: (dir: string, o: O, out: Output) => Promise<number>): void => {
+    options(program.command(`${name} <dir>`).description(description))
+      .option('--json', 'one JSON document on stdout')
+      .action((dir: string, o: O & { json?: boolean }) => {
+        const { json, ...rest } = o
+        return run(name, json === true, () => fn(dir, rest as O, createOutput(json === true)))
+      })
+  }
 
   program
     .command('replay <dir>')
@@ -92,40 +104,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'one JSON document on stdout')
     .action((dir: string, key: string, o: { json?: boolean; namespace?: string }) => run('get', o.json === true, () => get(dir, key, o, createOutput(o.json === true))))
 
-  program
-    .command('query <dir>')
-    .description('entries matching every filter given, in (namespace, key) order')
+  dirCommand('query', 'entries matching every filter given, in (namespace, key) order', (c) => c
     .option('--namespace <ns>', 'exactly this namespace')
     .option('--tag <tag>', 'entries carrying this tag')
     .option('--prefix <prefix>', 'keys starting with this')
-    .option('--limit <n>', 'at most this many', positiveInt)
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; namespace?: string; tag?: string; prefix?: string; limit?: number }) => {
-      const { json, ...q } = o
-      return run('query', json === true, () => query(dir, q, createOutput(json === true)))
-    })
+    .option('--limit <n>', 'at most this many', positiveInt), query)
 
-  program
-    .command('namespaces <dir>')
-    .description('the namespaces holding entries, with how many each')
+  dirCommand('namespaces', 'the namespaces holding entries, with how many each', (c) => c
     .option('--prefix <ns>', 'only this namespace and those under it (ns/...)')
-    .option('--limit <n>', 'at most this many', positiveInt)
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; prefix?: string; limit?: number }) => {
-      const { json, ...q } = o
-      return run('namespaces', json === true, () => namespaces(dir, q, createOutput(json === true)))
-    })
+    .option('--limit <n>', 'at most this many', positiveInt), namespaces)
 
-  program
-    .command('stats <dir>')
-    .description('entries and bytes (of the values, as stored) per namespace, and in all')
+  dirCommand('stats', 'entries and bytes (of the values, as stored) per namespace, and in all', (c) => c
     .option('--prefix <ns>', 'only this namespace and those under it (ns/...)')
-    .option('--limit <n>', 'at most this many namespaces listed (the totals count every one)', positiveInt)
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; prefix?: string; limit?: number }) => {
-      const { json, ...q } = o
-      return run('stats', json === true, () => stats(dir, q, createOutput(json === true)))
-    })
+    .option('--limit <n>', 'at most this many namespaces listed (the totals count every one)', positiveInt), stats)
 
   program
     .command('watch <dir>')
