@@ -18,10 +18,12 @@
  *     await point of the log: a write, the spare segment's preparation, a
  *     rotation's rename or directory sync, a purge), with writes in flight;
  *     sometimes a second cut during the recovery that follows;
- *   - sink faults (backend or index): outages, transient failures, hangs
+ *   - sink faults (backend, index or cache): outages, transient failures, hangs
  *     (calls that do not return until released; a call hung at a crash dies
- *     with the process), permanent rejects (records touching `poison/` keys,
- *     which must go to the dead-letter log);
+ *     with the process; a hung call may outlive the apply timeout, the clock
+ *     jumping past it, and then complete its work late, as a slow backend
+ *     would), permanent rejects (records touching `poison/` keys, backend or
+ *     index, which must go to the dead-letter log);
  *   - disk faults on the log: ENOSPC on writes (the write is refused, typed,
  *     and the log goes on), EIO on writes, fdatasync or a directory sync
  *     (the engine must fail closed, G2); after a failure the engine is
@@ -71,9 +73,11 @@
  * otherwise bring real time in is pinned:
  *   - the circuit breaker and the apply timeout run on the engine's injected
  *     clock (engine/resilience), the scenario's ManualClock: no Date.now patch.
- *     The timeout is set far beyond any scenario's length and never fires here
- *     (test/unit/hung-sink.test.ts covers it on the real clock); hangs are
- *     released by the scenario, or die with the engine that made them;
+ *     The timeout is set far beyond what retries and settles advance the
+ *     clock by, so it fires only when the scenario jumps the clock past it
+ *     on purpose (a late apply; test/unit/hung-sink.test.ts covers it on the
+ *     real clock too); hangs are released by the scenario, or die with the
+ *     engine that made them;
  *   - xxhash-wasm compiles WebAssembly off the event loop: the runner
  *     compiles each module once and instantiates it synchronously
  *     (memoiseWasmCompile), and waits for the engine to be idle before
@@ -100,11 +104,11 @@ const PREFIXES = ['a/', 'b/', 'c', 'z'] as const
 const TTL_MS_MAX = 60
 /** The expiry sweep's cadence on the manual clock (its smallest): rounds run within the scenario's clock advances. */
 const SWEEP_INTERVAL_MS = 10
-const FAULTY_SINKS = ['backend', 'index'] as const
+const FAULTY_SINKS = ['backend', 'index', 'cache'] as const
 type FaultySink = (typeof FAULTY_SINKS)[number]
 /** A real-time watchdog: an engine call that has not settled after this long is reported as a hang. */
 const HANG_MS = 20_000
-/** Far beyond any scenario: the apply timeout must never fire here (see Determinism). */
+/** Far beyond any retry or settle: the apply timeout fires only when a late-apply step jumps the clock past it (see Determinism). */
 const APPLY_TIMEOUT_MS = 10 * 60_000
 /** Manual-clock ms: a settle round (RETRY_DELAY_MS_MAX) lets the breaker probe. */
 const BREAKER_HALF_OPEN_MS = 5
@@ -182,6 +186,10 @@ export interface TortureCounts {
   flipsPurged: number
   outages: number
   hangs: number
+  /** Hung calls that outlived the apply timeout, then completed their work. */
+  lateApplies: number
+  /** Faults (outage, transient failures, hang) injected into the cache sink. */
+  cacheFaults: number
   transientFailures: number
   poisonWrites: number
   deadLettered: number
@@ -219,7 +227,7 @@ export function emptyCounts(): TortureCounts {
     cleanRestarts: 0, powerLosses: 0, powerLossesInRecovery: 0, inFlightAtCrash: 0, surfacedUnacked: 0, tornTails: 0,
     enospcArmed: 0, enospcRefusals: 0, eioArmed: 0, walFailures: 0, refusedAfterFailure: 0, pageCacheReopens: 0,
     bitFlips: 0, flipsRefusedAtOpen: 0, flipsFoundAtOpen: 0, flipsFoundByVerify: 0, flipsPurged: 0,
-    outages: 0, hangs: 0, transientFailures: 0, poisonWrites: 0, deadLettered: 0, rotated: 0, lastLsn: 0,
+    outages: 0, hangs: 0, lateApplies: 0, cacheFaults: 0, transientFailures: 0, poisonWrites: 0, deadLettered: 0, rotated: 0, lastLsn: 0,
     expiringPuts: 0, expiredReads: 0, sweepRecords: 0, conditionalWrites: 0, conditionRefusals: 0, clears: 0, clearedEntries: 0,
   }
 }
@@ -504,6 +512,7 @@ class Scenario {
   private readonly faults: Record<FaultySink, SinkFaults> = {
     backend: { down: false, failNext: 0, hang: false },
     index: { down: false, failNext: 0, hang: false },
+    cache: { down: false, failNext: 0, hang: false },
   }
   private gates = new Map<string, HangGate>()
   private sinks: Partial<Record<string, Sink>> = {}
@@ -1127,9 +1136,10 @@ class Scenario {
   }
 
   private sinkFaultStep(): void {
-    const name = FAULTY_SINKS[this.rng.chance(0.7) ? 0 : 1] as FaultySink
+    const name = FAULTY_SINKS[this.rng.chance(0.7) ? 0 : 1 + this.rng.below(FAULTY_SINKS.length - 1)] as FaultySink
     const f = this.faults[name]
     const kind = this.rng.below(5)
+    if (name === 'cache' && kind < 4) this.counts.cacheFaults++
     if (kind === 0 || kind === 1) {
       f.down = !f.down
       if (f.down) this.counts.outages++
@@ -1150,8 +1160,25 @@ class Scenario {
     this.log(`step ${this.step}: sink fault ${['outage toggle', 'outage toggle', 'transient failures', 'hang toggle', 'heal all'][kind]} on ${name}: ${JSON.stringify(this.faults)}`)
   }
 
-  /** Time passes: retries and half-open probes run. */
+  /**
+   * Time passes: retries and half-open probes run. Or, with a sink's calls
+   * hung, the clock jumps past the apply timeout (they time out, the applier
+   * goes on) and then the hung calls complete their work late: whatever a
+   * late call stores, no record may be applied twice and the sinks must
+   * still converge (checked at the next flush).
+   */
   private async advanceStep(): Promise<void> {
+    const hung = FAULTY_SINKS.filter((n) => this.faults[n].hang)
+    if (hung.length > 0 && this.rng.chance(0.4)) {
+      this.log(`step ${this.step}: the clock jumps past the apply timeout, then the hung calls of ${hung.join(', ')} complete late`)
+      await turns(6)
+      this.clock.advance(APPLY_TIMEOUT_MS + 1)
+      await turns(6)
+      this.counts.lateApplies++
+      this.releaseAll()
+      await turns(6)
+      return
+    }
     const rounds = 1 + this.rng.below(4)
     this.log(`step ${this.step}: ${rounds} clock advances`)
     for (let i = 0; i < rounds; i++) {
@@ -1537,6 +1564,13 @@ class Scenario {
       this.fail('wrongReads', `${when}: getEntry(${key}) failed with ${code}${code === 'ENGINE_BACKEND_UNAVAILABLE' ? ` though ${strict ? 'every sink is healthy' : `its version (LSN ${lsn}) is pending (checkpoints at ${this.minCheckpoint()})`}` : `: ${(err as Error).message}`}`)
     }
     if (!same(got, want)) this.fail('wrongReads', `${when}: getEntry(${key}) = ${brief(got)}, the model has ${brief(want)}`)
+    // get answers as getEntry did, or (not strict, the key not pending) fails typed: a read may race the backend going down.
+    const value = await this.guard(`get(${key})`, this.e.get(key, nsOption(key, NAMESPACES))).catch((err: unknown) => {
+      if (err instanceof Violation) throw err
+      if (!strict && isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE' && (this.model.get(key)?.lsn ?? 0) <= this.minCheckpoint()) return want?.value
+      this.fail('wrongReads', `${when}: get(${key}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}`)
+    })
+    if (!same(value, want?.value)) this.fail('wrongReads', `${when}: get(${key}) = ${brief(value)}, the model has ${brief(want?.value)}`)
   }
 
   /**
@@ -1636,7 +1670,8 @@ class Scenario {
     if (wrongly.length > 0) this.fail('other', `${when}: dead-lettered though no poison record of that sink: ${wrongly.map(([lsn, sink]) => `LSN ${lsn} by ${sink}`).join(', ')}`)
     for (const k of KEYS) await this.checkKey(k, `${when} (after flush)`, true)
     if (this.poisonSink) for (const k of POISON_KEYS) await this.checkPoison(k, `${when} (after flush)`, true)
-    for (const q of [{}, { namespace: 'n1' }, { tag: 't2' }, { prefix: 'a/' }, { namespace: 'n2', tag: 't1', prefix: 'b/' }]) await this.checkQuery(q, `${when} (after flush)`, true)
+    const queries: QueryOptions[] = [{}, ...NAMESPACES.map((namespace) => ({ namespace })), ...TAGS.map((tag) => ({ tag })), ...PREFIXES.map((prefix) => ({ prefix })), { namespace: 'n2', tag: 't1', prefix: 'b/' }]
+    for (const q of queries) await this.checkQuery(q, `${when} (after flush)`, true)
     this.log(`  flushed: checkpoints at ${h.wal.lastLsn}`)
   }
 

@@ -1,5 +1,5 @@
 /**
- * How the model-based tests (engine-model, torture, the kill tests) see
+ * How the model-based tests (the torture, the kill tests) see
  * entries under (namespace, key) identity. Their models are keyed by key, so
  * each key lives in one namespace, a function of the key (`namespaceOf`):
  * some keys in `default` (written without a namespace), the rest in the

@@ -229,3 +229,38 @@ t.test('a key prefix without a namespace reads one key per namespace and the mat
     }
   }
 })
+
+/**
+ * G4 "never a wrong value": what get returns is the caller's own copy. A
+ * caller that changes a value it read (`doc.count++` before writing it back)
+ * must not change what the next reader gets before, or without, a write: the
+ * pending overlay decodes a fresh copy per read, and the cache (filled by the
+ * appliers, or by a backend read) must not hand out its own objects either.
+ * (Moved from the engine model's test when the torture replaced the model.)
+ */
+t.test('a value read back is the caller\'s own: changing it never changes a later read (G4)', async (t) => {
+  const dir = tmpDir(t, 'memwal-read-copy-')
+  const faults = new SinkFaults({ targets: ['backend'] })
+  let engine = await open(dir, { wrapSink: (s) => faults.wrap(s) })
+  t.teardown(() => engine.close())
+  faults.down()
+  const stored = { count: 1, list: [1] }
+  await engine.put('doc', stored)
+  stored.count = 100 // the caller's object after the put: never stored
+
+  const tamper = async (tier: string): Promise<void> => {
+    const read = (await engine.get('doc')) as { count: number; list: number[] }
+    t.same(read, { count: 1, list: [1] }, `${tier}: get returns the value written`)
+    read.count++
+    read.list.push(9)
+    t.same(await engine.get('doc'), { count: 1, list: [1] }, `${tier}: after the caller changed what it read, get still returns the value written`)
+  }
+  await tamper('pending overlay (backend down)')
+  t.equal(engine.health().backlog.pendingKeys, 1, 'the key was pending throughout')
+  faults.up()
+  await engine.flush({ timeoutMs: 10_000 })
+  await tamper('cache, filled by its applier')
+  await engine.close()
+  engine = await open(dir)
+  await tamper('backend read (then cached)')
+})
