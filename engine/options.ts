@@ -1,11 +1,10 @@
 import { InvalidOptionsError } from './errors.js'
 import { refuseUnknown } from './option-fields.js'
-import { systemClock, type Clock } from './io/clock.js'
+import type { Clock } from './io/clock.js'
 import { noDirLocker, type DirLocker } from './io/dir-lock.js'
 import type { FileSystem } from './io/fs.js'
-import { NodeFileSystem } from './io/node-fs.js'
 import { silentLogger, type Logger } from './io/logger.js'
-import { systemRandom, type Random } from './io/random.js'
+import type { Random } from './io/random.js'
 import type { CorruptionPolicy } from './log/recovery/wal-recovery.js'
 import { resilienceDefaults, type ResilienceConfig } from './resilience/policy.js'
 import type { BackendSink } from './sinks/sink.js'
@@ -176,10 +175,12 @@ const OPTION_NAMES = Object.freeze(Object.keys({
 export function resolveOptions(o: MemwalOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionsError('options are required')
   refuseUnknown('MemWAL.open', o, OPTION_NAMES)
-  if (typeof o.dir !== 'string' || o.dir.length === 0) throw new InvalidOptionsError('dir is required')
-  const fs = o.fs ?? new NodeFileSystem()
   const wal = resolveWalConfig({
-    dir: o.dir, fs, clock: o.clock ?? systemClock, random: o.random ?? systemRandom,
+    // The log's config holds the defaults of what it shares with the engine (filesystem, clock, random, lock): written once, there.
+    dir: o.dir,
+    ...(o.fs !== undefined ? { fs: o.fs } : {}),
+    ...(o.clock !== undefined ? { clock: o.clock } : {}),
+    ...(o.random !== undefined ? { random: o.random } : {}),
     ...(o.locker !== undefined ? { locker: o.locker } : {}),
     ...(o.durability !== undefined ? { durability: o.durability } : {}),
     ...(o.syncIntervalMs !== undefined ? { syncIntervalMs: o.syncIntervalMs } : {}),
@@ -218,7 +219,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     metricsHost: o.metricsHost ?? '127.0.0.1',
     watchHistoryRecords: o.watchHistoryRecords ?? 0,
     sweep: resolveSweep(o, batchOpsMax), // a sweep's batch is a batch: within batchOpsMax
-    fs,
+    fs: wal.fs,
     clock: wal.clock,
     random: wal.random,
     locker: wal.locker,
