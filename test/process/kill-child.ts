@@ -5,7 +5,7 @@
  *   node --import tsx test/process/kill-child.ts <profile> <args...>
  *
  *   wal <dir> <seed>                                  the WAL alone, appending forever
- *   engine <dir> <seed> <engine profile> <deletable>  MemWAL with a misbehaving backend
+ *   engine <dir> <seed> <engine profile> <deletable> [backup target]  MemWAL with a misbehaving backend (backing up, given a target)
  *   wal-try-open | wal-hold | wal-exit-open <dir>     the lock's cases (test/unit/wal-lock.test.ts)
  *   pg <dir> <writerId> <incarnation> <seed> <url> <schema>   MemWAL into a shared PostgreSQL (pg-multiwriter)
  *
@@ -19,7 +19,7 @@ import { exitWithError, exitWithUsage, isMainModule, spawnChild, type Child, typ
 
 export const KILL_CHILD_FILE = fileURLToPath(import.meta.url)
 
-const USAGE = 'kill-child.ts wal <dir> <seed> | engine <dir> <seed> <outage|flaky-backend> <deletable-file|-> | wal-try-open|wal-hold|wal-exit-open <dir> | pg <dir> <writerId> <incarnation> <seed> <url> <schema>'
+const USAGE = 'kill-child.ts wal <dir> <seed> | engine <dir> <seed> <outage|flaky-backend|backup> <deletable-file|-> [backup target] | wal-try-open|wal-hold|wal-exit-open <dir> | pg <dir> <writerId> <incarnation> <seed> <url> <schema>'
 
 /** Spawns the kill child with `args` (see above). */
 export function spawnKillChild(args: readonly string[], options: SpawnOptions = {}): Child {
@@ -42,10 +42,10 @@ async function main([profile, dir, ...rest]: string[]): Promise<void> {
     case 'wal-exit-open':
       return (await wal()).exitWhileOpen(dir)
     case 'engine': {
-      const [seed, name, deletableFile] = rest
+      const [seed, name, deletableFile, backupTo] = rest
       const engine = await import('./children/engine-writer.js')
       if (!isSeed(seed) || name === undefined || !engine.isEngineProfile(name) || deletableFile === undefined) exitWithUsage(USAGE)
-      return engine.writeUnderFaults(dir, Number(seed), engine.ENGINE_PROFILES[name], engine.readDeletable(deletableFile))
+      return engine.writeUnderFaults(dir, Number(seed), engine.ENGINE_PROFILES[name], engine.readDeletable(deletableFile), backupTo)
     }
     case 'pg': {
       const [writerId, incarnation, seed, url, schema] = rest

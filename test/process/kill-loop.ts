@@ -41,11 +41,13 @@ export interface Round {
   childApplied: number
   /** Outages of the backend begun. */
   outagesBegun: number
+  /** The version of the backup the child made, once it resolved (the `backup` line). */
+  backupVersion?: number
 }
 
-/** When to kill: `delayMs` after the child prints `opening` (recovery ahead) or `ready`. */
+/** When to kill: `delayMs` after the child prints `opening` (recovery ahead), `ready`, or `backup` (its backup resolved). */
 export interface KillMoment {
-  readonly after: 'opening' | 'ready'
+  readonly after: 'opening' | 'ready' | 'backup'
   readonly delayMs: number
 }
 
@@ -108,6 +110,9 @@ export async function killLoop(t: LoopTest, o: KillLoopOptions): Promise<KillLoo
           r.readyLast = Number(b)
           if (openingAt !== undefined) r.openMs = performance.now() - openingAt
           if (moment.after === 'ready') onMark()
+        } else if (word === 'backup') {
+          r.backupVersion = Number(a)
+          if (moment.after === 'backup') onMark()
         } else unexpected.push(line)
       },
     })

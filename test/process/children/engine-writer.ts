@@ -3,7 +3,7 @@
  * MemWAL on a real data directory (LevelDB store) writing under load while
  * its backend misbehaves on a seeded schedule, until it is killed.
  *
- *   engine <dir> <seed> <profile> <deletable-file | ->
+ *   engine <dir> <seed> <profile> <deletable-file | -> [backup target]
  *
  * The backend sink is wrapped (`wrapSink`): it goes down and comes back every
  * few ms; in the `flaky-backend` profile it also fails some calls
@@ -12,7 +12,8 @@
  * go in bursts of 1-12 concurrent calls (group commit); the next burst starts
  * when every write of the last one resolved. After `writesMax` writes (if the
  * profile has a maximum) the child idles, its appliers still draining, until
- * it is killed.
+ * it is killed. Given a backup target, once `BACKUP_AFTER_WRITES` writes were
+ * issued it runs `MemWAL.backup` into it while the writes go on.
  *
  * Lines (see test/support/child-process.ts for how they are written):
  *   opening                    MemWAL.open is about to run (recovery follows)
@@ -21,16 +22,19 @@
  *   burst <firstCounter> <n>   writes first..first+n-1 are about to be issued
  *   ack <lsn> <counter>        write <counter> was acknowledged under <lsn>
  *   applied <upToLsn>          a backend apply through <upToLsn> resolved
+ *   backup <version>           the backup resolved: every write acknowledged at or below <version> is in it
  *   error <code> <message>     then exit 1
  */
 import fs from 'node:fs'
 import { MemWAL, type ResilienceConfig, type Sink } from '../../../engine/index.js'
 import { SeededRandom, type Op } from '../../../engine/testing.js'
-import { writeLine } from '../../support/child-process.js'
+import { exitWithError, writeLine } from '../../support/child-process.js'
 import { issueWrite, writeRandom } from '../../support/seeded-writes.js'
 import { namespaceOf, nsOption } from '../../support/identity-view.js'
 
 const BURST_MAX = 12
+/** Writes issued before the backup starts (the log has rotated and records are pending by then). */
+export const BACKUP_AFTER_WRITES = 300
 
 /** What every put of write (seed, counter) carries: it names its writer and its place in the write. */
 export interface WriteValue {
@@ -127,6 +131,18 @@ const SEGMENT_BYTES = 128 * 1024
 const resilience = { retryDelayMsMin: 1, retryDelayMsMax: 20, breakerThreshold: 3, breakerHalfOpenMs: 15 } as const
 
 export const ENGINE_PROFILES = {
+  /** Outages and 15% transient failures on own keys (each checkable), no limit, a 60 ms apply timeout: backup-kill9. */
+  backup: {
+    write: ownKeyWrite,
+    options: { segmentBytes: SEGMENT_BYTES, resilience: { ...resilience, applyTimeoutMs: 60 } },
+    outageFlipMsMin: 5,
+    outageFlipMsMax: 40,
+    transientRate: 0.15,
+    slowRate: 0,
+    slowMsMin: 0,
+    slowMsMax: 0,
+    writesMax: 0,
+  },
   /** Backend outages only, writes on shared keys, no limit: engine-kill9. */
   outage: {
     write: (seed, counter) => sharedKeyWrite(seed, counter),
@@ -164,7 +180,7 @@ export function readDeletable(file: string): string[] {
   return file === '-' ? [] : (JSON.parse(fs.readFileSync(file, 'utf8')) as string[])
 }
 
-export async function writeUnderFaults(dir: string, seed: number, profile: EngineProfile, deletable: readonly string[]): Promise<void> {
+export async function writeUnderFaults(dir: string, seed: number, profile: EngineProfile, deletable: readonly string[], backupTo?: string): Promise<void> {
   const rng = new SeededRandom(seed)
   const flaky = new SeededRandom(seed ^ 0xf1a4)
   let outage = rng.chance(0.5)
@@ -192,7 +208,13 @@ export async function writeUnderFaults(dir: string, seed: number, profile: Engin
   writeLine(`outage ${outage ? 'on' : 'off'}`)
   setTimeout(flip, nextFlip())
   let counter = 0
+  let backupStarted = false
   while (profile.writesMax === 0 || counter < profile.writesMax) {
+    if (backupTo !== undefined && !backupStarted && counter >= BACKUP_AFTER_WRITES) {
+      backupStarted = true
+      // Not awaited: the writes go on while it copies.
+      engine.backup(backupTo).then((r) => writeLine(`backup ${r.version}`), exitWithError)
+    }
     const n = Math.min(1 + rng.below(BURST_MAX), profile.writesMax === 0 ? BURST_MAX : profile.writesMax - counter)
     writeLine(`burst ${counter} ${n}`)
     const burst: Promise<void>[] = []
