@@ -1,4 +1,4 @@
-import { DEFAULT_NAMESPACE, MemwalError, type BatchOp, type MemWAL } from '../engine/index.js'
+import { DEFAULT_NAMESPACE, MemwalError, QUERY_RESULTS_MAX, type BatchOp, type MemWAL } from '../engine/index.js'
 
 /**
  * How the adapters name what they store in one MemWAL: a record's identity is
@@ -19,7 +19,7 @@ import { DEFAULT_NAMESPACE, MemwalError, type BatchOp, type MemWAL } from '../en
  */
 
 /** Results one scan may hold: the engine's own query limit. Larger scans are refused, typed, never truncated. */
-export const SCAN_RESULTS_MAX = 100_000
+export const SCAN_RESULTS_MAX = QUERY_RESULTS_MAX
 /** Operations per batch when deleting a whole range (under the engine's default batchOpsMax of 10,000). */
 export const DELETE_BATCH_OPS_MAX = 1_000
 

@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { limits } from '../engine/testing.js'
 import { backlogBytesMax, buildBacklog, buildWal, fsckRun, memwalFootprint, processPeakRss, replay, RssSampler, sleep, statusRun, walOpen } from './memwal-workloads.js'
+import { ADAPTER_SYSTEM_LABELS, ADAPTER_WORKLOADS, adapterTrial, adapterWorkloadLabel, GRAPH_STEPS } from './adapter-workloads.js'
 import { PG_WORKLOADS, pgDefaults, pgTrial, type PgConfig } from './pg-workloads.js'
 import { unavailablePeerPackages, type PeerPackage } from './peer-modules.js'
 import { FRAME_HEADER_BYTES, plainShape, shapeOf, SHAPES, type RecordShape, type ShapeId } from './records.js'
@@ -181,7 +182,7 @@ const FOOTPRINT_RECORDS = 3
 const FOOTPRINT_ID = 'memwal/footprint'
 
 function allWorkloadIds(): string[] {
-  return [...APPEND.map((w) => w.id), ...oneShotWorkloads(1, [100 * MiB, 1024 * MiB, 16 * MiB]).map((w) => w.id), FOOTPRINT_ID, ...PG_WORKLOADS.map((w) => w.id)]
+  return [...APPEND.map((w) => w.id), ...oneShotWorkloads(1, [100 * MiB, 1024 * MiB, 16 * MiB]).map((w) => w.id), FOOTPRINT_ID, ...PG_WORKLOADS.map((w) => w.id), ...ADAPTER_WORKLOADS.map((w) => w.id)]
 }
 
 const selected = (c: Config, id: string): boolean => c.only === undefined || c.only.some((o) => id.startsWith(o))
@@ -192,6 +193,7 @@ type Task =
   | { readonly task: 'append'; readonly id: string; readonly dir: string; readonly warmupMs: number; readonly measureMs: number; readonly segmentBytes: number; readonly settle: boolean }
   | { readonly task: 'footprint'; readonly dir: string; readonly records: number }
   | { readonly task: 'pg'; readonly id: string; readonly dir: string; readonly config: PgConfig }
+  | { readonly task: 'adapter'; readonly id: string; readonly dir: string; readonly warmupMs: number; readonly measureMs: number }
   | { readonly task: 'backlog'; readonly dir: string; readonly records: number }
   | { readonly task: 'replay'; readonly dir: string; readonly records: number }
   | { readonly task: 'fsck'; readonly dir: string }
@@ -225,6 +227,9 @@ async function runTask(t: Task): Promise<Outcome> {
         out = { ...(await pgTrial(w, t.config, t.dir)) }
         break
       }
+      case 'adapter':
+        out = { ...(await adapterTrial(t.id, t.dir, { warmupMs: t.warmupMs, measureMs: t.measureMs })) }
+        break
       case 'footprint':
         out = { ...(await memwalFootprint(t.dir, shapeOf('agent'), t.records)) }
         break
@@ -490,6 +495,17 @@ async function pgRounds(run: Run): Promise<void> {
   await interleavedRounds(run, PG_WORKLOADS.filter((w) => selected(c, w.id)).map((w) => w.id), (id, dir) => ({ task: 'pg', id, dir, config }))
 }
 
+/**
+ * The adapters against the frameworks' own stores (bench/adapter-workloads.ts):
+ * only when --only names them, since they need the frameworks (optional peers).
+ */
+async function adapterRounds(run: Run): Promise<void> {
+  const { c } = run
+  if (c.only === undefined) return
+  const ids = ADAPTER_WORKLOADS.filter((w) => selected(c, w.id)).map((w) => w.id)
+  await interleavedRounds(run, ids, (id, dir) => ({ task: 'adapter', id, dir, warmupMs: c.warmupMs, measureMs: c.measureMs }))
+}
+
 /** The crash backlog: built and killed, then fsck and status (interleaved, repeated), then the replay. */
 async function crashWorkloads(run: Run, oneShots: readonly OneShotWorkload[]): Promise<void> {
   const { c, log } = run
@@ -604,6 +620,20 @@ function pgResult(id: string, reps: readonly Outcome[]): ResultEntry {
   }
 }
 
+/** An adapter workload's entry: operations (checkpoints, stores, queries) per second and their latencies, medians over the rounds. */
+function adapterResult(w: (typeof ADAPTER_WORKLOADS)[number], reps: readonly Outcome[]): ResultEntry {
+  const repetitions = reps.map((r) => ({ ...r, peakRssMB: mb(r['peakRssBytes'] ?? Number.NaN) }))
+  const med = (k: string): number => median(repetitions.map((r) => (r as Record<string, number>)[k] ?? Number.NaN))
+  const sum = (k: string): number => repetitions.reduce((a, r) => a + ((r as Record<string, number>)[k] ?? 0), 0)
+  return {
+    id: w.id, system: w.system, systemLabel: ADAPTER_SYSTEM_LABELS[w.system], workload: w.id.split('/')[1] ?? w.id, workloadLabel: adapterWorkloadLabel(w),
+    group: 'adapter', shape: 'agent', concurrency: String(w.concurrency),
+    opsPerSec: med('opsPerSec'), mbPerSec: Number.NaN, p50Us: med('p50Us'), p99Us: med('p99Us'), p999Us: med('p999Us'),
+    peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)), repetitions,
+    ...(w.kind === 'kill9' ? { details: { acked: sum('acked'), lost: sum('lost') } } : {}),
+  }
+}
+
 function results(run: Run, built: Map<string, Outcome>, oneShots: readonly OneShotWorkload[]): ResultEntry[] {
   const out: ResultEntry[] = []
   for (const w of APPEND) {
@@ -613,6 +643,10 @@ function results(run: Run, built: Map<string, Outcome>, oneShots: readonly OneSh
   for (const w of PG_WORKLOADS) {
     const reps = run.outcomes.get(w.id)
     if (reps && reps.length > 0) out.push(pgResult(w.id, reps))
+  }
+  for (const w of ADAPTER_WORKLOADS) {
+    const reps = run.outcomes.get(w.id)
+    if (reps && reps.length > 0) out.push(adapterResult(w, reps))
   }
   const first = (id: string): Outcome | undefined => run.outcomes.get(id)?.[0]
   const backlog = first('memwal/backlog')
@@ -670,6 +704,12 @@ function goals(res: readonly ResultEntry[], pg: boolean): GoalEntry[] {
     const measured = x !== undefined && y !== undefined && y > 0 ? x / y : null
     return { id, shape, goal: text, target, measured, met: measured === null ? null : measured >= target, numerator: a, denominator: b }
   }
+  const p99Goal = (id: string, text: string, a: string, b: string): GoalEntry => {
+    const x = res.find((r) => r.id === a)?.p99Us
+    const y = res.find((r) => r.id === b)?.p99Us
+    const measured = x !== undefined && y !== undefined && x > 0 ? y / x : null
+    return { id, shape: 'agent', goal: text, target: 1, measured, met: measured === null ? null : measured >= 1, numerator: b, denominator: a }
+  }
   const h = HEADLINE
   const issue15 = (shape: ShapeId): GoalEntry[] => {
     const sfx = shape === 'agent' ? '-agent' : ''
@@ -693,6 +733,11 @@ function goals(res: readonly ResultEntry[], pg: boolean): GoalEntry[] {
     goal(`wal-${h}-vs-lmdb`, 'plain', `Wal, ${h} in flight >= 1.3x lmdb-js at ${h} in flight`, 1.3, `memwal-wal/inflight-${h}`, `lmdb/inflight-${h}`),
     goal(`memwal-${h}-vs-level`, 'plain', `MemWAL.put, ${h} in flight >= 20x classic-level sync puts at ${h} in flight`, 20, `memwal/inflight-${h}`, `level-put/inflight-${h}`),
     goal(`wal-${h}-vs-level`, 'plain', `Wal, ${h} in flight >= 20x classic-level sync puts at ${h} in flight`, 20, `memwal-wal/inflight-${h}`, `level-put/inflight-${h}`),
+    // Issue 13's, when the adapter workloads ran: MemwalSaver's durable checkpoints/s against SqliteSaver's at 64 threads, p99 the same or lower.
+    ...(ops('langgraph-memwal/graph-64') === undefined ? [] : [
+      goal('langgraph-64-vs-sqlite', 'agent', `MemwalSaver, ${GRAPH_STEPS}-step graph on 64 threads >= 3x SqliteSaver (synchronous=FULL), checkpoints/s`, 3, 'langgraph-memwal/graph-64', 'langgraph-sqlite/graph-64'),
+      p99Goal('langgraph-64-p99-vs-sqlite', 'MemwalSaver checkpoint put p99 on 64 threads <= SqliteSaver\'s (SqliteSaver p99 / MemwalSaver p99 >= 1)', 'langgraph-memwal/graph-64', 'langgraph-sqlite/graph-64'),
+    ]),
     // The PostgreSQL backend's (issue 7), with --pg: records/s in PostgreSQL.
     ...(pg ? [
       goal('memwal-pg-vs-naive', 'plain', 'memwal + PgBackend, records/s in PostgreSQL >= 10x one INSERT per put (direct)', 10, 'memwal-pg/direct', 'naive-pg/direct'),
@@ -837,6 +882,9 @@ function renderText(doc: BenchDocument): string {
   if (append.length > 0) out.push('append (acknowledged = durable), median over rounds:', table([head, ...append]), '')
   const replication = doc.results.filter((r) => r.group === 'replication').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.opsPerSec), fmt(r.details?.['ackOpsPerSec'] ?? Number.NaN), fmt(r.details?.['drainMs'] ?? Number.NaN), fmt(r.p50Us / 1000, 2), fmt(r.p99Us / 1000, 2), fmt(r.p999Us / 1000, 2)])
   if (replication.length > 0) out.push('replication into PostgreSQL, median over rounds:', table([['system', 'workload', 'in PG/s', 'acked/s', 'drain ms', 'ack p50 ms', 'ack p99 ms', 'ack p99.9 ms'], ...replication]), '')
+  const adapters = doc.results.filter((r) => r.group === 'adapter').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.opsPerSec), fmt(r.p50Us / 1000, 2), fmt(r.p99Us / 1000, 2), fmt(r.p999Us / 1000, 2), fmt(r.peakRssMB), String(r.repetitions.length)])
+  if (adapters.length > 0) out.push('the adapters against the frameworks\' own stores, median over rounds:', table([['system', 'workload', 'ops/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'peak RSS MB', 'reps'], ...adapters]), '')
+  for (const r of doc.results.filter((x) => x.group === 'adapter' && x.details)) out.push(`  ${r.id}, all rounds: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`)
   if (engine.length > 0) out.push('one-shot engine workloads:', table([['system', 'workload', 'ms', 'records/s', 'MB/s', 'peak RSS MB', 'reps'], ...engine]), '')
   for (const r of doc.results.filter((x) => x.group === 'engine' && x.details)) {
     out.push(`  ${r.id}: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v, Math.abs(v) < 10 ? 2 : 0)}`).join(', ')}`)
@@ -895,6 +943,7 @@ async function main(argv: string[]): Promise<number> {
     await footprintWorkload(run)
     await appendRounds(run)
     await pgRounds(run)
+    await adapterRounds(run)
     await crashWorkloads(run, oneShots)
     built = await openWorkloads(run, oneShots)
   } finally {

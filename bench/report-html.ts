@@ -18,7 +18,8 @@ export interface ResultEntry {
   readonly workloadLabel: string
   /** `append`: a sustained write workload; `engine`: a one-shot one (replay, fsck, open, status). */
   /** `replication`: records/s into PostgreSQL (with --pg); `ackOpsPerSec` and `drainMs` in details. */
-  readonly group: 'append' | 'engine' | 'replication'
+  /** `adapter`: memwal's LangGraph and claude-flow adapters against the frameworks' own stores (ops: checkpoints, stores or queries). */
+  readonly group: 'append' | 'engine' | 'replication' | 'adapter'
   /** The record written: `plain` (a 350-byte payload) or `agent` (an agent-memory object with a namespace and three tags). */
   readonly shape: 'plain' | 'agent'
   /** For the charts: `awaited`, or the writes in flight (or records per batch), as text; null when it does not apply. */
@@ -354,6 +355,7 @@ ${resultsTable(doc, 'engine')}
 <h2>All append results</h2>
 ${resultsTable(doc, 'append')}
 ${resultsTable(doc, 'replication') === '' ? '' : `<h2>Replication into PostgreSQL</h2><p class="small">records/s counted when in PostgreSQL; latency of the acknowledgements.</p>${resultsTable(doc, 'replication')}`}
+${resultsTable(doc, 'adapter') === '' ? '' : `<h2>The adapters against the frameworks' own stores</h2><p class="small">ops/s: checkpoints, stores or queries per second; latency per operation.</p>${resultsTable(doc, 'adapter')}`}
 ${profilesSection(doc)}
 <h2>Systems</h2><ul>${systems}</ul>
 <h2>Notes</h2><ul>${notes}</ul>

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { MemWAL } from '../engine/index.js'
+import { MemWAL, QUERY_RESULTS_MAX } from '../engine/index.js'
 
 /**
  * `npm run demo`: memwal's main job, end to end, on the embedded default
@@ -66,7 +66,7 @@ try {
   let missing = 0
   for (const [key] of acked) if ((await db.get(key)) === undefined) missing++
   let inNamespace = 0
-  for await (const _ of db.query({ namespace: 'agent-1', limit: 100_000 })) inNamespace++
+  for await (const _ of db.query({ namespace: 'agent-1', limit: QUERY_RESULTS_MAX })) inNamespace++
   await db.close()
   say(`   ${acked.size - missing} of ${acked.size} acknowledged memories read back; ${missing} missing. A query for namespace agent-1 finds ${inNamespace}.`)
   const ok = missing === 0 && replayCode <= 1 && fsckCode === 0

@@ -4,6 +4,8 @@
  * engine/testing.ts, exported as `memwal/testing`. `cli/` and `bench/` import
  * only from these two.
  */
+import { limits } from './limits.js'
+
 export { MemWAL, type Entry, type QueryOptions, type QueryResult } from './engine.js'
 export type { Change, WatchOptions } from './watch.js'
 export { restoreBackup, type BackupResult } from './backup.js'
@@ -18,6 +20,8 @@ export type {
 } from './events.js'
 export type { PutOptions, BatchOp, ReadOptions, DeleteOptions } from './validate.js'
 export { DEFAULT_NAMESPACE } from './format/identity.js'
+/** The largest `limit` a query takes, so the most entries one query returns (README "Queries"). */
+export const QUERY_RESULTS_MAX: number = limits.queryResultsMax
 /** What a logged record writes (a dead letter's `record`, a dump entry's): its operations, one for a put or a delete. */
 export { opsOf, isLegacyDelete, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
 export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type FailureClass, type StoredEntry } from './sinks/sink.js'

@@ -175,6 +175,25 @@ t.test('a trial in a child process of its own reports that process\'s figures', 
   t.same(fs.readdirSync(base), [], 'the run removed its data directory')
 })
 
+t.test('the adapter workloads run when --only names them: each figure measured, issue 13\'s goals judged', async (t) => {
+  const base = tmpDir(t, 'memwal-bench-adapters-')
+  const ids = ['langgraph-memwal/graph-64', 'langgraph-sqlite/graph-64', 'langgraph-memory/graph-1', 'cf-memwal/store-64', 'cf-memwal/query', 'cf-sqlite/store-1', 'cf-sqljs/query']
+  const run = await harness(['--json', '--dir', base, '--isolation', 'none', '--reps', '1', '--seconds', '0.1', '--only', ids.join(',')])
+  t.equal(run.code, 0, `exit code (stderr: ${run.stderr.slice(-2000)})`)
+  const doc = parseDoc(t, run)
+  if (!doc) return
+  t.same(doc.results.map((r: { id: string }) => r.id).sort(), [...ids].sort(), 'each named adapter workload is reported, once')
+  for (const r of doc.results as Record<string, any>[]) {
+    t.equal(r.group, 'adapter')
+    for (const f of ['opsPerSec', 'p50Us', 'p99Us']) t.ok(positiveFinite(r[f]), `${r.id} ${f} = ${String(r[f])}`)
+  }
+  const byId = new Map((doc.results as Record<string, any>[]).map((r) => [r.id as string, r]))
+  const goal = (id: string) => (doc.goals as Record<string, any>[]).find((g) => g.id === id)
+  t.equal(goal('langgraph-64-vs-sqlite')?.measured, byId.get('langgraph-memwal/graph-64')?.opsPerSec / byId.get('langgraph-sqlite/graph-64')?.opsPerSec, 'the 3x goal is the ratio of the two savers\' checkpoints/s')
+  t.equal(goal('langgraph-64-p99-vs-sqlite')?.measured, byId.get('langgraph-sqlite/graph-64')?.p99Us / byId.get('langgraph-memwal/graph-64')?.p99Us, 'the p99 goal is SqliteSaver\'s p99 over MemwalSaver\'s')
+  t.same(fs.readdirSync(base), [], 'the run removed its data directory')
+})
+
 t.test('bad options are usage errors, with nothing on stdout', async (t) => {
   for (const args of [['--reps', '0', '--json'], ['--isolation', 'none', '--profile', '/tmp/x', '--json'], ['--only', 'no-such-system', '--json'], ['--pg-url', 'postgres://x', '--json'], ['--bogus']]) {
     const run = await harness(args)

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Registry } from 'prom-client'
 import t from 'tap'
-import { MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, QUERY_RESULTS_MAX, type MemwalOptions } from '../../engine/index.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { childEnv } from '../support/child-env.js'
@@ -186,6 +186,9 @@ t.test('invalid values, labels and batches: typed errors, nothing written', asyn
   t.equal(await codeOf(() => drain(engine.query({ limit: 0 }))), 'ENGINE_INVALID_VALUE', 'query: limit 0')
   t.equal(await codeOf(() => drain(engine.query({ limit: 1.5 }))), 'INVALID_OPTIONS', 'query: fractional limit')
   t.equal(await codeOf(() => drain(engine.query({ limit: 100_001 }))), 'ENGINE_INVALID_VALUE', 'query: limit over the maximum')
+  t.equal(QUERY_RESULTS_MAX, 100_000, 'the exported maximum is the one README states')
+  t.equal(await codeOf(() => drain(engine.query({ limit: QUERY_RESULTS_MAX }))), 'resolved', 'query: limit QUERY_RESULTS_MAX is taken')
+  t.equal(await codeOf(() => drain(engine.query({ limit: QUERY_RESULTS_MAX + 1 }))), 'ENGINE_INVALID_VALUE', 'query: limit QUERY_RESULTS_MAX + 1 is refused')
   t.equal(await codeOf(() => engine.batch(Array.from({ length: 10 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: i })))), 'resolved', 'batchOpsMax ops are fine')
   t.equal(engine.health().wal.lastLsn, 1, 'only the valid batch was logged')
   t.equal(await engine.get('ok'), undefined, 'no op of a refused batch is visible')
