@@ -114,13 +114,15 @@ export class ReadPath {
   /**
    * The expiry of an identity's entry as it is now, expired or not (undefined:
    * no entry): what the expiry sweep judges before it deletes. Pending first,
-   * then the cache, then the backend, as reads look.
+   * then the backend's row (not the cache: see below).
    */
   async current(id: string): Promise<{ readonly expiresAt?: number } | undefined> {
     const of = (p: PendingVersion): { expiresAt?: number } | undefined => (p.kind === 'del' ? undefined : p.op.expiresAt !== undefined ? { expiresAt: p.op.expiresAt } : {})
     const p = this.p.pending.lookup(id)
     if (p) return of(p)
-    const e = await this.stored(id)
+    // The backend's row, never the cache: with a shared backend (PostgreSQL) the cache may hold this process's own expired
+    // version after another writer wrote over it, and the sweep's delete, newer, would then remove that writer's version.
+    const e = await this.stored(id, true)
     const again = this.p.pending.lookup(id)
     if (again) return of(again)
     return e && (e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {})

@@ -58,6 +58,24 @@ export function testSchemaName(tag = 'test'): string {
   return `memwal_${tag}_${process.pid}_${randomBytes(4).toString('hex')}`
 }
 
+/**
+ * A schema of the test's own (dropped at its end) and a client connected to
+ * the server, ended at its end, to look at the tables; undefined (the test
+ * skipped or failed by requirePg) when the server does not answer.
+ */
+export async function schemaWithClient(t: PlanTest & { teardown(fn: () => Promise<void>): void }, tag: string): Promise<{ schema: string; client: pg.Client } | undefined> {
+  if (!(await requirePg(t))) return undefined
+  const schema = testSchemaName(tag)
+  const client = new pg.Client({ connectionString: PG_URL })
+  client.on('error', () => undefined)
+  await client.connect()
+  t.teardown(async () => {
+    await client.end().catch(() => undefined)
+    await dropSchema(schema)
+  })
+  return { schema, client }
+}
+
 export async function dropSchema(schema: string, url = PG_URL): Promise<void> {
   const c = new pg.Client({ connectionString: url })
   c.on('error', () => undefined)

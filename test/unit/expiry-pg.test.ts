@@ -5,24 +5,17 @@
  * table through the log like any delete.
  */
 import t from 'tap'
-import pg from 'pg'
 import { MemWAL, PgBackend } from '../../engine/index.js'
 import { ManualClock } from '../../engine/testing.js'
-import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
+import { PG_URL, schemaWithClient } from '../support/pg.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 const NOW = 1_700_000_000_000
 
 t.test('PostgreSQL: an expired row is invisible at once and the sweep deletes it through the log', async (t) => {
-  if (!(await requirePg(t))) return
-  const schema = testSchemaName('expiry')
-  const client = new pg.Client({ connectionString: PG_URL })
-  client.on('error', () => undefined)
-  await client.connect()
-  t.teardown(async () => {
-    await client.end().catch(() => undefined)
-    await dropSchema(schema)
-  })
+  const pgdb = await schemaWithClient(t, 'expiry')
+  if (!pgdb) return
+  const { schema, client } = pgdb
   const clock = new ManualClock(NOW)
   const db = await MemWAL.open({ dir: tmpDir(t), backend: new PgBackend({ connectionString: PG_URL, writerId: 'w', schema }), clock, cacheBytes: 1, sweepIntervalMs: 3_600_000 })
   await db.put('short', 1, { ttlMs: 100 })
