@@ -8,6 +8,7 @@ import path from 'node:path'
 import pg from 'pg'
 import t from 'tap'
 import { IndexSink } from '../../engine/sinks/index-sink.js'
+import { createPackr, packValue } from '../../engine/format/value-codec.js'
 import { LevelBackend } from '../../engine/sinks/level-backend.js'
 import { LevelStore } from '../../engine/sinks/level-store.js'
 import { CacheSink } from '../../engine/sinks/cache-sink.js'
@@ -22,6 +23,8 @@ const CACHE_BYTES = 1024 * 1024
 /** The whole entry, as a backend returns it (PostgreSQL's extra columns left out). */
 /** What every sink keeps of an entry; createdAt/updatedAt are tested with the engine (test/unit/entry-metadata.test.ts). */
 const wholeEntry = (e: StoredEntry): Held => ({ value: e.value, lsn: e.lsn, namespace: e.namespace, key: e.key, ...(e.tags !== undefined ? { tags: e.tags } : {}) })
+/** The packer the stores use, to size a value as the index records it. */
+const contractPackr = createPackr()
 
 /**
  * A LevelDB store under a temp dir, opened anew for each sink (a reopen is a
@@ -75,8 +78,8 @@ const levelBackend: SinkKind = {
 const indexSink: SinkKind = {
   name: 'IndexSink',
   durable: true,
-  // The index keeps what queries select by, not values.
-  project: (e) => ({ namespace: e.namespace, ...(e.tags !== undefined ? { tags: e.tags } : {}) }),
+  // The index keeps what queries select by, and the value's size as stored (for stats()), not values.
+  project: (e) => ({ namespace: e.namespace, ...(e.tags !== undefined ? { tags: e.tags } : {}), valueBytes: packValue(contractPackr, e.value).length }) as Held,
   fixture: async (t) =>
     levelFixture(
       t,
