@@ -1072,7 +1072,7 @@ class Scenario {
     this.counts.operations++
     const v = await this.guard(`get(${k})`, this.e.get(k, nsOption(k, NAMESPACES))).catch((err: unknown) => {
       if (err instanceof Violation) throw err
-      if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE' && (this.model.get(k)?.lsn ?? 0) <= this.minCheckpoint()) return this.model.get(k)?.value
+      if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE' && (this.model.get(k)?.lsn ?? 0) <= this.minCheckpoint()) return this.live(k) ? this.model.get(k)?.value : undefined
       this.fail('wrongReads', `get(${k}) failed with ${isMemwalError(err) ? err.code : 'an untyped error'}`)
     })
     const want = this.model.get(k)
