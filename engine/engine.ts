@@ -38,7 +38,7 @@ import { clearNamespace, listNamespaces, namespaceStats, type ClearOptions, type
 import { createPackr, packValue } from './format/value-codec.js'
 import { isExpired } from './format/expiry-key.js'
 import { backupStore, type BackupResult } from './backup.js'
-import { WatchHub, type Change, type WatchOptions } from './watch.js'
+import { openAllWriters, WatchHub, type Change, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
 import { ExpirySweeper } from './expiry-sweep.js'
@@ -301,6 +301,9 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    */
   watch(options?: WatchOptions): AsyncIterableIterator<Change> {
     this.lifecycle.assertReadable()
+    if (options !== undefined && options !== null && typeof options === 'object' && (options.allWriters === true || options.resumeToken !== undefined)) {
+      return openAllWriters(options, this.backend.allWritersFeed?.bind(this.backend), this.o)
+    }
     return this.watches.open(options)
   }
 

@@ -25,6 +25,15 @@ export interface WatchOptions {
   readonly prefix?: string
   /** Start after this version (the LSN that wrote a change); default: the last version now, i.e. only changes from now on. */
   readonly fromVersion?: number
+  /**
+   * Every writer's changes, read from a backend several writers share
+   * (PgBackend; INVALID_OPTIONS with any other): this process's own once
+   * applied there, the others' once they applied them. Not with fromVersion
+   * (a version is one writer's LSN): resume with `resumeToken`.
+   */
+  readonly allWriters?: boolean
+  /** With allWriters: continue just after the change that carried this token (default: from now on). */
+  readonly resumeToken?: string
 }
 
 /** What a watcher reads from: the engine's pending log and log, behind a narrow interface (engine.ts builds it). */
@@ -44,7 +53,23 @@ export interface WatchSource {
   readLog(from: number, to: number, maxBytes: number): Promise<readonly { readonly lsn: number; readonly record: WalRecord }[]>
 }
 
-const WATCH_FIELDS = { namespace: 'string', prefix: 'string', fromVersion: 'integer' } as const
+const WATCH_FIELDS = { namespace: 'string', prefix: 'string', fromVersion: 'integer', allWriters: 'boolean', resumeToken: 'string' } as const
+
+/**
+ * A watch of every writer (allWriters), from the backend's feed when it has
+ * one; the options checked here, the rest of them by the feed.
+ */
+export function openAllWriters(options: WatchOptions, feed: ((o: { namespace?: string; prefix?: string; resumeToken?: string }) => AsyncIterableIterator<Change>) | undefined, labels: Limits): AsyncIterableIterator<Change> {
+  const o = checkFields<WatchOptions>('watch options', options, WATCH_FIELDS)
+  if (o.allWriters !== true) throw new InvalidOptionsError('watch options: resumeToken is for a watch of every writer (allWriters: true)', 'resumeToken')
+  if (o.fromVersion !== undefined) throw new InvalidOptionsError('watch options: a version is one writer\'s LSN; resume a watch of every writer with resumeToken, not fromVersion', 'fromVersion')
+  if (feed === undefined) throw new InvalidOptionsError('watch options: allWriters needs a backend that several writers share (PgBackend)', 'allWriters')
+  return feed({
+    ...(o.namespace !== undefined ? { namespace: checkNamespace(o.namespace, labels) } : {}),
+    ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
+    ...(o.resumeToken !== undefined ? { resumeToken: o.resumeToken } : {}),
+  })
+}
 
 /** Wakes waiting watchers when a record is acknowledged or the engine closes. */
 export class WatchHub {

@@ -14,6 +14,10 @@ export interface Change {
   readonly value?: unknown
   readonly tags?: readonly string[]
   readonly expiresAt?: number
+  /** Watches of every writer (`allWriters`, a PostgreSQL backend): the writer that applied it; `version` is that writer's LSN. */
+  readonly writer?: string
+  /** Watches of every writer: where a watch opened with it continues (just after this change). */
+  readonly resumeToken?: string
 }
 
 /** Which changes a consumer wants: one namespace (exactly) or all, and keys with a prefix ('' for all). */

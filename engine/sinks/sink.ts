@@ -1,5 +1,6 @@
 import { assert } from '../assert.js'
 import { MemwalError } from '../errors.js'
+import type { Change } from '../format/change.js'
 import type { WalRecord } from '../format/record-codec.js'
 
 /** One acknowledged record on its way to a sink. */
@@ -132,6 +133,12 @@ export abstract class BackendSink extends Sink {
    * WAL the latest version of identities the backend holds wrongly.
    */
   abstract repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void>
+
+  /**
+   * Every writer's changes, for a backend that several writers share
+   * (PgBackend: pg-changes.ts); absent on one that holds only this writer's.
+   */
+  allWritersFeed?(options: { readonly namespace?: string; readonly prefix?: string; readonly resumeToken?: string }): AsyncIterableIterator<Change>
 
   /** One point read (of a key nobody writes: what is stored does not matter, that the backend answers does). */
   override async probe(): Promise<void> {

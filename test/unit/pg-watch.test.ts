@@ -123,6 +123,39 @@ if (await requirePg(t)) {
     t.match(more, [{ type: 'delete', key: 'k1', namespace: 'n', writer: 'a' }], 'later changes follow the last token')
   })
 
+  t.test('MemWAL.watch({ allWriters: true }): its own changes and the other writer\'s, each once, resumable', async (t) => {
+    const schema = newSchema()
+    const bA = backend(t, schema, 'a')
+    const A = await MemWAL.open({ dir: tmpDir(t, 'memwal-pgw-a-'), backend: bA, resilience: fastResilience, closeGraceMs: 2000 })
+    t.teardown(() => A.close())
+    const B = await engine(t, schema, 'b')
+    const start = await bA.resumeTokenNow()
+    const feed = A.watch({ allWriters: true, resumeToken: start })
+    await Promise.all([writeSome(A, 'a', 30), writeSome(B, 'b', 30)])
+    await Promise.all([A.flush(), B.flush()])
+    const per = 30 + Math.ceil(30 / 7) * 2
+    const seen = (await take(feed, 2 * per)) as PgChange[]
+    t.equal(seen.length, 2 * per, 'every change of both writers, its own included')
+    t.equal(new Set(seen.map(id)).size, seen.length, 'none twice')
+    t.same([...new Set(seen.map((c) => c.writer))].sort(), ['a', 'b'], 'each named with its writer')
+    checkOrder(t, seen)
+    const half = seen[per - 1] as PgChange
+    const rest = (await take(A.watch({ allWriters: true, resumeToken: half.resumeToken }), per)) as PgChange[]
+    t.same(rest.map(id), seen.slice(per).map(id), 'resumed from a token: the rest, exactly')
+    const local = A.watch({ fromVersion: 0 })
+    t.ok(((await take(local, 1))[0] as { writer?: string }).writer === undefined, 'a watch without allWriters is still its own log')
+    await local.return?.()
+
+    t.equal(await codeOf(() => A.watch({ allWriters: true, fromVersion: 3 })), 'INVALID_OPTIONS', 'fromVersion with allWriters: a version is one writer\'s')
+    t.equal(await codeOf(() => A.watch({ resumeToken: start })), 'INVALID_OPTIONS', 'a token without allWriters')
+    t.equal(await codeOf(() => A.watch({ allWriters: 1 } as never)), 'INVALID_OPTIONS', 'allWriters not a boolean')
+    const level = await MemWAL.open({ dir: tmpDir(t, 'memwal-pgw-level-'), closeGraceMs: 1000 })
+    t.teardown(() => level.close())
+    t.equal(await codeOf(() => level.watch({ allWriters: true })), 'INVALID_OPTIONS', 'allWriters needs a backend several writers share')
+    await A.close()
+    t.same(await feed.next(), { done: true, value: undefined }, 'close() ends it')
+  })
+
   t.test('filters, a watch from now, close() ending a waiting watch', async (t) => {
     const schema = newSchema()
     const A = await engine(t, schema, 'a')

@@ -227,12 +227,17 @@ export class PgBackend extends BackendSink {
     return this.openWatch(options, [])
   }
 
+  /** MemWAL.watch({ allWriters: true }). */
+  override allWritersFeed(options: PgWatchOptions): AsyncIterableIterator<PgChange> {
+    return this.watch(options)
+  }
+
   /** A token for "now": a watch opened with it later sees every change applied after this call (save it before starting a consumer). */
   async resumeTokenNow(): Promise<string> {
     return encodeResumeToken(this.schema, await presentPositions({ conn: this.conn, t: this.t }))
   }
 
-  /** @internal The feed without some writers' changes (MemWAL.watch reads its own writer's from its log). */
+  /** @internal The feed without some writers' changes. */
   openWatch(options: PgWatchOptions | undefined, exclude: readonly string[]): PgChangeFeed {
     if (this.feeds.size >= limits.watchersMax) throw new MemwalError('INVALID_OPTIONS', `at most ${limits.watchersMax} watches may be open at once`, { details: { field: 'watch' } })
     const host = { conn: this.conn, t: this.t, schema: this.schema, packr: this.packr, clock: this.c.clock, logger: this.c.logger, pollMs: this.c.watchPollMs, batchRows: this.c.pageRows }
