@@ -26,7 +26,8 @@ export function asReported(err: unknown, command: string): MemwalError | Error {
 export function exitCodeFor(err: unknown): number {
   if (isMemwalError(err)) {
     if (err.code.startsWith('WAL_') && err.code !== 'WAL_UNKNOWN_VERSION' && err.code !== 'WAL_FAILED' && err.code !== 'WAL_CLOSED' && err.code !== 'WAL_WRITE_FAILED') return ExitCode.UNCORRECTED
-    if (err.code === 'INVALID_OPTIONS') return ExitCode.USAGE
+    // A cursor that is not this store's, or not this query's, is input the user gave: a usage error, as a bad flag is.
+    if (err.code === 'INVALID_OPTIONS' || err.code === 'QUERY_INVALID_CURSOR') return ExitCode.USAGE
   }
   return ExitCode.OPERATIONAL
 }

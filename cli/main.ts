@@ -104,11 +104,26 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'one JSON document on stdout')
     .action((dir: string, key: string, o: { json?: boolean; namespace?: string }) => run('get', o.json === true, () => get(dir, key, o, createOutput(o.json === true))))
 
-  dirCommand('query', 'entries matching every filter given, in (namespace, key) order', (c) => c
+  dirCommand('query', 'entries matching every filter given, in (namespace, key) order, one page; prints the cursor of the next page', (c) => c
     .option('--namespace <ns>', 'exactly this namespace')
-    .option('--tag <tag>', 'entries carrying this tag')
+    .option('--namespace-prefix <ns>', 'this namespace and those under it (ns/...)')
     .option('--prefix <prefix>', 'keys starting with this')
-    .option('--limit <n>', 'at most this many', positiveInt), query)
+    .option('--gt <key>', 'keys after this')
+    .option('--gte <key>', 'keys from this on')
+    .option('--lt <key>', 'keys before this')
+    .option('--lte <key>', 'keys up to this')
+    .option('--tag <tag>', 'entries carrying this tag (repeat: every one of them)', collect, [])
+    .option('--any-tag <tag>', 'entries carrying at least one of these tags (repeat)', collect, [])
+    .option('--since <time>', 'written at or after: ms since the epoch or an ISO date', instant)
+    .option('--until <time>', 'written before: ms since the epoch or an ISO date', instant)
+    .option('--reverse', 'in descending order')
+    .option('--limit <n>', 'at most this many (a page; default 1000)', positiveInt)
+    .option('--cursor <cursor>', 'continue after the page that printed this cursor (same filters)')
+    .option('--count', 'print how many entries match instead of them'), (dir, o: Omit<QueryFlags, 'json'>, out) => {
+    const { tag, anyTag, namespacePrefix, ...rest } = o
+    const tags = { ...(tag.length > 0 ? { all: tag } : {}), ...(anyTag.length > 0 ? { any: anyTag } : {}) }
+    return query(dir, { ...rest, ...(namespacePrefix !== undefined ? { namespacePrefix } : {}), ...(Object.keys(tags).length > 0 ? { tags } : {}) }, out)
+  })
 
   dirCommand('namespaces', 'the namespaces holding entries, with how many each', (c) => c
     .option('--prefix <ns>', 'only this namespace and those under it (ns/...)')
@@ -188,6 +203,37 @@ function nonNegativeInt(v: string): number {
   const n = Number(v)
   if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be an integer >= 0')
   return n
+}
+
+interface QueryFlags {
+  json?: boolean
+  namespace?: string
+  namespacePrefix?: string
+  prefix?: string
+  gt?: string
+  gte?: string
+  lt?: string
+  lte?: string
+  tag: string[]
+  anyTag: string[]
+  since?: number
+  until?: number
+  reverse?: boolean
+  limit?: number
+  cursor?: string
+  count?: boolean
+}
+
+/** A repeated flag's values, in order. */
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v]
+}
+
+/** An instant: ms since the epoch, or a date string Date parses (ISO 8601). */
+function instant(v: string): number {
+  const ms = /^\d+$/.test(v.trim()) ? Number(v) : Date.parse(v)
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new InvalidArgumentError('must be ms since the epoch or an ISO date')
+  return ms
 }
 
 function positiveInt(v: string): number {

@@ -22,7 +22,8 @@ import type { Wal } from './log/wal.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
-import { ReadPath, type Entry, type QueryOptions, type QueryResult } from './read-path.js'
+import { CursorSigner } from './query/cursor.js'
+import { ReadPath, type CountOptions, type Entry, type QueryOptions, type QueryPage, type QueryResult } from './read-path.js'
 import { gapNotices, verifyOpenLog, type VerifyReport } from './reconcile/verify.js'
 import { createSinkPolicy } from './resilience/policy.js'
 import { Retention } from './retention.js'
@@ -43,7 +44,7 @@ import { exportEntries, importEntries, type ExportOptions, type ExportStream, ty
 import { LevelBackend } from './sinks/level-backend.js'
 import { ExpirySweeper } from './expiry-sweep.js'
 
-export type { Entry, QueryOptions, QueryResult } from './read-path.js'
+export type { CountOptions, Entry, QueryOptions, QueryPage, QueryResult } from './read-path.js'
 
 /**
  * memwal: an embeddable storage engine whose write-ahead log is the truth.
@@ -142,7 +143,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     const backendApplier = this.appliers[0] as Applier
     this.indexReads = countedIndexReads(index, this.appliers[1] as Applier, (code) => this.metrics?.readFailed('index', code))
     this.reads = new ReadPath({
-      config: o, wal, pending, cache, backend, index: this.indexReads,
+      config: o, wal, pending, cache, backend, index: this.indexReads, signer: new CursorSigner(parts.cursorSecret),
       readBackend: (fn) => backendApplier.read(fn),
       assertReadable: () => this.lifecycle.assertReadable(),
       metrics: this.metrics,
@@ -285,11 +286,24 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   }
 
   /**
-   * Entries matching every criterion given, in key order: the index, merged
-   * with pending puts and deletes so that those show at once.
+   * Entries matching every criterion given (README, "Queries"), in identity
+   * order (namespace, then key; reversed with `reverse`), at most `limit`
+   * (default 1,000), continuing after `cursor`: the index, merged with
+   * pending puts and deletes so that those show at once. An unknown field or
+   * a wrong type is INVALID_OPTIONS naming the field.
    */
   query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
     return this.reads.query(q)
+  }
+
+  /** One page of a query and, when more may follow, the cursor that continues it (signed by this store: QUERY_INVALID_CURSOR otherwise). */
+  queryPage(q: QueryOptions = {}): Promise<QueryPage> {
+    return this.reads.queryPage(q)
+  }
+
+  /** How many entries match a query's criteria: from the index and the pending overlay, without reading values. */
+  count(q: CountOptions = {}): Promise<number> {
+    return this.reads.count(q)
   }
 
   /**

@@ -1,9 +1,9 @@
 import type { Applier } from './apply/applier.js'
 import { isMemwalError, MemwalError } from './errors.js'
-import type { IndexSink } from './sinks/index-sink.js'
+import type { IndexSink, SeekableIds } from './sinks/index-sink.js'
 
-/** What the engine reads of the index: query and clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
-export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired'>
+/** What the engine reads of the index: queries (forwardScan, tagScan), clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
+export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired' | 'forwardScan' | 'tagScan'>
 
 /**
  * The index as the engine reads it: every read (each step of a range
@@ -32,6 +32,18 @@ export function countedIndexReads(index: IndexSink, applier: Applier, failed: (c
     expired: (nowMs) => stepwise(index.expired(nowMs), read),
     // Made now, not at the first step: forward takes its snapshot (and calls overlay) in the caller's tick.
     forward: (prefix, overlay) => stepwise(index.forward(prefix, overlay), read),
+    // Made now, in the caller's tick (a query makes its scans together, over one view of the index); each jump is a read.
+    forwardScan: (range, reverse) => seekwise(index.forwardScan(range, reverse), read),
+    tagScan: (tag, range, reverse) => seekwise(index.tagScan(tag, range, reverse), read),
+  }
+}
+
+/** `scan` with each `seek` made through `read`. */
+function seekwise(scan: SeekableIds, read: <R>(fn: () => Promise<R>) => Promise<R>): SeekableIds {
+  return {
+    seek: (target, exclusive) => read(() => scan.seek(target, exclusive)),
+    meta: () => scan.meta(),
+    close: () => scan.close(),
   }
 }
 

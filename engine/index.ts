@@ -6,7 +6,7 @@
  */
 import { limits } from './limits.js'
 
-export { MemWAL, type Entry, type QueryOptions, type QueryResult } from './engine.js'
+export { MemWAL, type CountOptions, type Entry, type QueryOptions, type QueryPage, type QueryResult } from './engine.js'
 export type { Change, WatchOptions } from './watch.js'
 export { restoreBackup, type BackupResult } from './backup.js'
 export type { ExportOptions, ExportStream, ImportOptions, ImportProgress, ImportResult } from './export.js'

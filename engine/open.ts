@@ -6,6 +6,7 @@ import type { DirLock } from './io/dir-lock.js'
 import { describeLooseDir, looseDirs, prepareDataDir, writeMarker } from './log/data-dir.js'
 import type { GapFile } from './log/recovery/gap-record.js'
 import { Wal } from './log/wal.js'
+import { loadCursorSecret } from './query/cursor.js'
 import type { ResolvedOptions } from './options.js'
 import { CacheSink } from './sinks/cache-sink.js'
 import { IndexSink } from './sinks/index-sink.js'
@@ -35,6 +36,8 @@ export interface EngineParts {
   readonly pending: PendingLog
   /** The timestamp of the last record in the log, so the clock never goes back across a restart. */
   readonly lastHlc: number
+  /** This store's secret for query cursors (made at its first open). */
+  readonly cursorSecret: Uint8Array
   /** Declared gaps (`gaps.json`), with any this recovery declared added. */
   readonly gaps: GapFile
 }
@@ -90,7 +93,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     await loadBacklog(wal, pending, config.clock.nowMs())
     const cache = wrap(new CacheSink(config.cacheBytes, () => wal.lastLsn))
     await cache.open()
-    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal), gaps }
+    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal), gaps, cursorSecret: await loadCursorSecret(store, config.random) }
   } catch (err) {
     for (const u of undo.reverse()) await u().catch(() => undefined)
     throw err

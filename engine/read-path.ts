@@ -1,31 +1,29 @@
 import { BreakerOpenError, isMemwalError, MemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
-import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
-import { isLegacyDelete, opsOf } from './format/record-codec.js'
+import { identityOf, splitIdentity } from './format/identity.js'
 import { isExpired } from './format/expiry-key.js'
 import { holdProcess } from './io/clock.js'
-import { limits } from './limits.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { CREATED_UNKNOWN, type CacheSink } from './sinks/cache-sink.js'
-import { matches, type IndexQuery } from './sinks/index-sink.js'
 import type { IndexReads } from './index-reads.js'
-import { compareCodePoints } from './query/match.js'
+import type { CursorSigner } from './query/cursor.js'
+import { QueryRun } from './query/query-run.js'
+import { parseQuery, type QueryOptions, type QuerySpec } from './query/query-spec.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
 import type { PendingVersion } from './apply/pending-log.js'
-import { checkFields } from './option-fields.js'
-import { checkKey, checkLabel, checkNamespace, checkReadOptions, invalidValue, type ReadOptions } from './validate.js'
+import { checkKey, checkReadOptions, type ReadOptions } from './validate.js'
 
-export interface QueryOptions {
-  /** Entries of this namespace only (default: every namespace). */
-  readonly namespace?: string
-  /** Entries carrying this tag. */
-  readonly tag?: string
-  /** Keys starting with this. */
-  readonly prefix?: string
-  /** At most this many results (default 1,000; at most 100,000). */
-  readonly limit?: number
+export type { QueryOptions } from './query/query-spec.js'
+
+/** What count takes: a query's criteria (and `reverse`, which changes no count); `limit` and `cursor` are refused. */
+export type CountOptions = Omit<QueryOptions, 'limit' | 'cursor'>
+
+/** One page of a query: its entries and, when more may follow, the cursor that continues it. */
+export interface QueryPage {
+  readonly entries: readonly Entry[]
+  readonly cursor?: string
 }
 
 /** An entry with its metadata, as getEntry and query return it. */
@@ -50,9 +48,6 @@ export interface Entry {
 
 export type QueryResult = Entry
 
-const QUERY_FIELDS = { namespace: 'string', tag: 'string', prefix: 'string', limit: 'integer' } as const
-
-
 export type SinkRead = <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>
 
 export interface ReadPathParts {
@@ -63,6 +58,7 @@ export interface ReadPathParts {
   readonly backend: BackendSink
   /** Read through the index applier's count (index-reads.ts): its failures count toward the index's health. */
   readonly index: IndexReads
+  readonly signer: CursorSigner
   /**
    * A read of the backend through its applier's breaker and timeout: failures
    * count toward its health. (The index is read without its breaker: a query
@@ -222,68 +218,43 @@ export class ReadPath {
     return e === undefined || this.expired(e.expiresAt) ? null : e.lsn
   }
 
-  /** Entries matching every criterion given, in identity order (namespace, then key). */
+  /** Entries matching every criterion given (README, "Queries"), in identity order (namespace, then key), reversed with `reverse`. */
   async *query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
-    const { pending } = this.p
+    const [run, spec] = this.run(q)
+    yield* run.entries(spec.limit)
+  }
+
+  /** One page: up to `limit` entries and, when another follows, the cursor after the last of them. */
+  async queryPage(q: QueryOptions = {}): Promise<QueryPage> {
+    const [run, { limit }] = this.run(q)
+    const entries: Entry[] = []
+    // One more than the page: whether another page follows, without a cursor to an empty page.
+    for await (const e of run.entries(limit + 1)) entries.push(e)
+    if (entries.length <= limit) return { entries }
+    entries.length = limit
+    const last = entries[limit - 1] as Entry
+    return { entries, cursor: run.cursorAfter(identityOf(last.namespace, last.key)) }
+  }
+
+  /** How many entries match: from the index and the pending overlay, no value read. */
+  async count(q: CountOptions = {}): Promise<number> {
+    for (const f of ['limit', 'cursor'] as const) {
+      if (q !== null && typeof q === 'object' && Object.hasOwn(q, f)) throw new MemwalError('INVALID_OPTIONS', `count does not take ${f} (it counts every match)`, { details: { field: f } })
+    }
+    return this.run(q)[0].count()
+  }
+
+  private run(q: QueryOptions): [QueryRun, QuerySpec] {
+    const spec = parseQuery(q, this.p.config)
     this.p.assertReadable()
-    const { query, limit } = checkQuery(q, this.p.config)
-    // Pending versions override the index for their identities. The id says the namespace and the key; a tag is looked up in the
-    // op, each pending record decoded once (a lookup per identity would decode a big pending batch once per op).
-    const overridden = new Set<string>()
-    const pendingHits: string[] = []
-    const { tag, ...byId } = query
-    const tagsOf = pendingTags(pending)
-    for (const id of pending.keys()) {
-      const latest = pending.latest(id)
-      if (!latest) continue
-      overridden.add(id)
-      if (!latest.live || !matches(id, { namespace: splitIdentity(id).namespace }, byId)) continue
-      if (tag === undefined || tagsOf(id, latest.lsn).includes(tag)) pendingHits.push(id)
-    }
-    // The index's order (UTF-8 bytes, i.e. code points), never JavaScript's `<` (UTF-16 units): the merge below relies on both agreeing.
-    pendingHits.sort(compareCodePoints)
-    let n = 0
-    let i = 0
-    // A pending hit's entry (its createdAt may need the backend's row) is made when it is yielded: a limit stops the reads with the
-    // results. Its latest version then: undefined if deleted since the scan, or if changed so that it no longer matches.
-    const nextPending = async (): Promise<Entry | undefined> => {
-      const id = pendingHits[i++] as string
-      const v = pending.lookup(id)
-      // Not pending any more: applied everywhere since the scan, the stored version is the one.
-      // Judged for expiry now, as it is returned.
-      const e = this.visible(v ? await this.pendingEntry(id, v) : await this.entryAt(id))
-      return e && matches(id, { namespace: e.namespace, tags: e.tags }, query) ? e : undefined
-    }
-    const it = this.p.index.keys(query)[Symbol.asyncIterator]()
-    try {
-      for (;;) {
-        // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value, in getEntry).
-        // An index that cannot answer is ENGINE_BACKEND_UNAVAILABLE, counted toward its health (index-reads.ts).
-        const next = await it.next()
-        if (next.done) break
-        const [id] = next.value
-        if (overridden.has(id)) continue
-        while (i < pendingHits.length && compareCodePoints(pendingHits[i] as string, id) < 0) {
-          const hit = await nextPending()
-          if (!hit) continue
-          yield hit
-          if (++n >= limit) return
-        }
-        const e = this.visible(await this.entryAt(id))
-        if (!e || !matches(id, { namespace: e.namespace, tags: e.tags }, query)) continue
-        yield e
-        if (++n >= limit) return
-      }
-    } finally {
-      // Stopped by the limit or by the caller: the index's iterator is let go now, not when it is collected.
-      await it.return?.()
-    }
-    while (i < pendingHits.length) {
-      const hit = await nextPending()
-      if (!hit) continue
-      yield hit
-      if (++n >= limit) return
-    }
+    const run = new QueryRun({
+      index: this.p.index,
+      pending: this.p.pending,
+      entry: async (id) => this.visible(await this.entryAt(id)),
+      nowMs: () => this.p.config.clock.nowMs(),
+      signer: this.p.signer,
+    }, spec)
+    return [run, spec]
   }
 
   private async readBackend<T>(read: () => Promise<T>): Promise<T> {
@@ -300,37 +271,6 @@ export class ReadPath {
     } finally {
       release()
     }
-  }
-}
-
-function checkQuery(q: QueryOptions, l: ResolvedOptions): { query: IndexQuery; limit: number } {
-  const o = checkFields<QueryOptions>('query', q, QUERY_FIELDS)
-  const limit = o.limit ?? limits.queryResultsDefault
-  if (limit < 1 || limit > limits.queryResultsMax) throw invalidValue(`limit must be an integer in [1, ${limits.queryResultsMax}]`, undefined, undefined, 'limit')
-  if (o.tag !== undefined) checkLabel('tag', o.tag, l)
-  // No key holds a lone surrogate (put refuses it), and the index's UTF-8 order has no place for one.
-  if (o.prefix !== undefined && !o.prefix.isWellFormed()) throw invalidValue('prefix is not well-formed UTF-16 (lone surrogate)', undefined, undefined, 'prefix')
-  const query = { ...(o.namespace !== undefined ? { namespace: checkNamespace(o.namespace, l) } : {}), ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) }
-  return { query, limit }
-}
-
-/**
- * The tags of the put at `lsn` that is identity `id`'s latest pending
- * version: each pending record decoded once (kept for this query), however
- * many of its ops are asked about.
- */
-function pendingTags(pending: PendingLog): (id: string, lsn: number) => readonly string[] {
-  const byRecord = new Map<number, Map<string, readonly string[]>>()
-  return (id, lsn) => {
-    let tags = byRecord.get(lsn)
-    if (!tags) {
-      tags = new Map()
-      // recordAt's decoded copy is shared with the appliers: only read here. In op order: an identity's last op in a batch is its version.
-      const r = pending.recordAt(lsn)
-      if (r) for (const op of opsOf(r.record)) if (!isLegacyDelete(op)) tags.set(opIdentity(op), op.type === 'put' ? (op.tags ?? []) : [])
-      byRecord.set(lsn, tags)
-    }
-    return tags.get(id) ?? []
   }
 }
 

@@ -29,15 +29,26 @@ export function get(dir: string, key: string, o: { readonly namespace?: string }
   })
 }
 
-/** `memwal query <dir> [--namespace] [--tag] [--prefix] [--limit]`: matching entries in identity order. */
-export function query(dir: string, q: QueryOptions, out: Output): Promise<number> {
+/**
+ * `memwal query <dir> [filters] [--limit N] [--cursor C] [--count]`: one page of matching entries in
+ * identity order (namespace, then key), then the cursor that continues it when more follow; with
+ * --count, how many match. The filters are the query language's fields (README, "Queries").
+ */
+export function query(dir: string, q: QueryOptions & { readonly count?: boolean }, out: Output): Promise<number> {
   return withEngine(dir, async (db) => {
-    const entries: Entry[] = []
-    for await (const e of db.query(q)) {
-      if (out.json) entries.push(e)
-      else out.line(describeEntry(e))
+    const { count, ...criteria } = q
+    if (count === true) {
+      const n = await db.count(criteria)
+      if (out.json) out.document({ count: n })
+      else out.line(String(n))
+      return ExitCode.CLEAN
     }
-    if (out.json) out.document({ entries })
+    const page = await db.queryPage(criteria)
+    if (out.json) out.document({ entries: page.entries, ...(page.cursor !== undefined ? { cursor: page.cursor } : {}) })
+    else {
+      for (const e of page.entries) out.line(describeEntry(e))
+      if (page.cursor !== undefined) out.line(`next page: --cursor ${page.cursor}`)
+    }
     return ExitCode.CLEAN
   })
 }

@@ -75,3 +75,24 @@ export function prefixEnd(prefix: string): string | undefined {
 function isLowSurrogate(unit: number): boolean {
   return unit >= 0xdc00 && unit <= 0xdfff
 }
+
+/**
+ * Order of strings as the store keeps keys (LevelDB compares UTF-8 bytes):
+ * by code point, which for well-formed strings is the same order. JavaScript's
+ * `<` compares UTF-16 code units and puts U+E000..U+FFFF after astral
+ * characters: it would disagree with the index.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    // Surrogates (U+D800..U+DFFF) stand for code points above U+FFFF: they sort after every other unit.
+    const sx = x >= 0xd800 && x <= 0xdfff
+    const sy = y >= 0xd800 && y <= 0xdfff
+    if (sx !== sy) return sx ? 1 : -1
+    return x < y ? -1 : 1
+  }
+  return a.length - b.length
+}

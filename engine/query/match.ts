@@ -1,3 +1,4 @@
+import { compareCodePoints } from '../format/identity.js'
 import type { KeyRange, QuerySpec } from './query-spec.js'
 
 /** What a query looks at in an entry. `updatedAt` is the write time (ms) from the record's clock stamp, when known. */
@@ -8,26 +9,7 @@ export interface QueryableEntry {
   readonly updatedAt?: number
 }
 
-/**
- * Order of strings as the store keeps keys (LevelDB compares UTF-8 bytes):
- * by code point, which for well-formed strings is the same order. JavaScript's
- * `<` compares UTF-16 code units and puts U+E000..U+FFFF after astral
- * characters: it would disagree with the index.
- */
-export function compareCodePoints(a: string, b: string): number {
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i)
-    const y = b.charCodeAt(i)
-    if (x === y) continue
-    // Surrogates (U+D800..U+DFFF) stand for code points above U+FFFF: they sort after every other unit.
-    const sx = x >= 0xd800 && x <= 0xdfff
-    const sy = y >= 0xd800 && y <= 0xdfff
-    if (sx !== sy) return sx ? 1 : -1
-    return x < y ? -1 : 1
-  }
-  return a.length - b.length
-}
+export { compareCodePoints }
 
 export function namespaceMatches(spec: Pick<QuerySpec, 'namespace' | 'namespacePrefix'>, namespace: string | undefined): boolean {
   if (spec.namespace !== undefined) return namespace === spec.namespace

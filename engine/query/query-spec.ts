@@ -1,6 +1,6 @@
 import { MemwalError } from '../errors.js'
 import { limits } from '../limits.js'
-import { checkLabel, type Limits } from '../validate.js'
+import { checkLabel, invalidValue, type Limits } from '../validate.js'
 
 /**
  * The query language, as callers write it (README, "Queries"). Every field is
@@ -87,6 +87,8 @@ export function parseQuery(q: unknown, l: Limits): QuerySpec {
     if (v === undefined) continue
     if (typeof v !== 'string') throw bad(f, 'must be a string', v)
     if (Buffer.byteLength(v, 'utf8') > l.keyBytesMax) throw bad(f, `must be at most keyBytesMax ${l.keyBytesMax} bytes`, `${v.length} characters`)
+    // No key holds a lone surrogate (put refuses it), and the index's UTF-8 order has no place for one.
+    if (!v.isWellFormed()) throw invalidValue(`${f} is not well-formed UTF-16 (lone surrogate)`, undefined, undefined, f)
     ;(key as Record<string, string>)[f] = v
   }
   const { all, any } = tagsOf(at('tags'), at('tag'), l)

@@ -115,9 +115,10 @@ export interface ClosedDirCheck extends LogSource {
  * what the log, the backend and the index hold, and what `--repair` would do,
  * and changes nothing (but acknowledging gaps, when asked). Damage is
  * reported, never thrown. A store of layout 1 (written before (namespace,
- * key) identity) is reported as needing its migration, which only an open or
- * `--repair` carries out; its sinks are not compared until then (their rows
- * are not where identity reads them).
+ * key) identity) or 2 (an index without write times) is reported as needing
+ * its migration, which only an open or `--repair` carries out; its sinks are
+ * not compared until then (layout 1's rows are not where identity reads
+ * them, layout 2's postings lack what layout 3 checks).
  */
 export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
   const scan = await scanWithProgress(c, c.onProgress)
@@ -136,8 +137,10 @@ async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { rea
   const findings: Finding<ReconcileFindingKind>[] = [...logFound]
   const lastLsn = lastLsnOf(scan)
   let checkpoints: VerifyReport['checkpoints']
-  if (!c.repair && (await c.store.layout()) === 1) {
-    findings.push({ kind: 'needs-migration', detail: 'the store is layout 1 (written before (namespace, key) identity): the next open or memwal fsck --repair migrates it; until then the backend and the index are not compared with the log', action: 'none' })
+  const layout = await c.store.layout()
+  if (!c.repair && (layout === 1 || layout === 2)) {
+    const what = layout === 1 ? 'layout 1 (written before (namespace, key) identity)' : 'layout 2 (its index without write times)'
+    findings.push({ kind: 'needs-migration', detail: `the store is ${what}: the next open or memwal fsck --repair migrates it; until then the backend and the index are not compared with the log`, action: 'none' })
     checkpoints = { backend: await c.store.readCheckpoint('backend'), index: await c.store.readCheckpoint('index') }
   } else {
     const backend = new LevelBackend(c.store)

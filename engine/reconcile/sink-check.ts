@@ -116,7 +116,7 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
       if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(xk), detail: 'indexed key not in the backend', action: 'none' })
       xn = await x.next()
     } else if (bk !== undefined && !bn.done && !xn.done) {
-      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags or expiry differ from the stored ones', action: 'none' })
+      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags, expiry or write time differ from the stored ones', action: 'none' })
       bn = await b.next()
       xn = await x.next()
     }
@@ -125,7 +125,8 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
   for await (const p of t.index.postings()) {
     if (t.unstable.has(p.key)) continue
     const f = forward.get(p.key)
-    const ok = f !== undefined && (p.kind === 'tag' ? (f.tags ?? []).includes(p.label) : String(f.expiresAt) === p.label)
+    // A tag posting carries the entry's write time and expiry (layout 3): the same as its forward entry's, or a query would judge wrongly.
+    const ok = f !== undefined && (p.kind === 'tag' ? (f.tags ?? []).includes(p.label) && p.meta.updatedAt === f.updatedAt && p.meta.expiresAt === f.expiresAt : String(f.expiresAt) === p.label)
     if (ok && p.kind === 'expiry') expiryPosted.add(p.key)
     if (!ok) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(p.key), detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
   }
@@ -159,15 +160,17 @@ function markRepaired(findings: SinkFinding[], from: number, which: (f: SinkFind
   }
 }
 
-/** The index entries of the backend's rows, each with its value's size (the rebuild sizes entries indexed before sizes were kept). */
+/** The index entries of the backend's rows, each with its value's size (the rebuild sizes entries indexed before sizes were kept) and write time. */
 async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>, packr: Packr): AsyncIterable<[string, IndexedEntry]> {
-  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags, e.expiresAt, packValue(packr, e.value).length)]
+  for await (const [k, e] of entries) yield [k, labelsOf(e.namespace, e.tags, e.expiresAt, packValue(packr, e.value).length, e.updatedAt)]
 }
 
 function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
   const at = [...(a.tags ?? [])].sort()
   const bt = [...(b.tags ?? [])].sort()
-  return a.namespace === b.namespace && a.expiresAt === b.expiresAt && at.length === bt.length && at.every((x, i) => x === bt[i])
+  // A write time the index does not know (layout 2 under an external backend) is no mismatch: queries read the entry's.
+  const sameTime = a.updatedAt === undefined || b.updatedAt === undefined || a.updatedAt === b.updatedAt
+  return a.namespace === b.namespace && a.expiresAt === b.expiresAt && sameTime && at.length === bt.length && at.every((x, i) => x === bt[i])
 }
 
 function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {

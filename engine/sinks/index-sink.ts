@@ -1,21 +1,25 @@
 import type { AbstractBatchOperation } from 'abstract-level'
 import { ID_SEP, identityOf, opIdentity, prefixRange, splitIdentity } from '../format/identity.js'
-import { opsOf } from '../format/record-codec.js'
+import { hlcMs, opsOf, type Op } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { packValue } from '../format/value-codec.js'
 import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
+import { decodePostingValue, encodePostingValue, PostingScan, type IdRange, type ScanMeta, type SeekableIds } from './index-scan.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
 /**
- * The secondary index, persisted in the `ix` sublevel (store layout 2), keyed
+ * The secondary index, persisted in the `ix` sublevel (store layout 3), keyed
  * by identity (engine/format/identity.ts: namespace NUL key):
- *   f\0<id>         -> msgpack [tags | null, expiresAt | null, valueBytes]  (what is indexed for the entry;
- *                     valueBytes: the value's size as stored, for stats(); absent in entries indexed
- *                     before it was kept)
- *   t\0<tag>\0<id>   -> empty
+ *   f\0<id>         -> msgpack [tags | null, expiresAt | null, valueBytes | null, updatedAt | null]
+ *                     (what is indexed for the entry; valueBytes: the value's size as stored, for
+ *                     stats(), absent in entries indexed before it was kept; updatedAt: ms of the
+ *                     write, layout 3)
+ *   t\0<tag>\0<id>   -> updatedAt and expiresAt (index-scan.ts's posting value), so
+ *                     a query joining tag postings judges time and expiry without
+ *                     reading the forward entry or the row
  *   x\0<expiresAt>\0<id> -> empty  (engine/format/expiry-key.ts: time order, so the
  *                     expiry sweep reads only the expired range)
  * `\0` cannot occur in a namespace or tag (the engine refuses them), and ids
@@ -35,6 +39,8 @@ export interface IndexedEntry {
    * metadata). Undefined for an entry indexed before sizes were kept.
    */
   readonly valueBytes?: number
+  /** ms of the write (its record's hlc stamp); absent when not known (layout 2 under an external backend). */
+  readonly updatedAt?: number
 }
 
 export interface IndexQuery {
@@ -64,17 +70,14 @@ export class IndexSink extends Sink {
       for await (const k of this.store.index.keys(prefixRange(`f${SEP}`))) ids.push(k.slice(2))
       return namespacesByKey(ids, keys)
     })
-    const ops = records.flatMap((r) => opsOf(r.record))
+    const ops = records.flatMap((r) => opsOf(r.record).map((op) => [op, hlcMs(r.record.hlc ?? 0)] as const))
     // What each touched identity is indexed under now, then as the batch leaves it.
-    const ids = [...new Set(ops.map((o) => opIdentity(o)))]
+    const ids = [...new Set(ops.map(([o]) => opIdentity(o)))]
     const before = new Map<string, IndexedEntry | undefined>()
     const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
     ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
     const after = new Map(before)
-    for (const op of ops) {
-      const id = opIdentity(op)
-      after.set(id, op.type === 'put' ? labelsOf(op.namespace ?? splitIdentity(id).namespace, op.tags, op.expiresAt, packValue(this.store.packr, op.value).length) : undefined)
-    }
+    for (const [op, at] of ops) after.set(opIdentity(op), indexedOf(this.store, op, at))
     const batch: Batch = []
     for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -86,6 +89,16 @@ export class IndexSink extends Sink {
     const it = this.keys({})[Symbol.asyncIterator]()
     await it.next()
     await it.return?.()
+  }
+
+  /** A seekable scan of the forward entries within `range` (every entry, with all it indexes). */
+  forwardScan(range: IdRange, reverse: boolean): SeekableIds {
+    return new PostingScan(this.store, `f${SEP}`, range, reverse, (id, v) => ({ ...(decodeForward(this.store, id, v) as IndexedEntry), tagsKnown: true }))
+  }
+
+  /** A seekable scan of one tag's posting within `range`: its entries' write time and expiry, not their other tags. */
+  tagScan(tag: string, range: IdRange, reverse: boolean): SeekableIds {
+    return new PostingScan(this.store, `t${SEP}${tag}${SEP}`, range, reverse, (_id, v): ScanMeta => ({ ...decodePostingValue(v), tagsKnown: false }))
   }
 
   /** Identities matching every given criterion, in identity order, as the index has them. */
@@ -180,15 +193,15 @@ export class IndexSink extends Sink {
 
   /**
    * Every tag and expiry posting, as (kind, label, identity), the label being
-   * the tag or the expiresAt (digits): the reconciler checks each points at a
-   * live, matching entry. A malformed expiry posting has no identity to name:
+   * the tag or the expiresAt (digits), a tag posting with what its value says:
+   * the reconciler checks each points at a live, matching entry. A malformed expiry posting has no identity to name:
    * its key is the whole posting, which matches no entry.
    */
-  async *postings(): AsyncIterable<{ readonly kind: 'tag' | 'expiry'; readonly label: string; readonly key: string }> {
-    for await (const k of this.store.index.keys(prefixRange(`t${SEP}`))) {
+  async *postings(): AsyncIterable<Posting> {
+    for await (const [k, v] of this.store.index.iterator(prefixRange(`t${SEP}`))) {
       const rest = k.slice(2)
       const cut = rest.indexOf(SEP)
-      yield { kind: 'tag', label: rest.slice(0, cut), key: rest.slice(cut + 1) }
+      yield { kind: 'tag', label: rest.slice(0, cut), key: rest.slice(cut + 1), meta: decodePostingValue(v) }
     }
     for await (const k of this.store.index.keys(prefixRange(EXPIRY_POSTING_PREFIX))) {
       const p = parseExpiryPosting(k)
@@ -238,18 +251,20 @@ export class IndexSink extends Sink {
 
   private diff(batch: Batch, key: string, was: IndexedEntry | undefined, now: IndexedEntry | undefined): void {
     const idx = this.store.index
-    const names = (e: IndexedEntry | undefined): Set<string> => {
-      const out = new Set<string>()
+    const names = (e: IndexedEntry | undefined): Map<string, Uint8Array> => {
+      const out = new Map<string, Uint8Array>()
       if (!e) return out
-      for (const t of e.tags ?? []) out.add(`t${SEP}${t}${SEP}${key}`)
-      if (e.expiresAt !== undefined) out.add(expiryPosting(e.expiresAt, key))
+      const posted = encodePostingValue(e.updatedAt, e.expiresAt)
+      for (const t of e.tags ?? []) out.set(`t${SEP}${t}${SEP}${key}`, posted)
+      if (e.expiresAt !== undefined) out.set(expiryPosting(e.expiresAt, key), EMPTY)
       return out
     }
     const old = names(was)
     const cur = names(now)
-    for (const k of old) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
-    for (const k of cur) if (!old.has(k)) batch.push({ type: 'put', sublevel: idx, key: k, value: EMPTY })
-    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: this.store.packr.encode([now.tags ?? null, now.expiresAt ?? null, ...(now.valueBytes !== undefined ? [now.valueBytes] : [])]) })
+    for (const k of old.keys()) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
+    // A tag posting kept is written again: its value (the write time) changed with the put.
+    for (const [k, v] of cur) if (!old.has(k) || v.length > 0) batch.push({ type: 'put', sublevel: idx, key: k, value: v })
+    if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: encodeForward(this.store, now) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
   }
 }
@@ -264,13 +279,30 @@ export function matches(id: string, e: IndexedEntry, q: IndexQuery): boolean {
   return (q.namespace === undefined || e.namespace === q.namespace) && (q.tag === undefined || (e.tags ?? []).includes(q.tag)) && (q.prefix === undefined || splitIdentity(id).key.startsWith(q.prefix))
 }
 
-export function labelsOf(namespace: string, tags: readonly string[] | undefined, expiresAt?: number, valueBytes?: number): IndexedEntry {
-  return { namespace, ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}), ...(valueBytes !== undefined ? { valueBytes } : {}) }
+export function labelsOf(namespace: string, tags: readonly string[] | undefined, expiresAt?: number, valueBytes?: number, updatedAt?: number): IndexedEntry {
+  return { namespace, ...(tags ? { tags } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}), ...(valueBytes !== undefined ? { valueBytes } : {}), ...(updatedAt !== undefined ? { updatedAt } : {}) }
 }
 
-function decodeForward(store: LevelStore, id: string, v: Uint8Array | undefined): IndexedEntry | undefined {
-  if (v === undefined) return undefined
-  // Indexed before expiry was: [tags] alone (no expiry then, as no put took one that anything enforced); before sizes were: no valueBytes.
-  const [tags, expiresAt, valueBytes] = store.packr.decode(v) as [string[] | null, number | null | undefined, number | undefined]
-  return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined, valueBytes)
+/** What the index keeps for an op written at `atMs`: a put's labels, value size and time; nothing for a delete. */
+function indexedOf(store: LevelStore, op: Op, atMs: number): IndexedEntry | undefined {
+  return op.type === 'put' ? labelsOf(splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt, packValue(store.packr, op.value).length, atMs) : undefined
 }
+
+/** A tag or expiry posting as the reconciler checks it. */
+export type Posting =
+  | { readonly kind: 'tag'; readonly label: string; readonly key: string; readonly meta: { readonly updatedAt?: number; readonly expiresAt?: number } }
+  | { readonly kind: 'expiry'; readonly label: string; readonly key: string }
+
+export function encodeForward(store: LevelStore, e: IndexedEntry): Uint8Array {
+  return store.packr.encode([e.tags ?? null, e.expiresAt ?? null, e.valueBytes ?? null, e.updatedAt ?? null])
+}
+
+export function decodeForward(store: LevelStore, id: string, v: Uint8Array | undefined): IndexedEntry | undefined {
+  if (v === undefined) return undefined
+  // Indexed before expiry was: [tags] alone (no expiry then, as no put took one that anything enforced); before sizes were: no
+  // valueBytes; before layout 3: no write time.
+  const [tags, expiresAt, valueBytes, updatedAt] = store.packr.decode(v) as [string[] | null, number | null | undefined, number | null | undefined, number | null | undefined]
+  return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined, valueBytes ?? undefined, updatedAt ?? undefined)
+}
+
+export type { IdBound, IdRange, ScanMeta, SeekableIds } from './index-scan.js'

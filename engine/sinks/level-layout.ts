@@ -2,6 +2,8 @@ import type { AbstractBatchOperation } from 'abstract-level'
 import { DEFAULT_NAMESPACE, ID_SEP, identityOf, prefixRange } from '../format/identity.js'
 import { hlcMs, opsOf, type WalRecord } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
+import { decodeForward, encodeForward } from './index-sink.js'
+import { encodePostingValue } from './index-scan.js'
 import { encodeLsn, LAYOUT, LAYOUT_KEY, type LevelStore } from './level-store.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
@@ -24,11 +26,76 @@ export interface MigrationOptions {
   readonly afterStep?: (step: MigrationStep) => Promise<void>
 }
 
-export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' | 'legacy-cleared'
+export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' | 'legacy-cleared' | 'times-indexed'
 
 /**
- * Brings a store to layout 2 (identity (namespace, key)), at open, before
- * the sinks start:
+ * Brings a store to layout 3, at open, before the sinks start: layout 1 to 2
+ * (below), then 2 to 3 (indexTimes). An empty store is made layout 3 at once.
+ * Returns whether a layout-1 store was migrated.
+ */
+export async function migrateLayout(store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
+  const layout = await store.layout()
+  if (layout === 0) {
+    await store.writeBatch([{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }])
+    return false
+  }
+  if (layout === 3) {
+    await clearLegacy(store)
+    return false
+  }
+  const migrated = layout === 1 && (await migrateLayout1(store, log, o))
+  if (layout === 2) await clearLegacy(store)
+  await indexTimes(store, o)
+  return migrated
+}
+
+/**
+ * Brings a layout-2 store to layout 3: every forward entry gains its write
+ * time (the row's updatedAt, from this store's own backend; an external
+ * backend's rows are not here: unknown, and a time-bounded query reads those
+ * entries' times from the backend), every tag posting the value that carries
+ * the time and the expiry (index-scan.ts). Written in place: each step
+ * rewrites a whole entry and its postings, which layout 2's code reads as
+ * before (it ignores the added time and the values), so a crash midway
+ * leaves layout 2, done again at the next open. If the index is ahead of the
+ * backend, a row's time may be older than the forward entry it is taken for:
+ * the index's checkpoint goes back to the backend's, in the batch that sets
+ * layout 3, and the index applies those records again (it is idempotent).
+ */
+async function indexTimes(store: LevelStore, o: MigrationOptions): Promise<void> {
+  const { index, data, packr } = store
+  const head = `f${ID_SEP}`
+  let batch: Batch = []
+  let page: [string, Uint8Array][] = []
+  const flush = async (): Promise<void> => {
+    const rows = o.ownBackend ? await data.getMany(page.map(([id]) => id)) : []
+    page.forEach(([id, v], i) => {
+      const e = decodeForward(store, id, v)
+      if (!e) return
+      const row = rows[i]
+      const updatedAt = e.updatedAt ?? (row !== undefined ? (packr.decode(row) as [unknown, unknown, unknown, unknown, number])[4] : undefined)
+      const now = { ...e, ...(updatedAt !== undefined ? { updatedAt } : {}) }
+      batch.push({ type: 'put', sublevel: index, key: head + id, value: encodeForward(store, now) })
+      for (const t of now.tags ?? []) batch.push({ type: 'put', sublevel: index, key: `t${ID_SEP}${t}${ID_SEP}${id}`, value: encodePostingValue(now.updatedAt, now.expiresAt) })
+    })
+    page = []
+    if (batch.length > 0) await store.writeBatch(batch)
+    batch = []
+  }
+  for await (const [k, v] of index.iterator(prefixRange(head))) {
+    page.push([k.slice(head.length), v])
+    if (page.length >= MIGRATE_BATCH_OPS / 4) await flush()
+  }
+  await flush()
+  await o.afterStep?.('times-indexed')
+  const done: Batch = [{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }]
+  const backendAt = await store.readCheckpoint('backend')
+  if (o.ownBackend && backendAt < (await store.readCheckpoint('index'))) done.push({ type: 'put', sublevel: store.meta, key: 'checkpoint:index', value: encodeLsn(backendAt) })
+  await store.writeBatch(done)
+}
+
+/**
+ * Brings a store to layout 2 (identity (namespace, key)):
  *
  * Layout 1 (no `layout` key in `meta`): rows keyed by key alone in the
  * `data` sublevel (`[value, namespace | null, tags | null, lsn]`) and the
@@ -50,25 +117,15 @@ export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' |
  *
  * A crash anywhere before 3 leaves layout 1 (step 1 resumes at its
  * checkpoint; step 2 starts again from cleared sublevels); after 3 the store
- * is layout 2 and 4 is finished at the next open. An empty store is made
- * layout 2 at once. Returns whether a layout-1 store was migrated.
+ * is layout 2 and 4 is finished at the next open.
  */
-export async function migrateLayout(store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
-  const layout = await store.layout()
-  if (layout === 2) {
-    await clearLegacy(store)
-    return false
-  }
-  if (layout === 0) {
-    await store.writeBatch([{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }])
-    return false
-  }
+async function migrateLayout1(store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
   await catchUpLegacy(store, log, o.ownBackend)
   await o.afterStep?.('legacy-caught-up')
   await writeLayout2(store, log, o)
   await o.afterStep?.('rows-written')
   const done: Batch = [
-    { type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) },
+    { type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(2) },
     { type: 'put', sublevel: store.meta, key: 'checkpoint:index', value: encodeLsn(log.lastLsn) },
   ]
   if (o.ownBackend) done.push({ type: 'put', sublevel: store.meta, key: 'checkpoint:backend', value: encodeLsn(log.lastLsn) })

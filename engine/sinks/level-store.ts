@@ -14,7 +14,7 @@ export type LevelDatabase = AbstractLevel<string | Uint8Array | Buffer, string, 
  */
 export class LevelStore {
   readonly db: LevelDatabase
-  /** Layout 2: backend rows keyed by identity (`rows`) and the index (`ix`). */
+  /** Layouts 2 and 3: backend rows keyed by identity (`rows`) and the index (`ix`; 3 adds write times to it). */
   readonly data
   readonly index
   readonly meta
@@ -49,16 +49,16 @@ export class LevelStore {
   }
 
   /**
-   * The store's layout: 2 when `meta` says so; 1 for a store written before
-   * (namespace, key) identity (no `layout` key, something stored); 0 for an
-   * empty store, which is made layout 2 at once (engine/migrate-layout.ts).
+   * The store's layout: 2 or 3 when `meta` says so; 1 for a store written
+   * before (namespace, key) identity (no `layout` key, something stored); 0
+   * for an empty store, which is made layout 3 at once (level-layout.ts).
    */
-  async layout(): Promise<0 | 1 | 2> {
+  async layout(): Promise<0 | 1 | 2 | 3> {
     const v = await this.meta.get(LAYOUT_KEY)
     if (v !== undefined) {
       const n = decodeLsn(v)
-      if (n !== 2) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 and 2`)
-      return 2
+      if (n !== 2 && n !== 3) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 to 3`)
+      return n
     }
     // Layout 1 left checkpoints or rows; other meta keys (written by newer code at a first open) do not make a store layout 1.
     for await (const _ of this.meta.keys({ gte: 'checkpoint:', lt: 'checkpoint;', limit: 1 })) return 1
@@ -100,7 +100,8 @@ export class LevelStore {
 }
 
 export const LAYOUT_KEY = 'layout'
-export const LAYOUT = 2
+/** 2: identity (namespace, key); 3: the index keeps write times (forward entries and tag postings). */
+export const LAYOUT = 3
 
 /** Checkpoints (and the layout number) are stored as 8-byte big-endian integers. */
 export function encodeLsn(lsn: number): Uint8Array {

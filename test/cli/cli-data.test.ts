@@ -4,6 +4,7 @@
  *   encoding (a Date, bytes, a bigint, a Map read as what they are); a key
  *   with no entry exits 4; beside a process holding the store: LOCK_HELD;
  * - `memwal query` filters by namespace, tag and prefix, in identity order;
+ *   takes the query language as flags, prints the next page's cursor, --count;
  * - `memwal watch` runs beside the process writing the store (no lock): with
  *   --from it prints the history then what is written while it runs, one
  *   JSON object per line, each version once, in order; --count stops it;
@@ -65,6 +66,33 @@ t.test('memwal query: filters by namespace, tag and prefix, in identity order', 
   t.strictSame(await keys(['--namespace', 'agent-1', '--tag', 'todo']), ['agent-1/note/1', 'agent-1/other'])
   t.strictSame(await keys(['--limit', '1']), ['agent-1/note/1'])
   t.equal((await runCli(['query', dir, '--color', 'red'])).code, 16, 'an unknown flag is a usage error')
+})
+
+t.test('memwal query: the query language as flags, pages through --cursor, --count', async (t) => {
+  const dir = await store(t)
+  const json = async <T,>(args: string[]): Promise<T> => {
+    const r = await runCli(['query', dir, ...args, '--json'])
+    t.equal(r.code, 0, r.stderr)
+    return oneJson<T>(r)
+  }
+  type Page = { entries: { namespace: string; key: string }[]; cursor?: string }
+  const ids = (p: Page): string[] => p.entries.map((e) => `${e.namespace}/${e.key}`)
+  t.strictSame(ids(await json<Page>(['--namespace-prefix', 'agent-1', '--tag', 'todo', '--reverse'])), ['agent-1/other', 'agent-1/note/1'], 'namespace prefix, tags, reverse')
+  t.strictSame(ids(await json<Page>(['--any-tag', 'todo', '--any-tag', 'none', '--gte', 'note/2'])), ['agent-1/other', 'agent-2/note/3'], 'any tag, a key range')
+  t.strictSame(ids(await json<Page>(['--since', '2000-01-01T00:00:00Z', '--until', String(Date.now() + 60_000), '--namespace', 'agent-2'])), ['agent-2/note/3'], 'a write-time range (ISO and ms)')
+  const first = await json<Page>(['--tag', 'todo', '--limit', '2'])
+  t.strictSame(ids(first), ['agent-1/note/1', 'agent-1/other'])
+  t.type(first.cursor, 'string', 'more follow: the page carries the cursor')
+  const second = await json<Page>(['--tag', 'todo', '--limit', '2', '--cursor', first.cursor as string])
+  t.strictSame(ids(second), ['agent-2/note/3'], 'the cursor continues the same query')
+  t.equal(second.cursor, undefined, 'the last page has none')
+  const text = await runCli(['query', dir, '--tag', 'todo', '--limit', '1'])
+  t.match(text.stdout, /next page: --cursor \S+/, 'the text form prints the next cursor')
+  t.strictSame(await json<{ count: number }>(['--tag', 'todo', '--count']), { count: 3 }, '--count')
+  const other = await runCli(['query', dir, '--namespace', 'agent-1', '--cursor', first.cursor as string, '--json'])
+  t.equal(other.code, 16, 'a cursor of another query is refused: a usage error')
+  t.match(oneJson(other), { error: { code: 'QUERY_INVALID_CURSOR' } })
+  t.equal((await runCli(['query', dir, '--since', 'yesterday'])).code, 16, 'a time that is no time is a usage error')
 })
 
 t.test('memwal watch: beside the writer, the history from --from and then the live writes, each once, in order', async (t) => {

@@ -128,6 +128,19 @@ export class SinkFaults {
         return scan(...args)
       }
     }
+    // A query's seekable scans (index-scan.ts): decided at the call, failing at the first seek.
+    for (const m of ['forwardScan', 'tagScan']) {
+      const scan = original(m)
+      if (!scan) continue
+      reads[m] = (...args: unknown[]) => {
+        try {
+          check(m)
+        } catch (err) {
+          return { seek: () => Promise.reject(err), meta: () => ({ tagsKnown: false }), close: () => Promise.resolve() }
+        }
+        return scan(...args)
+      }
+    }
   }
 
   /** Every apply and read of the target sinks fails until `up()`. */

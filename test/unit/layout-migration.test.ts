@@ -74,7 +74,7 @@ t.test('open migrates a layout-1 directory: every entry under its namespace, v1 
   const dir = copy(t)
   await expectMigrated(t, dir, 'after the migration')
   const store = await LevelStore.open(path.join(dir, 'store'))
-  t.equal(await store.layout(), 2, 'the store says layout 2')
+  t.equal(await store.layout(), 3, 'the store says layout 3 (1 migrated to 2, then 2 to 3)')
   let legacy = 0
   for await (const _ of store.legacyData.keys()) legacy++
   for await (const _ of store.legacyIndex.keys()) legacy++
@@ -156,3 +156,66 @@ for (const step of STEPS) {
     await expectMigrated(t, dir, `after a crash at ${step}`)
   })
 }
+
+/**
+ * A layout-2 store (the release before write times were indexed): made here
+ * from a layout-3 one by writing its index back as layout 2 kept it (forward
+ * entries [tags, expiresAt], empty tag postings) and its layout key to 2.
+ */
+async function asLayout2(dir: string): Promise<void> {
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  try {
+    const ops: Parameters<LevelStore['writeBatch']>[0] = [{ type: 'put', sublevel: store.meta, key: 'layout', value: Buffer.from([0, 0, 0, 0, 0, 0, 0, 2]) }]
+    for await (const [k, v] of store.index.iterator()) {
+      if (k.startsWith('f\u0000')) {
+        const [tags, expiresAt] = store.packr.decode(v) as [unknown, unknown]
+        ops.push({ type: 'put', sublevel: store.index, key: k, value: store.packr.encode([tags, expiresAt]) })
+      } else if (k.startsWith('t\u0000')) ops.push({ type: 'put', sublevel: store.index, key: k, value: new Uint8Array(0) })
+    }
+    await store.writeBatch(ops)
+  } finally {
+    await store.close()
+  }
+}
+
+t.test('a layout-2 store (index without write times) is migrated to layout 3 at open, a crash midway included', async (t) => {
+  for (const crashAt of [undefined, 'times-indexed'] as const) {
+    const dir = path.join(tmpDir(t, 'memwal-layout2-'), 'd')
+    const clock = new ManualClock(NOW_MS)
+    const e = await MemWAL.open({ dir, clock })
+    await e.put('old', 1, { namespace: 'n', tags: ['a', 'b'] })
+    clock.advance(60_000)
+    await e.put('new', 2, { namespace: 'n', tags: ['a', 'b'], ttlMs: 3_600_000 })
+    await e.put('untagged', 3, { namespace: 'n' })
+    await e.close()
+    await asLayout2(dir)
+    t.equal(await layoutOf(dir), 2, 'made layout 2')
+    t.match((await fsck({ dir, repair: false })).findings, [{ kind: 'needs-migration' }], 'a dry run says it needs its migration')
+    if (crashAt !== undefined) {
+      const store = await LevelStore.open(path.join(dir, 'store'))
+      const wal = await Wal.open({ dir, segmentBytes: 64 * 1024 })
+      const crash = new Error('crash')
+      await t.rejects(migrateLayout(store, logOf(wal), { ownBackend: true, nowMs: NOW_MS, afterStep: async (s) => { if (s === crashAt) throw crash } }), crash)
+      await wal.close()
+      await store.close()
+      t.equal(await layoutOf(dir), 2, `a crash after "${crashAt}" leaves layout 2`)
+    }
+    const db = await MemWAL.open({ dir, clock })
+    try {
+      const keys = async (q: Parameters<MemWAL['query']>[0]): Promise<string[]> => {
+        const out: string[] = []
+        for await (const r of db.query(q)) out.push(r.key)
+        return out
+      }
+      t.strictSame(await keys({ namespace: 'n', tags: { all: ['a', 'b'] }, since: NOW_MS + 1 }), ['new'], 'a time-bounded tag query after the migration')
+      t.strictSame(await keys({ namespace: 'n', until: NOW_MS + 1 }), ['old'], 'a time-bounded scan')
+      t.equal(await db.count({ namespace: 'n', tags: { all: ['a'] }, until: NOW_MS + 60_000 }), 1, 'count')
+      t.equal((await db.verify()).clean, true, 'verify is clean (postings carry the times)')
+    } finally {
+      await db.close()
+    }
+    t.equal(await layoutOf(dir), 3, 'layout 3')
+    const r = await fsck({ dir, repair: false })
+    t.equal(r.clean, true, `fsck is clean: ${JSON.stringify(r.findings).slice(0, 300)}`)
+  }
+})

@@ -1,0 +1,287 @@
+import { MemwalError } from '../errors.js'
+import type { PendingLog } from '../apply/pending-log.js'
+import { isExpired } from '../format/expiry-key.js'
+import { compareCodePoints, identityOf, opIdentity, prefixEnd, prefixRange, splitIdentity } from '../format/identity.js'
+import { hlcMs, isLegacyDelete, opsOf } from '../format/record-codec.js'
+import type { IdBound, IdRange, IndexSink, ScanMeta, SeekableIds } from '../sinks/index-sink.js'
+import type { Entry } from '../read-path.js'
+import type { CursorSigner } from './cursor.js'
+import { leapfrog, UnionScan } from './leapfrog.js'
+import { boundsTime, entryMatches, keyInRange, namespaceMatches, tagsMatch, timeMatches } from './match.js'
+import { queryFingerprint, type QuerySpec } from './query-spec.js'
+
+export interface QueryRunParts {
+  /** The index's scans, each jump counted toward the index's health (index-reads.ts). */
+  readonly index: Pick<IndexSink, 'forwardScan' | 'tagScan'>
+  readonly pending: PendingLog
+  /** The entry as a read returns it now (pending first, then the cache, then the backend), undefined when absent or expired. */
+  readonly entry: (id: string) => Promise<Entry | undefined>
+  readonly nowMs: () => number
+  readonly signer: CursorSigner
+}
+
+/** A pending version's labels, as a query judges them. */
+interface PendingLabels {
+  readonly tags: readonly string[]
+  readonly expiresAt?: number
+  readonly updatedAt: number
+}
+
+/**
+ * Runs one checked query. The plan (docs/design.md, "How queries are
+ * planned"): the spec's namespace, key bounds and cursor make one range of
+ * identities; inside it, the postings of every `tags.all` tag and the union
+ * of the `tags.any` tags' postings are joined (leapfrog.ts), or, with no tag,
+ * the forward entries are scanned; what no posting holds (a namespace under a
+ * prefix, a key range across namespaces) rejects an id and says where the
+ * next may be, so the join jumps there. The write time and the expiry come
+ * with each tag posting and forward entry: a count reads no row. Pending
+ * puts and deletes override the index for their identities, as reads do.
+ * Results are in identity order (namespace, then key, by code point),
+ * reversed with `reverse`, strictly after the cursor's position.
+ */
+export class QueryRun {
+  private readonly fingerprint: string
+  private readonly range: IdRange | undefined
+  private readonly keyLow: IdBound | undefined
+  private readonly keyHigh: IdBound | undefined
+
+  constructor(private readonly p: QueryRunParts, private readonly spec: QuerySpec) {
+    this.fingerprint = queryFingerprint(spec)
+    const after = spec.cursor !== undefined ? p.signer.open(this.fingerprint, spec.cursor) : undefined
+    ;[this.keyLow, this.keyHigh] = keyBounds(spec)
+    this.range = idRange(spec, this.keyLow, this.keyHigh, after)
+  }
+
+  /** A cursor that continues this query after identity `id`. */
+  cursorAfter(id: string): string {
+    return this.p.signer.make(this.fingerprint, id)
+  }
+
+  /** Matching entries, in order, at most `limit`. */
+  async *entries(limit: number): AsyncGenerator<Entry> {
+    if (this.range === undefined) return
+    const { overridden, hits } = this.pendingHits()
+    const scans = this.scans(this.range)
+    const order = this.spec.reverse ? -1 : 1
+    let n = 0
+    let i = 0
+    try {
+      for await (const [id, meta] of this.indexed(scans)) {
+        if (overridden.has(id) || this.judge(meta) === false) continue
+        while (i < hits.length && order * compareCodePoints(hits[i] as string, id) < 0) {
+          const e = await this.entry(hits[i++] as string)
+          if (!e) continue
+          yield e
+          if (++n >= limit) return
+        }
+        const e = await this.entry(id)
+        if (!e) continue
+        yield e
+        if (++n >= limit) return
+      }
+    } finally {
+      await closeAll(scans)
+    }
+    while (i < hits.length) {
+      const e = await this.entry(hits[i++] as string)
+      if (!e) continue
+      yield e
+      if (++n >= limit) return
+    }
+  }
+
+  /** How many entries match: from the postings' times and expiries and the pending overlay; a row is read only where the index does not know an entry's time. */
+  async count(): Promise<number> {
+    if (this.range === undefined) return 0
+    const { overridden, hits } = this.pendingHits()
+    const scans = this.scans(this.range)
+    let n = hits.length
+    try {
+      for await (const [id, meta] of this.indexed(scans)) {
+        if (overridden.has(id)) continue
+        const sure = this.judge(meta)
+        if (sure === true || (sure === undefined && (await this.entry(id)) !== undefined)) n++
+      }
+    } finally {
+      await closeAll(scans)
+    }
+    return n
+  }
+
+  /** The entry as it is now, if it still matches (a write may have landed since the index or the overlay was read). */
+  private async entry(id: string): Promise<Entry | undefined> {
+    const e = await this.p.entry(id)
+    return e && entryMatches(this.spec, e) ? e : undefined
+  }
+
+  /**
+   * What the index says of an id the join found: true (matches), false, or
+   * undefined when its write time is not known and the query bounds it.
+   * Namespace, key range and tags are the join's; expiry and time are here.
+   */
+  private judge(meta: ScanMeta): boolean | undefined {
+    if (isExpired(meta.expiresAt, this.p.nowMs())) return false
+    if (!boundsTime(this.spec)) return true
+    return meta.updatedAt === undefined ? undefined : timeMatches(this.spec, meta.updatedAt)
+  }
+
+  /** The scans to join, made in one tick (with the pending overlay read just before): one view of the index. */
+  private scans(range: IdRange): SeekableIds[] {
+    const { index } = this.p
+    const reverse = this.spec.reverse
+    const scans: SeekableIds[] = this.spec.tagsAll.map((t) => index.tagScan(t, range, reverse))
+    if (this.spec.tagsAny.length > 0) scans.push(new UnionScan(this.spec.tagsAny.map((t) => index.tagScan(t, range, reverse)), reverse))
+    if (scans.length === 0) scans.push(index.forwardScan(range, reverse))
+    return scans
+  }
+
+  private async *indexed(scans: readonly SeekableIds[]): AsyncGenerator<[string, ScanMeta]> {
+    try {
+      yield* leapfrog(scans, this.spec.reverse, (id) => this.skip(id))
+    } catch (cause) {
+      // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value).
+      if (cause instanceof MemwalError) throw cause
+      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
+    }
+  }
+
+  /**
+   * Undefined when `id` is in the query's namespaces and key range; else
+   * where the next id that can be is (in the scan's direction): the key
+   * range's start in this namespace, the next namespace, or, under a
+   * namespace prefix, past the namespaces that only start like it (`ab` for `a`).
+   */
+  private skip(id: string): { target: string; exclusive: boolean } | undefined {
+    const { namespace, key } = splitIdentity(id)
+    const s = this.spec
+    const fwd = !s.reverse
+    if (!namespaceMatches(s, namespace)) {
+      const p = s.namespacePrefix as string
+      return fwd ? { target: `${p}/`, exclusive: false } : { target: `${p}\u0001`, exclusive: true }
+    }
+    if (keyInRange(s.key, key)) return undefined
+    const below = this.keyLow !== undefined && beyond(this.keyLow, key, -1)
+    if (below) return fwd ? { target: identityOf(namespace, (this.keyLow as IdBound).id), exclusive: (this.keyLow as IdBound).exclusive } : { target: identityOf(namespace, ''), exclusive: true }
+    const above = this.keyHigh !== undefined && beyond(this.keyHigh, key, 1)
+    if (above) return fwd ? { target: `${namespace}\u0001`, exclusive: false } : { target: identityOf(namespace, (this.keyHigh as IdBound).id), exclusive: (this.keyHigh as IdBound).exclusive }
+    return { target: id, exclusive: true }
+  }
+
+  /**
+   * The pending identities: every one overrides the index; those whose
+   * latest version is a live put matching the query (inside the id range,
+   * not expired), in the query's order. Each pending record is decoded once
+   * however many of its ops are asked about.
+   */
+  private pendingHits(): { overridden: Set<string>; hits: string[] } {
+    const { pending } = this.p
+    const overridden = new Set<string>()
+    const hits: string[] = []
+    const labels = pendingLabels(pending)
+    const now = this.p.nowMs()
+    for (const id of pending.keys()) {
+      const latest = pending.latest(id)
+      if (!latest) continue
+      overridden.add(id)
+      if (!latest.live || !inRange(this.range as IdRange, id)) continue
+      const { namespace, key } = splitIdentity(id)
+      if (!namespaceMatches(this.spec, namespace) || !keyInRange(this.spec.key, key)) continue
+      const l = labels(id, latest.lsn)
+      if (l && !isExpired(l.expiresAt, now) && tagsMatch(this.spec, l.tags) && timeMatches(this.spec, l.updatedAt)) hits.push(id)
+    }
+    const order = this.spec.reverse ? -1 : 1
+    hits.sort((a, b) => order * compareCodePoints(a, b))
+    return { overridden, hits }
+  }
+}
+
+/** Whether `key` is past a bound: below it (side -1) or above it (side 1). */
+function beyond(b: IdBound, key: string, side: -1 | 1): boolean {
+  const c = side * compareCodePoints(key, b.id)
+  return c > 0 || (c === 0 && b.exclusive)
+}
+
+/** The key range as two bounds on keys (prefix, gt/gte, lt/lte merged): the tighter of each side. */
+function keyBounds(s: QuerySpec): [IdBound | undefined, IdBound | undefined] {
+  const k = s.key
+  let low: IdBound | undefined = k.prefix !== undefined && k.prefix !== '' ? { id: k.prefix, exclusive: false } : undefined
+  if (k.gt !== undefined) low = tighter(low, { id: k.gt, exclusive: true }, 1)
+  if (k.gte !== undefined) low = tighter(low, { id: k.gte, exclusive: false }, 1)
+  const end = k.prefix !== undefined && k.prefix !== '' ? prefixEnd(k.prefix) : undefined
+  let high: IdBound | undefined = end !== undefined ? { id: end, exclusive: true } : undefined
+  if (k.lt !== undefined) high = tighter(high, { id: k.lt, exclusive: true }, -1)
+  if (k.lte !== undefined) high = tighter(high, { id: k.lte, exclusive: false }, -1)
+  return [low, high]
+}
+
+/** Of two bounds, the one that lets less through: the larger lower bound (side 1) or the smaller upper one (side -1); on a tie the exclusive one. */
+function tighter(a: IdBound | undefined, b: IdBound, side: 1 | -1): IdBound {
+  if (a === undefined) return b
+  const c = side * compareCodePoints(a.id, b.id)
+  if (c !== 0) return c > 0 ? a : b
+  return a.exclusive ? a : b
+}
+
+/**
+ * The one range of identities that can hold results: a namespace with its
+ * key bounds, a namespace prefix (`p NUL` up to the end of `p/`; the
+ * namespaces between, `p-x` and the like, are skipped by the join), or
+ * everything; narrowed by the cursor's position. Undefined: empty.
+ */
+function idRange(s: QuerySpec, keyLow: IdBound | undefined, keyHigh: IdBound | undefined, after: string | undefined): IdRange | undefined {
+  let lower: IdBound | undefined
+  let upper: IdBound | undefined
+  if (s.namespace !== undefined) {
+    const ns = s.namespace
+    lower = keyLow !== undefined ? { id: identityOf(ns, keyLow.id), exclusive: keyLow.exclusive } : { id: identityOf(ns, ''), exclusive: false }
+    upper = keyHigh !== undefined ? { id: identityOf(ns, keyHigh.id), exclusive: keyHigh.exclusive } : { id: prefixRange(identityOf(ns, '')).lt, exclusive: true }
+  } else if (s.namespacePrefix !== undefined) {
+    lower = { id: identityOf(s.namespacePrefix, ''), exclusive: false }
+    upper = { id: prefixRange(`${s.namespacePrefix}/`).lt, exclusive: true }
+  }
+  if (after !== undefined) {
+    if (s.reverse) upper = tighter(upper, { id: after, exclusive: true }, -1)
+    else lower = tighter(lower, { id: after, exclusive: true }, 1)
+  }
+  if (lower !== undefined && upper !== undefined) {
+    const c = compareCodePoints(lower.id, upper.id)
+    if (c > 0 || (c === 0 && (lower.exclusive || upper.exclusive))) return undefined
+  }
+  return { ...(lower !== undefined ? { lower } : {}), ...(upper !== undefined ? { upper } : {}) }
+}
+
+function inRange(r: IdRange, id: string): boolean {
+  return (r.lower === undefined || !beyond(r.lower, id, -1)) && (r.upper === undefined || !beyond(r.upper, id, 1))
+}
+
+/**
+ * The labels of the put at `lsn` that is identity `id`'s latest pending
+ * version: each pending record decoded once (kept for this query), however
+ * many of its ops are asked about.
+ */
+function pendingLabels(pending: PendingLog): (id: string, lsn: number) => PendingLabels | undefined {
+  const byRecord = new Map<number, Map<string, PendingLabels>>()
+  return (id, lsn) => {
+    let labels = byRecord.get(lsn)
+    if (!labels) {
+      labels = new Map()
+      // recordAt's decoded copy is shared with the appliers: only read here. In op order: an identity's last op in a batch is its version.
+      const r = pending.recordAt(lsn)
+      const updatedAt = hlcMs(r?.record.hlc ?? 0)
+      if (r) {
+        for (const op of opsOf(r.record)) {
+          if (isLegacyDelete(op)) continue
+          if (op.type === 'put') labels.set(opIdentity(op), { tags: op.tags ?? [], ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}), updatedAt })
+          else labels.delete(opIdentity(op))
+        }
+      }
+      byRecord.set(lsn, labels)
+    }
+    return labels.get(id)
+  }
+}
+
+async function closeAll(scans: readonly SeekableIds[]): Promise<void> {
+  await Promise.all(scans.map((s) => s.close()))
+}

@@ -1,0 +1,169 @@
+import type { AbstractIterator } from 'abstract-level'
+import { compareCodePoints } from '../format/identity.js'
+import type { LevelStore } from './level-store.js'
+
+/**
+ * What the index knows of an entry without reading its row: from a forward
+ * entry everything, from a tag posting's value (layout 3) the write time and
+ * the expiry. `updatedAt` undefined: not known here (an entry indexed by
+ * layout 2 under a backend that is not this store's: the query reads the entry).
+ */
+export interface ScanMeta {
+  readonly tags?: readonly string[]
+  readonly expiresAt?: number
+  readonly updatedAt?: number
+  /** False for a tag posting: its tags are not in it (the posting itself says it holds one). */
+  readonly tagsKnown: boolean
+}
+
+/** One end of an id range: the id and whether it is itself excluded. */
+export interface IdBound {
+  readonly id: string
+  readonly exclusive: boolean
+}
+
+/** A range of identities, always written low to high whatever the scan's direction; an absent side is open. */
+export interface IdRange {
+  readonly lower?: IdBound
+  readonly upper?: IdBound
+}
+
+/**
+ * A sorted stream of identities that can jump ahead: the unit the query
+ * planner joins (engine/query/leapfrog.ts). "Ahead" is the scan's direction:
+ * up, or down when reverse.
+ */
+export interface SeekableIds {
+  /**
+   * The first id at `target` or beyond it (strictly beyond when `exclusive`;
+   * no target: the first of all), or undefined at the end. Targets never go back.
+   */
+  seek(target: string | undefined, exclusive: boolean): Promise<string | undefined>
+  /** What the index says of the id the last seek returned. */
+  meta(): ScanMeta
+  close(): Promise<void>
+}
+
+/** Entries read per step right after a jump: a join mostly needs one or two. */
+const BATCH_AFTER_SEEK = 4
+/** Entries read per step when reading straight on (doubling from BATCH_AFTER_SEEK): bounds the memory of one scan. */
+const BATCH_MAX = 1024
+
+/**
+ * A seekable scan of one posting (every key under `head`: `f NUL` for the
+ * forward entries, `t NUL tag NUL` for a tag) within an id range. Reads in
+ * batches (nextv), and jumps with the iterator's seek only past what it
+ * holds: a join that steps to a near id costs a comparison, a far one a
+ * LevelDB seek. Created synchronously: several scans made in one tick see the
+ * same index (no apply batch lands between them).
+ */
+export class PostingScan implements SeekableIds {
+  private readonly it: AbstractIterator<LevelStore['index'], string, Uint8Array>
+  private buf: [string, Uint8Array][] = []
+  private pos = 0
+  private ended = false
+  private batch = BATCH_AFTER_SEEK
+  private readonly dir: 1 | -1
+
+  constructor(
+    store: LevelStore,
+    private readonly head: string,
+    range: IdRange,
+    reverse: boolean,
+    private readonly decode: (id: string, v: Uint8Array) => ScanMeta,
+  ) {
+    this.dir = reverse ? -1 : 1
+    const lo = range.lower ? { [range.lower.exclusive ? 'gt' : 'gte']: head + range.lower.id } : { gte: head }
+    const hi = range.upper ? { [range.upper.exclusive ? 'lt' : 'lte']: head + range.upper.id } : { lt: headEnd(head) }
+    this.it = store.index.iterator({ ...lo, ...hi, reverse })
+  }
+
+  async seek(target: string | undefined, exclusive: boolean): Promise<string | undefined> {
+    for (;;) {
+      // Within what is read: a binary search from the current place.
+      if (this.pos < this.buf.length) {
+        const last = (this.buf[this.buf.length - 1] as [string, Uint8Array])[0].slice(this.head.length)
+        if (this.ahead(last, target, exclusive)) {
+          this.pos = this.firstAhead(target, exclusive)
+          return this.current()
+        }
+        // Just past what is read (the join moving on from the last id): read on. Further: jump (the
+        // target is past the current place, so inside the range).
+        if (!(exclusive && last === target)) {
+          this.it.seek(this.head + (target as string))
+          this.batch = BATCH_AFTER_SEEK
+        }
+      } else if (this.ended) {
+        return undefined
+      }
+      await this.fill()
+    }
+  }
+
+  meta(): ScanMeta {
+    const [k, v] = this.buf[this.pos] as [string, Uint8Array]
+    return this.decode(k.slice(this.head.length), v)
+  }
+
+  async close(): Promise<void> {
+    await this.it.close()
+  }
+
+  private current(): string | undefined {
+    const e = this.buf[this.pos]
+    return e === undefined ? undefined : e[0].slice(this.head.length)
+  }
+
+  private async fill(): Promise<void> {
+    this.buf = await this.it.nextv(this.batch)
+    this.pos = 0
+    // Fewer than asked is no end (the iterator may return what it has at hand): only an empty batch is.
+    if (this.buf.length === 0) this.ended = true
+    this.batch = Math.min(BATCH_MAX, this.batch * 2)
+  }
+
+  /** Whether `id` is at `target` or beyond it in the scan's direction (strictly beyond when exclusive). */
+  private ahead(id: string, target: string | undefined, exclusive: boolean): boolean {
+    if (target === undefined) return true
+    const c = this.dir * compareCodePoints(id, target)
+    return exclusive ? c > 0 : c >= 0
+  }
+
+  /** The first buffered index from `pos` whose id is ahead of the target (one exists: the last is). */
+  private firstAhead(target: string | undefined, exclusive: boolean): number {
+    let lo = this.pos
+    let hi = this.buf.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.ahead((this.buf[mid] as [string, Uint8Array])[0].slice(this.head.length), target, exclusive)) hi = mid
+      else lo = mid + 1
+    }
+    return lo
+  }
+}
+
+/** Past every key under `head` (which ends in NUL): the same head with its NUL made U+0001. */
+function headEnd(head: string): string {
+  return `${head.slice(0, -1)}\u0001`
+}
+
+/**
+ * A tag posting's value (layout 3): what a query needs of the entry without
+ * its forward entry or its row. 8 bytes: updatedAt (ms, float64 BE; NaN when
+ * not known), then 8 more with expiresAt when the entry has one. Layout 2's
+ * postings were empty: nothing known.
+ */
+export function encodePostingValue(updatedAt: number | undefined, expiresAt: number | undefined): Uint8Array {
+  const b = Buffer.alloc(expiresAt === undefined ? 8 : 16)
+  b.writeDoubleBE(updatedAt ?? Number.NaN, 0)
+  if (expiresAt !== undefined) b.writeDoubleBE(expiresAt, 8)
+  return b
+}
+
+export function decodePostingValue(v: Uint8Array): { readonly updatedAt?: number; readonly expiresAt?: number } {
+  if (v.length < 8) return {}
+  const view = new DataView(v.buffer, v.byteOffset, v.byteLength)
+  const at = view.getFloat64(0)
+  const exp = v.length >= 16 ? view.getFloat64(8) : undefined
+  return { ...(Number.isNaN(at) ? {} : { updatedAt: at }), ...(exp !== undefined ? { expiresAt: exp } : {}) }
+}
