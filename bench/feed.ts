@@ -23,37 +23,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { MemWAL } from '../engine/index.js'
 import { agentShape, type RecordShape } from './records.js'
+import { parseRunArgs } from './run-args.js'
 import { fmt, median, table } from './stats.js'
 
-interface Options {
-  readonly records: number
-  readonly reps: number
-  readonly json: boolean
-}
-
-function parse(argv: readonly string[]): Options {
-  let records = 100_000
-  let reps = 3
-  let json = false
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const num = (): number => {
-      const n = Number(argv[++i])
-      if (!Number.isSafeInteger(n) || n < 1) usage(`${a} takes a positive integer`)
-      return n
-    }
-    if (a === '--records') records = num()
-    else if (a === '--reps') reps = num()
-    else if (a === '--json') json = true
-    else usage(`unknown option ${String(a)}`)
-  }
-  return { records, reps, json }
-}
-
-function usage(message: string): never {
-  process.stderr.write(`bench/feed: ${message}\nusage: feed [--records N] [--reps R] [--json]\n`)
-  process.exit(16)
-}
 
 /** Puts records 0..n-1 at 256 in flight; resolves with the ms it took. */
 async function putAll(db: MemWAL, shape: RecordShape, n: number): Promise<number> {
@@ -110,7 +82,7 @@ async function catchupAndBackup(dir: string, n: number): Promise<{ catchupPerSec
 }
 
 async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2))
+  const o = parseRunArgs('feed', process.argv.slice(2), { records: 100_000, reps: 3 })
   const shape = agentShape()
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'memwal-bench-feed-'))
   const rows: Record<string, number[]> = { put: [], watchedPut: [], watch: [], catchup: [], backupMBPerSec: [], backupMs: [], backupMB: [] }

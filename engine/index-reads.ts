@@ -41,7 +41,7 @@ export function countedIndexReads(index: IndexSink, applier: Applier, failed: (c
 /** `scan` with each `seek` made through `read`. */
 function seekwise(scan: SeekableIds, read: <R>(fn: () => Promise<R>) => Promise<R>): SeekableIds {
   return {
-    seek: (target, exclusive) => read(() => scan.seek(target, exclusive)),
+    seek: (target, exclusive, far) => read(() => scan.seek(target, exclusive, far)),
     meta: () => scan.meta(),
     close: () => scan.close(),
   }

@@ -17,14 +17,17 @@ export async function* leapfrog(scans: readonly SeekableIds[], reverse: boolean,
   if (n === 0) return
   let target: string | undefined
   let exclusive = false
+  // The target came from `skip` (past ids the query cannot match): the scans jump there rather than read on.
+  let far = false
   let agree = 0
   for (let i = 0; ; i = (i + 1) % n) {
-    const id = await (scans[i] as SeekableIds).seek(target, exclusive)
+    const id = await (scans[i] as SeekableIds).seek(target, exclusive, far)
     if (id === undefined) return
     if (id === target && !exclusive) agree++
     else {
       target = id
       exclusive = false
+      far = false
       agree = 1
     }
     if (agree < n) continue
@@ -34,6 +37,7 @@ export async function* leapfrog(scans: readonly SeekableIds[], reverse: boolean,
     const further = jump !== undefined && (reverse ? -1 : 1) * compareCodePoints(jump.target, id) > 0
     target = further ? (jump as { target: string }).target : id
     exclusive = further ? (jump as { exclusive: boolean }).exclusive : true
+    far = further
     agree = 0
   }
 }
@@ -53,7 +57,7 @@ export class UnionScan implements SeekableIds {
     this.done = members.map(() => false)
   }
 
-  async seek(target: string | undefined, exclusive: boolean): Promise<string | undefined> {
+  async seek(target: string | undefined, exclusive: boolean, far = false): Promise<string | undefined> {
     let best: string | undefined
     this.at = undefined
     for (let i = 0; i < this.members.length; i++) {
@@ -61,7 +65,7 @@ export class UnionScan implements SeekableIds {
       const head = this.heads[i]
       // A member already at or past the target need not move.
       const stays = head !== undefined && target !== undefined && this.order(head, target) > (exclusive ? 0 : -1)
-      const id = stays ? head : await (this.members[i] as SeekableIds).seek(target, exclusive)
+      const id = stays ? head : await (this.members[i] as SeekableIds).seek(target, exclusive, far)
       this.heads[i] = id
       if (id === undefined) {
         this.done[i] = true

@@ -37,8 +37,10 @@ export interface SeekableIds {
   /**
    * The first id at `target` or beyond it (strictly beyond when `exclusive`;
    * no target: the first of all), or undefined at the end. Targets never go back.
+   * `far`: the target is known to be far (past a namespace or a key range
+   * the query cannot match), so a scan jumps there rather than read on.
    */
-  seek(target: string | undefined, exclusive: boolean): Promise<string | undefined>
+  seek(target: string | undefined, exclusive: boolean, far?: boolean): Promise<string | undefined>
   /** What the index says of the id the last seek returned. */
   meta(): ScanMeta
   close(): Promise<void>
@@ -46,6 +48,8 @@ export interface SeekableIds {
 
 /** Entries read per step right after a jump: a join mostly needs one or two. */
 const BATCH_AFTER_SEEK = 4
+/** Reads on that miss the target, in a row, before a scan jumps with a seek instead. */
+const MISSES_BEFORE_SEEK = 2
 /** Entries read per step when reading straight on (doubling from BATCH_AFTER_SEEK): bounds the memory of one scan. */
 const BATCH_MAX = 1024
 
@@ -63,6 +67,8 @@ export class PostingScan implements SeekableIds {
   private pos = 0
   private ended = false
   private batch = BATCH_AFTER_SEEK
+  /** Reads on in a row that did not reach the join's target (see seek). */
+  private misses = 0
   private readonly dir: 1 | -1
 
   constructor(
@@ -78,21 +84,25 @@ export class PostingScan implements SeekableIds {
     this.it = store.index.iterator({ ...lo, ...hi, reverse })
   }
 
-  async seek(target: string | undefined, exclusive: boolean): Promise<string | undefined> {
+  async seek(target: string | undefined, exclusive: boolean, far = false): Promise<string | undefined> {
     for (;;) {
       // Within what is read: a binary search from the current place.
       if (this.pos < this.buf.length) {
         const last = (this.buf[this.buf.length - 1] as [string, Uint8Array])[0].slice(this.head.length)
         if (this.ahead(last, target, exclusive)) {
+          // Found in what was read: the posting is dense here, reading on pays.
+          this.misses = 0
           this.pos = this.firstAhead(target, exclusive)
           return this.current()
         }
-        // Just past what is read (the join moving on from the last id): read on. Further: jump (the
-        // target is past the current place, so inside the range).
-        if (!(exclusive && last === target)) {
+        // Beyond what is read: read on while that has been finding the targets (dense postings: a read of
+        // up to BATCH_MAX entries costs about one seek), jump once reading on has missed twice in a row
+        // (a sparse posting against a dense one: each jump a seek). The target is past the current
+        // place, so inside the range.
+        if ((far || this.misses >= MISSES_BEFORE_SEEK) && !(exclusive && last === target)) {
           this.it.seek(this.head + (target as string))
           this.batch = BATCH_AFTER_SEEK
-        }
+        } else this.misses++
       } else if (this.ended) {
         return undefined
       }

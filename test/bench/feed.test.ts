@@ -4,18 +4,11 @@
  * put with and without a live watch, the live and catch-up watch rates, and
  * the backup. Speed is never asserted: the figures depend on the machine.
  */
-import { spawn } from 'node:child_process'
 import t from 'tap'
-import { REPO_DIR } from '../support/child-process.js'
-import { childEnv } from '../support/child-env.js'
+import { runBench } from '../support/bench-run.js'
 
 t.test('bench/feed --json: one line, every figure positive and finite', async (t) => {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/feed.ts', '--records', '2000', '--reps', '1', '--json'], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
-  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
-  const code = await new Promise<number | null>((resolve) => proc.on('close', resolve))
+  const { code, stdout, stderr } = await runBench('bench/feed.ts', ['--records', '2000', '--reps', '1', '--json'])
   t.equal(code, 0, stderr)
   const lines = stdout.trim().split('\n')
   t.equal(lines.length, 1, 'exactly one line on stdout')
@@ -24,6 +17,5 @@ t.test('bench/feed --json: one line, every figure positive and finite', async (t
     t.ok(Number.isFinite(r[k]) && (r[k] as number) > 0, `${k} = ${r[k]}`)
   }
   t.equal(r['records'], 2000)
-  const bad = spawn(process.execPath, ['--import', 'tsx', 'bench/feed.ts', '--records', 'many'], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-  t.equal(await new Promise<number | null>((resolve) => bad.on('close', resolve)), 16, 'a bad option is a usage error')
+  t.equal((await runBench('bench/feed.ts', ['--records', 'many'])).code, 16, 'a bad option is a usage error')
 })
