@@ -86,7 +86,7 @@ const indexSink: SinkKind = {
       (store) => new IndexSink(store),
       async (sink, key) => {
         // The write time it keeps (layout 3) is the record's, which these records do not set: queries test it (query-model.test.ts).
-        for await (const [k, { updatedAt: _at, valueBytes: _bytes, ...e }] of (sink as IndexSink).keys({})) if (k === key) return { ...e }
+        for await (const [k, { updatedAt: _at, ...e }] of (sink as IndexSink).keys({})) if (k === key) return { ...e }
         return undefined
       },
     ),
