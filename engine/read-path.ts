@@ -195,14 +195,17 @@ export class ReadPath {
       return cached
     }
     const lastBefore = wal.lastLsn
+    // Nothing pending for `id` now means every sink, the backend included, has applied its latest version: only then can what the backend returns be cached.
+    const latestKnown = pending.lookup(id) === undefined
     const e = await this.readBackend(() => this.p.backend.get(id))
     if (rowOnly) {
       // Read for its createdAt, which a cached version of the same LSN keeps (safe whatever was written meanwhile: a version is never rewritten).
       if (e) cache.learnCreatedAt(id, e)
       return e
     }
-    // Fill the cache only if nothing was written meanwhile (a later write could be older than what we read).
-    if (e && wal.lastLsn === lastBefore && !pending.lookup(id)) cache.fill(id, e)
+    // Fill the cache only with the latest version: nothing pending before the read (a version pending then may have been
+    // applied, and left the pending log, while the backend's answer predates it) and nothing written meanwhile.
+    if (e && latestKnown && wal.lastLsn === lastBefore && !pending.lookup(id)) cache.fill(id, e)
     this.p.metrics?.readHit('backend')
     return e
   }
