@@ -113,30 +113,25 @@ export class SinkFaults {
         return get(...args)
       }
     }
-    for (const m of ['entries', 'keys', 'expired', 'forward']) {
-      const scan = original(m)
-      if (!scan) continue
-      // Decided at the call (forward makes its snapshot there), failing at the first step as a real scan would.
-      reads[m] = (...args: unknown[]) => {
-        try {
-          check(m)
-        } catch (err) {
-          return (async function* () {
-            throw err
-          })()
-        }
-        return scan(...args)
-      }
-    }
-    // A query's seekable scans (index-scan.ts): decided at the call, failing at the first seek.
-    for (const m of ['forwardScan', 'tagScan']) {
+    // Scans are decided at the call (forward makes its snapshot there) and fail at their first step, as a real scan would:
+    // an iterator's first next(), or a query's seekable scan's (index-scan.ts) first seek.
+    const failedIterator = (err: unknown): unknown =>
+      (async function* () {
+        throw err
+      })()
+    const failedSeekable = (err: unknown): unknown => ({ seek: () => Promise.reject(err), meta: () => ({ tagsKnown: false }), close: () => Promise.resolve() })
+    const scans: readonly (readonly [string, (err: unknown) => unknown])[] = [
+      ...['entries', 'keys', 'expired', 'forward'].map((m) => [m, failedIterator] as const),
+      ...['forwardScan', 'tagScan'].map((m) => [m, failedSeekable] as const),
+    ]
+    for (const [m, failed] of scans) {
       const scan = original(m)
       if (!scan) continue
       reads[m] = (...args: unknown[]) => {
         try {
           check(m)
         } catch (err) {
-          return { seek: () => Promise.reject(err), meta: () => ({ tagsKnown: false }), close: () => Promise.resolve() }
+          return failed(err)
         }
         return scan(...args)
       }
