@@ -16,11 +16,15 @@ import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, t
  *
  * The stream, in either encoding, is a header, one record per entry in
  * identity order (namespace, then key), and an end record:
- *   {"memwal":"export","format":1,"encoding":"ndjson"|"msgpack","version":N,"namespace"?:NS}
+ *   {"memwal":"export","format":2,"encoding":"ndjson"|"msgpack","version":N,"namespace"?:NS}
  *   {"namespace":NS,"key":K,"value":V,"tags":[...],"expiresAt"?:MS}
  *   {"memwal":"end","entries":COUNT}
  * ndjson: one JSON object per line, values in the exact JSON form of
- * format/json-values.ts. msgpack: frames of [u32 BE length][u32 BE xxh32 of
+ * format/json-values.ts; in format 2 every line (header and end included)
+ * ends with `,"xxh32":"<8 hex>"}`, the xxh32 (seed EXPORT_SEED) of the
+ * line's exact bytes before that `,`: a changed digit or letter anywhere in
+ * the line is found. Format 1 (written before) has no such field; it is read,
+ * unchecked. A removed line is found by the end record's count. msgpack: frames of [u32 BE length][u32 BE xxh32 of
  * the payload, seed EXPORT_SEED][payload], each payload one msgpack map, the
  * value in the value codec's encoding (types kept as the log keeps them).
  * The end record says the stream is whole: import refuses one without it.
@@ -75,8 +79,14 @@ export interface ImportResult {
   readonly lsn?: number
 }
 
-/** The export format this code writes and reads. */
-export const EXPORT_FORMAT = 1
+/** The export format this code writes (2: ndjson lines carry their checksum); it reads 1 and 2. */
+export const EXPORT_FORMAT = 2
+/** The first format whose ndjson lines carry a checksum. */
+const CHECKSUMMED_FORMAT = 2
+/** What ends a checksummed ndjson line: `,"xxh32":"` 8 hex digits `"}` (the bytes before it are hashed). */
+const LINE_SUM_HEAD = Buffer.from(',"xxh32":"')
+const LINE_SUM_BYTES = LINE_SUM_HEAD.length + 8 + 2
+const HEX8 = /^[0-9a-f]{8}$/
 /** The seed of a msgpack frame's xxh32 ('mwex'). */
 export const EXPORT_SEED = 0x6d776578
 const FRAME_HEADER_BYTES = 8
@@ -147,7 +157,7 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
   const entries = merged(overlay, rows, src.assertReadable, nowMs)
-  return Object.assign(format === 'ndjson' ? ndjson(header, entries) : msgpack(header, entries, src.sums), { version })
+  return Object.assign(format === 'ndjson' ? ndjson(header, entries, src.sums) : msgpack(header, entries, src.sums), { version })
 }
 
 /**
@@ -187,14 +197,19 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: Snaps
   while (i < puts.length) yield (puts[i++] as { entry: ExportEntry }).entry
 }
 
-async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>): AsyncGenerator<string> {
-  yield `${JSON.stringify(header)}\n`
+async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<string> {
+  // The record's JSON without its closing brace, then the checksum of those bytes as its last field.
+  const line = (record: object): string => {
+    const open = JSON.stringify(record).slice(0, -1)
+    return `${open},"xxh32":"${sums.h32(Buffer.from(open, 'utf8'), EXPORT_SEED).toString(16).padStart(8, '0')}"}\n`
+  }
+  yield line(header)
   let n = 0
   for await (const e of entries) {
-    yield `${JSON.stringify({ namespace: e.namespace, key: e.key, value: encodeJsonValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })}\n`
+    yield line({ namespace: e.namespace, key: e.key, value: encodeJsonValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })
     n++
   }
-  yield `${JSON.stringify({ memwal: 'end', entries: n })}\n`
+  yield line({ memwal: 'end', entries: n })
 }
 
 async function* msgpack(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<Buffer> {
@@ -237,6 +252,8 @@ interface SourceRecord {
   readonly record: unknown
   /** Bytes of the source read once this record is. */
   readonly read: number
+  /** Its checksum was verified (every msgpack frame; an ndjson line that ends with one). */
+  readonly checked: boolean
 }
 
 /**
@@ -287,6 +304,7 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
   }
   const records = readRecords(source, recordMax, sink.sums)
   let exportVersion: number | undefined
+  let sourceFormat = EXPORT_FORMAT
   let ended = false
   let seen = 0
   let last: Place = { offset: 0, line: 0 }
@@ -296,9 +314,11 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
       read = r.read
       if (ended) throw refuse(r.place, 'something follows the end record')
       if (exportVersion === undefined) {
-        exportVersion = checkHeader(r.record, (what) => refuse(r.place, what))
+        ;({ version: exportVersion, format: sourceFormat } = checkHeader(r.record, (what) => refuse(r.place, what)))
+        if (sourceFormat >= CHECKSUMMED_FORMAT && !r.checked) throw refuse(r.place, `the header has no checksum, which format ${sourceFormat} gives every line (damaged)`)
         continue
       }
+      if (sourceFormat >= CHECKSUMMED_FORMAT && !r.checked) throw refuse(r.place, `a line without its checksum, which format ${sourceFormat} gives every line (damaged)`)
       const rec = r.record as Record<string, unknown>
       if (isObject(rec) && rec['memwal'] === 'end') {
         if (rec['entries'] !== seen) throw refuse(r.place, `the end record counts ${String(rec['entries'])} entries, the stream holds ${seen}`)
@@ -313,9 +333,11 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
       }
       const { op, bytes } = checked
       if (bytes > budget) throw refuse(r.place, `the entry takes about ${bytes} bytes, more than one record holds (recordBytesMax ${l.wal.limits.recordBytesMax})`)
-      if (batch.length >= batchOps || batchBytes + bytes > budget) await write()
+      if (batchBytes + bytes > budget) await write()
       batch.push(op)
       batchBytes += bytes
+      // Written once full, not when the next entry comes: a damaged next line then finds it already written.
+      if (batch.length >= batchOps) await write()
     }
   } catch (err) {
     if (isMemwalError(err) && err.code === 'IMPORT_INVALID') throw err
@@ -332,12 +354,13 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Map)
 }
 
-function checkHeader(r: unknown, refuse: (what: string) => MemwalError): number {
+function checkHeader(r: unknown, refuse: (what: string) => MemwalError): { version: number; format: number } {
   if (!isObject(r) || r['memwal'] !== 'export') throw refuse('not a memwal export (the first record is not its header)')
-  if (r['format'] !== EXPORT_FORMAT) throw refuse(`export format ${String(r['format'])} is not one this memwal reads (${EXPORT_FORMAT})`)
+  const format = r['format']
+  if (format !== 1 && format !== EXPORT_FORMAT) throw refuse(`export format ${String(format)} is not one this memwal reads (1 or ${EXPORT_FORMAT})`)
   const version = r['version']
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) throw refuse('the header has no version')
-  return version
+  return { version, format }
 }
 
 const ENTRY_FIELDS = new Set(['namespace', 'key', 'value', 'tags', 'expiresAt'])
@@ -405,19 +428,22 @@ async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterabl
           // The last line without its newline: read it (it may be the end record cut short; then it fails to parse).
         }
         const end = nl < 0 ? buf.length : nl
-        const text = buf.subarray(0, end).toString('utf8')
+        const bytes = buf.subarray(0, end)
         line++
         const place = { line, offset: base }
         const consumed = nl < 0 ? buf.length : nl + 1
         buf = buf.subarray(consumed)
         base += consumed
+        const sum = lineSum(bytes, sums, place)
         let record: unknown
         try {
-          record = JSON.parse(text)
+          record = JSON.parse(bytes.toString('utf8'))
         } catch (cause) {
           throw new SourceError(place, `not JSON (${(cause as Error).message})`)
         }
-        yield { place, record, read: base }
+        // The checksum field is the stream's, not the record's: checked here, then gone.
+        if (sum !== undefined && typeof record === 'object' && record !== null && (record as Record<string, unknown>)['xxh32'] === sum) delete (record as Record<string, unknown>)['xxh32']
+        yield { place, record, read: base, checked: sum !== undefined }
         continue
       }
       if (buf.length < FRAME_HEADER_BYTES) {
@@ -442,7 +468,7 @@ async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterabl
       }
       buf = buf.subarray(FRAME_HEADER_BYTES + length)
       base += FRAME_HEADER_BYTES + length
-      yield { place, record, read: base }
+      yield { place, record, read: base, checked: true }
     }
   }
   for await (const chunk of source) {
@@ -451,4 +477,18 @@ async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterabl
     yield* parse(false)
   }
   yield* parse(true)
+}
+
+/**
+ * The checksum an ndjson line ends with (its hex), verified against the
+ * bytes before it; undefined when the line ends with none (format 1). A
+ * mismatch is damage: refused here, before the line is parsed.
+ */
+function lineSum(bytes: Buffer, sums: Checksums, place: Place): string | undefined {
+  const at = bytes.length - LINE_SUM_BYTES
+  if (at < 0 || !bytes.subarray(at, at + LINE_SUM_HEAD.length).equals(LINE_SUM_HEAD) || bytes.at(-2) !== 0x22 || bytes.at(-1) !== 0x7d) return undefined
+  const hex = bytes.subarray(at + LINE_SUM_HEAD.length, bytes.length - 2).toString('latin1')
+  if (!HEX8.test(hex)) return undefined
+  if (sums.h32(bytes.subarray(0, at), EXPORT_SEED) !== Number.parseInt(hex, 16)) throw new SourceError(place, 'a line whose checksum does not match (damaged)')
+  return hex
 }

@@ -4,7 +4,8 @@
  *   every entry equal, with its type, namespace and tags; ndjson to stdout;
  * - beside a process that holds the store, export is LOCK_HELD saying to
  *   call db.export() there;
- * - a truncated file is refused naming its line, exit 8, and the store holds
+ * - a truncated file, or one with a digit or a letter changed in a value (the
+ *   line's checksum), is refused naming its line, exit 8, and the store holds
  *   the batches before it;
  * - import draws its progress on a terminal, nothing through a pipe.
  */
@@ -65,7 +66,7 @@ t.test('export --out then import: every entry equal with its type; ndjson on std
   const s = await runCli(['export', dir, '--namespace', 'odd'])
   t.equal(s.code, 0, s.stderr)
   const lines = s.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.match(lines[0], { memwal: 'export', format: 1, encoding: 'ndjson', version: VALUES.length, namespace: 'odd' })
+  t.match(lines[0], { memwal: 'export', format: 2, encoding: 'ndjson', version: VALUES.length, namespace: 'odd' })
   t.strictSame(lines.slice(1, -1).map((l) => l['key']), ['big', 'bytes', 'f32', 'set', 'sparse'])
   t.match(s.stderr, /exported 5 entries .* as of version 10/)
   const bad = await runCli(['export', dir, '--format', 'csv'])
@@ -82,18 +83,40 @@ t.test('beside the process holding the store: LOCK_HELD, saying to export there'
   t.match(r.stderr, /call db\.export\(\)/)
 })
 
-t.test('a truncated file: refused naming the line, exit 8; the store holds the batches before it', async (t) => {
+/** A store's ndjson export by the CLI, in a work directory: the file and its lines. */
+async function exportedFile(t: Test): Promise<{ work: string; file: string; lines: string[] }> {
   const dir = await store(t)
   const work = tmpDir(t)
   const file = path.join(work, 'all.ndjson')
   t.equal((await runCli(['export', dir, '--out', file])).code, 0)
-  const lines = fs.readFileSync(file, 'utf8').split('\n')
+  return { work, file, lines: fs.readFileSync(file, 'utf8').split('\n') }
+}
+
+t.test('a truncated file: refused naming the line, exit 8; the store holds the batches before it', async (t) => {
+  const { work, file, lines } = await exportedFile(t)
   fs.writeFileSync(file, lines.slice(0, 8).join('\n') + '\n') // the header and 7 entries, no end record
   const into = path.join(work, 'into')
   const r = await runCli(['import', into, file, '--batch-ops', '3'])
   t.equal(r.code, 8)
   t.match(r.stderr, /line 9: the stream ends without its end record \(truncated\); the 6 entries of the 2 batches before it are written.*\[IMPORT_INVALID\]/)
   t.equal((await entries(into)).length, 6)
+})
+
+t.test('a value changed in the file (a digit, a letter): refused by its line\'s checksum, naming the line, exit 8', async (t) => {
+  const { work, lines } = await exportedFile(t)
+  for (const [from, to] of [['2026-05-06', '2027-05-06'], ['looks like a tag', 'looks like a tog']] as const) {
+    const at = lines.findIndex((l) => l.includes(from))
+    t.ok(at > 0, `an entry line holds ${from}`)
+    const damaged = [...lines]
+    damaged[at] = (damaged[at] as string).replace(from, to)
+    const bad = path.join(work, 'bad.ndjson')
+    fs.writeFileSync(bad, damaged.join('\n'))
+    const into = path.join(work, `into-${at}`)
+    const r = await runCli(['import', into, bad, '--batch-ops', '1'])
+    t.equal(r.code, 8, `${to}: refused`)
+    t.match(r.stderr, new RegExp(`line ${at + 1}: a line whose checksum does not match \\(damaged\\); the ${at - 1} entries of the ${at - 1} batches before it are written.*\\[IMPORT_INVALID\\]`))
+    t.equal((await entries(into)).length, at - 1, 'every entry before the damaged line (batches of 1)')
+  }
 })
 
 t.test('import: a progress bar on a terminal, none through a pipe', async (t) => {

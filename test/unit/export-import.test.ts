@@ -10,7 +10,9 @@
  *   rows, deletes of applied rows) are in it, writes after the call are not;
  * - a truncated or damaged stream is IMPORT_INVALID naming the line (ndjson)
  *   or the byte offset (msgpack), and the store holds exactly the batches
- *   before the one the damage falls in;
+ *   before the one the damage falls in; in ndjson a flipped digit or letter
+ *   is found by the line's checksum (format 2), and a format-1 file (no
+ *   checksums) still imports;
  * - options not understood are refused; a PostgreSQL backend is EXPORT_UNSUPPORTED.
  */
 import fc from 'fast-check'
@@ -128,13 +130,25 @@ t.test('the export is one version: pending puts and deletes over applied rows ar
   await db.put('k5b', 'after', { namespace: 'n' })
   faults.up()
   await db.flush({ timeoutMs: 10_000 })
-  const lines = (await collect(stream)).toString('utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.strictSame(lines[0], { memwal: 'export', format: 1, encoding: 'ndjson', version: lsn + 1, namespace: 'n' }, 'the header: the version it is of')
+  const lines = (await collect(stream)).toString('utf8').trimEnd().split('\n').map((l) => JSON.parse(unsealed(l)) as Record<string, unknown>)
+  t.strictSame(lines[0], { memwal: 'export', format: 2, encoding: 'ndjson', version: lsn + 1, namespace: 'n' }, 'the header: the version it is of')
   t.strictSame(lines.slice(1, -1).map((l) => [l['key'], l['value']]), [
     ['k0', 'applied 0'], ['k1', 'pending over applied'], ['k3', 'applied 3'], ['k4', 'applied 4'], ['k5', 'applied 5'], ['k9', 'pending new'],
   ])
   t.strictSame(lines.at(-1), { memwal: 'end', entries: 6 })
 })
+
+/** An ndjson line without its checksum field (as format 1 wrote it); fails the test's parse if it had none. */
+function unsealed(line: string): string {
+  const m = /^(.*),"xxh32":"[0-9a-f]{8}"\}$/.exec(line)
+  if (m === null) throw new Error(`no checksum at the end of ${line.slice(0, 80)}`)
+  return `${m[1] as string}}`
+}
+
+/** An ndjson export as format 1 wrote it: the header's format 1, no checksums. */
+function formatOne(lines: readonly string[]): string[] {
+  return lines.map((l, i) => (l === '' ? l : i === 0 ? unsealed(l).replace('"format":2', '"format":1') : unsealed(l)))
+}
 
 /** A store of `n` entries k00..k(n-1) in namespace `s`, and its export. */
 async function exported(t: Test, n: number, format: Format): Promise<Buffer> {
@@ -178,27 +192,74 @@ t.test('ndjson: truncated or damaged -> IMPORT_INVALID naming the line; the stor
   t.match(r.err.message, /truncated/)
   t.strictSame(r.keys, keysUpTo(20), 'two whole batches; entries 21-23 (the third batch, incomplete) are not written')
 
-  const damaged = [...lines]
+  // The field checks, on the unchecked format-1 form (in format 2 the checksum finds these first).
+  const old = formatOne(lines)
+  const damaged = [...old]
   damaged[13] = (damaged[13] as string).replace('"key"', '"kee"')
   r = await importBroken(t, Buffer.from(damaged.join('\n')))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 14, entriesWritten: 10 } }, 'an unknown field')
-  damaged[13] = lines[13] as string
+  damaged[13] = old[13] as string
   damaged[5] = (damaged[5] as string).replace('"$date"', '"$dote"')
   r = await importBroken(t, Buffer.from(damaged.join('\n')))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 6, entriesWritten: 0 } }, 'an unknown tag in a value')
   t.strictSame(r.keys, [], 'nothing of the first batch')
-  damaged[5] = lines[5] as string
+  damaged[5] = old[5] as string
   damaged[20] = (damaged[20] as string).replace('"namespace":"s"', '"namespace":"s//x"')
   r = await importBroken(t, Buffer.from(damaged.join('\n')))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 21, entriesWritten: 10 } }, 'a namespace put refuses')
   t.match(r.err.message, /ENGINE_INVALID_VALUE/)
-  damaged[20] = lines[20] as string
+  damaged[20] = old[20] as string
   damaged[26] = '{"memwal":"end","entries":24}'
   r = await importBroken(t, Buffer.from(damaged.join('\n')))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 27 } }, 'an end record that miscounts')
   t.strictSame(r.keys, keysUpTo(20))
   r = await importBroken(t, Buffer.from('{"hello":1}\n'))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 1 } }, 'not an export')
+})
+
+t.test('ndjson format 2: a changed digit or letter in a value is refused by the line\'s checksum, naming its line; a removed line by the count; format 1 still imports', async (t) => {
+  const file = await exported(t, 25, 'ndjson')
+  const lines = file.toString('utf8').split('\n') // line 1 the header, line i+2 entry i, line 27 the end, then ''
+  t.match(lines[0], /^\{"memwal":"export","format":2,.*,"xxh32":"[0-9a-f]{8}"\}$/, 'format 2: the header carries its checksum')
+  const edit = (i: number, from: string, to: string): Buffer => {
+    const d = [...lines]
+    t.ok((d[i] as string).includes(from), `line ${i + 1} holds ${from}`)
+    d[i] = (d[i] as string).replace(from, to)
+    return Buffer.from(d.join('\n'))
+  }
+  // Entry 13 (line 15, in the second batch of 10): {"i":13,...}; a digit changed, still valid JSON and a valid value.
+  let r = await importBroken(t, edit(14, '"i":13', '"i":14'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 15, entriesWritten: 10 } }, 'a flipped digit in a value')
+  t.match(r.err.message, /line 15: a line whose checksum does not match/)
+  t.strictSame(r.keys, keysUpTo(10), 'the batch before it written, nothing of its batch')
+  r = await importBroken(t, edit(14, '"when"', '"whan"'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 15, entriesWritten: 10 } }, 'a flipped letter in a value')
+  t.strictSame(r.keys, keysUpTo(10))
+  // Entry 3 (line 5, first batch): a letter in its key, in its tag.
+  r = await importBroken(t, edit(4, '"k03"', '"k0e"'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 5, entriesWritten: 0 } }, 'a flipped letter in a key')
+  t.strictSame(r.keys, [], 'nothing of the first batch')
+  r = await importBroken(t, edit(4, '"tags":["t"]', '"tags":["u"]'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 5 } }, 'a flipped letter in a tag')
+  r = await importBroken(t, edit(0, '"version":', '"version":1'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 1 } }, 'a changed header')
+  r = await importBroken(t, edit(14, /,"xxh32":"[0-9a-f]{8}"\}$/.exec(lines[14] as string)?.[0] as string, '}'))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 15 } }, 'a line whose checksum was taken off')
+  t.match(r.err.message, /without its checksum/)
+  r = await importBroken(t, Buffer.from([...lines.slice(0, 9), ...lines.slice(10)].join('\n')))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 26 } }, 'a removed entry line: the end record miscounts')
+  t.match(r.err.message, /counts 25 entries, the stream holds 24/)
+  t.strictSame(r.keys, keysUpTo(20).filter((k) => k !== 'k08').concat('k20'), 'the whole batches before the end')
+
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.teardown(() => db.close())
+  const old = formatOne(lines)
+  t.match(old[0], /"format":1/)
+  t.notMatch(old[1], /xxh32/)
+  const ok = await db.import([old.join('\n')], { batchOps: 10 })
+  t.match(ok, { entries: 25, batches: 3 }, 'a format-1 file (no checksums) imports, unchecked')
+  t.strictSame((await all(db)).map((e) => e.key), keysUpTo(25))
+  t.strictSame(await db.get('k13', { namespace: 's' }), { i: 13, when: new Date(13) })
 })
 
 t.test('msgpack: truncated or damaged -> IMPORT_INVALID naming the byte offset; the store holds exactly the batches before it', async (t) => {
