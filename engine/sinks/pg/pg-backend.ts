@@ -11,7 +11,7 @@ import { PgConnections, sqlState } from './pg-pool.js'
 import { columnArgs, migrate, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
-import { columnsOf, latestPerKey } from './pg-versions.js'
+import { columnsOf, latestPerKey, valuePacker } from './pg-versions.js'
 
 /**
  * A backend on PostgreSQL (`pg`), shared by many writers: each process keeps
@@ -123,8 +123,9 @@ export class PgBackend extends BackendSink {
    */
   protected async _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void> {
     const { versions, legacy } = latestPerKey(records)
-    const cols = columnsOf(versions, this.packr)
-    const args = [...columnArgs(cols), this.writerId, checkpoint, ...changeArgs(records, this.packr), this.c.changeHistoryRecords]
+    // Each put's value packed once: the upsert's rows and the feed's rows carry the same bytes.
+    const pack = valuePacker(this.packr)
+    const args = [...columnArgs(columnsOf(versions, pack)), this.writerId, checkpoint, ...changeArgs(records, pack), this.c.changeHistoryRecords]
     const r = await this.conn.withClient(signal, async (c) => {
       if (legacy.length === 0) return c.query<{ checkpoint: string }>(this.t.applySql, args)
       // Version-1 deletes (no namespace): the key in every namespace, before the rest, in one transaction.

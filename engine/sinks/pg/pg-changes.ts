@@ -1,8 +1,7 @@
 import type { Packr } from 'msgpackr'
 import { InvalidOptionsError, MemwalError } from '../../errors.js'
 import type { Change } from '../../format/change.js'
-import { hlcMs, opsOf } from '../../format/record-codec.js'
-import { packValue } from '../../format/value-codec.js'
+import { hlcMs, opsOf, type Op } from '../../format/record-codec.js'
 import type { Clock } from '../../io/clock.js'
 import type { Logger } from '../../io/logger.js'
 import { checkFields } from '../../option-fields.js'
@@ -85,7 +84,7 @@ interface ChangeRow {
 }
 
 /** The change columns of an apply ($13..$22): one row per operation, in LSN then operation order. */
-export function changeArgs(records: readonly AppliedRecord[], packr: Packr): unknown[] {
+export function changeArgs(records: readonly AppliedRecord[], pack: (op: Extract<Op, { type: 'put' }>) => Buffer): unknown[] {
   const c = { lsn: [] as number[], seq: [] as number[], last: [] as boolean[], ns: [] as (string | null)[], key: [] as string[], del: [] as boolean[], value: [] as (Buffer | null)[], tags: [] as (string | null)[], hlc: [] as number[], exp: [] as (number | null)[] }
   for (const r of records) {
     const ops = opsOf(r.record)
@@ -96,7 +95,7 @@ export function changeArgs(records: readonly AppliedRecord[], packr: Packr): unk
       c.ns.push(op.namespace ?? null)
       c.key.push(op.key)
       c.del.push(op.type !== 'put')
-      c.value.push(op.type === 'put' ? Buffer.from(packValue(packr, op.value)) : null)
+      c.value.push(op.type === 'put' ? pack(op) : null)
       c.tags.push(op.type === 'put' && op.tags ? JSON.stringify(op.tags) : null)
       c.hlc.push(r.record.hlc ?? 0)
       c.exp.push(op.type === 'put' ? (op.expiresAt ?? null) : null)

@@ -5,7 +5,7 @@ import { packValue } from '../../format/value-codec.js'
 import type { DumpEntry } from '../../log/dump-entry.js'
 import type { PgConnections } from './pg-pool.js'
 import { columnArgs, ROW, toInt, type EntryRow, type Tables } from './pg-schema.js'
-import { columnsOf, compareVersions, type Version } from './pg-versions.js'
+import { columnsOf, compareVersions, valuePacker, type Version } from './pg-versions.js'
 
 export type PgLogFindingKind = 'log-damage' | 'checkpoint-ahead' | 'missing' | 'stale' | 'mismatch' | 'unknown-version'
 
@@ -83,7 +83,7 @@ export async function verifyWriterLog(x: PgVerifyContext, log: AsyncIterable<Dum
     }
   }
   if (options.repair === true && wrong.size > 0) {
-    await x.conn.withClient(undefined, (c) => c.query(x.t.repairLogSql, [...columnArgs(columnsOf(wrong, x.packr)), x.writerId]))
+    await x.conn.withClient(undefined, (c) => c.query(x.t.repairLogSql, [...columnArgs(columnsOf(wrong, valuePacker(x.packr))), x.writerId]))
     for (const f of findings) if (f.key !== undefined && f.namespace !== undefined && wrong.has(identityOf(f.namespace, f.key))) f.repaired = true
   }
   const counts: Record<string, number> = {}

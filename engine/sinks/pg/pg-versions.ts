@@ -54,8 +54,28 @@ export function latestPerKey(records: readonly AppliedRecord[]): { versions: Map
   return { versions, legacy }
 }
 
+/**
+ * A put's value as stored (msgpack), packed once however many rows of an
+ * apply carry it: the upsert's row of its identity and the change feed's row
+ * of its operation share the bytes (one packer per apply: it holds them).
+ */
+export function valuePacker(packr: Packr): (op: PutOp) => Buffer {
+  const packed = new Map<PutOp, Buffer>()
+  return (op) => {
+    let bytes = packed.get(op)
+    if (bytes === undefined) {
+      // Copied: msgpackr's encode returns a view into a buffer it reuses.
+      bytes = Buffer.from(packValue(packr, op.value))
+      packed.set(op, bytes)
+    }
+    return bytes
+  }
+}
+
+type PutOp = Extract<Op, { type: 'put' }>
+
 /** The versions as the upsert's column arrays, one row per identity in identity order (so writers lock rows in the same order). */
-export function columnsOf(versions: ReadonlyMap<string, Version>, packr: Packr): Columns {
+export function columnsOf(versions: ReadonlyMap<string, Version>, pack: (op: PutOp) => Buffer): Columns {
   const ids = [...versions.keys()].sort()
   const c: Columns = { namespaces: [], keys: [], values: [], tags: [], hlcs: [], lsns: [], deleted: [], expires: [], fresh: [], created: [] }
   for (const id of ids) {
@@ -64,8 +84,7 @@ export function columnsOf(versions: ReadonlyMap<string, Version>, packr: Packr):
     const { namespace, key } = splitIdentity(id)
     c.namespaces.push(namespace)
     c.keys.push(key)
-    // Copied: msgpackr's encode returns a view into a buffer it reuses.
-    c.values.push(put ? Buffer.from(packValue(packr, put.value)) : null)
+    c.values.push(put ? pack(put) : null)
     c.tags.push(put?.tags ? JSON.stringify(put.tags) : null)
     c.hlcs.push(v.hlc)
     c.lsns.push(v.lsn)
