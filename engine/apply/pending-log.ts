@@ -206,15 +206,16 @@ export class PendingLog {
    * The latest pending op of identity `id` and its LSN, from the decoded
    * record the appliers share (recordAt's cache: a record is decoded once
    * however many of its identities are asked about). Read only: the caller
-   * must not modify it (lookup gives a private copy).
+   * must not modify it (lookup gives a private copy). `updatedAt`: ms of
+   * its record's clock stamp.
    */
-  latestOp(id: string): { readonly lsn: number; readonly op: Op } | undefined {
+  latestOp(id: string): { readonly lsn: number; readonly op: Op; readonly updatedAt: number } | undefined {
     const o = this.overlay.get(id)
     const r = o && this.recordAt(o.entry.lsn)
     if (!o || !r) return undefined
     const op = opsOf(r.record)[o.opIndex]
     assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
-    return { lsn: o.entry.lsn, op }
+    return { lsn: o.entry.lsn, op, updatedAt: o.entry.updatedAt }
   }
 
   /** Every identity with a pending version. */

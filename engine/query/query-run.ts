@@ -1,8 +1,7 @@
 import { MemwalError } from '../errors.js'
 import type { PendingLog } from '../apply/pending-log.js'
 import { isExpired } from '../format/expiry-key.js'
-import { compareCodePoints, identityOf, opIdentity, prefixEnd, prefixRange, splitIdentity } from '../format/identity.js'
-import { hlcMs, isLegacyDelete, opsOf } from '../format/record-codec.js'
+import { compareCodePoints, identityOf, prefixEnd, prefixRange, splitIdentity } from '../format/identity.js'
 import type { IdBound, IdRange, IndexSink, ScanMeta, SeekableIds } from '../sinks/index-sink.js'
 import type { Entry } from '../read-path.js'
 import type { CursorSigner } from './cursor.js'
@@ -18,13 +17,6 @@ export interface QueryRunParts {
   readonly entry: (id: string) => Promise<Entry | undefined>
   readonly nowMs: () => number
   readonly signer: CursorSigner
-}
-
-/** A pending version's labels, as a query judges them. */
-interface PendingLabels {
-  readonly tags: readonly string[]
-  readonly expiresAt?: number
-  readonly updatedAt: number
 }
 
 /**
@@ -171,24 +163,24 @@ export class QueryRun {
   /**
    * The pending identities: every one overrides the index; those whose
    * latest version is a live put matching the query (inside the id range,
-   * not expired), in the query's order. Each pending record is decoded once
-   * however many of its ops are asked about.
+   * not expired), in the query's order. The op is read from the pending
+   * log's shared decoded record (latestOp): a record is decoded once however
+   * many of its ops are asked about.
    */
   private pendingHits(): { overridden: Set<string>; hits: string[] } {
     const { pending } = this.p
     const overridden = new Set<string>()
     const hits: string[] = []
-    const labels = pendingLabels(pending)
     const now = this.p.nowMs()
     for (const id of pending.keys()) {
-      const latest = pending.latest(id)
-      if (!latest) continue
       overridden.add(id)
-      if (!latest.live || !inRange(this.range as IdRange, id)) continue
+      const latest = pending.latestOp(id)
+      if (!latest) continue
+      const { op, updatedAt } = latest
+      if (op.type !== 'put' || !inRange(this.range as IdRange, id)) continue
       const { namespace, key } = splitIdentity(id)
       if (!namespaceMatches(this.spec, namespace) || !keyInRange(this.spec.key, key)) continue
-      const l = labels(id, latest.lsn)
-      if (l && !isExpired(l.expiresAt, now) && tagsMatch(this.spec, l.tags) && timeMatches(this.spec, l.updatedAt)) hits.push(id)
+      if (!isExpired(op.expiresAt, now) && tagsMatch(this.spec, op.tags ?? []) && timeMatches(this.spec, updatedAt)) hits.push(id)
     }
     const order = this.spec.reverse ? -1 : 1
     hits.sort((a, b) => order * compareCodePoints(a, b))
@@ -253,33 +245,6 @@ function idRange(s: QuerySpec, keyLow: IdBound | undefined, keyHigh: IdBound | u
 
 function inRange(r: IdRange, id: string): boolean {
   return (r.lower === undefined || !beyond(r.lower, id, -1)) && (r.upper === undefined || !beyond(r.upper, id, 1))
-}
-
-/**
- * The labels of the put at `lsn` that is identity `id`'s latest pending
- * version: each pending record decoded once (kept for this query), however
- * many of its ops are asked about.
- */
-function pendingLabels(pending: PendingLog): (id: string, lsn: number) => PendingLabels | undefined {
-  const byRecord = new Map<number, Map<string, PendingLabels>>()
-  return (id, lsn) => {
-    let labels = byRecord.get(lsn)
-    if (!labels) {
-      labels = new Map()
-      // recordAt's decoded copy is shared with the appliers: only read here. In op order: an identity's last op in a batch is its version.
-      const r = pending.recordAt(lsn)
-      const updatedAt = hlcMs(r?.record.hlc ?? 0)
-      if (r) {
-        for (const op of opsOf(r.record)) {
-          if (isLegacyDelete(op)) continue
-          if (op.type === 'put') labels.set(opIdentity(op), { tags: op.tags ?? [], ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}), updatedAt })
-          else labels.delete(opIdentity(op))
-        }
-      }
-      byRecord.set(lsn, labels)
-    }
-    return labels.get(id)
-  }
 }
 
 async function closeAll(scans: readonly SeekableIds[]): Promise<void> {
