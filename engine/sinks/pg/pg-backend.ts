@@ -225,7 +225,11 @@ export class PgBackend extends BackendSink {
    * resume tokens, bounds), from now on or after `resumeToken`. Ends at close().
    */
   watch(options?: PgWatchOptions): AsyncIterableIterator<PgChange> {
-    return this.openWatch(options, [])
+    if (this.feeds.size >= limits.watchersMax) throw new MemwalError('INVALID_OPTIONS', `at most ${limits.watchersMax} watches may be open at once`, { details: { field: 'watch' } })
+    const host = { conn: this.conn, t: this.t, schema: this.schema, packr: this.packr, clock: this.c.clock, logger: this.c.logger, pollMs: this.c.watchPollMs, batchRows: this.c.pageRows }
+    const feed = openFeed(host, options, (f) => this.feeds.delete(f))
+    this.feeds.add(feed)
+    return feed
   }
 
   /** MemWAL.watch({ allWriters: true }). */
@@ -236,15 +240,6 @@ export class PgBackend extends BackendSink {
   /** A token for "now": a watch opened with it later sees every change applied after this call (save it before starting a consumer). */
   async resumeTokenNow(): Promise<string> {
     return encodeResumeToken(this.schema, await presentPositions({ conn: this.conn, t: this.t }))
-  }
-
-  /** @internal The feed without some writers' changes. */
-  openWatch(options: PgWatchOptions | undefined, exclude: readonly string[]): PgChangeFeed {
-    if (this.feeds.size >= limits.watchersMax) throw new MemwalError('INVALID_OPTIONS', `at most ${limits.watchersMax} watches may be open at once`, { details: { field: 'watch' } })
-    const host = { conn: this.conn, t: this.t, schema: this.schema, packr: this.packr, clock: this.c.clock, logger: this.c.logger, pollMs: this.c.watchPollMs, batchRows: this.c.pageRows }
-    const feed = openFeed(host, options, exclude, (f) => this.feeds.delete(f))
-    this.feeds.add(feed)
-    return feed
   }
 
   // ---- repair and verification ----

@@ -11,8 +11,8 @@ import { toInt, type Tables } from './pg-schema.js'
 
 /**
  * The change feed across writers: every operation each writer applied into
- * PostgreSQL, read back by any process (`PgBackend.watch`, and `MemWAL.watch`
- * for the other writers).
+ * PostgreSQL, read back by any process (`PgBackend.watch`, and
+ * `MemWAL.watch({ allWriters: true })`).
  *
  * Polling, not LISTEN/NOTIFY: a notification sent while a listener is
  * disconnected is lost, and a position in NOTIFY's stream cannot be resumed.
@@ -116,11 +116,11 @@ export interface FeedHost {
   readonly batchRows: number
 }
 
-/** Checks a feed's options; `exclude` names writers whose changes the caller reads elsewhere (MemWAL.watch: its own). */
-export function openFeed(host: FeedHost, options: PgWatchOptions | undefined, exclude: readonly string[], onEnd: (f: PgChangeFeed) => void): PgChangeFeed {
+/** Checks a feed's options and opens it. */
+export function openFeed(host: FeedHost, options: PgWatchOptions | undefined, onEnd: (f: PgChangeFeed) => void): PgChangeFeed {
   const o = checkFields<PgWatchOptions>('watch options', options, WATCH_FIELDS)
   const from = o.resumeToken === undefined ? undefined : parseResumeToken(o.resumeToken, host.schema)
-  return new PgChangeFeed(host, { namespace: o.namespace, prefix: o.prefix ?? '' }, from, new Set(exclude), onEnd)
+  return new PgChangeFeed(host, { namespace: o.namespace, prefix: o.prefix ?? '' }, from, onEnd)
 }
 
 export function encodeResumeToken(schema: string, positions: ReadonlyMap<string, Position>): string {
@@ -177,7 +177,6 @@ export class PgChangeFeed implements AsyncIterableIterator<PgChange> {
     private readonly host: FeedHost,
     private readonly filter: { readonly namespace: string | undefined; readonly prefix: string },
     from: Map<string, Position> | undefined,
-    private readonly exclude: ReadonlySet<string>,
     private readonly onEnd: (f: PgChangeFeed) => void,
   ) {
     // "From now on" is each writer's checkpoint when the watch was opened.
@@ -249,7 +248,6 @@ export class PgChangeFeed implements AsyncIterableIterator<PgChange> {
           const lsns: number[] = []
           const seqs: number[] = []
           for (const row of w.rows) {
-            if (this.exclude.has(row.writer)) continue
             const p = this.positionOf(row.writer)
             const oldest = toInt(row.changes_from)
             if (Math.max(p.lsn, 1) < oldest) {
