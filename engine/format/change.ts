@@ -26,13 +26,17 @@ export interface ChangeFilter {
   readonly prefix: string
 }
 
-/** The changes record `lsn` makes that pass `filter`, in operation order. A v1 delete (every namespace) passes any namespace. */
+/** Whether a change of `namespace` and `key` passes `filter`; undefined namespace (a v1 delete: every namespace) passes any namespace. */
+export function passes(filter: ChangeFilter, namespace: string | undefined, key: string): boolean {
+  return (filter.namespace === undefined || namespace === undefined || namespace === filter.namespace) && key.startsWith(filter.prefix)
+}
+
+/** The changes record `lsn` makes that pass `filter`, in operation order. */
 export function changesOf(lsn: number, record: WalRecord, filter: ChangeFilter): Change[] {
   const time = record.hlc !== undefined ? hlcMs(record.hlc) : 0
   const out: Change[] = []
   for (const op of opsOf(record)) {
-    if (filter.namespace !== undefined && op.namespace !== undefined && op.namespace !== filter.namespace) continue
-    if (!op.key.startsWith(filter.prefix)) continue
+    if (!passes(filter, op.namespace, op.key)) continue
     const base = { key: op.key, version: lsn, time, ...(op.namespace !== undefined ? { namespace: op.namespace } : {}) }
     out.push(
       op.type === 'put'

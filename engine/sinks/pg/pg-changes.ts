@@ -1,6 +1,6 @@
 import type { Packr } from 'msgpackr'
 import { InvalidOptionsError, MemwalError } from '../../errors.js'
-import type { Change } from '../../format/change.js'
+import { passes, type Change, type ChangeFilter } from '../../format/change.js'
 import { hlcMs, opsOf, type Op } from '../../format/record-codec.js'
 import type { Clock } from '../../io/clock.js'
 import type { Logger } from '../../io/logger.js'
@@ -175,7 +175,7 @@ export class PgChangeFeed implements AsyncIterableIterator<PgChange> {
 
   constructor(
     private readonly host: FeedHost,
-    private readonly filter: { readonly namespace: string | undefined; readonly prefix: string },
+    private readonly filter: ChangeFilter,
     from: Map<string, Position> | undefined,
     private readonly onEnd: (f: PgChangeFeed) => void,
   ) {
@@ -310,9 +310,7 @@ export class PgChangeFeed implements AsyncIterableIterator<PgChange> {
   }
 
   private changeOf(row: ChangeRow, lsn: number): PgChange | undefined {
-    const f = this.filter
-    if (f.namespace !== undefined && row.namespace !== null && row.namespace !== f.namespace) return undefined
-    if (!row.key.startsWith(f.prefix)) return undefined
+    if (!passes(this.filter, row.namespace ?? undefined, row.key)) return undefined
     const hlc = toInt(row.hlc)
     const base = {
       key: row.key, version: lsn, time: hlc === 0 ? 0 : hlcMs(hlc), writer: row.writer,
