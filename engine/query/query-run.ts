@@ -1,4 +1,3 @@
-import { MemwalError } from '../errors.js'
 import type { PendingLog } from '../apply/pending-log.js'
 import { isExpired } from '../format/expiry-key.js'
 import { compareCodePoints, identityOf, prefixEnd, prefixRange, splitIdentity } from '../format/identity.js'
@@ -128,14 +127,9 @@ export class QueryRun {
     return scans
   }
 
-  private async *indexed(scans: readonly SeekableIds[]): AsyncGenerator<[string, ScanMeta]> {
-    try {
-      yield* leapfrog(scans, this.spec.reverse, (id) => this.skip(id))
-    } catch (cause) {
-      // The index is not the backend: a down backend must not stop a query whose values are pending or cached (G4 refuses per value).
-      if (cause instanceof MemwalError) throw cause
-      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `the index cannot answer: ${(cause as Error).message}`, { cause, transient: true })
-    }
+  /** The ids the join finds, with what the index says of each. A failed read is already ENGINE_BACKEND_UNAVAILABLE (index-reads.ts), counted toward the index's health. */
+  private indexed(scans: readonly SeekableIds[]): AsyncGenerator<[string, ScanMeta]> {
+    return leapfrog(scans, this.spec.reverse, (id) => this.skip(id))
   }
 
   /**
