@@ -48,7 +48,7 @@ export class LevelBackend extends BackendSink {
     const created = new Map<string, number | undefined>()
     ids.forEach((id, i) => {
       const v = stored[i]
-      created.set(id, v === undefined ? undefined : this.decode(id, v).createdAt)
+      created.set(id, v === undefined ? undefined : decodeRow(this.store, id, v).createdAt)
     })
     const ops: Batch = []
     for (const r of records) {
@@ -77,7 +77,7 @@ export class LevelBackend extends BackendSink {
 
   async get(id: string): Promise<StoredEntry | undefined> {
     const v = await this.store.data.get(id)
-    return v === undefined ? undefined : this.decode(id, v)
+    return v === undefined ? undefined : decodeRow(this.store, id, v)
   }
 
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {
@@ -96,7 +96,7 @@ export class LevelBackend extends BackendSink {
    */
   snapshot(range: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]> & { close(): Promise<void> } {
     const it = this.store.data.iterator({ ...(range.gte !== undefined ? { gte: range.gte } : {}), ...(range.lt !== undefined ? { lt: range.lt } : {}) })
-    const decode = (id: string, v: Uint8Array): StoredEntry => this.decode(id, v)
+    const decode = (id: string, v: Uint8Array): StoredEntry => decodeRow(this.store, id, v)
     return {
       async *[Symbol.asyncIterator]() {
         for await (const [k, v] of it) yield [k, decode(k, v)] as [string, StoredEntry]
@@ -114,10 +114,12 @@ export class LevelBackend extends BackendSink {
     return this.store.packr.encode([toWireValue(e.value), e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
   }
 
-  private decode(id: string, v: Uint8Array): StoredEntry {
-    const row = this.store.packr.decode(v) as [unknown, string[] | null, number, number, number, number | null]
-    assert(Array.isArray(row) && row.length === 6, 'a layout-2 row has six fields')
-    const [value, tags, lsn, createdAt, updatedAt, expiresAt] = row
-    return { value, ...splitIdentity(id), lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
-  }
+}
+
+/** A row as stored (layout 2 and on): what LevelBackend.encode wrote. Also read by the layout migration (level-layout.ts). */
+export function decodeRow(store: LevelStore, id: string, v: Uint8Array): StoredEntry {
+  const row = store.packr.decode(v) as [unknown, string[] | null, number, number, number, number | null]
+  assert(Array.isArray(row) && row.length === 6, 'a layout-2 row has six fields')
+  const [value, tags, lsn, createdAt, updatedAt, expiresAt] = row
+  return { value, ...splitIdentity(id), lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
 }

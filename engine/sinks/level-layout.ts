@@ -4,6 +4,7 @@ import { hlcMs, opsOf, type WalRecord } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
 import { decodeForward, encodeForward } from './index-sink.js'
 import { encodePostingValue } from './index-scan.js'
+import { decodeRow } from './level-backend.js'
 import { encodeLsn, LAYOUT, LAYOUT_KEY, type LevelStore } from './level-store.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
@@ -63,7 +64,7 @@ export async function migrateLayout(store: LevelStore, log: MigrationLog, o: Mig
  * layout 3, and the index applies those records again (it is idempotent).
  */
 async function indexTimes(store: LevelStore, o: MigrationOptions): Promise<void> {
-  const { index, data, packr } = store
+  const { index, data } = store
   const head = `f${ID_SEP}`
   let batch: Batch = []
   let page: [string, Uint8Array][] = []
@@ -73,7 +74,7 @@ async function indexTimes(store: LevelStore, o: MigrationOptions): Promise<void>
       const e = decodeForward(store, id, v)
       if (!e) return
       const row = rows[i]
-      const updatedAt = e.updatedAt ?? (row !== undefined ? (packr.decode(row) as [unknown, unknown, unknown, unknown, number])[4] : undefined)
+      const updatedAt = e.updatedAt ?? (row !== undefined ? decodeRow(store, id, row).updatedAt : undefined)
       const now = { ...e, ...(updatedAt !== undefined ? { updatedAt } : {}) }
       batch.push({ type: 'put', sublevel: index, key: head + id, value: encodeForward(store, now) })
       for (const t of now.tags ?? []) batch.push({ type: 'put', sublevel: index, key: `t${ID_SEP}${t}${ID_SEP}${id}`, value: encodePostingValue(now.updatedAt, now.expiresAt) })
