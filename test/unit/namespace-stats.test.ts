@@ -179,6 +179,14 @@ t.test('an entry indexed before sizes were kept is sized from its row', async (t
   for (let i = 0; i < values.length; i++) await store.index.put(`f\u0000${identityOf('old', `k${i}`)}`, store.packr.encode([['t'], null]))
   const bytes = values.reduce<number>((s, v) => s + sizeOf(v), 0)
   t.strictSame(await db.stats(), { namespaces: [{ namespace: 'new', entries: 1, bytes: sizeOf('new') }, { namespace: 'old', entries: 3, bytes }], entries: 4, bytes: bytes + sizeOf('new'), sizedFromRows: 3 })
+  // Those rows cannot be read: stats fails typed and transient (a retry can answer), and answers once the backend does.
+  const backend = (db as unknown as { backend: { get: (id: string) => Promise<unknown> } }).backend
+  const get = backend.get
+  backend.get = () => Promise.reject(Object.assign(new Error('injected EIO'), { code: 'EIO' }))
+  await t.rejects(db.stats(), { code: 'ENGINE_BACKEND_UNAVAILABLE', transient: true }, 'a backend that cannot answer: ENGINE_BACKEND_UNAVAILABLE')
+  t.strictSame(await db.listNamespaces(), [{ namespace: 'new', entries: 1 }, { namespace: 'old', entries: 3 }], 'listNamespaces reads no row: it still answers')
+  backend.get = get
+  t.match(await db.stats(), { entries: 4, sizedFromRows: 3 }, 'the backend back: stats answers')
   await db.put('k0', 'short', { namespace: 'old', tags: ['t'] })
   await db.flush()
   t.match(await db.stats(), { sizedFromRows: 2 }, 'an overwrite keeps the size in the index again')
