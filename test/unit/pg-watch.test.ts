@@ -9,7 +9,8 @@
  *   continues exactly (the union is every change, once);
  * - a token from another schema, or forged, is INVALID_OPTIONS; history
  *   pruned past a token is HISTORY_PURGED naming the writer and the oldest
- *   version left; close() ends a waiting watch.
+ *   version left; close() ends a waiting watch; a server error that a retry
+ *   cannot mend (the tables dropped) ends a watch with a typed error.
  *
  * Nothing here is timed: waits are for a count, bounded by a generous limit.
  */
@@ -198,5 +199,20 @@ if (await requirePg(t)) {
     t.match(err, { code: 'HISTORY_PURGED', details: { writer: 'a' } }, 'history past the window: HISTORY_PURGED, naming the writer')
     const oldest = (err as { details: { oldestVersion: number } }).details.oldestVersion
     t.ok(oldest > 1 && oldest <= 21, `the oldest version left (${oldest}) is within the last 10 records`)
+  })
+
+  t.test('tables gone under a watch (schema dropped): next() rejects, typed, instead of polling a failure forever', async (t) => {
+    const schema = newSchema()
+    const W = backend(t, schema, 'watcher')
+    await W.open()
+    const feed = W.watch()
+    t.teardown(() => feed.return?.())
+    await dropSchema(schema)
+    // Without the mend the feed logs a warning each poll and next() never settles: the guard turns that into a failure.
+    const guard = new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 20 s'), 20_000).unref())
+    const err = await Promise.race([feed.next().then(() => 'settled without an error', (e: unknown) => e), guard])
+    t.match(err, { code: 'ENGINE_BACKEND_UNAVAILABLE', transient: false, details: { sqlState: '42P01' } }, 'a permanent server error ends the feed, with its SQLSTATE')
+    if (typeof err === 'string') await feed.return?.()
+    t.same(await feed.next(), { done: true, value: undefined }, 'and the feed is ended')
   })
 }

@@ -6,7 +6,7 @@ import type { Clock } from '../../io/clock.js'
 import type { Logger } from '../../io/logger.js'
 import { checkFields } from '../../option-fields.js'
 import type { AppliedRecord } from '../sink.js'
-import type { PgConnections } from './pg-pool.js'
+import { sqlState, type PgConnections } from './pg-pool.js'
 import { toInt, type Tables } from './pg-schema.js'
 
 /**
@@ -61,6 +61,14 @@ const WATCH_FIELDS = { namespace: 'string', prefix: 'string', resumeToken: 'stri
 export const FEED_WRITERS_MAX = 1_024
 const TOKEN_PREFIX = 'mwpg1.'
 const TOKEN_CHARS_MAX = 256 * FEED_WRITERS_MAX
+
+/**
+ * SQLSTATE classes a poll does not retry (the feed ends with the error):
+ * 42 (a table or column gone, a privilege revoked), 3F (the schema gone),
+ * 22 and 23 (the data). Anything else (the server down or restarting, a
+ * timeout) is retried at the next poll.
+ */
+const UNMENDABLE_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(['42', '3F', '22', '23'])
 
 /** A writer's next change to read. */
 interface Position {
@@ -276,6 +284,10 @@ export class PgChangeFeed implements AsyncIterableIterator<PgChange> {
       }))
     } catch (err) {
       if (this.done || (err instanceof MemwalError && !err.transient)) throw err
+      const state = sqlState(err)
+      if (state !== undefined && UNMENDABLE_SQLSTATE_CLASSES.has(state.slice(0, 2))) {
+        throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `PostgreSQL watch: the server refused the poll with ${state}, which a retry cannot mend: ${(err as Error).message}`, { cause: err, details: { sqlState: state } })
+      }
       this.host.logger.warn({ err }, 'PostgreSQL watch: poll failed, trying again')
       return 0
     }
