@@ -196,7 +196,7 @@ export class ReadPath {
     }
     const lastBefore = wal.lastLsn
     // Nothing pending for `id` now means every sink, the backend included, has applied its latest version: only then can what the backend returns be cached.
-    const latestKnown = pending.lookup(id) === undefined
+    const latestKnown = pending.latest(id) === undefined
     const e = await this.readBackend(() => this.p.backend.get(id))
     if (rowOnly) {
       // Read for its createdAt, which a cached version of the same LSN keeps (safe whatever was written meanwhile: a version is never rewritten).
@@ -205,7 +205,7 @@ export class ReadPath {
     }
     // Fill the cache only with the latest version: nothing pending before the read (a version pending then may have been
     // applied, and left the pending log, while the backend's answer predates it) and nothing written meanwhile.
-    if (e && latestKnown && wal.lastLsn === lastBefore && !pending.lookup(id)) cache.fill(id, e)
+    if (e && latestKnown && wal.lastLsn === lastBefore && !pending.latest(id)) cache.fill(id, e)
     this.p.metrics?.readHit('backend')
     return e
   }

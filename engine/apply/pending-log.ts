@@ -183,17 +183,23 @@ export class PendingLog {
     if (this.records === 0 && this.first <= lsn) this.first = lsn + 1
   }
 
-  /** The latest pending version of identity `id`, or undefined when nothing is pending for it. */
+  /**
+   * The latest pending version of identity `id`, or undefined when nothing
+   * is pending for it; the caller gets its own objects (a change it makes
+   * must not reach the sinks). A record of one op is decoded afresh; from a
+   * batch, the op is copied out of the shared decoded record (recordAt):
+   * decoding a batch of n ops for each of its identities read would make
+   * reading them all cost n x n.
+   */
   lookup(id: string): PendingVersion | undefined {
     const o = this.overlay.get(id)
     if (!o) return undefined
     const entry = o.entry
     assert(entry.type !== GAP, 'a gap has no keys')
-    // Decoded afresh, never from `decoded`: the caller gets its own objects, and a change it makes must not reach the sinks.
-    const r = this.codec.decode(entry.type, entry.payload)
-    const op = r.type === RecordType.BATCH ? r.ops[o.opIndex] : r.op
+    const op = entry.keys.length === 1 ? opsOf(this.codec.decode(entry.type, entry.payload))[0] : opsOf((this.recordAt(entry.lsn) as AppliedRecord).record)[o.opIndex]
     assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
-    return op.type === 'put' ? { kind: 'put', lsn: entry.lsn, op, updatedAt: entry.updatedAt, createdAt: o.createdAt, createdFromStore: o.fromStore } : { kind: 'del', lsn: entry.lsn }
+    if (op.type !== 'put') return { kind: 'del', lsn: entry.lsn }
+    return { kind: 'put', lsn: entry.lsn, op: entry.keys.length === 1 ? op : this.codec.copyPut(op), updatedAt: entry.updatedAt, createdAt: o.createdAt, createdFromStore: o.fromStore }
   }
 
   /** The LSN of the latest pending version of identity `id`, and whether it is a put, without decoding. */

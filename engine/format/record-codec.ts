@@ -1,7 +1,7 @@
 import { MemwalError } from '../errors.js'
 import { RecordType } from './format.js'
 import { DEFAULT_NAMESPACE } from './identity.js'
-import { createPackr, toWireValue } from './value-codec.js'
+import { createPackr, packValue, toWireValue } from './value-codec.js'
 
 /**
  * The logical operations a frame carries, and their msgpack payloads.
@@ -168,6 +168,15 @@ export class RecordCodec {
   /** Encodes an already-built wire array (encodeVersion1's). */
   encodeWire(wire: unknown): Uint8Array {
     return this.packr.encode(wire)
+  }
+
+  /**
+   * A private copy of a decoded put (its value through the value codec, its
+   * tags array): what a reader gets of one op of a shared decoded record,
+   * at the cost of that op, not of the record (a batch may hold thousands).
+   */
+  copyPut(op: PutOp): PutOp {
+    return { ...op, value: this.packr.unpack(packValue(this.packr, op.value)), ...(op.tags !== undefined ? { tags: [...op.tags] } : {}) }
   }
 
   /** Decodes a payload whose checksum verified; a malformed one is a typed error. */

@@ -256,15 +256,19 @@ t.test('a value read back is the caller\'s own: changing it never changes a late
   await engine.put('doc', stored)
   stored.count = 100 // the caller's object after the put: never stored
 
-  const tamper = async (tier: string): Promise<void> => {
-    const read = (await engine.get('doc')) as { count: number; list: number[] }
+  const tamper = async (tier: string, key = 'doc'): Promise<void> => {
+    const read = (await engine.get(key)) as { count: number; list: number[] }
     t.same(read, { count: 1, list: [1] }, `${tier}: get returns the value written`)
     read.count++
     read.list.push(9)
-    t.same(await engine.get('doc'), { count: 1, list: [1] }, `${tier}: after the caller changed what it read, get still returns the value written`)
+    t.same(await engine.get(key), { count: 1, list: [1] }, `${tier}: after the caller changed what it read, get still returns the value written`)
   }
   await tamper('pending overlay (backend down)')
   t.equal(engine.health().backlog.pendingKeys, 1, 'the key was pending throughout')
+  // From a batch, a read copies its op out of the record the appliers share (pending-log.ts lookup): the copy must be the caller's.
+  await engine.batch([{ type: 'put', key: 'in-batch', value: { count: 1, list: [1] } }, { type: 'put', key: 'other', value: 2 }])
+  await tamper('pending overlay, one op of a batch', 'in-batch')
+  t.equal(engine.health().backlog.pendingKeys, 3, 'the batch was pending throughout')
   faults.up()
   await engine.flush({ timeoutMs: 10_000 })
   await tamper('cache, filled by its applier')

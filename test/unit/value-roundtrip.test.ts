@@ -61,7 +61,8 @@ interface Tiers {
 
 /**
  * Puts every value while the sinks are down (so `get` answers from the
- * pending overlay, decoded from the record), closes, reopens (recovery
+ * pending overlay, decoded from the record), and again all in one batch
+ * (each `get` copies its op out of the shared decoded record), closes, reopens (recovery
  * replays the log into the cache and the backend), reads from the cache after
  * a flush, then reopens without a cache and reads from the backend and query.
  */
@@ -69,10 +70,10 @@ async function readBackEverywhere(t: Test, values: readonly unknown[], backend?:
   const dir = tmpDir(t)
   const withBackend = (o: Partial<MemwalOptions> = {}): MemwalOptions => ({ dir, ...o, ...(backend ? { backend: backend() } : {}) })
   const differences = new Map<string, [string, string][]>()
-  const check = async (tier: string, engine: MemWAL): Promise<void> => {
+  const check = async (tier: string, engine: MemWAL, prefix = 'v'): Promise<void> => {
     const found: [string, string][] = []
     for (const [i, v] of values.entries()) {
-      const d = valueDifference(v, await engine.get(`v${i}`))
+      const d = valueDifference(v, await engine.get(`${prefix}${i}`))
       if (d !== undefined) found.push([`v${i}`, d])
     }
     differences.set(tier, found)
@@ -82,6 +83,9 @@ async function readBackEverywhere(t: Test, values: readonly unknown[], backend?:
   faults.down()
   await Promise.all(values.map((v, i) => writer.put(`v${i}`, v)))
   await check('after put (pending overlay)', writer)
+  // One batch: a get copies its op out of the record decoded once for all of them (pending-log.ts lookup).
+  await writer.batch(values.map((value, i) => ({ type: 'put' as const, key: `b${i}`, value })))
+  await check('after one batch (pending overlay, an op copied out of the shared record)', writer, 'b')
   await writer.close()
 
   const replayed = await MemWAL.open(withBackend())
