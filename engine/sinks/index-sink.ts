@@ -65,6 +65,8 @@ export class IndexSink extends Sink {
   }
 
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
+    // A write that failed earlier leaves the store to reopen first (level-store.ts writeBatch); the reads below need it open.
+    await this.store.ready()
     const records = await resolveLegacyOps(applied, async (keys) => {
       const ids: string[] = []
       for await (const k of this.store.index.keys(prefixRange(`f${SEP}`))) ids.push(k.slice(2))
@@ -86,6 +88,7 @@ export class IndexSink extends Sink {
 
   /** The first indexed key, read and let go: the index answers. */
   override async probe(): Promise<void> {
+    await this.store.ready()
     const it = this.keys({})[Symbol.asyncIterator]()
     await it.next()
     await it.return?.()

@@ -33,6 +33,8 @@ export class LevelBackend extends BackendSink {
   }
 
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
+    // A write that failed earlier leaves the store to reopen first (level-store.ts writeBatch); the reads below need it open.
+    await this.store.ready()
     const { data, meta } = this.store
     const records = await resolveLegacyOps(applied, async (keys) => {
       const out = new Map<string, Set<string>>()
@@ -67,6 +69,12 @@ export class LevelBackend extends BackendSink {
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
     await this.store.writeBatch(ops)
+  }
+
+  /** The base probe's read, after the store is ready for writes again (level-store.ts writeBatch). */
+  override async probe(): Promise<void> {
+    await this.store.ready()
+    await super.probe()
   }
 
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {

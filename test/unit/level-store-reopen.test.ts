@@ -1,0 +1,98 @@
+/**
+ * The store after a failed LevelDB write (level-store.ts writeBatch): LevelDB
+ * goes on appending behind a partial record in its log and drops everything
+ * behind it at its next recovery, so the store must not write again until it
+ * has reopened LevelDB. The real failure (a full disk) is in disk-real.test.ts;
+ * here a write is made to fail on demand, so each step is checked exactly:
+ * - nothing reaches LevelDB between the failed write and the reopen, also for
+ *   writes already queued behind the failing one;
+ * - the next write reopens LevelDB (and its sublevels) first, then lands, and
+ *   what was written before the failure is still there;
+ * - a reopen that fails is IO_ERROR and leaves the store to try again;
+ * - ready() reopens without a write (what health probes call).
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { LevelStore } from '../../engine/sinks/level-store.js'
+
+interface Hooks {
+  _batch(ops: unknown[], options: object): Promise<void>
+  _open(options: object): Promise<void>
+}
+
+async function openStore(t: { teardown(fn: () => unknown): void }): Promise<{ store: LevelStore; hooks: Hooks; events: string[] }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memwal-reopen-'))
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  t.teardown(async () => {
+    await store.close().catch(() => undefined)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  const events: string[] = []
+  for (const e of ['open', 'closed']) store.db.on(e as 'open', () => events.push(e))
+  return { store, hooks: store.db as unknown as Hooks, events }
+}
+
+const put = (store: LevelStore, key: string, value: string) => store.writeBatch([{ type: 'put', sublevel: store.data, key, value: Buffer.from(value) }])
+const read = async (store: LevelStore, key: string) => {
+  const v = await store.data.get(key)
+  return v === undefined ? undefined : Buffer.from(v).toString()
+}
+
+t.test('after a failed write, nothing is written until LevelDB is reopened; then writes land and earlier data is kept', async (t) => {
+  const { store, hooks, events } = await openStore(t)
+  await put(store, 'before', 'kept')
+  const real = hooks._batch.bind(store.db)
+  const reached: string[] = []
+  let failNext = true
+  hooks._batch = async (ops, options) => {
+    reached.push(String((ops[0] as { key: string }).key))
+    if (failNext) {
+      failNext = false
+      throw Object.assign(new Error('IO error: No space left on device'), { code: 'LEVEL_IO_ERROR' })
+    }
+    return real(ops, options)
+  }
+  // Two writes at once: the second is queued behind the one that fails, and must not reach LevelDB before the reopen.
+  const failing = put(store, 'a', '1')
+  const queued = put(store, 'b', '2')
+  await t.rejects(failing, { code: 'LEVEL_IO_ERROR' }, 'the failed write is reported')
+  await queued
+  t.strictSame(events, ['closed', 'open'], 'the queued write first closed and reopened LevelDB')
+  t.equal(reached.length, 2, 'LevelDB saw the failed write and then only the queued one, after the reopen')
+  t.equal(await read(store, 'b'), '2', 'the write after the reopen landed (sublevels reopened too)')
+  t.equal(await read(store, 'before'), 'kept', 'what was written before the failure is still there')
+  t.equal(await read(store, 'a'), undefined, 'the failed write is absent')
+  await put(store, 'c', '3')
+  t.strictSame(events, ['closed', 'open'], 'a healthy store does not reopen again')
+})
+
+t.test('a reopen that fails is IO_ERROR; the store tries again at the next write or ready()', async (t) => {
+  const { store, hooks, events } = await openStore(t)
+  const realBatch = hooks._batch.bind(store.db)
+  const realOpen = hooks._open.bind(store.db)
+  let failBatch = true
+  hooks._batch = async (ops, options) => {
+    if (failBatch) {
+      failBatch = false
+      throw new Error('IO error: No space left on device')
+    }
+    return realBatch(ops, options)
+  }
+  let opens = 0
+  hooks._open = async (options) => {
+    opens++
+    if (opens === 1) throw new Error('IO error: No space left on device (recovering the log)')
+    return realOpen(options)
+  }
+  await t.rejects(put(store, 'a', '1'), /No space left/)
+  await t.rejects(put(store, 'b', '2'), { code: 'IO_ERROR', message: /cannot reopen the LevelDB store .* after a failed write/ }, 'the reopen failed: typed, with the reason')
+  t.equal(opens, 1)
+  await store.ready()
+  t.equal(opens, 2, 'ready() reopened it, with no write')
+  t.equal(events.at(-1), 'open')
+  await put(store, 'c', '3')
+  t.equal(await read(store, 'c'), '3')
+  t.equal(opens, 2, 'no reopen once healthy')
+})
