@@ -87,6 +87,30 @@ export class KeySpace {
     return hits
   }
 
+  /**
+   * Every entry under `parts` in key order, read as the caller consumes them
+   * (the engine's query is lazy): a caller that stops after n entries has
+   * read about n, whatever the range holds. No limit: past
+   * SCAN_RESULTS_MAX entries a new query goes on after the last key.
+   */
+  async *walk(parts: KeyParts): AsyncGenerator<ScanHit> {
+    let after: string | undefined
+    for (;;) {
+      let n = 0
+      for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(after !== undefined ? { gt: after } : {}) })) {
+        n++
+        after = r.key
+        yield { parts: this.parts(r.key), value: r.value }
+      }
+      if (n < SCAN_RESULTS_MAX) return
+    }
+  }
+
+  /** How many entries are under `parts` (with `tag`, if given): from the index, no value read. */
+  async count(parts: KeyParts, tag?: string): Promise<number> {
+    return this.db.count({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), ...(tag !== undefined ? { tags: { all: [tag] } } : {}) })
+  }
+
   /** Deletes everything under `parts`, in durable batches (not atomic as a whole: callers order their deletes so that a partial one hides nothing live). */
   async deleteAll(parts: KeyParts): Promise<number> {
     let n = 0

@@ -2,6 +2,7 @@ import { MemWAL, MemwalError, type BatchOp, type MemwalOptions } from '../../eng
 import { compareStrings, invalid } from '../args.js'
 import { KeySpace } from '../keyspace.js'
 import { openOwned } from '../open.js'
+import { NewestFirst } from './newest-first.js'
 import type { BackendStats, DistanceMetric, HealthCheckResult, IMemoryBackend, MemoryEntry, MemoryEntryUpdate, MemoryQuery, MemoryType, SearchOptions, SearchResult } from './types.js'
 
 /** Entries per memwal batch in bulkInsert (each entry is 2-3 operations; the engine's default batchOpsMax is 10,000). */
@@ -26,10 +27,13 @@ type StoredEntry = Omit<MemoryEntry, 'embedding'> & { embedding?: number[] }
  * Layout: `cf.e [id]` -> the entry, tagged `cf.ns:<namespace>` so that a
  * namespace is one index range; `cf.k [namespace, key]` -> id ((namespace,
  * key) is unique, as in claude-flow's SQL schema: storing an entry replaces
- * any other entry with the same namespace and key).
+ * any other entry with the same namespace and key); `cf.t [namespace, age,
+ * id]`, the namespace's entries newest first (newest-first.ts).
  *
- * Costs: get/getByKey one or two reads; query and count scan the namespace
- * (all entries without one); search(embedding) is exact, O(n x d) over the
+ * Costs: get/getByKey one or two reads; query of a namespace reads its
+ * entries newest first and stops at offset + limit matches (all of them
+ * when the filters match few); query without a namespace reads and sorts
+ * every entry; count reads no entry; search(embedding) is exact, O(n x d) over the
  * embeddings of the namespace in `filters.namespace` (all entries without
  * one): correct first, no approximate index. Scans stop, typed, past 100,000
  * entries. Not kept: access tracking (accessCount, lastAccessedAt are
@@ -39,6 +43,7 @@ export class MemwalMemoryBackend implements IMemoryBackend {
   private db: MemWAL | undefined
   private entries: KeySpace | undefined
   private keys: KeySpace | undefined
+  private newest: NewestFirst | undefined
   private readonly now: () => number
   private searches = { n: 0, ms: 0 }
   private queries = { n: 0, ms: 0 }
@@ -51,9 +56,13 @@ export class MemwalMemoryBackend implements IMemoryBackend {
   async initialize(): Promise<void> {
     if (this.db) return
     const db = 'db' in this.options ? this.options.db : await openOwned(this.options, 'MemwalMemoryBackend')
+    const entries = new KeySpace(db, 'cf.e')
+    const newest = new NewestFirst(db)
+    await newest.ensureBuilt(entries)
     this.db = db
-    this.entries = new KeySpace(db, 'cf.e')
+    this.entries = entries
     this.keys = new KeySpace(db, 'cf.k')
+    this.newest = newest
   }
 
   async shutdown(): Promise<void> {
@@ -93,11 +102,35 @@ export class MemwalMemoryBackend implements IMemoryBackend {
     const started = this.now()
     checkQuery(query)
     const now = this.now()
-    const hits = (await this.scan(query.namespace)).filter((e) => matches(e, query, now))
-    hits.sort((a, b) => b.createdAt - a.createdAt || compareStrings(a.id, b.id))
     const offset = query.offset ?? 0
+    const hits = query.namespace ? await this.newestOf(query, offset + query.limit, now) : (await this.scan(undefined)).filter((e) => matches(e, query, now))
+    hits.sort((a, b) => b.createdAt - a.createdAt || compareStrings(a.id, b.id))
     this.queries = { n: this.queries.n + 1, ms: this.queries.ms + this.now() - started }
     return hits.slice(offset, offset + query.limit)
+  }
+
+  /**
+   * The first `want` matches of the query's namespace, newest first, and
+   * those tied with the last of them on createdAt (the caller's sort orders
+   * ties by id, as claude-flow does). A slot whose entry a write has moved
+   * since (another namespace or createdAt) is passed over: the entry is
+   * found at its new slot, if that is still ahead.
+   */
+  private async newestOf(query: MemoryQuery, want: number, now: number): Promise<MemoryEntry[]> {
+    const { entries, newest } = this.open()
+    const namespace = query.namespace as string
+    const hits: MemoryEntry[] = []
+    let lastAge: string | undefined
+    for await (const { id, age } of newest.walk(namespace)) {
+      if (hits.length >= want && age !== lastAge) break
+      const s = (await entries.get([id])) as StoredEntry | undefined
+      if (!s || !newest.holds(s, namespace, age)) continue
+      const e = entryOf(s)
+      if (!matches(e, query, now)) continue
+      hits.push(e)
+      lastAge = age
+    }
+    return hits
   }
 
   async search(embedding: Float32Array, options: SearchOptions): Promise<SearchResult[]> {
@@ -137,7 +170,7 @@ export class MemwalMemoryBackend implements IMemoryBackend {
   }
 
   async bulkDelete(ids: string[]): Promise<number> {
-    const { db, entries, keys } = this.open()
+    const { db, entries, keys, newest } = this.open()
     const ops: BatchOp[] = []
     const seen = new Set<string>()
     for (const id of ids) {
@@ -145,14 +178,15 @@ export class MemwalMemoryBackend implements IMemoryBackend {
       seen.add(id)
       const s = (await entries.get([id])) as StoredEntry | undefined
       if (!s) continue
-      ops.push(entries.delOp([id]), keys.delOp([s.namespace, s.key]))
+      ops.push(entries.delOp([id]), keys.delOp([s.namespace, s.key]), newest.delOp(s))
     }
     if (ops.length > 0) await db.batch(ops)
-    return ops.length / 2
+    return ops.length / 3
   }
 
   async count(namespace?: string): Promise<number> {
-    return (await this.scanStored(namespace)).length
+    const { entries } = this.open()
+    return namespace ? entries.count([], nsTag(namespace)) : entries.count([])
   }
 
   async listNamespaces(): Promise<string[]> {
@@ -205,21 +239,24 @@ export class MemwalMemoryBackend implements IMemoryBackend {
    * holds what earlier entries of the same batch wrote (undefined: deleted).
    */
   private async storeOps(entry: MemoryEntry, overlay: Overlay = { entries: new Map(), keys: new Map() }): Promise<BatchOp[]> {
-    const { entries, keys } = this.open()
+    const { entries, keys, newest } = this.open()
     const ops: BatchOp[] = []
-    const before = overlay.entries.has(entry.id) ? overlay.entries.get(entry.id) : ((await entries.get([entry.id])) as StoredEntry | undefined)
+    const storedAt = async (id: string): Promise<StoredEntry | undefined> => (overlay.entries.has(id) ? overlay.entries.get(id) : ((await entries.get([id])) as StoredEntry | undefined))
+    const before = await storedAt(entry.id)
     if (before && (before.namespace !== entry.namespace || before.key !== entry.key)) {
       ops.push(keys.delOp([before.namespace, before.key]))
       overlay.keys.set(keyOf(before), undefined)
     }
+    if (before && !newest.sameSlot(before, entry)) ops.push(newest.delOp(before))
     const k = keyOf(entry)
     const holder = overlay.keys.has(k) ? overlay.keys.get(k) : ((await keys.get([entry.namespace, entry.key])) as string | undefined)
     if (holder !== undefined && holder !== entry.id) {
-      ops.push(entries.delOp([holder]))
+      const replaced = await storedAt(holder)
+      ops.push(entries.delOp([holder]), ...(replaced ? [newest.delOp(replaced)] : []))
       overlay.entries.set(holder, undefined)
     }
     const stored = storedOf(entry)
-    ops.push(entries.putOp([entry.id], stored, [nsTag(entry.namespace)]), keys.putOp([entry.namespace, entry.key], entry.id))
+    ops.push(entries.putOp([entry.id], stored, [nsTag(entry.namespace)]), keys.putOp([entry.namespace, entry.key], entry.id), newest.putOp(entry))
     overlay.entries.set(entry.id, stored)
     overlay.keys.set(k, entry.id)
     return ops
@@ -235,9 +272,9 @@ export class MemwalMemoryBackend implements IMemoryBackend {
     return (await this.scanStored(namespace)).map(entryOf)
   }
 
-  private open(): { db: MemWAL; entries: KeySpace; keys: KeySpace } {
-    if (!this.db || !this.entries || !this.keys) throw new MemwalError('ENGINE_CLOSED', 'MemwalMemoryBackend is not initialized (call initialize())')
-    return { db: this.db, entries: this.entries, keys: this.keys }
+  private open(): { db: MemWAL; entries: KeySpace; keys: KeySpace; newest: NewestFirst } {
+    if (!this.db || !this.entries || !this.keys || !this.newest) throw new MemwalError('ENGINE_CLOSED', 'MemwalMemoryBackend is not initialized (call initialize())')
+    return { db: this.db, entries: this.entries, keys: this.keys, newest: this.newest }
   }
 }
 
@@ -317,6 +354,8 @@ function checkEntry(e: MemoryEntry): void {
   checkString('key', e.key)
   if (typeof e.content !== 'string') throw invalid('content must be a string')
   if (!MEMORY_TYPES.includes(e.type)) throw invalid(`unknown memory type ${String(e.type)}`)
+  // The query's order (newest-first.ts): a createdAt that is no number would have no place in it.
+  if (typeof e.createdAt !== 'number' || !Number.isFinite(e.createdAt)) throw invalid('createdAt must be a finite number (ms since the epoch)')
   if (e.embedding !== undefined && !(e.embedding instanceof Float32Array)) throw invalid('embedding must be a Float32Array')
 }
 

@@ -12,6 +12,7 @@ import { ManualClock } from '../../engine/testing.js'
 import { namespaceRange, prefixEnd } from '../../engine/format/identity.js'
 import { compareCodePoints } from '../../engine/query/match.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
+import { IndexVisits } from '../support/index-visits.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 async function open(dir: string, extra: Partial<MemwalOptions> = {}): Promise<MemWAL> {
@@ -177,37 +178,6 @@ t.test('query resolves the pending entries it returns, not every pending hit, be
   t.strictSame(odd, [keys[4], keys[5], keys[7], keys[9], keys[11]], 'a tag query over the pending batch and what overwrote it')
   t.ok(tagGets <= 5, `backend gets for 5 results of a tag query: ${tagGets}`)
 })
-
-/** Counts the index entries read (each key or entry an iterator of the index's sublevel returns, one by one or in batches), through the wrapSink option. */
-class IndexVisits {
-  visited = 0
-  readonly wrap = <S extends Sink>(s: S): S => {
-    if (s.name !== 'index') return s
-    // The index sink's LevelDB sublevel: reaching a private field is this test's business (the count is what it measures).
-    type It = { next(): Promise<unknown>; nextv(n: number): Promise<unknown[]> }
-    const idx = (s as unknown as { store: { index: Record<'keys' | 'iterator', (o?: object) => It> } }).store.index
-    for (const m of ['keys', 'iterator'] as const) {
-      const open = idx[m].bind(idx)
-      idx[m] = (o) => {
-        const it = open(o)
-        const next = it.next.bind(it)
-        const nextv = it.nextv.bind(it)
-        it.next = async () => {
-          const item = await next()
-          if (item !== undefined) this.visited++
-          return item
-        }
-        it.nextv = async (n) => {
-          const items = await nextv(n)
-          this.visited += items.length
-          return items
-        }
-        return it
-      }
-    }
-    return s
-  }
-}
 
 t.test('a key prefix without a namespace reads one key per namespace and the matches, not the whole index', async (t) => {
   const visits = new IndexVisits()
