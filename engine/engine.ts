@@ -288,9 +288,10 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   /**
    * Entries matching every criterion given (README, "Queries"), in identity
    * order (namespace, then key; reversed with `reverse`), at most `limit`
-   * (default 1,000), continuing after `cursor`: the index, merged with
-   * pending puts and deletes so that those show at once. An unknown field or
-   * a wrong type is INVALID_OPTIONS naming the field.
+   * (default 1,000), continuing after `cursor`: the index (with PgBackend,
+   * PostgreSQL: every writer's entries), merged with pending puts and
+   * deletes so that those show at once. An unknown field or a wrong type is
+   * INVALID_OPTIONS naming the field.
    */
   query(q: QueryOptions = {}): AsyncGenerator<QueryResult> {
     return this.reads.query(q)
@@ -301,7 +302,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     return this.reads.queryPage(q)
   }
 
-  /** How many entries match a query's criteria: from the index and the pending overlay, without reading values. */
+  /** How many entries match a query's criteria: from the index (or, with a backend several writers share, the backend) and the pending overlay, without reading values. */
   count(q: CountOptions = {}): Promise<number> {
     return this.reads.count(q)
   }

@@ -9,6 +9,7 @@ import type { ResolvedOptions } from './options.js'
 import { CREATED_UNKNOWN, type CacheSink } from './sinks/cache-sink.js'
 import type { IndexReads } from './index-reads.js'
 import type { CursorSigner } from './query/cursor.js'
+import { AllWritersRun } from './query/all-writers-run.js'
 import { QueryRun } from './query/query-run.js'
 import { parseQuery, type QueryOptions, type QuerySpec } from './query/query-spec.js'
 import type { BackendSink, StoredEntry } from './sinks/sink.js'
@@ -239,7 +240,7 @@ export class ReadPath {
     return { entries, cursor: run.cursorAfter(identityOf(last.namespace, last.key)) }
   }
 
-  /** How many entries match: from the index and the pending overlay, no value read. */
+  /** How many entries match: from the index (or a shared backend: PgBackend) and the pending overlay, no value read. */
   async count(q: CountOptions = {}): Promise<number> {
     for (const f of ['limit', 'cursor'] as const) {
       if (q !== null && typeof q === 'object' && Object.hasOwn(q, f)) throw new MemwalError('INVALID_OPTIONS', `count does not take ${f} (it counts every match)`, { details: { field: f } })
@@ -247,17 +248,23 @@ export class ReadPath {
     return this.run(q)[0].count()
   }
 
-  private run(q: QueryOptions): [QueryRun, QuerySpec] {
+  /**
+   * The query's runner: over a backend several writers share (PgBackend),
+   * the backend answers for every writer (all-writers-run.ts); otherwise the
+   * local index does (query-run.ts). Either merges the pending overlay in.
+   */
+  private run(q: QueryOptions): [QueryRun | AllWritersRun, QuerySpec] {
     const spec = parseQuery(q, this.p.config)
     this.p.assertReadable()
-    const run = new QueryRun({
-      index: this.p.index,
+    const common = {
       pending: this.p.pending,
-      entry: async (id) => this.visible(await this.entryAt(id)),
+      entry: async (id: string) => this.visible(await this.entryAt(id)),
       nowMs: () => this.p.config.clock.nowMs(),
       signer: this.p.signer,
-    }, spec)
-    return [run, spec]
+    }
+    const shared = this.p.backend.allWritersQuery
+    if (shared !== undefined) return [new AllWritersRun({ ...common, backend: shared, read: (fn) => this.readBackend(fn), entryOf }, spec), spec]
+    return [new QueryRun({ ...common, index: this.p.index }, spec), spec]
   }
 
   private async readBackend<T>(read: () => Promise<T>): Promise<T> {

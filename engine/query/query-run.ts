@@ -5,7 +5,8 @@ import type { IdBound, IdRange, IndexSink, ScanMeta, SeekableIds } from '../sink
 import type { Entry } from '../read-path.js'
 import type { CursorSigner } from './cursor.js'
 import { leapfrog, UnionScan } from './leapfrog.js'
-import { boundsTime, entryMatches, keyInRange, namespaceMatches, tagsMatch, timeMatches } from './match.js'
+import { boundsTime, entryMatches, keyInRange, namespaceMatches, timeMatches } from './match.js'
+import { mergeOverlay, pendingOverlay, type PendingOverlay } from './pending-overlay.js'
 import { queryFingerprint, type QuerySpec } from './query-spec.js'
 
 export interface QueryRunParts {
@@ -52,34 +53,18 @@ export class QueryRun {
   /** Matching entries, in order, at most `limit`. */
   async *entries(limit: number): AsyncGenerator<Entry> {
     if (this.range === undefined) return
-    const { overridden, hits } = this.pendingHits()
+    const overlay = this.pendingHits()
     const scans = this.scans(this.range)
-    const order = this.spec.reverse ? -1 : 1
-    let n = 0
-    let i = 0
     try {
-      for await (const [id, meta] of this.indexed(scans)) {
-        if (overridden.has(id) || this.judge(meta) === false) continue
-        while (i < hits.length && order * compareCodePoints(hits[i] as string, id) < 0) {
-          const e = await this.entry(hits[i++] as string)
-          if (!e) continue
-          yield e
-          if (++n >= limit) return
-        }
-        const e = await this.entry(id)
-        if (!e) continue
-        yield e
-        if (++n >= limit) return
-      }
+      yield* mergeOverlay(this.matches(scans), overlay, this.spec.reverse, limit, (id) => this.entry(id))
     } finally {
       await closeAll(scans)
     }
-    while (i < hits.length) {
-      const e = await this.entry(hits[i++] as string)
-      if (!e) continue
-      yield e
-      if (++n >= limit) return
-    }
+  }
+
+  /** The ids the join finds that the index does not rule out, each with the read of its entry. */
+  private async *matches(scans: readonly SeekableIds[]): AsyncGenerator<readonly [string, () => Promise<Entry | undefined>]> {
+    for await (const [id, meta] of this.indexed(scans)) if (this.judge(meta) !== false) yield [id, () => this.entry(id)]
   }
 
   /** How many entries match: from the postings' times and expiries and the pending overlay; a row is read only where the index does not know an entry's time. */
@@ -154,31 +139,9 @@ export class QueryRun {
     return { target: id, exclusive: true }
   }
 
-  /**
-   * The pending identities: every one overrides the index; those whose
-   * latest version is a live put matching the query (inside the id range,
-   * not expired), in the query's order. The op is read from the pending
-   * log's shared decoded record (latestOp): a record is decoded once however
-   * many of its ops are asked about.
-   */
-  private pendingHits(): { overridden: Set<string>; hits: string[] } {
-    const { pending } = this.p
-    const overridden = new Set<string>()
-    const hits: string[] = []
-    const now = this.p.nowMs()
-    for (const id of pending.keys()) {
-      overridden.add(id)
-      const latest = pending.latestOp(id)
-      if (!latest) continue
-      const { op, updatedAt } = latest
-      if (op.type !== 'put' || !inRange(this.range as IdRange, id)) continue
-      const { namespace, key } = splitIdentity(id)
-      if (!namespaceMatches(this.spec, namespace) || !keyInRange(this.spec.key, key)) continue
-      if (!isExpired(op.expiresAt, now) && tagsMatch(this.spec, op.tags ?? []) && timeMatches(this.spec, updatedAt)) hits.push(id)
-    }
-    const order = this.spec.reverse ? -1 : 1
-    hits.sort((a, b) => order * compareCodePoints(a, b))
-    return { overridden, hits }
+  /** The pending overlay (pending-overlay.ts), its hits inside the id range (which holds the cursor). */
+  private pendingHits(): PendingOverlay {
+    return pendingOverlay(this.p.pending, this.spec, this.p.nowMs(), (id) => inRange(this.range as IdRange, id))
   }
 }
 

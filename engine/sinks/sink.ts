@@ -2,6 +2,7 @@ import { assert } from '../assert.js'
 import { MemwalError } from '../errors.js'
 import type { Change } from '../format/change.js'
 import type { WalRecord } from '../format/record-codec.js'
+import type { AllWritersQuery } from './all-writers-query.js'
 
 /** One acknowledged record on its way to a sink. */
 export interface AppliedRecord {
@@ -139,6 +140,13 @@ export abstract class BackendSink extends Sink {
    * (PgBackend: pg-changes.ts); absent on one that holds only this writer's.
    */
   allWritersFeed?(options: { readonly namespace?: string; readonly prefix?: string; readonly resumeToken?: string }): AsyncIterableIterator<Change>
+
+  /**
+   * MemWAL.query and count over every writer's entries, for a backend that
+   * several writers share (PgBackend: pg/pg-query.ts); absent on one that
+   * holds only this writer's, where the local index answers.
+   */
+  readonly allWritersQuery?: AllWritersQuery
 
   /** One point read (of a key nobody writes: what is stored does not matter, that the backend answers does). */
   override async probe(): Promise<void> {

@@ -188,7 +188,7 @@ if (await requirePg(t)) {
     const indexes = async (): Promise<string[]> =>
       (await db.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname`, [schema])).rows.map((r: { indexname: string }) => r.indexname)
     t.equal(await version(), PG_SCHEMA_VERSION, `schema_version is ${PG_SCHEMA_VERSION}`)
-    t.same(await indexes(), ['changes_pkey', 'checkpoints_pkey', 'entries_key', 'entries_pkey', 'entries_tags', 'entries_writer_lsn', 'schema_version_pkey'], 'tables and indexes of the latest version')
+    t.same(await indexes(), ['changes_pkey', 'checkpoints_pkey', 'entries_key', 'entries_live_updated_at', 'entries_pkey', 'entries_tags', 'entries_writer_lsn', 'schema_version_pkey'], 'tables and indexes of the latest version')
     const collation = await db.query(`SELECT column_name, collation_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'entries' AND column_name IN ('key', 'namespace', 'writer') ORDER BY column_name`, [schema])
     t.same(collation.rows, [{ column_name: 'key', collation_name: 'C' }, { column_name: 'namespace', collation_name: 'C' }, { column_name: 'writer', collation_name: 'C' }], 'keys, namespaces and writer ids compare bytewise')
     const pkey = await db.query(`SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`, [`"${schema}".entries`])
@@ -221,6 +221,7 @@ if (await requirePg(t)) {
     const b = await backendOn(t, schema, 'a')
     t.equal(b.checkpoint, 3, 'the checkpoint is kept')
     t.equal((await db.query(`SELECT version FROM "${schema}".schema_version`)).rows[0].version, PG_SCHEMA_VERSION, 'migrated to the latest version')
+    t.equal((await db.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = 'entries_live_updated_at'`, [schema])).rows[0].n, 1, 'with the write-time index of version 5 (queries over every writer)')
     t.match(await b.get(identityOf('agents/7', 'n')), { namespace: 'agents/7', key: 'n', value: 'in agents/7', tags: ['t'], lsn: 1, updatedAt: 1_700_000_000_000, createdAt: 1_700_000_000_000 }, 'a namespaced row keeps its namespace; times from its hlc')
     t.match(await b.get(identityOf('default', 'plain')), { namespace: 'default', key: 'plain', value: 'plain' }, 'a row without a namespace is in default')
     t.equal(await b.get(identityOf('default', 'gone')), undefined, 'a tombstone stays a tombstone')

@@ -11,6 +11,7 @@ import { PgConnections, sqlState } from './pg-pool.js'
 import { columnArgs, migrate, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
+import { PgAllWritersQuery } from './pg-query.js'
 import { columnsOf, latestPerKey, valuePacker } from './pg-versions.js'
 
 /**
@@ -81,6 +82,8 @@ export class PgBackend extends BackendSink {
   private readonly packr = createPackr()
   private readonly t: Tables
   private readonly feeds = new Set<PgChangeFeed>()
+  /** MemWAL.query and count: every writer's rows (pg-query.ts). */
+  override readonly allWritersQuery: PgAllWritersQuery
 
   constructor(options: PgBackendOptions) {
     super()
@@ -89,6 +92,7 @@ export class PgBackend extends BackendSink {
     this.schema = this.c.schema
     this.conn = new PgConnections(this.c)
     this.t = tables(this.schema)
+    this.allWritersQuery = new PgAllWritersQuery({ conn: this.conn, t: this.t, pageRows: this.c.pageRows, entryOf: (row) => this.entryOf(row) })
   }
 
   // ---- lifecycle ----

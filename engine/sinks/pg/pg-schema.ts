@@ -28,7 +28,7 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  */
 
 /** The newest schema version this code creates and reads. */
-export const PG_SCHEMA_VERSION = 4
+export const PG_SCHEMA_VERSION = 5
 
 /** A row of `entries` as pg returns it. */
 export interface EntryRow {
@@ -197,6 +197,13 @@ const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): st
       // Rows of a writer with an LSN below this may have been pruned: a feed positioned below it gets HISTORY_PURGED.
       `ALTER TABLE ${t.checkpoints} ADD COLUMN changes_from bigint NOT NULL DEFAULT 0`,
     ],
+  },
+  {
+    // MemWAL.query over every writer (pg-query.ts): a write-time range without a namespace to narrow it (since/until alone, or
+    // under a namespace prefix) reads this index instead of every row. An update already changes an indexed column (lsn, of
+    // entries_writer_lsn), so it was never a HOT update: this adds one index entry per write.
+    version: 5,
+    statements: (t) => [`CREATE INDEX IF NOT EXISTS entries_live_updated_at ON ${t.entries} (updated_at) WHERE NOT deleted`],
   },
 ]
 
