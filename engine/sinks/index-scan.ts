@@ -63,7 +63,9 @@ const BATCH_MAX = 1024
  */
 export class PostingScan implements SeekableIds {
   private readonly it: AbstractIterator<LevelStore['index'], string, Uint8Array>
-  private buf: [string, Uint8Array][] = []
+  /** The ids read (the keys without the posting's head, cut once per entry: a join compares them many times) and their values. */
+  private ids: string[] = []
+  private values: Uint8Array[] = []
   private pos = 0
   private ended = false
   private batch = BATCH_AFTER_SEEK
@@ -86,9 +88,9 @@ export class PostingScan implements SeekableIds {
 
   async seek(target: string | undefined, exclusive: boolean, far = false): Promise<string | undefined> {
     for (;;) {
-      // Within what is read: a binary search from the current place.
-      if (this.pos < this.buf.length) {
-        const last = (this.buf[this.buf.length - 1] as [string, Uint8Array])[0].slice(this.head.length)
+      // Within what is read: a galloping search from the current place (a join's next target is mostly near).
+      if (this.pos < this.ids.length) {
+        const last = this.ids[this.ids.length - 1] as string
         if (this.ahead(last, target, exclusive)) {
           // Found in what was read: the posting is dense here, reading on pays.
           this.misses = 0
@@ -111,8 +113,7 @@ export class PostingScan implements SeekableIds {
   }
 
   meta(): ScanMeta {
-    const [k, v] = this.buf[this.pos] as [string, Uint8Array]
-    return this.decode(k.slice(this.head.length), v)
+    return this.decode(this.ids[this.pos] as string, this.values[this.pos] as Uint8Array)
   }
 
   async close(): Promise<void> {
@@ -120,15 +121,17 @@ export class PostingScan implements SeekableIds {
   }
 
   private current(): string | undefined {
-    const e = this.buf[this.pos]
-    return e === undefined ? undefined : e[0].slice(this.head.length)
+    return this.ids[this.pos]
   }
 
   private async fill(): Promise<void> {
-    this.buf = await this.it.nextv(this.batch)
+    const read = await this.it.nextv(this.batch)
+    const cut = this.head.length
+    this.ids = read.map((e) => e[0].slice(cut))
+    this.values = read.map((e) => e[1])
     this.pos = 0
     // Fewer than asked is no end (the iterator may return what it has at hand): only an empty batch is.
-    if (this.buf.length === 0) this.ended = true
+    if (read.length === 0) this.ended = true
     this.batch = Math.min(BATCH_MAX, this.batch * 2)
   }
 
@@ -139,13 +142,27 @@ export class PostingScan implements SeekableIds {
     return exclusive ? c > 0 : c >= 0
   }
 
-  /** The first buffered index from `pos` whose id is ahead of the target (one exists: the last is). */
+  /**
+   * The first buffered index from `pos` whose id is ahead of the target (one
+   * exists: the last is): steps that double from `pos` until one is ahead,
+   * then a binary search within the last step, so a target d entries on
+   * costs about 2 log2(d) comparisons, not log2 of the buffer.
+   */
   private firstAhead(target: string | undefined, exclusive: boolean): number {
+    const ids = this.ids
+    const end = ids.length - 1
     let lo = this.pos
-    let hi = this.buf.length - 1
+    let step = 1
+    while (lo + step < end && !this.ahead(ids[lo + step] as string, target, exclusive)) {
+      lo += step
+      step *= 2
+    }
+    if (this.ahead(ids[lo] as string, target, exclusive)) return lo
+    let hi = Math.min(lo + step, end)
+    lo++
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if (this.ahead((this.buf[mid] as [string, Uint8Array])[0].slice(this.head.length), target, exclusive)) hi = mid
+      if (this.ahead(ids[mid] as string, target, exclusive)) hi = mid
       else lo = mid + 1
     }
     return lo
