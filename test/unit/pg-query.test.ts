@@ -11,9 +11,11 @@ import t from 'tap'
 import { MemWAL, PgBackend, type Entry, type QueryOptions } from '../../engine/index.js'
 import { ManualClock, SeededRandom } from '../../engine/testing.js'
 import { SinkFaults } from '../support/faulty-sink.js'
-import { PG_URL, schemaWithClient } from '../support/pg.js'
+import { TcpProxy } from '../../bench/tcp-proxy.js'
+import { PG_URL, pgTarget, schemaWithClient, viaPort } from '../support/pg.js'
 import { applyWrite, id, KEYS, modelAnswer, modelWrite, pagesOf, randomQuery, randomWrite, type ModelEntry } from '../support/random-query.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { sleep } from '../support/wait-for.js'
 
 const NOW = 1_800_000_000_000
 const HOUR_MS = 3_600_000
@@ -103,6 +105,28 @@ t.test('pending writes of this process are merged in; expired entries are absent
   faults.release()
   await a.flush()
   t.strictSame((await all(b, { namespace: 'n' })).map((e) => [e.key, e.value]), [['a1', 'pending'], ['b1', 'a over b, tag dropped'], ['b2', 'a over b, pending']], 'once a applied them, b sees a\'s writes')
+})
+
+t.test('PostgreSQL unreachable: query and count are ENGINE_BACKEND_UNAVAILABLE (transient), never a partial answer; they answer again once it is back', async (t) => {
+  const pgdb = await schemaWithClient(t, 'pgqdown')
+  if (!pgdb) return
+  const proxy = await TcpProxy.start(pgTarget())
+  t.teardown(() => proxy.close())
+  const backend = new PgBackend({ connectionString: viaPort(proxy.port), writerId: 'a', schema: pgdb.schema, statementTimeoutMs: 800, connectTimeoutMs: 500 })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend, resilience: { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 } })
+  t.teardown(() => db.close())
+  await db.put('applied', 1, { namespace: 'n' })
+  await db.flush()
+  proxy.cut()
+  await db.put('pending', 2, { namespace: 'n' })
+  const failure = async (p: Promise<unknown>): Promise<unknown> => p.then(() => 'answered', (e: { code?: string; transient?: boolean }) => [e.code, e.transient])
+  t.strictSame(await failure(db.count({ namespace: 'n' })), ['ENGINE_BACKEND_UNAVAILABLE', true], 'count: a typed, transient refusal, not the pending entry alone')
+  t.strictSame(await failure(all(db, { namespace: 'n' })), ['ENGINE_BACKEND_UNAVAILABLE', true], 'query: the same')
+  proxy.heal()
+  let n: number | undefined
+  for (let i = 0; i < 200 && n === undefined; i++) n = await db.count({ namespace: 'n' }).catch(async () => sleep(50).then(() => undefined))
+  t.equal(n, 2, 'once PostgreSQL is back: the applied entry and the pending (or since applied) one')
+  t.strictSame((await all(db, { namespace: 'n' })).map((e) => e.key), ['applied', 'pending'])
 })
 
 const seeds = process.env['MEMWAL_PGQUERY_SEED'] !== undefined ? [Number(process.env['MEMWAL_PGQUERY_SEED'])] : [1, 2]
