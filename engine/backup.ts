@@ -1,30 +1,40 @@
 import { posix as path } from 'node:path'
 import { MemwalError, osError } from './errors.js'
-import { copyFile, makeDirDurable, removeTree } from './io/file-ops.js'
+import { assert } from './assert.js'
+import { FRAME_HEADER_BYTES } from './format/format.js'
+import { parseSegmentName } from './format/segment-name.js'
+import { copyFile, copyFileData, makeDirDurable, removeTree } from './io/file-ops.js'
 import type { FileSystem } from './io/fs.js'
 import { NodeFileSystem } from './io/node-fs.js'
 import type { Random } from './io/random.js'
 import { systemRandom } from './io/random.js'
 import { checkDataDir, recogniseDataDir, writeMarker } from './log/data-dir.js'
+import { listWal } from './log/segment-list.js'
+import type { LogExtent } from './log/wal-writer.js'
 import type { LevelStore } from './sinks/level-store.js'
-import { openStore, STORE_DIR } from './sinks/store-dir.js'
+import { copyLiveStore } from './sinks/store-copy.js'
 
 /**
  * Online backup and restore (issue 12 item 3). A backup is a data directory:
  * `memwal fsck` checks it and `MemWAL.open` opens it like any other.
  *
- * What makes it consistent without stopping writes: the LevelDB store (rows,
- * index and both checkpoints, one database) is read through one iterator,
- * which reads a snapshot taken when it is made, so the copy holds each sink's
- * data exactly as of its checkpoint; the log's segments are then copied whole
- * while retention is held off, and retention only ever deleted segments below
- * the durable checkpoints, which the snapshot's are at or above. Every record
- * acknowledged before the copy began is in the copied segments, so opening the
- * backup replays what the snapshot's sinks had not applied: the backup holds
- * every write acknowledged up to its `version`, and possibly later ones (the
- * active segment is read as it is then; a frame being written shows as a torn
- * tail, which the backup's first open truncates). Writers wait for nothing:
- * the snapshot costs one iterator, and the copy runs beside them.
+ * What makes it consistent without stopping writes, all with retention held
+ * off (no segment is deleted meanwhile): first the LevelDB store (rows, index
+ * and both checkpoints, one database) is copied as of one moment of its
+ * history (sinks/store-copy.ts: by its files, or entry by entry), so the copy
+ * holds each sink's data exactly as of its checkpoint; then, in one tick, the
+ * committed LSN (the backup's `version`) and the log's extent (the active
+ * segment and the offset below which every write completed) are read; then
+ * the segments up to that extent are copied: the sealed ones whole (nothing
+ * writes them; the filesystem's own copy), the active one up to the extent
+ * only, not its preallocated rest. Retention only ever deleted segments below
+ * the durable checkpoints, which the copied store's are at or above, and the
+ * sinks only apply acknowledged records, so the copy's checkpoints are at or
+ * below `version`: opening the backup replays what its store had not applied,
+ * and the backup holds every write acknowledged up to `version` (and maybe
+ * some after it: those written before the extent was read). Its last segment
+ * ends where the log did, with the end-of-log marker (a zero frame header)
+ * and no room after it: the backup's first write starts a new segment. Writers wait for nothing.
  *
  * The copy is built under `<target>.partial-<random>` and renamed to
  * `<target>` once everything in it is synced: a crash leaves a partial
@@ -40,8 +50,9 @@ export interface BackupResult {
   /** Every write acknowledged at or below this LSN is in the backup. */
   readonly version: number
   readonly segments: number
-  readonly storeEntries: number
-  /** Bytes copied (segments, store entries, dead letters, gaps). */
+  /** How the store was copied: by its files, or entry by entry (a store that kept compacting under the copy; sinks/store-copy.ts). */
+  readonly storeCopy: 'files' | 'entries'
+  /** Bytes copied (segments, store, dead letters, gaps). */
   readonly bytes: number
 }
 
@@ -54,12 +65,12 @@ export interface BackupSource {
   readonly externalBackend: boolean
   /** Highest LSN acknowledged with every LSN below it acknowledged too. */
   committedLsn(): number
+  /** Where the written log ends (Wal.extent). */
+  logExtent(): LogExtent
   /** Runs `fn` with no segment purged meanwhile. */
   holding<T>(fn: () => Promise<T>): Promise<T>
 }
 
-/** Store entries per batch written into the backup's LevelDB: bounds the memory of one step. */
-const STORE_BATCH_ENTRIES = 4096
 /** What a data directory holds besides `wal/` and `store/` that a backup keeps: the dead letters and the declared gaps. */
 const KEPT_FILES = ['gaps.json']
 const KEPT_DIRS = ['deadletter']
@@ -76,46 +87,37 @@ export async function backupStore(src: BackupSource, target: string): Promise<Ba
   return buildDir(fs, src.random, to, `back up ${from} to ${to}`, async (partial) => {
     await makeDirDurable(fs, partial)
     await writeMarker(fs, partial)
-    let bytes = 0
     const copied = await src.holding(async () => {
-      // The snapshot first, the LSN after: every record at or below it is acknowledged, so in the segments read below.
-      const entries = src.store.db.iterator({ keyEncoding: 'view', valueEncoding: 'view' })
+      const store = await copyLiveStore(fs, src.store, partial)
+      // The store first, then the LSN and the extent, in one tick: every record at or below the LSN lies below the extent.
       const version = src.committedLsn()
-      let storeEntries = 0
-      const store = await openStore(fs, partial)
-      try {
-        let batch: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = []
-        const write = async (sync: boolean): Promise<void> => {
-          await store.db.batch(batch, { keyEncoding: 'view', valueEncoding: 'view', sync } as never)
-          batch = []
-        }
-        for await (const [key, value] of entries as AsyncIterable<[Uint8Array, Uint8Array]>) {
-          batch.push({ type: 'put', key, value })
-          storeEntries++
-          bytes += key.length + value.length
-          if (batch.length >= STORE_BATCH_ENTRIES) await write(false)
-        }
-        await write(true)
-      } finally {
-        await entries.close()
-        await store.close()
-      }
-      await fs.syncDir(path.join(partial, STORE_DIR))
-      const walFrom = path.join(from, 'wal')
-      const walTo = path.join(partial, 'wal')
-      await makeDirDurable(fs, walTo)
-      let segments = 0
-      for (const name of (await fs.readdir(walFrom)).sort()) {
-        if (!name.endsWith('.seg')) continue
-        bytes += await copyFile(fs, path.join(walFrom, name), path.join(walTo, name))
-        segments++
-      }
-      return { version, storeEntries, segments }
+      const extent = src.logExtent()
+      const log = await copyLog(fs, path.join(from, 'wal'), path.join(partial, 'wal'), extent)
+      return { version, storeCopy: store.method, segments: log.segments, bytes: store.bytes + log.bytes }
     })
+    let bytes = copied.bytes
     for (const name of KEPT_FILES) if (await fs.stat(path.join(from, name))) bytes += await copyFile(fs, path.join(from, name), path.join(partial, name))
     for (const d of KEPT_DIRS) bytes += await copyTree(fs, path.join(from, d), path.join(partial, d))
-    return { dir: to, bytes, ...copied }
+    return { dir: to, version: copied.version, segments: copied.segments, storeCopy: copied.storeCopy, bytes }
   })
+}
+
+/** The segments up to `extent`: the sealed ones whole, the active one up to the extent; later ones (written after it) are not needed. */
+async function copyLog(fs: FileSystem, walFrom: string, walTo: string, extent: LogExtent): Promise<{ segments: number; bytes: number }> {
+  await makeDirDurable(fs, walTo)
+  const active = parseSegmentName(extent.segment)
+  assert(active !== undefined, 'the active segment has a segment name')
+  let segments = 0
+  let bytes = 0
+  for (const s of (await listWal(fs, walFrom)).segments) {
+    if (s.baseLsn > active) break
+    const last = s.name === extent.segment
+    // The active segment ends with the log's end marker (a zero frame header), and no room: the backup's first write rotates.
+    bytes += await copyFileData(fs, s.path, path.join(walTo, s.name), last ? { bytes: extent.bytes, zerosAfter: FRAME_HEADER_BYTES } : { stable: true })
+    segments++
+  }
+  await fs.syncDir(walTo)
+  return { segments, bytes }
 }
 
 /**

@@ -334,6 +334,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     const running = backupStore({
       fs: o.fs, random: o.random, dir: this.dirPath, store: this.parts.store, externalBackend: o.backend !== undefined,
       committedLsn: () => this.pending.nextLsn - 1,
+      logExtent: () => this.wal.extent,
       holding: (fn) => this.retention.holding(fn),
     }, target)
     this.backups.add(running)

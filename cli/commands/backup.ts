@@ -16,7 +16,7 @@ export async function backup(dir: string, target: string, out: Output): Promise<
     const r = await db.backup(target)
     const ms = Math.round(performance.now() - started)
     if (out.json) out.document({ ...r, elapsedMs: ms })
-    else out.line(`backed up ${dir} to ${r.dir}: every write up to version ${r.version} (${r.segments} segments, ${r.storeEntries} store entries, ${r.bytes} bytes) in ${ms} ms`)
+    else out.line(`backed up ${dir} to ${r.dir}: every write up to version ${r.version} (${r.segments} segments, the store copied by ${r.storeCopy}, ${r.bytes} bytes) in ${ms} ms`)
     return ExitCode.CLEAN
   } finally {
     await db.close()

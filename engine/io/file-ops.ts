@@ -88,11 +88,67 @@ async function removeEntries(fs: FileSystem, dir: string): Promise<void> {
   }
 }
 
-/** Copies `from` to a new file `to`, durably; returns the bytes copied. */
+/** Chunk of a copy through handles: bounds the memory one copy takes. */
+export const COPY_CHUNK_BYTES = 8 * 1024 * 1024
+
+export interface CopyData {
+  /** Copy only the first `bytes` of `from` (fewer if it is shorter); default: all of it. */
+  readonly bytes?: number
+  /**
+   * Nothing writes `from` while it is copied (a sealed segment, a LevelDB
+   * table): the filesystem's own copy may be used. A file being appended to
+   * is copied through handles, a prefix of what it holds then.
+   */
+  readonly stable?: boolean
+  /** Zero bytes written after what was copied (a segment's end-of-log marker). */
+  readonly zerosAfter?: number
+}
+
+/**
+ * Creates `to` holding the bytes of `from` (see CopyData), its data synced;
+ * its directory entry is the caller's to make durable (one directory sync
+ * after many copies). Returns the bytes copied.
+ */
+export async function copyFileData(fs: FileSystem, from: string, to: string, o: CopyData = {}): Promise<number> {
+  if (o.stable === true && o.bytes === undefined && o.zerosAfter === undefined && fs.copyFile) {
+    await fs.copyFile(from, to)
+    const h = await fs.open(to, 'readwrite')
+    try {
+      await h.datasync()
+      return await h.size()
+    } finally {
+      await h.close()
+    }
+  }
+  const src = await fs.open(from, 'read')
+  try {
+    const dst = await fs.open(to, 'create')
+    try {
+      const want = o.bytes ?? (await src.size())
+      const chunk = Buffer.allocUnsafe(Math.max(1, Math.min(COPY_CHUNK_BYTES, want)))
+      let at = 0
+      while (at < want) {
+        const n = await src.read(chunk, 0, Math.min(chunk.length, want - at), at)
+        if (n === 0) break
+        await dst.write(chunk.subarray(0, n), at)
+        at += n
+      }
+      if (o.zerosAfter !== undefined && o.zerosAfter > 0) await dst.write(Buffer.alloc(o.zerosAfter), at)
+      await dst.datasync()
+      return at
+    } finally {
+      await dst.close()
+    }
+  } finally {
+    await src.close()
+  }
+}
+
+/** Copies `from`, which nothing writes meanwhile, to a new file `to`, durably (data and directory entry); returns the bytes copied. */
 export async function copyFile(fs: FileSystem, from: string, to: string): Promise<number> {
-  const bytes = await fs.readFile(from)
-  await writeNewFile(fs, to, bytes)
-  return bytes.length
+  const bytes = await copyFileData(fs, from, to, { stable: true })
+  await fs.syncDir(path.dirname(to))
+  return bytes
 }
 
 /** A path in `dir` for `name` that nothing holds yet: evidence is never overwritten. */

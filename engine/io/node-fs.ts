@@ -16,6 +16,12 @@ export class NodeFileSystem implements FileSystem {
     return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize }
   }
 
+  async copyFile(from: string, to: string): Promise<void> {
+    await fs.promises.copyFile(from, to, fs.constants.COPYFILE_EXCL)
+    // copyFile gives the new file the source's mode: memwal's files are its own user's only.
+    await fs.promises.chmod(to, PRIVATE_FILE_MODE)
+  }
+
   async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
     let flags = mode === 'read' ? O_RDONLY : mode === 'readwrite' ? O_RDWR : O_RDWR | O_CREAT | O_EXCL
     if (options.dsync === true) flags |= O_DSYNC

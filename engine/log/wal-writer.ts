@@ -68,6 +68,12 @@ interface Waiter {
  * The buffer starts with room for the group marker (format.ts), written at
  * commit when the write's extent and durable-from are known.
  */
+/** See WalWriter.extent. */
+export interface LogExtent {
+  readonly segment: string
+  readonly bytes: number
+}
+
 class Group {
   buf: Buffer
   used = GROUP_MARKER_BYTES
@@ -179,6 +185,16 @@ export class WalWriter {
 
   get activeSegment(): string {
     return this.segment.name
+  }
+
+  /**
+   * Where the written log ends: the active segment, and the offset below
+   * which every write completed. Every record acknowledged so far lies below
+   * it (a write's waiters are resolved only after the offset moved past it);
+   * bytes from it on are zeros or a write still in flight.
+   */
+  get extent(): LogExtent {
+    return { segment: this.segment.name, bytes: this.offset }
   }
 
   /** Bytes appended but not yet written. */

@@ -17,7 +17,7 @@ import { installSegment, prepareSpare, type OpenSegment } from './segment-file.j
 import { checkSizing, type SegmentSizing } from './segment-sizing.js'
 import { listWal } from './segment-list.js'
 import { readLog, type LogRecord } from './wal-reader.js'
-import { WalWriter, type Durability, type WriterState } from './wal-writer.js'
+import { WalWriter, type Durability, type LogExtent, type WriterState } from './wal-writer.js'
 
 export interface WalOptions {
   /** The data directory; segments live in `<dir>/wal`. */
@@ -157,6 +157,11 @@ export class Wal {
 
   get queuedBytes(): number {
     return this.writer.queuedBytes
+  }
+
+  /** The active segment and the offset below which every write completed (WalWriter.extent). */
+  get extent(): LogExtent {
+    return this.writer.extent
   }
 
   /** The largest payload one record may have. */

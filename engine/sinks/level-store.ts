@@ -37,6 +37,11 @@ export class LevelStore {
     this.meta = this.db.sublevel<string, Uint8Array>('meta', { keyEncoding: 'utf8', valueEncoding: 'view' })
   }
 
+  /** True when the database is LevelDB's files under `location` (not a database the caller gave, such as memory-level). */
+  get onDisk(): boolean {
+    return this.ownLevelDb
+  }
+
   /** Opens LevelDB at `location`, or the database given (which must use utf8 keys and 'view' values). */
   static async open(location: string, db?: LevelDatabase): Promise<LevelStore> {
     const s = new LevelStore(location, db)
