@@ -2,7 +2,7 @@ import type { PendingLog, PendingVersion } from './apply/pending-log.js'
 import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
 import { isExpired } from './format/expiry-key.js'
-import { namespaceRange, splitIdentity } from './format/identity.js'
+import { identityOf, namespaceRange, splitIdentity } from './format/identity.js'
 import { decodeJsonValue, encodeJsonValue } from './format/json-values.js'
 import { createPackr, packValue, toWireValue } from './format/value-codec.js'
 import { compareCodePoints } from './query/match.js'
@@ -15,19 +15,28 @@ import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, t
  * namespace) as a stream, and that stream written back through the log.
  *
  * The stream, in either encoding, is a header, one record per entry in
- * identity order (namespace, then key), and an end record:
- *   {"memwal":"export","format":2,"encoding":"ndjson"|"msgpack","version":N,"namespace"?:NS}
- *   {"namespace":NS,"key":K,"value":V,"tags":[...],"expiresAt"?:MS}
- *   {"memwal":"end","entries":COUNT}
+ * identity order (namespace, then key), and an end record, each record
+ * carrying its place in the stream `n` (format 3: the header 0, the entries
+ * from 1, the end last):
+ *   {"memwal":"export","format":3,"encoding":"ndjson"|"msgpack","version":N,"namespace"?:NS,"n":0}
+ *   {"namespace":NS,"key":K,"value":V,"tags":[...],"expiresAt"?:MS,"n":I}
+ *   {"memwal":"end","entries":COUNT,"n":COUNT+1}
  * ndjson: one JSON object per line, values in the exact JSON form of
- * format/json-values.ts; in format 2 every line (header and end included)
+ * format/json-values.ts; from format 2 every line (header and end included)
  * ends with `,"xxh32":"<8 hex>"}`, the xxh32 (seed EXPORT_SEED) of the
  * line's exact bytes before that `,`: a changed digit or letter anywhere in
- * the line is found. Format 1 (written before) has no such field; it is read,
- * unchecked. A removed line is found by the end record's count. msgpack: frames of [u32 BE length][u32 BE xxh32 of
+ * the line is found. msgpack: frames of [u32 BE length][u32 BE xxh32 of
  * the payload, seed EXPORT_SEED][payload], each payload one msgpack map, the
  * value in the value codec's encoding (types kept as the log keeps them).
- * The end record says the stream is whole: import refuses one without it.
+ * A checksum covers one record: a record dropped, repeated or moved keeps
+ * its own. So format 3 numbers them, under the checksum: import refuses a
+ * record whose `n` is not the next, naming its line or offset, and whether
+ * records before it are missing (n ahead) or it came already (n behind).
+ * Formats 1 and 2 (written before; 1 without checksums, read unchecked)
+ * still import; in format 2 an entry not strictly after the one before in
+ * identity order (a repeated or moved line) is refused, and a dropped line
+ * is found only by the end record's count. The end record says the stream
+ * is whole: import refuses one without it.
  *
  * Consistency: the entries are those of one version (the header's): the
  * pending writes' latest versions are read, and decoded, in the same tick as
@@ -79,10 +88,12 @@ export interface ImportResult {
   readonly lsn?: number
 }
 
-/** The export format this code writes (2: ndjson lines carry their checksum); it reads 1 and 2. */
-export const EXPORT_FORMAT = 2
-/** The first format whose ndjson lines carry a checksum. */
+/** The export format this code writes (3: records carry their place in the stream); it reads 1 to 3. */
+export const EXPORT_FORMAT = 3
+/** The first format whose ndjson lines carry a checksum, and whose entries import checks are in identity order. */
 const CHECKSUMMED_FORMAT = 2
+/** The first format whose records carry their place in the stream (`n`). */
+const NUMBERED_FORMAT = 3
 /** What ends a checksummed ndjson line: `,"xxh32":"` 8 hex digits `"}` (the bytes before it are hashed). */
 const LINE_SUM_HEAD = Buffer.from(',"xxh32":"')
 const LINE_SUM_BYTES = LINE_SUM_HEAD.length + 8 + 2
@@ -199,8 +210,10 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: Snaps
 
 async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<string> {
   // The record's JSON without its closing brace, then the checksum of those bytes as its last field.
+  // The record's JSON with its place last, without its closing brace, then the checksum of those bytes as its last field.
+  let place = 0
   const line = (record: object): string => {
-    const open = JSON.stringify(record).slice(0, -1)
+    const open = JSON.stringify({ ...record, n: place++ }).slice(0, -1)
     return `${open},"xxh32":"${sums.h32(Buffer.from(open, 'utf8'), EXPORT_SEED).toString(16).padStart(8, '0')}"}\n`
   }
   yield line(header)
@@ -214,8 +227,9 @@ async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>, sums
 
 async function* msgpack(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<Buffer> {
   const packr = createPackr()
+  let place = 0
   const frame = (record: object): Buffer => {
-    const payload = packr.pack(record)
+    const payload = packr.pack({ ...record, n: place++ })
     const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
     out.writeUInt32BE(payload.length, 0)
     out.writeUInt32BE(sums.h32(payload, EXPORT_SEED), 4)
@@ -308,6 +322,7 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
   let ended = false
   let seen = 0
   let last: Place = { offset: 0, line: 0 }
+  let before: string | undefined // the identity of the entry before, for the order check
   try {
     for await (const r of records) {
       last = r.place
@@ -316,9 +331,12 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
       if (exportVersion === undefined) {
         ;({ version: exportVersion, format: sourceFormat } = checkHeader(r.record, (what) => refuse(r.place, what)))
         if (sourceFormat >= CHECKSUMMED_FORMAT && !r.checked) throw refuse(r.place, `the header has no checksum, which format ${sourceFormat} gives every line (damaged)`)
+        if (sourceFormat >= NUMBERED_FORMAT) checkPlace(r.record, 0, (what) => refuse(r.place, what))
         continue
       }
       if (sourceFormat >= CHECKSUMMED_FORMAT && !r.checked) throw refuse(r.place, `a line without its checksum, which format ${sourceFormat} gives every line (damaged)`)
+      // Every record before this one (the header, `seen` entries) was read in its place: this one is due next.
+      if (sourceFormat >= NUMBERED_FORMAT) checkPlace(r.record, seen + 1, (what) => refuse(r.place, what))
       const rec = r.record as Record<string, unknown>
       if (isObject(rec) && rec['memwal'] === 'end') {
         if (rec['entries'] !== seen) throw refuse(r.place, `the end record counts ${String(rec['entries'])} entries, the stream holds ${seen}`)
@@ -327,6 +345,8 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
       }
       seen++
       const checked = checkEntry(r.record, r.place.line !== undefined, l, packr, (what, cause) => refuse(r.place, what, cause))
+      // After the entry check: its namespace and key are ones put takes.
+      if (sourceFormat >= CHECKSUMMED_FORMAT) before = checkOrder(rec, before, (what) => refuse(r.place, what))
       if (checked === 'expired') {
         expired++
         continue
@@ -357,10 +377,44 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function checkHeader(r: unknown, refuse: (what: string) => MemwalError): { version: number; format: number } {
   if (!isObject(r) || r['memwal'] !== 'export') throw refuse('not a memwal export (the first record is not its header)')
   const format = r['format']
-  if (format !== 1 && format !== EXPORT_FORMAT) throw refuse(`export format ${String(format)} is not one this memwal reads (1 or ${EXPORT_FORMAT})`)
+  if (typeof format !== 'number' || !Number.isInteger(format) || format < 1 || format > EXPORT_FORMAT) throw refuse(`export format ${String(format)} is not one this memwal reads (1 to ${EXPORT_FORMAT})`)
   const version = r['version']
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) throw refuse('the header has no version')
   return { version, format }
+}
+
+/**
+ * Format 3: the record's place in the stream (`n`) is `due`, or it is
+ * refused, saying whether records before it are missing or it came already.
+ * Then `n` goes: it is the stream's, not the record's.
+ */
+function checkPlace(r: unknown, due: number, refuse: (what: string) => MemwalError): void {
+  if (!isObject(r)) return // not a record: refused as one
+  const n = r['n']
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw refuse(`a record without its place in the stream ("n"), which format ${NUMBERED_FORMAT} gives every record (damaged)`)
+  if (n > due) throw refuse(`record ${n} of the export where record ${due} was due: ${n - due === 1 ? 'the record' : `${n - due} records`} before it missing (a line dropped, or lines moved)`)
+  if (n < due) throw refuse(`record ${n} of the export again where record ${due} was due (a line repeated, or lines moved)`)
+  delete r['n']
+}
+
+/**
+ * Formats 2 and 3: an export lists its entries in identity order, each once,
+ * so an entry not strictly after the one before was moved or repeated.
+ * Resolves the entry's identity (the next one's `before`); a record without
+ * a string namespace and key is left to the entry check, which refuses it.
+ */
+function checkOrder(r: unknown, before: string | undefined, refuse: (what: string) => MemwalError): string | undefined {
+  if (!isObject(r)) return before
+  const { namespace, key } = r
+  if (typeof namespace !== 'string' || typeof key !== 'string') return before
+  const id = identityOf(namespace, key)
+  if (before !== undefined) {
+    const c = compareCodePoints(id, before)
+    const was = splitIdentity(before)
+    if (c === 0) throw refuse(`the entry ${JSON.stringify(key)} in namespace ${JSON.stringify(namespace)} again (a line repeated)`)
+    if (c < 0) throw refuse(`the entry ${JSON.stringify(key)} in namespace ${JSON.stringify(namespace)} after ${JSON.stringify(was.key)} in ${JSON.stringify(was.namespace)}: an export lists entries in (namespace, key) order (lines moved)`)
+  }
+  return id
 }
 
 const ENTRY_FIELDS = new Set(['namespace', 'key', 'value', 'tags', 'expiresAt'])

@@ -66,7 +66,7 @@ t.test('export --out then import: every entry equal with its type; ndjson on std
   const s = await runCli(['export', dir, '--namespace', 'odd'])
   t.equal(s.code, 0, s.stderr)
   const lines = s.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.match(lines[0], { memwal: 'export', format: 2, encoding: 'ndjson', version: VALUES.length, namespace: 'odd' })
+  t.match(lines[0], { memwal: 'export', format: 3, encoding: 'ndjson', version: VALUES.length, namespace: 'odd', n: 0 })
   t.strictSame(lines.slice(1, -1).map((l) => l['key']), ['big', 'bytes', 'f32', 'set', 'sparse'])
   t.match(s.stderr, /exported 5 entries .* as of version 10/)
   const bad = await runCli(['export', dir, '--format', 'csv'])

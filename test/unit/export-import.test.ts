@@ -11,12 +11,14 @@
  * - a truncated or damaged stream is IMPORT_INVALID naming the line (ndjson)
  *   or the byte offset (msgpack), and the store holds exactly the batches
  *   before the one the damage falls in; in ndjson a flipped digit or letter
- *   is found by the line's checksum (format 2), and a format-1 file (no
- *   checksums) still imports;
+ *   is found by the line's checksum (format 2), a line dropped, repeated or
+ *   moved by the records' places (format 3), and format-1 (no checksums)
+ *   and format-2 files (no places; order checked) still import;
  * - options not understood are refused; a PostgreSQL backend is EXPORT_UNSUPPORTED.
  */
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
+import xxhash from 'xxhash-wasm'
 import { decodeJsonValue, encodeJsonValue, MemWAL, PgBackend, type Entry } from '../../engine/index.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
@@ -24,6 +26,8 @@ import { tmpDir } from '../support/tmp-dir.js'
 import { contractValueArb, valueDifference } from '../support/values.js'
 
 type Format = 'ndjson' | 'msgpack'
+/** The seed of an export line's xxh32 (README, "Export and import"). */
+const EXPORT_SEED = 0x6d776578
 
 async function collect(stream: AsyncIterable<string | Buffer>): Promise<Buffer> {
   const parts: Buffer[] = []
@@ -131,11 +135,12 @@ t.test('the export is one version: pending puts and deletes over applied rows ar
   faults.up()
   await db.flush({ timeoutMs: 10_000 })
   const lines = (await collect(stream)).toString('utf8').trimEnd().split('\n').map((l) => JSON.parse(unsealed(l)) as Record<string, unknown>)
-  t.strictSame(lines[0], { memwal: 'export', format: 2, encoding: 'ndjson', version: lsn + 1, namespace: 'n' }, 'the header: the version it is of')
+  t.strictSame(lines[0], { memwal: 'export', format: 3, encoding: 'ndjson', version: lsn + 1, namespace: 'n', n: 0 }, 'the header: the version it is of, in its place')
   t.strictSame(lines.slice(1, -1).map((l) => [l['key'], l['value']]), [
     ['k0', 'applied 0'], ['k1', 'pending over applied'], ['k3', 'applied 3'], ['k4', 'applied 4'], ['k5', 'applied 5'], ['k9', 'pending new'],
   ])
-  t.strictSame(lines.at(-1), { memwal: 'end', entries: 6 })
+  t.strictSame(lines.slice(1, -1).map((l) => l['n']), [1, 2, 3, 4, 5, 6], 'each entry in its place')
+  t.strictSame(lines.at(-1), { memwal: 'end', entries: 6, n: 7 })
 })
 
 /** An ndjson line without its checksum field (as format 1 wrote it); fails the test's parse if it had none. */
@@ -145,9 +150,22 @@ function unsealed(line: string): string {
   return `${m[1] as string}}`
 }
 
-/** An ndjson export as format 1 wrote it: the header's format 1, no checksums. */
+/** A line without its place in the stream (`,"n":I` before the checksum, or last), as formats 1 and 2 wrote it. */
+function unplaced(line: string): string {
+  const m = /^(.*),"n":\d+\}$/.exec(line)
+  if (m === null) throw new Error(`no place at the end of ${line.slice(0, 80)}`)
+  return `${m[1] as string}}`
+}
+
+/** An ndjson export as format 1 wrote it: the header's format 1, no places, no checksums. */
 function formatOne(lines: readonly string[]): string[] {
-  return lines.map((l, i) => (l === '' ? l : i === 0 ? unsealed(l).replace('"format":2', '"format":1') : unsealed(l)))
+  return lines.map((l, i) => (l === '' ? l : i === 0 ? unplaced(unsealed(l)).replace('"format":3', '"format":1') : unplaced(unsealed(l))))
+}
+
+/** An ndjson export as format 2 wrote it: the header's format 2, no places, each line's checksum over what is left. */
+function formatTwo(lines: readonly string[], h32: (b: Uint8Array, seed: number) => number): string[] {
+  const seal = (open: string): string => `${open},"xxh32":"${h32(Buffer.from(open), EXPORT_SEED).toString(16).padStart(8, '0')}"}`
+  return formatOne(lines).map((l, i) => (l === '' ? l : seal((i === 0 ? l.replace('"format":1', '"format":2') : l).slice(0, -1))))
 }
 
 /** A store of `n` entries k00..k(n-1) in namespace `s`, and its export. */
@@ -220,7 +238,7 @@ t.test('ndjson: truncated or damaged -> IMPORT_INVALID naming the line; the stor
 t.test('ndjson format 2: a changed digit or letter in a value is refused by the line\'s checksum, naming its line; a removed line by the count; format 1 still imports', async (t) => {
   const file = await exported(t, 25, 'ndjson')
   const lines = file.toString('utf8').split('\n') // line 1 the header, line i+2 entry i, line 27 the end, then ''
-  t.match(lines[0], /^\{"memwal":"export","format":2,.*,"xxh32":"[0-9a-f]{8}"\}$/, 'format 2: the header carries its checksum')
+  t.match(lines[0], /^\{"memwal":"export","format":3,.*,"n":0,"xxh32":"[0-9a-f]{8}"\}$/, 'format 3: the header carries its place and its checksum')
   const edit = (i: number, from: string, to: string): Buffer => {
     const d = [...lines]
     t.ok((d[i] as string).includes(from), `line ${i + 1} holds ${from}`)
@@ -246,10 +264,6 @@ t.test('ndjson format 2: a changed digit or letter in a value is refused by the 
   r = await importBroken(t, edit(14, /,"xxh32":"[0-9a-f]{8}"\}$/.exec(lines[14] as string)?.[0] as string, '}'))
   t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 15 } }, 'a line whose checksum was taken off')
   t.match(r.err.message, /without its checksum/)
-  r = await importBroken(t, Buffer.from([...lines.slice(0, 9), ...lines.slice(10)].join('\n')))
-  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 26 } }, 'a removed entry line: the end record miscounts')
-  t.match(r.err.message, /counts 25 entries, the stream holds 24/)
-  t.strictSame(r.keys, keysUpTo(20).filter((k) => k !== 'k08').concat('k20'), 'the whole batches before the end')
 
   const db = await MemWAL.open({ dir: tmpDir(t) })
   t.teardown(() => db.close())
@@ -260,6 +274,65 @@ t.test('ndjson format 2: a changed digit or letter in a value is refused by the 
   t.match(ok, { entries: 25, batches: 3 }, 'a format-1 file (no checksums) imports, unchecked')
   t.strictSame((await all(db)).map((e) => e.key), keysUpTo(25))
   t.strictSame(await db.get('k13', { namespace: 's' }), { i: 13, when: new Date(13) })
+})
+
+t.test('format 3: a line dropped, repeated or moved is IMPORT_INVALID naming the line where it shows; the batches before it are written', async (t) => {
+  const file = await exported(t, 25, 'ndjson')
+  const lines = file.toString('utf8').split('\n') // line 1 the header, line i+2 entry i (its place i+1), line 27 the end, then ''
+  const moved = (f: (d: string[]) => void): Buffer => {
+    const d = [...lines]
+    f(d)
+    return Buffer.from(d.join('\n'))
+  }
+  // Entry 13 (line 15) dropped: line 15 then holds entry 14, record 15 where 14 was due.
+  let r = await importBroken(t, moved((d) => d.splice(14, 1)))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 15, entriesWritten: 10 } }, 'a dropped line, named where the gap is')
+  t.match(r.err.message, /line 15: record 15 of the export where record 14 was due: the record before it missing \(a line dropped/)
+  t.strictSame(r.keys, keysUpTo(10), 'the batch before it written, nothing of its batch')
+  r = await importBroken(t, moved((d) => d.splice(14, 3)))
+  t.match(r.err.message, /line 15: record 17 of the export where record 14 was due: 3 records before it missing/, 'three dropped lines')
+  // Entry 13 repeated right after itself: line 16 is record 14 again.
+  r = await importBroken(t, moved((d) => d.splice(15, 0, d[14] as string)))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 16, entriesWritten: 10 } }, 'a repeated line')
+  t.match(r.err.message, /line 16: record 14 of the export again where record 15 was due \(a line repeated/)
+  t.strictSame(r.keys, keysUpTo(10))
+  // Entries 3 and 6 swapped (lines 5 and 8): found at line 5, in the first batch.
+  r = await importBroken(t, moved((d) => ([d[4], d[7]] = [d[7] as string, d[4] as string])))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 5, entriesWritten: 0 } }, 'two lines swapped')
+  t.strictSame(r.keys, [], 'nothing of the first batch')
+  // The header moved below the first entry; the end moved before the last entry.
+  r = await importBroken(t, moved((d) => ([d[0], d[1]] = [d[1] as string, d[0] as string])))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 1 } }, 'the header not first')
+  r = await importBroken(t, moved((d) => ([d[25], d[26]] = [d[26] as string, d[25] as string])))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 26, entriesWritten: 20 } }, 'the end record before the last entry')
+  t.match(r.err.message, /record 26 of the export where record 25 was due/)
+})
+
+t.test('format 2 (no places) still imports; a line repeated or moved is refused by the identity order, a dropped one by the count', async (t) => {
+  const file = await exported(t, 25, 'ndjson')
+  const { h32Raw } = await xxhash()
+  const lines = formatTwo(file.toString('utf8').split('\n'), h32Raw)
+  t.match(lines[0], /^\{"memwal":"export","format":2,.*"version":\d+,"xxh32":"[0-9a-f]{8}"\}$/)
+  t.notMatch(lines[1], /"n":/)
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.teardown(() => db.close())
+  t.match(await db.import([lines.join('\n')], { batchOps: 10 }), { entries: 25, batches: 3 }, 'a format-2 file imports')
+  t.strictSame((await all(db)).map((e) => e.key), keysUpTo(25))
+  const moved = (f: (d: string[]) => void): Buffer => {
+    const d = [...lines]
+    f(d)
+    return Buffer.from(d.join('\n'))
+  }
+  let r = await importBroken(t, moved((d) => ([d[4], d[7]] = [d[7] as string, d[4] as string])))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 6, entriesWritten: 0 } }, 'two lines swapped (k03 and k06): found where the order breaks (k04 after k06)')
+  t.match(r.err.message, /line 6: the entry "k04" in namespace "s" after "k06" in "s"/)
+  r = await importBroken(t, moved((d) => d.splice(15, 0, d[14] as string)))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 16, entriesWritten: 10 } }, 'a repeated line')
+  t.match(r.err.message, /line 16: the entry "k13" in namespace "s" again/)
+  r = await importBroken(t, moved((d) => d.splice(9, 1)))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { line: 26 } }, 'a dropped line: the end record miscounts')
+  t.match(r.err.message, /counts 25 entries, the stream holds 24/)
+  t.strictSame(r.keys, keysUpTo(20).filter((k) => k !== 'k08').concat('k20'), 'the whole batches before the end')
 })
 
 t.test('msgpack: truncated or damaged -> IMPORT_INVALID naming the byte offset; the store holds exactly the batches before it', async (t) => {
@@ -283,6 +356,17 @@ t.test('msgpack: truncated or damaged -> IMPORT_INVALID naming the byte offset; 
   t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(12), entriesWritten: 10 } }, 'a flipped bit: the checksum')
   t.match(r.err.message, /checksum/)
   t.strictSame(r.keys, keysUpTo(10))
+  const frames = offsets.map((o, i) => file.subarray(o, offsets[i + 1] ?? file.length))
+  const swapped = [...frames]
+  ;[swapped[13], swapped[14]] = [swapped[14] as Buffer, swapped[13] as Buffer]
+  r = await importBroken(t, Buffer.concat(swapped))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(12), entriesWritten: 10 } }, 'two frames swapped: found at the first, by its place')
+  t.match(r.err.message, /record 14 of the export where record 13 was due/)
+  r = await importBroken(t, Buffer.concat([...frames.slice(0, 14), ...frames.slice(15)]))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(13), entriesWritten: 10 } }, 'a frame dropped')
+  r = await importBroken(t, Buffer.concat([...frames.slice(0, 14), frames[13] as Buffer, ...frames.slice(14)]))
+  t.match(r.err, { code: 'IMPORT_INVALID', details: { offset: entryAt(13), entriesWritten: 10 } }, 'a frame repeated')
+  t.match(r.err.message, /record 13 of the export again/)
 })
 
 t.test('refusals: options not understood, a closed engine', async (t) => {
