@@ -12,19 +12,13 @@ import t from 'tap'
 import { MemWAL } from '../../engine/index.js'
 import { segmentName } from '../../engine/format/segment-name.js'
 import { CASES } from '../../fixtures/make-datadir-fixtures.js'
-import { copyFixture, fsckReport, oneJson, runCli } from '../support/cli-run.js'
+import { copyFixture, fsckReport, oneJson, runCli, type DumpDoc } from '../support/cli-run.js'
 import { expectations, manifest } from '../support/fixture-expect.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 t.jobs = 3
 
-
-interface DumpDoc {
-  entries: { kind: string; lsn?: number; segment: string; lsnFirst?: number; lsnLast?: number; declared?: boolean }[]
-  records: number
-  damaged: number
-}
 
 t.test('dump on a directory with a missing middle segment names the missing LSNs and exits 4; after the repair they are a declared gap (exit 0)', async (t) => {
   const m = manifest['missing-segment']

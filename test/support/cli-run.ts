@@ -18,6 +18,7 @@ import { MemWAL } from '../../engine/index.js'
 import { tmpDir } from './tmp-dir.js'
 import { childEnv } from './child-env.js'
 import { exitWithError, exitWithUsage, isMainModule, REPO_DIR, spawnChild, writeLine } from './child-process.js'
+import type { Op } from '../../engine/testing.js'
 
 const SELF = fileURLToPath(import.meta.url)
 export { REPO_DIR }
@@ -82,6 +83,13 @@ export function oneJson<T = Record<string, unknown>>(r: CliResult): T {
 }
 
 /** One finding in `memwal fsck --json` (the shape the CLI prints). */
+/** What `memwal dump --json` prints: each entry in log order (a record, a damaged range, a gap) with its place. */
+export interface DumpDoc {
+  entries: { kind: string; lsn?: number; segment: string; offset: number; end?: number; detail?: string; lsnFirst?: number; lsnLast?: number; declared?: boolean; record?: { type: number; op?: Op; ops?: Op[] } }[]
+  records: number
+  damaged: number
+}
+
 export interface FsckFinding {
   kind: string
   sink?: string
