@@ -17,7 +17,8 @@ t.test('PostgreSQL: an expired row is invisible at once and the sweep deletes it
   if (!pgdb) return
   const { schema, client } = pgdb
   const clock = new ManualClock(NOW)
-  const db = await MemWAL.open({ dir: tmpDir(t), backend: new PgBackend({ connectionString: PG_URL, writerId: 'w', schema }), clock, cacheBytes: 1, sweepIntervalMs: 3_600_000 })
+  const backend = new PgBackend({ connectionString: PG_URL, writerId: 'w', schema, clock })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend, clock, cacheBytes: 1, sweepIntervalMs: 3_600_000 })
   await db.put('short', 1, { ttlMs: 100 })
   await db.put('long', 2, { expiresAt: NOW + 10_000 })
   await db.put('never', 3)
@@ -33,6 +34,9 @@ t.test('PostgreSQL: an expired row is invisible at once and the sweep deletes it
   const keys: string[] = []
   for await (const e of db.query()) keys.push(e.key)
   t.same(keys, ['long', 'never'])
+  const direct: string[] = []
+  for await (const e of backend.query()) direct.push(e.key)
+  t.same(direct, ['long', 'never'], 'PgBackend.query, without the engine, leaves the expired row out too')
   const round = await (db as unknown as { sweeper: { round(): Promise<{ deleted: number }> } }).sweeper.round()
   t.equal(round.deleted, 1)
   await db.flush()

@@ -175,8 +175,9 @@ export class PgBackend extends BackendSink {
 
   /**
    * Entries of every writer matching each criterion given, in key order,
-   * read from PostgreSQL. (MemWAL.query answers from the local index, which
-   * holds only this process's keys.)
+   * read from PostgreSQL without an engine, each naming its writer. Expired
+   * rows are left out by this backend's clock, as every reader hides them
+   * (the sweep deletes them later). MemWAL.query is the full language.
    */
   async *query(q: PgQuery = {}): AsyncGenerator<PgQueryResult> {
     const limit = q.limit ?? limits.queryResultsDefault
@@ -184,14 +185,15 @@ export class PgBackend extends BackendSink {
     for (const [name, v] of [['namespace', q.namespace], ['tag', q.tag], ['prefix', q.prefix]] as const) {
       if (v !== undefined && typeof v !== 'string') throw new MemwalError('ENGINE_INVALID_VALUE', `${name} must be a string`)
     }
-    for await (const row of this.pages(q, limit)) {
+    for await (const row of this.pages({ ...q, liveAtMs: this.c.clock.nowMs() }, limit)) {
       const e = this.entryOf(row)
       yield { key: row.key, value: e.value, hlc: e.hlc, writer: e.writer, lsn: e.lsn, namespace: e.namespace, ...(e.tags ? { tags: e.tags } : {}) }
     }
   }
 
   /** Live rows in (namespace, key) order, keyset-paginated (no transaction held open between pages); gte/lt are identities. */
-  private async *pages(q: { readonly gte?: string; readonly lt?: string; readonly namespace?: string; readonly tag?: string; readonly prefix?: string }, limit: number): AsyncGenerator<EntryRow> {
+  /** `liveAtMs`: only rows not expired at that time (entries() leaves it out: verify compares every row with the log). */
+  private async *pages(q: { readonly gte?: string; readonly lt?: string; readonly namespace?: string; readonly tag?: string; readonly prefix?: string; readonly liveAtMs?: number }, limit: number): AsyncGenerator<EntryRow> {
     const where = ['NOT deleted']
     const params: unknown[] = []
     const param = (v: unknown): string => `$${params.push(v)}`
@@ -199,6 +201,7 @@ export class PgBackend extends BackendSink {
       const { namespace, key } = splitIdentity(id)
       return `(${param(namespace)}, ${param(key)})`
     }
+    if (q.liveAtMs !== undefined) where.push(`(expires_at IS NULL OR expires_at > ${param(q.liveAtMs)})`)
     if (q.gte !== undefined) where.push(`(namespace, key) >= ${pair(q.gte)}`)
     if (q.lt !== undefined) where.push(`(namespace, key) < ${pair(q.lt)}`)
     if (q.namespace !== undefined) where.push(`namespace = ${param(q.namespace)}`)
