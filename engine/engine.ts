@@ -179,6 +179,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       pendingFrame: (lsn) => pending.frameAt(lsn),
       readLog: (from, to, maxBytes) => this.retention.holding(() => readChangesFrom(wal, from, to, maxBytes)),
     }, o, o.watchHistoryRecords)
+    // The store's group sync made more of the sinks' applies durable: retention may free what they cover.
+    parts.store.onGroupSync({
+      synced: () => this.mayPurge(),
+      failed: (err) => o.logger.warn({ err }, 'syncing the LevelDB store failed; the next round tries again (log segments are kept until it succeeds)'),
+    })
   }
 
   /**
@@ -658,10 +663,18 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.flushes.reached(min)
     this.backpressure.released()
     this.metrics?.applied(sink)
-    if (sink.durable && this.lifecycle.isOpen) {
-      // What every durable sink applied, less the history watches still need (watchHistoryRecords, open watches).
-      this.retention.maybePurge(Math.min(this.watches.purgeableThrough(), ...this.sinks.filter((s) => s.durable).map((s) => s.checkpoint)))
-    }
+    if (sink.durable) this.mayPurge()
+  }
+
+  /**
+   * Retention looks again: through what every durable sink applied durably
+   * (its durableCheckpoint: for LevelDB's group-synced applies, what the
+   * store's last sync covered), less the history watches still need
+   * (watchHistoryRecords, open watches).
+   */
+  private mayPurge(): void {
+    if (!this.lifecycle.isOpen) return
+    this.retention.maybePurge(Math.min(this.watches.purgeableThrough(), ...this.sinks.filter((s) => s.durable).map((s) => s.durableCheckpoint)))
   }
 
   /** G2: after the log failed, nothing more is acknowledged; reopening is the way out. */

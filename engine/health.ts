@@ -67,6 +67,8 @@ export interface SinkHealth {
   readonly durable: boolean
   readonly breaker: BreakerState
   readonly checkpoint: number
+  /** The checkpoint known to survive power loss (LevelDB's applies are group-synced): what log retention trusts. */
+  readonly durableCheckpoint: number
   /** How far behind the log the sink is: records, estimated bytes, and age of the oldest unapplied record. */
   readonly lag: { readonly records: number; readonly bytes: number; readonly ms: number }
   readonly consecutiveFailures: number
@@ -116,6 +118,7 @@ export function engineHealth(h: HealthSources): EngineHealth {
       durable: sink.durable,
       breaker: applier.policy.breakerState(),
       checkpoint: sink.checkpoint,
+      durableCheckpoint: sink.durableCheckpoint,
       lag: {
         records: lagRecords,
         bytes: pending.records === 0 ? 0 : Math.round((pending.bytes * Math.min(lagRecords, pending.records)) / pending.records),

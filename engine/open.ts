@@ -59,7 +59,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   try {
     if (kind === 'unmarked') await writeMarker(fs, dir)
     for (const l of await looseDirs(fs, dir)) config.logger.warn({ path: l.path, mode: `0${(l.mode & 0o777).toString(8)}` }, describeLooseDir(l))
-    const store = await openStore(fs, dir, config.level)
+    const store = await openStore(fs, dir, config.level, { clock: config.clock, config: config.storeSync })
     undo.push(() => store.close())
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
     const backend = wrap(config.backend ?? new LevelBackend(store))

@@ -12,6 +12,8 @@ import type { Durability } from './log/wal-writer.js'
 import { resolveWalConfig, type WalConfig } from './log/wal.js'
 import type { Registry } from 'prom-client'
 import { resolveSweep, type ResolvedSweep } from './expiry-options.js'
+import { limits } from './limits.js'
+import type { StoreSyncConfig } from './sinks/store-sync.js'
 
 export interface MemwalOptions {
   /** The data directory (created 0700 if missing). */
@@ -42,6 +44,15 @@ export interface MemwalOptions {
   /** Records per apply batch (default 1,024) and bytes (default 1 MiB). */
   readonly applyBatchRecordsMax?: number
   readonly applyBatchBytesMax?: number
+  /**
+   * Group sync of the LevelDB store: apply batches are written unsynced, and
+   * the store is synced storeSyncIntervalMs (default 100 ms, in [1 ms, 60 s])
+   * after the first unsynced write, or as soon as storeSyncBytes (default
+   * 4 MiB, in [4 KiB, 1 GiB]) were written, whichever comes first. Log
+   * segments are purged only through what a completed sync made durable.
+   */
+  readonly storeSyncIntervalMs?: number
+  readonly storeSyncBytes?: number
   /** Retry, breaker and timeout per sink. */
   readonly resilience?: Partial<ResilienceConfig>
   /** Replaces the LevelDB backend (the index stays in the local LevelDB store). */
@@ -124,6 +135,8 @@ export interface ResolvedOptions {
   readonly cacheBytes: number
   readonly applyBatchRecordsMax: number
   readonly applyBatchBytesMax: number
+  /** The LevelDB store's group sync cadence (storeSyncIntervalMs, storeSyncBytes). */
+  readonly storeSync: StoreSyncConfig
   readonly resilience: ResilienceConfig
   readonly backend: BackendSink | undefined
   readonly level: import('./sinks/level-store.js').LevelDatabase | undefined
@@ -167,7 +180,7 @@ export const engineDefaults = Object.freeze({
 const OPTION_NAMES = Object.freeze(Object.keys({
   dir: 0, durability: 0, syncIntervalMs: 0, segmentBytes: 0, recordBytesMax: 0, corruptionPolicy: 0, inlineWriteBytesMax: 0,
   keyBytesMax: 0, labelBytesMax: 0, tagsMax: 0, batchOpsMax: 0, maxBacklogBytes: 0, backlogPolicy: 0, backlogWaitMsMax: 0,
-  cacheBytes: 0, applyBatchRecordsMax: 0, applyBatchBytesMax: 0, resilience: 0, backend: 0, level: 0, wrapSink: 0, logger: 0,
+  cacheBytes: 0, applyBatchRecordsMax: 0, applyBatchBytesMax: 0, storeSyncIntervalMs: 0, storeSyncBytes: 0, resilience: 0, backend: 0, level: 0, wrapSink: 0, logger: 0,
   metrics: 0, closeGraceMs: 0, healthIntervalMs: 0, diskLowBytes: 0, diskLowSeconds: 0, diskReadOnlyBytes: 0, metricsPort: 0,
   metricsHost: 0, watchHistoryRecords: 0, sweepIntervalMs: 0, sweepEntriesPerRound: 0, sweepBatchOps: 0, fs: 0, clock: 0, random: 0, locker: 0,
 } satisfies Record<keyof MemwalOptions, 0>))
@@ -204,6 +217,10 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     cacheBytes: positive('cacheBytes', o.cacheBytes ?? engineDefaults.cacheBytes),
     applyBatchRecordsMax: positive('applyBatchRecordsMax', o.applyBatchRecordsMax ?? engineDefaults.applyBatchRecordsMax),
     applyBatchBytesMax: positive('applyBatchBytesMax', o.applyBatchBytesMax ?? engineDefaults.applyBatchBytesMax),
+    storeSync: Object.freeze({
+      intervalMs: within('storeSyncIntervalMs', o.storeSyncIntervalMs ?? limits.storeSyncIntervalMsDefault, limits.storeSyncIntervalMsMin, limits.storeSyncIntervalMsMax),
+      bytes: within('storeSyncBytes', o.storeSyncBytes ?? limits.storeSyncBytesDefault, limits.storeSyncBytesMin, limits.storeSyncBytesMax),
+    }),
     resilience: resolveResilience(o.resilience ?? {}),
     backend: o.backend,
     level: o.level,
@@ -246,6 +263,12 @@ function resolveResilience(p: Partial<ResilienceConfig>): ResilienceConfig {
   for (const [k, v] of Object.entries(r)) positive(k, v)
   if (r.retryDelayMsMin > r.retryDelayMsMax) throw new InvalidOptionsError(`retryDelayMsMin ${r.retryDelayMsMin} must not exceed retryDelayMsMax ${r.retryDelayMsMax}`)
   return Object.freeze(r)
+}
+
+/** `v`, a finite number in [min, max]. */
+function within(name: string, v: number, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new InvalidOptionsError(`${name} must be a number in [${min}, ${max}], not ${String(v)}`, name)
+  return v
 }
 
 function positive(name: string, v: number): number {

@@ -7,7 +7,8 @@ const PURGE_INTERVAL_MS = 1000
 
 /**
  * WAL retention: segments every durable sink has durably applied are deleted
- * (their applies are synced batches). At most one purge runs at a time, none
+ * (through the lowest durableCheckpoint: LevelDB's applies count once a store
+ * sync covered them, sinks/store-sync.ts). At most one purge runs at a time, none
  * while a reader of the whole log (verify) holds it off, none after close began.
  */
 export class Retention {

@@ -61,7 +61,11 @@ export class IndexSink extends Sink {
   }
 
   protected async _open(): Promise<number> {
-    return this.store.readCheckpoint(this.name)
+    return this.store.openCheckpoint(this.name)
+  }
+
+  override get durableCheckpoint(): number {
+    return this.store.durableCheckpoint(this.name) ?? this.checkpoint
   }
 
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
@@ -83,7 +87,7 @@ export class IndexSink extends Sink {
     const batch: Batch = []
     for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
     batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.writeBatch(batch)
+    await this.store.applyBatch(this.name, checkpoint, batch)
   }
 
   /** The first indexed key, read and let go: the index answers. */

@@ -13,8 +13,8 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
  * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
  * the entry's identity (namespace NUL key) and holds msgpack
  * `[value, tags | null, lsn, createdAt, updatedAt, expiresAt | null]`
- * (times in ms). Each apply is one synced batch holding the data and the
- * checkpoint.
+ * (times in ms). Each apply is one batch holding the data and the
+ * checkpoint, group-synced by the store (store-sync.ts).
  *
  * createdAt is carried here: a put over a live row keeps the row's
  * createdAt (read with one getMany per apply batch, or taken from an earlier
@@ -29,7 +29,11 @@ export class LevelBackend extends BackendSink {
   }
 
   protected async _open(): Promise<number> {
-    return this.store.readCheckpoint(this.name)
+    return this.store.openCheckpoint(this.name)
+  }
+
+  override get durableCheckpoint(): number {
+    return this.store.durableCheckpoint(this.name) ?? this.checkpoint
   }
 
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
@@ -68,7 +72,7 @@ export class LevelBackend extends BackendSink {
       }
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.writeBatch(ops)
+    await this.store.applyBatch(this.name, checkpoint, ops)
   }
 
   /** The base probe's read, after the store is ready for writes again (level-store.ts writeBatch). */

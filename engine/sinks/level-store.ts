@@ -2,15 +2,45 @@ import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from
 import { Level } from 'level'
 import { MemwalError } from '../errors.js'
 import { createPackr } from '../format/value-codec.js'
+import type { Clock } from '../io/clock.js'
+import { StoreSync, type StoreSyncConfig } from './store-sync.js'
 
 /** Any abstract-level database with string keys and binary values (LevelDB by default; memory-level in simulations). */
 export type LevelDatabase = AbstractLevel<string | Uint8Array | Buffer, string, Uint8Array>
 
 /**
+ * Group sync of the sinks' apply batches (store-sync.ts): the engine's store
+ * has it; a store opened by a tool (fsck, status, backup) does not, and syncs
+ * every batch.
+ */
+export interface GroupSyncOptions {
+  readonly clock: Clock
+  readonly config: StoreSyncConfig
+  /**
+   * How many LevelDB log files the store's directory holds (absent for a
+   * database of the caller's). A synced write syncs only LevelDB's current
+   * log: when its memtable fills, LevelDB starts a new log and closes the old
+   * one without syncing it, and the old log's writes are on disk only once
+   * its memtable was written to a table (synced), after which the old log is
+   * deleted. So a sync covers every earlier write only when one log is left.
+   */
+  readonly logFiles?: () => Promise<number>
+}
+
+/** What the engine hears from the store's group sync. */
+export interface GroupSyncHooks {
+  /** Durable checkpoints moved (WAL retention may look again). */
+  synced(): void
+  /** A sync failed; the next round tries again. */
+  failed(err: unknown): void
+}
+
+/**
  * The LevelDB database under `<dir>/store`, shared by the LevelDB backend and
  * the index: each keeps its data in its own sublevel and its checkpoint under
  * `meta`, written in the same batch as the data (one batch may span sublevels
- * atomically). Keys sort as bytes.
+ * atomically). Keys sort as bytes. With group sync, apply batches are written
+ * unsynced and each sink has a durable checkpoint besides (store-sync.ts).
  */
 export class LevelStore {
   readonly db: LevelDatabase
@@ -26,6 +56,8 @@ export class LevelStore {
 
   /** True when the database is our own LevelDB (classic-level), which takes pre-encoded batches (see writeBatch). */
   private readonly ownLevelDb: boolean
+  private groupSync: StoreSync | undefined
+  private hooks: GroupSyncHooks | undefined
 
   private constructor(readonly location: string, db: LevelDatabase | undefined) {
     this.ownLevelDb = db === undefined
@@ -42,15 +74,35 @@ export class LevelStore {
     return this.ownLevelDb
   }
 
-  /** Opens LevelDB at `location`, or the database given (which must use utf8 keys and 'view' values). */
-  static async open(location: string, db?: LevelDatabase): Promise<LevelStore> {
+  /**
+   * Opens LevelDB at `location`, or the database given (which must use utf8
+   * keys and 'view' values). With `group`, apply batches are group-synced,
+   * and the store is synced once here: the checkpoints the sinks open at are
+   * then durable (LevelDB itself writes what it recovers from its logs to a
+   * synced table at open; a simulated database needs the sync).
+   */
+  static async open(location: string, db?: LevelDatabase, group?: GroupSyncOptions): Promise<LevelStore> {
     const s = new LevelStore(location, db)
     try {
       await s.db.open({ createIfMissing: true })
     } catch (cause) {
       throw new MemwalError('IO_ERROR', `cannot open the LevelDB store at ${location}: ${(cause as Error).message}`, { cause })
     }
+    if (group) {
+      await s.syncedWrite(undefined)
+      s.groupSync = new StoreSync(group.config, {
+        clock: group.clock,
+        syncedWrite: () => s.syncedWrite(group.logFiles),
+        failed: (err) => s.hooks?.failed(err),
+        synced: () => s.hooks?.synced(),
+      })
+    }
     return s
+  }
+
+  /** Who hears of syncs (the engine, once it exists). */
+  onGroupSync(hooks: GroupSyncHooks): void {
+    this.hooks = hooks
   }
 
   /**
@@ -77,10 +129,44 @@ export class LevelStore {
     return v === undefined ? 0 : decodeLsn(v)
   }
 
+  /** A sink's checkpoint as it opens: read, and (with group sync) known durable from here on (see open). */
+  async openCheckpoint(name: string): Promise<number> {
+    const lsn = await this.readCheckpoint(name)
+    this.groupSync?.opened(name, lsn)
+    return lsn
+  }
+
   /**
-   * Writes one atomic batch, synced: a sink's data and checkpoint land
-   * together, and survive power loss once this resolves (WAL retention trusts
-   * them). `sync` is classic-level's option; other databases ignore it.
+   * A sink's apply: `ops` hold its data and its checkpoint `lsn`, in one
+   * atomic batch. With group sync the batch is not synced: the checkpoint is
+   * durable (durableCheckpoint) once a later sync completes. Without, it is
+   * synced at once.
+   */
+  async applyBatch(name: string, lsn: number, ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): Promise<void> {
+    const group = this.groupSync
+    await this.writeBatch(ops, group === undefined)
+    group?.wrote(name, lsn, batchBytes(ops))
+  }
+
+  /**
+   * The checkpoint of sink `name` known to survive power loss, or undefined
+   * without group sync (every apply is synced: the sink's checkpoint is).
+   */
+  durableCheckpoint(name: string): number | undefined {
+    return this.groupSync ? (this.groupSync.durableCheckpoint(name) ?? 0) : undefined
+  }
+
+  /** Syncs what the sinks wrote (flush, close): resolves when it is durable, or the attempt failed (reported to the hooks). */
+  async sync(): Promise<void> {
+    await this.groupSync?.sync()
+  }
+
+  /**
+   * Writes one atomic batch, synced unless `sync` is false: the data and
+   * checkpoint it holds land together, and a synced one survives power loss
+   * once this resolves, with every write before it in LevelDB's current log.
+   * `sync` is classic-level's option; memory-level ignores it (a test's
+   * wrapper may honour it: test/support/power-loss-level.ts).
    *
    * Writes to our own LevelDB go one at a time, and a failed one marks the
    * store's log damaged: the next write (or `ready()`) first reopens
@@ -94,9 +180,9 @@ export class LevelStore {
    * after recovering what was written before the failure; one write at a time
    * makes sure nothing is appended between the failure and the reopen.
    */
-  async writeBatch(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): Promise<void> {
+  async writeBatch(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[], sync = true): Promise<void> {
     if (!this.ownLevelDb) {
-      await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, Uint8Array>)
+      await this.db.batch(ops, { sync } as AbstractBatchOptions<string, Uint8Array>)
       return
     }
     // Our own LevelDB: keys are utf8 and values views, as in every sublevel here,
@@ -111,7 +197,7 @@ export class LevelStore {
     await this.serially(async () => {
       await this.reopenIfDamaged()
       try {
-        await (this.db as unknown as { _batch(ops: unknown[], options: object): Promise<void> })._batch(encoded, { sync: true })
+        await (this.db as unknown as { _batch(ops: unknown[], options: object): Promise<void> })._batch(encoded, { sync })
       } catch (cause) {
         this.logDamaged = true
         throw cause
@@ -151,10 +237,33 @@ export class LevelStore {
     this.logDamaged = false
   }
 
+  /** Closes LevelDB, synced first (LevelDB's close does not sync its log). */
   async close(): Promise<void> {
+    this.groupSync?.stop()
+    await this.sync()
     await this.writes
     await this.db.close()
   }
+
+  /**
+   * One synced write that changes nothing (a delete of a key never written):
+   * it syncs LevelDB's log, and with it every earlier write in that log.
+   * True when that covers every earlier write: no older log is left (see GroupSyncOptions.logFiles).
+   */
+  private async syncedWrite(logFiles: (() => Promise<number>) | undefined): Promise<boolean> {
+    await this.writeBatch([{ type: 'del', sublevel: this.meta, key: SYNC_KEY }], true)
+    return logFiles === undefined || (await logFiles()) <= 1
+  }
+}
+
+/** The key the store's sync deletes: never written, so the delete changes nothing. */
+const SYNC_KEY = 'sync'
+
+/** What a batch adds to LevelDB's log, near enough for the sync cadence: keys and values. */
+function batchBytes(ops: readonly AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): number {
+  let n = 0
+  for (const op of ops) n += op.key.length + (op.type === 'put' ? op.value.byteLength : 0)
+  return n
 }
 
 export const LAYOUT_KEY = 'layout'

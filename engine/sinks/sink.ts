@@ -31,8 +31,10 @@ export type FailureClass = 'transient' | 'permanent'
  * - `apply` is idempotent by LSN: records at or below the checkpoint are
  *   dropped before the hook sees them (G3).
  * - A durable sink writes its checkpoint in the same atomic step as the data
- *   (`_apply` receives the new checkpoint for that reason), and that step is
- *   synced before it resolves, so WAL retention may trust it.
+ *   (`_apply` receives the new checkpoint for that reason). WAL retention
+ *   trusts only `durableCheckpoint`: the checkpoint once that step is known to
+ *   survive power loss (at once for a sink whose step is synced before it
+ *   resolves; after the store's next sync for LevelDB's group-synced applies).
  * - `classify` says whether a failure may succeed if retried.
  */
 export abstract class Sink {
@@ -51,6 +53,15 @@ export abstract class Sink {
   }
 
   get checkpoint(): number {
+    return this.checkpointValue
+  }
+
+  /**
+   * The highest checkpoint known to survive power loss: what WAL retention
+   * may purge through. The checkpoint itself, unless the sink's storage
+   * syncs its applies later (LevelDB's group sync: store-sync.ts).
+   */
+  get durableCheckpoint(): number {
     return this.checkpointValue
   }
 
@@ -89,7 +100,7 @@ export abstract class Sink {
 
   /** Opens storage; resolves the checkpoint stored with the data (0 if none). */
   protected abstract _open(): Promise<number>
-  /** Applies `records` and stores `checkpoint` in the same atomic, durable step. */
+  /** Applies `records` and stores `checkpoint` in the same atomic step (durable at once, or by `durableCheckpoint` later). */
   protected abstract _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void>
   protected abstract _close(): Promise<void>
 }

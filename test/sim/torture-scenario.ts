@@ -86,10 +86,10 @@
  * The real-process counterpart, with real timing, is test/process/crash-loop.test.ts.
  */
 import { isDeepStrictEqual } from 'node:util'
-import { MemoryLevel } from 'memory-level'
 import { BackendSink, MemWAL, PermanentSinkError, dumpLog, isMemwalError, type AppliedRecord, type BatchOp, type DumpEntry, type FileHandle, type LevelDatabase, type MemwalOptions, type OpenMode, type OpenOptions, type QueryOptions, type Sink } from '../../engine/index.js'
 import { ManualClock, SeededRandom, SimulatedFileSystem, type Op } from '../../engine/testing.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { PowerLossLevel } from '../support/power-loss-level.js'
 import { fromEntry, fromQuery, fromStored, identityOrder, namespaceOf, normalOp, nsOption, type ModelEntry } from '../support/identity-view.js'
 
 export const TORTURE_DIR = '/data'
@@ -206,6 +206,8 @@ export interface TortureCounts {
   clears: number
   /** Deletes the acknowledged clears wrote. */
   clearedEntries: number
+  /** Power losses that took store writes (applies or syncs) after its last sync: the group sync's loss, replayed from the log. */
+  storeWritesLost: number
   lastLsn: number
 }
 
@@ -228,7 +230,7 @@ export function emptyCounts(): TortureCounts {
     enospcArmed: 0, enospcRefusals: 0, eioArmed: 0, walFailures: 0, refusedAfterFailure: 0, pageCacheReopens: 0,
     bitFlips: 0, flipsRefusedAtOpen: 0, flipsFoundAtOpen: 0, flipsFoundByVerify: 0, flipsPurged: 0,
     outages: 0, hangs: 0, lateApplies: 0, cacheFaults: 0, transientFailures: 0, poisonWrites: 0, deadLettered: 0, rotated: 0, lastLsn: 0,
-    expiringPuts: 0, expiredReads: 0, sweepRecords: 0, conditionalWrites: 0, conditionRefusals: 0, clears: 0, clearedEntries: 0,
+    expiringPuts: 0, expiredReads: 0, sweepRecords: 0, conditionalWrites: 0, conditionRefusals: 0, clears: 0, clearedEntries: 0, storeWritesLost: 0,
   }
 }
 
@@ -502,6 +504,8 @@ class Scenario {
   private readonly clock = new ManualClock()
   private sim: SimulatedFileSystem
   private fs: WatchedFs
+  /** The store's database: loses its unsynced writes when the disk restarts after a power cut (memwal's store is group-synced). */
+  private readonly store: PowerLossLevel
   private readonly db: LevelDatabase
   private engine: MemWAL | undefined
   private epoch = 0
@@ -518,6 +522,8 @@ class Scenario {
   private sinks: Partial<Record<string, Sink>> = {}
   /** Per sink (cache: per epoch too), per LSN: how many times its storage took the record. */
   private readonly applied = new Map<string, number>()
+  /** For the durable sinks' entries of `applied`: the store's write count once the apply had returned (see restartDisk). */
+  private readonly appliedAtWrite = new Map<string, number>()
   private doubleApply: string | undefined
   private sabotaged = false
   private readonly model = new Map<string, Version>()
@@ -552,7 +558,8 @@ class Scenario {
     // The tear mode is not drawn from the rng: the rest of a seed's scenario is the same in either mode.
     this.sim = new SimulatedFileSystem(new SeededRandom((seed ^ 0x5eed5eed) >>> 0), { tear: seed % 2 === 0 ? 'sectors' : 'prefix' })
     this.fs = new WatchedFs(this.sim)
-    this.db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as LevelDatabase
+    this.store = new PowerLossLevel(() => this.sim.isCrashed)
+    this.db = this.store.db
     const pick = <T,>(xs: readonly T[]): T => xs[this.rng.below(xs.length)] as T
     this.bigValues = this.rng.chance(0.25)
     const p = this.rng.below(10)
@@ -562,6 +569,9 @@ class Scenario {
       cacheBytes: pick([512, 4096, 32 * 1024 * 1024]),
       maxBacklogBytes: pick([8 * 1024, 64 * 1024 * 1024, 64 * 1024 * 1024]),
       applyBatchRecordsMax: pick([1, 3, 1024]),
+      // The store's group sync: often, rarely (the manual clock seldom moves a minute), or by bytes alone.
+      storeSyncIntervalMs: pick([1, 100, 60_000]),
+      storeSyncBytes: pick([4096, 4 * 1024 * 1024]),
       closeGraceMs: CLOSE_GRACE_MS,
       sweepIntervalMs: SWEEP_INTERVAL_MS,
       resilience: {
@@ -669,7 +679,7 @@ class Scenario {
         if (cut && (err as { code?: string }).code === 'SIM_POWER_LOSS') {
           this.counts.powerLossesInRecovery++
           this.log(`  power cut during recovery (attempt ${attempt + 1})`)
-          this.sim = this.sim.restart(this.rng.nextU32())
+          await this.restartDisk()
           cut = attempt < 1 && this.rng.chance(0.3)
           continue
         }
@@ -683,7 +693,7 @@ class Scenario {
           this.counts.powerLossesInRecovery++
           this.log(`  power cut right after recovery (attempt ${attempt + 1})`)
           await this.closeEngine(e)
-          this.sim = this.sim.restart(this.rng.nextU32())
+          await this.restartDisk()
           cut = false
           continue
         }
@@ -784,8 +794,30 @@ class Scenario {
       const k = name === 'cache' ? `${name}:${epoch}:${r.lsn}` : `${name}:${r.lsn}`
       const n = (this.applied.get(k) ?? 0) + 1
       this.applied.set(k, n)
+      if (name !== 'cache') this.appliedAtWrite.set(k, this.store.writes)
       if (n > 1) this.doubleApply ??= `the ${name} sink's storage took LSN ${r.lsn} ${n} times`
     }
+  }
+
+  /**
+   * Power comes back: the disk keeps what was durable, and so does the store
+   * (its writes after its last sync are gone). An apply the store lost may
+   * be applied again: it leaves the ledger. An apply is taken as lost when
+   * the store had taken more writes than its last sync covered by the time
+   * the apply returned (an upper bound on its own write: a kept apply may be
+   * forgotten too, which only spares a later double apply of it from notice).
+   */
+  private async restartDisk(): Promise<void> {
+    if (this.store.writes > this.store.syncedWrites) this.counts.storeWritesLost++
+    await this.store.powerLoss()
+    for (const [k, at] of this.appliedAtWrite) {
+      this.appliedAtWrite.delete(k) // kept for good, or lost: either way no longer in question
+      if (at <= this.store.syncedWrites) continue
+      const n = (this.applied.get(k) ?? 1) - 1
+      if (n > 0) this.applied.set(k, n)
+      else this.applied.delete(k)
+    }
+    this.sim = this.sim.restart(this.rng.nextU32())
   }
 
   private checkDoubleApply(): void {
@@ -1229,8 +1261,9 @@ class Scenario {
 
   private durableCheckpointOf(e: MemWAL, log = true): number {
     const h = e.health()
-    if (log) this.log(`  closed: checkpoints ${Object.entries(h.sinks).map(([n, x]) => `${n} ${x.checkpoint}`).join(', ')}`)
-    return Math.min(h.sinks['backend']?.checkpoint ?? 0, h.sinks['index']?.checkpoint ?? 0)
+    if (log) this.log(`  closed: checkpoints ${Object.entries(h.sinks).map(([n, x]) => `${n} ${x.checkpoint} (durable ${x.durableCheckpoint})`).join(', ')}`)
+    // Retention purges only through the durable checkpoints (the store's group sync).
+    return Math.min(h.sinks['backend']?.durableCheckpoint ?? 0, h.sinks['index']?.durableCheckpoint ?? 0)
   }
 
   /**
@@ -1267,7 +1300,7 @@ class Scenario {
     await this.closeEngine(e)
     this.killHung()
     const durable = this.durableCheckpointOf(e)
-    this.sim = this.sim.restart(this.rng.nextU32())
+    await this.restartDisk()
     const end = await this.learn(this.sim, durable, why)
     await this.open(why, mayCutAgain && this.rng.chance(0.25), end)
   }

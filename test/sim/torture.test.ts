@@ -87,7 +87,7 @@ t.test(`npm run torture: ${SCENARIOS} scenarios from seed ${SEED} keep every gua
     // Every fault happened (a generator that stopped injecting one would pass vacuously).
     for (const k of ['powerLosses', 'powerLossesInRecovery', 'inFlightAtCrash', 'surfacedUnacked', 'tornTails', 'enospcRefusals', 'walFailures', 'refusedAfterFailure', 'pageCacheReopens',
       'bitFlips', 'flipsRefusedAtOpen', 'flipsFoundByVerify', 'outages', 'hangs', 'lateApplies', 'cacheFaults', 'transientFailures', 'poisonWrites', 'deadLettered', 'flushTimeouts', 'typedReadErrors', 'refusedBacklog', 'rotated', 'cleanRestarts',
-      'expiringPuts', 'expiredReads', 'sweepRecords', 'conditionalWrites', 'conditionRefusals', 'clears', 'clearedEntries']) {
+      'expiringPuts', 'expiredReads', 'sweepRecords', 'conditionalWrites', 'conditionRefusals', 'clears', 'clearedEntries', 'storeWritesLost']) {
       t.ok((x[k] ?? 0) > 0, `exercised: ${k} ${x[k] ?? 0}`)
     }
   }
