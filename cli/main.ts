@@ -140,10 +140,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--namespace <ns>', 'only this namespace')
     .option('--prefix <prefix>', 'only keys starting with this')
     .option('--count <n>', 'stop after this many changes', nonNegativeInt)
+    .option('--all-writers', 'every writer\'s changes as they reach PostgreSQL, each with its writer and resume token (needs --pg)')
+    .option('--pg <url>', 'with --all-writers: the PostgreSQL the writers share')
+    .option('--schema <name>', 'with --all-writers: their schema (default memwal)')
+    .option('--resume <token>', 'with --all-writers: continue after the change that carried this token')
     .option('--json', 'one JSON object per change, one per line')
-    .action((dir: string, o: { json?: boolean; from?: number; namespace?: string; prefix?: string; count?: number }) => {
-      const { json, from, ...rest } = o
-      return run('watch', json === true, () => watch(dir, { ...rest, ...(from !== undefined ? { fromVersion: from } : {}) }, createOutput(json === true)))
+    .action((dir: string, o: { json?: boolean; from?: number; namespace?: string; prefix?: string; count?: number; allWriters?: boolean; pg?: string; schema?: string; resume?: string }) => {
+      const { json, from, resume, ...rest } = o
+      return run('watch', json === true, () => watch(dir, { ...rest, ...(from !== undefined ? { fromVersion: from } : {}), ...(resume !== undefined ? { resumeToken: resume } : {}) }, createOutput(json === true)))
     })
 
   program

@@ -1,4 +1,4 @@
-import { checkDataDir, followLog, MemWAL, type Change, type Entry, type QueryOptions } from '../../engine/index.js'
+import { checkDataDir, followLog, InvalidOptionsError, MemWAL, PgBackend, type Change, type Entry, type QueryOptions } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import { displayValue, type Output } from '../output.js'
 
@@ -82,34 +82,63 @@ export interface WatchCommandOptions {
   readonly prefix?: string
   /** Stop after this many changes (default: until interrupted). */
   readonly count?: number
+  /** Every writer's changes, from PostgreSQL (`pg`, `schema`), after `resumeToken` or from now. */
+  readonly allWriters?: boolean
+  readonly pg?: string
+  readonly schema?: string
+  readonly resumeToken?: string
 }
+
+/** The writer id the watching backend connects with (its application_name): it never writes, so it holds no checkpoint. */
+const WATCHER_ID = 'watch'
 
 /**
  * `memwal watch <dir> [--from VERSION] [--namespace] [--prefix] [--count N]`:
  * prints changes as they reach the log, one line each (one JSON object per
  * line with --json), until SIGINT or SIGTERM, or after --count changes. It
  * reads the log without the lock (followLog), so it runs beside the process
- * that writes the store.
+ * that writes the store. With `--all-writers --pg URL [--schema S] [--resume
+ * TOKEN]`: every writer's changes as they reach PostgreSQL (PgBackend.watch,
+ * through a backend that only reads: it neither creates nor migrates the
+ * schema), each with its writer and resume token.
  */
 export async function watch(dir: string, o: WatchCommandOptions, out: Output, signals: NodeJS.EventEmitter = process): Promise<number> {
   await checkDataDir(dir)
-  const { count, ...options } = o
+  const { count, allWriters, pg, schema, resumeToken, ...options } = o
+  if (allWriters !== true && (pg ?? schema ?? resumeToken) !== undefined) throw new InvalidOptionsError('--pg, --schema and --resume go with --all-writers', 'allWriters')
+  if (allWriters === true && pg === undefined) throw new InvalidOptionsError('--all-writers reads every writer\'s changes from PostgreSQL: give its URL with --pg', 'pg')
+  if (allWriters === true && options.fromVersion !== undefined) throw new InvalidOptionsError('--from is one writer\'s version: with --all-writers, continue after a change with --resume and its token', 'fromVersion')
   if (count === 0) return ExitCode.CLEAN
+  if (allWriters === true && pg !== undefined) {
+    const backend = new PgBackend({ connectionString: pg, writerId: WATCHER_ID, ...(schema !== undefined ? { schema } : {}) })
+    await backend.openToWatch()
+    const { namespace, prefix } = options
+    const feed = backend.watch({ ...(namespace !== undefined ? { namespace } : {}), ...(prefix !== undefined ? { prefix } : {}), ...(resumeToken !== undefined ? { resumeToken } : {}) })
+    try {
+      return await printChanges(feed, count, out, signals, () => void backend.close())
+    } finally {
+      await backend.close()
+    }
+  }
   const stop = new AbortController()
-  const onSignal = (): void => stop.abort()
-  signals.once('SIGINT', onSignal)
-  signals.once('SIGTERM', onSignal)
+  return printChanges(followLog({ dir, ...options, signal: stop.signal }), count, out, signals, () => stop.abort())
+}
+
+/** Prints each change until `count` of them, the end of `changes`, or SIGINT / SIGTERM (which calls `stop`, ending `changes`). */
+async function printChanges(changes: AsyncIterable<Change & { readonly writer?: string }>, count: number | undefined, out: Output, signals: NodeJS.EventEmitter, stop: () => void): Promise<number> {
+  signals.once('SIGINT', stop)
+  signals.once('SIGTERM', stop)
   try {
     let n = 0
-    for await (const c of followLog({ dir, ...options, signal: stop.signal })) {
+    for await (const c of changes) {
       if (out.json) out.jsonLine(c)
       else out.line(describeChange(c))
       if (count !== undefined && ++n >= count) break
     }
     return ExitCode.CLEAN
   } finally {
-    signals.off('SIGINT', onSignal)
-    signals.off('SIGTERM', onSignal)
+    signals.off('SIGINT', stop)
+    signals.off('SIGTERM', stop)
   }
 }
 
@@ -120,8 +149,8 @@ function describeEntry(e: Entry): string {
   return `${e.namespace}/${e.key} = ${displayValue(e.value)}  (${meta.join(', ')})`
 }
 
-function describeChange(c: Change): string {
-  const at = `${c.version} ${new Date(c.time).toISOString()}`
+function describeChange(c: Change & { readonly writer?: string }): string {
+  const at = `${c.writer !== undefined ? `${c.writer} ` : ''}${c.version} ${new Date(c.time).toISOString()}`
   const id = `${c.namespace ?? '*'}/${c.key}`
   return c.type === 'put' ? `${at} put ${id} = ${displayValue(c.value)}` : `${at} delete ${id}`
 }

@@ -8,7 +8,7 @@ import type { DumpEntry } from '../../log/dump-entry.js'
 import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
-import { columnArgs, migrate, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
+import { columnArgs, migrate, requireSchema, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
 import { PgAllWritersQuery } from './pg-query.js'
@@ -103,6 +103,24 @@ export class PgBackend extends BackendSink {
       await migrate(this.conn, this.t, this.c)
       const r = await this.conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
       return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+    } catch (cause) {
+      await this.conn.end()
+      if (cause instanceof MemwalError) throw cause
+      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `cannot open the PostgreSQL backend (schema ${this.schema}): ${(cause as Error).message}`, { cause, transient: true })
+    }
+  }
+
+  /**
+   * Opens the connections of a backend that only watches (`memwal watch
+   * --all-writers`): no migration and no checkpoint of its own, since it
+   * never writes; the schema must exist at this memwal's version
+   * (INVALID_OPTIONS otherwise, details.schema). Then `watch` and
+   * `resumeTokenNow`; `close()` ends it.
+   */
+  async openToWatch(): Promise<void> {
+    this.conn.start()
+    try {
+      await requireSchema(this.conn, this.t, this.schema)
     } catch (cause) {
       await this.conn.end()
       if (cause instanceof MemwalError) throw cause

@@ -74,6 +74,19 @@ export async function migrate(conn: PgConnections, t: Tables, s: { readonly sche
   })
 }
 
+/**
+ * For a process that only reads the schema (a watcher): the schema must be
+ * there at this memwal's version, since nothing here creates or migrates it
+ * (a misspelt schema would otherwise be a watch that waits forever).
+ */
+export async function requireSchema(conn: PgConnections, t: Tables, schema: string): Promise<void> {
+  const v = await schemaVersion(conn, t, schema)
+  if (v === PG_SCHEMA_VERSION) return
+  throw new MemwalError('INVALID_OPTIONS', v === 0
+    ? `PostgreSQL schema ${schema} holds no memwal tables: no writer has opened it (check the schema's name)`
+    : `PostgreSQL schema ${schema} is at version ${v}: a writer of this memwal migrates it when it opens; a watcher does not`, { details: { field: 'schema', schema, version: v } })
+}
+
 /** The schema's version: 0 when it does not exist yet. */
 async function schemaVersion(conn: PgConnections, t: Tables, schema: string): Promise<number> {
   try {
