@@ -3,6 +3,7 @@ import { RecordType } from '../format/format.js'
 import { opIdentity } from '../format/identity.js'
 import { hlcMs, isLegacyDelete, opsOf, type Op, type RecordCodec, type WalRecord } from '../format/record-codec.js'
 import type { AppliedRecord } from '../sinks/sink.js'
+import { PendingColumns, type RecordKeys } from './pending-columns.js'
 
 /** The type of a placeholder for an LSN that holds no record. */
 const GAP = 0
@@ -11,34 +12,38 @@ const SLAB_BYTES = 1024 * 1024
 /** Decoded records kept for the appliers, so that three sinks decode a record once. */
 const DECODED_MAX = 16_384
 
-/** One acknowledged record not yet applied by every sink. */
-interface TailEntry {
+/** An acknowledged record that came before the one the log waits for: held apart until the gap closes (rare, few). */
+interface EarlyEntry {
   readonly lsn: number
-  readonly type: RecordType | typeof GAP
-  /** The record's msgpack payload, a view into a slab: decoded on demand, so the caller's objects are never shared. */
+  readonly type: RecordType
   readonly payload: Uint8Array
   readonly ackedAtMs: number
-  /** ms of the record's hlc stamp. */
   readonly updatedAt: number
-  /** The identity of each op of the record, in order (null for a v1 delete, which names no namespace). */
-  readonly keys: readonly (string | null)[]
-  /** Whether each op is a put. */
+  readonly keys: RecordKeys
   readonly puts: readonly boolean[]
 }
 
 /**
- * The overlay maps an identity to the entry holding its latest version, with
+ * The overlay maps an identity to the record holding its latest version, with
  * the op's position, and what its createdAt is: `createdAt` when an earlier
  * pending version of the identity settles it (a put carries its createdAt
  * forward, a delete starts again), or "the backend's row, if it has one,
  * else `createdAt`" (`fromStore`) when nothing pending came before.
  */
 interface OverlayEntry {
-  readonly entry: TailEntry
+  readonly lsn: number
   readonly opIndex: number
   readonly createdAt: number
   readonly fromStore: boolean
 }
+
+/**
+ * The common overlay entry (the first pending version of an identity, a
+ * put, op 0: createdAt is its record's updatedAt, from the store) is held as
+ * its bare LSN, with no object: the overlay of a backlog of distinct keys
+ * costs its map and its key strings only.
+ */
+type OverlaySlot = OverlayEntry | number
 
 export type PendingVersion =
   | { readonly kind: 'put'; readonly lsn: number; readonly op: Extract<Op, { type: 'put' }>; readonly updatedAt: number; readonly createdAt: number; readonly createdFromStore: boolean }
@@ -49,16 +54,16 @@ export type PendingVersion =
  * (the tail the appliers read), and per key the latest of them (the overlay
  * that reads consult first, G4). Its size is the backlog that
  * `maxBacklogBytes` bounds (G6). Memory per record is kept near its payload:
- * payloads live in shared slabs, and the overlay points at tail entries.
+ * payloads live in shared slabs, the other fields in columns (PendingColumns),
+ * and the overlay holds an LSN per identity.
  */
 export class PendingLog {
-  private readonly tail: TailEntry[] = []
-  private head = 0
+  private readonly tail = new PendingColumns()
   private first: number
-  private readonly overlay = new Map<string, OverlayEntry>()
+  private readonly overlay = new Map<string, OverlaySlot>()
   private bytesValue = 0
   /** Acknowledgements can resolve out of order; they are held here until the gap closes. */
-  private readonly early = new Map<number, TailEntry>()
+  private readonly early = new Map<number, EarlyEntry>()
   private slab = Buffer.allocUnsafe(0)
   private slabUsed = 0
   private readonly decoded = new Map<number, AppliedRecord>()
@@ -80,11 +85,11 @@ export class PendingLog {
 
   /** LSN the next accepted record must have. */
   get nextLsn(): number {
-    return this.first + (this.tail.length - this.head)
+    return this.first + this.tail.length
   }
 
   get records(): number {
-    return this.tail.length - this.head
+    return this.tail.length
   }
 
   get bytes(): number {
@@ -97,7 +102,8 @@ export class PendingLog {
 
   /** Acknowledgement time of the oldest record with LSN > `lsn`, if any: lag in time. */
   ackedAtAfter(lsn: number): number | undefined {
-    return this.at(Math.max(lsn + 1, this.first))?.ackedAtMs
+    const n = this.indexOf(Math.max(lsn + 1, this.first))
+    return n === undefined ? undefined : this.tail.ackedAtMs(n)
   }
 
   /** A private copy of a payload, in a slab: what `accept` is given. */
@@ -116,8 +122,10 @@ export class PendingLog {
   /** Takes an acknowledged record; keeps `payload` (from `copy`), which the caller must not reuse. */
   accept(lsn: number, record: WalRecord, payload: Uint8Array, nowMs: number): void {
     // A v1 delete (a log written before identities, replayed into a backend that is behind) has no identity: the backend resolves it.
-    const keys = opsOf(record).map((o) => (isLegacyDelete(o) ? null : opIdentity(o)))
-    const entry: TailEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys, puts: opsOf(record).map((o) => o.type === 'put'), updatedAt: hlcMs(record.hlc ?? 0) }
+    const ops = opsOf(record)
+    const keyOf = (o: Op): string | null => (isLegacyDelete(o) ? null : flatCopy(opIdentity(o)))
+    const keys: RecordKeys = ops.length === 1 ? keyOf(ops[0] as Op) : ops.map(keyOf)
+    const entry: EarlyEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys, puts: ops.map((o) => o.type === 'put'), updatedAt: hlcMs(record.hlc ?? 0) }
     if (lsn !== this.nextLsn) {
       assert(lsn > this.nextLsn, 'an LSN is acknowledged once')
       this.early.set(lsn, entry)
@@ -132,12 +140,14 @@ export class PendingLog {
 
   /** The pending record at `lsn`, decoded; null for an LSN in a declared gap; undefined if not held. */
   recordAt(lsn: number): AppliedRecord | null | undefined {
-    const e = this.at(lsn)
-    if (!e) return undefined
-    if (e.type === GAP) return null
+    const n = this.indexOf(lsn)
+    if (n === undefined) return undefined
+    const type = this.tail.type(n)
+    if (type === GAP) return null
     let r = this.decoded.get(lsn)
     if (!r) {
-      r = { lsn, record: this.codec.decode(e.type, e.payload), bytes: e.payload.length }
+      const payload = this.tail.payload(n)
+      r = { lsn, record: this.codec.decode(type as RecordType, payload), bytes: payload.length }
       while (this.decoded.size >= DECODED_MAX && this.decodedHead < this.decodedOrder.length) this.decoded.delete(this.decodedOrder[this.decodedHead++] as number)
       // Trims delete from the map without touching this queue: compact it now and then, keeping it bounded.
       if (this.decodedOrder.length - this.decodedHead > 2 * DECODED_MAX || this.decodedHead > DECODED_MAX) {
@@ -152,9 +162,10 @@ export class PendingLog {
 
   /** The pending record at `lsn` as logged (type and payload, not to be modified); null in a declared gap; undefined if not held. */
   frameAt(lsn: number): { readonly type: RecordType; readonly payload: Uint8Array } | null | undefined {
-    const e = this.at(lsn)
-    if (!e) return undefined
-    return e.type === GAP ? null : { type: e.type, payload: e.payload }
+    const n = this.indexOf(lsn)
+    if (n === undefined) return undefined
+    const type = this.tail.type(n)
+    return type === GAP ? null : { type: type as RecordType, payload: this.tail.payload(n) }
   }
 
   /**
@@ -162,23 +173,19 @@ export class PendingLog {
    * skipped them (point-in-time, skip-corrupt), so sinks pass over them.
    */
   skipTo(lsn: number): void {
-    while (this.nextLsn < lsn) this.push({ lsn: this.nextLsn, type: GAP, payload: EMPTY, ackedAtMs: 0, keys: [], puts: [], updatedAt: 0 })
+    while (this.nextLsn < lsn) this.tail.push(GAP, EMPTY, 0, 0, null)
   }
 
   /** Drops what every sink has applied (LSN <= `lsn`), and the overlay entries it superseded. */
   trimThrough(lsn: number): void {
-    while (this.head < this.tail.length && this.first <= lsn) {
-      const e = this.tail[this.head] as TailEntry
-      this.bytesValue -= e.payload.length
-      this.tail[this.head] = undefined as unknown as TailEntry
-      this.head++
+    while (this.tail.length > 0 && this.first <= lsn) {
+      const keys = this.tail.keys(0)
+      this.bytesValue -= this.tail.payloadBytes(0)
+      if (typeof keys === 'string') this.forget(keys, this.first)
+      else if (keys !== null) for (const key of keys) if (key !== null) this.forget(key, this.first)
+      this.decoded.delete(this.first)
+      this.tail.shift()
       this.first++
-      this.decoded.delete(e.lsn)
-      for (const key of e.keys) if (key !== null) this.forget(key, e)
-    }
-    if (this.head > 1024 && this.head * 2 > this.tail.length) {
-      this.tail.splice(0, this.head)
-      this.head = 0
     }
     if (this.records === 0 && this.first <= lsn) this.first = lsn + 1
   }
@@ -192,20 +199,23 @@ export class PendingLog {
    * reading them all cost n x n.
    */
   lookup(id: string): PendingVersion | undefined {
-    const o = this.overlay.get(id)
-    if (!o) return undefined
-    const entry = o.entry
-    assert(entry.type !== GAP, 'a gap has no keys')
-    const op = entry.keys.length === 1 ? opsOf(this.codec.decode(entry.type, entry.payload))[0] : opsOf((this.recordAt(entry.lsn) as AppliedRecord).record)[o.opIndex]
+    const slot = this.overlay.get(id)
+    if (slot === undefined) return undefined
+    const o = this.entryOf(slot)
+    const n = this.indexOf(o.lsn) as number
+    const type = this.tail.type(n)
+    assert(type !== GAP, 'a gap has no keys')
+    const single = !Array.isArray(this.tail.keys(n))
+    const op = single ? opsOf(this.codec.decode(type as RecordType, this.tail.payload(n)))[0] : opsOf((this.recordAt(o.lsn) as AppliedRecord).record)[o.opIndex]
     assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
-    if (op.type !== 'put') return { kind: 'del', lsn: entry.lsn }
-    return { kind: 'put', lsn: entry.lsn, op: entry.keys.length === 1 ? op : this.codec.copyPut(op), updatedAt: entry.updatedAt, createdAt: o.createdAt, createdFromStore: o.fromStore }
+    if (op.type !== 'put') return { kind: 'del', lsn: o.lsn }
+    return { kind: 'put', lsn: o.lsn, op: single ? op : this.codec.copyPut(op), updatedAt: this.tail.updatedAt(n), createdAt: o.createdAt, createdFromStore: o.fromStore }
   }
 
   /** The LSN of the latest pending version of identity `id`, and whether it is a put, without decoding. */
   latest(id: string): { readonly lsn: number; readonly live: boolean } | undefined {
     const o = this.overlay.get(id)
-    return o ? { lsn: o.entry.lsn, live: this.isPut(o) } : undefined
+    return o === undefined ? undefined : { lsn: lsnOf(o), live: this.isPut(o) }
   }
 
   /**
@@ -216,12 +226,14 @@ export class PendingLog {
    * its record's clock stamp.
    */
   latestOp(id: string): { readonly lsn: number; readonly op: Op; readonly updatedAt: number } | undefined {
-    const o = this.overlay.get(id)
-    const r = o && this.recordAt(o.entry.lsn)
-    if (!o || !r) return undefined
+    const slot = this.overlay.get(id)
+    if (slot === undefined) return undefined
+    const o = this.entryOf(slot)
+    const r = this.recordAt(o.lsn)
+    if (!r) return undefined
     const op = opsOf(r.record)[o.opIndex]
     assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
-    return { lsn: o.entry.lsn, op, updatedAt: o.entry.updatedAt }
+    return { lsn: o.lsn, op, updatedAt: this.tail.updatedAt(this.indexOf(o.lsn) as number) }
   }
 
   /** Every identity with a pending version. */
@@ -229,32 +241,60 @@ export class PendingLog {
     return this.overlay.keys()
   }
 
-  private forget(key: string, e: TailEntry): void {
+  private forget(key: string, lsn: number): void {
     const o = this.overlay.get(key)
-    if (o && o.entry === e) this.overlay.delete(key)
+    if (o !== undefined && lsnOf(o) === lsn) this.overlay.delete(key)
   }
 
-  private isPut(o: OverlayEntry): boolean {
-    return o.createdAt >= 0
+  private isPut(o: OverlaySlot): boolean {
+    return typeof o === 'number' || o.createdAt >= 0
   }
 
-  private at(lsn: number): TailEntry | undefined {
+  /** The overlay entry a slot stands for (a bare LSN: the first pending version, a put, op 0). */
+  private entryOf(o: OverlaySlot): OverlayEntry {
+    if (typeof o !== 'number') return o
+    return { lsn: o, opIndex: 0, createdAt: this.tail.updatedAt(this.indexOf(o) as number), fromStore: true }
+  }
+
+  /** The position in the tail of `lsn`'s record, if held. */
+  private indexOf(lsn: number): number | undefined {
     if (lsn < this.first || lsn >= this.nextLsn) return undefined
-    return this.tail[this.head + (lsn - this.first)]
+    return lsn - this.first
   }
 
-  private push(e: TailEntry): void {
-    this.tail.push(e)
+  private push(e: EarlyEntry): void {
+    const lsn = this.nextLsn
+    assert(e.lsn === lsn, 'records are held in LSN order')
+    this.tail.push(e.type, e.payload, e.ackedAtMs, e.updatedAt, e.keys)
     this.bytesValue += e.payload.length
-    e.keys.forEach((key, i) => {
-      if (key === null) return
-      const prev = this.overlay.get(key)
-      const put = e.puts[i] === true
-      // createdAt: carried from an earlier pending put; a pending delete before starts again; nothing pending asks the backend's row.
-      const created = !put ? { createdAt: -1, fromStore: false } : prev === undefined ? { createdAt: e.updatedAt, fromStore: true } : this.isPut(prev) ? { createdAt: prev.createdAt, fromStore: prev.fromStore } : { createdAt: e.updatedAt, fromStore: false }
-      this.overlay.set(key, { entry: e, opIndex: i, ...created })
-    })
+    if (typeof e.keys === 'string') this.supersede(e.keys, lsn, 0, e.puts[0] === true, e.updatedAt)
+    else if (e.keys !== null) e.keys.forEach((key, i) => key !== null && this.supersede(key, lsn, i, e.puts[i] === true, e.updatedAt))
+  }
+
+  /** Op `opIndex` of record `lsn` is now the latest pending version of `key`. */
+  private supersede(key: string, lsn: number, opIndex: number, put: boolean, updatedAt: number): void {
+    const prev = this.overlay.get(key)
+    if (put && prev === undefined && opIndex === 0) {
+      this.overlay.set(key, lsn)
+      return
+    }
+    // createdAt: carried from an earlier pending put; a pending delete before starts again; nothing pending asks the backend's row.
+    const p = prev === undefined ? undefined : this.entryOf(prev)
+    const created = !put ? { createdAt: -1, fromStore: false } : p === undefined ? { createdAt: updatedAt, fromStore: true } : p.createdAt >= 0 ? { createdAt: p.createdAt, fromStore: p.fromStore } : { createdAt: updatedAt, fromStore: false }
+    this.overlay.set(key, { lsn, opIndex, createdAt: created.createdAt, fromStore: created.fromStore })
   }
 }
+
+/**
+ * `s` as one flat string. An identity is built as namespace + NUL + key, which
+ * V8 keeps as a rope over its parts, and a decoded key is often a slice that
+ * keeps a larger decoded string alive: about 125 bytes per key for a 22-character
+ * identity, against 40 flat. The overlay and the columns hold one per pending
+ * identity, so a backlog of distinct keys pays it per record. The JSON round
+ * trip copies any string exactly (a lone surrogate too).
+ */
+const flatCopy = (s: string): string => JSON.parse(JSON.stringify(s)) as string
+
+const lsnOf = (o: OverlaySlot): number => (typeof o === 'number' ? o : o.lsn)
 
 const EMPTY = new Uint8Array(0)
