@@ -55,16 +55,23 @@ export class QueryRun {
     if (this.range === undefined) return
     const overlay = this.pendingHits()
     const scans = this.scans(this.range)
+    let closing: Promise<void> | undefined
+    const close = (): Promise<void> => (closing ??= closeAll(scans))
     try {
-      yield* mergeOverlay(this.matches(scans), overlay, this.spec.reverse, limit, (id) => this.entry(id))
+      yield* mergeOverlay(this.matches(scans, close), overlay, this.spec.reverse, limit, (id) => this.entry(id))
     } finally {
-      await closeAll(scans)
+      await close()
     }
   }
 
-  /** The ids the join finds that the index does not rule out, each with the read of its entry. */
-  private async *matches(scans: readonly SeekableIds[]): AsyncGenerator<readonly [string, () => Promise<Entry | undefined>]> {
+  /**
+   * The ids the join finds that the index does not rule out, each with the
+   * read of its entry. When the join is over, `done` lets the index's
+   * iterators go before the pending hits after the last id are read.
+   */
+  private async *matches(scans: readonly SeekableIds[], done: () => Promise<void>): AsyncGenerator<readonly [string, () => Promise<Entry | undefined>]> {
     for await (const [id, meta] of this.indexed(scans)) if (this.judge(meta) !== false) yield [id, () => this.entry(id)]
+    await done()
   }
 
   /** How many entries match: from the postings' times and expiries and the pending overlay; a row is read only where the index does not know an entry's time. */
