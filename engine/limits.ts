@@ -51,16 +51,15 @@ export const limits = {
   syncIntervalMsDefault: 100,
   syncIntervalMsMax: 60_000,
   /**
-   * The LevelDB store's group sync (sinks/store-sync.ts): apply batches are
-   * written unsynced and the store is synced this long after the first
-   * unsynced write, or once this many bytes were written unsynced. Retention
-   * waits for the sync; a power loss takes about that much of the store's
-   * applies, which the appliers replay from the log.
+   * The bounds of the LevelDB store's group sync (sinks/store-sync.ts; the
+   * defaults are options.ts engineDefaults'): apply batches are written
+   * unsynced and the store is synced this long after the first unsynced
+   * write, or once this many bytes were written unsynced. Retention waits for
+   * the sync; a power loss takes about that much of the store's applies,
+   * which the appliers replay from the log.
    */
-  storeSyncIntervalMsDefault: 100,
   storeSyncIntervalMsMin: 1,
   storeSyncIntervalMsMax: 60_000,
-  storeSyncBytesDefault: 4 * 1024 * 1024,
   storeSyncBytesMin: 4096,
   storeSyncBytesMax: 1024 * 1024 * 1024,
   /** Declared gaps kept in `gaps.json`: beyond this the oldest acknowledged ones are forgotten (unacknowledged ones never). */
