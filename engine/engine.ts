@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { posix as path } from 'node:path'
 import { assert } from './assert.js'
-import { isMemwalError, MemwalError, type WalFailedError } from './errors.js'
+import { isMemwalError, MemwalError, WalFailedError } from './errors.js'
 import { Applier } from './apply/applier.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { Backpressure } from './backpressure.js'
@@ -183,6 +183,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     parts.store.onGroupSync({
       synced: () => this.mayPurge(),
       failed: (err) => o.logger.warn({ err }, 'syncing the LevelDB store failed; the next round tries again (log segments are kept until it succeeds)'),
+      lost: (err) => this.failClosed(new WalFailedError(err.message, err)),
     })
   }
 

@@ -33,6 +33,12 @@ export interface GroupSyncHooks {
   synced(): void
   /** A sync failed; the next round tries again. */
   failed(err: unknown): void
+  /**
+   * The store reopened after a failed write holds less than the sinks wrote
+   * (unsynced batches lost with the pages of its log, as after an EIO from
+   * fdatasync): it refuses every write from now on (see reopenIfDamaged).
+   */
+  lost(err: MemwalError): void
 }
 
 /**
@@ -217,6 +223,8 @@ export class LevelStore {
 
   private writes: Promise<void> = Promise.resolve()
   private logDamaged = false
+  /** Set when a reopen found batches lost (checkNothingLost): every later write is refused with it. */
+  private lostWrites: MemwalError | undefined
 
   private serially(step: () => Promise<void>): Promise<void> {
     const run = this.writes.then(step)
@@ -225,6 +233,7 @@ export class LevelStore {
   }
 
   private async reopenIfDamaged(): Promise<void> {
+    if (this.lostWrites) throw this.lostWrites
     if (!this.logDamaged) return
     try {
       await this.db.close()
@@ -235,6 +244,31 @@ export class LevelStore {
       throw new MemwalError('IO_ERROR', `cannot reopen the LevelDB store at ${this.location} after a failed write: ${(cause as Error).message}`, { cause })
     }
     this.logDamaged = false
+    await this.checkNothingLost()
+  }
+
+  /**
+   * After a reopen, each sink's checkpoint read back must be the one it last
+   * wrote. With group sync, batches LevelDB took unsynced come back from the
+   * page cache after a failed write (ENOSPC); after an EIO from fdatasync the
+   * kernel may have dropped them. A store behind what its sinks wrote must not
+   * take another write: the appliers would write later checkpoints over the
+   * gap, the next sync would make them durable, and WAL retention would purge
+   * the records the store lost. So it fails closed, as the log does on EIO:
+   * every later write is refused, the engine is told (state failed), and a
+   * reopen of the engine replays what the store lacks from the log, which
+   * retention kept from the durable checkpoints on.
+   */
+  private async checkNothingLost(): Promise<void> {
+    const written = this.groupSync?.writtenCheckpoints()
+    if (written === undefined) return
+    for (const [name, lsn] of written) {
+      const stored = await this.readCheckpoint(name)
+      if (stored >= lsn) continue
+      this.lostWrites = new MemwalError('IO_ERROR', `the LevelDB store at ${this.location} came back from a failed write without batches it had taken (sink ${name}: checkpoint ${stored}, wrote ${lsn}); it takes no more writes until the engine is reopened, which replays them from the log`, { details: { sink: name, stored, written: lsn } })
+      this.hooks?.lost(this.lostWrites)
+      throw this.lostWrites
+    }
   }
 
   /** Closes LevelDB, synced first (LevelDB's close does not sync its log). */

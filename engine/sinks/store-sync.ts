@@ -78,6 +78,11 @@ export class StoreSync {
     else this.arm()
   }
 
+  /** Each sink's checkpoint in the last batch LevelDB took (synced or not). */
+  writtenCheckpoints(): ReadonlyMap<string, number> {
+    return this.written
+  }
+
   /** The highest checkpoint of `name` known to be on disk (undefined before `opened`). */
   durableCheckpoint(name: string): number | undefined {
     return this.durable.get(name)

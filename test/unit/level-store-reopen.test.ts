@@ -15,7 +15,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { LevelStore } from '../../engine/sinks/level-store.js'
+import { encodeLsn, LevelStore } from '../../engine/sinks/level-store.js'
+import type { MemwalError } from '../../engine/errors.js'
+import { ManualClock } from '../../engine/testing.js'
 
 interface Hooks {
   _batch(ops: unknown[], options: object): Promise<void>
@@ -95,4 +97,62 @@ t.test('a reopen that fails is IO_ERROR; the store tries again at the next write
   await put(store, 'c', '3')
   t.equal(await read(store, 'c'), '3')
   t.equal(opens, 2, 'no reopen once healthy')
+})
+
+t.test('group sync: a store that reopens without batches it had taken unsynced fails closed; one that kept them goes on', async (t) => {
+  const open = async (): Promise<{ store: LevelStore; hooks: Hooks; lost: MemwalError[] }> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memwal-reopen-'))
+    const store = await LevelStore.open(path.join(dir, 'store'), undefined, { clock: new ManualClock(), config: { intervalMs: 60_000, bytes: 1 << 30 } })
+    t.teardown(async () => {
+      await store.close().catch(() => undefined)
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+    const lost: MemwalError[] = []
+    store.onGroupSync({ synced: () => undefined, failed: () => undefined, lost: (err) => lost.push(err) })
+    return { store, hooks: store.db as unknown as Hooks, lost }
+  }
+  const apply = (store: LevelStore, lsn: number) => store.applyBatch('backend', lsn, [
+    { type: 'put', sublevel: store.data, key: `k${lsn}`, value: Buffer.from('v') },
+    { type: 'put', sublevel: store.meta, key: 'checkpoint:backend', value: encodeLsn(lsn) },
+  ])
+  const failOnce = (hooks: Hooks, store: LevelStore): void => {
+    const real = hooks._batch.bind(store.db)
+    let failed = false
+    hooks._batch = async (ops, options) => {
+      if (failed) return real(ops, options)
+      failed = true
+      throw new Error('IO error: Input/output error')
+    }
+  }
+
+  // Kept: the unsynced batches come back with the reopen (a full disk: the page cache has them).
+  const kept = await open()
+  await apply(kept.store, 5)
+  failOnce(kept.hooks, kept.store)
+  await t.rejects(apply(kept.store, 6), /Input\/output error/)
+  await kept.store.ready()
+  t.same(kept.lost, [], 'nothing lost: no failure')
+  await apply(kept.store, 7)
+  t.equal(await kept.store.readCheckpoint('backend'), 7, 'writes go on')
+
+  // Lost: the reopened store is at checkpoint 3 although the sink wrote 5 (the log's unsynced pages dropped after EIO).
+  const gone = await open()
+  await apply(gone.store, 3)
+  await gone.store.sync()
+  await apply(gone.store, 5)
+  failOnce(gone.hooks, gone.store)
+  const realOpen = gone.hooks._open.bind(gone.store.db)
+  const rawBatch = gone.hooks._batch
+  gone.hooks._open = async (options) => {
+    await realOpen(options)
+    // What the disk kept: the synced checkpoint 3, not the unsynced 5.
+    await (rawBatch as (ops: unknown[], o: object) => Promise<void>)([{ type: 'put', key: gone.store.meta.prefixKey('checkpoint:backend', 'utf8'), value: encodeLsn(3), keyEncoding: 'utf8', valueEncoding: 'view' }], { sync: true })
+  }
+  await t.rejects(apply(gone.store, 6), /Input\/output error/)
+  const expected = { code: 'IO_ERROR', message: /came back from a failed write without batches it had taken \(sink backend: checkpoint 3, wrote 5\)/ }
+  await t.rejects(gone.store.ready(), expected, 'the reopen finds the store behind: refused, typed, naming the sink and both checkpoints')
+  t.equal(gone.lost.length, 1, 'the engine is told once (it fails closed: engine.ts)')
+  t.match(gone.lost[0], { details: { sink: 'backend', stored: 3, written: 5 } })
+  await t.rejects(apply(gone.store, 7), expected, 'every later write is refused: no checkpoint is written over the gap')
+  t.equal(await gone.store.readCheckpoint('backend'), 3, 'the store stays at what it has, for the engine\'s reopen to replay from')
 })
