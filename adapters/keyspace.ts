@@ -31,6 +31,15 @@ export type KeyParts = readonly string[]
 export interface ScanHit {
   readonly parts: KeyParts
   readonly value: unknown
+  /** The LSN of the record that wrote it: orders two writes of one range by when they were appended. */
+  readonly version: number
+}
+
+export interface WalkOptions {
+  /** Last key first. */
+  readonly reverse?: boolean
+  /** Only keys before this one (full parts, not a prefix). */
+  readonly before?: KeyParts
 }
 
 export class KeySpace {
@@ -79,7 +88,7 @@ export class KeySpace {
   async scan(parts: KeyParts, tag?: string): Promise<ScanHit[]> {
     const hits: ScanHit[] = []
     for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(tag !== undefined ? { tag } : {}) })) {
-      hits.push({ parts: this.parts(r.key), value: r.value })
+      hits.push({ parts: this.parts(r.key), value: r.value, version: r.version })
     }
     if (hits.length >= SCAN_RESULTS_MAX) {
       throw new MemwalError('ADAPTER_SCAN_TOO_LARGE', `more than ${SCAN_RESULTS_MAX - 1} entries under one ${this.space} prefix`, { details: { space: this.space } })
@@ -88,22 +97,34 @@ export class KeySpace {
   }
 
   /**
-   * Every entry under `parts` in key order, read as the caller consumes them
-   * (the engine's query is lazy): a caller that stops after n entries has
-   * read about n, whatever the range holds. No limit: past
-   * SCAN_RESULTS_MAX entries a new query goes on after the last key.
+   * Every entry under `parts` in key order (with `reverse`, last first), read
+   * as the caller consumes them (the engine's query is lazy): a caller that
+   * stops after n entries has read about n, whatever the range holds. No
+   * limit: past SCAN_RESULTS_MAX entries a new query goes on after the last key.
    */
-  async *walk(parts: KeyParts): AsyncGenerator<ScanHit> {
+  async *walk(parts: KeyParts, options: WalkOptions = {}): AsyncGenerator<ScanHit> {
+    const reverse = options.reverse === true
     let after: string | undefined
+    let upper = options.before === undefined ? undefined : this.key(options.before)
     for (;;) {
       let n = 0
-      for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, ...(after !== undefined ? { gt: after } : {}) })) {
+      const range = reverse ? (upper !== undefined ? { lt: upper } : {}) : { ...(after !== undefined ? { gt: after } : {}), ...(upper !== undefined ? { lt: upper } : {}) }
+      for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: SCAN_RESULTS_MAX, reverse, ...range })) {
         n++
-        after = r.key
-        yield { parts: this.parts(r.key), value: r.value }
+        if (reverse) upper = r.key
+        else after = r.key
+        yield { parts: this.parts(r.key), value: r.value, version: r.version }
       }
       if (n < SCAN_RESULTS_MAX) return
     }
+  }
+
+  /** The last entry under `parts` in key order, from one read of one entry. */
+  async last(parts: KeyParts): Promise<ScanHit | undefined> {
+    for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit: 1, reverse: true })) {
+      return { parts: this.parts(r.key), value: r.value, version: r.version }
+    }
+    return undefined
   }
 
   /** How many entries are under `parts` (with `tag`, if given): from the index, no value read. */

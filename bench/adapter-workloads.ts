@@ -111,7 +111,7 @@ async function openSaver(system: AdapterSystem, dir: string): Promise<{ saver: B
  * `threads` loops, each invoking the graph on its own thread_id until the
  * time is up; every checkpoint put is timed where the graph calls the saver.
  */
-async function graphTrial(w: AdapterWorkload, dir: string, timing: Timing): Promise<TrialResult> {
+async function graphTrial(w: AdapterWorkload, dir: string, timing: Timing): Promise<TrialResult & { cpuUsPerOp: number }> {
   const { Annotation, END, START, StateGraph } = await import('@langchain/langgraph')
   const State = Annotation.Root({
     next: Annotation<number>({ reducer: (_, b) => b, default: () => 0 }),
@@ -143,8 +143,12 @@ async function graphTrial(w: AdapterWorkload, dir: string, timing: Timing): Prom
   try {
     await drive(timing.warmupMs)
     latencies = new LatencyRecorder()
+    const cpu = process.cpuUsage()
     const { elapsedMs } = await drive(timing.measureMs)
-    return trialResult(latencies.count, elapsedMs, latencies)
+    const used = process.cpuUsage(cpu)
+    // The process's CPU (every thread) per checkpoint: what bounds checkpoints/s on a busy machine, and a figure
+    // that other processes' load on the cores changes far less than the rate.
+    return { ...trialResult(latencies.count, elapsedMs, latencies), cpuUsPerOp: (used.user + used.system) / latencies.count }
   } finally {
     await close()
   }

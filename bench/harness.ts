@@ -53,7 +53,7 @@ const USAGE = `usage: memwal bench [--quick] [--json] [--report FILE] [--dir BAS
   --records N        records in the crash backlog that is replayed (default 1,000,000, quick 100,000)
   --only IDS         comma-separated workload ids, or prefixes of them (e.g. memwal/,lmdb/inflight-256)
   --isolation MODE   trial: each trial in a child process of its own (default); none: all in this process (default with --quick)
-  --profile DIR      CPU-profile every memwal child process into DIR and summarise where the time goes (needs --isolation trial)
+  --profile DIR      CPU-profile every memwal child process (the adapters' memwal trials too) into DIR and summarise where the time goes (needs --isolation trial)
   --pg               add the PostgreSQL replication workloads (memwal + PgBackend against one INSERT per put, direct and
                      with ${pgDefaults.delayMs} ms added each way; ${pgDefaults.inFlight} writers in flight)
   --pg-url URL       the PostgreSQL server (default: MEMWAL_PG_URL, else postgres://postgres@127.0.0.1:5432/test)`
@@ -409,11 +409,16 @@ interface Run {
 
 let childSeq = 0
 
+/** memwal's own trials and the adapters' trials on memwal (langgraph-memwal/..., cf-memwal/...): the peers' trials are not profiled. */
+function profiledId(id: string): boolean {
+  return id.startsWith('memwal') || id.startsWith('langgraph-memwal/') || id.startsWith('cf-memwal/')
+}
+
 /** Runs `t` as configured (child or here), records the outcome under `id`. */
 async function perform(run: Run, id: string, t: Task, options: { readonly forceChild?: boolean } = {}): Promise<Outcome> {
   const child = run.c.isolate || options.forceChild === true
   let profileDir: string | undefined
-  if (child && run.c.profileDir !== undefined && id.startsWith('memwal')) {
+  if (child && run.c.profileDir !== undefined && profiledId(id)) {
     profileDir = path.join(run.c.profileDir, `${id.replace(/[^a-zA-Z0-9-]+/g, '_')}-${++childSeq}`)
     run.profiled.set(id, [...(run.profiled.get(id) ?? []), profileDir])
   }
@@ -631,6 +636,7 @@ function adapterResult(w: (typeof ADAPTER_WORKLOADS)[number], reps: readonly Out
     opsPerSec: med('opsPerSec'), mbPerSec: Number.NaN, p50Us: med('p50Us'), p99Us: med('p99Us'), p999Us: med('p999Us'),
     peakRssMB: Math.max(...repetitions.map((r) => r.peakRssMB)), repetitions,
     ...(w.kind === 'kill9' ? { details: { acked: sum('acked'), lost: sum('lost') } } : {}),
+    ...(w.kind === 'graph' ? { details: { cpuUsPerCheckpoint: med('cpuUsPerOp') } } : {}),
   }
 }
 
@@ -803,7 +809,7 @@ function areaOf(url: string, name: string): string {
   if (url.startsWith('node:')) return 'node internals'
   const nm = url.lastIndexOf('node_modules/')
   if (nm >= 0) return url.slice(nm + 13).split('/').slice(0, url.slice(nm + 13).startsWith('@') ? 2 : 1).join('/')
-  const m = /\/(engine|bench|cli)\/(([a-z-]+)\/)?/.exec(url)
+  const m = /\/(engine|bench|cli|adapters)\/(([a-z-]+)\/)?/.exec(url)
   if (m) return m[3] !== undefined ? `${m[1]}/${m[3]}` : (m[1] ?? url)
   return url
 }
@@ -812,8 +818,8 @@ function summariseProfiles(id: string, dirs: readonly string[]): ProfileSummary 
   const fnMs = new Map<string, { name: string; location: string; selfMs: number }>()
   const ownerMs = new Map<string, { name: string; location: string; selfMs: number }>()
   const areaMs = new Map<string, number>()
-  const shortUrl = (url: string): string => url.replace(/^file:\/\//, '').replace(/^.*?\/(engine|bench|cli|node_modules)\//, '$1/')
-  const ours = (url: string): boolean => /\/(engine|bench|cli)\/[^/]/.test(url) && !url.includes('/node_modules/')
+  const shortUrl = (url: string): string => url.replace(/^file:\/\//, '').replace(/^.*?\/(engine|bench|cli|adapters|node_modules)\//, '$1/')
+  const ours = (url: string): boolean => /\/(engine|bench|cli|adapters)\/[^/]/.test(url) && !url.includes('/node_modules/')
   let idle = 0
   let busy = 0
   for (const d of dirs) {
@@ -884,7 +890,7 @@ function renderText(doc: BenchDocument): string {
   if (replication.length > 0) out.push('replication into PostgreSQL, median over rounds:', table([['system', 'workload', 'in PG/s', 'acked/s', 'drain ms', 'ack p50 ms', 'ack p99 ms', 'ack p99.9 ms'], ...replication]), '')
   const adapters = doc.results.filter((r) => r.group === 'adapter').map((r) => [r.systemLabel, r.workloadLabel, fmt(r.opsPerSec), fmt(r.p50Us / 1000, 2), fmt(r.p99Us / 1000, 2), fmt(r.p999Us / 1000, 2), fmt(r.peakRssMB), String(r.repetitions.length)])
   if (adapters.length > 0) out.push('the adapters against the frameworks\' own stores, median over rounds:', table([['system', 'workload', 'ops/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'peak RSS MB', 'reps'], ...adapters]), '')
-  for (const r of doc.results.filter((x) => x.group === 'adapter' && x.details)) out.push(`  ${r.id}, all rounds: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`)
+  for (const r of doc.results.filter((x) => x.group === 'adapter' && x.details)) out.push(`  ${r.id}, ${r.id.endsWith('/kill9') ? 'all rounds' : 'median over rounds'}: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`)
   if (engine.length > 0) out.push('one-shot engine workloads:', table([['system', 'workload', 'ms', 'records/s', 'MB/s', 'peak RSS MB', 'reps'], ...engine]), '')
   for (const r of doc.results.filter((x) => x.group === 'engine' && x.details)) {
     out.push(`  ${r.id}: ${Object.entries(r.details ?? {}).map(([k, v]) => `${k} ${fmt(v, Math.abs(v) < 10 ? 2 : 0)}`).join(', ')}`)

@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util'
 import type * as Lg from '@langchain/langgraph-checkpoint'
 import type { RunnableConfig } from '@langchain/core/runnables'
-import { MemwalError, type BatchOp, type MemWAL, type MemwalOptions } from '../../engine/index.js'
+import { MemwalError, type BatchOp, type MemWAL, type MemwalOptions, type Random } from '../../engine/index.js'
+import { randomInt } from 'node:crypto'
 import { compareStrings, invalid } from '../args.js'
-import { KeySpace, type KeyParts } from '../keyspace.js'
+import { KeySpace, type KeyParts, type ScanHit } from '../keyspace.js'
 import { langgraph, openOwned, type Serialized } from './peer.js'
 
 export interface MemwalSaverOptions extends MemwalOptions {
@@ -27,6 +28,9 @@ interface StoredWrite {
 /** A blob written for a channel that newVersions names but the checkpoint holds no value for. */
 const EMPTY = 'empty'
 
+/** The default source of attempt keys when none is injected (MemwalSaver.open passes the MemWAL's `random`). */
+const cryptoRandom: Random = { nextU32: () => randomInt(0, 2 ** 32) >>> 0 }
+
 /**
  * A LangGraph checkpoint saver on memwal. Every `put` and `putWrites` is one
  * atomic memwal record, acknowledged once durable in the log: a graph killed
@@ -36,7 +40,9 @@ const EMPTY = 'empty'
  * (namespace, key) identity):
  *   lg.cp   [thread, ns, checkpointId]            -> the checkpoint without channel_values, metadata, parent id
  *   lg.blob [thread, ns, channel, version]        -> one channel value at one version (written when newVersions names it)
- *   lg.w    [thread, ns, checkpointId, task, idx] -> one pending write
+ *   lg.w    [thread, ns, checkpointId, task, idx, attempt] -> one pending write (regular idx >= 0: `attempt` is
+ *           random, one key per write, the earliest appended kept; special idx < 0: no `attempt`, replaced;
+ *           stores written before attempts have regular writes without one too, read the same way)
  * A checkpoint is rebuilt from the blobs its channel_versions name, so each
  * step stores only the channels that changed.
  */
@@ -55,6 +61,8 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
     readonly db: MemWAL,
     serde?: Lg.SerializerProtocol,
     private readonly owned = false,
+    /** Where a regular pending write's own key comes from (putWrites); a seeded one replays a test exactly. */
+    private readonly random: Random = cryptoRandom,
   ) {
     super(serde)
     this.checkpoints = new KeySpace(db, 'lg.cp')
@@ -65,7 +73,7 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
   /** Opens its own MemWAL on `dir`; `close()` closes it. */
   static async open(options: MemwalSaverOptions): Promise<MemwalSaver> {
     const { serde, ...memwal } = options
-    return new MemwalSaver(await openOwned(memwal, 'MemwalSaver'), serde, true)
+    return new MemwalSaver(await openOwned(memwal, 'MemwalSaver'), serde, true, memwal.random)
   }
 
   async close(): Promise<void> {
@@ -84,8 +92,8 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
       const stored = (await this.checkpoints.get([thread, ns, idOf('checkpoint_id', id)])) as StoredCheckpoint | undefined
       return stored ? this.tupleOf(thread, ns, id, stored, config) : undefined
     }
-    const all = await this.checkpoints.scan([thread, ns])
-    const latest = all[all.length - 1] // keys sort by checkpoint id, and uuid6 ids sort by time
+    // Keys sort by checkpoint id, and uuid6 ids sort by time: the newest is the last key, read alone (not the thread's every checkpoint).
+    const latest = await this.checkpoints.last([thread, ns])
     if (!latest) return undefined
     const latestId = latest.parts[2] as string
     return this.tupleOf(thread, ns, latestId, latest.value as StoredCheckpoint, configOf(thread, ns, latestId))
@@ -99,11 +107,7 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
     const ns = c['checkpoint_ns'] === undefined ? undefined : nsOf(config)
     const onlyId = c['checkpoint_id'] === undefined || c['checkpoint_id'] === '' ? undefined : idOf('checkpoint_id', c['checkpoint_id'])
     const beforeId = before?.configurable?.['checkpoint_id'] as string | undefined
-    const scope: KeyParts = thread === undefined ? [] : ns === undefined ? [thread] : [thread, ns]
-    const hits = (await this.checkpoints.scan(scope)).map((h) => ({ thread: h.parts[0] as string, ns: h.parts[1] as string, id: h.parts[2] as string, stored: h.value as StoredCheckpoint }))
-    // Newest first within a thread's namespace, as every LangGraph saver lists.
-    hits.sort((a, b) => compareStrings(a.thread, b.thread) || compareStrings(a.ns, b.ns) || compareStrings(b.id, a.id))
-    for (const h of hits) {
+    for await (const h of this.newestFirst(thread, ns, beforeId)) {
       if (ns !== undefined && h.ns !== ns) continue
       if (onlyId !== undefined && h.id !== onlyId) continue
       if (beforeId !== undefined && h.id >= beforeId) continue
@@ -117,6 +121,27 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
       }
       yield await this.tupleOf(h.thread, h.ns, h.id, h.stored, configOf(h.thread, h.ns, h.id))
     }
+  }
+
+  /**
+   * The checkpoints in scope, newest first within a thread's namespace, as
+   * every LangGraph saver lists. One thread's namespace is its key range read
+   * backwards, as the caller consumes it (a `limit` reads about that many, a
+   * `before` starts there): its keys sort by checkpoint id, which for
+   * LangGraph's ids (uuid6: ASCII) is the id order the sort below uses. A
+   * wider scope is read whole and sorted.
+   */
+  private async *newestFirst(thread: string | undefined, ns: string | undefined, beforeId: string | undefined): AsyncGenerator<{ thread: string; ns: string; id: string; stored: StoredCheckpoint }> {
+    if (thread !== undefined && ns !== undefined) {
+      for await (const h of this.checkpoints.walk([thread, ns], { reverse: true, ...(beforeId !== undefined ? { before: [thread, ns, beforeId] } : {}) })) {
+        yield { thread, ns, id: h.parts[2] as string, stored: h.value as StoredCheckpoint }
+      }
+      return
+    }
+    const scope: KeyParts = thread === undefined ? [] : [thread]
+    const hits = (await this.checkpoints.scan(scope)).map((h) => ({ thread: h.parts[0] as string, ns: h.parts[1] as string, id: h.parts[2] as string, stored: h.value as StoredCheckpoint }))
+    hits.sort((a, b) => compareStrings(a.thread, b.thread) || compareStrings(a.ns, b.ns) || compareStrings(b.id, a.id))
+    yield* hits
   }
 
   async put(config: RunnableConfig, checkpoint: Lg.Checkpoint, metadata: Lg.CheckpointMetadata, newVersions: Lg.ChannelVersions): Promise<RunnableConfig> {
@@ -153,9 +178,10 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
     const ops: BatchOp[] = []
     for (const [i, [channel, value]] of writes.entries()) {
       const idx = langgraph.WRITES_IDX_MAP[channel] ?? i
-      const parts = [thread, ns, id, task, String(idx)]
-      // Regular writes are kept as first written (a retried task must not replace them); special ones (errors, interrupts) are replaced.
-      if (idx >= 0 && (await this.writes.get(parts)) !== undefined) continue
+      // Special writes (errors, interrupts: idx < 0) replace the one before, at one key. Regular writes are kept as first
+      // written (a retried task must not replace them): each is stored at a key of its own, and pendingWrites keeps the
+      // earliest appended. Deciding it here instead took a backend read per write, on every step of every graph (issue 13).
+      const parts = idx < 0 ? [thread, ns, id, task, String(idx)] : [thread, ns, id, task, String(idx), this.attempt()]
       const w: StoredWrite = { task, channel, v: await this.dump(value), path: taskPath ?? '' }
       ops.push(this.writes.putOp(parts, w))
     }
@@ -173,19 +199,17 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
 
   private async tupleOf(thread: string, ns: string, id: string, stored: StoredCheckpoint, config: RunnableConfig): Promise<Lg.CheckpointTuple> {
     const checkpoint = (await this.load(stored.c)) as Lg.Checkpoint
+    // The blobs and the pending writes are read at once, not one await after another.
+    const [blobs, pendingWrites, metadata] = await Promise.all([
+      Promise.all(Object.entries(checkpoint.channel_versions).map(async ([channel, version]) => [channel, (await this.blobs.get([thread, ns, channel, String(version)])) as Serialized | undefined] as const)),
+      this.pendingWrites(thread, ns, id),
+      this.load(stored.m),
+    ])
     const values: Record<string, unknown> = {}
-    for (const [channel, version] of Object.entries(checkpoint.channel_versions)) {
-      const blob = (await this.blobs.get([thread, ns, channel, String(version)])) as Serialized | undefined
-      if (blob && blob[0] !== EMPTY) values[channel] = await this.load(blob)
-    }
+    for (const [channel, blob] of blobs) if (blob && blob[0] !== EMPTY) values[channel] = await this.load(blob)
     checkpoint.channel_values = values
     if (checkpoint.v < 4 && stored.p !== null) await this.migratePendingSends(checkpoint, thread, ns, stored.p)
-    const tuple: Lg.CheckpointTuple = {
-      config,
-      checkpoint,
-      metadata: (await this.load(stored.m)) as Lg.CheckpointMetadata,
-      pendingWrites: await this.pendingWrites(thread, ns, id),
-    }
+    const tuple: Lg.CheckpointTuple = { config, checkpoint, metadata: metadata as Lg.CheckpointMetadata, pendingWrites }
     if (stored.p !== null) tuple.parentConfig = configOf(thread, ns, stored.p)
     return tuple
   }
@@ -201,13 +225,29 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
     checkpoint.channel_versions[langgraph.TASKS] = versions.length > 0 ? langgraph.maxChannelVersion(...versions) : this.getNextVersion(undefined)
   }
 
-  /** The checkpoint's pending writes in writesSortKey order, the order live execution applies them in. */
+  /**
+   * The checkpoint's pending writes in writesSortKey order, the order live
+   * execution applies them in: of a task's several writes at one regular idx
+   * (a retried task's, each at a key of its own, see putWrites) the earliest
+   * appended, the lowest version; a special idx has one key, the last write.
+   */
   private async pendingWrites(thread: string, ns: string, id: string): Promise<Lg.CheckpointPendingWrite[]> {
-    const hits = (await this.writes.scan([thread, ns, id])).map((h) => ({ w: h.value as StoredWrite, key: langgraph.writesSortKey((h.value as StoredWrite).path, h.parts[3] as string, Number(h.parts[4])) }))
+    const first = new Map<string, ScanHit>()
+    for (const h of await this.writes.scan([thread, ns, id])) {
+      const slot = `${h.parts[3] as string}\u0000${h.parts[4] as string}`
+      const kept = first.get(slot)
+      if (kept === undefined || h.version < kept.version) first.set(slot, h)
+    }
+    const hits = [...first.values()].map((h) => ({ w: h.value as StoredWrite, key: langgraph.writesSortKey((h.value as StoredWrite).path, h.parts[3] as string, Number(h.parts[4])) }))
     hits.sort((a, b) => langgraph.compareWritesSortKeys(a.key, b.key))
     const out: Lg.CheckpointPendingWrite[] = []
     for (const { w } of hits) out.push([w.task, w.channel, await this.load(w.v)])
     return out
+  }
+
+  /** 64 random bits in hex: a regular write's own key, distinct from any other attempt's, in this process or another. */
+  private attempt(): string {
+    return hex32(this.random.nextU32()) + hex32(this.random.nextU32())
   }
 
   private async dump(value: unknown): Promise<Serialized> {
@@ -222,6 +262,10 @@ export class MemwalSaver extends langgraph.BaseCheckpointSaver<number> {
   private throwIfClosed(): void {
     if (this.closed) throw new MemwalError('ENGINE_CLOSED', 'the saver is closed')
   }
+}
+
+function hex32(n: number): string {
+  return n.toString(16).padStart(8, '0')
 }
 
 function configOf(thread: string, ns: string, id: string): RunnableConfig {

@@ -7,7 +7,12 @@ import type { Entry } from '../read-path.js'
 
 /** What a query takes from the pending overlay: the identities it overrides, and the pending puts it returns. */
 export interface PendingOverlay {
-  /** Every pending identity: what a store (the index, the backend) says of it is superseded. */
+  /**
+   * Every pending identity the query could meet in a store (within its
+   * range, namespaces and key range): what a store (the index, the backend)
+   * says of it is superseded. The stores only give identities the query
+   * admits, so the others need not be held.
+   */
   readonly overridden: ReadonlySet<string>
   /** Pending identities whose latest version is a live put matching the query, in the query's order. */
   readonly hits: readonly string[]
@@ -17,7 +22,10 @@ export interface PendingOverlay {
  * The pending overlay of one query, read once at its start (query-run.ts,
  * all-writers-run.ts): a pending put or delete overrides what any store holds
  * for its identity, as reads do. `within` narrows the hits further (the
- * query's identity range, its cursor). The op is read from the pending log's
+ * query's identity range, its cursor). Every pending identity is looked at,
+ * but only one the query's range, namespaces and key range admit has its op
+ * read (a string test each; the op's read was most of a narrow query's cost
+ * under a large backlog, issue 13). The op is read from the pending log's
  * shared decoded record (latestOp): a record is decoded once however many of
  * its ops are asked about.
  */
@@ -25,13 +33,14 @@ export function pendingOverlay(pending: PendingLog, spec: QuerySpec, nowMs: numb
   const overridden = new Set<string>()
   const hits: string[] = []
   for (const id of pending.keys()) {
+    if (!within(id)) continue
+    const { namespace, key } = splitIdentity(id)
+    if (!namespaceMatches(spec, namespace) || !keyInRange(spec.key, key)) continue
     overridden.add(id)
     const latest = pending.latestOp(id)
     if (!latest) continue
     const { op, updatedAt } = latest
-    if (op.type !== 'put' || !within(id)) continue
-    const { namespace, key } = splitIdentity(id)
-    if (!namespaceMatches(spec, namespace) || !keyInRange(spec.key, key)) continue
+    if (op.type !== 'put') continue
     if (!isExpired(op.expiresAt, nowMs) && tagsMatch(spec, op.tags ?? []) && timeMatches(spec, updatedAt)) hits.push(id)
   }
   const order = spec.reverse ? -1 : 1
