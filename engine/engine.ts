@@ -19,6 +19,7 @@ import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
 import type { Wal } from './log/wal.js'
+import type { LogRecord } from './log/wal-reader.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
@@ -31,7 +32,6 @@ import type { CacheSink } from './sinks/cache-sink.js'
 import type { IndexSink } from './sinks/index-sink.js'
 import { countedIndexReads, type IndexReads } from './index-reads.js'
 import type { BackendSink, Sink } from './sinks/sink.js'
-import type { WalRecord } from './format/record-codec.js'
 import type { BatchOp, DeleteOptions, PutOptions, ReadOptions } from './validate.js'
 import { WritePath } from './write-path.js'
 import { VersionGate } from './version-gate.js'
@@ -39,7 +39,7 @@ import { clearNamespace, listNamespaces, namespaceStats, type ClearOptions, type
 import { createPackr, packValue } from './format/value-codec.js'
 import { isExpired } from './format/expiry-key.js'
 import { backupStore, type BackupResult } from './backup.js'
-import { openAllWriters, WatchHub, type Change, type WatchOptions } from './watch.js'
+import { logFrames, openAllWriters, WatchHub, type Change, type LogFrames, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
 import { ExpirySweeper } from './expiry-sweep.js'
@@ -694,21 +694,24 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
  * while the payloads stay within `maxBytes`. HISTORY_PURGED when retention
  * deleted `from` (the caller holds purges off meanwhile).
  */
-async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: number): Promise<{ lsn: number; record: WalRecord }[]> {
+async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: number): Promise<LogFrames> {
   const oldest = (await wal.segments())[0]?.baseLsn ?? wal.lastLsn + 1
   if (from < oldest) {
     throw new MemwalError('HISTORY_PURGED', `changes after version ${from - 1} are no longer in the log; the oldest still there is ${oldest}`, {
       details: { fromVersion: from - 1, oldestVersion: oldest },
     })
   }
-  const out: { lsn: number; record: WalRecord }[] = []
+  const out: LogRecord[] = []
   let bytes = 0
-  for await (const r of wal.read(from, to)) {
-    out.push({ lsn: r.lsn, record: wal.decode(r) })
-    bytes += r.payload.length
-    if (bytes >= maxBytes) break
+  read: for await (const segment of wal.readSegments(from, to)) {
+    for (const r of segment) {
+      out.push(r)
+      bytes += r.payload.length
+      if (bytes >= maxBytes) break read
+    }
   }
-  return out
+  // Still encoded: the watch decodes each record as its consumer reaches it (watch.ts, LogFrames).
+  return logFrames(out)
 }
 
 function summarise(r: RecoveryReport): object {

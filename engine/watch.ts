@@ -50,7 +50,42 @@ export interface WatchSource {
    * while their payloads stay within `maxBytes`, with no purge meanwhile;
    * HISTORY_PURGED when `from` is no longer there.
    */
-  readLog(from: number, to: number, maxBytes: number): Promise<readonly { readonly lsn: number; readonly record: WalRecord }[]>
+  readLog(from: number, to: number, maxBytes: number): Promise<LogFrames>
+}
+
+/**
+ * Records read from the segments, still encoded: record i is `types[i]`,
+ * LSN `lsns[i]`, payload `bytes[starts[i], starts[i + 1])`. One buffer and
+ * columns of numbers rather than an object per record: a watch decodes each
+ * record only when its consumer reaches it, so what a chunk holds in the
+ * meantime is its payload bytes, not a heap of decoded records that the
+ * garbage collector copies from one generation to the next.
+ */
+export interface LogFrames {
+  readonly lsns: readonly number[]
+  readonly types: readonly RecordType[]
+  /** One more than the records: the end of the last payload. */
+  readonly starts: readonly number[]
+  readonly bytes: Uint8Array
+}
+
+/** Copies `records` (whose payloads are views into segment buffers) into one LogFrames: the segments can go. */
+export function logFrames(records: readonly { readonly lsn: number; readonly type: RecordType; readonly payload: Uint8Array }[]): LogFrames {
+  let total = 0
+  for (const r of records) total += r.payload.length
+  const bytes = new Uint8Array(total)
+  const lsns: number[] = []
+  const types: RecordType[] = []
+  const starts: number[] = [0]
+  let at = 0
+  for (const r of records) {
+    bytes.set(r.payload, at)
+    at += r.payload.length
+    lsns.push(r.lsn)
+    types.push(r.type)
+    starts.push(at)
+  }
+  return { lsns, types, starts, bytes }
 }
 
 const WATCH_FIELDS = { namespace: 'string', prefix: 'string', fromVersion: 'integer', allWriters: 'boolean', resumeToken: 'string' } as const
@@ -152,13 +187,20 @@ interface WatchPosition extends ChangeFilter {
 /**
  * One consumer's feed. An iterator class rather than an async generator so
  * that `return()` ends a watch that is waiting for the next change at once
- * (a generator's return() would queue behind that wait).
+ * (a generator's return() would queue behind that wait), and so that a
+ * change already at hand (decoded, or in the pending log) is handed over
+ * with one settled promise: only reading the segments and waiting for an
+ * acknowledgement go through the queue of pulls.
  */
 class Watcher implements AsyncIterableIterator<Change> {
   private ready: Change[] = []
   private readyHead = 0
+  /** Records read from the segments, decoded one at a time as the consumer reaches them; the next one is at `frameNext`. */
+  private frames: LogFrames | undefined
+  private frameNext = 0
   private done = false
-  private pulling: Promise<IteratorResult<Change>> | undefined
+  /** Settles when the last queued pull has; undefined when none is queued. */
+  private pulling: Promise<void> | undefined
 
   constructor(
     private readonly hub: WatchHub,
@@ -173,9 +215,22 @@ class Watcher implements AsyncIterableIterator<Change> {
   }
 
   next(): Promise<IteratorResult<Change>> {
-    // Calls made before the last one resolved are served in order, one at a time.
+    // Calls made before the last one resolved are served in order, one at a time; with none queued, what is at hand is served now.
+    if (this.pulling === undefined) {
+      let r: IteratorResult<Change> | undefined
+      try {
+        r = this.serve()
+      } catch (err) {
+        return this.failed(err)
+      }
+      if (r !== undefined) return Promise.resolve(r)
+    }
     const p = (this.pulling ?? Promise.resolve()).then(() => this.pull())
-    this.pulling = p.catch(() => undefined) as Promise<IteratorResult<Change>>
+    const settled: Promise<void> = p.then(
+      () => this.settle(settled),
+      () => this.settle(settled),
+    )
+    this.pulling = settled
     return p
   }
 
@@ -185,40 +240,73 @@ class Watcher implements AsyncIterableIterator<Change> {
     return Promise.resolve({ done: true, value: undefined })
   }
 
+  private settle(p: Promise<void>): void {
+    if (this.pulling === p) this.pulling = undefined
+  }
+
   private finish(): void {
     if (this.done) return
     this.done = true
     this.ready = []
+    this.frames = undefined
     this.hub.detach(this.at)
+  }
+
+  private failed(err: unknown): Promise<IteratorResult<Change>> {
+    this.finish()
+    // A read cut short by close() is the end of the watch, not a failure of it.
+    if (this.hub.closed) return Promise.resolve({ done: true, value: undefined })
+    return Promise.reject(err)
   }
 
   private async pull(): Promise<IteratorResult<Change>> {
     try {
       for (;;) {
-        if (this.done) return { done: true, value: undefined }
-        if (this.readyHead < this.ready.length) {
-          const c = this.ready[this.readyHead++] as Change
-          if (this.readyHead === this.ready.length) {
-            this.ready = []
-            this.readyHead = 0
-          }
-          return { done: false, value: c }
-        }
-        if (this.hub.closed) {
-          this.finish()
-          continue
-        }
+        const r = this.serve()
+        if (r !== undefined) return r
         await this.fill()
       }
     } catch (err) {
-      this.finish()
-      // A read cut short by close() is the end of the watch, not a failure of it.
-      if (this.hub.closed) return { done: true, value: undefined }
-      throw err
+      return this.failed(err)
     }
   }
 
-  /** Reads the next record(s) into `ready`, or waits for one to be acknowledged. */
+  /** The next change if it is at hand (synchronously: decoded, read from the segments, or in the pending log); undefined when fill() must read or wait. */
+  private serve(): IteratorResult<Change> | undefined {
+    for (;;) {
+      if (this.done) return { done: true, value: undefined }
+      if (this.readyHead < this.ready.length) {
+        const c = this.ready[this.readyHead++] as Change
+        if (this.readyHead === this.ready.length) {
+          this.ready = []
+          this.readyHead = 0
+        }
+        return { done: false, value: c }
+      }
+      const f = this.frames
+      if (f !== undefined) {
+        const i = this.frameNext++
+        if (this.frameNext >= f.lsns.length) this.frames = undefined
+        const lsn = f.lsns[i] as number
+        if (lsn >= this.at.next) this.take(lsn, this.source.codec.decode(f.types[i] as RecordType, f.bytes.subarray(f.starts[i], f.starts[i + 1])))
+        continue
+      }
+      if (this.hub.closed) {
+        this.finish()
+        continue
+      }
+      const lsn = this.at.next
+      if (lsn > this.source.committedLsn() || lsn < this.source.pendingFirstLsn()) return undefined
+      const frame = this.source.pendingFrame(lsn)
+      // Trimmed meanwhile (every sink applied it): fill() reads it from the segments.
+      if (frame === undefined) return undefined
+      // A declared gap holds no record (recovery skipped it): nothing to deliver.
+      if (frame === null) this.at.next = lsn + 1
+      else this.take(lsn, this.source.codec.decode(frame.type, frame.payload))
+    }
+  }
+
+  /** Reads the next records from the segments into `frames`, or waits for one to be acknowledged. */
   private async fill(): Promise<void> {
     const last = this.source.committedLsn()
     if (this.at.next > last) {
@@ -226,25 +314,17 @@ class Watcher implements AsyncIterableIterator<Change> {
       return
     }
     const pendingFirst = this.source.pendingFirstLsn()
-    if (this.at.next < pendingFirst) {
-      const records = await this.source.readLog(this.at.next, Math.min(last, pendingFirst - 1), limits.watchLogChunkBytes)
-      if (this.done) return
-      for (const r of records) this.take(r.lsn, r.record)
-      return
-    }
-    const frame = this.source.pendingFrame(this.at.next)
-    // Trimmed meanwhile (every sink applied it): the next pass reads it from the segments.
-    if (frame === undefined) return
-    const lsn = this.at.next
-    // A declared gap holds no record (recovery skipped it): nothing to deliver.
-    if (frame === null) this.at.next = lsn + 1
-    else this.take(lsn, this.source.codec.decode(frame.type, frame.payload))
+    if (this.at.next >= pendingFirst) return // in the pending log: serve() takes it
+    const frames = await this.source.readLog(this.at.next, Math.min(last, pendingFirst - 1), limits.watchLogChunkBytes)
+    if (this.done) return
+    this.frames = frames
+    this.frameNext = 0
   }
 
   private take(lsn: number, record: WalRecord): void {
     if (lsn < this.at.next) return
     if (lsn !== this.at.next) throw new MemwalError('ASSERTION_FAILED', `watch read LSN ${lsn} where ${this.at.next} was due`)
     this.at.next = lsn + 1
-    for (const c of changesOf(lsn, record, this.at)) this.ready.push(c)
+    changesOf(lsn, record, this.at, this.ready)
   }
 }

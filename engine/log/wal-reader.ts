@@ -2,7 +2,7 @@ import type { Checksums } from '../format/checksum.js'
 import type { FileSystem } from '../io/fs.js'
 import { CorruptionError } from '../errors.js'
 import { declaresGap, type RecordType } from '../format/format.js'
-import { framesOf, segmentsOf } from './segment-cursor.js'
+import { framesOf, segmentsOf, type CursorSegment } from './segment-cursor.js'
 
 export interface LogRecord {
   readonly lsn: number
@@ -29,30 +29,48 @@ export interface ReadOptions {
  * Damage is a CorruptionError naming its place, unless `skipDamage`.
  */
 export async function* readLog(o: ReadOptions): AsyncGenerator<LogRecord> {
-  let expected: number | undefined
+  for await (const frames of readLogSegments(o)) yield* frames
+}
+
+/**
+ * readLog a segment at a time: each segment is read (asynchronously) whole,
+ * its records then walked synchronously, so a caller that takes many records
+ * at once (a watch's chunk) pays no promise per record. Each segment's
+ * records must be walked before the next segment is asked for.
+ */
+export async function* readLogSegments(o: ReadOptions): AsyncGenerator<Iterable<LogRecord>> {
+  const at = { expected: undefined as number | undefined, ended: false }
   for await (const seg of segmentsOf({ ...o, fromLsn: o.fromLsn, framesFromLsn: o.fromLsn, toLsn: o.toLsn })) {
     const h = seg.header
     if (h.kind !== 'header') {
       if (o.skipDamage) continue
       throw new CorruptionError('WAL_CORRUPT_HEADER', `segment header is invalid (${h.kind})`, { segment: seg.entry.name, offset: 0, lsnFirst: seg.entry.baseLsn })
     }
-    if (expected !== undefined && declaresGap(h.header, expected)) expected = h.header.baseLsn
-    for (const ev of framesOf(seg, o, o.skipDamage ? 'salvage' : 'strict')) {
-      // A damaged group marker guards no record: the frames after it verified on their own (recovery reported it).
-      if (ev.kind === 'damaged-marker') continue
-      if (ev.kind === 'damage') {
-        if (o.skipDamage) continue
-        throw new CorruptionError('WAL_CORRUPT_FRAME', `damaged frame (${ev.fault})`, { segment: seg.entry.name, offset: ev.offset })
-      }
-      if (ev.lsn < o.fromLsn) continue
-      if (ev.lsn > o.toLsn) return
-      if (expected !== undefined && ev.lsn !== expected) {
-        if (!o.skipDamage) throw new CorruptionError('WAL_LSN_SEQUENCE', `frame has LSN ${ev.lsn} where ${expected} was due`, { segment: seg.entry.name, offset: ev.offset, lsnFirst: ev.lsn })
-        // A stale duplicate of an LSN already read (recovery skipped it too): never yield LSNs out of order.
-        if (ev.lsn < expected) continue
-      }
-      expected = ev.lsn + 1
-      yield { lsn: ev.lsn, type: ev.type, payload: ev.payload }
+    if (at.expected !== undefined && declaresGap(h.header, at.expected)) at.expected = h.header.baseLsn
+    yield recordsOf(seg, o, at)
+    if (at.ended) return
+  }
+}
+
+function* recordsOf(seg: CursorSegment, o: ReadOptions, at: { expected: number | undefined; ended: boolean }): Generator<LogRecord> {
+  for (const ev of framesOf(seg, o, o.skipDamage ? 'salvage' : 'strict')) {
+    // A damaged group marker guards no record: the frames after it verified on their own (recovery reported it).
+    if (ev.kind === 'damaged-marker') continue
+    if (ev.kind === 'damage') {
+      if (o.skipDamage) continue
+      throw new CorruptionError('WAL_CORRUPT_FRAME', `damaged frame (${ev.fault})`, { segment: seg.entry.name, offset: ev.offset })
     }
+    if (ev.lsn < o.fromLsn) continue
+    if (ev.lsn > o.toLsn) {
+      at.ended = true
+      return
+    }
+    if (at.expected !== undefined && ev.lsn !== at.expected) {
+      if (!o.skipDamage) throw new CorruptionError('WAL_LSN_SEQUENCE', `frame has LSN ${ev.lsn} where ${at.expected} was due`, { segment: seg.entry.name, offset: ev.offset, lsnFirst: ev.lsn })
+      // A stale duplicate of an LSN already read (recovery skipped it too): never yield LSNs out of order.
+      if (ev.lsn < at.expected) continue
+    }
+    at.expected = ev.lsn + 1
+    yield { lsn: ev.lsn, type: ev.type, payload: ev.payload }
   }
 }

@@ -16,7 +16,7 @@ import { makeDirDurable } from '../io/file-ops.js'
 import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
 import { checkSizing, type SegmentSizing } from './segment-sizing.js'
 import { listWal } from './segment-list.js'
-import { readLog, type LogRecord } from './wal-reader.js'
+import { readLog, readLogSegments, type LogRecord, type ReadOptions } from './wal-reader.js'
 import { WalWriter, type Durability, type LogExtent, type WriterState } from './wal-writer.js'
 
 export interface WalOptions {
@@ -191,10 +191,19 @@ export class Wal {
 
   /** Records from `fromLsn` to the last written, verified as they are read. */
   read(fromLsn: number, toLsn = this.lastLsn): AsyncGenerator<LogRecord> {
-    return readLog({
+    return readLog(this.readOptions(fromLsn, toLsn))
+  }
+
+  /** What `read` gives, a segment at a time (wal-reader.ts readLogSegments): no promise per record. */
+  readSegments(fromLsn: number, toLsn = this.lastLsn): AsyncGenerator<Iterable<LogRecord>> {
+    return readLogSegments(this.readOptions(fromLsn, toLsn))
+  }
+
+  private readOptions(fromLsn: number, toLsn: number): ReadOptions {
+    return {
       fs: this.o.fs, sums: this.sums, walDir: this.o.walDir, recordBytesMax: this.o.limits.recordBytesMax,
       fromLsn, toLsn, skipDamage: this.o.policy === 'skip-corrupt',
-    })
+    }
   }
 
   /** Segments in LSN order, each with its base LSN (the active one last). */

@@ -11,6 +11,9 @@
  *   watch resumed from there gets exactly the rest;
  * - return() and close() end a watch that waits for the next change;
  * - across a reopen, a watch from the last version a consumer saw resumes;
+ * - a chunk read from the segments is held as bytes, each record decoded
+ *   when the consumer reaches it (what bounds a lagging watch's memory);
+ *   next() calls not awaited one by one are answered in order;
  * - a seeded model: random writes (puts, deletes, batches, 3 namespaces),
  *   flushes and one reopen, with watchers started at random versions and
  *   reading at random paces, each sees exactly the model's changes after its
@@ -24,6 +27,9 @@ import { ManualClock, SeededRandom } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { take } from '../support/take.js'
 import { waitFor } from '../support/wait-for.js'
+import { RecordType } from '../../engine/format/format.js'
+import { RecordCodec } from '../../engine/format/record-codec.js'
+import { logFrames, WatchHub } from '../../engine/watch.js'
 
 const SMALL = { segmentBytes: 64 * 1024, recordBytesMax: 16 * 1024 } as const
 
@@ -311,3 +317,42 @@ for (const seed of [1, 2, 3]) {
     t.strictSame(followed.map((c) => ({ version: c.version, text: describe(c) })), model, 'followLog from version 0: the whole model')
   })
 }
+
+t.test('a chunk read from the segments is held as its bytes: each record is decoded when the consumer reaches it', async (t) => {
+  const codec = new RecordCodec()
+  const N = 1000
+  const records = Array.from({ length: N }, (_, i) => ({ lsn: i + 1, type: RecordType.PUT, payload: codec.encode({ type: RecordType.PUT, op: { type: 'put', namespace: 'default', key: `k${i}`, value: { i } }, hlc: 1_000_000 + i }) }))
+  let decoded = 0
+  const counting = Object.create(codec) as RecordCodec
+  counting.decode = (type, payload) => {
+    decoded++
+    return codec.decode(type, payload)
+  }
+  let reads = 0
+  const hub = new WatchHub(
+    {
+      codec: counting,
+      committedLsn: () => N,
+      pendingFirstLsn: () => N + 1, // every record only in the segments
+      pendingFrame: () => undefined,
+      readLog: async (from, to) => {
+        reads++
+        return logFrames(records.slice(from - 1, to))
+      },
+    },
+    { keyBytesMax: 1024, labelBytesMax: 1024, tagsMax: 16, batchOpsMax: 100 },
+    0,
+  )
+  const it = hub.open({ fromVersion: 0 })
+  const first = await take(it, 3)
+  t.strictSame(first.map((c) => [c.key, c.version, c.value]), [['k0', 1, { i: 0 }], ['k1', 2, { i: 1 }], ['k2', 3, { i: 2 }]])
+  t.equal(reads, 1, 'one read brought the chunk')
+  t.equal(decoded, 3, 'only the records handed over were decoded: the rest wait as bytes, not as a heap of objects')
+  // Calls not awaited one by one are answered in order, each change once.
+  const rest = await Promise.all(Array.from({ length: N - 3 }, () => it.next()))
+  t.strictSame(rest.map((r) => (r.done === true ? -1 : r.value.version)), Array.from({ length: N - 3 }, (_, i) => i + 4), 'the rest, in log order, nothing twice')
+  t.equal(decoded, N)
+  const waiting = it.next()
+  hub.close()
+  t.strictSame(await waiting, { done: true, value: undefined }, 'close() ends the watch waiting for the next change')
+})
