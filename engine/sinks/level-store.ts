@@ -223,6 +223,16 @@ export class LevelStore {
 
   private writes: Promise<void> = Promise.resolve()
   private logDamaged = false
+  private reopensBegun = 0
+
+  /**
+   * Reopens of LevelDB begun since open (after failed writes): a reader that
+   * holds an iterator across awaits (a backup's copy entry by entry) tells by
+   * it that the reopen closed its iterator, and reads again.
+   */
+  get reopens(): number {
+    return this.reopensBegun
+  }
   /** Set when a reopen found batches lost (checkNothingLost): every later write is refused with it. */
   private lostWrites: MemwalError | undefined
 
@@ -235,6 +245,7 @@ export class LevelStore {
   private async reopenIfDamaged(): Promise<void> {
     if (this.lostWrites) throw this.lostWrites
     if (!this.logDamaged) return
+    this.reopensBegun++
     try {
       await this.db.close()
       await this.db.open({ createIfMissing: false })

@@ -1,4 +1,5 @@
 import { posix as path } from 'node:path'
+import { MemwalError } from '../errors.js'
 import { copyFileData, makeDirDurable, removeTree } from '../io/file-ops.js'
 import { errnoCode, type FileSystem } from '../io/fs.js'
 import type { LevelStore } from './level-store.js'
@@ -38,7 +39,13 @@ import { openStore, STORE_DIR } from './store-dir.js'
  * (a store compacting hard all the while), or for a database that is not
  * LevelDB's files (memory-level in simulations), the store is copied entry by
  * entry through one iterator (a snapshot as of its creation): slow, but it
- * cannot race.
+ * cannot race with a compaction. A reopen of LevelDB (level-store.ts, after a
+ * failed write) closes that iterator: the copy is then made again once the
+ * reopen is done, up to COPY_ATTEMPTS_MAX times, and IO_ERROR after that.
+ * A reopen during a copy by files is one more race of the kind above: it
+ * deletes the MANIFEST and the log it replaced (the copy is made again),
+ * and its new table is in the second listing
+ * (test/unit/backup-store-reopen.test.ts).
  */
 export interface StoreCopy {
   readonly method: 'files' | 'entries'
@@ -66,7 +73,24 @@ export async function copyLiveStore(fs: FileSystem, store: LevelStore, toDataDir
       await removeTree(fs, to)
     }
   }
-  return { method: 'entries', bytes: await copyStoreEntries(fs, store, toDataDir) }
+  // A reopen of the live store (level-store.ts, after a failed write) closes the iterator this copy reads: once the
+  // reopen is done, the copy is made again (the error it met says nothing about the copy).
+  for (let attempt = 1; ; attempt++) {
+    const reopens = store.reopens
+    try {
+      return { method: 'entries', bytes: await copyStoreEntries(fs, store, toDataDir) }
+    } catch (err) {
+      if (store.reopens === reopens) throw err
+      await removeTree(fs, to)
+      if (attempt >= COPY_ATTEMPTS_MAX) {
+        throw new MemwalError('IO_ERROR', `the LevelDB store at ${store.location} was reopened after a failed write during each of ${attempt} copies of it entry by entry: no backup is made`, {
+          cause: err,
+          details: { path: store.location, attempts: attempt },
+        })
+      }
+      await store.ready()
+    }
+  }
 }
 
 /** Steps 1 to 4 above; undefined when a log of the listing was gone (the copy must be made again). */
