@@ -19,7 +19,6 @@ import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
 import type { Wal } from './log/wal.js'
-import type { LogRecord } from './log/wal-reader.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
@@ -39,7 +38,7 @@ import { clearNamespace, listNamespaces, namespaceStats, type ClearOptions, type
 import { createPackr, packValue } from './format/value-codec.js'
 import { isExpired } from './format/expiry-key.js'
 import { backupStore, type BackupResult } from './backup.js'
-import { logFrames, openAllWriters, WatchHub, type Change, type LogFrames, type WatchOptions } from './watch.js'
+import { LogFramesBuilder, openAllWriters, WatchHub, type Change, type LogFrames, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
 import { ExpirySweeper } from './expiry-sweep.js'
@@ -701,17 +700,16 @@ async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: num
       details: { fromVersion: from - 1, oldestVersion: oldest },
     })
   }
-  const out: LogRecord[] = []
-  let bytes = 0
+  const frames = new LogFramesBuilder()
   read: for await (const segment of wal.readSegments(from, to)) {
     for (const r of segment) {
-      out.push(r)
-      bytes += r.payload.length
-      if (bytes >= maxBytes) break read
+      frames.add(r.lsn, r.type, r.payload)
+      if (frames.payloadBytes >= maxBytes) break read
     }
+    frames.endRegion() // before the next segment is read: this one's buffer can go
   }
   // Still encoded: the watch decodes each record as its consumer reaches it (watch.ts, LogFrames).
-  return logFrames(out)
+  return frames.finish()
 }
 
 function summarise(r: RecoveryReport): object {

@@ -55,37 +55,81 @@ export interface WatchSource {
 
 /**
  * Records read from the segments, still encoded: record i is `types[i]`,
- * LSN `lsns[i]`, payload `bytes[starts[i], starts[i + 1])`. One buffer and
- * columns of numbers rather than an object per record: a watch decodes each
- * record only when its consumer reaches it, so what a chunk holds in the
- * meantime is its payload bytes, not a heap of decoded records that the
- * garbage collector copies from one generation to the next.
+ * LSN `lsns[i]`, payload `bytes[starts[i], ends[i])`. One buffer and columns
+ * of numbers rather than an object per record: a watch decodes each record
+ * only when its consumer reaches it, so what a chunk holds in the meantime is
+ * its bytes, not a heap of decoded records that the garbage collector copies
+ * from one generation to the next.
  */
 export interface LogFrames {
   readonly lsns: readonly number[]
   readonly types: readonly RecordType[]
-  /** One more than the records: the end of the last payload. */
   readonly starts: readonly number[]
+  readonly ends: readonly number[]
   readonly bytes: Uint8Array
 }
 
-/** Copies `records` (whose payloads are views into segment buffers) into one LogFrames: the segments can go. */
-export function logFrames(records: readonly { readonly lsn: number; readonly type: RecordType; readonly payload: Uint8Array }[]): LogFrames {
-  let total = 0
-  for (const r of records) total += r.payload.length
-  const bytes = new Uint8Array(total)
-  const lsns: number[] = []
-  const types: RecordType[] = []
-  const starts: number[] = [0]
-  let at = 0
-  for (const r of records) {
-    bytes.set(r.payload, at)
-    at += r.payload.length
-    lsns.push(r.lsn)
-    types.push(r.type)
-    starts.push(at)
+/**
+ * Builds LogFrames from records whose payloads are views into segment
+ * buffers: each run of records that lie in order in one buffer is copied as
+ * one region (frame headers between the payloads included), so a chunk costs
+ * a copy per segment, not a view per record; the segments' buffers are not
+ * kept.
+ */
+export class LogFramesBuilder {
+  private readonly lsns: number[] = []
+  private readonly types: RecordType[] = []
+  private readonly starts: number[] = []
+  private readonly ends: number[] = []
+  private readonly regions: Uint8Array[] = []
+  private copied = 0
+  private region: { buffer: ArrayBufferLike; from: number; to: number } | undefined
+  /** Payload bytes added. */
+  payloadBytes = 0
+
+  add(lsn: number, type: RecordType, payload: Uint8Array): void {
+    const r = this.region
+    if (r === undefined || r.buffer !== payload.buffer || payload.byteOffset < r.to) {
+      this.endRegion()
+      this.region = { buffer: payload.buffer, from: payload.byteOffset, to: payload.byteOffset }
+    }
+    const region = this.region as { buffer: ArrayBufferLike; from: number; to: number }
+    const start = this.copied + payload.byteOffset - region.from
+    this.lsns.push(lsn)
+    this.types.push(type)
+    this.starts.push(start)
+    this.ends.push(start + payload.length)
+    region.to = payload.byteOffset + payload.length
+    this.payloadBytes += payload.length
   }
-  return { lsns, types, starts, bytes }
+
+  /** The records added so far are all the buffer will hold (a segment read, before the next one): its region is taken now. */
+  endRegion(): void {
+    const r = this.region
+    if (r === undefined) return
+    this.regions.push(new Uint8Array(r.buffer, r.from, r.to - r.from))
+    this.copied += r.to - r.from
+    this.region = undefined
+  }
+
+  finish(): LogFrames {
+    this.endRegion()
+    const bytes = new Uint8Array(this.copied)
+    let at = 0
+    for (const r of this.regions) {
+      bytes.set(r, at)
+      at += r.length
+    }
+    this.regions.length = 0
+    return { lsns: this.lsns, types: this.types, starts: this.starts, ends: this.ends, bytes }
+  }
+}
+
+/** LogFrames of `records` (a test's, or any list at hand). */
+export function logFrames(records: readonly { readonly lsn: number; readonly type: RecordType; readonly payload: Uint8Array }[]): LogFrames {
+  const b = new LogFramesBuilder()
+  for (const r of records) b.add(r.lsn, r.type, r.payload)
+  return b.finish()
 }
 
 const WATCH_FIELDS = { namespace: 'string', prefix: 'string', fromVersion: 'integer', allWriters: 'boolean', resumeToken: 'string' } as const
@@ -288,7 +332,7 @@ class Watcher implements AsyncIterableIterator<Change> {
         const i = this.frameNext++
         if (this.frameNext >= f.lsns.length) this.frames = undefined
         const lsn = f.lsns[i] as number
-        if (lsn >= this.at.next) this.take(lsn, this.source.codec.decode(f.types[i] as RecordType, f.bytes.subarray(f.starts[i], f.starts[i + 1])))
+        if (lsn >= this.at.next) this.take(lsn, this.source.codec.decode(f.types[i] as RecordType, f.bytes.subarray(f.starts[i], f.ends[i])))
         continue
       }
       if (this.hub.closed) {

@@ -321,7 +321,7 @@ for (const seed of [1, 2, 3]) {
 t.test('a chunk read from the segments is held as its bytes: each record is decoded when the consumer reaches it', async (t) => {
   const codec = new RecordCodec()
   const N = 1000
-  const records = Array.from({ length: N }, (_, i) => ({ lsn: i + 1, type: RecordType.PUT, payload: codec.encode({ type: RecordType.PUT, op: { type: 'put', namespace: 'default', key: `k${i}`, value: { i } }, hlc: 1_000_000 + i }) }))
+  const records = Array.from({ length: N }, (_, i) => ({ lsn: i + 1, type: RecordType.PUT, payload: Uint8Array.from(codec.encode({ type: RecordType.PUT, op: { type: 'put', namespace: 'default', key: `k${i}`, value: { i } }, hlc: 1_000_000 + i })) }))
   let decoded = 0
   const counting = Object.create(codec) as RecordCodec
   counting.decode = (type, payload) => {
