@@ -127,6 +127,36 @@ export class KeySpace {
     return undefined
   }
 
+  /** Up to `limit` entries under `parts` in key order, after the key `after` (full parts) if given: one query, read whole. */
+  async page(parts: KeyParts, after: KeyParts | undefined, limit: number): Promise<ScanHit[]> {
+    const hits: ScanHit[] = []
+    for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), limit, ...(after !== undefined ? { gt: this.key(after) } : {}) })) {
+      hits.push({ parts: this.parts(r.key), value: r.value, version: r.version })
+    }
+    return hits
+  }
+
+  /**
+   * The first entry (in key order) of each distinct first part in the
+   * space, in order: a skip scan, one query of one entry per first part,
+   * however many entries each holds. Every key of a first part p starts with
+   * `<space>\0<p>\0`, and every key of a later one sorts at or after
+   * `<space>\0<p>\u0001` (an escaped part holds no `\0`): the next query
+   * starts there.
+   */
+  async *firstOfEach(): AsyncGenerator<ScanHit> {
+    let from: string | undefined
+    for (;;) {
+      let hit: ScanHit | undefined
+      for await (const r of this.db.query({ namespace: DEFAULT_NAMESPACE, prefix: this.space + SEP, limit: 1, ...(from !== undefined ? { gte: from } : {}) })) {
+        hit = { parts: this.parts(r.key), value: r.value, version: r.version }
+      }
+      if (hit === undefined) return
+      yield hit
+      from = this.space + SEP + escapePart(hit.parts[0] as string) + ESC
+    }
+  }
+
   /** How many entries are under `parts` (with `tag`, if given): from the index, no value read. */
   async count(parts: KeyParts, tag?: string): Promise<number> {
     return this.db.count({ namespace: DEFAULT_NAMESPACE, prefix: this.prefix(parts), ...(tag !== undefined ? { tags: { all: [tag] } } : {}) })

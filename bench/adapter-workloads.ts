@@ -12,8 +12,8 @@
  *   runtime itself allows here. Figures: checkpoints (saver puts) per
  *   second, and each put's latency.
  * - claude-flow: store() of one agent-memory entry, one awaited writer and 64
- *   in flight, and query() of one namespace (10 newest of 1,000 entries in 10
- *   namespaces), on MemwalMemoryBackend, on claude-flow's SQLiteBackend
+ *   in flight, and query() of one namespace and without one (10 newest of
+ *   1,000 entries in 10 namespaces), on MemwalMemoryBackend, on claude-flow's SQLiteBackend
  *   (better-sqlite3; synchronous=FULL set here, its default NORMAL is not
  *   durable at a power loss) and on its SqlJsBackend (in memory: its store
  *   writes nothing to disk, so its figure is not a durable one).
@@ -32,7 +32,7 @@ import { newSqlJsBackend, newSqliteBackend } from './peers/claude-flow-sqljs.js'
 import { LatencyRecorder, trialResult, type TrialResult } from './stats.js'
 
 export type AdapterSystem = 'langgraph-memwal' | 'langgraph-sqlite' | 'langgraph-memory' | 'cf-memwal' | 'cf-sqlite' | 'cf-sqljs'
-type Kind = 'graph' | 'store' | 'query' | 'kill9'
+type Kind = 'graph' | 'store' | 'query' | 'unscoped-query' | 'kill9'
 
 export interface AdapterWorkload {
   readonly id: string
@@ -65,6 +65,7 @@ export const ADAPTER_WORKLOADS: readonly AdapterWorkload[] = [
     { id: `${system}/store-1`, system, kind: 'store' as const, concurrency: 1 },
     { id: `${system}/store-${CF_IN_FLIGHT}`, system, kind: 'store' as const, concurrency: CF_IN_FLIGHT },
     { id: `${system}/query`, system, kind: 'query' as const, concurrency: 1 },
+    { id: `${system}/unscoped-query`, system, kind: 'unscoped-query' as const, concurrency: 1 },
   ]),
   ...(['cf-memwal', 'cf-sqljs'] as const).map((system) => ({ id: `${system}/kill9`, system, kind: 'kill9' as const, concurrency: 8 })),
 ]
@@ -73,6 +74,7 @@ export function adapterWorkloadLabel(w: AdapterWorkload): string {
   if (w.kind === 'kill9') return `SIGKILL after ${KILL_AFTER_MS.map((ms) => ms / 1000).join(', ')} s of stores (${w.concurrency} in flight): acknowledged stores lost`
   if (w.kind === 'graph') return `${GRAPH_STEPS}-step graph, ${w.concurrency} thread(s) at once (checkpoints/s)`
   if (w.kind === 'store') return w.concurrency === 1 ? 'store(), one awaited writer (entries/s)' : `store(), ${w.concurrency} in flight (entries/s)`
+  if (w.kind === 'unscoped-query') return `query() without a namespace, ${CF_QUERY_LIMIT} newest of ${fmtInt(CF_QUERY_ENTRIES)} entries in ${CF_QUERY_NAMESPACES} namespaces (queries/s)`
   return `query() of one namespace, ${CF_QUERY_LIMIT} newest of ${fmtInt(CF_QUERY_ENTRIES)} entries (queries/s)`
 }
 
@@ -193,7 +195,9 @@ async function cfTrial(w: AdapterWorkload, dir: string, timing: Timing): Promise
       return await timedTrial(store, w.concurrency === 1 ? { kind: 'awaited' } : { kind: 'inflight', depth: w.concurrency }, timing)
     }
     await b.bulkInsert(Array.from({ length: CF_QUERY_ENTRIES }, (_, i) => cfEntry(i, `ns${i % CF_QUERY_NAMESPACES}`)))
-    const query = (): Promise<unknown> => b.query({ type: 'exact', namespace: `ns${n++ % CF_QUERY_NAMESPACES}`, limit: CF_QUERY_LIMIT })
+    const query = w.kind === 'unscoped-query'
+      ? (): Promise<unknown> => b.query({ type: 'exact', limit: CF_QUERY_LIMIT })
+      : (): Promise<unknown> => b.query({ type: 'exact', namespace: `ns${n++ % CF_QUERY_NAMESPACES}`, limit: CF_QUERY_LIMIT })
     return await timedTrial(query, { kind: 'awaited' }, timing)
   } finally {
     await b.shutdown()

@@ -32,8 +32,9 @@ type StoredEntry = Omit<MemoryEntry, 'embedding'> & { embedding?: number[] }
  *
  * Costs: get/getByKey one or two reads; query of a namespace reads its
  * entries newest first and stops at offset + limit matches (all of them
- * when the filters match few); query without a namespace reads and sorts
- * every entry; count reads no entry; search(embedding) is exact, O(n x d) over the
+ * when the filters match few); query without a namespace does the same over
+ * every namespace's newest-first walk merged (one more read per namespace);
+ * count reads no entry; search(embedding) is exact, O(n x d) over the
  * embeddings of the namespace in `filters.namespace` (all entries without
  * one): correct first, no approximate index. Scans stop, typed, past 100,000
  * entries. Not kept: access tracking (accessCount, lastAccessedAt are
@@ -103,25 +104,26 @@ export class MemwalMemoryBackend implements IMemoryBackend {
     checkQuery(query)
     const now = this.now()
     const offset = query.offset ?? 0
-    const hits = query.namespace ? await this.newestOf(query, offset + query.limit, now) : (await this.scan(undefined)).filter((e) => matches(e, query, now))
+    const hits = await this.newestOf(query, offset + query.limit, now)
     hits.sort((a, b) => b.createdAt - a.createdAt || compareStrings(a.id, b.id))
     this.queries = { n: this.queries.n + 1, ms: this.queries.ms + this.now() - started }
     return hits.slice(offset, offset + query.limit)
   }
 
   /**
-   * The first `want` matches of the query's namespace, newest first, and
-   * those tied with the last of them on createdAt (the caller's sort orders
-   * ties by id, as claude-flow does). A slot whose entry a write has moved
-   * since (another namespace or createdAt) is passed over: the entry is
-   * found at its new slot, if that is still ahead.
+   * The first `want` matches of the query's namespace (without one: of every
+   * namespace, their newest-first walks merged), newest first, and those
+   * tied with the last of them on createdAt (the caller's sort orders ties
+   * by id, as claude-flow does). A slot whose entry a write has moved since
+   * (another namespace or createdAt) is passed over: the entry is found at
+   * its new slot, if that is still ahead.
    */
   private async newestOf(query: MemoryQuery, want: number, now: number): Promise<MemoryEntry[]> {
     const { entries, newest } = this.open()
-    const namespace = query.namespace as string
     const hits: MemoryEntry[] = []
+    if (query.limit === 0) return hits // nothing to return: not even the namespaces are read
     let lastAge: string | undefined
-    for await (const { id, age } of newest.walk(namespace)) {
+    for await (const { namespace, id, age } of query.namespace ? newest.walk(query.namespace) : newest.walkAll()) {
       if (hits.length >= want && age !== lastAge) break
       const s = (await entries.get([id])) as StoredEntry | undefined
       if (!s || !newest.holds(s, namespace, age)) continue
@@ -266,10 +268,6 @@ export class MemwalMemoryBackend implements IMemoryBackend {
     const { entries } = this.open()
     const hits = namespace ? await entries.scan([], nsTag(namespace)) : await entries.scan([])
     return hits.map((h) => h.value as StoredEntry)
-  }
-
-  private async scan(namespace: string | undefined): Promise<MemoryEntry[]> {
-    return (await this.scanStored(namespace)).map(entryOf)
   }
 
   private open(): { db: MemWAL; entries: KeySpace; keys: KeySpace; newest: NewestFirst } {

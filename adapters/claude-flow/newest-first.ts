@@ -1,10 +1,27 @@
 import type { BatchOp, MemWAL } from '../../engine/index.js'
-import { KeySpace } from '../keyspace.js'
+import { KeySpace, type KeyParts } from '../keyspace.js'
 
 /** Entries indexed per memwal batch when the index is built for a store written before it. */
 const BUILD_ENTRIES_PER_BATCH = 1_000
 /** The marker's value once every entry is in the index (absent: a store written before the index). */
 const NEWEST_FIRST_BUILT = 2
+/** The largest page of one namespace's slots walkAll reads at once (its pages double from 1 up to this). */
+const MERGE_PAGE_MAX = 1_024
+
+/** A slot as the walks give it: where the entry `id` sorts. */
+export interface Slot {
+  readonly namespace: string
+  readonly age: string
+  readonly id: string
+}
+
+/** One namespace's place in walkAll's merge: the slots read and not yet given, and how to read on. */
+interface MergeHead {
+  slots: KeyParts[]
+  last: KeyParts
+  size: number
+  done: boolean
+}
 
 /** What the index needs of an entry: where it sorts. */
 export interface Slotted {
@@ -51,9 +68,37 @@ export class NewestFirst {
     return e.namespace === namespace && ageOf(e.createdAt) === age
   }
 
-  /** The ids of a namespace's entries, newest first (ties in id order), each with its age, read as the caller consumes them. */
-  async *walk(namespace: string): AsyncGenerator<{ readonly id: string; readonly age: string }> {
-    for await (const hit of this.slots.walk([namespace])) yield { id: hit.parts[2] as string, age: hit.parts[1] as string }
+  /** The slots of a namespace's entries, newest first (ties in id order), read as the caller consumes them. */
+  async *walk(namespace: string): AsyncGenerator<Slot> {
+    for await (const hit of this.slots.walk([namespace])) yield slotOf(hit.parts)
+  }
+
+  /**
+   * The slots of every namespace's entries, newest first across namespaces
+   * (ties on age in no set order: the caller orders them), read as the
+   * caller consumes them: the namespaces' walks merged. One read finds each
+   * namespace and its newest slot (a skip scan), then a namespace's slots are
+   * read in pages that double (2, 4, ... up to MERGE_PAGE_MAX) as the merge
+   * takes from it: n slots given cost about n + (namespaces) reads, not the
+   * store's size. The merge picks the newest head by a pass over the
+   * namespaces, O(namespaces) per slot given.
+   */
+  async *walkAll(): AsyncGenerator<Slot> {
+    const heads: MergeHead[] = []
+    for await (const hit of this.slots.firstOfEach()) heads.push({ slots: [hit.parts], last: hit.parts, size: 1, done: false })
+    for (;;) {
+      let best: MergeHead | undefined
+      for (const h of heads) if (h.slots.length > 0 && (best === undefined || (h.slots[0]?.[1] as string) < (best.slots[0]?.[1] as string))) best = h
+      if (best === undefined) return
+      const parts = best.slots.shift() as KeyParts
+      best.last = parts
+      yield slotOf(parts)
+      if (best.slots.length === 0 && !best.done) {
+        best.size = Math.min(best.size * 2, MERGE_PAGE_MAX)
+        best.slots = (await this.slots.page([parts[0] as string], best.last, best.size)).map((h) => h.parts)
+        best.done = best.slots.length < best.size
+      }
+    }
   }
 
   /** Builds the index over `entries` unless it is complete, in durable batches; the marker last, so that a crash midway builds again. */
@@ -74,6 +119,10 @@ export class NewestFirst {
   private parts(e: Slotted): string[] {
     return [e.namespace, ageOf(e.createdAt), e.id]
   }
+}
+
+function slotOf(parts: KeyParts): Slot {
+  return { namespace: parts[0] as string, age: parts[1] as string, id: parts[2] as string }
 }
 
 /**

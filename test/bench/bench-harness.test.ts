@@ -177,7 +177,7 @@ t.test('a trial in a child process of its own reports that process\'s figures', 
 
 t.test('the adapter workloads run when --only names them: each figure measured, issue 13\'s goals judged', async (t) => {
   const base = tmpDir(t, 'memwal-bench-adapters-')
-  const ids = ['langgraph-memwal/graph-64', 'langgraph-sqlite/graph-64', 'langgraph-memory/graph-1', 'cf-memwal/store-64', 'cf-memwal/query', 'cf-sqlite/store-1', 'cf-sqljs/query']
+  const ids = ['langgraph-memwal/graph-64', 'langgraph-sqlite/graph-64', 'langgraph-memory/graph-1', 'cf-memwal/store-64', 'cf-memwal/query', 'cf-memwal/unscoped-query', 'cf-sqlite/store-1', 'cf-sqljs/query']
   const run = await harness(['--json', '--dir', base, '--isolation', 'none', '--reps', '1', '--seconds', '0.1', '--only', ids.join(',')])
   t.equal(run.code, 0, `exit code (stderr: ${run.stderr.slice(-2000)})`)
   const doc = parseDoc(t, run)
