@@ -19,6 +19,7 @@ import { Lifecycle } from './lifecycle.js'
 import { acknowledgeGaps, openGaps, type GapFile } from './log/recovery/gap-record.js'
 import type { RecoveryReport } from './log/recovery/wal-recovery.js'
 import type { Wal } from './log/wal.js'
+import type { ResumePoint } from './log/segment-cursor.js'
 import { EngineMetrics } from './metrics.js'
 import { assemble, type EngineParts } from './open.js'
 import { resolveOptions, type MemwalOptions, type ResolvedOptions } from './options.js'
@@ -176,7 +177,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       committedLsn: () => pending.nextLsn - 1,
       pendingFirstLsn: () => pending.firstLsn,
       pendingFrame: (lsn) => pending.frameAt(lsn),
-      readLog: (from, to, maxBytes) => this.retention.holding(() => readChangesFrom(wal, from, to, maxBytes)),
+      readLog: (from, to, maxBytes, resume) => this.retention.holding(() => readChangesFrom(wal, from, to, maxBytes, resume)),
     }, o, o.watchHistoryRecords)
     // The store's group sync made more of the sinks' applies durable: retention may free what they cover.
     parts.store.onGroupSync({
@@ -693,7 +694,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
  * while the payloads stay within `maxBytes`. HISTORY_PURGED when retention
  * deleted `from` (the caller holds purges off meanwhile).
  */
-async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: number): Promise<LogFrames> {
+async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: number, resume: ResumePoint | undefined): Promise<LogFrames> {
   const oldest = (await wal.segments())[0]?.baseLsn ?? wal.lastLsn + 1
   if (from < oldest) {
     throw new MemwalError('HISTORY_PURGED', `changes after version ${from - 1} are no longer in the log; the oldest still there is ${oldest}`, {
@@ -701,15 +702,17 @@ async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: num
     })
   }
   const frames = new LogFramesBuilder()
-  read: for await (const segment of wal.readSegments(from, to)) {
+  let next: ResumePoint | undefined
+  read: for await (const segment of wal.readSegments(from, to, resume)) {
     for (const r of segment) {
       frames.add(r.lsn, r.type, r.payload)
+      next = { lsn: r.lsn + 1, segment: segment.segment, offset: segment.next }
       if (frames.payloadBytes >= maxBytes) break read
     }
     frames.endRegion() // before the next segment is read: this one's buffer can go
   }
   // Still encoded: the watch decodes each record as its consumer reaches it (watch.ts, LogFrames).
-  return frames.finish()
+  return frames.finish(next)
 }
 
 function summarise(r: RecoveryReport): object {

@@ -20,8 +20,8 @@ export const limits = {
   /**
    * Payload bytes one read from the segments brings a watch at most (past
    * its first record): what a watch that fell behind holds in memory. A read
-   * loads the segment holding its first LSN whole (the one segment walker
-   * verifies frames from the start), so a 64 MiB segment is read at most 8 times.
+   * goes on from where the watch's last one left off (the segment's bytes
+   * from that frame on), so each segment is read and verified about once.
    */
   watchLogChunkBytes: 8 * 1024 * 1024,
   /** Largest LSN a JavaScript number holds exactly. */

@@ -2,6 +2,7 @@ import { InvalidOptionsError, MemwalError } from './errors.js'
 import type { RecordType } from './format/format.js'
 import { changesOf, type Change, type ChangeFilter } from './format/change.js'
 import type { RecordCodec, WalRecord } from './format/record-codec.js'
+import type { ResumePoint } from './log/segment-cursor.js'
 import { limits } from './limits.js'
 import { checkFields } from './option-fields.js'
 import { checkNamespace, type Limits } from './validate.js'
@@ -48,9 +49,11 @@ export interface WatchSource {
   /**
    * Records `from`..`to` (inclusive) from the segments, at least one and then
    * while their payloads stay within `maxBytes`, with no purge meanwhile;
-   * HISTORY_PURGED when `from` is no longer there.
+   * HISTORY_PURGED when `from` is no longer there. `resume`: where the
+   * previous read left off (LogFrames.resume), when `from` is its LSN: only
+   * the segment's bytes from there on are read and verified again.
    */
-  readLog(from: number, to: number, maxBytes: number): Promise<LogFrames>
+  readLog(from: number, to: number, maxBytes: number, resume: ResumePoint | undefined): Promise<LogFrames>
 }
 
 /**
@@ -67,6 +70,12 @@ export interface LogFrames {
   readonly starts: readonly number[]
   readonly ends: readonly number[]
   readonly bytes: Uint8Array
+  /**
+   * Where the read left off (the segment and offset of the frame after the
+   * last record): the next read, from the LSN after it, starts there rather
+   * than reading and verifying that segment from its start again.
+   */
+  readonly resume?: ResumePoint
 }
 
 /**
@@ -112,7 +121,7 @@ export class LogFramesBuilder {
     this.region = undefined
   }
 
-  finish(): LogFrames {
+  finish(resume?: ResumePoint): LogFrames {
     this.endRegion()
     const bytes = new Uint8Array(this.copied)
     let at = 0
@@ -121,7 +130,7 @@ export class LogFramesBuilder {
       at += r.length
     }
     this.regions.length = 0
-    return { lsns: this.lsns, types: this.types, starts: this.starts, ends: this.ends, bytes }
+    return { lsns: this.lsns, types: this.types, starts: this.starts, ends: this.ends, bytes, ...(resume !== undefined ? { resume } : {}) }
   }
 }
 
@@ -242,6 +251,8 @@ class Watcher implements AsyncIterableIterator<Change> {
   /** Records read from the segments, decoded one at a time as the consumer reaches them; the next one is at `frameNext`. */
   private frames: LogFrames | undefined
   private frameNext = 0
+  /** Where the last read from the segments left off. */
+  private resume: ResumePoint | undefined
   private done = false
   /** Settles when the last queued pull has; undefined when none is queued. */
   private pulling: Promise<void> | undefined
@@ -359,8 +370,10 @@ class Watcher implements AsyncIterableIterator<Change> {
     }
     const pendingFirst = this.source.pendingFirstLsn()
     if (this.at.next >= pendingFirst) return // in the pending log: serve() takes it
-    const frames = await this.source.readLog(this.at.next, Math.min(last, pendingFirst - 1), limits.watchLogChunkBytes)
+    const resume = this.resume?.lsn === this.at.next ? this.resume : undefined
+    const frames = await this.source.readLog(this.at.next, Math.min(last, pendingFirst - 1), limits.watchLogChunkBytes, resume)
     if (this.done) return
+    this.resume = frames.resume
     this.frames = frames
     this.frameNext = 0
   }

@@ -92,6 +92,13 @@ export interface SegmentScanInput {
   readonly version?: number
   /** The segment's base LSN: the LSN due after a damaged first marker (without it, that damage is damage). */
   readonly baseLsn?: number
+  /**
+   * Where the walk starts (default just after the header): a frame boundary
+   * an earlier walk reached, with `startLsn` the LSN due there; the bytes
+   * before it need not be read.
+   */
+  readonly startAt?: number
+  readonly startLsn?: number
 }
 
 /**
@@ -106,11 +113,11 @@ export function* scanFrames(s: SegmentScanInput): Generator<ScanEvent, FramesEnd
   // The view spans the whole segment: a frame that starts before the end of
   // the data may end in zero bytes past it.
   const view = frameView(s.bytes, s.version)
-  let at = SEGMENT_HEADER_BYTES
-  let validEnd = SEGMENT_HEADER_BYTES
-  let tornFrom = SEGMENT_HEADER_BYTES
+  let at = s.startAt ?? SEGMENT_HEADER_BYTES
+  let validEnd = at
+  let tornFrom = at
   // The LSN the next record frame should carry, when known: what tells a damaged marker from a lost record.
-  let due = s.baseLsn
+  let due = s.startAt !== undefined ? s.startLsn : s.baseLsn
   while (at < end) {
     const d = decodeFrameAt(view, at, s.salt, s.recordBytesMax, s.sums, verifyPayloads)
     if (d.kind === 'group') {
@@ -177,6 +184,20 @@ export interface LogCursorOptions {
   readonly onProgress?: (bytes: number) => void
   /** The listing, when the caller has it already. */
   readonly listing?: WalListing
+  /**
+   * A place an earlier walk reached (the frame boundary where `lsn` is due,
+   * in segment `segment`): when the first segment visited is that one, only
+   * its header and the bytes from `offset` on are read, and its frames are
+   * walked from there (a watch reading the log a chunk at a time).
+   */
+  readonly resumeAt?: ResumePoint
+}
+
+/** Where a walk of the log left off: record `lsn` (or a group marker before it) starts at `offset` of segment `segment`. */
+export interface ResumePoint {
+  readonly lsn: number
+  readonly segment: string
+  readonly offset: number
 }
 
 /** One segment as the cursor read it: its header decoded once, its frames walked on demand. */
@@ -191,6 +212,8 @@ export interface CursorSegment {
   readonly header: HeaderDecode
   /** False: only the header was read (the segment lies before `framesFromLsn`). */
   readonly framesRead: boolean
+  /** Read from a resume point: the bytes before it (past the header) are zeros, and the frames are walked from it. */
+  readonly resumed?: ResumePoint
 }
 
 /** The segments of a log in LSN order, each read once; walk a segment's frames with `framesOf`. */
@@ -202,10 +225,11 @@ export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSeg
     const entry = segments[i] as SegmentEntry
     if (o.toLsn !== undefined && entry.baseLsn > o.toLsn) return
     const framesRead = i >= firstFull
-    const bytes = framesRead ? await o.fs.readFile(entry.path) : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
+    const resumed = framesRead && i === first && o.resumeAt !== undefined && o.resumeAt.segment === entry.name && o.resumeAt.offset >= SEGMENT_HEADER_BYTES ? o.resumeAt : undefined
+    const bytes = resumed ? await readFromResume(o.fs, entry.path, resumed.offset) : framesRead ? await o.fs.readFile(entry.path) : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
     o.onProgress?.(bytes.length)
     const size = framesRead ? bytes.length : ((await o.fs.stat(entry.path))?.size ?? 0)
-    yield { entry, index: i, bytes, size, header: decodeSegmentHeader(bytes, o.sums), framesRead }
+    yield { entry, index: i, bytes, size, header: decodeSegmentHeader(bytes, o.sums), framesRead, ...(resumed ? { resumed } : {}) }
   }
 }
 
@@ -213,7 +237,33 @@ export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSeg
 export function framesOf(seg: CursorSegment, o: { readonly sums: Checksums; readonly recordBytesMax: number }, mode: CursorMode): Generator<ScanEvent, FramesEnd> {
   if (seg.header.kind !== 'header' || !seg.framesRead) return noFrames(seg.bytes.length)
   const h = seg.header.header
-  return scanFrames({ bytes: seg.bytes, salt: h.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode, version: h.version, baseLsn: h.baseLsn })
+  const from = seg.resumed ? { startAt: seg.resumed.offset, startLsn: seg.resumed.lsn } : {}
+  return scanFrames({ bytes: seg.bytes, salt: h.salt, recordBytesMax: o.recordBytesMax, sums: o.sums, mode, version: h.version, baseLsn: h.baseLsn, ...from })
+}
+
+/**
+ * A segment as its full size with only its header and the bytes from
+ * `offset` on read, zeros between (offsets stay the segment's own; the zeros
+ * are never walked).
+ */
+async function readFromResume(fs: FileSystem, file: string, offset: number): Promise<Uint8Array> {
+  const handle = await fs.open(file, 'read')
+  try {
+    const size = await handle.size()
+    const bytes = Buffer.alloc(Math.max(size, SEGMENT_HEADER_BYTES))
+    const fill = async (from: number, to: number): Promise<void> => {
+      for (let at = from; at < to; ) {
+        const got = await handle.read(bytes, at, to - at, at)
+        if (got === 0) return
+        at += got
+      }
+    }
+    await fill(0, Math.min(SEGMENT_HEADER_BYTES, size))
+    await fill(Math.min(offset, size), size)
+    return bytes.subarray(0, size)
+  } finally {
+    await handle.close()
+  }
 }
 
 function* noFrames(size: number): Generator<ScanEvent, FramesEnd> {

@@ -16,7 +16,8 @@ import { makeDirDurable } from '../io/file-ops.js'
 import { installSegment, prepareSpare, type OpenSegment } from './segment-file.js'
 import { checkSizing, type SegmentSizing } from './segment-sizing.js'
 import { listWal } from './segment-list.js'
-import { readLog, readLogSegments, type LogRecord, type ReadOptions } from './wal-reader.js'
+import { readLog, readLogSegments, type LogRecord, type ReadOptions, type SegmentRecords } from './wal-reader.js'
+import type { ResumePoint } from './segment-cursor.js'
 import { WalWriter, type Durability, type LogExtent, type WriterState } from './wal-writer.js'
 
 export interface WalOptions {
@@ -194,9 +195,13 @@ export class Wal {
     return readLog(this.readOptions(fromLsn, toLsn))
   }
 
-  /** What `read` gives, a segment at a time (wal-reader.ts readLogSegments): no promise per record. */
-  readSegments(fromLsn: number, toLsn = this.lastLsn): AsyncGenerator<Iterable<LogRecord>> {
-    return readLogSegments(this.readOptions(fromLsn, toLsn))
+  /**
+   * What `read` gives, a segment at a time (wal-reader.ts readLogSegments):
+   * no promise per record; from `resumeAt` (where an earlier read of
+   * `fromLsn` left off), the first segment is read from there on only.
+   */
+  readSegments(fromLsn: number, toLsn = this.lastLsn, resumeAt?: ResumePoint): AsyncGenerator<SegmentRecords> {
+    return readLogSegments({ ...this.readOptions(fromLsn, toLsn), ...(resumeAt !== undefined ? { resumeAt } : {}) })
   }
 
   private readOptions(fromLsn: number, toLsn: number): ReadOptions {

@@ -14,6 +14,9 @@
  * - a chunk read from the segments is held as bytes, each record decoded
  *   when the consumer reaches it (what bounds a lagging watch's memory);
  *   next() calls not awaited one by one are answered in order;
+ * - the log read a chunk at a time, each read resumed where the last left
+ *   off: the same records, no segment read whole twice; a resume point off a
+ *   frame boundary is corruption;
  * - a seeded model: random writes (puts, deletes, batches, 3 namespaces),
  *   flushes and one reopen, with watchers started at random versions and
  *   reading at random paces, each sees exactly the model's changes after its
@@ -27,9 +30,14 @@ import { ManualClock, SeededRandom } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { take } from '../support/take.js'
 import { waitFor } from '../support/wait-for.js'
-import { RecordType } from '../../engine/format/format.js'
+import { RecordType, SEGMENT_HEADER_BYTES } from '../../engine/format/format.js'
 import { RecordCodec } from '../../engine/format/record-codec.js'
 import { logFrames, WatchHub } from '../../engine/watch.js'
+import { createChecksums } from '../../engine/format/checksum.js'
+import { readLog, readLogSegments } from '../../engine/log/wal-reader.js'
+import type { ResumePoint } from '../../engine/log/segment-cursor.js'
+import { NodeFileSystem } from '../../engine/testing.js'
+import { ForwardingFileSystem } from '../support/forwarding-fs.js'
 
 const SMALL = { segmentBytes: 64 * 1024, recordBytesMax: 16 * 1024 } as const
 
@@ -355,4 +363,54 @@ t.test('a chunk read from the segments is held as its bytes: each record is deco
   const waiting = it.next()
   hub.close()
   t.strictSame(await waiting, { done: true, value: undefined }, 'close() ends the watch waiting for the next change')
+})
+
+t.test('the log read a chunk at a time, each from where the last left off: the same records, no segment read whole twice', async (t) => {
+  const dir = tmpDir(t)
+  const db = await open(dir, SMALL)
+  for (let i = 0; i < 3000; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => (j % 10 === 9 ? db.batch([{ type: 'put', key: `b${i + j}`, value: 1 }, { type: 'del', key: `k${i}` }]) : db.put(`k${i + j}`, { i: i + j, pad: 'p'.repeat(200) }))))
+  const last = (await db.put('last', 1)).lsn
+  await db.close()
+  const segments = segmentBases(dir).length
+  t.ok(segments > 5, `the log spans ${segments} segments`)
+  let wholeReads = 0
+  const counting = new (class extends ForwardingFileSystem {
+    override readFile(p: string): Promise<Uint8Array> {
+      if (p.endsWith('.seg')) wholeReads++
+      return super.readFile(p)
+    }
+  })(new NodeFileSystem())
+  const o = { fs: counting, sums: await createChecksums(), walDir: path.join(dir, 'wal'), recordBytesMax: SMALL.recordBytesMax, toLsn: last, skipDamage: false }
+  const hex = (r: { lsn: number; payload: Uint8Array }): string => `${r.lsn}:${Buffer.from(r.payload).toString('hex')}`
+  const whole: string[] = []
+  for await (const r of readLog({ ...o, fromLsn: 1 })) whole.push(hex(r))
+  t.equal(whole.length, last, 'one read gives every record')
+
+  wholeReads = 0
+  const chunked: string[] = []
+  let chunks = 0
+  let resumeAt: ResumePoint | undefined
+  for (let from = 1; from <= last; chunks++) {
+    let taken = 0
+    read: for await (const seg of readLogSegments({ ...o, fromLsn: from, ...(resumeAt ? { resumeAt } : {}) })) {
+      for (const r of seg) {
+        chunked.push(hex(r))
+        resumeAt = { lsn: r.lsn + 1, segment: seg.segment, offset: seg.next }
+        from = r.lsn + 1
+        if (++taken === 37) break read
+      }
+    }
+  }
+  t.strictSame(chunked, whole, `${chunks} chunks, each resumed where the last left off, give the same records in the same order`)
+  t.ok(wholeReads <= segments, `each segment read whole at most once (${wholeReads} whole reads, ${segments} segments, ${chunks} chunks)`)
+
+  // One byte past the first segment's header: inside its first frame.
+  const bad = { lsn: 2, segment: `${String(segmentBases(dir)[0]).padStart(20, '0')}.seg`, offset: SEGMENT_HEADER_BYTES + 1 }
+  await t.rejects(
+    (async () => {
+      for await (const _ of readLog({ ...o, fromLsn: 2, resumeAt: bad })) void _
+    })(),
+    { code: 'WAL_CORRUPT_FRAME' },
+    'a resume point that is no frame boundary is corruption, never records read from the wrong place',
+  )
 })
