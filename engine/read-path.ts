@@ -1,7 +1,7 @@
 import { BreakerOpenError, isMemwalError, MemwalError } from './errors.js'
 import type { PendingLog } from './apply/pending-log.js'
 import { identityOf, splitIdentity } from './format/identity.js'
-import { isExpired } from './format/expiry-key.js'
+import { isExpired, keepsCreatedAt } from './format/expiry-key.js'
 import { holdProcess } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
@@ -169,18 +169,25 @@ export class ReadPath {
 
   private async pendingEntry(id: string, p: PendingVersion): Promise<Entry | undefined> {
     if (p.kind === 'del') return undefined
-    const createdAt = p.createdFromStore ? await this.storedCreatedAt(id, p.createdAt) : p.createdAt
+    const createdAt = p.createdFromStore ? await this.storedCreatedAt(id, p.createdAt, p.createdFromLsn) : p.createdAt
     const { op } = p
     return { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, tags: op.tags ?? [], version: p.lsn, ...(createdAt !== undefined ? { createdAt } : {}), updatedAt: p.updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
   }
 
-  /** createdAt of a pending put with nothing pending before it: the stored row's if there is one, else its own; undefined when the backend cannot answer. */
-  private async storedCreatedAt(id: string, own: number): Promise<number | undefined> {
+  /**
+   * createdAt of a pending run of puts with nothing pending before it, which
+   * began at LSN `fromLsn` at time `own`: the stored row's if there is one
+   * and it carries over (a row older than the run had not expired by `own`,
+   * keepsCreatedAt; a row of the run itself was carried by its sink), else
+   * `own`; undefined when the backend cannot answer.
+   */
+  private async storedCreatedAt(id: string, own: number, fromLsn: number): Promise<number | undefined> {
+    const carried = (row: StoredEntry | undefined): number => (row === undefined || (row.lsn < fromLsn && !keepsCreatedAt(row.expiresAt, own)) ? own : row.createdAt)
     try {
       const row = await this.stored(id)
-      if (!row) return own
-      if (row.createdAt !== CREATED_UNKNOWN) return row.createdAt
-      return (await this.stored(id, true))?.createdAt ?? own
+      if (row?.createdAt !== CREATED_UNKNOWN) return carried(row)
+      // Cached without its createdAt: the backend's row knows it (which may be older than the cached version).
+      return carried(await this.stored(id, true))
     } catch (err) {
       if (isMemwalError(err) && err.code === 'ENGINE_BACKEND_UNAVAILABLE') return undefined
       throw err

@@ -18,6 +18,8 @@ interface Chunk {
   readonly lengths: Uint32Array
   readonly ackedAtMs: Float64Array
   readonly updatedAt: Float64Array
+  /** The earliest expiresAt of the record's puts; Infinity when none has one. */
+  readonly expiresMin: Float64Array
   /** The ArrayBuffer (a slab, shared by many records) each payload lies in. */
   readonly buffers: (ArrayBufferLike | undefined)[]
   readonly keys: RecordKeys[]
@@ -29,6 +31,7 @@ const newChunk = (): Chunk => ({
   lengths: new Uint32Array(CHUNK_RECORDS),
   ackedAtMs: new Float64Array(CHUNK_RECORDS),
   updatedAt: new Float64Array(CHUNK_RECORDS),
+  expiresMin: new Float64Array(CHUNK_RECORDS),
   buffers: [],
   keys: [],
 })
@@ -38,7 +41,7 @@ const newChunk = (): Chunk => ({
  * record (with its payload view, its arrays of keys and flags, its boxed
  * numbers) cost about 650 bytes of heap beside a 358-byte payload, so a
  * backlog read back at open took several times its bytes; here a record
- * costs about 41 bytes beside its payload (which stays in a shared slab),
+ * costs about 49 bytes beside its payload (which stays in a shared slab),
  * and its key string, shared with the overlay.
  */
 export class PendingColumns {
@@ -53,7 +56,7 @@ export class PendingColumns {
     return this.count
   }
 
-  push(type: number, payload: Uint8Array, ackedAtMs: number, updatedAt: number, keys: RecordKeys): void {
+  push(type: number, payload: Uint8Array, ackedAtMs: number, updatedAt: number, keys: RecordKeys, expiresMin = Infinity): void {
     assert(payload.byteOffset <= 0xffff_ffff && payload.length <= 0xffff_ffff, 'a payload lies within 4 GiB of its buffer start')
     const at = this.start + this.count
     let c = this.chunks[this.chunkHead + (at >>> CHUNK_SHIFT)]
@@ -67,6 +70,7 @@ export class PendingColumns {
     c.lengths[i] = payload.length
     c.ackedAtMs[i] = ackedAtMs
     c.updatedAt[i] = updatedAt
+    c.expiresMin[i] = expiresMin
     c.buffers[i] = payload.buffer
     c.keys[i] = keys
     this.count++
@@ -95,6 +99,10 @@ export class PendingColumns {
 
   updatedAt(n: number): number {
     return this.chunk(n).updatedAt[this.slot(n)] as number
+  }
+
+  expiresMin(n: number): number {
+    return this.chunk(n).expiresMin[this.slot(n)] as number
   }
 
   keys(n: number): RecordKeys {

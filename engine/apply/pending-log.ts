@@ -1,6 +1,7 @@
 import { assert } from '../assert.js'
 import { RecordType } from '../format/format.js'
 import { opIdentity } from '../format/identity.js'
+import { keepsCreatedAt } from '../format/expiry-key.js'
 import { hlcMs, isLegacyDelete, opsOf, type Op, type RecordCodec, type WalRecord } from '../format/record-codec.js'
 import type { AppliedRecord } from '../sinks/sink.js'
 import { PendingColumns, type RecordKeys } from './pending-columns.js'
@@ -21,20 +22,26 @@ interface EarlyEntry {
   readonly updatedAt: number
   readonly keys: RecordKeys
   readonly puts: readonly boolean[]
+  /** The earliest expiresAt of its puts (Infinity: none), which spares a put over one of them a decode (expiresAtOf). */
+  readonly expiresMin: number
 }
 
 /**
  * The overlay maps an identity to the record holding its latest version, with
  * the op's position, and what its createdAt is: `createdAt` when an earlier
  * pending version of the identity settles it (a put carries its createdAt
- * forward, a delete starts again), or "the backend's row, if it has one,
- * else `createdAt`" (`fromStore`) when nothing pending came before.
+ * forward unless that version had expired by the put's write time,
+ * keepsCreatedAt; a delete starts again), or "the backend's row, if it has
+ * one and it had not expired at `createdAt`, else `createdAt`" (`fromStore`)
+ * when nothing pending came before the run of puts, which began at LSN
+ * `fromLsn` at time `createdAt`.
  */
 interface OverlayEntry {
   readonly lsn: number
   readonly opIndex: number
   readonly createdAt: number
   readonly fromStore: boolean
+  readonly fromLsn: number
 }
 
 /**
@@ -46,7 +53,17 @@ interface OverlayEntry {
 type OverlaySlot = OverlayEntry | number
 
 export type PendingVersion =
-  | { readonly kind: 'put'; readonly lsn: number; readonly op: Extract<Op, { type: 'put' }>; readonly updatedAt: number; readonly createdAt: number; readonly createdFromStore: boolean }
+  | {
+      readonly kind: 'put'
+      readonly lsn: number
+      readonly op: Extract<Op, { type: 'put' }>
+      readonly updatedAt: number
+      /** Its createdAt; with createdFromStore, the stored row's instead when that row is older than createdFromLsn and had not expired at this time. */
+      readonly createdAt: number
+      readonly createdFromStore: boolean
+      /** LSN of the first put of the pending run this one carries createdAt from. */
+      readonly createdFromLsn: number
+    }
   | { readonly kind: 'del'; readonly lsn: number }
 
 /**
@@ -125,7 +142,9 @@ export class PendingLog {
     const ops = opsOf(record)
     const keyOf = (o: Op): string | null => (isLegacyDelete(o) ? null : flatCopy(opIdentity(o)))
     const keys: RecordKeys = ops.length === 1 ? keyOf(ops[0] as Op) : ops.map(keyOf)
-    const entry: EarlyEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys, puts: ops.map((o) => o.type === 'put'), updatedAt: hlcMs(record.hlc ?? 0) }
+    let expiresMin = Infinity
+    for (const o of ops) if (o.type === 'put' && o.expiresAt !== undefined && o.expiresAt < expiresMin) expiresMin = o.expiresAt
+    const entry: EarlyEntry = { lsn, type: record.type, payload, ackedAtMs: nowMs, keys, puts: ops.map((o) => o.type === 'put'), updatedAt: hlcMs(record.hlc ?? 0), expiresMin }
     if (lsn !== this.nextLsn) {
       assert(lsn > this.nextLsn, 'an LSN is acknowledged once')
       this.early.set(lsn, entry)
@@ -209,7 +228,7 @@ export class PendingLog {
     const op = single ? opsOf(this.codec.decode(type as RecordType, this.tail.payload(n)))[0] : opsOf((this.recordAt(o.lsn) as AppliedRecord).record)[o.opIndex]
     assert(op !== undefined && !isLegacyDelete(op) && opIdentity(op) === id, 'overlay entry points at its op')
     if (op.type !== 'put') return { kind: 'del', lsn: o.lsn }
-    return { kind: 'put', lsn: o.lsn, op: single ? op : this.codec.copyPut(op), updatedAt: this.tail.updatedAt(n), createdAt: o.createdAt, createdFromStore: o.fromStore }
+    return { kind: 'put', lsn: o.lsn, op: single ? op : this.codec.copyPut(op), updatedAt: this.tail.updatedAt(n), createdAt: o.createdAt, createdFromStore: o.fromStore, createdFromLsn: o.fromLsn }
   }
 
   /** The LSN of the latest pending version of identity `id`, and whether it is a put, without decoding. */
@@ -253,7 +272,7 @@ export class PendingLog {
   /** The overlay entry a slot stands for (a bare LSN: the first pending version, a put, op 0). */
   private entryOf(o: OverlaySlot): OverlayEntry {
     if (typeof o !== 'number') return o
-    return { lsn: o, opIndex: 0, createdAt: this.tail.updatedAt(this.indexOf(o) as number), fromStore: true }
+    return { lsn: o, opIndex: 0, createdAt: this.tail.updatedAt(this.indexOf(o) as number), fromStore: true, fromLsn: o }
   }
 
   /** The position in the tail of `lsn`'s record, if held. */
@@ -265,7 +284,7 @@ export class PendingLog {
   private push(e: EarlyEntry): void {
     const lsn = this.nextLsn
     assert(e.lsn === lsn, 'records are held in LSN order')
-    this.tail.push(e.type, e.payload, e.ackedAtMs, e.updatedAt, e.keys)
+    this.tail.push(e.type, e.payload, e.ackedAtMs, e.updatedAt, e.keys, e.expiresMin)
     this.bytesValue += e.payload.length
     if (typeof e.keys === 'string') this.supersede(e.keys, lsn, 0, e.puts[0] === true, e.updatedAt)
     else if (e.keys !== null) e.keys.forEach((key, i) => key !== null && this.supersede(key, lsn, i, e.puts[i] === true, e.updatedAt))
@@ -278,10 +297,30 @@ export class PendingLog {
       this.overlay.set(key, lsn)
       return
     }
-    // createdAt: carried from an earlier pending put; a pending delete before starts again; nothing pending asks the backend's row.
+    // createdAt: carried from an earlier pending put unless it had expired by this put's write time; a pending delete before
+    // (or that expired put) starts again; nothing pending asks the backend's row.
     const p = prev === undefined ? undefined : this.entryOf(prev)
-    const created = !put ? { createdAt: -1, fromStore: false } : p === undefined ? { createdAt: updatedAt, fromStore: true } : p.createdAt >= 0 ? { createdAt: p.createdAt, fromStore: p.fromStore } : { createdAt: updatedAt, fromStore: false }
-    this.overlay.set(key, { lsn, opIndex, createdAt: created.createdAt, fromStore: created.fromStore })
+    const fresh = { createdAt: updatedAt, fromStore: false, fromLsn: lsn }
+    const created = !put ? { createdAt: -1, fromStore: false, fromLsn: lsn } : p === undefined ? { createdAt: updatedAt, fromStore: true, fromLsn: lsn } : p.createdAt >= 0 && keepsCreatedAt(this.expiresAtOf(p, updatedAt), updatedAt) ? p : fresh
+    this.overlay.set(key, { lsn, opIndex, createdAt: created.createdAt, fromStore: created.fromStore, fromLsn: created.fromLsn })
+  }
+
+  /**
+   * The expiry of the pending put an overlay entry points at, as far as a put
+   * written at `atMs` needs it. The common case reads its record's column
+   * only: no put of that record expires by `atMs` (it has no expiry, or a
+   * later one), and the answer is then "none by then". Otherwise the record
+   * is decoded through recordAt, whose cache the appliers read next. The
+   * overlay keeps no expiry per identity.
+   */
+  private expiresAtOf(o: OverlayEntry, atMs: number): number | undefined {
+    const n = this.indexOf(o.lsn) as number
+    const min = this.tail.expiresMin(n)
+    if (min > atMs) return undefined
+    if (typeof this.tail.keys(n) === 'string') return min
+    const op = opsOf((this.recordAt(o.lsn) as AppliedRecord).record)[o.opIndex]
+    assert(op !== undefined && op.type === 'put', 'an overlay put points at its op')
+    return op.expiresAt
   }
 }
 

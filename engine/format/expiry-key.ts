@@ -52,6 +52,21 @@ export function isExpired(expiresAt: number | undefined, nowMs: number): boolean
   return expiresAt !== undefined && expiresAt <= nowMs
 }
 
+/**
+ * Whether a put keeps the createdAt of the version it overwrites, which
+ * expires at `oldExpiresAt`: not when that version had expired by the put's
+ * write time `writtenMs` (hlcMs of the put record's stamp). Readers no longer
+ * saw it (the sweep had only not deleted it yet), so the put makes a new
+ * entry. Judged by the record's stamp, never by the clock when a sink
+ * applies it, so that replay, fsck and every sink decide the same from the
+ * log alone. Every place that carries createdAt asks this (LevelBackend,
+ * CacheSink, PendingLog, the read path, PgBackend's batch versions and,
+ * in SQL, pg-schema.ts's upsert, which states the same comparison).
+ */
+export function keepsCreatedAt(oldExpiresAt: number | undefined, writtenMs: number): boolean {
+  return !isExpired(oldExpiresAt, writtenMs)
+}
+
 function timeKey(ms: number): string {
   assert(Number.isSafeInteger(ms) && ms >= 0 && ms <= limits.expiresAtMax, `expiresAt ${ms} is outside [0, ${limits.expiresAtMax}]`)
   return String(ms).padStart(DIGITS, '0')

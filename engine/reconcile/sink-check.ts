@@ -6,6 +6,7 @@ import { opIdentity, splitIdentity } from '../format/identity.js'
 import type { Finding } from '../log/recovery/findings.js'
 import { hlcMs, LegacyDeleteResolver, opsOf, type Op, type WalRecord } from '../format/record-codec.js'
 import { createPackr, packValue } from '../format/value-codec.js'
+import { keepsCreatedAt } from '../format/expiry-key.js'
 
 /**
  * The reconciler's checks of the replicas against the log (DESIGN.md §8), and
@@ -58,17 +59,21 @@ export async function checkSinks(t: SinkTargets, latest: LatestVersions, repair:
       findings.push({ kind: 'checkpoint-ahead', sink: s.name, lsnFirst: t.lastLsn + 1, detail: `checkpoint ${s.checkpoint} is past the log's last LSN ${t.lastLsn}: the log lost records this sink has; the next open continues after it`, action: 'none' })
     }
   }
-  await checkBackend(t, latest, repair, findings)
-  await checkIndex(t, repair, findings)
+  const sizes = await checkBackend(t, latest, repair, findings)
+  await checkIndex(t, repair, findings, sizes)
   if (t.cache) await checkCache(t, t.cache, repair, findings)
   return findings
 }
 
-/** Every key whose latest log version the backend's checkpoint covers must be stored exactly so. */
-async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: boolean, findings: SinkFinding[]): Promise<void> {
+/**
+ * Every key whose latest log version the backend's checkpoint covers must be
+ * stored exactly so. Returns each key compared, with its stored value's
+ * packed size where the row was found right (for checkIndex: packed once).
+ */
+async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: boolean, findings: SinkFinding[]): Promise<ReadonlyMap<string, number | undefined>> {
   const covered = t.backend.checkpoint
   const packr = createPackr()
-  const seen = new Set<string>()
+  const seen = new Map<string, number | undefined>()
   const fixes: [string, StoredEntry | undefined][] = []
   const wrong = (kind: SinkFindingKind, id: string, lsn: number, detail: string, fix: StoredEntry | undefined): void => {
     findings.push({ kind, sink: t.backend.name, ...splitIdentity(id), lsnFirst: lsn, detail, action: 'none' })
@@ -78,11 +83,17 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
   for await (const [key, stored] of t.backend.entries()) {
     const v = latest.get(key)
     if (!v || v.lsn > covered || t.unstable.has(key)) continue
-    seen.add(key)
+    seen.set(key, undefined)
     // Stored from a record the log lost: newer than the log's latest version of the key, not stale.
     if (stored.lsn > v.lsn && lost.some(([a, b]) => a <= stored.lsn && stored.lsn <= b)) continue
-    if (v.op.type === 'del') wrong('backend-extra', key, v.lsn, `deleted at LSN ${v.lsn} but still stored (from LSN ${stored.lsn})`, undefined)
-    else if (!sameEntry(packr, stored, v.op, v.lsn)) wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn, v.updatedAt, stored.createdAt))
+    if (v.op.type === 'del') {
+      wrong('backend-extra', key, v.lsn, `deleted at LSN ${v.lsn} but still stored (from LSN ${stored.lsn})`, undefined)
+      continue
+    }
+    // Copied out of msgpackr's shared buffer: the log's value is packed next.
+    const bytes = Buffer.from(packValue(packr, stored.value))
+    if (sameEntry(packr, stored, bytes, v.op, v.lsn)) seen.set(key, bytes.length)
+    else wrong('backend-stale', key, v.lsn, `stored from LSN ${stored.lsn}, the log's latest is LSN ${v.lsn}`, entryOf(v.op, v.lsn, v.updatedAt, keepsCreatedAt(stored.expiresAt, v.updatedAt) ? stored.createdAt : v.updatedAt))
   }
   for (const [key, v] of latest) {
     if (seen.has(key) || v.lsn > covered || v.op.type === 'del' || t.unstable.has(key)) continue
@@ -94,13 +105,15 @@ async function checkBackend(t: SinkTargets, latest: LatestVersions, repair: bool
     await t.backend.repair(fixes)
     markRepaired(findings, 0, (f) => f.sink === t.backend.name && f.kind !== 'checkpoint-ahead')
   }
+  return seen
 }
 
 /** The index and the backend, merged in key order: each live key indexed as stored, nothing else indexed. */
-async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding[]): Promise<void> {
+async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding[], sizes: ReadonlyMap<string, number | undefined>): Promise<void> {
   const name = t.index.name
   const first = findings.length
   const forward = new Map<string, IndexedEntry>()
+  const packr = createPackr()
   const b = t.backend.entries()[Symbol.asyncIterator]()
   const x = t.index.all()[Symbol.asyncIterator]()
   let bn = await b.next()
@@ -116,7 +129,13 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
       if (!t.unstable.has(xk)) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(xk), detail: 'indexed key not in the backend', action: 'none' })
       xn = await x.next()
     } else if (bk !== undefined && !bn.done && !xn.done) {
-      if (!t.unstable.has(bk) && !sameLabels(bn.value[1], xn.value[1])) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags, expiry or write time differ from the stored ones', action: 'none' })
+      const [stored, indexed] = [bn.value[1], xn.value[1]]
+      if (!t.unstable.has(bk) && !sameLabels(stored, indexed)) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: 'indexed tags, expiry or write time differ from the stored ones', action: 'none' })
+      else if (!t.unstable.has(bk) && indexed.valueBytes !== undefined) {
+        // stats() sums the indexed size; an entry indexed before sizes were kept has none, and stats() reads its row instead.
+        const bytes = sizes.get(bk) ?? packValue(packr, stored.value).length
+        if (bytes !== indexed.valueBytes) findings.push({ kind: 'index-mismatch', sink: name, ...splitIdentity(bk), detail: `indexed valueBytes ${indexed.valueBytes}, the stored value is ${bytes} bytes`, action: 'none' })
+      }
       bn = await b.next()
       xn = await x.next()
     }
@@ -138,7 +157,7 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
   }
   if (repair && findings.length > first) {
     const backend = t.backend
-    await t.index.rebuild(entryLabels(backend.entries(), createPackr()), backend.checkpoint)
+    await t.index.rebuild(entryLabels(backend.entries(), packr), backend.checkpoint)
     markRepaired(findings, first, () => true)
   }
 }
@@ -173,11 +192,12 @@ function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
   return a.namespace === b.namespace && a.expiresAt === b.expiresAt && sameTime && at.length === bt.length && at.every((x, i) => x === bt[i])
 }
 
-function sameEntry(packr: Packr, stored: StoredEntry, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
-  return stored.lsn === lsn && sameLabels(stored, labelsOf(stored.namespace, op.tags, op.expiresAt)) && Buffer.from(packValue(packr, stored.value)).equals(packValue(packr, op.value))
+/** `storedBytes`: the stored value packed. */
+function sameEntry(packr: Packr, stored: StoredEntry, storedBytes: Buffer, op: Extract<Op, { type: 'put' }>, lsn: number): boolean {
+  return stored.lsn === lsn && sameLabels(stored, labelsOf(stored.namespace, op.tags, op.expiresAt)) && storedBytes.equals(packValue(packr, op.value))
 }
 
-/** The row the log says an identity should hold; createdAt is kept from the stored row when there is one (the log may no longer hold the first put). */
+/** The row the log says an identity should hold; createdAt is kept from the stored row when there is one and it carries over (keepsCreatedAt; the log may no longer hold the first put). */
 function entryOf(op: Extract<Op, { type: 'put' }>, lsn: number, updatedAt: number, createdAt = updatedAt): StoredEntry {
   return { value: op.value, ...splitIdentity(opIdentity(op)), lsn, createdAt, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }
 }

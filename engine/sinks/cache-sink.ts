@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { opIdentity, splitIdentity } from '../format/identity.js'
 import { hlcMs, opsOf, type Op } from '../format/record-codec.js'
+import { keepsCreatedAt } from '../format/expiry-key.js'
 import { createPackr, packValue } from '../format/value-codec.js'
 import { Sink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { legacyKeysOf, namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
@@ -25,9 +26,11 @@ interface CachedEntry {
  * at the head of the log after a restart, so it never holds WAL retention.
  *
  * createdAt is carried when the identity is cached (or was deleted in the
- * records applied since); otherwise a cached put holds CREATED_UNKNOWN and
- * getEntry reads the backend's row for it (the backend carries it), once:
- * the row's createdAt is then kept (learnCreatedAt).
+ * records applied since), by the rule every sink follows (keepsCreatedAt:
+ * not over a version expired by the put's write time); otherwise a cached
+ * put holds CREATED_UNKNOWN and getEntry reads the backend's row for it (the
+ * backend carries it), once: the row's createdAt is then kept
+ * (learnCreatedAt).
  */
 export class CacheSink extends Sink {
   readonly name = 'cache'
@@ -115,7 +118,9 @@ export class CacheSink extends Sink {
       this.lru.delete(id)
       return
     }
-    this.lru.set(id, this.pack(op.value, { lsn, createdAt: cur ? cur.meta.createdAt : CREATED_UNKNOWN, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }))
+    // Unknown without the earlier version; started again when that version had expired by this put's write time.
+    const createdAt = cur === undefined ? CREATED_UNKNOWN : keepsCreatedAt(cur.meta.expiresAt, updatedAt) ? cur.meta.createdAt : updatedAt
+    this.lru.set(id, this.pack(op.value, { lsn, createdAt, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }))
   }
 
   private pack(value: unknown, meta: CachedEntry['meta']): CachedEntry {

@@ -1,6 +1,7 @@
 import type { AbstractBatchOperation } from 'abstract-level'
 import { opIdentity, splitIdentity } from '../format/identity.js'
 import { hlcMs, opsOf } from '../format/record-codec.js'
+import { keepsCreatedAt } from '../format/expiry-key.js'
 import { toWireValue } from '../format/value-codec.js'
 import { assert } from '../assert.js'
 import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
@@ -8,6 +9,14 @@ import { encodeLsn, type LevelStore } from './level-store.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
+
+/** What a put over a version needs of it: its createdAt, and its expiry, which says whether that createdAt carries over. */
+interface CreatedOf {
+  readonly createdAt: number
+  readonly expiresAt: number | undefined
+}
+
+const createdOf = (e: StoredEntry): CreatedOf => ({ createdAt: e.createdAt, expiresAt: e.expiresAt })
 
 /**
  * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
@@ -18,8 +27,9 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
  *
  * createdAt is carried here: a put over a live row keeps the row's
  * createdAt (read with one getMany per apply batch, or taken from an earlier
- * put of the same batch); a put after a delete, or of a new identity, starts
- * at its own updatedAt.
+ * put of the same batch); a put after a delete, of a new identity, or over a
+ * version that had expired by the put's write time (keepsCreatedAt, not yet
+ * swept) starts at its own updatedAt.
  */
 export class LevelBackend extends BackendSink {
   readonly name = 'backend'
@@ -50,11 +60,11 @@ export class LevelBackend extends BackendSink {
     for (const r of records) for (const op of opsOf(r.record)) if (op.type === 'put') putIds.add(opIdentity(op))
     const ids = [...putIds]
     const stored = ids.length > 0 ? await data.getMany(ids) : []
-    // What each identity's createdAt is now: undefined when absent (deleted or never put).
-    const created = new Map<string, number | undefined>()
+    // Each identity's version now, as far as createdAt goes: undefined when absent (deleted or never put).
+    const current = new Map<string, CreatedOf | undefined>()
     ids.forEach((id, i) => {
       const v = stored[i]
-      created.set(id, v === undefined ? undefined : decodeRow(this.store, id, v).createdAt)
+      current.set(id, v === undefined ? undefined : createdOf(decodeRow(this.store, id, v)))
     })
     const ops: Batch = []
     for (const r of records) {
@@ -62,12 +72,13 @@ export class LevelBackend extends BackendSink {
       for (const op of opsOf(r.record)) {
         const id = opIdentity(op)
         if (op.type === 'del') {
-          created.set(id, undefined)
+          current.set(id, undefined)
           ops.push({ type: 'del', sublevel: data, key: id })
           continue
         }
-        const createdAt = created.get(id) ?? updatedAt
-        created.set(id, createdAt)
+        const cur = current.get(id)
+        const createdAt = cur !== undefined && keepsCreatedAt(cur.expiresAt, updatedAt) ? cur.createdAt : updatedAt
+        current.set(id, { createdAt, expiresAt: op.expiresAt })
         ops.push({ type: 'put', sublevel: data, key: id, value: this.encode({ value: op.value, ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
       }
     }

@@ -11,11 +11,14 @@
  * change the backend and the index underneath the engine, with the sublevel
  * names and encodings of engine/sinks/level-store.ts and index-sink.ts.
  */
+import path from 'node:path'
 import { MemoryLevel } from 'memory-level'
 import { Packr } from 'msgpackr'
 import t, { type Test } from 'tap'
-import { MemWAL, type LevelDatabase, type MemwalOptions, type ReconcileFinding, type VerifyReport } from '../../engine/index.js'
+import { fsck, MemWAL, type LevelDatabase, type MemwalOptions, type ReconcileFinding, type VerifyReport } from '../../engine/index.js'
 import { SeededRandom, SimulatedFileSystem } from '../../engine/testing.js'
+import { LevelStore } from '../../engine/sinks/level-store.js'
+import { tmpDir } from '../support/tmp-dir.js'
 
 const SEP = '\u0000'
 const packr = new Packr({ useRecords: false, useToJSON: false, mapsAsObjects: true, moreTypes: false })
@@ -209,6 +212,55 @@ t.test('index problems (orphan, wrong labels, missing key, stray posting) are fo
   await engine.flush()
   t.strictSame(await queryKeys(engine, { tag: 'green' }), ['after/rebuild'])
   t.equal((await engine.verify()).clean, true)
+})
+
+t.test('an index entry whose valueBytes is not its stored value\'s size is found and repaired; one without a size is not a finding', async (t) => {
+  const { engine, idx } = await open(t)
+  const wrongKey = keyOf(40)
+  const unsizedKey = keyOf(41)
+  const forward = (key: string): string => `f${SEP}${idOf(key)}`
+  // Forward entries (layout 3): [tags, expiresAt, valueBytes, updatedAt].
+  const read = async (key: string): Promise<unknown[]> => packr.decode((await idx.get(forward(key))) as Uint8Array) as unknown[]
+  const right = await read(wrongKey)
+  t.type(right[2], 'number', 'the engine keeps the size')
+  const statsBefore = await engine.stats()
+  const b = idx.batch()
+  b.put(forward(wrongKey), packr.encode([right[0], right[1], (right[2] as number) + 1000, right[3]]))
+  // As indexed before sizes were kept: stats() reads the row; verify has nothing to compare.
+  const unsized = await read(unsizedKey)
+  b.put(forward(unsizedKey), packr.encode([unsized[0], unsized[1], null, unsized[3]]))
+  await b.write()
+  t.not((await engine.stats()).bytes, statsBefore.bytes, 'stats() sums the wrong size')
+
+  const r = await engine.verify()
+  t.strictSame(r.counts, { 'index-mismatch': 1 }, 'one finding: the wrong size, not the missing one')
+  t.match(byKey(r).get(wrongKey), [{ kind: 'index-mismatch', sink: 'index', detail: `indexed valueBytes ${(right[2] as number) + 1000}, the stored value is ${right[2] as number} bytes` }])
+  const fixed = await engine.verify({ repair: true })
+  t.ok(fixed.findings.length === 1 && fixed.findings.every((x) => x.repaired), 'repaired by the rebuild')
+  t.equal((await engine.verify()).clean, true)
+  t.equal((await read(wrongKey))[2], right[2], 'the rebuilt entry holds the value\'s size')
+  t.equal((await read(unsizedKey))[2], unsized[2], 'and the unsized one is sized again')
+  t.strictSame(await engine.stats(), statsBefore, 'stats() as before')
+})
+
+t.test('fsck on a closed directory finds a wrong valueBytes too, and --repair rebuilds it', async (t) => {
+  const dir = tmpDir(t)
+  const e = await MemWAL.open({ dir })
+  await e.put('k', { text: 'x'.repeat(100) }, { namespace: 'notes' })
+  await e.put('j', 'small', { namespace: 'notes' })
+  await e.close()
+  t.equal((await fsck({ dir, repair: false })).clean, true, 'clean before')
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  const key = `f${SEP}notes${SEP}k`
+  const f = packr.decode((await store.index.get(key)) as Uint8Array) as unknown[]
+  await store.index.put(key, packr.encode([f[0], f[1], 1, f[3]]))
+  await store.close()
+  const r = await fsck({ dir, repair: false })
+  t.strictSame(r.counts, { 'index-mismatch': 1 })
+  t.match(r.findings, [{ kind: 'index-mismatch', sink: 'index', namespace: 'notes', key: 'k', detail: `indexed valueBytes 1, the stored value is ${f[2] as number} bytes` }])
+  const fixed = await fsck({ dir, repair: true })
+  t.ok(fixed.findings.length === 1 && fixed.findings.every((x) => x.repaired), 'repaired')
+  t.equal((await fsck({ dir, repair: false })).clean, true, 'clean after')
 })
 
 t.test('log damage is reported with its place and whether the backend had it, and left for fsck --repair', async (t) => {

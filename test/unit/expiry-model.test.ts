@@ -4,7 +4,8 @@
  * absent:
  * - random puts with and without ttlMs / expiresAt (single and batched),
  *   deletes and clock advances; get, getEntry and query match the model at
- *   every check, while the writes are pending, once applied, after the sweep
+ *   every check (values, expiry and createdAt, which a put over an expired,
+ *   not yet swept entry starts again), while the writes are pending, once applied, after the sweep
  *   and across a reopen;
  * - the sweep deletes what expired through the log (the dump shows those
  *   deletes) and reads only the expired postings; verify and fsck are clean
@@ -33,6 +34,13 @@ const SWEEP_MS = 3_600_000
 interface ModelEntry {
   readonly value: string
   readonly expiresAt?: number
+  /** The first put's time, carried by a put over the entry while live; a put over it once expired (even unswept) starts again. */
+  readonly createdAt: number
+}
+
+/** The createdAt of a put at `now` over `prev` (the model's own statement of the rule, not the engine's helper). */
+function createdAtOf(prev: ModelEntry | undefined, now: number): number {
+  return prev !== undefined && (prev.expiresAt === undefined || prev.expiresAt > now) ? prev.createdAt : now
 }
 
 function internals(db: MemWAL): { sweeper: ExpirySweeper; reads: ReadPath; index: IndexSink } {
@@ -51,7 +59,7 @@ async function checkReads(t: Test, db: MemWAL, model: Map<string, ModelEntry>, c
       const m = want.get(identityOf(ns, key))
       const got = await db.get(key, { namespace: ns })
       const entry = await db.getEntry(key, { namespace: ns })
-      if (got !== m?.value || entry?.value !== m?.value || entry?.expiresAt !== m?.expiresAt) {
+      if (got !== m?.value || entry?.value !== m?.value || entry?.expiresAt !== m?.expiresAt || entry?.createdAt !== m?.createdAt) {
         t.fail(`${when}: ${ns}/${key} reads ${JSON.stringify(got)} / ${JSON.stringify(entry)}, the model says ${JSON.stringify(m)} at ${clock.nowMs()}`)
         return
       }
@@ -59,8 +67,8 @@ async function checkReads(t: Test, db: MemWAL, model: Map<string, ModelEntry>, c
   }
   const queried: Entry[] = []
   for await (const e of db.query()) queried.push(e)
-  const got = queried.map((e) => [identityOf(e.namespace, e.key), e.value, e.expiresAt])
-  const expected = [...want].map(([id, e]) => [id, e.value, e.expiresAt]).sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1))
+  const got = queried.map((e) => [identityOf(e.namespace, e.key), e.value, e.expiresAt, e.createdAt])
+  const expected = [...want].map(([id, e]) => [id, e.value, e.expiresAt, e.createdAt]).sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1))
   t.same(got, expected, `${when}: query returns exactly the live entries`)
 }
 
@@ -92,7 +100,7 @@ for (const seed of [1, 2, 3]) {
         const x = expiryOf()
         await db.put(key, value, { namespace: ns, ...x })
         const expiresAt = x.ttlMs !== undefined ? clock.nowMs() + x.ttlMs : x.expiresAt
-        model.set(id, { value, ...(expiresAt !== undefined ? { expiresAt } : {}) })
+        model.set(id, { value, ...(expiresAt !== undefined ? { expiresAt } : {}), createdAt: createdAtOf(model.get(id), clock.nowMs()) })
       } else if (r < 5) {
         await db.delete(key, { namespace: ns })
         model.delete(id)
@@ -101,7 +109,8 @@ for (const seed of [1, 2, 3]) {
         await db.batch(ops.map((o) => ({ type: 'put' as const, key: o.key, value: o.value, namespace: o.ns, ...o.x })))
         for (const o of ops) {
           const expiresAt = o.x.ttlMs !== undefined ? clock.nowMs() + o.x.ttlMs : o.x.expiresAt
-          model.set(identityOf(o.ns, o.key), { value: o.value, ...(expiresAt !== undefined ? { expiresAt } : {}) })
+          const id = identityOf(o.ns, o.key)
+          model.set(id, { value: o.value, ...(expiresAt !== undefined ? { expiresAt } : {}), createdAt: createdAtOf(model.get(id), clock.nowMs()) })
         }
       } else if (r < 8) {
         clock.advance(rnd.below(150))

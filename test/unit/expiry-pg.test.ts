@@ -44,3 +44,34 @@ t.test('PostgreSQL: an expired row is invisible at once and the sweep deletes it
   t.same((await db.verify()).findings, [])
   await db.close()
 })
+
+t.test('PostgreSQL: a put over an expired row not yet swept makes a new entry (its own createdAt); over a live one it keeps it', async (t) => {
+  const pgdb = await schemaWithClient(t, 'expiry_created')
+  if (!pgdb) return
+  const clock = new ManualClock(NOW)
+  const backend = new PgBackend({ connectionString: PG_URL, writerId: 'w', schema: pgdb.schema, clock })
+  // Nothing cached: getEntry reads the row, and a pending put's createdAt judges the row it overwrites.
+  const db = await MemWAL.open({ dir: tmpDir(t), backend, clock, cacheBytes: 1, sweepIntervalMs: 3_600_000 })
+  await db.put('k', 1, { ttlMs: 100 })
+  await db.put('kept', 1, { ttlMs: 100 })
+  await db.batch([{ type: 'put', key: 'b', value: 1, ttlMs: 100 }])
+  await db.flush()
+  clock.advance(99)
+  await db.put('kept', 2)
+  clock.advance(1)
+  const second = clock.nowMs()
+  await db.put('k', 2)
+  await db.batch([{ type: 'put', key: 'b', value: 2 }, { type: 'put', key: 'other', value: 2 }])
+  const times = async (key: string): Promise<unknown> => {
+    const e = await db.getEntry(key)
+    return e && { createdAt: e.createdAt, updatedAt: e.updatedAt }
+  }
+  const want = { k: { createdAt: second, updatedAt: second }, kept: { createdAt: NOW, updatedAt: NOW + 99 }, b: { createdAt: second, updatedAt: second } }
+  t.strictSame({ k: await times('k'), kept: await times('kept'), b: await times('b') }, want, 'read while pending or just applied')
+  await db.flush()
+  t.strictSame({ k: await times('k'), kept: await times('kept'), b: await times('b') }, want, 'the rows')
+  const r = await pgdb.client.query<{ key: string; created_at: string }>(`SELECT key, created_at FROM "${pgdb.schema}".entries WHERE key IN ('k', 'kept', 'b') ORDER BY key`)
+  t.strictSame(r.rows.map((x) => [x.key, Number(x.created_at)]), [['b', second], ['k', second], ['kept', NOW]], 'created_at in the table')
+  t.same((await db.verify()).findings, [])
+  await db.close()
+})

@@ -243,6 +243,25 @@ if (await requirePg(t)) {
     t.match(await b.get(identityOf('x', 'j')), { value: 6, createdAt: 1_800_000_005_000, updatedAt: 1_800_000_006_000 }, 'two puts of a new identity in one batch: the first one\'s time')
   })
 
+  t.test('createdAt starts again over a row (or an earlier put of the batch) that had expired by the put\'s write time', async (t) => {
+    const schema = newSchema()
+    const b = await backendOn(t, schema, 'a')
+    const ms = (n: number): number => 1_800_000_000_000 + n * 1000
+    const at = (n: number): number => ms(n) * 1000
+    const ttl = (key: string, value: unknown, expiresAt: number): Op => ({ type: 'put', key, value, namespace: 'x', expiresAt })
+    // Separate applies: the stored row decides (the SQL's comparison).
+    await b.apply({ records: [rec(1, at(1), ttl('k', 1, ms(2))), rec(2, at(1), ttl('live', 1, ms(3)))], upToLsn: 2 })
+    await b.apply({ records: [rec(3, at(2), put('k', 2, { namespace: 'x' })), rec(4, at(2), put('live', 2, { namespace: 'x' }))], upToLsn: 4 })
+    t.match(await b.get(identityOf('x', 'k')), { value: 2, createdAt: ms(2), updatedAt: ms(2) }, 'over a row expired at the write (expires_at <= write time): started again')
+    t.match(await b.get(identityOf('x', 'live')), { value: 2, createdAt: ms(1), updatedAt: ms(2) }, 'over a row still live at the write: carried')
+    // One apply: the batch's versions decide (pg-versions.ts), and its first put of the identity against the stored row.
+    await b.apply({ records: [rec(5, at(3), ttl('j', 5, ms(4))), rec(6, at(4), put('j', 6, { namespace: 'x' })), rec(7, at(5), put('j', 7, { namespace: 'x' }))], upToLsn: 7 })
+    t.match(await b.get(identityOf('x', 'j')), { value: 7, createdAt: ms(4), updatedAt: ms(5) }, 'in one batch: the put over the expired one started again, the next carried it')
+    await b.apply({ records: [rec(8, at(6), ttl('live', 8, ms(8))), rec(9, at(7), put('live', 9, { namespace: 'x' })), rec(10, at(7), ttl('k', 10, ms(7))), rec(11, at(8), put('k', 11, { namespace: 'x' }))], upToLsn: 11 })
+    t.match(await b.get(identityOf('x', 'live')), { value: 9, createdAt: ms(1), updatedAt: ms(7) }, 'a run of live puts keeps the stored createdAt')
+    t.match(await b.get(identityOf('x', 'k')), { value: 11, createdAt: ms(8), updatedAt: ms(8) }, 'the batch\'s first put carried the row\'s, the second started again')
+  })
+
   t.test('apply: upserts, tombstones, one version per key per batch, checkpoint stored with the data', async (t) => {
     const schema = newSchema()
     const b = await backendOn(t, schema, 'a', { pageRows: 3 })

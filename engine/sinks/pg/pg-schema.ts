@@ -20,7 +20,8 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  * so: an existing table (primary key `key`) is migrated in place, rows
  * without a namespace going to `default`, created_at and updated_at taken
  * from the row's hlc. created_at is carried by the upsert: a put over a live
- * row keeps the row's created_at; over a tombstone, or after a delete of the
+ * row keeps the row's created_at; over a tombstone, over a row that had
+ * expired by the put's write time (not yet swept), or after a delete of the
  * same identity earlier in the batch, it starts at its own updated_at.
  *
  * `int8` columns come back from pg as strings: they are normalised to numbers
@@ -228,13 +229,15 @@ const INPUT = `SELECT u.namespace, u.key, u.value,
   ORDER BY u.namespace, u.key`
 
 /**
- * createdAt carried: kept from a live row, started again over a tombstone or
- * when the batch deleted the identity first (its \`fresh\` flag, looked up in
- * the input by identity).
+ * createdAt carried: kept from a live row, started again over a tombstone,
+ * over a row that had expired by the write time of the batch's first put of
+ * the identity (EXCLUDED.created_at: keepsCreatedAt, engine/format/expiry-key.ts,
+ * as SQL), or when the batch started it again itself (its \`fresh\` flag,
+ * looked up in the input by identity).
  */
 const SET_ALL = `SET value = EXCLUDED.value, tags = EXCLUDED.tags, hlc = EXCLUDED.hlc, writer = EXCLUDED.writer, lsn = EXCLUDED.lsn, deleted = EXCLUDED.deleted,
     updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at,
-    created_at = CASE WHEN e.deleted OR e.created_at IS NULL OR (SELECT bool_or(f.fresh) FROM unnest($1::text[], $2::text[], $9::bool[]) AS f(namespace, key, fresh) WHERE f.namespace = EXCLUDED.namespace AND f.key = EXCLUDED.key) THEN EXCLUDED.created_at ELSE e.created_at END`
+    created_at = CASE WHEN e.deleted OR e.created_at IS NULL OR e.expires_at <= EXCLUDED.created_at OR (SELECT bool_or(f.fresh) FROM unnest($1::text[], $2::text[], $9::bool[]) AS f(namespace, key, fresh) WHERE f.namespace = EXCLUDED.namespace AND f.key = EXCLUDED.key) THEN EXCLUDED.created_at ELSE e.created_at END`
 
 /**
  * Every operation of the batch into the change feed ($13..$22: one row per

@@ -1,6 +1,7 @@
 import type { Packr } from 'msgpackr'
 import { opIdentity, splitIdentity } from '../../format/identity.js'
-import { isLegacyDelete, opsOf, type Op } from '../../format/record-codec.js'
+import { keepsCreatedAt } from '../../format/expiry-key.js'
+import { hlcMs, isLegacyDelete, opsOf, type Op } from '../../format/record-codec.js'
 import { packValue } from '../../format/value-codec.js'
 import type { AppliedRecord } from '../sink.js'
 import type { Columns } from './pg-schema.js'
@@ -16,7 +17,7 @@ export interface Version {
   readonly op: Op
   readonly lsn: number
   readonly hlc: number
-  /** A delete of this identity came earlier in the batch: a put starts its createdAt again. */
+  /** A delete of this identity came earlier in the batch, or a put of it that had expired by a later put's write time: a put starts its createdAt again. */
   readonly fresh: boolean
   /** The hlc a put's createdAt comes from when the stored row does not settle it: the first put of the batch's run of puts. */
   readonly createdHlc: number
@@ -47,8 +48,10 @@ export function latestPerKey(records: readonly AppliedRecord[]): { versions: Map
       }
       const id = opIdentity(op)
       const prev = versions.get(id)
-      const fresh = prev !== undefined && (prev.fresh || prev.op.type === 'del')
-      versions.set(id, { op, lsn: r.lsn, hlc, fresh, createdHlc: prev !== undefined && prev.op.type === 'put' ? prev.createdHlc : hlc })
+      // A put over an earlier put of the batch carries its run's createdAt unless that put had expired by this one's write time.
+      const carried = prev !== undefined && prev.op.type === 'put' && (op.type === 'del' || keepsCreatedAt(prev.op.expiresAt, hlcMs(hlc))) ? prev : undefined
+      const fresh = prev !== undefined && (carried === undefined || carried.fresh)
+      versions.set(id, { op, lsn: r.lsn, hlc, fresh, createdHlc: carried?.createdHlc ?? hlc })
     }
   }
   return { versions, legacy }
