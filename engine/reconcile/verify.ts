@@ -1,6 +1,6 @@
 import type { Checksums } from '../format/checksum.js'
 import { isLegacyDelete, opsOf, RecordCodec } from '../format/record-codec.js'
-import { identityOf, opIdentity } from '../format/identity.js'
+import { DEFAULT_NAMESPACE, identityOf, opIdentity } from '../format/identity.js'
 import { CorruptionError, isMemwalError, MemwalError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
 import type { FileSystem } from '../io/fs.js'
@@ -163,7 +163,8 @@ export async function checkReplicas(c: ReplicaCheck): Promise<Finding<SinkFindin
     // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
     if (!c.live || c.repair) return found
     const moved = await keysWrittenAfter(c.live, c.lastLsn)
-    return found.filter((f) => f.key === undefined || !moved.has(f.key))
+    // `moved` holds identities; a finding names its namespace and key apart (every sink finding has both).
+    return found.filter((f) => f.key === undefined || !moved.has(identityOf(f.namespace ?? DEFAULT_NAMESPACE, f.key)))
   } catch (cause) {
     // On an open engine, a sink that cannot answer (a backend outage) is a typed refusal, not its raw error (G4).
     if (!c.live || isMemwalError(cause)) throw cause
