@@ -18,6 +18,9 @@ import t from 'tap'
 import { encodeLsn, LevelStore } from '../../engine/sinks/level-store.js'
 import type { MemwalError } from '../../engine/errors.js'
 import { ManualClock } from '../../engine/testing.js'
+import { ClassicLevel } from 'classic-level'
+import { MemWAL } from '../../engine/index.js'
+import { waitFor } from '../support/wait-for.js'
 
 interface Hooks {
   _batch(ops: unknown[], options: object): Promise<void>
@@ -155,4 +158,50 @@ t.test('group sync: a store that reopens without batches it had taken unsynced f
   t.match(gone.lost[0], { details: { sink: 'backend', stored: 3, written: 5 } })
   await t.rejects(apply(gone.store, 7), expected, 'every later write is refused: no checkpoint is written over the gap')
   t.equal(await gone.store.readCheckpoint('backend'), 3, 'the store stays at what it has, for the engine\'s reopen to replay from')
+})
+
+t.test('the engine: a store that comes back behind after a failed write fails the engine closed (ENGINE_FAILED); reopening replays every acknowledged write', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memwal-reopen-engine-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  // The engine's own LevelDB (the reopen is for it alone), reached through classic-level's prototype: the test's hooks
+  // stand for the disk. Group sync never fires by time or bytes here, so what the store holds after the first flush
+  // stays unsynced until the reopen decides.
+  const proto = ClassicLevel.prototype as unknown as Hooks
+  const realBatch = proto._batch
+  const realOpen = proto._open
+  t.teardown(() => {
+    proto._batch = realBatch
+    proto._open = realOpen
+  })
+  const open = () => MemWAL.open({ dir, storeSyncIntervalMs: 60_000, storeSyncBytes: 1 << 30, closeGraceMs: 1000, resilience: { retryDelayMsMin: 1, retryDelayMsMax: 5 } })
+  const engine = await open()
+  const failed: unknown[] = []
+  engine.on('wal-failed', (e) => failed.push(e))
+  for (const k of ['a', 'b', 'c']) await engine.put(k, `v-${k}`, { namespace: 'ns', tags: ['t'] })
+  await engine.flush()
+  let failOnce = true
+  proto._batch = async function (this: ClassicLevel, ops, options) {
+    if (!failOnce) return realBatch.call(this, ops, options)
+    failOnce = false
+    throw Object.assign(new Error('IO error: Input/output error'), { code: 'LEVEL_IO_ERROR' })
+  }
+  proto._open = async function (this: ClassicLevel<string, Uint8Array>, options) {
+    await realOpen.call(this, options)
+    // What the disk kept after the EIO: the backend's checkpoint from before the three puts (their batches were never synced).
+    await realBatch.call(this, [{ type: 'put', key: this.sublevel('meta').prefixKey('checkpoint:backend', 'utf8'), value: encodeLsn(0), keyEncoding: 'utf8', valueEncoding: 'view' }], {})
+  }
+  const acked = await engine.put('d', 'v-d', { namespace: 'ns' })
+  await waitFor(() => failed.length === 1, 'the engine fails closed', 10_000)
+  proto._batch = realBatch
+  proto._open = realOpen
+  t.equal(engine.health().state, 'failed', 'health says failed')
+  await t.rejects(engine.put('e', 'v-e', { namespace: 'ns' }), { code: 'ENGINE_FAILED', message: /sink backend: checkpoint 0, wrote 3/ }, 'no write is acknowledged once the store is known behind; the refusal says why')
+  await engine.close()
+  const again = await open()
+  t.teardown(() => again.close())
+  await again.flush()
+  for (const k of ['a', 'b', 'c', 'd']) t.equal(await again.get(k, { namespace: 'ns' }), `v-${k}`, `${k} (acknowledged) reads back after the reopen replayed the log`)
+  t.equal((await again.getEntry('d', { namespace: 'ns' }))?.version, acked.lsn, 'at the version its put resolved with')
+  t.equal(await again.get('e', { namespace: 'ns' }), undefined, 'the refused write is nowhere')
+  t.ok((await again.verify()).clean, 'verify: log, store and index agree')
 })
