@@ -26,7 +26,11 @@ for (const seed of seeds) {
     const clock = new ManualClock()
     const start = clock.nowMs()
     const faults = new SinkFaults({ targets: ['index'] })
-    const opts = { dir, clock, random: new SeededRandom(seed + 1000), durability: 'none' as const, wrapSink: <S,>(s: S): S => faults.wrap(s as never) as S }
+    // The hung index apply must not time out on the manual clock (the writes below advance it by up to 160 s): a timed-out
+    // apply is retried after a backoff timer on that clock, which nothing advances after release(), so flush() would wait
+    // for ever whenever the applier happened to be asleep in that backoff at release (1 in 6 runs under load).
+    const resilience = { applyTimeoutMs: 24 * 3_600_000 }
+    const opts = { dir, clock, random: new SeededRandom(seed + 1000), durability: 'none' as const, resilience, wrapSink: <S,>(s: S): S => faults.wrap(s as never) as S }
     let db = await MemWAL.open(opts)
     t.teardown(() => db.close())
     const model = new Map<string, ModelEntry>()
