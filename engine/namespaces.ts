@@ -6,8 +6,8 @@ import { compareCodePoints } from './query/match.js'
 import { isUnder } from './sinks/index-sink.js'
 import type { IndexReads } from './index-reads.js'
 import { isExpired } from './format/expiry-key.js'
-import type { PutOp } from './format/record-codec.js'
-import { createPackr, packValue } from './format/value-codec.js'
+import { packedValueOf, type PutOp } from './format/record-codec.js'
+import { createPackr } from './format/value-codec.js'
 import { checkFields } from './option-fields.js'
 import { checkNamespace, type Limits } from './validate.js'
 
@@ -124,7 +124,7 @@ async function tally(p: NamespacePorts, prefix: string | undefined, sized: boole
     return ids
   })
   const packr = sized ? createPackr() : undefined
-  for (const op of live) add(op.namespace ?? DEFAULT_NAMESPACE, packr ? packValue(packr, op.value).length : 0)
+  for (const op of live) add(op.namespace ?? DEFAULT_NAMESPACE, packr ? packedValueOf(packr, op).length : 0)
   let unsized: { id: string; namespace: string }[] = []
   let sizedFromRows = 0
   const sizeFromRows = async (): Promise<void> => {

@@ -166,7 +166,8 @@ export class PendingLog {
     let r = this.decoded.get(lsn)
     if (!r) {
       const payload = this.tail.payload(n)
-      r = { lsn, record: this.codec.decode(type as RecordType, payload), bytes: payload.length }
+      // Puts carry their values' bytes as logged (views of the slab, which never changes): sinks store them as they are.
+      r = { lsn, record: this.codec.decodeForApply(type as RecordType, payload), bytes: payload.length }
       while (this.decoded.size >= DECODED_MAX && this.decodedHead < this.decodedOrder.length) this.decoded.delete(this.decodedOrder[this.decodedHead++] as number)
       // Trims delete from the map without touching this queue: compact it now and then, keeping it bounded.
       if (this.decodedOrder.length - this.decodedHead > 2 * DECODED_MAX || this.decodedHead > DECODED_MAX) {

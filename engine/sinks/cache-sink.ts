@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { opIdentity, splitIdentity } from '../format/identity.js'
-import { hlcMs, opsOf, type Op } from '../format/record-codec.js'
+import { hlcMs, opsOf, packedValueOf, type Op } from '../format/record-codec.js'
 import { keepsCreatedAt } from '../format/expiry-key.js'
 import { createPackr, packValue } from '../format/value-codec.js'
 import { Sink, type AppliedRecord, type StoredEntry } from './sink.js'
@@ -120,12 +120,15 @@ export class CacheSink extends Sink {
     }
     // Unknown without the earlier version; started again when that version had expired by this put's write time.
     const createdAt = cur === undefined ? CREATED_UNKNOWN : keepsCreatedAt(cur.meta.expiresAt, updatedAt) ? cur.meta.createdAt : updatedAt
-    this.lru.set(id, this.pack(op.value, { lsn, createdAt, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }))
+    this.lru.set(id, this.packed(packedValueOf(this.packr, op), { lsn, createdAt, updatedAt, ...(op.tags ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }))
   }
 
   private pack(value: unknown, meta: CachedEntry['meta']): CachedEntry {
-    // Copied out of msgpackr's shared buffer.
-    const packed = Uint8Array.prototype.slice.call(packValue(this.packr, value))
-    return { packed, meta }
+    return this.packed(packValue(this.packr, value), meta)
+  }
+
+  /** An entry of a value's bytes, copied: out of msgpackr's shared buffer, or out of the log payload's slab (which a view would pin). */
+  private packed(bytes: Uint8Array, meta: CachedEntry['meta']): CachedEntry {
+    return { packed: Uint8Array.prototype.slice.call(bytes), meta }
   }
 }

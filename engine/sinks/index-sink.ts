@@ -1,10 +1,9 @@
 import type { AbstractBatchOperation } from 'abstract-level'
 import { ID_SEP, identityOf, opIdentity, prefixRange, splitIdentity } from '../format/identity.js'
-import { hlcMs, opsOf, type Op } from '../format/record-codec.js'
+import { hlcMs, opsOf, packedValueOf, type Op } from '../format/record-codec.js'
 import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
-import { packValue } from '../format/value-codec.js'
 import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
 import { decodePostingValue, encodePostingValue, PostingScan, type IdRange, type ScanMeta, type SeekableIds } from './index-scan.js'
 
@@ -292,7 +291,7 @@ export function labelsOf(namespace: string, tags: readonly string[] | undefined,
 
 /** What the index keeps for an op written at `atMs`: a put's labels, value size and time; nothing for a delete. */
 function indexedOf(store: LevelStore, op: Op, atMs: number): IndexedEntry | undefined {
-  return op.type === 'put' ? labelsOf(splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt, packValue(store.packr, op.value).length, atMs) : undefined
+  return op.type === 'put' ? labelsOf(splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt, packedValueOf(store.packr, op).length, atMs) : undefined
 }
 
 /** A tag or expiry posting as the reconciler checks it. */

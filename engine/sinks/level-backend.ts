@@ -1,6 +1,6 @@
 import type { AbstractBatchOperation } from 'abstract-level'
 import { opIdentity, splitIdentity } from '../format/identity.js'
-import { hlcMs, opsOf } from '../format/record-codec.js'
+import { hlcMs, opsOf, packedValueOf } from '../format/record-codec.js'
 import { keepsCreatedAt } from '../format/expiry-key.js'
 import { toWireValue } from '../format/value-codec.js'
 import { assert } from '../assert.js'
@@ -17,6 +17,10 @@ interface CreatedOf {
 }
 
 const createdOf = (e: StoredEntry): CreatedOf => ({ createdAt: e.createdAt, expiresAt: e.expiresAt })
+
+/** msgpack's headers of arrays of five and six elements (fixarray: 0x90 | length). */
+const MSGPACK_FIXARRAY_5 = 0x95
+const MSGPACK_FIXARRAY_6 = 0x96
 
 /**
  * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
@@ -79,7 +83,7 @@ export class LevelBackend extends BackendSink {
         const cur = current.get(id)
         const createdAt = cur !== undefined && keepsCreatedAt(cur.expiresAt, updatedAt) ? cur.createdAt : updatedAt
         current.set(id, { createdAt, expiresAt: op.expiresAt })
-        ops.push({ type: 'put', sublevel: data, key: id, value: this.encode({ value: op.value, ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
+        ops.push({ type: 'put', sublevel: data, key: id, value: this.row(packedValueOf(this.store.packr, op), { ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
       }
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -135,6 +139,23 @@ export class LevelBackend extends BackendSink {
   /** A row as stored (layout 2). */
   encode(e: Omit<StoredEntry, 'namespace' | 'key'>): Uint8Array {
     return this.store.packr.encode([toWireValue(e.value), e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
+  }
+
+  /**
+   * The same row as `encode` makes, byte for byte, of a value already packed
+   * (as the log holds it: PutOp.packed): a msgpack array is its header and
+   * its elements one after the other, so the row is the header of six, the
+   * value's bytes, and the other five fields' encoding without its own header.
+   * The apply path writes rows this way: no value is encoded again.
+   */
+  row(packedValue: Uint8Array, e: Omit<StoredEntry, 'namespace' | 'key' | 'value'>): Uint8Array {
+    const rest = this.store.packr.encode([e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
+    assert(rest[0] === MSGPACK_FIXARRAY_5, 'five fields encode as a fixarray')
+    const out = new Uint8Array(packedValue.length + rest.length)
+    out[0] = MSGPACK_FIXARRAY_6
+    out.set(packedValue, 1)
+    out.set(rest.subarray(1), 1 + packedValue.length)
+    return out
   }
 
 }

@@ -20,6 +20,11 @@ class CountingCodec extends RecordCodec {
     this.decodes++
     return super.decode(type, payload)
   }
+
+  override decodeForApply(type: RecordType, payload: Uint8Array): WalRecord {
+    this.decodes++
+    return super.decodeForApply(type, payload)
+  }
 }
 
 function accepted(codec: RecordCodec, record: WalRecord): PendingLog {

@@ -8,7 +8,8 @@ import t from 'tap'
 import fc from 'fast-check'
 import { isDeepStrictEqual } from 'node:util'
 import { Packr } from 'msgpackr'
-import { HLC_SIZING, RecordCodec, type Op, type WalRecord } from '../../engine/format/record-codec.js'
+import { HLC_SIZING, opsOf, packedValueOf, RecordCodec, type Op, type PutOp, type WalRecord } from '../../engine/format/record-codec.js'
+import { createPackr, packValue } from '../../engine/format/value-codec.js'
 import { RecordType } from '../../engine/format/format.js'
 import { MemwalError } from '../../engine/errors.js'
 
@@ -408,3 +409,71 @@ function refusalCodeFits(err: unknown): boolean {
   if (err.code === 'ENGINE_INVALID_VALUE') return typeof err.details['path'] === 'string' && err.message.includes(err.details['path'])
   return err.code === 'WAL_INVALID_RECORD' && !err.message.startsWith('value at')
 }
+
+// ---- version 3: values as logged ----
+
+t.test('decodeForApply: a put carries its value as the bytes packValue makes of it (a view of the payload), and otherwise reads as decode gives it', async (t) => {
+  const codec = new RecordCodec()
+  const packr = createPackr()
+  let puts = 0
+  fc.assert(
+    fc.property(recordArb, (r) => {
+      const payload = copyEncode(codec, r)
+      const applied = codec.decodeForApply(r.type, payload)
+      const ops = opsOf(applied)
+      for (const [i, op] of ops.entries()) {
+        if (op.type !== 'put') continue
+        puts++
+        const written = opsOf(r)[i] as PutOp
+        if (!(op.packed instanceof Uint8Array) || !Buffer.from(op.packed).equals(packValue(packr, written.value))) throw new Error(`packed is not the value's bytes: ${JSON.stringify(op)}`)
+        if (op.packed.buffer !== payload.buffer) throw new Error('packed is a copy, not a view of the payload')
+        const copy = codec.copyPut(op)
+        if ('packed' in copy) throw new Error('a reader\'s copy carries the shared bytes')
+        if (!isDeepStrictEqual(copy, opsOf(codec.decode(r.type, payload))[i])) throw new Error('copyPut differs from decode')
+      }
+      // `packed` aside, the record is the one decode gives.
+      const plain = (o: Op): Op => (o.type === 'put' ? (({ packed: _p, ...rest }) => rest)(o) : o)
+      const back = applied.type === RecordType.BATCH ? { ...applied, ops: applied.ops.map(plain) } : { ...applied, op: plain(applied.op) }
+      if (!isDeepStrictEqual(back, expected(r))) throw new Error(`read back ${JSON.stringify(back)}`)
+      return true
+    }),
+    { numRuns: runs(800) },
+  )
+  t.ok(puts > 0, `${puts} puts checked`)
+})
+
+t.test('records of version 2 (value inline, written before version 3) decode as they were written, with no packed bytes', async (t) => {
+  const codec = new RecordCodec()
+  const v2put = pack([2, 1_800_000_000_000_000, 'ns', 'k', { a: [1, 'x'] }, ['t'], 42])
+  const want = { type: RecordType.PUT, hlc: 1_800_000_000_000_000, op: { type: 'put', namespace: 'ns', key: 'k', value: { a: [1, 'x'] }, tags: ['t'], expiresAt: 42 } }
+  t.same(codec.decode(RecordType.PUT, v2put), want)
+  const applied = codec.decodeForApply(RecordType.PUT, v2put)
+  t.same(applied, want, 'decodeForApply reads version 2 the same')
+  t.equal((opsOf(applied)[0] as PutOp).packed, undefined, 'no bytes as logged: a sink packs the value itself (packedValueOf)')
+  t.same(Buffer.from(packedValueOf(createPackr(), opsOf(applied)[0] as PutOp)), Buffer.from(packValue(createPackr(), { a: [1, 'x'] })))
+  const v2batch = pack([2, null, [1, 'ns', 'a', 'va', null, null], [2, 'ns', 'b']])
+  t.same(codec.decode(RecordType.BATCH, v2batch), { type: RecordType.BATCH, ops: [{ type: 'put', namespace: 'ns', key: 'a', value: 'va' }, { type: 'del', namespace: 'ns', key: 'b' }] })
+  t.equal(codec.encode({ type: RecordType.PUT, op: { type: 'put', key: 'k', value: 1 } })[1], 3, 'what is written now is version 3')
+})
+
+t.test('a version-3 put whose value is not bytes, or bytes that are not msgpack, is WAL_INVALID_RECORD, from decode and from decodeForApply', async (t) => {
+  const codec = new RecordCodec()
+  const notBytes = pack([3, null, 'ns', 'k', 'inline', null, null])
+  const notMsgpack = pack([3, null, 'ns', 'k', Buffer.from([0x01, 0x02]), null, null])
+  const truncated = pack([3, null, 'ns', 'k', Buffer.from([0x92, 0x01]), null, null])
+  const code = (fn: () => unknown): string | undefined => {
+    try {
+      fn()
+      return undefined
+    } catch (err) {
+      return (err as MemwalError).code
+    }
+  }
+  t.equal(code(() => codec.decode(RecordType.PUT, notBytes)), 'WAL_INVALID_RECORD', 'value not bytes: decode')
+  t.equal(code(() => codec.decodeForApply(RecordType.PUT, notBytes)), 'WAL_INVALID_RECORD', 'value not bytes: decodeForApply')
+  const unknownTag = pack([3, null, 'ns', 'k', Buffer.from([0xd4, 0x6d, 0x00, 0x91, 0x09]), null, null])
+  for (const [what, payload] of [['trailing bytes', notMsgpack], ['truncated', truncated], ['a memwal tag of no kind', unknownTag]] as const) {
+    t.equal(code(() => codec.decode(RecordType.PUT, payload)), 'WAL_INVALID_RECORD', `${what}: decode`)
+    t.equal(code(() => codec.decodeForApply(RecordType.PUT, payload)), 'WAL_INVALID_RECORD', `${what}: decodeForApply`)
+  }
+})

@@ -1,8 +1,7 @@
 import type { Packr } from 'msgpackr'
 import { opIdentity, splitIdentity } from '../../format/identity.js'
 import { keepsCreatedAt } from '../../format/expiry-key.js'
-import { hlcMs, isLegacyDelete, opsOf, type Op } from '../../format/record-codec.js'
-import { packValue } from '../../format/value-codec.js'
+import { hlcMs, isLegacyDelete, opsOf, packedValueOf, type Op } from '../../format/record-codec.js'
 import type { AppliedRecord } from '../sink.js'
 import type { Columns } from './pg-schema.js'
 
@@ -68,7 +67,7 @@ export function valuePacker(packr: Packr): (op: PutOp) => Buffer {
     let bytes = packed.get(op)
     if (bytes === undefined) {
       // Copied: msgpackr's encode returns a view into a buffer it reuses.
-      bytes = Buffer.from(packValue(packr, op.value))
+      bytes = Buffer.from(packedValueOf(packr, op))
       packed.set(op, bytes)
     }
     return bytes
