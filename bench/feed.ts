@@ -12,7 +12,9 @@
  * - watch-catchup: a watch from version 0 over N records every sink applied
  *   (every trial keeps its history: watchHistoryRecords N)
  *   (read back from the segments), changes/s;
- * - backup: db.backup of that store (open, idle), MB/s of what it copied.
+ * - backup: db.backup of that store (open, idle), MB/s of what it copied;
+ * - export: db.export of that store to a file, ndjson and msgpack, MB/s of
+ *   what it wrote (issue 12's goal: >= 100 MB/s).
  * Rounds alternate the order of the two put workloads; medians are reported.
  * The issue's goals (watch >= 200,000 changes/s; <= 10% on put at 256 in
  * flight; a 1 GiB store backed up in <= 10 s) are printed beside the figures;
@@ -21,6 +23,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { MemWAL } from '../engine/index.js'
 import { agentShape, type RecordShape } from './records.js'
 import { parseRunArgs } from './run-args.js'
@@ -62,7 +65,28 @@ async function putTrial(dir: string, shape: RecordShape, n: number, watched: boo
   }
 }
 
-async function catchupAndBackup(dir: string, n: number): Promise<{ catchupPerSec: number; backupMBPerSec: number; backupMs: number; backupMB: number }> {
+/** db.export of the whole store into a file, in `format`: MB written and the ms it took (the file is removed). */
+async function exportTrial(db: MemWAL, target: string, format: 'ndjson' | 'msgpack'): Promise<{ mb: number; ms: number }> {
+  const started = performance.now()
+  await pipeline(db.export({ format }), fs.createWriteStream(target))
+  const ms = performance.now() - started
+  const mb = fs.statSync(target).size / 1e6
+  fs.rmSync(target, { force: true })
+  return { mb, ms }
+}
+
+interface StoreFigures {
+  readonly catchupPerSec: number
+  readonly backupMBPerSec: number
+  readonly backupMs: number
+  readonly backupMB: number
+  readonly exportNdjsonMB: number
+  readonly exportNdjsonMBPerSec: number
+  readonly exportMsgpackMB: number
+  readonly exportMsgpackMBPerSec: number
+}
+
+async function catchupAndBackup(dir: string, n: number): Promise<StoreFigures> {
   const db = await MemWAL.open({ dir, maxBacklogBytes: 2 ** 30, watchHistoryRecords: n })
   try {
     await db.flush({ timeoutMs: 600_000 })
@@ -75,7 +99,12 @@ async function catchupAndBackup(dir: string, n: number): Promise<{ catchupPerSec
     const r = await db.backup(target)
     const backupMs = performance.now() - b0
     fs.rmSync(target, { recursive: true, force: true })
-    return { catchupPerSec: n / (catchupMs / 1000), backupMs, backupMB: r.bytes / 1e6, backupMBPerSec: r.bytes / 1e6 / (backupMs / 1000) }
+    const nd = await exportTrial(db, `${dir}-export.ndjson`, 'ndjson')
+    const mp = await exportTrial(db, `${dir}-export.msgpack`, 'msgpack')
+    return {
+      catchupPerSec: n / (catchupMs / 1000), backupMs, backupMB: r.bytes / 1e6, backupMBPerSec: r.bytes / 1e6 / (backupMs / 1000),
+      exportNdjsonMB: nd.mb, exportNdjsonMBPerSec: nd.mb / (nd.ms / 1000), exportMsgpackMB: mp.mb, exportMsgpackMBPerSec: mp.mb / (mp.ms / 1000),
+    }
   } finally {
     await db.close()
   }
@@ -85,7 +114,7 @@ async function main(): Promise<void> {
   const o = parseRunArgs('feed', process.argv.slice(2), { records: 100_000, reps: 3 })
   const shape = agentShape()
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'memwal-bench-feed-'))
-  const rows: Record<string, number[]> = { put: [], watchedPut: [], watch: [], catchup: [], backupMBPerSec: [], backupMs: [], backupMB: [] }
+  const rows: Record<string, number[]> = { put: [], watchedPut: [], watch: [], catchup: [], backupMBPerSec: [], backupMs: [], backupMB: [], exportNdjsonMB: [], exportNdjsonMBPerSec: [], exportMsgpackMB: [], exportMsgpackMBPerSec: [] }
   try {
     for (let r = 0; r < o.reps; r++) {
       for (const watched of r % 2 === 0 ? [false, true] : [true, false]) {
@@ -99,6 +128,7 @@ async function main(): Promise<void> {
           rows.backupMBPerSec?.push(c.backupMBPerSec)
           rows.backupMs?.push(c.backupMs)
           rows.backupMB?.push(c.backupMB)
+          for (const k of ['exportNdjsonMB', 'exportNdjsonMBPerSec', 'exportMsgpackMB', 'exportMsgpackMBPerSec'] as const) rows[k]?.push(c[k])
         }
         fs.rmSync(dir, { recursive: true, force: true })
         if (!o.json) process.stderr.write(`round ${r + 1}/${o.reps} ${watched ? 'watched' : 'plain'} done\n`)
@@ -120,6 +150,10 @@ async function main(): Promise<void> {
     backupMs: m('backupMs'),
     backupMBPerSec: m('backupMBPerSec'),
     backupSecondsPerGiB: 1024 / m('backupMBPerSec') * 1.048576,
+    exportNdjsonMB: m('exportNdjsonMB'),
+    exportNdjsonMBPerSec: m('exportNdjsonMBPerSec'),
+    exportMsgpackMB: m('exportMsgpackMB'),
+    exportMsgpackMBPerSec: m('exportMsgpackMBPerSec'),
   }
   if (o.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`)
@@ -134,6 +168,8 @@ async function main(): Promise<void> {
     ['watch from version 0, from the segments (changes/s)', fmt(result.catchupWatchPerSec), '>= 200,000'],
     [`backup of ${fmt(result.backupMB, 1)} MB (MB/s)`, fmt(result.backupMBPerSec, 1), ''],
     ['  seconds per GiB at that rate', fmt(result.backupSecondsPerGiB, 1), '<= 10'],
+    [`export, ndjson, ${fmt(result.exportNdjsonMB, 1)} MB written (MB/s)`, fmt(result.exportNdjsonMBPerSec, 1), '>= 100'],
+    [`export, msgpack, ${fmt(result.exportMsgpackMB, 1)} MB written (MB/s)`, fmt(result.exportMsgpackMBPerSec, 1), '>= 100'],
   ])}\n`)
 }
 
