@@ -381,7 +381,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    * `version`), then one record per entry in (namespace, key) order, then an
    * end record; `.version` is the header's. The snapshot is taken by this call; writes go on meanwhile
    * and are not in it (export.ts says how). A PostgreSQL backend is
-   * EXPORT_UNSUPPORTED.
+   * EXPORT_UNSUPPORTED; a reopen of the store's LevelDB during the read
+   * (after a failed write) ends it with EXPORT_INTERRUPTED.
    */
   export(options?: ExportOptions): ExportStream {
     this.lifecycle.assertReadable()

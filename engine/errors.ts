@@ -51,6 +51,8 @@ export type ErrorCode =
   /** An export stream memwal cannot import: details.line (ndjson) or details.offset (msgpack) names where, details.entriesWritten what went in before. */
   | 'IMPORT_INVALID'
   | 'EXPORT_UNSUPPORTED'
+  /** The store's LevelDB was reopened (after a failed write) during an export, closing its snapshot: what it emitted is not whole (no end record); run it again. details.version, details.entriesEmitted. */
+  | 'EXPORT_INTERRUPTED'
 
 export interface ErrorOptions {
   readonly cause?: unknown

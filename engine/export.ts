@@ -45,7 +45,9 @@ import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, t
  * record some sink has not applied, and what left it the backend had applied
  * before the snapshot, so together they are the store as of the committed
  * LSN then. Writes go on meanwhile and are not in the export. A PostgreSQL
- * backend has no such snapshot: export refuses it (EXPORT_UNSUPPORTED).
+ * backend has no such snapshot: export refuses it (EXPORT_UNSUPPORTED). A
+ * reopen of LevelDB after a failed write closes the snapshot: the stream
+ * fails with EXPORT_INTERRUPTED, without its end record (see merged).
  */
 
 export interface ExportOptions {
@@ -114,6 +116,8 @@ const PUT_OP_OVERHEAD_BYTES = 48
 /** A snapshot of the backend's rows in a range, made when asked for (synchronously), read later. */
 export interface SnapshotRows extends AsyncIterable<[string, StoredEntry]> {
   close(): Promise<void>
+  /** True once the store was reopened (level-store.ts, after a failed write) since the snapshot was made: that closed it. */
+  reopened(): boolean
 }
 
 export interface ExportSource {
@@ -167,7 +171,7 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
     throw new MemwalError('EXPORT_UNSUPPORTED', 'this store keeps its backend rows in PostgreSQL, which offers export no snapshot to read them at one version (export the database with its own tools)')
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
-  const entries = merged(overlay, rows, src.assertReadable, nowMs)
+  const entries = merged(overlay, rows, src.assertReadable, nowMs, version)
   return Object.assign(format === 'ndjson' ? ndjson(header, entries, src.sums) : msgpack(header, entries, src.sums), { version })
 }
 
@@ -176,8 +180,17 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
  * with a pending write takes it. An entry expired at `nowMs` (the call's
  * clock, read with the snapshot) is left out, whether or not the sweep has
  * deleted it yet: the export is the store as readers saw it then.
+ *
+ * A reopen of the store's LevelDB (level-store.ts, after a failed write)
+ * closes the snapshot under the reader: EXPORT_INTERRUPTED. The export can
+ * neither start again (it has streamed its header and entries to the
+ * caller) nor go on from a new snapshot after the last identity out: a new
+ * snapshot is the store after writes past `version` (updates, new entries,
+ * deletes whose rows it no longer has), which the overlay taken at the call
+ * cannot take back out. So the stream ends without its end record, which an
+ * import refuses as truncated, and the caller runs the export again.
  */
-async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void, nowMs: number): AsyncGenerator<ExportEntry> {
+async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void, nowMs: number, version: number): AsyncGenerator<ExportEntry> {
   const puts: { id: string; entry: ExportEntry }[] = []
   for (const [id, v] of overlay) {
     if (v.kind !== 'put' || isExpired(v.op.expiresAt, nowMs)) continue
@@ -186,21 +199,33 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: Snaps
   }
   puts.sort((a, b) => compareCodePoints(a.id, b.id))
   let i = 0
+  let emitted = 0 // entries yielded: each is out once the reader asks for the next
   const it = rows[Symbol.asyncIterator]()
   const next = async (): Promise<IteratorResult<[string, StoredEntry]>> => {
     try {
       return await it.next()
     } catch (cause) {
       assertReadable() // closed under the reader: ENGINE_CLOSED, not LevelDB's error
+      if (rows.reopened()) {
+        throw new MemwalError('EXPORT_INTERRUPTED', `the store was reopened after a failed write during the export (version ${version}), which closed its snapshot after ${emitted} entries: the stream ends without its end record (an import refuses it as truncated); run it again`, {
+          cause,
+          transient: true,
+          details: { version, entriesEmitted: emitted },
+        })
+      }
       throw osError(cause, 'read the store for export')
     }
   }
   try {
     for (let r = await next(); r.done !== true; r = await next()) {
       const [id, e] = r.value
-      while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) yield (puts[i++] as { entry: ExportEntry }).entry
+      while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) {
+        yield (puts[i++] as { entry: ExportEntry }).entry
+        emitted++
+      }
       if (overlay.has(id) || isExpired(e.expiresAt, nowMs)) continue
       yield { namespace: e.namespace, key: e.key, value: e.value, tags: e.tags ?? [], ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) }
+      emitted++
     }
   } finally {
     await rows.close()

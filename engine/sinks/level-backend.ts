@@ -120,15 +120,20 @@ export class LevelBackend extends BackendSink {
    * The rows in a range as of now: the iterator (and with it LevelDB's
    * snapshot) is made by this call, synchronously, so a caller can read other
    * state in the same tick and know both are of one moment (export).
+   * A reopen of the store (after a failed write) closes the iterator:
+   * `reopened()` tells a reader whose read failed that this was why.
    */
-  snapshot(range: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]> & { close(): Promise<void> } {
-    const it = this.store.data.iterator({ ...(range.gte !== undefined ? { gte: range.gte } : {}), ...(range.lt !== undefined ? { lt: range.lt } : {}) })
-    const decode = (id: string, v: Uint8Array): StoredEntry => decodeRow(this.store, id, v)
+  snapshot(range: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]> & { close(): Promise<void>; reopened(): boolean } {
+    const { store } = this
+    const reopens = store.reopens
+    const it = store.data.iterator({ ...(range.gte !== undefined ? { gte: range.gte } : {}), ...(range.lt !== undefined ? { lt: range.lt } : {}) })
+    const decode = (id: string, v: Uint8Array): StoredEntry => decodeRow(store, id, v)
     return {
       async *[Symbol.asyncIterator]() {
         for await (const [k, v] of it) yield [k, decode(k, v)] as [string, StoredEntry]
       },
       close: () => it.close(),
+      reopened: () => store.reopens !== reopens,
     }
   }
 

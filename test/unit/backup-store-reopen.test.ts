@@ -24,10 +24,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { fsck, isMemwalError, MemWAL, restoreBackup, type BackupResult, type FileHandle, type OpenMode, type OpenOptions } from '../../engine/index.js'
-import type { LevelStore } from '../../engine/sinks/level-store.js'
 import { COPY_ATTEMPTS_MAX } from '../../engine/sinks/store-copy.js'
 import { NodeFileSystem } from '../../engine/testing.js'
 import { ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { failAndReopen as failAndReopenStore } from '../support/store-reopen.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 type Point = 'listed' | 'after CURRENT' | 'MANIFEST opened' | 'log opened' | 'before a table' | 'entries'
@@ -105,32 +105,9 @@ class ReopeningFs extends ForwardingFileSystem {
 
 const value = (i: number): { i: number; pad: string } => ({ i, pad: `v${i}-`.repeat(60) })
 
-/**
- * The live store's next LevelDB write fails; the write of `key` then makes an
- * applier write again, which reopens LevelDB first; resolves once the reopen
- * is done and every sink applied the write.
- */
+/** The reopen a write failed into (test/support/store-reopen.ts), its put's LSN kept with the others. */
 async function failAndReopen(db: MemWAL, key: string, lsns: Map<string, number>): Promise<void> {
-  const store = (db as unknown as { parts: { store: LevelStore } }).parts.store
-  const level = store.db as unknown as { _batch(ops: unknown[], options: object): Promise<void> }
-  const real = level._batch
-  let failed = false
-  level._batch = async function (this: unknown, ops, options) {
-    if (!failed) {
-      failed = true
-      throw Object.assign(new Error('IO error: No space left on device'), { code: 'LEVEL_IO_ERROR' })
-    }
-    return real.call(this, ops, options)
-  }
-  const reopened = new Promise<void>((resolve) => store.db.once('open', () => resolve()))
-  try {
-    const { lsn } = await db.put(key, value(-1))
-    lsns.set(key, lsn)
-    await reopened
-    await db.flush({ timeoutMs: 20_000 })
-  } finally {
-    level._batch = real
-  }
+  lsns.set(key, await failAndReopenStore(db, key, value(-1)))
 }
 
 /** A store with a table, and writes in LevelDB's log since. */
