@@ -2,8 +2,8 @@ import type { Applier } from './apply/applier.js'
 import { isMemwalError, MemwalError } from './errors.js'
 import type { IndexSink, SeekableIds } from './sinks/index-sink.js'
 
-/** What the engine reads of the index: queries (forwardScan, tagScan), clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
-export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired' | 'forwardScan' | 'tagScan'>
+/** What the engine reads of the index: queries (forwardScan, tagScan, postingBytes), clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
+export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired' | 'forwardScan' | 'tagScan' | 'postingBytes'>
 
 /**
  * The index as the engine reads it: every read (each step of a range
@@ -35,6 +35,7 @@ export function countedIndexReads(index: IndexSink, applier: Applier, failed: (c
     // Made now, in the caller's tick (a query makes its scans together, over one view of the index); each jump is a read.
     forwardScan: (range, reverse) => seekwise(index.forwardScan(range, reverse), read),
     tagScan: (tag, range, reverse) => seekwise(index.tagScan(tag, range, reverse), read),
+    postingBytes: (tag, range) => read(() => index.postingBytes(tag, range)),
   }
 }
 

@@ -5,13 +5,13 @@ import type { IdBound, IdRange, IndexSink, ScanMeta, SeekableIds } from '../sink
 import type { Entry } from '../read-path.js'
 import type { CursorSigner } from './cursor.js'
 import { leapfrog, UnionScan } from './leapfrog.js'
-import { boundsTime, entryMatches, keyInRange, namespaceMatches, timeMatches } from './match.js'
+import { boundsTime, entryMatches, keyInRange, namespaceMatches, tagsMatch, timeMatches } from './match.js'
 import { mergeOverlay, pendingOverlay, type PendingOverlay } from './pending-overlay.js'
 import { queryFingerprint, type QuerySpec } from './query-spec.js'
 
 export interface QueryRunParts {
   /** The index's scans, each jump counted toward the index's health (index-reads.ts). */
-  readonly index: Pick<IndexSink, 'forwardScan' | 'tagScan'>
+  readonly index: Pick<IndexSink, 'forwardScan' | 'tagScan' | 'postingBytes'>
   readonly pending: PendingLog
   /** The entry as a read returns it now (pending first, then the cache, then the backend), undefined when absent or expired. */
   readonly entry: (id: string) => Promise<Entry | undefined>
@@ -24,7 +24,10 @@ export interface QueryRunParts {
  * planned"): the spec's namespace, key bounds and cursor make one range of
  * identities; inside it, the postings of every `tags.all` tag and the union
  * of the `tags.any` tags' postings are joined (leapfrog.ts), or, with no tag,
- * the forward entries are scanned; what no posting holds (a namespace under a
+ * the forward entries are scanned. A query of several tags whose postings
+ * carry their entries' tags (store layout 4) reads only the tag posting that
+ * LevelDB estimates smallest in the range and judges the other tags from it
+ * (`drive`), where the join would read every posting asked; what no posting holds (a namespace under a
  * prefix, a key range across namespaces) rejects an id and says where the
  * next may be, so the join jumps there. The write time and the expiry come
  * with each tag posting and forward entry: a count reads no row. Pending
@@ -53,12 +56,13 @@ export class QueryRun {
   /** Matching entries, in order, at most `limit`. */
   async *entries(limit: number): AsyncGenerator<Entry> {
     if (this.range === undefined) return
+    const drive = await this.drive(this.range)
     const overlay = this.pendingHits()
-    const scans = this.scans(this.range)
+    const scans = this.scans(this.range, drive)
     let closing: Promise<void> | undefined
     const close = (): Promise<void> => (closing ??= closeAll(scans))
     try {
-      yield* mergeOverlay(this.matches(scans, close), overlay, this.spec.reverse, limit, (id) => this.entry(id))
+      yield* mergeOverlay(this.matches(scans, drive, close), overlay, this.spec.reverse, limit, (id) => this.entry(id))
     } finally {
       await close()
     }
@@ -69,21 +73,22 @@ export class QueryRun {
    * read of its entry. When the join is over, `done` lets the index's
    * iterators go before the pending hits after the last id are read.
    */
-  private async *matches(scans: readonly SeekableIds[], done: () => Promise<void>): AsyncGenerator<readonly [string, () => Promise<Entry | undefined>]> {
-    for await (const [id, meta] of this.indexed(scans)) if (this.judge(meta) !== false) yield [id, () => this.entry(id)]
+  private async *matches(scans: readonly SeekableIds[], drive: string | undefined, done: () => Promise<void>): AsyncGenerator<readonly [string, () => Promise<Entry | undefined>]> {
+    for await (const [id, meta] of this.indexed(scans)) if (this.judge(meta, drive) !== false) yield [id, () => this.entry(id)]
     await done()
   }
 
   /** How many entries match: from the postings' times and expiries and the pending overlay; a row is read only where the index does not know an entry's time. */
   async count(): Promise<number> {
     if (this.range === undefined) return 0
+    const drive = await this.drive(this.range)
     const { overridden, hits } = this.pendingHits()
-    const scans = this.scans(this.range)
+    const scans = this.scans(this.range, drive)
     let n = hits.length
     try {
       for await (const [id, meta] of this.indexed(scans)) {
         if (overridden.has(id)) continue
-        const sure = this.judge(meta)
+        const sure = this.judge(meta, drive)
         if (sure === true || (sure === undefined && (await this.entry(id)) !== undefined)) n++
       }
     } finally {
@@ -100,19 +105,53 @@ export class QueryRun {
 
   /**
    * What the index says of an id the join found: true (matches), false, or
-   * undefined when its write time is not known and the query bounds it.
-   * Namespace, key range and tags are the join's; expiry and time are here.
+   * undefined when its write time is not known and the query bounds it, or
+   * when the tags are not known where they are judged here. Namespace and
+   * key range are the join's, and so are the tags unless one posting
+   * `drive`s the query; expiry and time are here.
    */
-  private judge(meta: ScanMeta): boolean | undefined {
+  private judge(meta: ScanMeta, drive: string | undefined): boolean | undefined {
     if (isExpired(meta.expiresAt, this.p.nowMs())) return false
+    if (drive !== undefined) {
+      // A posting written before layout 4 does not say the entry's other tags: the entry read decides.
+      if (!meta.tagsKnown) return undefined
+      if (!tagsMatch(this.spec, meta.tags)) return false
+    }
     if (!boundsTime(this.spec)) return true
     return meta.updatedAt === undefined ? undefined : timeMatches(this.spec, meta.updatedAt)
   }
 
+  /**
+   * The one tag posting to read for a query of several tags: the `tags.all`
+   * tag whose posting LevelDB estimates smallest in the range. Undefined (join
+   * every posting, which reads each as far as the join needs and no further)
+   * for a query of one tag, where an estimate is missing, or where every
+   * estimate is zero: the estimates count LevelDB's table files only, so a
+   * store whose postings all sit in its memtable (at most its 4 MiB write
+   * buffer) gives no sizes to choose by. A zero beside larger ones is a
+   * posting of less than a table block, or one written since the last
+   * memtable flush (bounded by the same buffer): the cheaper to read.
+   */
+  private async drive(range: IdRange): Promise<string | undefined> {
+    const { tagsAll, tagsAny } = this.spec
+    if (tagsAll.length === 0 || tagsAll.length + (tagsAny.length > 0 ? 1 : 0) < 2) return undefined
+    const sizes = await Promise.all(tagsAll.map((t) => this.p.index.postingBytes(t, range)))
+    let best = 0
+    let known = 0
+    for (let i = 0; i < sizes.length; i++) {
+      const b = sizes[i]
+      if (b === undefined) return undefined
+      known = Math.max(known, b)
+      if (b < (sizes[best] as number)) best = i
+    }
+    return known > 0 ? tagsAll[best] : undefined
+  }
+
   /** The scans to join, made in one tick (with the pending overlay read just before): one view of the index. */
-  private scans(range: IdRange): SeekableIds[] {
+  private scans(range: IdRange, drive: string | undefined): SeekableIds[] {
     const { index } = this.p
     const reverse = this.spec.reverse
+    if (drive !== undefined) return [index.tagScan(drive, range, reverse)]
     const scans: SeekableIds[] = this.spec.tagsAll.map((t) => index.tagScan(t, range, reverse))
     if (this.spec.tagsAny.length > 0) scans.push(new UnionScan(this.spec.tagsAny.map((t) => index.tagScan(t, range, reverse)), reverse))
     if (scans.length === 0) scans.push(index.forwardScan(range, reverse))

@@ -144,8 +144,8 @@ async function checkIndex(t: SinkTargets, repair: boolean, findings: SinkFinding
   for await (const p of t.index.postings()) {
     if (t.unstable.has(p.key)) continue
     const f = forward.get(p.key)
-    // A tag posting carries the entry's write time and expiry (layout 3): the same as its forward entry's, or a query would judge wrongly.
-    const ok = f !== undefined && (p.kind === 'tag' ? (f.tags ?? []).includes(p.label) && p.meta.updatedAt === f.updatedAt && p.meta.expiresAt === f.expiresAt : String(f.expiresAt) === p.label)
+    // A tag posting carries the entry's write time and expiry (layout 3) and its tags (layout 4): the same as its forward entry's, or a query would judge wrongly.
+    const ok = f !== undefined && (p.kind === 'tag' ? (f.tags ?? []).includes(p.label) && p.meta.updatedAt === f.updatedAt && p.meta.expiresAt === f.expiresAt && (p.meta.tags === undefined || sameTags(p.meta.tags, f.tags)) : String(f.expiresAt) === p.label)
     if (ok && p.kind === 'expiry') expiryPosted.add(p.key)
     if (!ok) findings.push({ kind: 'index-orphan', sink: name, ...splitIdentity(p.key), detail: `${p.kind} entry "${p.label}" does not match the key's indexed entry`, action: 'none' })
   }
@@ -185,11 +185,16 @@ async function* entryLabels(entries: AsyncIterable<[string, StoredEntry]>, packr
 }
 
 function sameLabels(a: IndexedEntry, b: IndexedEntry): boolean {
-  const at = [...(a.tags ?? [])].sort()
-  const bt = [...(b.tags ?? [])].sort()
   // A write time the index does not know (layout 2 under an external backend) is no mismatch: queries read the entry's.
   const sameTime = a.updatedAt === undefined || b.updatedAt === undefined || a.updatedAt === b.updatedAt
-  return a.namespace === b.namespace && a.expiresAt === b.expiresAt && sameTime && at.length === bt.length && at.every((x, i) => x === bt[i])
+  return a.namespace === b.namespace && a.expiresAt === b.expiresAt && sameTime && sameTags(a.tags, b.tags)
+}
+
+/** The same tags, in any order. */
+function sameTags(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const at = [...(a ?? [])].sort()
+  const bt = [...(b ?? [])].sort()
+  return at.length === bt.length && at.every((x, i) => x === bt[i])
 }
 
 /** `storedBytes`: the stored value packed. */

@@ -4,15 +4,16 @@ import type { LevelStore } from './level-store.js'
 
 /**
  * What the index knows of an entry without reading its row: from a forward
- * entry everything, from a tag posting's value (layout 3) the write time and
- * the expiry. `updatedAt` undefined: not known here (an entry indexed by
- * layout 2 under a backend that is not this store's: the query reads the entry).
+ * entry everything, from a tag posting's value the write time, the expiry
+ * and (layout 4) every tag of the entry. `updatedAt` undefined: not known
+ * here (an entry indexed by layout 2 under a backend that is not this
+ * store's: the query reads the entry).
  */
 export interface ScanMeta {
-  readonly tags?: readonly string[]
-  readonly expiresAt?: number
-  readonly updatedAt?: number
-  /** False for a tag posting: its tags are not in it (the posting itself says it holds one). */
+  readonly tags?: readonly string[] | undefined
+  readonly expiresAt?: number | undefined
+  readonly updatedAt?: number | undefined
+  /** Whether `tags` are all the entry's tags: false for a tag posting written before layout 4 (it says only that the entry holds its tag). */
   readonly tagsKnown: boolean
 }
 
@@ -174,23 +175,45 @@ function headEnd(head: string): string {
   return `${head.slice(0, -1)}\u0001`
 }
 
+/** The byte after a layout-4 posting value's times: the entry's tags follow it. */
+const TAGS_FOLLOW = 0x01
+
 /**
- * A tag posting's value (layout 3): what a query needs of the entry without
- * its forward entry or its row. 8 bytes: updatedAt (ms, float64 BE; NaN when
- * not known), then 8 more with expiresAt when the entry has one. Layout 2's
- * postings were empty: nothing known.
+ * A tag posting's value: what a query needs of the entry without its
+ * forward entry or its row. Layout 4: updatedAt (ms, float64 BE; NaN when
+ * not known), expiresAt (float64 BE; NaN when none), the byte 0x01, then
+ * every tag of the entry, UTF-8, NUL between (a tag never holds NUL: the
+ * engine refuses it), so that a query of several tags reads one tag's
+ * posting and judges the others from it (engine/query/query-run.ts).
+ * Layout 3's values were the 8 bytes of updatedAt, and 8 more with expiresAt
+ * when the entry had one (no tags: decoded with `tags` undefined); layout
+ * 2's were empty (nothing known).
  */
-export function encodePostingValue(updatedAt: number | undefined, expiresAt: number | undefined): Uint8Array {
-  const b = Buffer.alloc(expiresAt === undefined ? 8 : 16)
+export function encodePostingValue(updatedAt: number | undefined, expiresAt: number | undefined, tags: readonly string[]): Uint8Array {
+  const joined = Buffer.from(tags.join(SEP_CHAR), 'utf8')
+  const b = Buffer.allocUnsafe(17 + joined.length)
   b.writeDoubleBE(updatedAt ?? Number.NaN, 0)
-  if (expiresAt !== undefined) b.writeDoubleBE(expiresAt, 8)
+  b.writeDoubleBE(expiresAt ?? Number.NaN, 8)
+  b[16] = TAGS_FOLLOW
+  joined.copy(b, 17)
   return b
 }
 
-export function decodePostingValue(v: Uint8Array): { readonly updatedAt?: number; readonly expiresAt?: number } {
-  if (v.length < 8) return {}
+/** What a tag posting's value holds; `tags` undefined for a value written before layout 4. */
+export interface PostingValue {
+  readonly updatedAt: number | undefined
+  readonly expiresAt: number | undefined
+  readonly tags: readonly string[] | undefined
+}
+
+export function decodePostingValue(v: Uint8Array): PostingValue {
+  if (v.length < 8) return { updatedAt: undefined, expiresAt: undefined, tags: undefined }
   const view = new DataView(v.buffer, v.byteOffset, v.byteLength)
   const at = view.getFloat64(0)
-  const exp = v.length >= 16 ? view.getFloat64(8) : undefined
-  return { ...(Number.isNaN(at) ? {} : { updatedAt: at }), ...(exp !== undefined ? { expiresAt: exp } : {}) }
+  const exp = v.length >= 16 ? view.getFloat64(8) : Number.NaN
+  const tags = v.length > 16 && v[16] === TAGS_FOLLOW ? Buffer.from(v.buffer, v.byteOffset + 17, v.byteLength - 17).toString('utf8').split(SEP_CHAR) : undefined
+  // One literal of one shape: a query decodes one per entry it reads.
+  return { updatedAt: Number.isNaN(at) ? undefined : at, expiresAt: Number.isNaN(exp) ? undefined : exp, tags }
 }
+
+const SEP_CHAR = '\u0000'

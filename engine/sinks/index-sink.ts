@@ -5,7 +5,7 @@ import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
-import { decodePostingValue, encodePostingValue, PostingScan, type IdRange, type ScanMeta, type SeekableIds } from './index-scan.js'
+import { decodePostingValue, encodePostingValue, PostingScan, type IdRange, type PostingValue, type ScanMeta, type SeekableIds } from './index-scan.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
@@ -16,9 +16,10 @@ type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
  *                     (what is indexed for the entry; valueBytes: the value's size as stored, for
  *                     stats(), absent in entries indexed before it was kept; updatedAt: ms of the
  *                     write, layout 3)
- *   t\0<tag>\0<id>   -> updatedAt and expiresAt (index-scan.ts's posting value), so
- *                     a query joining tag postings judges time and expiry without
- *                     reading the forward entry or the row
+ *   t\0<tag>\0<id>   -> updatedAt, expiresAt and the entry's tags (index-scan.ts's
+ *                     posting value, layout 4), so a query judges time, expiry and
+ *                     its other tags from one tag's posting, without reading the
+ *                     forward entry or the row
  *   x\0<expiresAt>\0<id> -> empty  (engine/format/expiry-key.ts: time order, so the
  *                     expiry sweep reads only the expired range)
  * `\0` cannot occur in a namespace or tag (the engine refuses them), and ids
@@ -104,7 +105,17 @@ export class IndexSink extends Sink {
 
   /** A seekable scan of one tag's posting within `range`: its entries' write time and expiry, not their other tags. */
   tagScan(tag: string, range: IdRange, reverse: boolean): SeekableIds {
-    return new PostingScan(this.store, `t${SEP}${tag}${SEP}`, range, reverse, (_id, v): ScanMeta => ({ ...decodePostingValue(v), tagsKnown: false }))
+    return new PostingScan(this.store, `t${SEP}${tag}${SEP}`, range, reverse, (_id, v): ScanMeta => postingMeta(decodePostingValue(v)))
+  }
+
+  /**
+   * LevelDB's estimate of the bytes of one tag's posting within `range`
+   * (LevelStore.indexBytes: table files only): how a query of several tags
+   * picks the posting to read. Undefined where the database cannot say.
+   */
+  postingBytes(tag: string, range: IdRange): Promise<number | undefined> {
+    const head = `t${SEP}${tag}${SEP}`
+    return this.store.indexBytes(head + (range.lower?.id ?? ''), range.upper ? head + range.upper.id : `t${SEP}${tag}\u0001`)
   }
 
   /** Identities matching every given criterion, in identity order, as the index has them. */
@@ -260,15 +271,16 @@ export class IndexSink extends Sink {
     const names = (e: IndexedEntry | undefined): Map<string, Uint8Array> => {
       const out = new Map<string, Uint8Array>()
       if (!e) return out
-      const posted = encodePostingValue(e.updatedAt, e.expiresAt)
-      for (const t of e.tags ?? []) out.set(`t${SEP}${t}${SEP}${key}`, posted)
+      const tags = e.tags ?? []
+      const posted = tags.length > 0 ? encodePostingValue(e.updatedAt, e.expiresAt, tags) : EMPTY
+      for (const t of tags) out.set(`t${SEP}${t}${SEP}${key}`, posted)
       if (e.expiresAt !== undefined) out.set(expiryPosting(e.expiresAt, key), EMPTY)
       return out
     }
     const old = names(was)
     const cur = names(now)
     for (const k of old.keys()) if (!cur.has(k)) batch.push({ type: 'del', sublevel: idx, key: k })
-    // A tag posting kept is written again: its value (the write time) changed with the put.
+    // A tag posting kept is written again: its value (the write time, maybe the other tags) changed with the put.
     for (const [k, v] of cur) if (!old.has(k) || v.length > 0) batch.push({ type: 'put', sublevel: idx, key: k, value: v })
     if (now) batch.push({ type: 'put', sublevel: idx, key: `f${SEP}${key}`, value: encodeForward(this.store, now) })
     else if (was) batch.push({ type: 'del', sublevel: idx, key: `f${SEP}${key}` })
@@ -294,9 +306,14 @@ function indexedOf(store: LevelStore, op: Op, atMs: number): IndexedEntry | unde
   return op.type === 'put' ? labelsOf(splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt, packedValueOf(store.packr, op).length, atMs) : undefined
 }
 
+/** A tag posting's value as a scan's meta: its tags are all the entry's when the value carries them (layout 4). */
+function postingMeta(p: PostingValue): ScanMeta {
+  return { updatedAt: p.updatedAt, expiresAt: p.expiresAt, tags: p.tags, tagsKnown: p.tags !== undefined }
+}
+
 /** A tag or expiry posting as the reconciler checks it. */
 export type Posting =
-  | { readonly kind: 'tag'; readonly label: string; readonly key: string; readonly meta: { readonly updatedAt?: number; readonly expiresAt?: number } }
+  | { readonly kind: 'tag'; readonly label: string; readonly key: string; readonly meta: PostingValue }
   | { readonly kind: 'expiry'; readonly label: string; readonly key: string }
 
 export function encodeForward(store: LevelStore, e: IndexedEntry): Uint8Array {

@@ -27,12 +27,12 @@ export interface MigrationOptions {
   readonly afterStep?: (step: MigrationStep) => Promise<void>
 }
 
-export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' | 'legacy-cleared' | 'times-indexed'
+export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' | 'legacy-cleared' | 'postings-reindexed'
 
 /**
- * Brings a store to layout 3, at open, before the sinks start: layout 1 to 2
- * (below), then 2 to 3 (indexTimes). An empty store is made layout 3 at once.
- * Returns whether a layout-1 store was migrated.
+ * Brings a store to layout 4, at open, before the sinks start: layout 1 to 2
+ * (below), then 2 or 3 to 4 (reindexPostings). An empty store is made
+ * layout 4 at once. Returns whether a layout-1 store was migrated.
  */
 export async function migrateLayout(store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
   const layout = await store.layout()
@@ -40,44 +40,56 @@ export async function migrateLayout(store: LevelStore, log: MigrationLog, o: Mig
     await store.writeBatch([{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }])
     return false
   }
-  if (layout === 3) {
+  if (layout === LAYOUT) {
     await clearLegacy(store)
     return false
   }
   const migrated = layout === 1 && (await migrateLayout1(store, log, o))
-  if (layout === 2) await clearLegacy(store)
-  await indexTimes(store, o)
+  if (layout === 2 || layout === 3) await clearLegacy(store)
+  await reindexPostings(store, o)
   return migrated
 }
 
 /**
- * Brings a layout-2 store to layout 3: every forward entry gains its write
- * time (the row's updatedAt, from this store's own backend; an external
- * backend's rows are not here: unknown, and a time-bounded query reads those
- * entries' times from the backend), every tag posting the value that carries
- * the time and the expiry (index-scan.ts). Written in place: each step
- * rewrites a whole entry and its postings, which layout 2's code reads as
- * before (it ignores the added time and the values), so a crash midway
- * leaves layout 2, done again at the next open. If the index is ahead of the
+ * Brings a layout-2 or layout-3 store to layout 4: every forward entry with
+ * its write time (layout 3 has it; a layout-2 entry takes the row's
+ * updatedAt, from this store's own backend; an external backend's rows are
+ * not here: unknown, and a time-bounded query reads those entries' times
+ * from the backend), every tag posting the value that carries the time, the
+ * expiry and the entry's tags (index-scan.ts). Written in place: each step
+ * rewrites a whole entry and its postings, which the older layout's code
+ * reads as before (it ignores what was added), so a crash midway leaves the
+ * older layout, done again at the next open. If the index is ahead of the
  * backend, a row's time may be older than the forward entry it is taken for:
- * the index's checkpoint goes back to the backend's, in the batch that sets
- * layout 3, and the index applies those records again (it is idempotent).
+ * where rows were read, the index's checkpoint goes back to the backend's, in
+ * the batch that sets layout 4, and the index applies those records again
+ * (it is idempotent).
  */
-async function indexTimes(store: LevelStore, o: MigrationOptions): Promise<void> {
+async function reindexPostings(store: LevelStore, o: MigrationOptions): Promise<void> {
   const { index, data } = store
   const head = `f${ID_SEP}`
   let batch: Batch = []
   let page: [string, Uint8Array][] = []
+  let rowsRead = false
   const flush = async (): Promise<void> => {
-    const rows = o.ownBackend ? await data.getMany(page.map(([id]) => id)) : []
-    page.forEach(([id, v], i) => {
-      const e = decodeForward(store, id, v)
+    const entries = page.map(([id, v]) => decodeForward(store, id, v))
+    // Only an entry without its write time (layout 2) needs its row.
+    const timeless = o.ownBackend ? page.filter((_, i) => entries[i] !== undefined && entries[i]?.updatedAt === undefined).map(([id]) => id) : []
+    const rows = new Map<string, Uint8Array | undefined>()
+    if (timeless.length > 0) {
+      rowsRead = true
+      const read = await data.getMany(timeless)
+      timeless.forEach((id, i) => rows.set(id, read[i]))
+    }
+    page.forEach(([id], i) => {
+      const e = entries[i]
       if (!e) return
-      const row = rows[i]
+      const row = rows.get(id)
       const updatedAt = e.updatedAt ?? (row !== undefined ? decodeRow(store, id, row).updatedAt : undefined)
       const now = { ...e, ...(updatedAt !== undefined ? { updatedAt } : {}) }
       batch.push({ type: 'put', sublevel: index, key: head + id, value: encodeForward(store, now) })
-      for (const t of now.tags ?? []) batch.push({ type: 'put', sublevel: index, key: `t${ID_SEP}${t}${ID_SEP}${id}`, value: encodePostingValue(now.updatedAt, now.expiresAt) })
+      const tags = now.tags ?? []
+      for (const t of tags) batch.push({ type: 'put', sublevel: index, key: `t${ID_SEP}${t}${ID_SEP}${id}`, value: encodePostingValue(now.updatedAt, now.expiresAt, tags) })
     })
     page = []
     if (batch.length > 0) await store.writeBatch(batch)
@@ -88,10 +100,10 @@ async function indexTimes(store: LevelStore, o: MigrationOptions): Promise<void>
     if (page.length >= MIGRATE_BATCH_OPS / 4) await flush()
   }
   await flush()
-  await o.afterStep?.('times-indexed')
+  await o.afterStep?.('postings-reindexed')
   const done: Batch = [{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }]
   const backendAt = await store.readCheckpoint('backend')
-  if (o.ownBackend && backendAt < (await store.readCheckpoint('index'))) done.push({ type: 'put', sublevel: store.meta, key: 'checkpoint:index', value: encodeLsn(backendAt) })
+  if (rowsRead && backendAt < (await store.readCheckpoint('index'))) done.push({ type: 'put', sublevel: store.meta, key: 'checkpoint:index', value: encodeLsn(backendAt) })
   await store.writeBatch(done)
 }
 

@@ -112,15 +112,15 @@ export class LevelStore {
   }
 
   /**
-   * The store's layout: 2 or 3 when `meta` says so; 1 for a store written
+   * The store's layout: 2 to 4 when `meta` says so; 1 for a store written
    * before (namespace, key) identity (no `layout` key, something stored); 0
-   * for an empty store, which is made layout 3 at once (level-layout.ts).
+   * for an empty store, which is made layout 4 at once (level-layout.ts).
    */
-  async layout(): Promise<0 | 1 | 2 | 3> {
+  async layout(): Promise<0 | 1 | 2 | 3 | 4> {
     const v = await this.meta.get(LAYOUT_KEY)
     if (v !== undefined) {
       const n = decodeLsn(v)
-      if (n !== 2 && n !== 3) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 to 3`)
+      if (n !== 2 && n !== 3 && n !== 4) throw new MemwalError('STORE_UNKNOWN_LAYOUT', `the store at ${this.location} has layout ${n}; this memwal reads layouts 1 to 4`)
       return n
     }
     // Layout 1 left checkpoints or rows; other meta keys (written by newer code at a first open) do not make a store layout 1.
@@ -152,6 +152,18 @@ export class LevelStore {
     const group = this.groupSync
     await this.writeBatch(ops, group === undefined)
     group?.wrote(name, lsn, batchBytes(ops))
+  }
+
+  /**
+   * LevelDB's estimate of the bytes its table files hold of the index keys in
+   * [gte, lt): what is still in the memtable counts nothing. Undefined for a
+   * database that cannot say (not classic-level): a query planner then plans
+   * without it.
+   */
+  async indexBytes(gte: string, lt: string): Promise<number | undefined> {
+    if (!this.ownLevelDb) return undefined
+    const db = this.db as unknown as { approximateSize(start: string, end: string): Promise<number> }
+    return db.approximateSize(this.index.prefixKey(gte, 'utf8'), this.index.prefixKey(lt, 'utf8'))
   }
 
   /**
@@ -312,8 +324,8 @@ function batchBytes(ops: readonly AbstractBatchOperation<LevelDatabase, string, 
 }
 
 export const LAYOUT_KEY = 'layout'
-/** 2: identity (namespace, key); 3: the index keeps write times (forward entries and tag postings). */
-export const LAYOUT = 3
+/** 2: identity (namespace, key); 3: the index keeps write times (forward entries and tag postings); 4: tag postings carry the entry's tags. */
+export const LAYOUT = 4
 
 /** Checkpoints (and the layout number) are stored as 8-byte big-endian integers. */
 export function encodeLsn(lsn: number): Uint8Array {

@@ -106,6 +106,14 @@ export class SinkFaults {
       const f = reads[m]
       return typeof f === 'function' ? (f as (...a: unknown[]) => unknown).bind(sink) : undefined
     }
+    // A query's estimate of a posting's size (index-sink.ts postingBytes) is a read like any other.
+    const postingBytes = original('postingBytes')
+    if (postingBytes) {
+      reads.postingBytes = async (...args: unknown[]) => {
+        check('postingBytes')
+        return postingBytes(...args)
+      }
+    }
     const get = original('get')
     if (get) {
       reads.get = async (...args: unknown[]) => {
@@ -147,7 +155,7 @@ export class SinkFaults {
     this.isDown = false
   }
 
-  /** Every read (get, entries; the index's keys, forward, expired) of the target sinks fails until `readsUp()`; applies go on. */
+  /** Every read (get, entries; the index's keys, forward, expired, postingBytes) of the target sinks fails until `readsUp()`; applies go on. */
   readsDown(): void {
     this.readsFail = true
   }

@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { fsck, inspectDataDir, MemWAL } from '../../engine/index.js'
 import { ManualClock, Wal } from '../../engine/testing.js'
@@ -18,6 +19,10 @@ import { migrateLayout, type MigrationStep } from '../../engine/sinks/level-layo
 import { logOf } from '../../engine/open.js'
 import { LAYOUT1_DIR, LAYOUT1_EXPECTED, type ExpectedEntry } from '../../fixtures/make-layout1-fixture.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { decodePostingValue } from '../../engine/sinks/index-scan.js'
+import { decodeForward } from '../../engine/sinks/index-sink.js'
+
+const CLEAN_DIR = fileURLToPath(new URL('../../fixtures/datadirs/clean/', import.meta.url))
 
 const expected = JSON.parse(fs.readFileSync(LAYOUT1_EXPECTED, 'utf8')) as { applied: number; lastLsn: number; entries: ExpectedEntry[] }
 const NOW_MS = 1_900_000_000_000
@@ -74,7 +79,7 @@ t.test('open migrates a layout-1 directory: every entry under its namespace, v1 
   const dir = copy(t)
   await expectMigrated(t, dir, 'after the migration')
   const store = await LevelStore.open(path.join(dir, 'store'))
-  t.equal(await store.layout(), 3, 'the store says layout 3 (1 migrated to 2, then 2 to 3)')
+  t.equal(await store.layout(), 4, 'the store says layout 4 (1 migrated to 2, then 2 to 4)')
   let legacy = 0
   for await (const _ of store.legacyData.keys()) legacy++
   for await (const _ of store.legacyIndex.keys()) legacy++
@@ -178,8 +183,19 @@ async function asLayout2(dir: string): Promise<void> {
   }
 }
 
-t.test('a layout-2 store (index without write times) is migrated to layout 3 at open, a crash midway included', async (t) => {
-  for (const crashAt of [undefined, 'times-indexed'] as const) {
+/** Runs the migration of a closed directory with a crash injected after `crashAt`: the store is left at `layout`. */
+async function crashMidMigration(t: Test, dir: string, crashAt: MigrationStep, layout: number): Promise<void> {
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  const wal = await Wal.open({ dir, segmentBytes: 64 * 1024 })
+  const crash = new Error('crash')
+  await t.rejects(migrateLayout(store, logOf(wal), { ownBackend: true, nowMs: NOW_MS, afterStep: async (s) => { if (s === crashAt) throw crash } }), crash)
+  await wal.close()
+  await store.close()
+  t.equal(await layoutOf(dir), layout, `a crash after "${crashAt}" leaves layout ${layout}`)
+}
+
+t.test('a layout-2 store (index without write times) is migrated to layout 4 at open, a crash midway included', async (t) => {
+  for (const crashAt of [undefined, 'postings-reindexed'] as const) {
     const dir = path.join(tmpDir(t, 'memwal-layout2-'), 'd')
     const clock = new ManualClock(NOW_MS)
     const e = await MemWAL.open({ dir, clock })
@@ -191,15 +207,7 @@ t.test('a layout-2 store (index without write times) is migrated to layout 3 at 
     await asLayout2(dir)
     t.equal(await layoutOf(dir), 2, 'made layout 2')
     t.match((await fsck({ dir, repair: false })).findings, [{ kind: 'needs-migration' }], 'a dry run says it needs its migration')
-    if (crashAt !== undefined) {
-      const store = await LevelStore.open(path.join(dir, 'store'))
-      const wal = await Wal.open({ dir, segmentBytes: 64 * 1024 })
-      const crash = new Error('crash')
-      await t.rejects(migrateLayout(store, logOf(wal), { ownBackend: true, nowMs: NOW_MS, afterStep: async (s) => { if (s === crashAt) throw crash } }), crash)
-      await wal.close()
-      await store.close()
-      t.equal(await layoutOf(dir), 2, `a crash after "${crashAt}" leaves layout 2`)
-    }
+    if (crashAt !== undefined) await crashMidMigration(t, dir, crashAt, 2)
     const db = await MemWAL.open({ dir, clock })
     try {
       const keys = async (q: Parameters<MemWAL['query']>[0]): Promise<string[]> => {
@@ -214,7 +222,61 @@ t.test('a layout-2 store (index without write times) is migrated to layout 3 at 
     } finally {
       await db.close()
     }
-    t.equal(await layoutOf(dir), 3, 'layout 3')
+    t.equal(await layoutOf(dir), 4, 'layout 4')
+    const r = await fsck({ dir, repair: false })
+    t.equal(r.clean, true, `fsck is clean: ${JSON.stringify(r.findings).slice(0, 300)}`)
+  }
+})
+
+/** Every tag posting of a store, with what its value carries, and every forward entry's tags. */
+async function postingsOf(dir: string): Promise<{ postings: { tag: string; id: string; tags: readonly string[] | undefined }[]; tagsOf: Map<string, readonly string[]> }> {
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  try {
+    const postings: { tag: string; id: string; tags: readonly string[] | undefined }[] = []
+    const tagsOf = new Map<string, readonly string[]>()
+    for await (const [k, v] of store.index.iterator()) {
+      if (k.startsWith('t\u0000')) {
+        const cut = k.indexOf('\u0000', 2)
+        postings.push({ tag: k.slice(2, cut), id: k.slice(cut + 1), tags: decodePostingValue(v).tags })
+      } else if (k.startsWith('f\u0000')) tagsOf.set(k.slice(2), decodeForward(store, k.slice(2), v)?.tags ?? [])
+    }
+    return { postings, tagsOf }
+  } finally {
+    await store.close()
+  }
+}
+
+t.test('a layout-3 store (tag postings without the entry\'s tags: fixtures/datadirs/clean, made by that release) is migrated to layout 4 at open, a crash midway included', async (t) => {
+  for (const crashAt of [undefined, 'postings-reindexed'] as const) {
+    const dir = path.join(tmpDir(t, 'memwal-layout3-'), 'd')
+    fs.cpSync(CLEAN_DIR, dir, { recursive: true })
+    t.equal(await layoutOf(dir), 3, 'the fixture is layout 3')
+    const before = await postingsOf(dir)
+    t.ok(before.postings.length > 0 && before.postings.every((p) => p.tags === undefined), 'its tag postings carry no tags')
+    // What a query of two tags must find: the forward entries holding both.
+    const pairs = [['red', 'urgent'], ['green', 'blue'], ['urgent', 'pinned']] as const
+    const want = pairs.map(([a, b]) => [...before.tagsOf].filter(([, tags]) => tags.includes(a) && tags.includes(b)).map(([id]) => id).sort())
+    t.ok(want.some((ids) => ids.length > 0), 'some entries hold two of the tags')
+    const dry = await fsck({ dir, repair: false })
+    t.equal(dry.clean, true, `a dry-run fsck checks a layout-3 store as it is (its postings lack only the tags): ${JSON.stringify(dry.findings).slice(0, 300)}`)
+    t.notOk(dry.findings.some((f) => f.kind === 'needs-migration'), 'no migration notice: nothing is left unchecked')
+    if (crashAt !== undefined) await crashMidMigration(t, dir, crashAt, 3)
+    const db = await MemWAL.open({ dir, clock: new ManualClock(NOW_MS) })
+    try {
+      for (const [i, [a, b]] of pairs.entries()) {
+        const got: string[] = []
+        for await (const r of db.query({ tags: { all: [a, b] }, limit: 1000 })) got.push(`${r.namespace}\u0000${r.key}`)
+        t.strictSame(got, want[i], `query of tags ${a} and ${b} after the migration`)
+        t.equal(await db.count({ tags: { all: [a, b] } }), want[i]?.length, `count of tags ${a} and ${b}`)
+      }
+      t.equal((await db.verify()).clean, true, 'verify is clean (postings carry the tags)')
+    } finally {
+      await db.close()
+    }
+    t.equal(await layoutOf(dir), 4, 'layout 4')
+    const after = await postingsOf(dir)
+    t.equal(after.postings.length, before.postings.length, 'the same postings')
+    t.ok(after.postings.every((p) => p.tags !== undefined && [...p.tags].sort().join() === [...(after.tagsOf.get(p.id) ?? [])].sort().join()), 'each carries its entry\'s tags')
     const r = await fsck({ dir, repair: false })
     t.equal(r.clean, true, `fsck is clean: ${JSON.stringify(r.findings).slice(0, 300)}`)
   }
