@@ -14,7 +14,8 @@
  *   (read back from the segments), changes/s;
  * - backup: db.backup of that store (open, idle), MB/s of what it copied;
  * - export: db.export of that store to a file, ndjson and msgpack, MB/s of
- *   what it wrote (issue 12's goal: >= 100 MB/s).
+ *   what it wrote (issue 12's goal: >= 100 MB/s; feed-export.ts measures it
+ *   alone, on a store kept between runs, to compare two builds).
  * Rounds alternate the order of the two put workloads; medians are reported.
  * The issue's goals (watch >= 200,000 changes/s; <= 10% on put at 256 in
  * flight; a 1 GiB store backed up in <= 10 s) are printed beside the figures;

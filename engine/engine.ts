@@ -42,6 +42,7 @@ import { backupStore, type BackupResult } from './backup.js'
 import { LogFramesBuilder, openAllWriters, WatchHub, type Change, type LogFrames, type WatchOptions } from './watch.js'
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
+import { rowSnapshot } from './sinks/level-snapshot.js'
 import { ExpirySweeper } from './expiry-sweep.js'
 
 export type { CountOptions, Entry, QueryOptions, QueryPage, QueryResult } from './read-path.js'
@@ -392,7 +393,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       committedLsn: () => this.pending.nextLsn - 1,
       nowMs: () => this.o.clock.nowMs(),
       assertReadable: () => this.lifecycle.assertReadable(),
-      snapshot: (range) => (backend instanceof LevelBackend && this.o.backend === undefined ? backend.snapshot(range) : undefined),
+      snapshot: (range) => (backend instanceof LevelBackend && this.o.backend === undefined ? rowSnapshot(this.parts.store, range) : undefined),
     }, options)
   }
 

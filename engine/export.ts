@@ -1,12 +1,14 @@
+import type { Packr } from 'msgpackr'
 import type { PendingLog, PendingVersion } from './apply/pending-log.js'
 import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
 import { isExpired } from './format/expiry-key.js'
 import { identityOf, namespaceRange, splitIdentity } from './format/identity.js'
-import { decodeJsonValue, encodeJsonValue } from './format/json-values.js'
-import { createPackr, packValue, toWireValue } from './format/value-codec.js'
+import { decodeJsonValue, encodeStoredJsonValue } from './format/json-values.js'
+import { assert } from './assert.js'
+import { createPackr, packValue } from './format/value-codec.js'
 import { compareCodePoints } from './query/match.js'
-import type { StoredEntry } from './sinks/sink.js'
+import { rowFields, rowFieldsAndValueBytes, type RawRows, type RowSnapshot } from './sinks/level-snapshot.js'
 import { checkFields } from './option-fields.js'
 import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
 
@@ -57,10 +59,15 @@ export interface ExportOptions {
   readonly format?: 'ndjson' | 'msgpack'
 }
 
-/** An export: its chunks (one per record: the header, each entry, the end), and the version it is of. */
-export interface ExportStream extends AsyncIterableIterator<string | Buffer> {
+/**
+ * An export: its chunks, each whole records (the header alone, then many
+ * entries at a time, then the end record), and the version it is of.
+ */
+export interface ExportStream extends AsyncIterableIterator<Buffer> {
   /** The committed LSN the entries are as of (the header's version). */
   readonly version: number
+  /** Entries in the chunks handed out so far: all of the export's once the end record is. */
+  readonly entries: number
 }
 
 export interface ImportProgress {
@@ -100,9 +107,14 @@ const NUMBERED_FORMAT = 3
 const LINE_SUM_HEAD = Buffer.from(',"xxh32":"')
 const LINE_SUM_BYTES = LINE_SUM_HEAD.length + 8 + 2
 const HEX8 = /^[0-9a-f]{8}$/
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1')
 /** The seed of a msgpack frame's xxh32 ('mwex'). */
 export const EXPORT_SEED = 0x6d776578
 const FRAME_HEADER_BYTES = 8
+/** msgpack's nil. */
+const MSGPACK_NIL = 0xc0
+/** A chunk's first room; it grows to a step's records (SNAPSHOT_STEP_ROWS of them, level-snapshot.ts). */
+const CHUNK_BYTES_MIN = 64 * 1024
 const BATCH_OPS_DEFAULT = 1000
 /**
  * An entry expiring within this of its import is not written: put refuses an
@@ -112,13 +124,6 @@ const BATCH_OPS_DEFAULT = 1000
 export const EXPIRED_MARGIN_MS = 1000
 /** Bytes of a put in a record beyond its value, key, namespace and tags (msgpack headers, expiresAt, generously). */
 const PUT_OP_OVERHEAD_BYTES = 48
-
-/** A snapshot of the backend's rows in a range, made when asked for (synchronously), read later. */
-export interface SnapshotRows extends AsyncIterable<[string, StoredEntry]> {
-  close(): Promise<void>
-  /** True once the store was reopened (level-store.ts, after a failed write) since the snapshot was made: that closed it. */
-  reopened(): boolean
-}
 
 export interface ExportSource {
   readonly config: Limits
@@ -130,25 +135,28 @@ export interface ExportSource {
   nowMs(): number
   /** ENGINE_CLOSED once the engine closed (which closes the snapshot under a reader). */
   assertReadable(): void
-  /** The backend's rows in [gte, lt) from a snapshot made now; undefined when the backend has none to give. */
-  snapshot(range: { readonly gte?: string; readonly lt?: string }): SnapshotRows | undefined
+  /** The backend's rows in [gte, lt) from a snapshot made now, undecoded (level-snapshot.ts); undefined when the backend has none to give. */
+  snapshot(range: { readonly gte?: string; readonly lt?: string }): RowSnapshot | undefined
 }
 
 const EXPORT_FIELDS = { namespace: 'string', format: 'string' } as const
 const IMPORT_FIELDS = { batchOps: 'integer', onProgress: 'function' } as const
 
+/** An entry to write: built as a literal of one shape (no object spreads, which cost per entry). */
 interface ExportEntry {
   readonly namespace: string
   readonly key: string
   readonly value: unknown
+  /** The value codec's bytes of `value` as the row holds them (msgpack, a snapshot row): written as they are. */
+  readonly valueBytes: Uint8Array | undefined
   readonly tags: readonly string[]
-  readonly expiresAt?: number
+  readonly expiresAt: number | undefined
 }
 
 /**
- * The export stream of `src` as of now: chunks (strings for ndjson, one per
- * line; Buffers for msgpack, one per frame). The snapshot is taken by this
- * call, not by the first read.
+ * The export stream of `src` as of now: Buffers, each holding whole records
+ * (the header alone, then the entries of one step of snapshot rows, then
+ * the end record). The snapshot is taken by this call, not by the first read.
  */
 export function exportEntries(src: ExportSource, options: ExportOptions | undefined): ExportStream {
   const o = checkFields<ExportOptions>('export options', options, EXPORT_FIELDS)
@@ -171,15 +179,54 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
     throw new MemwalError('EXPORT_UNSUPPORTED', 'this store keeps its backend rows in PostgreSQL, which offers export no snapshot to read them at one version (export the database with its own tools)')
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
-  const entries = merged(overlay, rows, src.assertReadable, nowMs, version)
-  return Object.assign(format === 'ndjson' ? ndjson(header, entries, src.sums) : msgpack(header, entries, src.sums), { version })
+  const packr = createPackr()
+  const encoder = format === 'ndjson' ? ndjsonEncoder(src.sums) : msgpackEncoder(packr, src.sums)
+  const decode = format === 'ndjson' ? decodeRow : decodeRowKeepingValueBytes
+  const out = { entries: 0 }
+  const stream = encoded(header, encoder, out, (write) =>
+    merged(overlay, rows, { row: (id, bytes) => decode(packr, id, bytes, nowMs), write, assertReadable: src.assertReadable, nowMs, version }),
+  )
+  return Object.defineProperties(stream, { version: { value: version, enumerable: true }, entries: { get: () => out.entries, enumerable: true } }) as ExportStream
+}
+
+/** A snapshot row as an entry to write; undefined when it expired by `nowMs`. */
+function decodeRow(packr: Packr, id: string, bytes: Uint8Array, nowMs: number): ExportEntry | undefined {
+  const [value, tags, , , , expiresAt] = rowFields(packr, bytes)
+  return rowEntry(id, value, undefined, tags, expiresAt, nowMs)
+}
+
+/** The same, keeping the value's bytes (msgpack writes them as they are, not encoded again). */
+function decodeRowKeepingValueBytes(packr: Packr, id: string, bytes: Uint8Array, nowMs: number): ExportEntry | undefined {
+  const { fields, valueBytes } = rowFieldsAndValueBytes(packr, bytes)
+  return rowEntry(id, fields[0], valueBytes, fields[1], fields[5], nowMs)
+}
+
+function rowEntry(id: string, value: unknown, valueBytes: Uint8Array | undefined, tags: string[] | null, expiresAt: number | null, nowMs: number): ExportEntry | undefined {
+  if (expiresAt !== null && isExpired(expiresAt, nowMs)) return undefined
+  const { namespace, key } = splitIdentity(id)
+  return { namespace, key, value, valueBytes, tags: tags ?? [], expiresAt: expiresAt ?? undefined }
+}
+
+/** What merged reads with and writes to. */
+interface MergeContext {
+  /** A snapshot row as an entry; undefined when it expired. */
+  readonly row: (id: string, bytes: Uint8Array) => ExportEntry | undefined
+  /** Writes an entry into the chunk at hand. */
+  readonly write: (e: ExportEntry) => void
+  readonly assertReadable: () => void
+  readonly nowMs: number
+  readonly version: number
 }
 
 /**
- * The snapshot's rows and the pending puts, in identity order; an identity
- * with a pending write takes it. An entry expired at `nowMs` (the call's
- * clock, read with the snapshot) is left out, whether or not the sweep has
- * deleted it yet: the export is the store as readers saw it then.
+ * Writes the snapshot's rows and the pending puts, in identity order, and
+ * yields (how many it wrote) after each step of rows; an identity with a
+ * pending write takes it. Each entry is written as it is decoded, so none
+ * outlives its row (what stays alive is what the collector copies). An entry expired
+ * at `nowMs` (the call's clock, read with the snapshot) is left out, whether
+ * or not the sweep has deleted it yet: the export is the store as readers saw
+ * it then. While one step is decoded and written, the next is read (on the
+ * thread pool): at most two steps are held.
  *
  * A reopen of the store's LevelDB (level-store.ts, after a failed write)
  * closes the snapshot under the reader: EXPORT_INTERRUPTED. The export can
@@ -188,22 +235,28 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
  * snapshot is the store after writes past `version` (updates, new entries,
  * deletes whose rows it no longer has), which the overlay taken at the call
  * cannot take back out. So the stream ends without its end record, which an
- * import refuses as truncated, and the caller runs the export again.
+ * import refuses as truncated, and the caller runs the export again. A step
+ * read whole before the reopen is of the snapshot, and is written.
  */
-async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: SnapshotRows, assertReadable: () => void, nowMs: number, version: number): AsyncGenerator<ExportEntry> {
+async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSnapshot, c: MergeContext): AsyncGenerator<number> {
+  const { row, write, assertReadable, nowMs, version } = c
   const puts: { id: string; entry: ExportEntry }[] = []
   for (const [id, v] of overlay) {
     if (v.kind !== 'put' || isExpired(v.op.expiresAt, nowMs)) continue
     const { op } = v
-    puts.push({ id, entry: { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, tags: op.tags ?? [], ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) } })
+    puts.push({ id, entry: { namespace: splitIdentity(id).namespace, key: op.key, value: op.value, valueBytes: undefined, tags: op.tags ?? [], expiresAt: op.expiresAt } })
   }
   puts.sort((a, b) => compareCodePoints(a.id, b.id))
   let i = 0
-  let emitted = 0 // entries yielded: each is out once the reader asks for the next
-  const it = rows[Symbol.asyncIterator]()
-  const next = async (): Promise<IteratorResult<[string, StoredEntry]>> => {
+  let emitted = 0 // entries yielded: each step is out once the reader asks for the next
+  const read = (): Promise<RawRows> => {
+    const step = rows.next()
+    step.catch(() => {}) // read ahead: if the reader stops before awaiting it, its failure is nobody's (the finally closes the snapshot)
+    return step
+  }
+  const settled = async (step: Promise<RawRows>): Promise<RawRows> => {
     try {
-      return await it.next()
+      return await step
     } catch (cause) {
       assertReadable() // closed under the reader: ENGINE_CLOSED, not LevelDB's error
       if (rows.reopened()) {
@@ -217,57 +270,147 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: Snaps
     }
   }
   try {
-    for (let r = await next(); r.done !== true; r = await next()) {
-      const [id, e] = r.value
-      while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) {
-        yield (puts[i++] as { entry: ExportEntry }).entry
-        emitted++
+    let ahead = read()
+    for (let step = await settled(ahead); step.length > 0; step = await settled(ahead)) {
+      ahead = read()
+      let written = 0
+      for (const [id, bytes] of step) {
+        while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) {
+          write((puts[i++] as { entry: ExportEntry }).entry)
+          written++
+        }
+        if (overlay.has(id)) continue
+        const e = row(id, bytes)
+        if (e === undefined) continue
+        write(e)
+        written++
       }
-      if (overlay.has(id) || isExpired(e.expiresAt, nowMs)) continue
-      yield { namespace: e.namespace, key: e.key, value: e.value, tags: e.tags ?? [], ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) }
-      emitted++
+      yield written
+      emitted += written
     }
   } finally {
     await rows.close()
   }
-  while (i < puts.length) yield (puts[i++] as { entry: ExportEntry }).entry
+  if (i === puts.length) return
+  for (const p of puts.slice(i)) write(p.entry)
+  yield puts.length - i
 }
 
-async function* ndjson(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<string> {
-  // The record's JSON without its closing brace, then the checksum of those bytes as its last field.
-  // The record's JSON with its place last, without its closing brace, then the checksum of those bytes as its last field.
-  let place = 0
-  const line = (record: object): string => {
-    const open = JSON.stringify({ ...record, n: place++ }).slice(0, -1)
-    return `${open},"xxh32":"${sums.h32(Buffer.from(open, 'utf8'), EXPORT_SEED).toString(16).padStart(8, '0')}"}\n`
-  }
-  yield line(header)
+/** Writes records into chunks: the export's two encodings. */
+interface RecordEncoder {
+  /** The header or the end record, `n` its place. */
+  record(chunk: Chunk, record: object, n: number): void
+  entry(chunk: Chunk, e: ExportEntry, n: number): void
+}
+
+/**
+ * The stream: the header as a chunk of its own (out before the snapshot is
+ * read: an interrupted export has written it), one chunk per step of
+ * entries, the end record. `out.entries` counts the entries handed out.
+ */
+async function* encoded(header: object, encoder: RecordEncoder, out: { entries: number }, steps: (write: (e: ExportEntry) => void) => AsyncIterable<number>): AsyncGenerator<Buffer> {
+  const chunk = new Chunk()
+  encoder.record(chunk, header, 0)
+  yield chunk.take()
   let n = 0
-  for await (const e of entries) {
-    yield line({ namespace: e.namespace, key: e.key, value: encodeJsonValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })
-    n++
+  for await (const written of steps((e) => encoder.entry(chunk, e, ++n))) {
+    if (written === 0) continue // every row of the step expired, or had a pending write out of it
+    out.entries = n
+    yield chunk.take()
   }
-  yield line({ memwal: 'end', entries: n })
+  encoder.record(chunk, { memwal: 'end', entries: n }, n + 1)
+  yield chunk.take()
 }
 
-async function* msgpack(header: object, entries: AsyncIterable<ExportEntry>, sums: Checksums): AsyncGenerator<Buffer> {
-  const packr = createPackr()
-  let place = 0
-  const frame = (record: object): Buffer => {
-    const payload = packr.pack({ ...record, n: place++ })
-    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
-    out.writeUInt32BE(payload.length, 0)
-    out.writeUInt32BE(sums.h32(payload, EXPORT_SEED), 4)
-    out.set(payload, FRAME_HEADER_BYTES)
+/** Records gathered into one Buffer, grown as they come and handed out whole (a view: the next chunk is a new Buffer). */
+class Chunk {
+  private buf = Buffer.allocUnsafe(CHUNK_BYTES_MIN)
+  private at = 0
+
+  /** Room for `n` more bytes; returns where they go. */
+  reserve(n: number): Buffer {
+    if (this.at + n > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + n))
+      this.buf.copy(grown, 0, 0, this.at)
+      this.buf = grown
+    }
+    return this.buf
+  }
+
+  /** Where the next record goes: the bytes written so far. */
+  get offset(): number {
+    return this.at
+  }
+
+  advance(n: number): void {
+    assert(this.at + n <= this.buf.length, 'a record written within the room reserved for it')
+    this.at += n
+  }
+
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.at)
+    // The next chunk starts as large as this one grew: a step's records fit without growing again.
+    this.buf = Buffer.allocUnsafe(Math.max(CHUNK_BYTES_MIN, this.buf.length))
+    this.at = 0
     return out
   }
-  yield frame(header)
-  let n = 0
-  for await (const e of entries) {
-    yield frame({ namespace: e.namespace, key: e.key, value: toWireValue(e.value), tags: e.tags, ...(e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {}) })
-    n++
+}
+
+/** ndjson: each record's JSON with its place last, then the checksum of those bytes (without the closing brace) as its last field. */
+function ndjsonEncoder(sums: Checksums): RecordEncoder {
+  const line = (chunk: Chunk, json: string): void => {
+    // A UTF-16 unit is at most 3 bytes of UTF-8; the JSON's closing brace (1 byte) is written over.
+    const buf = chunk.reserve(3 * json.length + LINE_SUM_BYTES + 1)
+    const start = chunk.offset
+    const open = buf.write(json, start, 'utf8') - 1
+    const sum = sums.h32(buf.subarray(start, start + open), EXPORT_SEED)
+    // `,"xxh32":"` the sum in 8 hex digits `"}` and the newline, byte by byte (no string made for them).
+    let at = start + open
+    buf.set(LINE_SUM_HEAD, at)
+    at += LINE_SUM_HEAD.length
+    for (let shift = 28; shift >= 0; shift -= 4) buf[at++] = HEX_DIGITS[(sum >>> shift) & 0xf] as number
+    buf[at++] = 0x22
+    buf[at++] = 0x7d
+    buf[at++] = 0x0a
+    chunk.advance(at - start)
   }
-  yield frame({ memwal: 'end', entries: n })
+  return {
+    record: (chunk, record, n) => line(chunk, JSON.stringify({ ...record, n })),
+    entry: (chunk, e, n) => {
+      const value = encodeStoredJsonValue(e.value)
+      line(chunk, JSON.stringify(e.expiresAt === undefined ? { namespace: e.namespace, key: e.key, value, tags: e.tags, n } : { namespace: e.namespace, key: e.key, value, tags: e.tags, expiresAt: e.expiresAt, n }))
+    },
+  }
+}
+
+/**
+ * msgpack: frames of [u32 length][u32 xxh32 of the payload][payload]. An
+ * entry's payload is its map with the value last: the map packed with a nil
+ * there, then the value's bytes in the nil's place (a map is its header and
+ * then its keys and values in turn), so a row's value is not encoded again.
+ */
+function msgpackEncoder(packr: Packr, sums: Checksums): RecordEncoder {
+  const frame = (chunk: Chunk, head: Uint8Array, rest: Uint8Array | undefined): void => {
+    const length = head.length + (rest?.length ?? 0)
+    const buf = chunk.reserve(FRAME_HEADER_BYTES + length)
+    const start = chunk.offset
+    buf.writeUInt32BE(length, start)
+    buf.set(head, start + FRAME_HEADER_BYTES)
+    if (rest !== undefined) buf.set(rest, start + FRAME_HEADER_BYTES + head.length)
+    buf.writeUInt32BE(sums.h32(buf.subarray(start + FRAME_HEADER_BYTES, start + FRAME_HEADER_BYTES + length), EXPORT_SEED), start + 4)
+    chunk.advance(FRAME_HEADER_BYTES + length)
+  }
+  return {
+    record: (chunk, record, n) => frame(chunk, packr.pack({ ...record, n }), undefined),
+    entry: (chunk, e, n) => {
+      // A pending put's value is encoded here, and copied: the map's pack below reuses packr's buffer.
+      const valueBytes = e.valueBytes ?? packValue(packr, e.value).slice()
+      const { namespace, key, tags, expiresAt } = e
+      const map = packr.pack(expiresAt === undefined ? { namespace, key, tags, n, value: null } : { namespace, key, tags, expiresAt, n, value: null })
+      assert(map[map.length - 1] === MSGPACK_NIL, 'a map packed with a nil value last ends with the nil')
+      frame(chunk, map.subarray(0, map.length - 1), valueBytes)
+    },
+  }
 }
 
 // ---- import ----

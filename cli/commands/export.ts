@@ -24,12 +24,10 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
   const db = await openLocked(dir, 'export', 'db.export()')
   try {
     const stream = db.export({ ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.format !== undefined ? { format: o.format } : {}) })
-    let records = 0
     let bytes = 0
     const into = async (sink: NodeJS.WritableStream): Promise<void> => {
       for await (const chunk of stream) {
-        records++
-        bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
+        bytes += chunk.length
         if (!sink.write(chunk)) await once(sink, 'drain')
       }
     }
@@ -52,7 +50,7 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
         throw err
       }
     }
-    const summary = { version: stream.version, entries: records - 2, bytes, format: o.format ?? 'ndjson', ...(o.out !== undefined ? { file: o.out } : {}) }
+    const summary = { version: stream.version, entries: stream.entries, bytes, format: o.format ?? 'ndjson', ...(o.out !== undefined ? { file: o.out } : {}) }
     if (out.json) out.document(summary)
     else out.note(`exported ${summary.entries} entries of ${dir} as of version ${summary.version} (${bytes} bytes, ${summary.format})${o.out !== undefined ? ` to ${o.out}` : ''}`)
     return ExitCode.CLEAN

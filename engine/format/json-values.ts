@@ -83,6 +83,52 @@ export function encodeJsonValue(value: unknown): Json {
   return encode(value)
 }
 
+/**
+ * encodeJsonValue of a value read back from the store, which met the
+ * contract when it was put (so it is not checked again), and without a copy
+ * when it is JSON as it is (an agent's record, the common case): one walk
+ * that allocates nothing, where encode copies every object and array.
+ * `db.export` calls it for every entry.
+ */
+export function encodeStoredJsonValue(value: unknown): Json {
+  return isJsonAsIs(value) ? (value as Json) : encode(value)
+}
+
+/**
+ * True when JSON.stringify writes `v` as it writes encode(v): nothing in it
+ * takes a tag (jsonTag), `$undefined` or `$object`, or the `$msgpack`
+ * fallback (holes, own `__proto__` keys, other prototypes). Decoded from the
+ * store, an array has no properties but its elements.
+ */
+function isJsonAsIs(v: unknown): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0)
+    case 'object': {
+      if (v === null) return true
+      const proto: unknown = Object.getPrototypeOf(v)
+      if (proto === Array.prototype) {
+        const a = v as unknown[]
+        for (let i = 0; i < a.length; i++) if (!(i in a) || !isJsonAsIs(a[i])) return false
+        return true
+      }
+      if (proto !== Object.prototype || Object.hasOwn(v, '__proto__')) return false
+      let keys = 0
+      let dollar = false
+      for (const k in v) {
+        if (!isJsonAsIs((v as Record<string, unknown>)[k])) return false
+        if (keys++ === 0) dollar = k.startsWith('$')
+      }
+      return !(keys === 1 && dollar)
+    }
+    default:
+      return false // undefined, bigint (and what the contract has not: functions, symbols)
+  }
+}
+
 function encode(v: unknown): Json {
   if (v === undefined) return { $undefined: true }
   const tag = jsonTag(v)

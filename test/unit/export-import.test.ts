@@ -24,6 +24,8 @@ import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { contractValueArb, valueDifference } from '../support/values.js'
+import { encodeStoredJsonValue } from '../../engine/format/json-values.js'
+import { createPackr, packValue } from '../../engine/format/value-codec.js'
 
 type Format = 'ndjson' | 'msgpack'
 /** The seed of an export line's xxh32 (README, "Export and import"). */
@@ -71,6 +73,20 @@ t.test('the JSON form: every contract value reads back exactly, through JSON tex
   t.strictSame(encodeJsonValue(look), { $object: { $date: 'not a date' } }, 'an object that looks like a tag is escaped')
   fc.assert(fc.property(contractValueArb, (v) => valueDifference(v, decodeJsonValue(JSON.parse(JSON.stringify(encodeJsonValue(v))))) === undefined), { numRuns: 500 })
   t.throws(() => decodeJsonValue({ $nope: 1 }), /unknown tag/, 'an unknown tag is refused, not guessed at')
+})
+
+t.test('a value read back from the store is written as encodeJsonValue writes it, as it is when it is JSON (export: no copy)', async (t) => {
+  const packr = createPackr()
+  const stored = (v: unknown): unknown => packr.unpack(packValue(packr, v))
+  const same = (v: unknown): boolean => JSON.stringify(encodeStoredJsonValue(v)) === JSON.stringify(encodeJsonValue(v))
+  const named: unknown[] = [
+    { a: 1, b: [1, 'x', null, true, { c: 2.5 }] }, { $x: 1 }, { $x: 1, y: 2 }, { a: undefined }, [undefined], [1, , 3], { a: -0 }, [NaN], { d: new Date(3) },
+    JSON.parse('{"__proto__": 1}'), Object.assign(Object.create(null) as object, { a: 1 }), { m: new Map([[1, 2]]) }, 2n, 'text', 7,
+  ]
+  for (const v of named) t.ok(same(stored(v)), JSON.stringify(encodeJsonValue(v)).slice(0, 80))
+  const plain = stored({ a: [1, { b: 'c' }] })
+  t.equal(encodeStoredJsonValue(plain), plain, 'JSON as it is: the value itself, not a copy')
+  fc.assert(fc.property(contractValueArb, (v) => same(stored(v))), { numRuns: 500 })
 })
 
 const entryArb = fc.record({
@@ -386,8 +402,9 @@ t.test('close() ends an export in progress: its next read is ENGINE_CLOSED', asy
   for (let b = 0; b < 3; b++) await db.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `k${b}-${i}`, value: i })))
   await db.flush({ timeoutMs: 10_000 })
   let read = 0
+  // Closed once the header and the first chunk of entries (a step of 1,000 rows, level-snapshot.ts) are out, of 3,000.
   const err = await (async () => {
-    for await (const _ of db.export()) if (++read === 10) await db.close()
+    for await (const _ of db.export()) if (++read === 2) await db.close()
   })().then(() => undefined, (e: unknown) => e)
   t.match(err, { code: 'ENGINE_CLOSED' }, `rejected after ${read} chunks`)
 })

@@ -147,9 +147,11 @@ t.test('an expired entry leaves stats, listNamespaces and export at once, before
   await db.put('only', 'z', { namespace: 'm', ttlMs: 100 })
   const exported = async (): Promise<string[]> => {
     const keys: string[] = []
-    for await (const line of db.export()) {
-      const r = JSON.parse(line as string) as { key?: string }
-      if (r.key !== undefined) keys.push(r.key)
+    for await (const chunk of db.export()) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        const r = (line === '' ? {} : JSON.parse(line)) as { key?: string }
+        if (r.key !== undefined) keys.push(r.key)
+      }
     }
     return keys
   }
