@@ -1,5 +1,6 @@
 import { WalFailedError } from './errors.js'
 import { PendingLog } from './apply/pending-log.js'
+import { BacklogLoad } from './apply/backlog-load.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
 import { RecordCodec } from './format/record-codec.js'
 import type { DirLock } from './io/dir-lock.js'
@@ -69,14 +70,19 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     undo.push(() => backend.close())
     let indexLsn = await index.open()
     const durable = Math.max(backendLsn, indexLsn)
+    const codec = new RecordCodec()
+    const fromLsn = Math.min(backendLsn, indexLsn) + 1
+    // The backlog is loaded in recovery's scan of the log (each frame read and verified once), if that scan is what the log holds.
+    const load = new BacklogLoad(codec, fromLsn, config.clock.nowMs())
     const wal = await Wal.openResolved(config.wal, {
       // In sync mode a checkpoint can only cover acknowledged, hence durable, records: a log that ends before it has a hole.
       durableLsn: config.wal.durability === 'sync' ? durable : 0,
       appliedLsn: backendLsn,
-      verifyFromLsn: Math.min(backendLsn, indexLsn) + 1,
+      verifyFromLsn: fromLsn,
       // Otherwise a sink may be ahead of a log that lost its tail: new records must not reuse those LSNs.
       nextLsnAtLeast: durable + 1,
       onFailed,
+      onFrame: load.onFrame,
     }, sums)
     undo.push(() => wal.close())
     // What recovery dropped (skip-corrupt, point-in-time), recorded by recovery before it dropped it,
@@ -88,12 +94,12 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
       indexLsn = await index.open()
       if (config.backend === undefined) backendLsn = await backend.open()
     }
-    const codec = new RecordCodec()
-    const pending = new PendingLog(codec, Math.min(backendLsn, indexLsn) + 1)
-    await loadBacklog(wal, pending, config.clock.nowMs())
+    const loaded = migrated ? undefined : load.result(wal.recovery, wal.lastLsn)
+    const pending = loaded ?? new PendingLog(codec, Math.min(backendLsn, indexLsn) + 1)
+    if (!loaded) await loadBacklog(wal, pending, config.clock.nowMs())
     const cache = wrap(new CacheSink(config.cacheBytes, () => wal.lastLsn))
     await cache.open()
-    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: await lastHlc(wal), gaps, cursorSecret: await loadCursorSecret(store, config.random) }
+    return { config, sums, codec, lock, store, backend, index, cache, wal, pending, lastHlc: (loaded ? load.hlcOf(wal.lastLsn) : undefined) ?? (await lastHlc(wal)), gaps, cursorSecret: await loadCursorSecret(store, config.random) }
   } catch (err) {
     for (const u of undo.reverse()) await u().catch(() => undefined)
     throw err
@@ -121,7 +127,7 @@ async function lastHlc(wal: Wal): Promise<number> {
   return 0
 }
 
-/** Reads what some sink has not applied back from the segments into the pending log. */
+/** Reads what some sink has not applied back from the segments into the pending log, when recovery's scan could not load it (BacklogLoad). */
 async function loadBacklog(wal: Wal, pending: PendingLog, nowMs: number): Promise<void> {
   if (pending.nextLsn > wal.lastLsn) return
   for await (const r of wal.read(pending.nextLsn)) {

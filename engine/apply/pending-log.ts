@@ -136,7 +136,11 @@ export class PendingLog {
     return view
   }
 
-  /** Takes an acknowledged record; keeps `payload` (from `copy`), which the caller must not reuse. */
+  /**
+   * Takes an acknowledged record; keeps `payload`, which nothing may change
+   * after: from `copy`, or a view of a buffer its caller leaves alone (open's
+   * backlog load keeps views of the segments recovery read, backlog-load.ts).
+   */
   accept(lsn: number, record: WalRecord, payload: Uint8Array, nowMs: number): void {
     // A v1 delete (a log written before identities, replayed into a backend that is behind) has no identity: the backend resolves it.
     const ops = opsOf(record)

@@ -49,6 +49,7 @@ export interface FileStat {
 
 export interface FileSystem {
   open(path: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle>
+  /** The whole file, in a buffer of the caller's own that nothing else writes: open's backlog keeps views of segments read so. */
   readFile(path: string): Promise<Uint8Array>
   /** Names in a directory, sorted. */
   readdir(path: string): Promise<string[]>

@@ -3,7 +3,7 @@ import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
 import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
 import { listWal, type SegmentEntry } from '../segment-list.js'
-import { framesOf, segmentsOf, type CursorSegment } from '../segment-cursor.js'
+import { framesOf, segmentsOf, type CursorSegment, type ScannedFrame } from '../segment-cursor.js'
 
 /**
  * Verifies the whole log, or from the segment holding `verifyFromLsn`: every
@@ -20,6 +20,12 @@ export interface ScanOptions {
   readonly verifyFromLsn: number
   /** Called for each segment as it is verified, with bytes read: for progress. */
   readonly onProgress?: (bytes: number) => void
+  /**
+   * Told of each frame the scan counts as the log's and that no damage in its
+   * segment precedes, with the segment's bytes (the frame's payload is a view
+   * of them): so that open loads the backlog in this same pass (backlog-load.ts).
+   */
+  readonly onFrame?: (frame: ScannedFrame, segmentBytes: Uint8Array) => void
 }
 
 export interface ScannedProblem {
@@ -79,7 +85,8 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
   let records = 0
   let bytesScanned = 0
   let maxLsn = 0
-  for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn })) {
+  // Open's scan reads ahead: the backlog it loads keeps the segments' bytes anyway (ScanOptions.onFrame).
+  for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn, readAhead: o.onFrame !== undefined })) {
     const { entry, index: i, size, framesRead: full } = seg
     bytesScanned += seg.bytes.length
     const h = seg.header
@@ -202,6 +209,7 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
     }
     records++
     if (damaged) afterDamage.push({ offset: ev.offset, lsn: ev.lsn })
+    else o.onFrame?.(ev, seg.bytes)
     firstLsn ??= ev.lsn
     lastLsn = ev.lsn
     expected = ev.lsn + 1
