@@ -251,6 +251,18 @@ export class RecordCodec {
     return fromWire(type, this.wire(payload), this.unpack, true)
   }
 
+  /**
+   * Decodes a payload for a reader that keeps what a record says of its keys
+   * but not their values (fsck's latest versions keep a hash of the value's
+   * bytes): a version-3 put carries its value's bytes as logged (`packed`, a
+   * view into `payload`) and its value undecoded (undefined), which spares
+   * decoding it; a version-1 or 2 put carries its value decoded (those
+   * records hold it inline) and no `packed`.
+   */
+  decodeLabels(type: RecordType, payload: Uint8Array): WalRecord {
+    return fromWire(type, this.wire(payload), undecoded, true)
+  }
+
   private wire(payload: Uint8Array): unknown {
     try {
       return this.packr.decode(payload)
@@ -304,6 +316,9 @@ function storableString(s: unknown, what: string): void {
 
 const V2 = 2
 const V3 = 3
+
+/** decodeLabels' stand-in for a version-3 value's decode. */
+const undecoded = (): undefined => undefined
 
 /** A version-3 record as msgpackr writes it; `bin` gives each put's value as its bytes (a Buffer: msgpackr writes it as bin). */
 function toWire(r: WalRecord, bin: (op: PutOp) => Buffer): unknown {

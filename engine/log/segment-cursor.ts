@@ -199,6 +199,16 @@ export interface LogCursorOptions {
    * segment read early could miss what a writer appends to it.
    */
   readonly readAhead?: boolean
+  /**
+   * Read every segment into one buffer, reused (grown to the largest
+   * segment): a segment's bytes, and the views of its frames, are valid only
+   * until the next segment is asked for. For a walk that keeps nothing of
+   * them (the verifying scan): fresh memory for each segment cost more than
+   * reading it (first touch of its pages: 1.5 s of a 400 MB scan here,
+   * against 0.1 s reading into memory already touched). It excludes
+   * `readAhead`, which needs a second buffer.
+   */
+  readonly reuseBuffer?: boolean
 }
 
 /** Where a walk of the log left off: record `lsn` (or a group marker before it) starts at `offset` of segment `segment`. */
@@ -231,15 +241,16 @@ export async function* segmentsOf(o: LogCursorOptions): AsyncGenerator<CursorSeg
   const firstFull = holding(segments, o.framesFromLsn ?? 0)
   // The next segment's whole read, started before this one is walked (readAhead); its error surfaces when the walk reaches it.
   let ahead: { readonly index: number; readonly bytes: Promise<Uint8Array> } | undefined
+  const reused = o.reuseBuffer ? { bytes: new Uint8Array(0) } : undefined
   for (let i = Math.max(0, first); i < segments.length; i++) {
     const entry = segments[i] as SegmentEntry
     if (o.toLsn !== undefined && entry.baseLsn > o.toLsn) return
     const framesRead = i >= firstFull
     const resumed = framesRead && i === first && o.resumeAt !== undefined && o.resumeAt.segment === entry.name && o.resumeAt.offset >= SEGMENT_HEADER_BYTES ? o.resumeAt : undefined
     const whole = (): Promise<Uint8Array> => (ahead?.index === i ? ahead.bytes : o.fs.readFile(entry.path))
-    const bytes = resumed ? await readFromResume(o.fs, entry.path, resumed.offset) : framesRead ? await whole() : await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES)
+    const bytes = resumed ? await readFromResume(o.fs, entry.path, resumed.offset) : !framesRead ? await readPrefix(o.fs, entry.path, SEGMENT_HEADER_BYTES) : reused ? await readReusing(o.fs, entry.path, reused) : await whole()
     const next = segments[i + 1]
-    ahead = o.readAhead === true && framesRead && next !== undefined && !(o.toLsn !== undefined && next.baseLsn > o.toLsn) ? { index: i + 1, bytes: o.fs.readFile(next.path) } : undefined
+    ahead = o.readAhead === true && reused === undefined && framesRead && next !== undefined && !(o.toLsn !== undefined && next.baseLsn > o.toLsn) ? { index: i + 1, bytes: o.fs.readFile(next.path) } : undefined
     // Handled when awaited; a walk that stops before it must not leave an unhandled rejection.
     ahead?.bytes.catch(() => undefined)
     o.onProgress?.(bytes.length)
@@ -276,6 +287,24 @@ async function readFromResume(fs: FileSystem, file: string, offset: number): Pro
     await fill(0, Math.min(SEGMENT_HEADER_BYTES, size))
     await fill(Math.min(offset, size), size)
     return bytes.subarray(0, size)
+  } finally {
+    await handle.close()
+  }
+}
+
+/** A whole file, read into `reused.bytes` (replaced by a larger buffer when it does not fit): a view of its size. */
+async function readReusing(fs: FileSystem, file: string, reused: { bytes: Uint8Array }): Promise<Uint8Array> {
+  const handle = await fs.open(file, 'read')
+  try {
+    const size = await handle.size()
+    if (reused.bytes.length < size) reused.bytes = Buffer.allocUnsafeSlow(size)
+    let at = 0
+    while (at < size) {
+      const got = await handle.read(reused.bytes, at, size - at, at)
+      if (got === 0) break
+      at += got
+    }
+    return reused.bytes.subarray(0, at)
   } finally {
     await handle.close()
   }

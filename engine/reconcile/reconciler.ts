@@ -19,6 +19,7 @@ import { migrateLayout, type MigrationLog } from '../sinks/level-layout.js'
 import { RecordCodec } from '../format/record-codec.js'
 import { readLog } from '../log/wal-reader.js'
 import { limits } from '../limits.js'
+import { LatestVersions } from './latest-versions.js'
 import { checkReplicas, deadLetterView, gapNotices, lastLsnOf, logFindings, report, scanWholeLog, type LogSource, type ReconcileFindingKind, type VerifyReport } from './verify.js'
 
 export interface FsckOptions {
@@ -70,9 +71,11 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     if (kind === 'unmarked') await writeMarker(fs, dir)
     // A log repair that a crash interrupted after its commit point is finished before the log is read.
     await resumeRepair({ ...src, quarantineDir: path.join(dir, 'quarantine') })
-    let scan = await scanWithProgress(src, o.onProgress)
     store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
+    // With a replay to come, the sinks are compared with a later scan: this one builds no latest versions.
+    const first = o.replay ? undefined : new LatestVersions(sums, backendLsn)
+    let scan = await scanWithProgress(src, o.onProgress, first)
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
     const repairing = scan.problems.length > 0
@@ -86,12 +89,19 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
       await lock.release()
       await o.replay(dir)
       lock = await locker.acquire(dir, () => undefined)
-      scan = await scanWholeLog(src)
     }
     store ??= await openStore(fs, dir)
+    let latest = first
+    if (repairing || latest === undefined) {
+      // The log was cut or the backend replayed into since the scan: the sinks are compared with a scan taken now.
+      latest = new LatestVersions(sums, await store.readCheckpoint('backend'))
+      const rescan = await scanWholeLog(src, undefined, latest)
+      // The report counts the log as it was found, unless the replay's open changed it (its recovery).
+      if (o.replay) scan = rescan
+    }
     // A store written before (namespace, key) identity is migrated first, as an open would (engine/sinks/level-layout.ts).
     await migrateLayout(store, logFrom(src, lastLsnOf(scan)), { ownBackend: true, nowMs: now() })
-    return await checkSinksAndReport({ ...src, dir, store, dead: await deadLetterView(src, dir), repair: true, nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}) }, scan, logFound)
+    return await checkSinksAndReport({ ...src, dir, store, dead: await deadLetterView(src, dir), repair: true, nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}) }, scan, latest, logFound)
   } finally {
     await store?.close().catch(() => undefined)
     await lock.release().catch(() => undefined)
@@ -121,10 +131,11 @@ export interface ClosedDirCheck extends LogSource {
  * them, layout 2's postings lack what layout 3 checks).
  */
 export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
-  const scan = await scanWithProgress(c, c.onProgress)
   const backendLsn = await c.store.readCheckpoint('backend')
+  const latest = new LatestVersions(c.sums, backendLsn)
+  const scan = await scanWithProgress(c, c.onProgress, latest)
   const logFound = withPlans(scan, backendLsn, repairPlan(scan).actions, false)
-  return checkSinksAndReport({ ...c, repair: false }, scan, logFound)
+  return checkSinksAndReport({ ...c, repair: false }, scan, latest, logFound)
 }
 
 /** The scan's findings, each with what `--repair` does (or did, when `done`) about it. */
@@ -133,7 +144,7 @@ function withPlans(scan: LogScan, backendLsn: number, actions: readonly LogRepai
 }
 
 /** The sinks compared with the log (repaired when `repair`), the notices added, and the report. */
-async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { readonly repair: boolean }, scan: LogScan, logFound: readonly Finding[]): Promise<VerifyReport> {
+async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { readonly repair: boolean }, scan: LogScan, latest: LatestVersions, logFound: readonly Finding[]): Promise<VerifyReport> {
   const findings: Finding<ReconcileFindingKind>[] = [...logFound]
   const lastLsn = lastLsnOf(scan)
   let checkpoints: VerifyReport['checkpoints']
@@ -147,7 +158,7 @@ async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { rea
     const index = new IndexSink(c.store)
     await backend.open()
     await index.open()
-    findings.push(...(await checkReplicas({ ...c, backend, index, repair: c.repair, lastLsn, deadLettered: c.dead.excluded })))
+    findings.push(...(await checkReplicas({ ...c, latest, backend, index, repair: c.repair, lastLsn, deadLettered: c.dead.excluded })))
     checkpoints = { backend: backend.checkpoint, index: index.checkpoint }
   }
   findings.push(...c.dead.notices)
@@ -185,11 +196,11 @@ function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number
   return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
 }
 
-async function scanWithProgress(src: LogSource, onProgress: FsckOptions['onProgress']): Promise<LogScan> {
-  if (!onProgress) return scanWholeLog(src)
+async function scanWithProgress(src: LogSource, onProgress: FsckOptions['onProgress'], latest: LatestVersions | undefined): Promise<LogScan> {
+  if (!onProgress) return scanWholeLog(src, undefined, latest)
   // The segments only: the scan reads nothing else (counting the 64 MiB spare left the bar at 0% after a replay had made one).
   let total = 0
   for (const s of (await listWal(src.fs, src.walDir)).segments) total += (await src.fs.stat(s.path))?.size ?? 0
   let done = 0
-  return scanWholeLog(src, (bytes) => onProgress((done += bytes), total))
+  return scanWholeLog(src, (bytes) => onProgress((done += bytes), total), latest)
 }

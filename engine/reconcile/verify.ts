@@ -1,5 +1,5 @@
 import type { Checksums } from '../format/checksum.js'
-import { isLegacyDelete, opsOf, RecordCodec } from '../format/record-codec.js'
+import { isLegacyDelete, opsOf, RecordCodec, type PutOp } from '../format/record-codec.js'
 import { DEFAULT_NAMESPACE, identityOf, opIdentity } from '../format/identity.js'
 import { CorruptionError, isMemwalError, MemwalError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
@@ -13,14 +13,16 @@ import { readLog, type LogRecord } from '../log/wal-reader.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
 import type { IndexSink } from '../sinks/index-sink.js'
 import type { BackendSink } from '../sinks/sink.js'
-import { addToLatest, checkSinks, LatestVersions, type LsnRange, type SinkFindingKind } from './sink-check.js'
+import { checkSinks, type SinkFindingKind } from './sink-check.js'
+import { LatestVersions } from './latest-versions.js'
 
 /**
  * The one verify pipeline, for `MemWAL.verify` on an open engine and for
  * `memwal fsck` on a closed directory (DESIGN.md §8): scan the log (every
- * segment and frame), turn what the scan found into findings, read the log's
- * latest version of each key, compare the sinks with it (repairing them when
- * asked), and report. What differs between the two is only what the caller
+ * segment and frame) and, in the same pass, build the log's latest version of
+ * each key (latest-versions.ts); turn what the scan found into findings,
+ * compare the sinks with the latest versions (repairing them when asked), and
+ * report. What differs between the two is only what the caller
  * passes: a running writer (`live`) or a repair of the log first (fsck).
  */
 
@@ -108,9 +110,10 @@ export interface LiveLog {
   pause(): Promise<() => void>
 }
 
-/** Scans the whole log: every header, every frame. */
-export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void): Promise<LogScan> {
-  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}) })
+/** Scans the whole log: every header, every frame; each verified frame also feeds `latest`, when given (one pass). */
+export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void, latest?: LatestVersions): Promise<LogScan> {
+  const onRecord = latest ? latest.addFrame.bind(latest) : undefined
+  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}), ...(onRecord ? { onRecord } : {}) })
 }
 
 /**
@@ -132,6 +135,8 @@ export function logFindings(scan: LogScan, backendLsn: number, live?: LiveLog): 
 }
 
 export interface ReplicaCheck extends LogSource {
+  /** The log's latest versions, built by the scan (scanWholeLog) with the backend's checkpoint as it was then. */
+  readonly latest: LatestVersions
   readonly backend: BackendSink
   readonly index: IndexSink
   readonly cache?: CacheSink
@@ -151,15 +156,21 @@ export interface ReplicaCheck extends LogSource {
 export async function checkReplicas(c: ReplicaCheck): Promise<Finding<SinkFindingKind>[]> {
   const resume = c.repair && c.live ? await c.live.pause() : undefined
   try {
-    const lost: LsnRange[] = []
-    const latest = await latestVersions(c, lost, c.backend.checkpoint)
-    const unstable = new Set<string>(c.live?.pendingKeys() ?? [])
+    const latest = c.latest
+    // A writer appended after the scan, until the appliers paused: the sinks may hold those records, and a repair must not undo them.
+    // (Without repair, the keys written since verify began are left out of the findings instead: keysWrittenAfter.)
+    if (c.live && c.repair) for await (const r of readLog({ ...c, recordBytesMax: limits.recordBytesHardMax, fromLsn: latest.lastLsn + 1, toLsn: Number.MAX_SAFE_INTEGER, skipDamage: true })) latest.addFrame(r.lsn, r.type, r.payload)
+    // Under a running writer the log goes on past what was read, and the backend may have applied it: that tail is not lost.
+    const lost = latest.lost(c.live ? Math.min(c.backend.checkpoint, latest.lastLsn) : c.backend.checkpoint)
+    const inFlux = new Set<string>(c.live?.pendingKeys() ?? [])
     // A sink rejected the latest version of these for good: its absence there is the dead letter's, not damage (and never re-applied).
-    for (const d of c.deadLettered ?? []) for (const e of d.entries) if (latest.get(identityOf(e.namespace, e.key))?.lsn === d.lsn) unstable.add(identityOf(e.namespace, e.key))
-    const low = Math.min(c.backend.checkpoint, c.index.checkpoint)
-    for (const [key, v] of latest) if (v.lsn > low || v.lsn > c.lastLsn) unstable.add(key)
+    for (const d of c.deadLettered ?? []) for (const e of d.entries) if (latest.get(identityOf(e.namespace, e.key))?.lsn === d.lsn) inFlux.add(identityOf(e.namespace, e.key))
+    const low = Math.min(c.backend.checkpoint, c.index.checkpoint, c.lastLsn)
+    // A predicate, not a set of every key above the checkpoints: after a crash that is every key of the backlog.
+    const unstable = (key: string): boolean => inFlux.has(key) || (latest.get(key)?.lsn ?? 0) > low
     const lastLsn = c.live ? c.live.lastLsnNow() : c.lastLsn
-    const found = await checkSinks({ backend: c.backend, index: c.index, ...(c.cache ? { cache: c.cache } : {}), unstable, lastLsn, lost }, latest, c.repair)
+    const readBack = (wanted: ReadonlyMap<string, number>): Promise<Map<string, PutOp>> => putsAt(c, wanted)
+    const found = await checkSinks({ backend: c.backend, index: c.index, ...(c.cache ? { cache: c.cache } : {}), unstable, lastLsn, lost, sums: c.sums, readBack }, latest, c.repair)
     // Keys written since the check began were in flux while the sinks were read, not wrong (with repair, the appliers were paused).
     if (!c.live || c.repair) return found
     const moved = await keysWrittenAfter(c.live, c.lastLsn)
@@ -190,22 +201,29 @@ async function keysWrittenAfter(live: LiveLog, lsn: number): Promise<Set<string>
 }
 
 /**
- * The latest version of each key in the log. With `lost`, also the LSN ranges
- * up to `throughLsn` the log does not hold after its first record (damage
- * skipped, a missing segment, a declared gap, a cut tail): what the sinks
- * applied there only they know.
+ * The puts the log holds for these identities, each at the LSN given (its
+ * latest version): what a repair writes, and what a value whose hash
+ * differs is compared with, read back from the log for those keys only.
+ * One that the log no longer holds (retention under a running writer) is
+ * left out.
  */
-export async function latestVersions(src: LogSource, lost?: LsnRange[], throughLsn = 0): Promise<LatestVersions> {
+async function putsAt(src: LogSource, wanted: ReadonlyMap<string, number>): Promise<Map<string, PutOp>> {
+  const out = new Map<string, PutOp>()
+  if (wanted.size === 0) return out
+  const byLsn = new Map<number, Set<string>>()
+  for (const [id, lsn] of wanted) byLsn.set(lsn, (byLsn.get(lsn) ?? new Set()).add(id))
+  let fromLsn = Number.MAX_SAFE_INTEGER
+  let toLsn = 0
+  for (const lsn of byLsn.keys()) [fromLsn, toLsn] = [Math.min(fromLsn, lsn), Math.max(toLsn, lsn)]
   const codec = new RecordCodec()
-  const latest = new LatestVersions()
-  let prev = 0
-  for await (const r of readLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, fromLsn: 1, toLsn: Number.MAX_SAFE_INTEGER, skipDamage: true })) {
-    if (prev !== 0 && r.lsn > prev + 1) lost?.push([prev + 1, r.lsn - 1])
-    prev = r.lsn
-    addToLatest(latest, r.lsn, codec.decode(r.type, r.payload))
+  const read = readLog({ ...src, recordBytesMax: limits.recordBytesHardMax, fromLsn, toLsn, skipDamage: true })
+  for await (const r of read) {
+    const ids = byLsn.get(r.lsn)
+    if (!ids) continue
+    // A version-1 put is keyed by its own namespace, as the latest versions keyed it (LegacyDeleteResolver keeps puts as they are).
+    for (const op of opsOf(codec.decode(r.type, r.payload))) if (op.type === 'put' && ids.has(opIdentity(op))) out.set(opIdentity(op), op)
   }
-  if (prev < throughLsn) lost?.push([prev + 1, throughLsn])
-  return latest
+  return out
 }
 
 /** The last LSN the scanned log holds. */
@@ -239,10 +257,11 @@ export interface OpenLogVerify extends LogSource {
  */
 export async function verifyOpenLog(v: OpenLogVerify): Promise<VerifyReport> {
   const started = v.clock.nowMs()
-  const scan = await scanWholeLog(v)
+  const latest = new LatestVersions(v.sums, v.backend.checkpoint)
+  const scan = await scanWholeLog(v, undefined, latest)
   const findings: Finding<ReconcileFindingKind>[] = logFindings(scan, v.backend.checkpoint, v.live)
   const dead = await deadLetterView(v, v.dataDir)
-  findings.push(...(await checkReplicas({ ...v, lastLsn: v.live.lastLsn, deadLettered: dead.excluded })), ...(v.notices ?? []), ...dead.notices)
+  findings.push(...(await checkReplicas({ ...v, latest, lastLsn: v.live.lastLsn, deadLettered: dead.excluded })), ...(v.notices ?? []), ...dead.notices)
   return report(findings, scan, v.live.lastLsn, { backend: v.backend.checkpoint, index: v.index.checkpoint }, v.clock.nowMs() - started)
 }
 

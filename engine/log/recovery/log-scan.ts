@@ -1,7 +1,7 @@
 import type { Checksums } from '../../format/checksum.js'
 import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
-import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
+import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type RecordType, type SegmentHeader } from '../../format/format.js'
 import { listWal, type SegmentEntry } from '../segment-list.js'
 import { framesOf, segmentsOf, type CursorSegment, type ScannedFrame } from '../segment-cursor.js'
 
@@ -26,6 +26,16 @@ export interface ScanOptions {
    * of them): so that open loads the backlog in this same pass (backlog-load.ts).
    */
   readonly onFrame?: (frame: ScannedFrame, segmentBytes: Uint8Array) => void
+  /**
+   * Called with every frame whose checksums verified, in file order, as the
+   * scan meets it: a caller that builds something from the records (fsck's
+   * latest versions) does it in this pass, with no second read of the log
+   * and no second checksum. It sees what a salvaging reader yields: frames
+   * after damage too, and LSNs that repeat or go back where the scan reports
+   * a problem (the caller skips those, as the reader does). `payload` is a
+   * view into the segment's bytes, valid during the call.
+   */
+  readonly onRecord?: (lsn: number, type: RecordType, payload: Uint8Array) => void
 }
 
 export interface ScannedProblem {
@@ -86,7 +96,9 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
   let bytesScanned = 0
   let maxLsn = 0
   // Open's scan reads ahead: the backlog it loads keeps the segments' bytes anyway (ScanOptions.onFrame).
-  for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn, readAhead: o.onFrame !== undefined })) {
+  // Any other scan keeps nothing of a segment's bytes once it has walked them (onRecord's views are for the call only): one buffer serves.
+  const kept = o.onFrame !== undefined
+  for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn, readAhead: kept, reuseBuffer: !kept })) {
     const { entry, index: i, size, framesRead: full } = seg
     bytesScanned += seg.bytes.length
     const h = seg.header
@@ -178,6 +190,7 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
       return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd, ...(tornFrom !== undefined ? { tornFrom } : {}), expected, afterDamage }
     }
     const ev = step.value
+    if (ev.kind === 'frame') o.onRecord?.(ev.lsn, ev.type, ev.payload)
     if (ev.kind === 'damaged-marker' && ev.lsn === expected && !openDamage) {
       // Reported, never cut: the marker held no record and the frames after it verify (segment-cursor.ts);
       // unless it lies in a torn final write (trimTornGroup), whose frames are counted as after damage.
