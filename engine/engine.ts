@@ -154,7 +154,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       config: o.sweep,
       watches: this.writes.watches,
       expired: (nowMs) => this.indexReads.expired(nowMs),
-      current: (id) => this.reads.current(id),
+      currentMany: (ids) => this.reads.currentMany(ids),
       deleteUnchanged: (ids, watch) => this.writes.deleteUnchanged(ids, watch),
       // Reported, not raised: the next round tries again (a down backend or index, a read-only or closing engine).
       failed: (err) => {

@@ -12,8 +12,8 @@ export interface SweepPorts {
   readonly watches: WriteWatches
   /** Postings of the entries expired at `nowMs` (expiresAt <= nowMs), in expiry order: the index's expired range, nothing else. */
   expired(nowMs: number): AsyncIterable<ExpiredPosting>
-  /** The entry as readers see it now (pending, cache, backend): undefined when it is gone. */
-  current(identity: string): Promise<{ readonly expiresAt?: number | undefined } | undefined>
+  /** The entries as they are now (pending, then the backend's rows), in the order asked: undefined where one is gone. One read for them all. */
+  currentMany(identities: readonly string[]): Promise<({ readonly expiresAt?: number | undefined } | undefined)[]>
   /** Deletes, in one logged batch, those of `identities` that `watch` saw unchanged; resolves once durable. */
   deleteUnchanged(identities: readonly string[], watch: WriteWatch): Promise<{ readonly deleted: readonly string[] } | undefined>
   /** A round failed (backend down, log failed, engine closing): reported; the next round tries again. */
@@ -105,14 +105,22 @@ export class ExpirySweeper {
     let deleted = 0
     let skipped = 0
     let more = false
-    let batch: string[] = []
-    const flushBatch = async (): Promise<void> => {
+    // Up to batchOps watched identities, judged with one read, then the expired ones deleted in one logged batch.
+    let chunk: string[] = []
+    const judgeAndDelete = async (): Promise<void> => {
+      if (chunk.length === 0) return
+      const curs = await this.p.currentMany(chunk)
+      const batch = chunk.filter((_, i) => {
+        const cur = curs[i]
+        return cur !== undefined && isExpired(cur.expiresAt, now)
+      })
+      skipped += chunk.length - batch.length
+      chunk = []
       if (batch.length === 0) return
       const r = await this.p.deleteUnchanged(batch, watch)
       const n = r?.deleted.length ?? 0
       deleted += n
       skipped += batch.length - n
-      batch = []
     }
     try {
       const seen = new Set<string>()
@@ -130,16 +138,11 @@ export class ExpirySweeper {
         seen.add(posting.identity)
         // Watched before it is read: a write after this point keeps the entry (decided at the append).
         watch.watch(posting.identity)
-        const cur = await this.p.current(posting.identity)
-        if (cur === undefined || !isExpired(cur.expiresAt, now)) {
-          skipped++
-          continue
-        }
-        batch.push(posting.identity)
-        if (batch.length >= config.batchOps) await flushBatch()
+        chunk.push(posting.identity)
+        if (chunk.length >= config.batchOps) await judgeAndDelete()
         if (this.stopped) break
       }
-      await flushBatch()
+      await judgeAndDelete()
     } finally {
       watch.end()
     }

@@ -109,20 +109,28 @@ export class ReadPath {
   }
 
   /**
-   * The expiry of an identity's entry as it is now, expired or not (undefined:
-   * no entry): what the expiry sweep judges before it deletes. Pending first,
-   * then the backend's row (not the cache: see below).
+   * The expiry of identities' entries as they are now, expired or not
+   * (undefined: no entry), in their order: what the expiry sweep judges
+   * before it deletes. Pending first, then the backend's rows (not the cache:
+   * with a shared backend (PostgreSQL) the cache may hold this process's own
+   * expired version after another writer wrote over it, and the sweep's
+   * delete, newer, would then remove that writer's version), read in one go:
+   * the sweep judges hundreds at a time, and one read each waited once per
+   * entry (behind a writer putting in a loop, an event-loop turn each: 20,000
+   * entries took 112 s).
    */
-  async current(id: string): Promise<{ readonly expiresAt?: number } | undefined> {
+  async currentMany(ids: readonly string[]): Promise<({ readonly expiresAt?: number } | undefined)[]> {
     const of = (p: PendingVersion): { expiresAt?: number } | undefined => (p.kind === 'del' ? undefined : p.op.expiresAt !== undefined ? { expiresAt: p.op.expiresAt } : {})
-    const p = this.p.pending.lookup(id)
-    if (p) return of(p)
-    // The backend's row, never the cache: with a shared backend (PostgreSQL) the cache may hold this process's own expired
-    // version after another writer wrote over it, and the sweep's delete, newer, would then remove that writer's version.
-    const e = await this.stored(id, true)
-    const again = this.p.pending.lookup(id)
-    if (again) return of(again)
-    return e && (e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {})
+    const unpending = ids.filter((id) => this.p.pending.lookup(id) === undefined)
+    const rows = unpending.length > 0 ? await this.readBackend(() => this.p.backend.getMany(unpending)) : []
+    const stored = new Map(unpending.map((id, i) => [id, rows[i]]))
+    // Pending now wins, as in current: a write during the read is newer than the row.
+    return ids.map((id) => {
+      const p = this.p.pending.lookup(id)
+      if (p) return of(p)
+      const e = stored.get(id)
+      return e && (e.expiresAt !== undefined ? { expiresAt: e.expiresAt } : {})
+    })
   }
 
   /** Whether an entry expiring at `expiresAt` has expired by the engine's clock now. */

@@ -107,6 +107,11 @@ export class LevelBackend extends BackendSink {
     return v === undefined ? undefined : decodeRow(this.store, id, v)
   }
 
+  override async getMany(ids: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+    const rows = ids.length > 0 ? await this.store.data.getMany([...ids]) : []
+    return rows.map((v, i) => (v === undefined ? undefined : decodeRow(this.store, ids[i] as string, v)))
+  }
+
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {
     const rows = this.snapshot(options)
     try {

@@ -137,6 +137,16 @@ export abstract class BackendSink extends Sink {
   readonly durable = true
   /** The entry stored under identity `id`, or undefined. Rejects when the backend cannot answer. */
   abstract get(id: string): Promise<StoredEntry | undefined>
+
+  /**
+   * The rows of several identities, in their order (undefined where absent):
+   * one read where the backend can (LevelBackend: one LevelDB getMany), so a
+   * caller that judges many entries (the expiry sweep) waits once, not once
+   * per entry. By default one `get` each, all at once.
+   */
+  getMany(ids: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+    return Promise.all(ids.map((id) => this.get(id)))
+  }
   /** Every live entry in identity order (for the reconciler and index rebuilds). */
   abstract entries(options?: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]>
   /**

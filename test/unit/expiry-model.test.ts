@@ -204,13 +204,13 @@ t.test('a put that renews an entry between the sweep\'s judgement and its delete
   await db.flush()
   clock.advance(20)
   const { reads, sweeper } = internals(db)
-  const judge = reads.current.bind(reads)
+  const judge = reads.currentMany.bind(reads)
   const renewals: Promise<unknown>[] = []
-  // The sweep has judged the entry expired; a put renews it before the sweep's delete is appended.
-  reads.current = async (id) => {
-    const seen = await judge(id)
-    if (id === identityOf('default', 'acked')) await db.put('acked', 'new', { ttlMs: 10_000 })
-    if (id === identityOf('default', 'inflight')) renewals.push(db.put('inflight', 'new', { ttlMs: 10_000 }))
+  // The sweep has judged the entries expired; a put renews two of them before the sweep's delete is appended.
+  reads.currentMany = async (ids) => {
+    const seen = await judge(ids)
+    if (ids.includes(identityOf('default', 'acked'))) await db.put('acked', 'new', { ttlMs: 10_000 })
+    if (ids.includes(identityOf('default', 'inflight'))) renewals.push(db.put('inflight', 'new', { ttlMs: 10_000 }))
     return seen
   }
   const round = await sweeper.round()

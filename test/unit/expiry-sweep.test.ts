@@ -46,7 +46,7 @@ class FakeStore {
       config: resolveSweep(o, 10_000),
       watches: this.watches,
       expired: (now) => this.expired(now),
-      current: async (id) => (this.entries.has(id) ? { expiresAt: this.entries.get(id) } : undefined),
+      currentMany: async (ids) => ids.map((id) => (this.entries.has(id) ? { expiresAt: this.entries.get(id) } : undefined)),
       deleteUnchanged: async (ids: readonly string[], watch: WriteWatch) => {
         const deleted = ids.filter((id) => watch.unchanged(id))
         if (deleted.length === 0) return undefined
@@ -93,12 +93,13 @@ t.test('an entry gone, given a later expiry, or written after it was watched is 
   const sweeper = new ExpirySweeper({
     ...ports,
     // The index still has the postings; readers see: a deleted, b rewritten with a later expiry, c rewritten (same old expiry) after the watch began.
-    current: async (id) => {
-      if (id === 'a') return undefined
-      if (id === 'b') return { expiresAt: NOW + 5000 }
-      if (id === 'c') s.write('c', NOW - 10)
-      return { expiresAt: s.entries.get(id) }
-    },
+    currentMany: async (ids) =>
+      ids.map((id) => {
+        if (id === 'a') return undefined
+        if (id === 'b') return { expiresAt: NOW + 5000 }
+        if (id === 'c') s.write('c', NOW - 10)
+        return { expiresAt: s.entries.get(id) }
+      }),
   })
   t.same(await sweeper.round(), { examined: 4, deleted: 1, skipped: 3, more: false })
   t.same(s.batches, [['d']])
