@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { posix as path } from 'node:path'
 import { assert } from './assert.js'
+import { limits } from './limits.js'
 import { isMemwalError, MemwalError, WalFailedError } from './errors.js'
 import { Applier } from './apply/applier.js'
 import type { PendingLog } from './apply/pending-log.js'
@@ -109,7 +110,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
     this.dirPath = o.dir
     this.sinks = [backend, index, cache]
     this.lifecycle = new Lifecycle((cause) => this.stateMayHaveChanged(cause))
-    const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax }
+    const batch = { batchRecordsMax: o.applyBatchRecordsMax, batchBytesMax: o.applyBatchBytesMax, batchOpsMax: limits.applyBatchOpsMax }
     // The cache follows the backend (see Applier): one cursor, one decode, and it never holds what the backend lost.
     // Served on metricsPort without a registry of the caller's: one of memwal's own (never the global one).
     const registry = o.metrics ?? (o.metricsPort !== undefined ? new Registry() : undefined)

@@ -81,6 +81,15 @@ export const limits = {
   sweepEntriesPerRoundDefault: 10_000,
   sweepEntriesPerRoundMax: 100_000,
   /** Deletes per logged batch record a sweep appends: small enough that one batch is one small group commit. */
+  /**
+   * Operations in one apply batch (besides applyBatchRecordsMax and
+   * applyBatchBytesMax): what one sink apply holds the acknowledging thread
+   * for. A record of more operations goes alone. Records of many small
+   * operations (the expiry sweep's 256 deletes, batches of deletes) passed
+   * the byte bound only at about 23,000 operations, whose index work held
+   * the thread for tens of milliseconds while writers waited.
+   */
+  applyBatchOpsMax: 4096,
   sweepBatchOpsDefault: 256,
   sweepBatchOpsMax: 10_000,
   /** Results of one query, or one page: default and maximum. */

@@ -3,10 +3,13 @@ import { BreakerOpenError, MemwalError, SinkTimeoutError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
 import type { Backoff, SinkPolicy } from '../resilience/policy.js'
 import type { AppliedRecord, ApplyBatch, Sink } from '../sinks/sink.js'
+import { RecordType } from '../format/format.js'
 
 export interface BatchLimits {
   readonly batchRecordsMax: number
   readonly batchBytesMax: number
+  /** Operations in a batch; a record of more goes alone (limits.applyBatchOpsMax). */
+  readonly batchOpsMax: number
 }
 
 /** What an applier needs from the engine: where records come from, and whom to tell. */
@@ -263,19 +266,26 @@ export class Applier {
     }
   }
 
-  /** Up to the batch limits of consecutive records from `from`, from the pending log. */
+  /** Up to the batch limits of consecutive records from `from`, from the pending log (at least one record). */
   private nextBatch(from: number): ApplyBatch {
     const acked = this.host.ackedLsn()
     const records: AppliedRecord[] = []
     let bytes = 0
+    let ops = 0
     let upTo = from - 1
     for (let lsn = from; lsn <= acked && records.length < this.limits.batchRecordsMax && bytes < this.limits.batchBytesMax; lsn++) {
       const r = this.host.pending(lsn)
       assert(r !== undefined, 'the pending log holds every record a sink has not applied')
+      if (r === null) {
+        upTo = lsn
+        continue
+      }
+      const n = r.record.type === RecordType.BATCH ? r.record.ops.length : 1
+      if (records.length > 0 && ops + n > this.limits.batchOpsMax) break
       upTo = lsn
-      if (r === null) continue
       records.push(r)
       bytes += r.bytes
+      ops += n
     }
     return { records, upToLsn: upTo }
   }
