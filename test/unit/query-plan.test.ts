@@ -8,10 +8,11 @@
  */
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { MemWAL } from '../../engine/index.js'
+import { fsck, MemWAL } from '../../engine/index.js'
 import { ManualClock } from '../../engine/testing.js'
 import { IndexSink } from '../../engine/sinks/index-sink.js'
 import { LevelStore } from '../../engine/sinks/level-store.js'
+import { encodePostingValue } from '../../engine/sinks/index-scan.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 const NOW_MS = 1_900_000_000_000
@@ -140,4 +141,20 @@ t.test('without estimates (a store all in the memtable) the postings are joined'
   const { result, tags } = await scannedTags(t, () => keys(db, { namespace: 'n', tags: { all: ['common', 'odd3'] }, limit: 1000 }))
   t.strictSame(result, expected(['common', 'odd3']).filter((k) => k < keyOf(60)))
   t.strictSame(tags.sort(), ['common', 'odd3'], 'both postings are joined')
+})
+
+t.test('fsck finds a tag posting whose tags are not its entry\'s, and --repair rebuilds it', async (t) => {
+  const dir = await filled(t)
+  const store = await LevelStore.open(path.join(dir, 'store'))
+  // Entry 3 holds common and odd3; its odd3 posting made to say rare too: a driven query would take it for a rare entry.
+  await store.writeBatch([{ type: 'put', sublevel: store.index, key: `t\u0000odd3\u0000n\u0000${keyOf(3)}`, value: encodePostingValue(NOW_MS, undefined, ['common', 'odd3', 'rare']) }])
+  await store.close()
+  const dry = await fsck({ dir, repair: false })
+  t.match(dry.findings, [{ kind: 'index-orphan', key: keyOf(3) }], 'the posting is reported')
+  const fixed = await fsck({ dir, repair: true })
+  t.equal(fixed.unrepaired, 0, 'repaired')
+  t.equal((await fsck({ dir, repair: false })).clean, true, 'clean afterwards')
+  const db = await MemWAL.open({ dir, clock: new ManualClock(NOW_MS) })
+  t.teardown(() => db.close())
+  t.strictSame(await keys(db, { namespace: 'n', tags: { all: ['odd3', 'rare'] }, limit: 1000 }), expected(['odd3', 'rare']), 'the query answers as the entries say')
 })
