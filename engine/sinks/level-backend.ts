@@ -1,12 +1,11 @@
 import type { AbstractBatchOperation } from 'abstract-level'
-import { opIdentity, splitIdentity } from '../format/identity.js'
+import { opIdentity } from '../format/identity.js'
 import { hlcMs, opsOf, packedValueOf } from '../format/record-codec.js'
 import { keepsCreatedAt } from '../format/expiry-key.js'
-import { toWireValue } from '../format/value-codec.js'
-import { assert } from '../assert.js'
 import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
+import { decodeRow, encodeRow, spliceRow } from './backend-row.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
@@ -18,16 +17,12 @@ interface CreatedOf {
 
 const createdOf = (e: StoredEntry): CreatedOf => ({ createdAt: e.createdAt, expiresAt: e.expiresAt })
 
-/** msgpack's headers of arrays of five and six elements (fixarray: 0x90 | length). */
-const MSGPACK_FIXARRAY_5 = 0x95
-const MSGPACK_FIXARRAY_6 = 0x96
-
 /**
  * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
- * the entry's identity (namespace NUL key) and holds msgpack
- * `[value, tags | null, lsn, createdAt, updatedAt, expiresAt | null]`
- * (times in ms). Each apply is one batch holding the data and the
- * checkpoint, group-synced by the store (store-sync.ts).
+ * the entry's identity and laid out as backend-row.ts says (a put's row
+ * spliced from its value as logged, not encoded again). Each apply is one
+ * batch holding the data and the checkpoint, group-synced by the store
+ * (store-sync.ts).
  *
  * createdAt is carried here: a put over a live row keeps the row's
  * createdAt (read with one getMany per apply batch, or taken from an earlier
@@ -68,7 +63,7 @@ export class LevelBackend extends BackendSink {
     const current = new Map<string, CreatedOf | undefined>()
     ids.forEach((id, i) => {
       const v = stored[i]
-      current.set(id, v === undefined ? undefined : createdOf(decodeRow(this.store, id, v)))
+      current.set(id, v === undefined ? undefined : createdOf(decodeRow(this.store.packr, id, v)))
     })
     const ops: Batch = []
     for (const r of records) {
@@ -83,7 +78,7 @@ export class LevelBackend extends BackendSink {
         const cur = current.get(id)
         const createdAt = cur !== undefined && keepsCreatedAt(cur.expiresAt, updatedAt) ? cur.createdAt : updatedAt
         current.set(id, { createdAt, expiresAt: op.expiresAt })
-        ops.push({ type: 'put', sublevel: data, key: id, value: this.row(packedValueOf(this.store.packr, op), { ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
+        ops.push({ type: 'put', sublevel: data, key: id, value: spliceRow(this.store.packr, packedValueOf(this.store.packr, op), { ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
       }
     }
     ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
@@ -98,18 +93,18 @@ export class LevelBackend extends BackendSink {
 
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
     const { data } = this.store
-    const ops: Batch = entries.map(([id, e]) => (e ? { type: 'put', sublevel: data, key: id, value: this.encode(e) } : { type: 'del', sublevel: data, key: id }))
+    const ops: Batch = entries.map(([id, e]) => (e ? { type: 'put', sublevel: data, key: id, value: encodeRow(this.store.packr, e) } : { type: 'del', sublevel: data, key: id }))
     if (ops.length > 0) await this.store.writeBatch(ops)
   }
 
   async get(id: string): Promise<StoredEntry | undefined> {
     const v = await this.store.data.get(id)
-    return v === undefined ? undefined : decodeRow(this.store, id, v)
+    return v === undefined ? undefined : decodeRow(this.store.packr, id, v)
   }
 
   override async getMany(ids: readonly string[]): Promise<(StoredEntry | undefined)[]> {
     const rows = ids.length > 0 ? await this.store.data.getMany([...ids]) : []
-    return rows.map((v, i) => (v === undefined ? undefined : decodeRow(this.store, ids[i] as string, v)))
+    return rows.map((v, i) => (v === undefined ? undefined : decodeRow(this.store.packr, ids[i] as string, v)))
   }
 
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {
@@ -132,7 +127,7 @@ export class LevelBackend extends BackendSink {
     const { store } = this
     const reopens = store.reopens
     const it = store.data.iterator({ ...(range.gte !== undefined ? { gte: range.gte } : {}), ...(range.lt !== undefined ? { lt: range.lt } : {}) })
-    const decode = (id: string, v: Uint8Array): StoredEntry => decodeRow(store, id, v)
+    const decode = (id: string, v: Uint8Array): StoredEntry => decodeRow(store.packr, id, v)
     return {
       async *[Symbol.asyncIterator]() {
         for await (const [k, v] of it) yield [k, decode(k, v)] as [string, StoredEntry]
@@ -145,35 +140,4 @@ export class LevelBackend extends BackendSink {
   protected async _close(): Promise<void> {
     // The store is closed by its owner, after every sink on it.
   }
-
-  /** A row as stored (layout 2). */
-  encode(e: Omit<StoredEntry, 'namespace' | 'key'>): Uint8Array {
-    return this.store.packr.encode([toWireValue(e.value), e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
-  }
-
-  /**
-   * The same row as `encode` makes, byte for byte, of a value already packed
-   * (as the log holds it: PutOp.packed): a msgpack array is its header and
-   * its elements one after the other, so the row is the header of six, the
-   * value's bytes, and the other five fields' encoding without its own header.
-   * The apply path writes rows this way: no value is encoded again.
-   */
-  row(packedValue: Uint8Array, e: Omit<StoredEntry, 'namespace' | 'key' | 'value'>): Uint8Array {
-    const rest = this.store.packr.encode([e.tags ?? null, e.lsn, e.createdAt, e.updatedAt, e.expiresAt ?? null])
-    assert(rest[0] === MSGPACK_FIXARRAY_5, 'five fields encode as a fixarray')
-    const out = new Uint8Array(packedValue.length + rest.length)
-    out[0] = MSGPACK_FIXARRAY_6
-    out.set(packedValue, 1)
-    out.set(rest.subarray(1), 1 + packedValue.length)
-    return out
-  }
-
-}
-
-/** A row as stored (layout 2 and on): what LevelBackend.encode wrote. Also read by the layout migration (level-layout.ts). */
-export function decodeRow(store: LevelStore, id: string, v: Uint8Array): StoredEntry {
-  const row = store.packr.decode(v) as [unknown, string[] | null, number, number, number, number | null]
-  assert(Array.isArray(row) && row.length === 6, 'a layout-2 row has six fields')
-  const [value, tags, lsn, createdAt, updatedAt, expiresAt] = row
-  return { value, ...splitIdentity(id), lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
 }

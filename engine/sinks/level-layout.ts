@@ -4,7 +4,7 @@ import { hlcMs, opsOf, type WalRecord } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
 import { decodeForward, encodeForward } from './index-sink.js'
 import { encodePostingValue } from './index-scan.js'
-import { decodeRow } from './level-backend.js'
+import { decodeRow, encodeRow } from './backend-row.js'
 import { encodeLsn, LAYOUT, LAYOUT_KEY, type LevelStore } from './level-store.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
@@ -85,7 +85,7 @@ async function reindexPostings(store: LevelStore, o: MigrationOptions): Promise<
       const e = entries[i]
       if (!e) return
       const row = rows.get(id)
-      const updatedAt = e.updatedAt ?? (row !== undefined ? decodeRow(store, id, row).updatedAt : undefined)
+      const updatedAt = e.updatedAt ?? (row !== undefined ? decodeRow(store.packr, id, row).updatedAt : undefined)
       const now = { ...e, ...(updatedAt !== undefined ? { updatedAt } : {}) }
       batch.push({ type: 'put', sublevel: index, key: head + id, value: encodeForward(store, now) })
       const tags = now.tags ?? []
@@ -198,7 +198,7 @@ async function writeLayout2(store: LevelStore, log: MigrationLog, o: MigrationOp
     for await (const [key, v] of legacyData.iterator()) {
       const [value, ns, tags, lsn] = packr.decode(v) as [unknown, string | null, string[] | null, number]
       const at = times.get(lsn) ?? o.nowMs
-      await put({ type: 'put', sublevel: data, key: identityOf(ns ?? DEFAULT_NAMESPACE, key), value: packr.encode([toWireValue(value), tags, lsn, at, at, null]) })
+      await put({ type: 'put', sublevel: data, key: identityOf(ns ?? DEFAULT_NAMESPACE, key), value: encodeRow(packr, { value, ...(tags !== null ? { tags } : {}), lsn, createdAt: at, updatedAt: at }) })
     }
   }
   const head = `f${ID_SEP}`

@@ -1,11 +1,9 @@
-import type { Packr } from 'msgpackr'
-import { assert } from '../assert.js'
 import type { LevelStore } from './level-store.js'
 
 /**
  * The LevelDB backend's rows as of one moment, read in steps of many rows,
- * undecoded: what an export reads (export.ts). LevelBackend.snapshot gives
- * the same rows decoded one at a time, through classic-level's own cache of
+ * undecoded (backend-row.ts decodes them): what an export reads
+ * (export.ts). LevelBackend.snapshot gives the same rows decoded one at a time, through classic-level's own cache of
  * at most 16 KiB (~35 agent-memory rows, one trip to the thread pool each):
  * an export spent a third of its time waiting on those trips.
  */
@@ -46,37 +44,4 @@ export function rowSnapshot(store: LevelStore, range: { readonly gte?: string; r
     close: () => it.close(),
     reopened: () => store.reopens !== reopens,
   }
-}
-
-/** A row's fields as LevelBackend writes them (layout 2, level-backend.ts): [value, tags | null, lsn, createdAt, updatedAt, expiresAt | null]. */
-export type RowFields = readonly [unknown, string[] | null, number, number, number, number | null]
-
-const ROW_FIELDS = 6
-/** msgpack's header of an array of six (fixarray: 0x90 | length): every row starts with it. */
-const MSGPACK_FIXARRAY_6 = 0x96
-
-/** A row's fields, decoded. */
-export function rowFields(packr: Packr, row: Uint8Array): RowFields {
-  const fields = packr.decode(row) as RowFields
-  assert(Array.isArray(fields) && fields.length === ROW_FIELDS, 'a layout-2 row has six fields')
-  return fields
-}
-
-/**
- * A row's fields and its value's msgpack bytes as they lie in the row (a
- * view): an array is its header and then its elements, each read in turn,
- * so the value is the bytes from after the header to where the tags begin.
- * They are the value codec's bytes of the value, as the log held them.
- */
-export function rowFieldsAndValueBytes(packr: Packr, row: Uint8Array): { fields: RowFields; valueBytes: Uint8Array } {
-  assert(row[0] === MSGPACK_FIXARRAY_6, 'a layout-2 row is a msgpack array of six')
-  const body = row.subarray(1)
-  const fields: unknown[] = []
-  let valueEnd = -1
-  packr.unpackMultiple(body, (v: unknown, _start?: number, end?: number) => {
-    if (fields.length === 0) valueEnd = end ?? -1
-    fields.push(v)
-  })
-  assert(fields.length === ROW_FIELDS && valueEnd > 0, 'a layout-2 row has six fields')
-  return { fields: fields as unknown as RowFields, valueBytes: body.subarray(0, valueEnd) }
 }
