@@ -82,7 +82,7 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
       // Otherwise a sink may be ahead of a log that lost its tail: new records must not reuse those LSNs.
       nextLsnAtLeast: durable + 1,
       onFailed,
-      onFrame: load.onFrame,
+      frames: load,
     }, sums)
     undo.push(() => wal.close())
     // What recovery dropped (skip-corrupt, point-in-time), recorded by recovery before it dropped it,

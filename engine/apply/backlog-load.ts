@@ -1,12 +1,13 @@
 import { dataEnd, type RecordType } from '../format/format.js'
 import type { RecordCodec } from '../format/record-codec.js'
 import type { ScannedFrame } from '../log/segment-cursor.js'
+import type { FrameConsumer } from '../log/recovery/log-scan.js'
 import type { RecoveryReport } from '../log/recovery/wal-recovery.js'
 import { PendingLog } from './pending-log.js'
 
 /**
  * The backlog (records some sink has not applied) loaded into a PendingLog
- * from recovery's own scan of the log at open (ScanOptions.onFrame), so that
+ * from recovery's own scan of the log at open (ScanOptions.frames), so that
  * each frame is read and verified once: a second read of the log after
  * recovery cost a 1,000,000-record open about a third of its time (the
  * segments read again, every payload checksummed again).
@@ -26,7 +27,9 @@ import { PendingLog } from './pending-log.js'
  * (the active one), has its payloads copied, so that a small backlog never
  * holds a large segment.
  */
-export class BacklogLoad {
+export class BacklogLoad implements FrameConsumer {
+  /** Payloads are kept as views of the segment's bytes (below): the scan must not reuse them. */
+  readonly keepsBytes = true
   private readonly pending: PendingLog
   private failed = false
   private segment: Uint8Array | undefined
@@ -43,9 +46,9 @@ export class BacklogLoad {
     this.pending = new PendingLog(codec, fromLsn)
   }
 
-  /** For the scan: one verified frame, in LSN order, with the bytes of the segment it lies in. */
-  readonly onFrame = (f: ScannedFrame, segmentBytes: Uint8Array): void => {
-    if (this.failed || f.lsn < this.pending.nextLsn) return
+  /** For the scan: one verified frame, in file order, with the bytes of the segment it lies in; only the log's own (`inLog`) are the backlog. */
+  readonly onFrame = (f: ScannedFrame, segmentBytes: Uint8Array, inLog: boolean): void => {
+    if (!inLog || this.failed || f.lsn < this.pending.nextLsn) return
     try {
       if (segmentBytes !== this.segment) {
         this.segment = segmentBytes

@@ -10,7 +10,7 @@ import { checkWalLimits, limits, type WalLimits } from '../limits.js'
 import { recoverWal, CORRUPTION_POLICIES, type CorruptionPolicy, type RecoveryReport, type Resume } from './recovery/wal-recovery.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import type { GapFile } from './recovery/gap-record.js'
-import type { ScanOptions } from './recovery/log-scan.js'
+import type { FrameConsumer } from './recovery/log-scan.js'
 import { FRAME_HEADER_BYTES, GROUP_MARKER_BYTES, SEGMENT_HEADER_BYTES, type RecordType } from '../format/format.js'
 import { RecordCodec, type WalRecord } from '../format/record-codec.js'
 import { makeDirDurable } from '../io/file-ops.js'
@@ -78,8 +78,8 @@ export interface WalOpenPoint {
   readonly verifyFromLsn: number
   readonly nextLsnAtLeast: number
   readonly onFailed?: (error: WalFailedError) => void
-  /** Each frame recovery's scan verifies (ScanOptions.onFrame): what open loads the backlog from. */
-  readonly onFrame?: NonNullable<ScanOptions['onFrame']>
+  /** Reads each frame recovery's scan verifies (ScanOptions.frames): what open loads the backlog from. */
+  readonly frames?: FrameConsumer
 }
 
 /**
@@ -124,7 +124,7 @@ export class Wal {
       const recovered = await recoverWal({
         fs: o.fs, sums, walDir: o.walDir, quarantineDir: path.join(o.dir, 'quarantine'), dataDir: o.dir, nowMs: o.clock.nowMs(),
         recordBytesMax: o.limits.recordBytesMax, policy: o.policy, durableLsn: point.durableLsn,
-        appliedLsn: point.appliedLsn, verifyFromLsn: point.verifyFromLsn, ...(point.onFrame ? { onFrame: point.onFrame } : {}),
+        appliedLsn: point.appliedLsn, verifyFromLsn: point.verifyFromLsn, ...(point.frames ? { frames: point.frames } : {}),
       })
       // LSNs on record as dropped are never reused, even when a crash came between the record and the cut
       // (or between the cut and the new segment that declares the gap in its header).

@@ -7,7 +7,7 @@ import type { FileSystem } from '../io/fs.js'
 import { limits } from '../limits.js'
 import { findingOf, type Finding, type FindingKind } from '../log/recovery/findings.js'
 import type { DeclaredGap } from '../log/recovery/gap-record.js'
-import { scanLog, type LogScan } from '../log/recovery/log-scan.js'
+import { scanLog, type FrameConsumer, type LogScan } from '../log/recovery/log-scan.js'
 import { readDeadLetters, type DeadLetter } from '../log/dead-letter-file.js'
 import { readLog, type LogRecord } from '../log/wal-reader.js'
 import type { CacheSink } from '../sinks/cache-sink.js'
@@ -112,8 +112,9 @@ export interface LiveLog {
 
 /** Scans the whole log: every header, every frame; each verified frame also feeds `latest`, when given (one pass). */
 export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void, latest?: LatestVersions): Promise<LogScan> {
-  const onRecord = latest ? latest.addFrame.bind(latest) : undefined
-  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}), ...(onRecord ? { onRecord } : {}) })
+  // LatestVersions reads a payload during the call only, and skips the stale frames itself, as the salvaging reader does.
+  const frames: FrameConsumer | undefined = latest ? { keepsBytes: false, onFrame: (f) => latest.addFrame(f.lsn, f.type, f.payload) } : undefined
+  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}), ...(frames ? { frames } : {}) })
 }
 
 /**

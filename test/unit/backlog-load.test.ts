@@ -114,7 +114,7 @@ t.test('what the scan handed over is the backlog only if it is exactly what the 
   const segment = new Uint8Array(1 << 20)
   const loaded = (): BacklogLoad => {
     const l = new BacklogLoad(codec, 2, 0)
-    for (const f of frames) l.onFrame(f, segment)
+    for (const f of frames) l.onFrame(f, segment, true)
     return l
   }
   const clean = loaded().result(report(3), 5)
@@ -128,14 +128,17 @@ t.test('what the scan handed over is the backlog only if it is exactly what the 
   t.equal(loaded().result(report(3, [{ kind: 'damaged-marker', detail: 'marker', action: 'none' }]), 3), undefined, 'any other finding: read again')
   t.equal(loaded().result(report(4), 4), undefined, 'a log that holds more than the scan handed over: read again')
   t.equal(loaded().result(report(2), 2), undefined, 'a log cut before what the scan handed over: read again')
+  const afterDamage = new BacklogLoad(codec, 2, 0)
+  frames.forEach((f) => afterDamage.onFrame(f, segment, f.lsn < 3))
+  t.equal(afterDamage.result(report(3), 3), undefined, 'a frame the scan does not count as the log\'s (after damage, or stale) is not loaded: read again')
   const bad = new BacklogLoad(codec, 1, 0)
-  bad.onFrame({ ...(frames[0] as (typeof frames)[0]), payload: Buffer.from([0xc1]) }, segment)
+  bad.onFrame({ ...(frames[0] as (typeof frames)[0]), payload: Buffer.from([0xc1]) }, segment, true)
   t.equal(bad.result(report(1), 1), undefined, 'a frame that does not decode: read again (which raises its error where open always did)')
   const full = new BacklogLoad(codec, 1, 0)
   const packed = Buffer.concat(frames.map((f) => f.payload))
   let at = 0
   for (const f of frames) {
-    full.onFrame({ ...f, offset: at, payload: packed.subarray(at, at + f.payload.length) }, packed)
+    full.onFrame({ ...f, offset: at, payload: packed.subarray(at, at + f.payload.length) }, packed, true)
     at += f.payload.length
   }
   t.equal(full.result(report(3), 3)?.frameAt(2)?.payload.buffer, packed.buffer, 'a segment the backlog fills is kept as it is, not copied')

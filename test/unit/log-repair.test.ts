@@ -191,3 +191,27 @@ t.test('two damaged ranges in one segment: two splits, every other record kept, 
   t.equal(reads, 2, 'the damaged segment is read for its evidence copy and once for both splits')
   t.strictSame(await readable(fs), allBut(DAMAGED_LSN).filter((l) => l !== DAMAGED_LSN + 2), 'every record but the two damaged ones reads back')
 })
+
+t.test('the scan hands every verified frame to one consumer: which the log counts as its own, and views a keeping consumer can keep', async (t) => {
+  const fs = await damagedLog()
+  const sums = await createChecksums()
+  for (const keepsBytes of [true, false]) {
+    const seen: { lsn: number; inLog: boolean; view: Uint8Array }[] = []
+    let wrongDuringCall = 0
+    const scan = await scanLog({
+      fs, sums, walDir: WAL_DIR, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0,
+      frames: {
+        keepsBytes,
+        onFrame: (f, segmentBytes, inLog) => {
+          if (f.payload.buffer !== segmentBytes.buffer || !Buffer.from(f.payload).equals(payload(f.lsn))) wrongDuringCall++
+          seen.push({ lsn: f.lsn, inLog, view: f.payload })
+        },
+      },
+    })
+    const damagedEnd = scan.segments.find((s) => s.firstLsn !== undefined && s.firstLsn <= DAMAGED_LSN && (s.lastLsn ?? 0) >= DAMAGED_LSN)?.lastLsn as number
+    t.strictSame(seen.map((s) => s.lsn), allBut(DAMAGED_LSN), `keepsBytes ${keepsBytes}: every frame that verifies, once, in file order`)
+    t.equal(wrongDuringCall, 0, `keepsBytes ${keepsBytes}: each payload is a view of its segment's bytes and holds the record during the call`)
+    t.strictSame(seen.filter((s) => !s.inLog).map((s) => s.lsn), Array.from({ length: damagedEnd - DAMAGED_LSN }, (_, i) => DAMAGED_LSN + 1 + i), `keepsBytes ${keepsBytes}: only the frames after the damage in its segment are not the log's own`)
+    if (keepsBytes) t.equal(seen.filter((s) => !Buffer.from(s.view).equals(payload(s.lsn))).length, 0, 'a keeping consumer\'s views still hold their records after the scan (no buffer reused under them)')
+  }
+})

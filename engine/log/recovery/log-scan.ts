@@ -1,7 +1,7 @@
 import type { Checksums } from '../../format/checksum.js'
 import type { FileSystem } from '../../io/fs.js'
 import { MemwalError } from '../../errors.js'
-import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type RecordType, type SegmentHeader } from '../../format/format.js'
+import { declaresGap, SEGMENT_HEADER_BYTES, type GroupMarker, type SegmentHeader } from '../../format/format.js'
 import { listWal, type SegmentEntry } from '../segment-list.js'
 import { framesOf, segmentsOf, type CursorSegment, type ScannedFrame } from '../segment-cursor.js'
 
@@ -20,22 +20,33 @@ export interface ScanOptions {
   readonly verifyFromLsn: number
   /** Called for each segment as it is verified, with bytes read: for progress. */
   readonly onProgress?: (bytes: number) => void
+  /** Reads the frames in this same pass: open's backlog, fsck's latest versions. */
+  readonly frames?: FrameConsumer
+}
+
+/**
+ * A reader of the frames the scan verifies, fed in the scan's own pass: no
+ * second read of the log, no second checksum.
+ */
+export interface FrameConsumer {
   /**
-   * Told of each frame the scan counts as the log's and that no damage in its
-   * segment precedes, with the segment's bytes (the frame's payload is a view
-   * of them): so that open loads the backlog in this same pass (backlog-load.ts).
+   * Whether the consumer keeps views of a segment's bytes past the call
+   * (open's backlog keeps payloads). True: each segment is read into bytes of
+   * its own, never written again (the next one read ahead while one is
+   * walked). False: one buffer serves every segment, and a view is valid
+   * during the call only.
    */
-  readonly onFrame?: (frame: ScannedFrame, segmentBytes: Uint8Array) => void
+  readonly keepsBytes: boolean
   /**
-   * Called with every frame whose checksums verified, in file order, as the
-   * scan meets it: a caller that builds something from the records (fsck's
-   * latest versions) does it in this pass, with no second read of the log
-   * and no second checksum. It sees what a salvaging reader yields: frames
-   * after damage too, and LSNs that repeat or go back where the scan reports
-   * a problem (the caller skips those, as the reader does). `payload` is a
-   * view into the segment's bytes, valid during the call.
+   * Every frame whose checksums verified, in file order, as the scan meets
+   * it, with the bytes of its segment (the payload is a view of them).
+   * `inLog`: the scan counts the frame as the log's and no damage in its
+   * segment precedes it (a clean log's records, what open loads as the
+   * backlog). The others are what a salvaging reader also meets: frames after
+   * damage (it yields them) and LSNs that repeat or go back where the scan
+   * reports a problem (it skips them, and so should the consumer).
    */
-  readonly onRecord?: (lsn: number, type: RecordType, payload: Uint8Array) => void
+  onFrame(frame: ScannedFrame, segmentBytes: Uint8Array, inLog: boolean): void
 }
 
 export interface ScannedProblem {
@@ -95,9 +106,9 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
   let records = 0
   let bytesScanned = 0
   let maxLsn = 0
-  // Open's scan reads ahead: the backlog it loads keeps the segments' bytes anyway (ScanOptions.onFrame).
-  // Any other scan keeps nothing of a segment's bytes once it has walked them (onRecord's views are for the call only): one buffer serves.
-  const kept = o.onFrame !== undefined
+  // A consumer that keeps views gets each segment in bytes of its own, and the scan reads ahead as it holds them anyway.
+  // Any other scan keeps nothing of a segment's bytes once it has walked them: one buffer serves.
+  const kept = o.frames?.keepsBytes === true
   for await (const seg of segmentsOf({ ...o, listing, framesFromLsn: o.verifyFromLsn, readAhead: kept, reuseBuffer: !kept })) {
     const { entry, index: i, size, framesRead: full } = seg
     bytesScanned += seg.bytes.length
@@ -190,7 +201,6 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
       return { records, ...(firstLsn !== undefined ? { firstLsn } : {}), ...(lastLsn !== undefined ? { lastLsn } : {}), validEnd, dataEnd, ...(tornFrom !== undefined ? { tornFrom } : {}), expected, afterDamage }
     }
     const ev = step.value
-    if (ev.kind === 'frame') o.onRecord?.(ev.lsn, ev.type, ev.payload)
     if (ev.kind === 'damaged-marker' && ev.lsn === expected && !openDamage) {
       // Reported, never cut: the marker held no record and the frames after it verify (segment-cursor.ts);
       // unless it lies in a torn final write (trimTornGroup), whose frames are counted as after damage.
@@ -215,14 +225,15 @@ function scanSegmentFrames(seg: CursorSegment, header: SegmentHeader, o: ScanOpt
           ? { kind: 'lsn-sequence', segmentIndex: index, offset: ev.offset, end: ev.next, due: expected, lsnFirst: expected, lsnLast: ev.lsn - 1, detail: `frame has LSN ${ev.lsn} where ${expected} was due`, atTail: false }
           : { kind: 'lsn-sequence', segmentIndex: index, offset: ev.offset, end: ev.next, due: expected, lsnFirst: ev.lsn, lsnLast: ev.lsn, detail: `frame has LSN ${ev.lsn}, already passed (${expected} was due)`, atTail: false },
       )
-      if (ev.lsn < expected) continue // a stale duplicate: skipped, it moves nothing
-    } else if (openDamage) {
-      if (ev.lsn < expected) continue
+    } else if (openDamage && ev.lsn >= expected) {
       closeDamage(ev.lsn, false)
     }
+    // A stale duplicate (an LSN already passed) is skipped: it moves nothing.
+    const stale = ev.lsn < expected
+    o.frames?.onFrame(ev, seg.bytes, !stale && !damaged)
+    if (stale) continue
     records++
     if (damaged) afterDamage.push({ offset: ev.offset, lsn: ev.lsn })
-    else o.onFrame?.(ev, seg.bytes)
     firstLsn ??= ev.lsn
     lastLsn = ev.lsn
     expected = ev.lsn + 1

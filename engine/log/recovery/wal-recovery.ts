@@ -3,7 +3,7 @@ import type { FileSystem } from '../../io/fs.js'
 import type { Checksums } from '../../format/checksum.js'
 import { findingError, type Finding } from './findings.js'
 import { gapsOf, type GapFile } from './gap-record.js'
-import { scanLog, type ScanOptions } from './log-scan.js'
+import { scanLog, type FrameConsumer } from './log-scan.js'
 import { decideRecovery, type CorruptionPolicy, type Resume } from './recovery-policy.js'
 import { carryOut } from './repair-executor.js'
 import { resumeRepair } from './repair-intent.js'
@@ -33,8 +33,8 @@ export interface RecoverOptions {
   /** Frames below this LSN are not verified (their segments' headers are). */
   readonly verifyFromLsn: number
   readonly onProgress?: (bytes: number) => void
-  /** Each frame as the scan verifies it (ScanOptions.onFrame): whoever keeps them checks the report's findings before it trusts them. */
-  readonly onFrame?: NonNullable<ScanOptions['onFrame']>
+  /** Reads each frame as the scan verifies it (ScanOptions.frames): whoever keeps them checks the report's findings before it trusts them. */
+  readonly frames?: FrameConsumer
 }
 
 export interface RecoveryReport {
