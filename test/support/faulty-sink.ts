@@ -8,7 +8,7 @@
  * `apply` keeps the idempotency filter and the checkpoint bookkeeping), and a
  * sink's reads (a backend's `get` and `entries`, the index's scans). For the target sinks it can
  * - fail a seeded fraction of apply calls with a transient error (`transientRate`),
- * - fail every apply and backend read during an outage (`down()` / `up()`), or only reads, the index's too (`readsDown()` / `readsUp()`),
+ * - fail every apply and backend read during an outage (`down()` / `up()`), or only reads, the index's too, or only some reads (`readsDown(...only)` / `readsUp()`),
  * - hang applies until released (`hang()` / `release()`; a hung call then
  *   completes its work, as a slow backend would, whatever the abort signal),
  * - reject records touching given keys for good with PermanentSinkError (`rejectKeys`).
@@ -50,6 +50,8 @@ export class SinkFaults {
   private transientRate: number
   private isDown = false
   private readsFail = false
+  /** Reads that fail even while `readsFail` is off (readsDown with names). */
+  private readonly failingReads = new Set<string>()
   private hangGate: { promise: Promise<void>; open: () => void } | undefined
   private hungCalls = 0
   private readonly poison = new Set<string>()
@@ -100,7 +102,7 @@ export class SinkFaults {
     const name = sink.name
     const reads = sink as unknown as Record<string, unknown>
     const check = (what: string): void => {
-      if (this.readsFail || (this.isDown && (what === 'get' || what === 'entries'))) throw new InjectedFault(`${name} is down (${what})`)
+      if (this.readsFail || this.failingReads.has(what) || (this.isDown && (what === 'get' || what === 'entries'))) throw new InjectedFault(`${name} is down (${what})`)
     }
     const original = (m: string): ((...a: unknown[]) => unknown) | undefined => {
       const f = reads[m]
@@ -155,13 +157,19 @@ export class SinkFaults {
     this.isDown = false
   }
 
-  /** Every read (get, entries; the index's keys, forward, expired, postingBytes) of the target sinks fails until `readsUp()`; applies go on. */
-  readsDown(): void {
-    this.readsFail = true
+  /**
+   * Every read (get, entries; the index's keys, forward, expired, forwardScan,
+   * tagScan, postingBytes) of the target sinks fails until `readsUp()`, or only
+   * the reads named in `only`; applies go on.
+   */
+  readsDown(...only: string[]): void {
+    if (only.length === 0) this.readsFail = true
+    for (const m of only) this.failingReads.add(m)
   }
 
   readsUp(): void {
     this.readsFail = false
+    this.failingReads.clear()
   }
 
   get downNow(): boolean {

@@ -15,7 +15,8 @@
  *   interval and open again after it recovers; its reads by query and
  *   listNamespaces count toward its health (down after breakerThreshold,
  *   in health(), the events and memwal_read_failures_total{sink="index"}),
- *   and the next one that works brings it back.
+ *   and the next one that works brings it back; so does a failed estimate of
+ *   a posting's size (a query of several tags), which refuses the query typed.
  */
 import t from 'tap'
 import { Registry } from 'prom-client'
@@ -245,5 +246,40 @@ t.test('failed index reads (query, listNamespaces) count toward its health; one 
   faults.readsUp()
   t.strictSame(await keys(), ['a'], 'the index answers again')
   t.strictSame(events, ['sink-down index', 'state open->degraded', 'sink-recovered index', 'state degraded->open'], 'the read that worked brought it back, the events in order')
+  t.equal(engine.health().sinks.index?.consecutiveFailures, 0)
+})
+
+t.test('a query of several tags whose posting-size estimate fails (approximateSize rejects): refused typed, counted toward the index\'s health; answered again once the estimate is', async (t) => {
+  const faults = new SinkFaults({ targets: ['index'] })
+  const { engine, events } = await openManual(t, faults, { healthIntervalMs: INTERVAL_MS })
+  await engine.put('a', 1, { tags: ['x', 'y'] })
+  await engine.put('b', 2, { tags: ['x'] })
+  await settle()
+  await engine.flush()
+  const both = { tags: { all: ['x', 'y'] } }
+  const keys = async (): Promise<string[]> => {
+    const out: string[] = []
+    for await (const e of engine.query(both)) out.push(e.key)
+    return out
+  }
+  t.strictSame(await keys(), ['a'], 'before the fault')
+  // Only the estimate fails: the postings themselves read as ever.
+  faults.readsDown('postingBytes')
+  const err = (await keys().then(() => undefined, (e: unknown) => e)) as { code?: string; transient?: boolean; cause?: { code?: string } } | undefined
+  t.equal(err?.code, 'ENGINE_BACKEND_UNAVAILABLE', 'the query is refused, typed')
+  t.equal(err?.transient, true, 'as a transient failure')
+  t.equal(err?.cause?.code, 'EINJECTED', 'the estimate\'s error kept as the cause')
+  await t.rejects(engine.count(both), { code: 'ENGINE_BACKEND_UNAVAILABLE' }, 'a count of several tags likewise')
+  await settle()
+  t.equal(engine.health().sinks.index?.consecutiveFailures, 4, 'each estimate read (one per tag, two a query) counted toward the index\'s health')
+  t.equal(engine.health().state, 'degraded', 'past breakerThreshold (3): the index is down')
+  t.equal(engine.health().sinks.index?.lastError?.code, 'EINJECTED', 'health says why')
+  t.strictSame(events, ['sink-down index', 'state open->degraded'])
+  t.equal(await engine.get('a'), 1, 'a point read does not need the index')
+
+  faults.readsUp()
+  t.strictSame(await keys(), ['a'], 'the query is answered once the estimate is')
+  t.equal(await engine.count(both), 1)
+  t.strictSame(events, ['sink-down index', 'state open->degraded', 'sink-recovered index', 'state degraded->open'], 'the read that worked brought the index back')
   t.equal(engine.health().sinks.index?.consecutiveFailures, 0)
 })
