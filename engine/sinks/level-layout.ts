@@ -2,6 +2,7 @@ import type { AbstractBatchOperation } from 'abstract-level'
 import { DEFAULT_NAMESPACE, ID_SEP, identityOf, prefixRange } from '../format/identity.js'
 import { hlcMs, opsOf, type WalRecord } from '../format/record-codec.js'
 import { toWireValue } from '../format/value-codec.js'
+import { osError } from '../errors.js'
 import { decodeForward, encodeForward } from './index-sink.js'
 import { encodePostingValue } from './index-scan.js'
 import { decodeRow, encodeRow } from './backend-row.js'
@@ -33,9 +34,26 @@ export type MigrationStep = 'legacy-caught-up' | 'rows-written' | 'layout-set' |
  * Brings a store to layout 4, at open, before the sinks start: layout 1 to 2
  * (below), then 2 or 3 to 4 (reindexPostings). An empty store is made
  * layout 4 at once. Returns whether a layout-1 store was migrated.
+ *
+ * A read or write that fails (ENOSPC, EIO) fails the migration as IO_ERROR,
+ * the store's error as its cause: each step leaves the store at its older
+ * layout, or rewritten in part in a way that layout reads, so a later open
+ * carries the migration on (a MemwalError, such as the store's own after a
+ * failed reopen, is passed on as it is; so is a test's crash after a step, as
+ * the cause).
  */
 export async function migrateLayout(store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
-  const layout = await store.layout()
+  let layout: number | undefined
+  try {
+    layout = await store.layout()
+    return await migrateFrom(layout, store, log, o)
+  } catch (cause) {
+    const from = layout !== undefined ? ` from layout ${layout}` : ''
+    throw osError(cause, `migrate the LevelDB store at ${store.location}${from} to layout ${LAYOUT} (it keeps what it held; the next open carries the migration on)`)
+  }
+}
+
+async function migrateFrom(layout: number, store: LevelStore, log: MigrationLog, o: MigrationOptions): Promise<boolean> {
   if (layout === 0) {
     await store.writeBatch([{ type: 'put', sublevel: store.meta, key: LAYOUT_KEY, value: encodeLsn(LAYOUT) }])
     return false

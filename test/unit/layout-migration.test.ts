@@ -6,13 +6,16 @@
  * deletes are honoured (the key in whichever namespace held it), records only
  * in the log (the store was behind) included. A crash at any step of the
  * migration leaves a directory the next open migrates, or one already at
- * layout 2. fsck and verify are clean afterwards.
+ * layout 2. fsck and verify are clean afterwards. A disk that refuses a write
+ * of the layout-4 migration (ENOSPC, EIO) fails the open with IO_ERROR and
+ * leaves the older layout, which the next open migrates.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { fsck, inspectDataDir, MemWAL } from '../../engine/index.js'
+import { ClassicLevel } from 'classic-level'
+import { fsck, inspectDataDir, MemWAL, type MemwalError } from '../../engine/index.js'
 import { ManualClock, Wal } from '../../engine/testing.js'
 import { LevelStore } from '../../engine/sinks/level-store.js'
 import { migrateLayout, type MigrationStep } from '../../engine/sinks/level-layout.js'
@@ -154,7 +157,7 @@ for (const step of STEPS) {
           if (s === step) throw crash
         },
       }),
-      crash,
+      { code: 'IO_ERROR', cause: crash },
     )
     await wal.close()
     await store.close()
@@ -188,7 +191,7 @@ async function crashMidMigration(t: Test, dir: string, crashAt: MigrationStep, l
   const store = await LevelStore.open(path.join(dir, 'store'))
   const wal = await Wal.open({ dir, segmentBytes: 64 * 1024 })
   const crash = new Error('crash')
-  await t.rejects(migrateLayout(store, logOf(wal), { ownBackend: true, nowMs: NOW_MS, afterStep: async (s) => { if (s === crashAt) throw crash } }), crash)
+  await t.rejects(migrateLayout(store, logOf(wal), { ownBackend: true, nowMs: NOW_MS, afterStep: async (s) => { if (s === crashAt) throw crash } }), { code: 'IO_ERROR', cause: crash })
   await wal.close()
   await store.close()
   t.equal(await layoutOf(dir), layout, `a crash after "${crashAt}" leaves layout ${layout}`)
@@ -281,3 +284,77 @@ t.test('a layout-3 store (tag postings without the entry\'s tags: fixtures/datad
     t.equal(r.clean, true, `fsck is clean: ${JSON.stringify(r.findings).slice(0, 300)}`)
   }
 })
+
+/** classic-level's own hook, which every LevelDB write reaches (level-store.ts writeBatch): what a full or failing disk refuses. */
+interface BatchHook {
+  _batch(ops: readonly { readonly key: string }[], options: object): Promise<void>
+}
+
+/** Entries of a layout-2 store of ENTRIES entries: more than one page of the migration (1,024 forward entries a batch). */
+const ENTRIES = 2_200
+const tagsOfEntry = (i: number): string[] => (i % 3 === 0 ? ['three', 'all'] : ['all'])
+
+const DISK_FAULTS = [
+  { what: 'ENOSPC writing the second page of postings', error: 'IO error: store/000007.log: No space left on device', at: 'page' },
+  { what: 'EIO writing the batch that sets layout 4', error: 'IO error: store/000007.log: Input/output error', at: 'layout' },
+] as const
+
+for (const fault of DISK_FAULTS) {
+  t.test(`${fault.what} while a layout-2 store migrates at open: the open fails typed, the store stays at layout 2, and the next open migrates it and reads every entry back`, async (t) => {
+    const dir = path.join(tmpDir(t, 'memwal-layout-fault-'), 'd')
+    const clock = new ManualClock(NOW_MS)
+    const e = await MemWAL.open({ dir, clock })
+    for (let i = 0; i < ENTRIES; i += 100) {
+      await e.batch(Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: `k${String(i + j).padStart(5, '0')}`, value: { i: i + j }, namespace: 'n', tags: tagsOfEntry(i + j) })))
+    }
+    await e.flush()
+    await e.close()
+    await asLayout2(dir)
+    const proto = ClassicLevel.prototype as unknown as BatchHook
+    const realBatch = proto._batch
+    t.teardown(() => {
+      proto._batch = realBatch
+    })
+    let pages = 0
+    let refused = 0
+    proto._batch = async function (this: ClassicLevel, ops, options) {
+      // A page of the migration: forward entries and their postings, nothing else (an apply's batch holds its checkpoint too).
+      const isPage = ops.some((op) => op.key.startsWith('!ix!f\u0000')) && ops.every((op) => op.key.startsWith('!ix!'))
+      const setsLayout = ops.some((op) => op.key === '!meta!layout')
+      if (isPage) pages++
+      if ((fault.at === 'page' && isPage && pages === 2) || (fault.at === 'layout' && setsLayout)) {
+        refused++
+        throw Object.assign(new Error(fault.error), { code: 'LEVEL_IO_ERROR' })
+      }
+      return realBatch.call(this, ops, options)
+    }
+    const err = (await MemWAL.open({ dir, clock }).then(
+      async (db) => {
+        await db.close()
+        return undefined
+      },
+      (x: unknown) => x,
+    )) as MemwalError | undefined
+    proto._batch = realBatch
+    t.equal(refused, 1, 'the disk refused one write of the migration')
+    t.equal(err?.code, 'IO_ERROR', 'the open fails typed')
+    t.match(err?.message, /from layout 2 to layout 4/, 'saying which migration failed')
+    t.equal((err?.cause as { message?: string } | undefined)?.message, fault.error, 'the disk\'s error kept as the cause')
+    t.equal(await layoutOf(dir), 2, 'the store is left at layout 2')
+
+    const db = await MemWAL.open({ dir, clock })
+    try {
+      let wrong = 0
+      for (let i = 0; i < ENTRIES; i++) {
+        const got = await db.getEntry(`k${String(i).padStart(5, '0')}`, { namespace: 'n' })
+        if ((got?.value as { i?: number } | undefined)?.i !== i || [...(got?.tags ?? [])].sort().join() !== [...tagsOfEntry(i)].sort().join()) wrong++
+      }
+      t.equal(wrong, 0, `all ${ENTRIES} entries read back with their values and tags`)
+      t.equal(await db.count({ namespace: 'n', tags: { all: ['three', 'all'] } }), Math.ceil(ENTRIES / 3), 'a query of two tags counts every entry that holds both')
+      t.equal((await db.verify()).clean, true, 'verify is clean')
+    } finally {
+      await db.close()
+    }
+    t.equal(await layoutOf(dir), 4, 'layout 4')
+  })
+}
