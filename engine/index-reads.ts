@@ -33,16 +33,19 @@ export function countedIndexReads(index: IndexSink, applier: Applier, failed: (c
     // Made now, not at the first step: forward takes its snapshot (and calls overlay) in the caller's tick.
     forward: (prefix, overlay) => stepwise(index.forward(prefix, overlay), read),
     // Made now, in the caller's tick (a query makes its scans together, over one view of the index); each jump is a read.
-    forwardScan: (range, reverse) => seekwise(index.forwardScan(range, reverse), read),
-    tagScan: (tag, range, reverse) => seekwise(index.tagScan(tag, range, reverse), read),
+    forwardScan: (range, reverse, firstStep) => seekwise(index.forwardScan(range, reverse, firstStep), read),
+    tagScan: (tag, range, reverse, firstStep) => seekwise(index.tagScan(tag, range, reverse, firstStep), read),
     postingBytes: (tag, range) => read(() => index.postingBytes(tag, range)),
   }
 }
 
-/** `scan` with each `seek` made through `read`. */
+/** `scan` with each `seek` that reads made through `read`; one answered from what the scan holds read nothing, and is passed on as it is. */
 function seekwise(scan: SeekableIds, read: <R>(fn: () => Promise<R>) => Promise<R>): SeekableIds {
   return {
-    seek: (target, exclusive, far) => read(() => scan.seek(target, exclusive, far)),
+    seek: (target, exclusive, far) => {
+      const s = scan.seek(target, exclusive, far)
+      return s instanceof Promise ? read(() => s) : s
+    },
     meta: () => scan.meta(),
     close: () => scan.close(),
   }

@@ -248,7 +248,7 @@ export class ReadPath {
     const [run, { limit }] = this.run(q)
     const entries: Entry[] = []
     // One more than the page: whether another page follows, without a cursor to an empty page.
-    for await (const e of run.entries(limit + 1)) entries.push(e)
+    for await (const e of run.entries(limit + 1, true)) entries.push(e)
     if (entries.length <= limit) return { entries }
     entries.length = limit
     const last = entries[limit - 1] as Entry

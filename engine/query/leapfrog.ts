@@ -1,5 +1,5 @@
 import { compareCodePoints } from '../format/identity.js'
-import type { ScanMeta, SeekableIds } from '../sinks/index-sink.js'
+import type { ScanMeta, Seeked, SeekableIds } from '../sinks/index-sink.js'
 
 /**
  * The ids every one of `scans` holds, in their (shared) direction: a
@@ -21,7 +21,8 @@ export async function* leapfrog(scans: readonly SeekableIds[], reverse: boolean,
   let far = false
   let agree = 0
   for (let i = 0; ; i = (i + 1) % n) {
-    const id = await (scans[i] as SeekableIds).seek(target, exclusive, far)
+    const s = (scans[i] as SeekableIds).seek(target, exclusive, far)
+    const id = s instanceof Promise ? await s : s
     if (id === undefined) return
     if (id === target && !exclusive) agree++
     else {
@@ -49,6 +50,8 @@ export async function* leapfrog(scans: readonly SeekableIds[], reverse: boolean,
  */
 export class UnionScan implements SeekableIds {
   private at: SeekableIds | undefined
+  /** The nearest id ahead the seek in progress has found. */
+  private best: string | undefined
   private readonly heads: (string | undefined)[]
   private readonly done: boolean[]
 
@@ -57,26 +60,47 @@ export class UnionScan implements SeekableIds {
     this.done = members.map(() => false)
   }
 
-  async seek(target: string | undefined, exclusive: boolean, far = false): Promise<string | undefined> {
-    let best: string | undefined
+  seek(target: string | undefined, exclusive: boolean, far = false): Seeked {
     this.at = undefined
+    this.best = undefined
     for (let i = 0; i < this.members.length; i++) {
-      if (this.done[i] === true) continue
-      const head = this.heads[i]
-      // A member already at or past the target need not move.
-      const stays = head !== undefined && target !== undefined && this.order(head, target) > (exclusive ? 0 : -1)
-      const id = stays ? head : await (this.members[i] as SeekableIds).seek(target, exclusive, far)
-      this.heads[i] = id
-      if (id === undefined) {
-        this.done[i] = true
-        continue
-      }
-      if (best === undefined || this.order(id, best) < 0) {
-        best = id
-        this.at = this.members[i]
-      }
+      const s = this.step(i, target, exclusive, far)
+      // A member that must read: the rest of the seek waits for it (each member in turn, as they answer).
+      if (s instanceof Promise) return this.readOn(i, s, target, exclusive, far)
+      this.take(i, s)
     }
-    return best
+    return this.best
+  }
+
+  /** The seek from member `i` on, once member `i`'s read is in. */
+  private async readOn(i: number, reading: Promise<string | undefined>, target: string | undefined, exclusive: boolean, far: boolean): Promise<string | undefined> {
+    this.take(i, await reading)
+    for (let j = i + 1; j < this.members.length; j++) {
+      const s = this.step(j, target, exclusive, far)
+      this.take(j, s instanceof Promise ? await s : s)
+    }
+    return this.best
+  }
+
+  /** Member `i` moved to the target: its head as it is (one at or past the target, or done, need not move), or its seek. */
+  private step(i: number, target: string | undefined, exclusive: boolean, far: boolean): Seeked {
+    const head = this.heads[i]
+    if (this.done[i] === true) return undefined
+    const stays = head !== undefined && target !== undefined && this.order(head, target) > (exclusive ? 0 : -1)
+    return stays ? head : (this.members[i] as SeekableIds).seek(target, exclusive, far)
+  }
+
+  /** Member `i` is at `id` (undefined: at its end): the nearest id ahead is the union's. */
+  private take(i: number, id: string | undefined): void {
+    this.heads[i] = id
+    if (id === undefined) {
+      this.done[i] = true
+      return
+    }
+    if (this.best === undefined || this.order(id, this.best) < 0) {
+      this.best = id
+      this.at = this.members[i]
+    }
   }
 
   meta(): ScanMeta {

@@ -2,6 +2,7 @@ import type { PendingLog } from '../apply/pending-log.js'
 import { isExpired } from '../format/expiry-key.js'
 import { compareCodePoints, identityOf, prefixEnd, prefixRange, splitIdentity } from '../format/identity.js'
 import type { IdBound, IdRange, IndexSink, ScanMeta, SeekableIds } from '../sinks/index-sink.js'
+import { BATCH_AFTER_SEEK, BATCH_FIRST } from '../sinks/index-scan.js'
 import type { Entry } from '../read-path.js'
 import type { CursorSigner } from './cursor.js'
 import { leapfrog, UnionScan } from './leapfrog.js'
@@ -53,12 +54,16 @@ export class QueryRun {
     return this.p.signer.make(this.fingerprint, id)
   }
 
-  /** Matching entries, in order, at most `limit`. */
-  async *entries(limit: number): AsyncGenerator<Entry> {
+  /**
+   * Matching entries, in order, at most `limit`. `whole`: the caller takes
+   * all of them (a page), so the scans start with larger steps; an iterator
+   * its consumer may leave at any entry starts small.
+   */
+  async *entries(limit: number, whole = false): AsyncGenerator<Entry> {
     if (this.range === undefined) return
     const drive = await this.drive(this.range)
     const overlay = this.pendingHits()
-    const scans = this.scans(this.range, drive)
+    const scans = this.scans(this.range, drive, whole ? firstStep(limit) : BATCH_AFTER_SEEK)
     let closing: Promise<void> | undefined
     const close = (): Promise<void> => (closing ??= closeAll(scans))
     try {
@@ -83,7 +88,7 @@ export class QueryRun {
     if (this.range === undefined) return 0
     const drive = await this.drive(this.range)
     const { overridden, hits } = this.pendingHits()
-    const scans = this.scans(this.range, drive)
+    const scans = this.scans(this.range, drive, BATCH_FIRST)
     let n = hits.length
     try {
       for await (const [id, meta] of this.indexed(scans)) {
@@ -112,13 +117,18 @@ export class QueryRun {
    */
   private judge(meta: ScanMeta, drive: string | undefined): boolean | undefined {
     if (isExpired(meta.expiresAt, this.p.nowMs())) return false
+    // The time before the tags: a number to compare, where the tags are a string to split (ScanMeta's may be read only when asked).
+    let sure: true | undefined = true
+    if (boundsTime(this.spec)) {
+      if (meta.updatedAt === undefined) sure = undefined
+      else if (!timeMatches(this.spec, meta.updatedAt)) return false
+    }
     if (drive !== undefined) {
       // A posting written before layout 4 does not say the entry's other tags: the entry read decides.
       if (!meta.tagsKnown) return undefined
       if (!tagsMatch(this.spec, meta.tags)) return false
     }
-    if (!boundsTime(this.spec)) return true
-    return meta.updatedAt === undefined ? undefined : timeMatches(this.spec, meta.updatedAt)
+    return sure
   }
 
   /**
@@ -147,14 +157,14 @@ export class QueryRun {
     return known > 0 ? tagsAll[best] : undefined
   }
 
-  /** The scans to join, made in one tick (with the pending overlay read just before): one view of the index. */
-  private scans(range: IdRange, drive: string | undefined): SeekableIds[] {
+  /** The scans to join, made in one tick (with the pending overlay read just before): one view of the index. Each reads `first` entries at its first step. */
+  private scans(range: IdRange, drive: string | undefined, first: number): SeekableIds[] {
     const { index } = this.p
     const reverse = this.spec.reverse
-    if (drive !== undefined) return [index.tagScan(drive, range, reverse)]
-    const scans: SeekableIds[] = this.spec.tagsAll.map((t) => index.tagScan(t, range, reverse))
-    if (this.spec.tagsAny.length > 0) scans.push(new UnionScan(this.spec.tagsAny.map((t) => index.tagScan(t, range, reverse)), reverse))
-    if (scans.length === 0) scans.push(index.forwardScan(range, reverse))
+    if (drive !== undefined) return [index.tagScan(drive, range, reverse, first)]
+    const scans: SeekableIds[] = this.spec.tagsAll.map((t) => index.tagScan(t, range, reverse, first))
+    if (this.spec.tagsAny.length > 0) scans.push(new UnionScan(this.spec.tagsAny.map((t) => index.tagScan(t, range, reverse, first)), reverse))
+    if (scans.length === 0) scans.push(index.forwardScan(range, reverse, first))
     return scans
   }
 
@@ -189,6 +199,15 @@ export class QueryRun {
   private pendingHits(): PendingOverlay {
     return pendingOverlay(this.p.pending, this.spec, this.p.nowMs(), (id) => inRange(this.range as IdRange, id))
   }
+}
+
+/**
+ * The first step of a page's scans for `limit` results: BATCH_FIRST, or
+ * fewer for a small limit (limit 1 reads 2 where it reads all it needs
+ * there), never below what a step after a jump reads.
+ */
+function firstStep(limit: number): number {
+  return Math.min(BATCH_FIRST, Math.max(BATCH_AFTER_SEEK, limit + 1))
 }
 
 /** Whether `key` is past a bound: below it (side -1) or above it (side 1). */

@@ -1,4 +1,5 @@
 import type { AbstractIterator } from 'abstract-level'
+import { assert } from '../assert.js'
 import { compareCodePoints } from '../format/identity.js'
 import type { LevelStore } from './level-store.js'
 
@@ -41,18 +42,41 @@ export interface SeekableIds {
    * `far`: the target is known to be far (past a namespace or a key range
    * the query cannot match), so a scan jumps there rather than read on.
    */
-  seek(target: string | undefined, exclusive: boolean, far?: boolean): Promise<string | undefined>
+  seek(target: string | undefined, exclusive: boolean, far?: boolean): Seeked
   /** What the index says of the id the last seek returned. */
   meta(): ScanMeta
   close(): Promise<void>
 }
 
+/**
+ * A seek's answer: the id (or undefined at the end) at once when what the
+ * scan already holds decides it, else a promise of it. A query's join steps
+ * through thousands of postings, most of them answered from a batch already
+ * read: a promise (and the await of each layer above) per step cost more
+ * than the step (1,589 steps for the first 100 results of issue 11's query).
+ */
+export type Seeked = string | undefined | Promise<string | undefined>
+
 /** Entries read per step right after a jump: a join mostly needs one or two. */
-const BATCH_AFTER_SEEK = 4
+export const BATCH_AFTER_SEEK = 4
 /** Reads on that miss the target, in a row, before a scan jumps with a seek instead. */
 const MISSES_BEFORE_SEEK = 2
+/**
+ * Entries read by a scan's first step, at the start of its range, unless
+ * its maker knows it needs fewer (a query of limit 1): a scan read alone
+ * (one posting drives the query, or no tag) reads on from there, and each
+ * step is a trip to LevelDB's thread and back.
+ */
+export const BATCH_FIRST = 32
 /** Entries read per step when reading straight on (doubling from BATCH_AFTER_SEEK): bounds the memory of one scan. */
-const BATCH_MAX = 1024
+export const BATCH_MAX = 1024
+/**
+ * classic-level ends a step once the entries it read pass this many bytes
+ * (its `highWaterMarkBytes`; the default, 16 KiB, ended a step of ~80-byte
+ * tag postings at ~190 entries, a trip each). With BATCH_MAX, what bounds a
+ * scan's memory: at most this plus one entry.
+ */
+const STEP_BYTES_MAX = 256 * 1024
 
 /**
  * A seekable scan of one posting (every key under `head`: `f NUL` for the
@@ -69,7 +93,7 @@ export class PostingScan implements SeekableIds {
   private values: Uint8Array[] = []
   private pos = 0
   private ended = false
-  private batch = BATCH_AFTER_SEEK
+  private batch: number
   /** Reads on in a row that did not reach the join's target (see seek). */
   private misses = 0
   private readonly dir: 1 | -1
@@ -80,37 +104,58 @@ export class PostingScan implements SeekableIds {
     range: IdRange,
     reverse: boolean,
     private readonly decode: (id: string, v: Uint8Array) => ScanMeta,
+    firstStep: number = BATCH_FIRST,
   ) {
+    assert(Number.isInteger(firstStep) && firstStep >= 1 && firstStep <= BATCH_MAX, 'a scan\'s first step reads 1 to BATCH_MAX entries')
+    this.batch = firstStep
     this.dir = reverse ? -1 : 1
     const lo = range.lower ? { [range.lower.exclusive ? 'gt' : 'gte']: head + range.lower.id } : { gte: head }
     const hi = range.upper ? { [range.upper.exclusive ? 'lt' : 'lte']: head + range.upper.id } : { lt: headEnd(head) }
-    this.it = store.index.iterator({ ...lo, ...hi, reverse })
+    // highWaterMarkBytes is classic-level's (abstract-level's types lack it); another implementation ignores it.
+    const options = { ...lo, ...hi, reverse, highWaterMarkBytes: STEP_BYTES_MAX }
+    this.it = store.index.iterator(options)
   }
 
-  async seek(target: string | undefined, exclusive: boolean, far = false): Promise<string | undefined> {
+  seek(target: string | undefined, exclusive: boolean, far = false): Seeked {
+    const held = this.seekHeld(target, exclusive, far)
+    return held !== null ? held : this.readOn(target, exclusive, far)
+  }
+
+  /** Reads until what the scan holds decides the seek. */
+  private async readOn(target: string | undefined, exclusive: boolean, far: boolean): Promise<string | undefined> {
     for (;;) {
-      // Within what is read: a galloping search from the current place (a join's next target is mostly near).
-      if (this.pos < this.ids.length) {
-        const last = this.ids[this.ids.length - 1] as string
-        if (this.ahead(last, target, exclusive)) {
-          // Found in what was read: the posting is dense here, reading on pays.
-          this.misses = 0
-          this.pos = this.firstAhead(target, exclusive)
-          return this.current()
-        }
-        // Beyond what is read: read on while that has been finding the targets (dense postings: a read of
-        // up to BATCH_MAX entries costs about one seek), jump once reading on has missed twice in a row
-        // (a sparse posting against a dense one: each jump a seek). The target is past the current
-        // place, so inside the range.
-        if ((far || this.misses >= MISSES_BEFORE_SEEK) && !(exclusive && last === target)) {
-          this.it.seek(this.head + (target as string))
-          this.batch = BATCH_AFTER_SEEK
-        } else this.misses++
-      } else if (this.ended) {
-        return undefined
-      }
       await this.fill()
+      const held = this.seekHeld(target, exclusive, far)
+      if (held !== null) return held
     }
+  }
+
+  /**
+   * The seek answered from what is read (the id, or undefined at the end),
+   * or null when a read must come first; decides whether that read goes on
+   * from here or jumps (the iterator's seek).
+   */
+  private seekHeld(target: string | undefined, exclusive: boolean, far: boolean): string | undefined | null {
+    if (this.pos >= this.ids.length) return this.ended ? undefined : null
+    // Past the id it stands on (a scan read alone steps so, once per id): the next held, ids being strictly in order.
+    if (exclusive && target === this.ids[this.pos] && this.pos + 1 < this.ids.length) return this.ids[++this.pos]
+    // Within what is read: a galloping search from the current place (a join's next target is mostly near).
+    const last = this.ids[this.ids.length - 1] as string
+    if (this.ahead(last, target, exclusive)) {
+      // Found in what was read: the posting is dense here, reading on pays.
+      this.misses = 0
+      this.pos = this.firstAhead(target, exclusive)
+      return this.current()
+    }
+    // Beyond what is read: read on while that has been finding the targets (dense postings: a read of
+    // up to BATCH_MAX entries costs about one seek), jump once reading on has missed twice in a row
+    // (a sparse posting against a dense one: each jump a seek). The target is past the current
+    // place, so inside the range.
+    if ((far || this.misses >= MISSES_BEFORE_SEEK) && !(exclusive && last === target)) {
+      this.it.seek(this.head + (target as string))
+      this.batch = BATCH_AFTER_SEEK
+    } else this.misses++
+    return null
   }
 
   meta(): ScanMeta {
@@ -206,14 +251,46 @@ export interface PostingValue {
   readonly tags: readonly string[] | undefined
 }
 
-export function decodePostingValue(v: Uint8Array): PostingValue {
-  if (v.length < 8) return { updatedAt: undefined, expiresAt: undefined, tags: undefined }
-  const view = new DataView(v.buffer, v.byteOffset, v.byteLength)
-  const at = view.getFloat64(0)
-  const exp = v.length >= 16 ? view.getFloat64(8) : Number.NaN
-  const tags = v.length > 16 && v[16] === TAGS_FOLLOW ? Buffer.from(v.buffer, v.byteOffset + 17, v.byteLength - 17).toString('utf8').split(SEP_CHAR) : undefined
-  // One literal of one shape: a query decodes one per entry it reads.
-  return { updatedAt: Number.isNaN(at) ? undefined : at, expiresAt: Number.isNaN(exp) ? undefined : exp, tags }
+/**
+ * A tag posting's value, read where it lies: the times at once, the tags
+ * only when asked (a query judges the time first, and most postings a
+ * time-bounded query reads fail it: decoding every posting's tags was a
+ * tenth of a query's time). Also the scan's meta for the posting.
+ */
+export class PostingValueView implements PostingValue, ScanMeta {
+  readonly updatedAt: number | undefined
+  readonly expiresAt: number | undefined
+  readonly tagsKnown: boolean
+  private decoded: readonly string[] | undefined
+
+  constructor(private readonly v: Uint8Array) {
+    const at = v.length >= 8 ? float64BE(v, 0) : Number.NaN
+    const exp = v.length >= 16 ? float64BE(v, 8) : Number.NaN
+    this.updatedAt = Number.isNaN(at) ? undefined : at
+    this.expiresAt = Number.isNaN(exp) ? undefined : exp
+    this.tagsKnown = v.length > 16 && v[16] === TAGS_FOLLOW
+  }
+
+  get tags(): readonly string[] | undefined {
+    if (!this.tagsKnown) return undefined
+    const v = this.v
+    return (this.decoded ??= Buffer.from(v.buffer, v.byteOffset + 17, v.byteLength - 17).toString('utf8').split(SEP_CHAR))
+  }
 }
+
+export function decodePostingValue(v: Uint8Array): PostingValue {
+  return new PostingValueView(v)
+}
+
+/** Eight bytes of `v` from `at`, a big-endian float64 (as Buffer.writeDoubleBE wrote it), read without a view made per value. */
+function float64BE(v: Uint8Array, at: number): number {
+  for (let i = 0; i < 8; i++) F64_BYTES[LITTLE_ENDIAN ? 7 - i : i] = v[at + i] as number
+  return F64[0] as number
+}
+
+/** Scratch for float64BE: written and read within one call. */
+const F64 = new Float64Array(1)
+const F64_BYTES = new Uint8Array(F64.buffer)
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 const SEP_CHAR = '\u0000'

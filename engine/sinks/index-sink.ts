@@ -5,7 +5,7 @@ import { Sink, type AppliedRecord } from './sink.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { EXPIRY_POSTING_PREFIX, expiredRange, expiryPosting, parseExpiryPosting, type ExpiredPosting } from '../format/expiry-key.js'
-import { decodePostingValue, encodePostingValue, PostingScan, type IdRange, type PostingValue, type ScanMeta, type SeekableIds } from './index-scan.js'
+import { decodePostingValue, encodePostingValue, PostingScan, PostingValueView, type IdRange, type PostingValue, type ScanMeta, type SeekableIds } from './index-scan.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
@@ -99,13 +99,13 @@ export class IndexSink extends Sink {
   }
 
   /** A seekable scan of the forward entries within `range` (every entry, with all it indexes). */
-  forwardScan(range: IdRange, reverse: boolean): SeekableIds {
-    return new PostingScan(this.store, `f${SEP}`, range, reverse, (id, v) => ({ ...(decodeForward(this.store, id, v) as IndexedEntry), tagsKnown: true }))
+  forwardScan(range: IdRange, reverse: boolean, firstStep?: number): SeekableIds {
+    return new PostingScan(this.store, `f${SEP}`, range, reverse, (id, v) => ({ ...(decodeForward(this.store, id, v) as IndexedEntry), tagsKnown: true }), firstStep)
   }
 
   /** A seekable scan of one tag's posting within `range`: its entries' write time and expiry, not their other tags. */
-  tagScan(tag: string, range: IdRange, reverse: boolean): SeekableIds {
-    return new PostingScan(this.store, `t${SEP}${tag}${SEP}`, range, reverse, (_id, v): ScanMeta => postingMeta(decodePostingValue(v)))
+  tagScan(tag: string, range: IdRange, reverse: boolean, firstStep?: number): SeekableIds {
+    return new PostingScan(this.store, `t${SEP}${tag}${SEP}`, range, reverse, (_id, v): ScanMeta => new PostingValueView(v), firstStep)
   }
 
   /**
@@ -306,11 +306,6 @@ function indexedOf(store: LevelStore, op: Op, atMs: number): IndexedEntry | unde
   return op.type === 'put' ? labelsOf(splitIdentity(opIdentity(op)).namespace, op.tags, op.expiresAt, packedValueOf(store.packr, op).length, atMs) : undefined
 }
 
-/** A tag posting's value as a scan's meta: its tags are all the entry's when the value carries them (layout 4). */
-function postingMeta(p: PostingValue): ScanMeta {
-  return { updatedAt: p.updatedAt, expiresAt: p.expiresAt, tags: p.tags, tagsKnown: p.tags !== undefined }
-}
-
 /** A tag or expiry posting as the reconciler checks it. */
 export type Posting =
   | { readonly kind: 'tag'; readonly label: string; readonly key: string; readonly meta: PostingValue }
@@ -328,4 +323,4 @@ export function decodeForward(store: LevelStore, id: string, v: Uint8Array | und
   return labelsOf(splitIdentity(id).namespace, tags ?? undefined, expiresAt ?? undefined, valueBytes ?? undefined, updatedAt ?? undefined)
 }
 
-export type { IdBound, IdRange, ScanMeta, SeekableIds } from './index-scan.js'
+export type { IdBound, IdRange, ScanMeta, Seeked, SeekableIds } from './index-scan.js'

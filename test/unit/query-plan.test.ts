@@ -50,9 +50,9 @@ async function filled(t: Test): Promise<string> {
 async function scannedTags<T>(t: Test, fn: () => Promise<T>): Promise<{ result: T; tags: string[] }> {
   const tags: string[] = []
   const original = IndexSink.prototype.tagScan
-  IndexSink.prototype.tagScan = function (this: IndexSink, tag, range, reverse) {
+  IndexSink.prototype.tagScan = function (this: IndexSink, tag, range, reverse, firstStep) {
     tags.push(tag)
-    return original.call(this, tag, range, reverse)
+    return original.call(this, tag, range, reverse, firstStep)
   }
   t.teardown(() => {
     IndexSink.prototype.tagScan = original
