@@ -44,6 +44,7 @@ import { LogFramesBuilder, openAllWriters, WatchHub, type Change, type LogFrames
 import { exportEntries, importEntries, type ExportOptions, type ExportStream, type ImportOptions, type ImportResult } from './export.js'
 import { LevelBackend } from './sinks/level-backend.js'
 import { rowSnapshot } from './sinks/level-snapshot.js'
+import { namespaceRange } from './format/identity.js'
 import { ExpirySweeper } from './expiry-sweep.js'
 
 export type { CountOptions, Entry, QueryOptions, QueryPage, QueryResult } from './read-path.js'
@@ -381,10 +382,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    * The store's entries (or one namespace's) as one version, as a stream:
    * ndjson lines (strings) or msgpack frames (Buffers), header first (its
    * `version`), then one record per entry in (namespace, key) order, then an
-   * end record; `.version` is the header's. The snapshot is taken by this call; writes go on meanwhile
-   * and are not in it (export.ts says how). A PostgreSQL backend is
-   * EXPORT_UNSUPPORTED; a reopen of the store's LevelDB during the read
-   * (after a failed write) ends it with EXPORT_INTERRUPTED.
+   * end record; `.version` is the header's (this process's committed LSN at the call). The snapshot is
+   * taken by this call (over PostgreSQL, started by it: export.ts says why the entries are still those
+   * of the version); writes go on meanwhile and are not in it. A backend of one's own without
+   * exportSnapshot is EXPORT_UNSUPPORTED; a snapshot that cannot be read whole (a reopen of the
+   * store's LevelDB after a failed write, a PostgreSQL failure) ends it with EXPORT_INTERRUPTED.
    */
   export(options?: ExportOptions): ExportStream {
     this.lifecycle.assertReadable()
@@ -394,7 +396,11 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       committedLsn: () => this.pending.nextLsn - 1,
       nowMs: () => this.o.clock.nowMs(),
       assertReadable: () => this.lifecycle.assertReadable(),
-      snapshot: (range) => (backend instanceof LevelBackend && this.o.backend === undefined ? rowSnapshot(this.parts.store, range) : undefined),
+      snapshot: (namespace) => {
+        if (backend instanceof LevelBackend && this.o.backend === undefined) return { kind: 'level', rows: rowSnapshot(this.parts.store, namespace === undefined ? {} : namespaceRange(namespace)) }
+        return backend.exportSnapshot === undefined ? undefined : { kind: 'async', rows: backend.exportSnapshot(namespace) }
+      },
+      holdBackendAt: (lsn) => this.applierOf(backend).holdAt(lsn),
     }, options)
   }
 

@@ -50,8 +50,21 @@ export type ErrorCode =
   | 'TARGET_NOT_EMPTY'
   /** An export stream memwal cannot import: details.line (ndjson) or details.offset (msgpack) names where, details.entriesWritten what went in before. */
   | 'IMPORT_INVALID'
+  /** The store's backend gives export no snapshot (a BackendSink of one's own without exportSnapshot). */
   | 'EXPORT_UNSUPPORTED'
-  /** The store's LevelDB was reopened (after a failed write) during an export, closing its snapshot: what it emitted is not whole (no end record); run it again. details.version, details.entriesEmitted. */
+  /**
+   * An export's PostgreSQL snapshot holds this writer's records through a checkpoint that does not fit its log (past the
+   * export's version, or before records already applied: another process with the same writerId, or the tables
+   * restored): details.version, details.checkpoint, details.appliedThrough.
+   */
+  | 'EXPORT_INCONSISTENT'
+  /** limits.pgExportsOpenMax exports are open over PostgreSQL: transient, finish one. */
+  | 'EXPORT_BUSY'
+  /**
+   * An export's snapshot could not be read whole: the store's LevelDB was reopened (after a failed write), or PostgreSQL
+   * failed or ended the transaction. What it emitted is not whole (no end record); run it again. details.version,
+   * details.entriesEmitted.
+   */
   | 'EXPORT_INTERRUPTED'
 
 export interface ErrorOptions {

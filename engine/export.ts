@@ -3,13 +3,14 @@ import type { PendingLog, PendingVersion } from './apply/pending-log.js'
 import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
 import type { Checksums } from './format/checksum.js'
 import { isExpired } from './format/expiry-key.js'
-import { identityOf, namespaceRange, splitIdentity } from './format/identity.js'
+import { identityOf, splitIdentity } from './format/identity.js'
 import { decodeJsonValue, encodeStoredJsonValue } from './format/json-values.js'
 import { assert } from './assert.js'
 import { createPackr, packValue } from './format/value-codec.js'
 import { compareCodePoints } from './query/match.js'
-import type { RawRows, RowSnapshot } from './sinks/level-snapshot.js'
+import type { RowSnapshot } from './sinks/level-snapshot.js'
 import { rowFields, rowFieldsAndValueBytes } from './sinks/backend-row.js'
+import type { BackendSnapshot, SnapshotRow } from './sinks/sink.js'
 import { checkFields } from './option-fields.js'
 import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
 
@@ -42,15 +43,43 @@ import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, t
  * is whole: import refuses one without it.
  *
  * Consistency: the entries are those of one version (the header's): the
- * pending writes' latest versions are read, and decoded, in the same tick as
- * the LevelDB backend's snapshot iterator is made; an identity with a pending
- * write takes it, the others come from the snapshot. Pending holds every
- * record some sink has not applied, and what left it the backend had applied
- * before the snapshot, so together they are the store as of the committed
- * LSN then. Writes go on meanwhile and are not in the export. A PostgreSQL
- * backend has no such snapshot: export refuses it (EXPORT_UNSUPPORTED). A
- * reopen of LevelDB after a failed write closes the snapshot: the stream
- * fails with EXPORT_INTERRUPTED, without its end record (see merged).
+ * committed LSN V at the call. Pending holds every record some sink has not
+ * applied; what left it the backend had applied. An identity with a pending
+ * write takes its latest pending version; the others come from a snapshot
+ * of the backend that holds every record up to V that left pending, and no
+ * record of this process past V. How each backend gives one:
+ * - LevelDB: the pending versions are read, and decoded, in the same tick as
+ *   the snapshot iterator is made, so the snapshot is the backend at V.
+ * - PostgreSQL (PgBackend, sinks/pg/pg-export.ts): the snapshot is taken by
+ *   a REPEATABLE READ transaction's first statement, on the server, after a
+ *   round trip; records applied meanwhile would be in it. So in the call's
+ *   tick V and the pending versions are read and the backend's applier is
+ *   held at V (apply/applier.ts holdAt) until the first statement answers:
+ *   a batch built before holds only records up to V, later ones stop at V.
+ *   A record that left pending before the call was committed (its apply
+ *   answered) before the first statement was sent, so the snapshot holds
+ *   it; a record past V is applied only after the snapshot's moment. So the
+ *   snapshot holds exactly this writer's records up to some C, with
+ *   (applied before the call) <= C <= V, and the pending versions cover
+ *   (C, V]. Records up to V keep being applied while it is taken. (Reading
+ *   pending when the first statement answers instead would not do: a
+ *   record whose apply committed after the snapshot's moment but answered
+ *   first, on another connection, would have left pending: in neither.) That
+ *   first statement reads this writer's checkpoint row in the snapshot
+ *   (committed with each apply's rows): it is C, and one outside those
+ *   bounds (another process using this writerId, or the tables restored)
+ *   is EXPORT_INCONSISTENT, not an export of no version. Other writers'
+ *   rows are in it as their applies committed before the snapshot: the
+ *   header's version is this process's committed LSN, and says nothing of
+ *   theirs. An identity this process has a pending write for takes it, as
+ *   reads do.
+ * Writes go on meanwhile and are not in the export. An entry expired by the
+ * engine's clock at the call is left out, as reads hide it. A backend that
+ * gives no snapshot (a BackendSink of one's own without exportSnapshot) is
+ * refused (EXPORT_UNSUPPORTED). A snapshot that cannot be read whole (a
+ * reopen of LevelDB after a failed write, a PostgreSQL failure or its
+ * transaction ended) fails the stream with EXPORT_INTERRUPTED, without its
+ * end record, which import refuses as truncated.
  */
 
 export interface ExportOptions {
@@ -136,9 +165,14 @@ export interface ExportSource {
   nowMs(): number
   /** ENGINE_CLOSED once the engine closed (which closes the snapshot under a reader). */
   assertReadable(): void
-  /** The backend's rows in [gte, lt) from a snapshot made now, undecoded (level-snapshot.ts); undefined when the backend has none to give. */
-  snapshot(range: { readonly gte?: string; readonly lt?: string }): RowSnapshot | undefined
+  /** The backend's rows of `namespace` (or all), from a snapshot this call makes or starts; undefined when the backend gives none. */
+  snapshot(namespace: string | undefined): ExportSnapshot | undefined
+  /** Until the release is called, the backend's applier applies no record past `lsn` (Applier.holdAt). */
+  holdBackendAt(lsn: number): () => void
 }
+
+/** LevelDB's snapshot, made in the caller's tick; or one a backend takes asynchronously (PostgreSQL). */
+export type ExportSnapshot = { readonly kind: 'level'; readonly rows: RowSnapshot } | { readonly kind: 'async'; readonly rows: BackendSnapshot }
 
 const EXPORT_FIELDS = { namespace: 'string', format: 'string' } as const
 const IMPORT_FIELDS = { batchOps: 'integer', onProgress: 'function' } as const
@@ -164,10 +198,10 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
   const format = o.format ?? 'ndjson'
   if (format !== 'ndjson' && format !== 'msgpack') throw new InvalidOptionsError(`export options: format is ndjson or msgpack, not ${JSON.stringify(format)}`, 'format')
   const namespace = o.namespace === undefined ? undefined : checkNamespace(o.namespace, src.config)
-  const range = namespace === undefined ? {} : namespaceRange(namespace)
   const inRange = (id: string): boolean => namespace === undefined || splitIdentity(id).namespace === namespace
-  // One tick: the committed LSN, the pending versions (decoded now: the log's slabs move on) and the snapshot.
+  // One tick: the committed LSN, the pending versions (decoded now: the log's slabs move on) and the snapshot (or its hold).
   const version = src.committedLsn()
+  const appliedThrough = src.pending.firstLsn - 1
   const nowMs = src.nowMs()
   const overlay = new Map<string, PendingVersion>()
   for (const id of src.pending.keys()) {
@@ -175,19 +209,116 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
     const v = src.pending.lookup(id)
     if (v) overlay.set(id, v)
   }
-  const rows = src.snapshot(range)
-  if (rows === undefined) {
-    throw new MemwalError('EXPORT_UNSUPPORTED', 'this store keeps its backend rows in PostgreSQL, which offers export no snapshot to read them at one version (export the database with its own tools)')
+  const snap = src.snapshot(namespace)
+  if (snap === undefined) {
+    throw new MemwalError('EXPORT_UNSUPPORTED', 'this store\'s backend gives export no snapshot to read its rows at one version (a BackendSink without exportSnapshot)')
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
   const packr = createPackr()
   const encoder = format === 'ndjson' ? ndjsonEncoder(src.sums) : msgpackEncoder(packr, src.sums)
-  const decode = format === 'ndjson' ? decodeRow : decodeRowKeepingValueBytes
   const out = { entries: 0 }
-  const stream = encoded(header, encoder, out, (write) =>
-    merged(overlay, rows, { row: (id, bytes) => decode(packr, id, bytes, nowMs), write, assertReadable: src.assertReadable, nowMs, version }),
-  )
+  let stream: AsyncGenerator<Buffer>
+  let rows: RowSteps<unknown>
+  if (snap.kind === 'level') {
+    const decode = format === 'ndjson' ? decodeRow : decodeRowKeepingValueBytes
+    const level = closedOnce(snap.rows)
+    rows = level
+    stream = encoded(header, encoder, out, (write) =>
+      merged(overlay, level, { row: (id, bytes) => decode(packr, id, bytes, nowMs), write, failed: levelFailure(snap.rows, src.assertReadable, version), nowMs }),
+    )
+  } else {
+    const release = src.holdBackendAt(version)
+    snap.rows.taken.then(release, release)
+    const held = closedOnce(checkedSnapshot(snap.rows, { version, appliedThrough }))
+    rows = held
+    const keepBytes = format === 'msgpack'
+    stream = encoded(header, encoder, out, (write) =>
+      merged(overlay, held, { row: (id, r) => snapshotRowEntry(packr, id, r, keepBytes, nowMs), write, failed: backendFailure(src.assertReadable, version), nowMs }),
+    )
+  }
+  // return() closes the snapshot even before the first read: a generator not yet started never runs its finally.
+  const returned = stream.return.bind(stream)
+  stream.return = async (value) => {
+    try {
+      return await returned(value)
+    } finally {
+      await rows.close()
+    }
+  }
   return Object.defineProperties(stream, { version: { value: version, enumerable: true }, entries: { get: () => out.entries, enumerable: true } }) as ExportStream
+}
+
+/** The same steps, whose close() closes the snapshot once however often it is called (merged's finally, return()). */
+function closedOnce<R>(steps: RowSteps<R>): RowSteps<R> {
+  let closing: Promise<void> | undefined
+  return { next: () => steps.next(), close: () => (closing ??= steps.close()) }
+}
+
+/**
+ * An asynchronous snapshot whose first step first checks the checkpoint it
+ * holds: this writer's records through C, where the header's reasoning
+ * needs appliedThrough <= C <= version (EXPORT_INCONSISTENT otherwise).
+ */
+function checkedSnapshot(rows: BackendSnapshot, at: { readonly version: number; readonly appliedThrough: number }): RowSteps<SnapshotRow> {
+  let checked = false
+  return {
+    async next() {
+      if (!checked) {
+        const checkpoint = await rows.taken
+        checked = true
+        if (checkpoint > at.version || checkpoint < at.appliedThrough) {
+          throw new MemwalError('EXPORT_INCONSISTENT', `the backend's snapshot holds this writer's records through ${checkpoint}, outside [${at.appliedThrough}, ${at.version}] (applied before the export, its version): is another process using the same writerId, or were the tables restored?`, {
+            details: { version: at.version, checkpoint, appliedThrough: at.appliedThrough },
+          })
+        }
+      }
+      return rows.next()
+    },
+    close: () => rows.close(),
+  }
+}
+
+/** A backend snapshot row as an entry to write (its value's bytes kept as they are, or decoded); undefined when it expired by `nowMs`. */
+function snapshotRowEntry(packr: Packr, id: string, r: SnapshotRow, keepBytes: boolean, nowMs: number): ExportEntry | undefined {
+  if (r.expiresAt !== null && isExpired(r.expiresAt, nowMs)) return undefined
+  return rowEntry(id, keepBytes ? undefined : packr.decode(r.valueBytes), keepBytes ? r.valueBytes : undefined, r.tags, r.expiresAt, nowMs)
+}
+
+/**
+ * A LevelDB step that failed: the engine closed (ENGINE_CLOSED), or a reopen
+ * of the store's LevelDB (level-store.ts, after a failed write) closed the
+ * snapshot under the reader: EXPORT_INTERRUPTED. The export can neither
+ * start again (it has streamed its header and entries to the caller) nor go
+ * on from a new snapshot after the last identity out: a new snapshot is the
+ * store after writes past `version` (updates, new entries, deletes whose
+ * rows it no longer has), which the overlay taken at the call cannot take
+ * back out. So the stream ends without its end record, which an import
+ * refuses as truncated, and the caller runs the export again. A step read
+ * whole before the reopen is of the snapshot, and is written.
+ */
+function levelFailure(rows: RowSnapshot, assertReadable: () => void, version: number): (cause: unknown, emitted: number) => Error {
+  return (cause, emitted) => {
+    assertReadable() // closed under the reader: ENGINE_CLOSED, not LevelDB's error
+    if (rows.reopened()) return interrupted(cause, version, emitted, 'the store was reopened after a failed write during the export, which closed its snapshot')
+    return osError(cause, 'read the store for export')
+  }
+}
+
+/** A PostgreSQL step that failed: the engine closed, the snapshot's checkpoint did not fit (EXPORT_INCONSISTENT), or anything PostgreSQL did: EXPORT_INTERRUPTED (for the same reasons as levelFailure's). */
+function backendFailure(assertReadable: () => void, version: number): (cause: unknown, emitted: number) => Error {
+  return (cause, emitted) => {
+    assertReadable()
+    if (isMemwalError(cause)) return cause
+    return interrupted(cause, version, emitted, `the backend failed during the export (${(cause as Error).message})`)
+  }
+}
+
+function interrupted(cause: unknown, version: number, emitted: number, what: string): MemwalError {
+  return new MemwalError('EXPORT_INTERRUPTED', `${what} (version ${version}) after ${emitted} entries: the stream ends without its end record (an import refuses it as truncated); run it again`, {
+    cause,
+    transient: true,
+    details: { version, entriesEmitted: emitted },
+  })
 }
 
 /** A snapshot row as an entry to write; undefined when it expired by `nowMs`. */
@@ -208,15 +339,21 @@ function rowEntry(id: string, value: unknown, valueBytes: Uint8Array | undefined
   return { namespace, key, value, valueBytes, tags: tags ?? [], expiresAt: expiresAt ?? undefined }
 }
 
+/** A snapshot read a step at a time: rows in identity order, [identity, row] (empty once at the end). */
+interface RowSteps<R> {
+  next(): Promise<readonly (readonly [string, R])[]>
+  close(): Promise<void>
+}
+
 /** What merged reads with and writes to. */
-interface MergeContext {
+interface MergeContext<R> {
   /** A snapshot row as an entry; undefined when it expired. */
-  readonly row: (id: string, bytes: Uint8Array) => ExportEntry | undefined
+  readonly row: (id: string, r: R) => ExportEntry | undefined
   /** Writes an entry into the chunk at hand. */
   readonly write: (e: ExportEntry) => void
-  readonly assertReadable: () => void
+  /** The error a failed step ends the stream with, `emitted` entries out before it. */
+  readonly failed: (cause: unknown, emitted: number) => Error
   readonly nowMs: number
-  readonly version: number
 }
 
 /**
@@ -227,20 +364,13 @@ interface MergeContext {
  * at `nowMs` (the call's clock, read with the snapshot) is left out, whether
  * or not the sweep has deleted it yet: the export is the store as readers saw
  * it then. While one step is decoded and written, the next is read (on the
- * thread pool): at most two steps are held.
- *
- * A reopen of the store's LevelDB (level-store.ts, after a failed write)
- * closes the snapshot under the reader: EXPORT_INTERRUPTED. The export can
- * neither start again (it has streamed its header and entries to the
- * caller) nor go on from a new snapshot after the last identity out: a new
- * snapshot is the store after writes past `version` (updates, new entries,
- * deletes whose rows it no longer has), which the overlay taken at the call
- * cannot take back out. So the stream ends without its end record, which an
- * import refuses as truncated, and the caller runs the export again. A step
- * read whole before the reopen is of the snapshot, and is written.
+ * thread pool, or from PostgreSQL): at most two steps are held. A step that
+ * fails ends the stream with `failed`'s error (levelFailure,
+ * backendFailure); a step read whole before is of the snapshot, and is
+ * written.
  */
-async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSnapshot, c: MergeContext): AsyncGenerator<number> {
-  const { row, write, assertReadable, nowMs, version } = c
+async function* merged<R>(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSteps<R>, c: MergeContext<R>): AsyncGenerator<number> {
+  const { row, write, failed, nowMs } = c
   const puts: { id: string; entry: ExportEntry }[] = []
   for (const [id, v] of overlay) {
     if (v.kind !== 'put' || isExpired(v.op.expiresAt, nowMs)) continue
@@ -250,24 +380,16 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSn
   puts.sort((a, b) => compareCodePoints(a.id, b.id))
   let i = 0
   let emitted = 0 // entries yielded: each step is out once the reader asks for the next
-  const read = (): Promise<RawRows> => {
+  const read = (): Promise<readonly (readonly [string, R])[]> => {
     const step = rows.next()
     step.catch(() => {}) // read ahead: if the reader stops before awaiting it, its failure is nobody's (the finally closes the snapshot)
     return step
   }
-  const settled = async (step: Promise<RawRows>): Promise<RawRows> => {
+  const settled = async (step: Promise<readonly (readonly [string, R])[]>): Promise<readonly (readonly [string, R])[]> => {
     try {
       return await step
     } catch (cause) {
-      assertReadable() // closed under the reader: ENGINE_CLOSED, not LevelDB's error
-      if (rows.reopened()) {
-        throw new MemwalError('EXPORT_INTERRUPTED', `the store was reopened after a failed write during the export (version ${version}), which closed its snapshot after ${emitted} entries: the stream ends without its end record (an import refuses it as truncated); run it again`, {
-          cause,
-          transient: true,
-          details: { version, entriesEmitted: emitted },
-        })
-      }
-      throw osError(cause, 'read the store for export')
+      throw failed(cause, emitted)
     }
   }
   try {
@@ -275,13 +397,13 @@ async function* merged(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSn
     for (let step = await settled(ahead); step.length > 0; step = await settled(ahead)) {
       ahead = read()
       let written = 0
-      for (const [id, bytes] of step) {
+      for (const [id, r] of step) {
         while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) {
           write((puts[i++] as { entry: ExportEntry }).entry)
           written++
         }
         if (overlay.has(id)) continue
-        const e = row(id, bytes)
+        const e = row(id, r)
         if (e === undefined) continue
         write(e)
         written++

@@ -12,6 +12,12 @@ export const limits = {
   /** Open watches per engine (each is a pull loop woken on every acknowledgement). */
   watchersMax: 1024,
   /**
+   * Exports open at once over a backend whose snapshot is a transaction on a
+   * connection of its own (PgBackend): each holds a server connection and
+   * an open snapshot (which holds back vacuum) while it is read.
+   */
+  pgExportsOpenMax: 8,
+  /**
    * How far behind the last record an open watch holds back retention; a
    * watch further behind stops holding (its next read past what was purged is
    * HISTORY_PURGED): a consumer that stopped reading cannot fill the disk.

@@ -56,6 +56,8 @@ export interface ApplierStatus {
 export class Applier {
   private stopping = false
   private paused: { done: Promise<void>; resume: () => void } | undefined
+  /** Ceilings set by holdAt: no batch takes a record past the lowest (one per export whose snapshot is being taken). */
+  private readonly holds = new Set<{ readonly lsn: number }>()
   private idle: (() => void) | undefined
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
@@ -245,6 +247,29 @@ export class Applier {
     p?.resume()
   }
 
+  /**
+   * Until the returned release is called, no batch takes a record past
+   * `lsn`: a batch built before the call holds none (it was built from the
+   * records acknowledged then, which a caller passing the acknowledged LSN
+   * covers), and those after stop at `lsn`. Records up to it go on being
+   * applied. An export over PostgreSQL holds this while its snapshot is taken
+   * (export.ts says why). Releasing twice is harmless.
+   */
+  holdAt(lsn: number): () => void {
+    const hold = { lsn }
+    this.holds.add(hold)
+    return () => {
+      if (this.holds.delete(hold)) this.notify()
+    }
+  }
+
+  /** The last record a batch may take now: the acknowledged LSN, or the lowest hold below it. */
+  private applyLimit(): number {
+    let limit = this.host.ackedLsn()
+    for (const h of this.holds) limit = Math.min(limit, h.lsn)
+    return limit
+  }
+
   private async run(): Promise<void> {
     while (!this.stopping) {
       if (this.paused) {
@@ -255,7 +280,7 @@ export class Applier {
         continue
       }
       const from = this.sink.checkpoint + 1
-      if (from > this.host.ackedLsn()) {
+      if (from > this.applyLimit()) {
         await new Promise<void>((r) => (this.wake = r))
         continue
       }
@@ -268,7 +293,7 @@ export class Applier {
 
   /** Up to the batch limits of consecutive records from `from`, from the pending log (at least one record). */
   private nextBatch(from: number): ApplyBatch {
-    const acked = this.host.ackedLsn()
+    const acked = this.applyLimit()
     const records: AppliedRecord[] = []
     let bytes = 0
     let ops = 0

@@ -169,10 +169,41 @@ export abstract class BackendSink extends Sink {
    */
   readonly allWritersQuery?: AllWritersQuery
 
+  /**
+   * The live rows (of every writer) of one namespace or all, from a snapshot
+   * this call starts taking, for export (export.ts), for a backend that can
+   * give one but not synchronously (PgBackend: pg/pg-export.ts); absent on
+   * one that cannot (export then refuses it: EXPORT_UNSUPPORTED). LevelDB's
+   * own snapshot is made in the caller's tick (level-snapshot.ts).
+   */
+  exportSnapshot?(namespace: string | undefined): BackendSnapshot
+
   /** One point read (of a key nobody writes: what is stored does not matter, that the backend answers does). */
   override async probe(): Promise<void> {
     await this.get(PROBE_KEY)
   }
+}
+
+/** A row of a backend snapshot, as export writes it. */
+export interface SnapshotRow {
+  /** The value codec's bytes of the value (msgpack), as the log held them. */
+  readonly valueBytes: Uint8Array
+  readonly tags: string[] | null
+  readonly expiresAt: number | null
+}
+
+/** Rows as of one moment, in identity order, a step at a time. */
+export interface BackendSnapshot {
+  /**
+   * Resolves once the snapshot's moment is fixed, to this writer's
+   * checkpoint as the snapshot holds it (every record of this writer up to
+   * it applied, none after); rejects when it could not be taken.
+   */
+  readonly taken: Promise<number>
+  /** The next rows (empty once at the end): [identity, row]. One call at a time. */
+  next(): Promise<readonly (readonly [string, SnapshotRow])[]>
+  /** Ends the snapshot (its transaction, its connection); idempotent. */
+  close(): Promise<void>
 }
 
 /** The key the health probe reads. */

@@ -14,14 +14,16 @@
  *   is found by the line's checksum (format 2), a line dropped, repeated or
  *   moved by the records' places (format 3), and format-1 (no checksums)
  *   and format-2 files (no places; order checked) still import;
- * - options not understood are refused; a PostgreSQL backend is EXPORT_UNSUPPORTED.
+ * - options not understood are refused; a backend of one's own without
+ *   exportSnapshot is EXPORT_UNSUPPORTED (PostgreSQL: export-pg.test.ts).
  */
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import xxhash from 'xxhash-wasm'
-import { decodeJsonValue, encodeJsonValue, MemWAL, PgBackend, type Entry } from '../../engine/index.js'
+import { BackendSink, decodeJsonValue, encodeJsonValue, MemWAL, PgBackend, type StoredEntry } from '../../engine/index.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
+import { all, collect, sameEntries } from '../support/export-entries.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { contractValueArb, valueDifference } from '../support/values.js'
 import { encodeStoredJsonValue } from '../../engine/format/json-values.js'
@@ -30,32 +32,6 @@ import { createPackr, packValue } from '../../engine/format/value-codec.js'
 type Format = 'ndjson' | 'msgpack'
 /** The seed of an export line's xxh32 (README, "Export and import"). */
 const EXPORT_SEED = 0x6d776578
-
-async function collect(stream: AsyncIterable<string | Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = []
-  for await (const c of stream) parts.push(typeof c === 'string' ? Buffer.from(c) : c)
-  return Buffer.concat(parts)
-}
-
-/** Every entry of a store, in (namespace, key) order. */
-async function all(db: MemWAL): Promise<Entry[]> {
-  const out: Entry[] = []
-  for await (const e of db.query({ limit: 100_000 })) out.push(e)
-  return out
-}
-
-/** Entries compared as import must keep them: identity, value (exactly), tags, expiresAt. */
-function sameEntries(t: Test, got: readonly Entry[], want: readonly Entry[], what: string): void {
-  const id = (e: Entry): string => JSON.stringify([e.namespace, e.key])
-  t.strictSame(got.map(id), want.map(id), `${what}: the same identities`)
-  for (let i = 0; i < Math.min(got.length, want.length); i++) {
-    const g = got[i] as Entry
-    const w = want[i] as Entry
-    const d = valueDifference(w.value, g.value)
-    if (d !== undefined) t.fail(`${what}: ${id(w)}: ${d}`)
-    t.strictSame([g.tags, g.expiresAt], [w.tags, w.expiresAt], `${what}: ${id(w)} tags and expiresAt`)
-  }
-}
 
 t.test('the JSON form: every contract value reads back exactly, through JSON text', async (t) => {
   const look = { $date: 'not a date' }
@@ -437,13 +413,33 @@ t.test('progress: after each batch, with the entries and bytes so far', async (t
   t.match(r, { entries: 25, batches: 3 })
 })
 
-t.test('PostgreSQL backend: export is refused (EXPORT_UNSUPPORTED), import works', async (t) => {
+/** A backend of one's own that gives export no snapshot (no exportSnapshot): it holds nothing. */
+class NoSnapshotBackend extends BackendSink {
+  readonly name = 'backend'
+  protected async _open(): Promise<number> {
+    return 0
+  }
+  protected async _apply(): Promise<void> {}
+  protected async _close(): Promise<void> {}
+  async get(): Promise<StoredEntry | undefined> {
+    return undefined
+  }
+  async *entries(): AsyncIterable<[string, StoredEntry]> {}
+  async repair(): Promise<void> {}
+}
+
+t.test('a backend of one\'s own without exportSnapshot: export is refused (EXPORT_UNSUPPORTED)', async (t) => {
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: new NoSnapshotBackend() })
+  t.teardown(() => db.close())
+  t.throws(() => db.export(), { code: 'EXPORT_UNSUPPORTED' })
+})
+
+t.test('PostgreSQL backend: import works (export: export-pg.test.ts)', async (t) => {
   if (!(await requirePg(t))) return
   const schema = testSchemaName('export')
   t.teardown(() => dropSchema(schema))
   const db = await MemWAL.open({ dir: tmpDir(t), backend: new PgBackend({ connectionString: PG_URL, writerId: 'export', schema }) })
   t.teardown(() => db.close())
-  t.throws(() => db.export(), { code: 'EXPORT_UNSUPPORTED' })
   const r = await db.import([await exported(t, 3, 'msgpack')])
   t.match(r, { entries: 3 })
   await db.flush({ timeoutMs: 10_000 })

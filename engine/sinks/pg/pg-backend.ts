@@ -5,13 +5,14 @@ import { identityOf, splitIdentity } from '../../format/identity.js'
 import { hlcMs } from '../../format/record-codec.js'
 import { createPackr, packValue } from '../../format/value-codec.js'
 import type { DumpEntry } from '../../log/dump-entry.js'
-import { BackendSink, type AppliedRecord, type FailureClass, type StoredEntry } from '../sink.js'
+import { BackendSink, type AppliedRecord, type BackendSnapshot, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
 import { columnArgs, migrate, requireSchema, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
 import { PgAllWritersQuery } from './pg-query.js'
+import { openPgExport } from './pg-export.js'
 import { columnsOf, latestPerKey, valuePacker } from './pg-versions.js'
 
 /**
@@ -82,6 +83,8 @@ export class PgBackend extends BackendSink {
   private readonly packr = createPackr()
   private readonly t: Tables
   private readonly feeds = new Set<PgChangeFeed>()
+  /** Export snapshots not yet closed (each a transaction on a connection of its own), closed at close(). */
+  private readonly exports = new Set<BackendSnapshot>()
   /** MemWAL.query and count: every writer's rows (pg-query.ts). */
   override readonly allWritersQuery: PgAllWritersQuery
 
@@ -130,6 +133,7 @@ export class PgBackend extends BackendSink {
 
   protected async _close(): Promise<void> {
     for (const f of [...this.feeds]) f.end()
+    await Promise.all([...this.exports].map((s) => s.close()))
     await this.conn.end()
   }
 
@@ -241,6 +245,22 @@ export class PgBackend extends BackendSink {
       if (r.rows.length < n || last === undefined) return
       after = last
     }
+  }
+
+  // ---- export ----
+
+  /**
+   * Every writer's live rows (of one namespace, or all) from one
+   * REPEATABLE READ snapshot that this call starts taking (pg-export.ts).
+   * At most limits.pgExportsOpenMax open at once (EXPORT_BUSY, transient).
+   */
+  override exportSnapshot(namespace: string | undefined): BackendSnapshot {
+    if (this.exports.size >= limits.pgExportsOpenMax) {
+      throw new MemwalError('EXPORT_BUSY', `at most ${limits.pgExportsOpenMax} exports may be open at once over PostgreSQL (each holds a connection and a snapshot): finish or return() one`, { transient: true, details: { open: this.exports.size } })
+    }
+    const s = openPgExport({ conn: this.conn, t: this.t, writerId: this.writerId, pageRows: this.c.pageRows }, namespace, (x) => this.exports.delete(x))
+    this.exports.add(s)
+    return s
   }
 
   // ---- the change feed ----

@@ -20,6 +20,12 @@ export interface PgClient {
   query<R extends object>(sql: string, params?: readonly unknown[]): Promise<{ readonly rows: R[] }>
 }
 
+/** A connection outside the pool (PgConnections.dedicated): its statements, and its end. */
+export interface DedicatedClient extends PgClient {
+  /** Closes the connection (a transaction still open is rolled back by the server); never rejects. */
+  end(): Promise<void>
+}
+
 /**
  * A PgBackend's connections: one pg.Pool, started at open and ended at
  * close, whose sockets are memwal's own so that close can destroy them when
@@ -35,10 +41,42 @@ export class PgConnections {
   /** Creates the pool (connections are made on first use). */
   start(): void {
     assert(this.pool === undefined, 'a PgBackend is opened once (close it before opening it again)')
-    const pool = new pg.Pool({
+    const pool = new pg.Pool({ ...this.connectionConfig(), max: this.c.poolSize })
+    // An idle connection that breaks (server restart, network cut) is dropped by the pool; the next call makes a new one.
+    pool.on('error', (err) => this.c.logger.warn({ err, writer: this.c.writerId }, 'PostgreSQL connection lost (idle)'))
+    this.pool = pool
+  }
+
+  /**
+   * A connection of its own, outside the pool, for a transaction held open
+   * as long as its reader reads (an export's snapshot): held in the pool, a
+   * slow reader would take a connection the applier and reads need. Made
+   * with the pool's settings (so idle_in_transaction_session_timeout ends a
+   * transaction its reader left); its socket is destroyed by end() like the
+   * pool's. The caller ends it.
+   */
+  async dedicated(): Promise<DedicatedClient> {
+    this.requirePool()
+    const client = new pg.Client(this.connectionConfig())
+    // A connection that breaks emits 'error' as well as failing the statement in progress (which the reader sees).
+    client.on('error', (err) => this.c.logger.warn({ err, writer: this.c.writerId }, 'PostgreSQL connection lost (dedicated)'))
+    try {
+      await client.connect()
+    } catch (err) {
+      await client.end().catch(() => undefined)
+      throw err
+    }
+    return {
+      query: <R extends object>(sql: string, params?: readonly unknown[]) => client.query<R & QueryResultRow>(sql, params as unknown[]),
+      end: () => client.end().catch(() => undefined),
+    }
+  }
+
+  /** What every connection is made with, pooled or dedicated. */
+  private connectionConfig(): PoolConfig {
+    return {
       ...(this.c.pgConfig as PoolConfig),
       connectionString: this.c.connectionString,
-      max: this.c.poolSize,
       connectionTimeoutMillis: this.c.connectTimeoutMs,
       statement_timeout: this.c.statementTimeoutMs,
       query_timeout: this.c.statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
@@ -46,10 +84,7 @@ export class PgConnections {
       application_name: `memwal:${this.c.writerId}`.slice(0, 63),
       keepAlive: true,
       stream: () => this.track(new Socket()),
-    })
-    // An idle connection that breaks (server restart, network cut) is dropped by the pool; the next call makes a new one.
-    pool.on('error', (err) => this.c.logger.warn({ err, writer: this.c.writerId }, 'PostgreSQL connection lost (idle)'))
-    this.pool = pool
+    }
   }
 
   /** One statement on any pooled connection. */
