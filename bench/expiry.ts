@@ -36,9 +36,7 @@ const BASELINE_MS = 2_000
 /**
  * Real time plus an offset the bench moves (past the expiry), with real
  * timers: the sweep's cadence, the appliers and the health loop run as in
- * production. Time must flow: the log's writer lets the event loop turn
- * every few ms of the engine's clock between inline writes, and a clock that
- * stood still would let an awaited writer starve the sweep.
+ * production (the sweep's cadence is the engine's clock's).
  */
 class MovableClock implements Clock {
   offsetMs = 0

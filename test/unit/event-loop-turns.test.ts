@@ -10,6 +10,7 @@
  */
 import t from 'tap'
 import { MemWAL } from '../../engine/index.js'
+import { ManualClock } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 t.test('timers and the health endpoint run while a caller awaits put after put', async (t) => {
@@ -31,4 +32,31 @@ t.test('timers and the health endpoint run while a caller awaits put after put',
   t.ok(answeredAfter !== undefined, `the health endpoint answered during the 300 puts (after ${answeredAfter})`)
   t.ok(ticks > 0, `a 1 ms timer fired ${ticks} times during them`)
   t.equal(await health, 200)
+})
+
+t.test('a clock the caller has frozen does not let put after put hold the event loop', async (t) => {
+  // The turn is budgeted in real time: by the injected clock, which does not move here, one turn would have been the last.
+  const db = await MemWAL.open({ dir: tmpDir(t), clock: new ManualClock(1_800_000_000_000) })
+  t.teardown(() => db.close())
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 1)
+  for (let i = 0; i < 300; i++) await db.put(`k${i}`, i)
+  clearInterval(timer)
+  t.ok(ticks > 0, `a 1 ms timer fired ${ticks} times during 300 awaited puts`)
+})
+
+t.test('writers with many puts in flight do not hold the event loop either', async (t) => {
+  // The log's pump takes a turn when it is scheduled again after running dry: writers whose next puts came within the
+  // microtasks of the last group's acknowledgements would keep it from ever running dry, and so from ever taking one.
+  const db = await MemWAL.open({ dir: tmpDir(t), clock: new ManualClock(1_800_000_000_000) })
+  t.teardown(() => db.close())
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 1)
+  let next = 0
+  const writer = async (): Promise<void> => {
+    for (let i = next++; i < 3000; i = next++) await db.put(`k${i}`, i)
+  }
+  await Promise.all(Array.from({ length: 64 }, writer))
+  clearInterval(timer)
+  t.ok(ticks > 0, `a 1 ms timer fired ${ticks} times during 3,000 puts, 64 in flight`)
 })
