@@ -179,8 +179,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--namespace <ns>', 'only this namespace (exactly)')
     .addOption(new Option('--format <format>', 'ndjson (one JSON object per line) or msgpack (checksummed frames)').choices(['ndjson', 'msgpack']).default('ndjson'))
     .option('--out <file>', 'write this file (whole or not at all) instead of stdout')
+    .option('--pg <url>', 'the store\'s backend is this PostgreSQL (needs --writer-id): export its rows, every writer\'s')
+    .option('--writer-id <id>', 'with --pg: the writer id the store is opened with')
+    .option('--schema <name>', 'with --pg: the schema (default memwal)')
     .option('--json', 'with --out: one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; namespace?: string; format: 'ndjson' | 'msgpack'; out?: string }) => {
+    .action((dir: string, o: { json?: boolean; namespace?: string; format: 'ndjson' | 'msgpack'; out?: string; pg?: string; writerId?: string; schema?: string }) => {
       const { json, ...rest } = o
       return run('export', json === true, () => exportStore(dir, rest, createOutput(json === true)))
     })

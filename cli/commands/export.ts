@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import fs from 'node:fs'
-import { checkDataDir, isMemwalError, MemWAL, MemwalError } from '../../engine/index.js'
+import { checkDataDir, InvalidOptionsError, isMemwalError, MemWAL, MemwalError, PgBackend } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import type { Output } from '../output.js'
 
@@ -9,6 +9,9 @@ import type { Output } from '../output.js'
  * shell. Both open the store, so they need its lock: beside a process that
  * has it open they stop with LOCK_HELD, and that process exports with
  * db.export() (the snapshot is read through the engine that holds it).
+ * Export opens a PostgreSQL-backed store with its PgBackend when given
+ * --pg and --writer-id (the data directory does not say which backend it
+ * was used with).
  */
 
 export interface ExportCommandOptions {
@@ -16,12 +19,22 @@ export interface ExportCommandOptions {
   readonly format?: 'ndjson' | 'msgpack'
   /** A file to write (through `<file>.partial`, renamed once whole); stdout when absent. */
   readonly out?: string
+  /**
+   * The store's backend is PostgreSQL at this URL: the store is opened with
+   * a PgBackend (its `writerId`, its `schema`), so the export is its rows
+   * (every writer's) with this writer's pending writes over them. The data
+   * directory does not say which backend it was used with.
+   */
+  readonly pg?: string
+  readonly writerId?: string
+  readonly schema?: string
 }
 
-/** `memwal export <dir> [--namespace NS] [--format ndjson|msgpack] [--out FILE]`. */
+/** `memwal export <dir> [--namespace NS] [--format ndjson|msgpack] [--out FILE] [--pg URL --writer-id ID [--schema S]]`. */
 export async function exportStore(dir: string, o: ExportCommandOptions, out: Output, stdout: NodeJS.WritableStream = process.stdout): Promise<number> {
+  const backend = pgBackendOf(o)
   await checkDataDir(dir)
-  const db = await openLocked(dir, 'export', 'db.export()')
+  const db = await openLocked(dir, 'export', 'db.export()', backend)
   try {
     const stream = db.export({ ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.format !== undefined ? { format: o.format } : {}) })
     let bytes = 0
@@ -80,9 +93,19 @@ export async function importStore(dir: string, file: string, o: { readonly batch
   }
 }
 
-async function openLocked(dir: string, command: string, api: string): Promise<MemWAL> {
+/** The PgBackend --pg asks for (with its --writer-id, and --schema if given), or none. */
+function pgBackendOf(o: ExportCommandOptions): PgBackend | undefined {
+  if (o.pg === undefined) {
+    if (o.writerId !== undefined || o.schema !== undefined) throw new InvalidOptionsError('--writer-id and --schema go with --pg', 'pg')
+    return undefined
+  }
+  if (o.writerId === undefined) throw new InvalidOptionsError('--pg opens the store with its PostgreSQL backend: give the writer id it was opened with, --writer-id', 'writerId')
+  return new PgBackend({ connectionString: o.pg, writerId: o.writerId, ...(o.schema !== undefined ? { schema: o.schema } : {}) })
+}
+
+async function openLocked(dir: string, command: string, api: string, backend?: PgBackend): Promise<MemWAL> {
   try {
-    return await MemWAL.open({ dir })
+    return await MemWAL.open(backend === undefined ? { dir } : { dir, backend })
   } catch (err) {
     if (isMemwalError(err) && err.code === 'LOCK_HELD') {
       throw new MemwalError('LOCK_HELD', `${err.message}: memwal ${command} opens the store and needs its lock; from the process that holds it, call ${api}`, { cause: err, details: err.details })
