@@ -128,7 +128,7 @@ t.test('PostgreSQL: an export taken while writes go on holds exactly the entries
 t.test('PostgreSQL: its connection ended mid-export is EXPORT_INTERRUPTED, the stream without its end record (import: truncated)', async (t) => {
   const pgdb = await schemaWithClient(t, 'export_cut')
   if (!pgdb) return
-  const db = await MemWAL.open({ dir: tmpDir(t), backend: pgBackend(pgdb.schema, 'cut', { pageRows: 10 }), cacheBytes: 1 })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: pgBackend(pgdb.schema, 'export-cut', { pageRows: 10 }), cacheBytes: 1 })
   t.teardown(() => db.close())
   await db.batch(Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, key: `k${String(i).padStart(3, '0')}`, value: i })))
   await db.flush({ timeoutMs: 10_000 })
@@ -139,7 +139,7 @@ t.test('PostgreSQL: its connection ended mid-export is EXPORT_INTERRUPTED, the s
     for await (const c of stream) {
       parts.push(c)
       if (parts.length === 2) {
-        const r = await pgdb.client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'FETCH % FROM memwal_export' AND pid <> pg_backend_pid()`)
+        const r = await pgdb.client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'memwal:export-cut' AND query LIKE 'FETCH % FROM memwal_export'`)
         t.equal(r.rowCount, 1, 'the export\'s connection was ended')
       }
     }
@@ -160,13 +160,13 @@ t.test('PostgreSQL: a snapshot holding this writer past the version is EXPORT_IN
   const pgdb = await schemaWithClient(t, 'export_bounds')
   if (!pgdb) return
   // pageRows 2: an export read twice (its header, its first step) has steps left to read.
-  const db = await MemWAL.open({ dir: tmpDir(t), backend: pgBackend(pgdb.schema, 'x', { pageRows: 2 }), cacheBytes: 1 })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: pgBackend(pgdb.schema, 'export-x', { pageRows: 2 }), cacheBytes: 1 })
   await db.batch(Array.from({ length: 10 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, value: i })))
   await db.flush({ timeoutMs: 10_000 })
   // As another process with the same writerId would leave it.
-  await pgdb.client.query(`UPDATE "${pgdb.schema}".checkpoints SET lsn = lsn + 100 WHERE writer = 'x'`)
+  await pgdb.client.query(`UPDATE "${pgdb.schema}".checkpoints SET lsn = lsn + 100 WHERE writer = 'export-x'`)
   await t.rejects(collect(db.export()), { code: 'EXPORT_INCONSISTENT', details: { checkpoint: 101, version: 1 } })
-  await pgdb.client.query(`UPDATE "${pgdb.schema}".checkpoints SET lsn = 1 WHERE writer = 'x'`)
+  await pgdb.client.query(`UPDATE "${pgdb.schema}".checkpoints SET lsn = 1 WHERE writer = 'export-x'`)
   const open = Array.from({ length: 8 }, () => db.export())
   t.throws(() => db.export(), { code: 'EXPORT_BUSY', transient: true })
   await open[0]?.return?.(undefined) // before its first read: its snapshot closes all the same
@@ -178,7 +178,7 @@ t.test('PostgreSQL: a snapshot holding this writer past the version is EXPORT_IN
     await s.next()
   }
   const sessions = async (): Promise<number> => {
-    const r = await pgdb.client.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'memwal:x' AND state LIKE '%in transaction%'`)
+    const r = await pgdb.client.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'memwal:export-x' AND xact_start IS NOT NULL AND query LIKE 'FETCH % FROM memwal_export'`)
     return Number(r.rows[0]?.n)
   }
   t.equal(await sessions(), 8, 'each open export holds its transaction')
