@@ -1,6 +1,6 @@
 import type { Applier } from './apply/applier.js'
 import { isMemwalError, MemwalError } from './errors.js'
-import type { IndexSink, SeekableIds } from './sinks/index-sink.js'
+import type { IndexSink, Seeked, SeekableIds } from './sinks/index-sink.js'
 
 /** What the engine reads of the index: queries (forwardScan, tagScan, postingBytes), clear (keys), listNamespaces and stats (forward), the expiry sweep (expired). */
 export type IndexReads = Pick<IndexSink, 'keys' | 'forward' | 'expired' | 'forwardScan' | 'tagScan' | 'postingBytes'>
@@ -43,7 +43,13 @@ export function countedIndexReads(index: IndexSink, applier: Applier, failed: (c
 function seekwise(scan: SeekableIds, read: <R>(fn: () => Promise<R>) => Promise<R>): SeekableIds {
   return {
     seek: (target, exclusive, far) => {
-      const s = scan.seek(target, exclusive, far)
+      let s: Seeked
+      try {
+        s = scan.seek(target, exclusive, far)
+      } catch (err) {
+        // A jump is made at once (the iterator's seek), and throws at once on an iterator the store's reopen closed: a failed read all the same.
+        return read(() => Promise.reject(err))
+      }
       return s instanceof Promise ? read(() => s) : s
     },
     meta: () => scan.meta(),
