@@ -1,15 +1,16 @@
 import type { Packr } from 'msgpackr'
 import type { PendingLog, PendingVersion } from './apply/pending-log.js'
 import { InvalidOptionsError, isMemwalError, MemwalError, osError } from './errors.js'
+import { encoded, EXPORT_SEED, FRAME_HEADER_BYTES, LINE_SUM_BYTES, LINE_SUM_HEAD, msgpackEncoder, MSGPACK_NIL, ndjsonEncoder, type EntryWriter, type ExportEntry } from './export-encoders.js'
 import type { Checksums } from './format/checksum.js'
 import { isExpired } from './format/expiry-key.js'
 import { identityOf, splitIdentity } from './format/identity.js'
-import { decodeJsonValue, encodeStoredJsonValue } from './format/json-values.js'
+import { decodeJsonValue } from './format/json-values.js'
 import { assert } from './assert.js'
 import { createPackr, packValue } from './format/value-codec.js'
 import { compareCodePoints } from './query/match.js'
 import type { RowSnapshot } from './sinks/level-snapshot.js'
-import { rowFields, rowFieldsAndValueBytes } from './sinks/backend-row.js'
+import { rowBounds } from './sinks/backend-row.js'
 import type { BackendSnapshot, SnapshotRow } from './sinks/sink.js'
 import { checkFields } from './option-fields.js'
 import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
@@ -133,18 +134,7 @@ export const EXPORT_FORMAT = 3
 const CHECKSUMMED_FORMAT = 2
 /** The first format whose records carry their place in the stream (`n`). */
 const NUMBERED_FORMAT = 3
-/** What ends a checksummed ndjson line: `,"xxh32":"` 8 hex digits `"}` (the bytes before it are hashed). */
-const LINE_SUM_HEAD = Buffer.from(',"xxh32":"')
-const LINE_SUM_BYTES = LINE_SUM_HEAD.length + 8 + 2
 const HEX8 = /^[0-9a-f]{8}$/
-const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1')
-/** The seed of a msgpack frame's xxh32 ('mwex'). */
-export const EXPORT_SEED = 0x6d776578
-const FRAME_HEADER_BYTES = 8
-/** msgpack's nil. */
-const MSGPACK_NIL = 0xc0
-/** A chunk's first room; it grows to a step's records (SNAPSHOT_STEP_ROWS of them, level-snapshot.ts). */
-const CHUNK_BYTES_MIN = 64 * 1024
 const BATCH_OPS_DEFAULT = 1000
 /**
  * An entry expiring within this of its import is not written: put refuses an
@@ -177,17 +167,6 @@ export type ExportSnapshot = { readonly kind: 'level'; readonly rows: RowSnapsho
 const EXPORT_FIELDS = { namespace: 'string', format: 'string' } as const
 const IMPORT_FIELDS = { batchOps: 'integer', onProgress: 'function' } as const
 
-/** An entry to write: built as a literal of one shape (no object spreads, which cost per entry). */
-interface ExportEntry {
-  readonly namespace: string
-  readonly key: string
-  readonly value: unknown
-  /** The value codec's bytes of `value` as the row holds them (msgpack, a snapshot row): written as they are. */
-  readonly valueBytes: Uint8Array | undefined
-  readonly tags: readonly string[]
-  readonly expiresAt: number | undefined
-}
-
 /**
  * The export stream of `src` as of now: Buffers, each holding whole records
  * (the header alone, then the entries of one step of snapshot rows, then
@@ -215,16 +194,15 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
   }
   const header = { memwal: 'export', format: EXPORT_FORMAT, encoding: format, version, ...(namespace !== undefined ? { namespace } : {}) }
   const packr = createPackr()
-  const encoder = format === 'ndjson' ? ndjsonEncoder(src.sums) : msgpackEncoder(packr, src.sums)
+  const encoder = format === 'ndjson' ? ndjsonEncoder(packr, src.sums) : msgpackEncoder(packr, src.sums)
   const out = { entries: 0 }
   let stream: AsyncGenerator<Buffer>
   let rows: RowSteps<unknown>
   if (snap.kind === 'level') {
-    const decode = format === 'ndjson' ? decodeRow : decodeRowKeepingValueBytes
     const level = closedOnce(snap.rows)
     rows = level
     stream = encoded(header, encoder, out, (write) =>
-      merged(overlay, level, { row: (id, bytes) => decode(packr, id, bytes, nowMs), write, failed: levelFailure(snap.rows, src.assertReadable, version), nowMs }),
+      merged(overlay, level, { row: (id, bytes) => writeRow(packr, write, id, bytes, nowMs), put: write.entry, failed: levelFailure(snap.rows, src.assertReadable, version), nowMs }),
     )
   } else {
     const release = src.holdBackendAt(version)
@@ -233,7 +211,16 @@ export function exportEntries(src: ExportSource, options: ExportOptions | undefi
     rows = held
     const keepBytes = format === 'msgpack'
     stream = encoded(header, encoder, out, (write) =>
-      merged(overlay, held, { row: (id, r) => snapshotRowEntry(packr, id, r, keepBytes, nowMs), write, failed: backendFailure(src.assertReadable, version), nowMs }),
+      merged(overlay, held, {
+        row: (id, r) => {
+          const e = snapshotRowEntry(packr, id, r, keepBytes, nowMs)
+          if (e !== undefined) write.entry(e)
+          return e !== undefined
+        },
+        put: write.entry,
+        failed: backendFailure(src.assertReadable, version),
+        nowMs,
+      }),
     )
   }
   // return() closes the snapshot even before the first read: a generator not yet started never runs its finally.
@@ -321,18 +308,24 @@ function interrupted(cause: unknown, version: number, emitted: number, what: str
   })
 }
 
-/** A snapshot row as an entry to write; undefined when it expired by `nowMs`. */
-function decodeRow(packr: Packr, id: string, bytes: Uint8Array, nowMs: number): ExportEntry | undefined {
-  const [value, tags, , , , expiresAt] = rowFields(packr, bytes)
-  return rowEntry(id, value, undefined, tags, expiresAt, nowMs)
+/**
+ * Writes a LevelDB snapshot row's entry unless it expired by `nowMs`; false
+ * when it did (nothing written). Only the row's expiresAt is decoded here:
+ * the encoders take the other fields' bytes from the row (rowBounds).
+ */
+function writeRow(packr: Packr, write: EntryWriter, id: string, row: Uint8Array, nowMs: number): boolean {
+  const b = rowBounds(row)
+  let expiresAt: number | undefined
+  if (row[b.expiresAtStart] !== MSGPACK_NIL) {
+    expiresAt = packr.decode(row.subarray(b.expiresAtStart)) as number
+    assert(typeof expiresAt === 'number', "a row's expiresAt is a number or nil")
+    if (isExpired(expiresAt, nowMs)) return false
+  }
+  write.row(id, row, b, expiresAt)
+  return true
 }
 
-/** The same, keeping the value's bytes (msgpack writes them as they are, not encoded again). */
-function decodeRowKeepingValueBytes(packr: Packr, id: string, bytes: Uint8Array, nowMs: number): ExportEntry | undefined {
-  const { fields, valueBytes } = rowFieldsAndValueBytes(packr, bytes)
-  return rowEntry(id, fields[0], valueBytes, fields[1], fields[5], nowMs)
-}
-
+/** A backend snapshot row's fields as an entry to write; undefined when it expired by `nowMs`. */
 function rowEntry(id: string, value: unknown, valueBytes: Uint8Array | undefined, tags: string[] | null, expiresAt: number | null, nowMs: number): ExportEntry | undefined {
   if (expiresAt !== null && isExpired(expiresAt, nowMs)) return undefined
   const { namespace, key } = splitIdentity(id)
@@ -347,10 +340,10 @@ interface RowSteps<R> {
 
 /** What merged reads with and writes to. */
 interface MergeContext<R> {
-  /** A snapshot row as an entry; undefined when it expired. */
-  readonly row: (id: string, r: R) => ExportEntry | undefined
-  /** Writes an entry into the chunk at hand. */
-  readonly write: (e: ExportEntry) => void
+  /** Writes a snapshot row's entry into the chunk at hand; false when it expired (nothing written). */
+  readonly row: (id: string, r: R) => boolean
+  /** Writes a pending put's entry into the chunk at hand. */
+  readonly put: (e: ExportEntry) => void
   /** The error a failed step ends the stream with, `emitted` entries out before it. */
   readonly failed: (cause: unknown, emitted: number) => Error
   readonly nowMs: number
@@ -359,8 +352,8 @@ interface MergeContext<R> {
 /**
  * Writes the snapshot's rows and the pending puts, in identity order, and
  * yields (how many it wrote) after each step of rows; an identity with a
- * pending write takes it. Each entry is written as it is decoded, so none
- * outlives its row (what stays alive is what the collector copies). An entry expired
+ * pending write takes it. Each entry is written from its row as the row
+ * comes, so none outlives its row (what stays alive is what the collector copies). An entry expired
  * at `nowMs` (the call's clock, read with the snapshot) is left out, whether
  * or not the sweep has deleted it yet: the export is the store as readers saw
  * it then. While one step is decoded and written, the next is read (on the
@@ -370,7 +363,7 @@ interface MergeContext<R> {
  * written.
  */
 async function* merged<R>(overlay: ReadonlyMap<string, PendingVersion>, rows: RowSteps<R>, c: MergeContext<R>): AsyncGenerator<number> {
-  const { row, write, failed, nowMs } = c
+  const { row, put, failed, nowMs } = c
   const puts: { id: string; entry: ExportEntry }[] = []
   for (const [id, v] of overlay) {
     if (v.kind !== 'put' || isExpired(v.op.expiresAt, nowMs)) continue
@@ -399,13 +392,10 @@ async function* merged<R>(overlay: ReadonlyMap<string, PendingVersion>, rows: Ro
       let written = 0
       for (const [id, r] of step) {
         while (i < puts.length && compareCodePoints((puts[i] as { id: string }).id, id) < 0) {
-          write((puts[i++] as { entry: ExportEntry }).entry)
+          put((puts[i++] as { entry: ExportEntry }).entry)
           written++
         }
-        if (overlay.has(id)) continue
-        const e = row(id, r)
-        if (e === undefined) continue
-        write(e)
+        if ((overlay.size > 0 && overlay.has(id)) || !row(id, r)) continue // no pending write: no lookup (hashing the identity)
         written++
       }
       yield written
@@ -415,125 +405,8 @@ async function* merged<R>(overlay: ReadonlyMap<string, PendingVersion>, rows: Ro
     await rows.close()
   }
   if (i === puts.length) return
-  for (const p of puts.slice(i)) write(p.entry)
+  for (const p of puts.slice(i)) put(p.entry)
   yield puts.length - i
-}
-
-/** Writes records into chunks: the export's two encodings. */
-interface RecordEncoder {
-  /** The header or the end record, `n` its place. */
-  record(chunk: Chunk, record: object, n: number): void
-  entry(chunk: Chunk, e: ExportEntry, n: number): void
-}
-
-/**
- * The stream: the header as a chunk of its own (out before the snapshot is
- * read: an interrupted export has written it), one chunk per step of
- * entries, the end record. `out.entries` counts the entries handed out.
- */
-async function* encoded(header: object, encoder: RecordEncoder, out: { entries: number }, steps: (write: (e: ExportEntry) => void) => AsyncIterable<number>): AsyncGenerator<Buffer> {
-  const chunk = new Chunk()
-  encoder.record(chunk, header, 0)
-  yield chunk.take()
-  let n = 0
-  for await (const written of steps((e) => encoder.entry(chunk, e, ++n))) {
-    if (written === 0) continue // every row of the step expired, or had a pending write out of it
-    out.entries = n
-    yield chunk.take()
-  }
-  encoder.record(chunk, { memwal: 'end', entries: n }, n + 1)
-  yield chunk.take()
-}
-
-/** Records gathered into one Buffer, grown as they come and handed out whole (a view: the next chunk is a new Buffer). */
-class Chunk {
-  private buf = Buffer.allocUnsafe(CHUNK_BYTES_MIN)
-  private at = 0
-
-  /** Room for `n` more bytes; returns where they go. */
-  reserve(n: number): Buffer {
-    if (this.at + n > this.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + n))
-      this.buf.copy(grown, 0, 0, this.at)
-      this.buf = grown
-    }
-    return this.buf
-  }
-
-  /** Where the next record goes: the bytes written so far. */
-  get offset(): number {
-    return this.at
-  }
-
-  advance(n: number): void {
-    assert(this.at + n <= this.buf.length, 'a record written within the room reserved for it')
-    this.at += n
-  }
-
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.at)
-    // The next chunk starts as large as this one grew: a step's records fit without growing again.
-    this.buf = Buffer.allocUnsafe(Math.max(CHUNK_BYTES_MIN, this.buf.length))
-    this.at = 0
-    return out
-  }
-}
-
-/** ndjson: each record's JSON with its place last, then the checksum of those bytes (without the closing brace) as its last field. */
-function ndjsonEncoder(sums: Checksums): RecordEncoder {
-  const line = (chunk: Chunk, json: string): void => {
-    // A UTF-16 unit is at most 3 bytes of UTF-8; the JSON's closing brace (1 byte) is written over.
-    const buf = chunk.reserve(3 * json.length + LINE_SUM_BYTES + 1)
-    const start = chunk.offset
-    const open = buf.write(json, start, 'utf8') - 1
-    const sum = sums.h32(buf.subarray(start, start + open), EXPORT_SEED)
-    // `,"xxh32":"` the sum in 8 hex digits `"}` and the newline, byte by byte (no string made for them).
-    let at = start + open
-    buf.set(LINE_SUM_HEAD, at)
-    at += LINE_SUM_HEAD.length
-    for (let shift = 28; shift >= 0; shift -= 4) buf[at++] = HEX_DIGITS[(sum >>> shift) & 0xf] as number
-    buf[at++] = 0x22
-    buf[at++] = 0x7d
-    buf[at++] = 0x0a
-    chunk.advance(at - start)
-  }
-  return {
-    record: (chunk, record, n) => line(chunk, JSON.stringify({ ...record, n })),
-    entry: (chunk, e, n) => {
-      const value = encodeStoredJsonValue(e.value)
-      line(chunk, JSON.stringify(e.expiresAt === undefined ? { namespace: e.namespace, key: e.key, value, tags: e.tags, n } : { namespace: e.namespace, key: e.key, value, tags: e.tags, expiresAt: e.expiresAt, n }))
-    },
-  }
-}
-
-/**
- * msgpack: frames of [u32 length][u32 xxh32 of the payload][payload]. An
- * entry's payload is its map with the value last: the map packed with a nil
- * there, then the value's bytes in the nil's place (a map is its header and
- * then its keys and values in turn), so a row's value is not encoded again.
- */
-function msgpackEncoder(packr: Packr, sums: Checksums): RecordEncoder {
-  const frame = (chunk: Chunk, head: Uint8Array, rest: Uint8Array | undefined): void => {
-    const length = head.length + (rest?.length ?? 0)
-    const buf = chunk.reserve(FRAME_HEADER_BYTES + length)
-    const start = chunk.offset
-    buf.writeUInt32BE(length, start)
-    buf.set(head, start + FRAME_HEADER_BYTES)
-    if (rest !== undefined) buf.set(rest, start + FRAME_HEADER_BYTES + head.length)
-    buf.writeUInt32BE(sums.h32(buf.subarray(start + FRAME_HEADER_BYTES, start + FRAME_HEADER_BYTES + length), EXPORT_SEED), start + 4)
-    chunk.advance(FRAME_HEADER_BYTES + length)
-  }
-  return {
-    record: (chunk, record, n) => frame(chunk, packr.pack({ ...record, n }), undefined),
-    entry: (chunk, e, n) => {
-      // A pending put's value is encoded here, and copied: the map's pack below reuses packr's buffer.
-      const valueBytes = e.valueBytes ?? packValue(packr, e.value).slice()
-      const { namespace, key, tags, expiresAt } = e
-      const map = packr.pack(expiresAt === undefined ? { namespace, key, tags, n, value: null } : { namespace, key, tags, expiresAt, n, value: null })
-      assert(map[map.length - 1] === MSGPACK_NIL, 'a map packed with a nil value last ends with the nil')
-      frame(chunk, map.subarray(0, map.length - 1), valueBytes)
-    },
-  }
 }
 
 // ---- import ----

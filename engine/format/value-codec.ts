@@ -69,6 +69,17 @@ import { MemwalError } from '../errors.js'
 /** The msgpack extension type of memwal's value tags. */
 export const VALUE_TAG_EXT = 0x6d
 
+/**
+ * The extension types msgpackr writes as an ext header whose data is a
+ * filler and then one msgpack element, its contents (`d4 73 00` and the
+ * array of a Set's items): memwal's tag, and msgpackr's own Set (0x73),
+ * Error (0x65) and RegExp (0x78), which its decoder reads the same way
+ * (this codec writes Errors and RegExps as tags; records before it may hold
+ * msgpackr's). A reader that skips a value by its headers
+ * (format/msgpack-scan.ts) passes that element too.
+ */
+export const EXT_TYPES_WITH_ELEMENT: ReadonlySet<number> = new Set([VALUE_TAG_EXT, 0x73, 0x65, 0x78])
+
 /** How deep a value may nest (objects, arrays, Maps, Sets, Error causes): msgpackr and this walk recurse per level. */
 export const VALUE_DEPTH_MAX = 512
 

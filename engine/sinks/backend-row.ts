@@ -1,5 +1,6 @@
 import type { Packr } from 'msgpackr'
 import { splitIdentity } from '../format/identity.js'
+import { msgpackEnd } from '../format/msgpack-scan.js'
 import { toWireValue } from '../format/value-codec.js'
 import { assert } from '../assert.js'
 import type { StoredEntry } from './sink.js'
@@ -16,7 +17,7 @@ import type { StoredEntry } from './sink.js'
  * elements) and then its elements one after the other, so the value's bytes
  * lie in the row as they are: a row can be spliced from a value already
  * packed (spliceRow, the apply path) and a value's bytes read out of a row
- * without decoding them again (rowFieldsAndValueBytes, export).
+ * without decoding anything (rowBounds, export).
  */
 
 /** A row's fields, in order. */
@@ -60,21 +61,28 @@ export function rowFields(packr: Packr, row: Uint8Array): RowFields {
 }
 
 /**
- * A row's fields and its value's msgpack bytes as they lie in the row (a
- * view): the bytes from after the header to where the tags begin. They are
- * the value codec's bytes of the value, as the log held them.
+ * Where a row's fields lie, as offsets into it: the value from 1 (after the
+ * array's header) to valueEnd, the tags from there to tagsEnd (nil when
+ * they are none), then lsn, createdAt and updatedAt, and expiresAt from
+ * expiresAtStart to the row's end (nil when it has none). An export writes
+ * the value's and the tags' bytes as they are: they are the value codec's
+ * bytes, as the log held them.
  */
-export function rowFieldsAndValueBytes(packr: Packr, row: Uint8Array): { fields: RowFields; valueBytes: Uint8Array } {
+export interface RowBounds {
+  readonly valueEnd: number
+  readonly tagsEnd: number
+  readonly expiresAtStart: number
+}
+
+/** A row's fields' bounds, found from their msgpack headers (nothing decoded: format/msgpack-scan.ts). */
+export function rowBounds(row: Uint8Array): RowBounds {
   assert(row[0] === MSGPACK_FIXARRAY_6, 'a backend row is a msgpack array of six')
-  const body = row.subarray(1)
-  const fields: unknown[] = []
-  let valueEnd = -1
-  packr.unpackMultiple(body, (v: unknown, _start?: number, end?: number) => {
-    if (fields.length === 0) valueEnd = end ?? -1
-    fields.push(v)
-  })
-  assert(fields.length === ROW_FIELDS && valueEnd > 0, 'a backend row has six fields')
-  return { fields: fields as unknown as RowFields, valueBytes: body.subarray(0, valueEnd) }
+  const valueEnd = msgpackEnd(row, 1)
+  const tagsEnd = valueEnd < 0 ? -1 : msgpackEnd(row, valueEnd)
+  let at = tagsEnd
+  for (let field = 0; field < 3 && at >= 0; field++) at = msgpackEnd(row, at) // lsn, createdAt, updatedAt
+  assert(at > 0 && msgpackEnd(row, at) === row.length, 'a backend row has six fields and nothing after them')
+  return { valueEnd, tagsEnd, expiresAtStart: at }
 }
 
 /** A row as the entry it stores, `id` its key. */
