@@ -1,4 +1,5 @@
 import { isMemwalError, osError, type MemwalError } from '../engine/index.js'
+import { withBackendHint } from './backend-hint.js'
 
 /** e2fsck's exit codes (DESIGN.md §9). */
 export const ExitCode = {
@@ -16,7 +17,7 @@ export const ExitCode = {
  * path and the fix, wherever it was met.
  */
 export function asReported(err: unknown, command: string): MemwalError | Error {
-  if (isMemwalError(err)) return err
+  if (isMemwalError(err)) return err.code === 'BACKEND_MISMATCH' ? withBackendHint(err, command) : err
   const code = (err as { code?: unknown } | null)?.code
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return osError(err, `run memwal ${command}`)
   return err instanceof Error ? err : new Error(String(err))
@@ -27,7 +28,8 @@ export function exitCodeFor(err: unknown): number {
   if (isMemwalError(err)) {
     if (err.code.startsWith('WAL_') && err.code !== 'WAL_UNKNOWN_VERSION' && err.code !== 'WAL_FAILED' && err.code !== 'WAL_CLOSED' && err.code !== 'WAL_WRITE_FAILED') return ExitCode.UNCORRECTED
     // A cursor that is not this store's, or not this query's, is input the user gave: a usage error, as a bad flag is.
-    if (err.code === 'INVALID_OPTIONS' || err.code === 'QUERY_INVALID_CURSOR') return ExitCode.USAGE
+    // So is a store opened with another backend than it was written with: an option is missing or wrong (--pg).
+    if (err.code === 'INVALID_OPTIONS' || err.code === 'QUERY_INVALID_CURSOR' || err.code === 'BACKEND_MISMATCH') return ExitCode.USAGE
   }
   return ExitCode.OPERATIONAL
 }

@@ -9,6 +9,7 @@ import { NodeFileSystem } from './io/node-fs.js'
 import type { Random } from './io/random.js'
 import { systemRandom } from './io/random.js'
 import { checkDataDir, recogniseDataDir, writeMarker } from './log/data-dir.js'
+import { BACKEND_RECORD_NAME } from './log/backend-record.js'
 import { listWal } from './log/segment-list.js'
 import type { LogExtent } from './log/wal-writer.js'
 import type { LevelStore } from './sinks/level-store.js'
@@ -71,8 +72,8 @@ export interface BackupSource {
   holding<T>(fn: () => Promise<T>): Promise<T>
 }
 
-/** What a data directory holds besides `wal/` and `store/` that a backup keeps: the dead letters and the declared gaps. */
-const KEPT_FILES = ['gaps.json']
+/** What a data directory holds besides `wal/` and `store/` that a backup keeps: the dead letters, the declared gaps and the backend record. */
+const KEPT_FILES = ['gaps.json', BACKEND_RECORD_NAME]
 const KEPT_DIRS = ['deadletter']
 
 export async function backupStore(src: BackupSource, target: string): Promise<BackupResult> {

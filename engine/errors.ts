@@ -33,6 +33,11 @@ export type ErrorCode =
   | 'VERSION_MISMATCH'
   | 'DIR_NOT_FOUND'
   | 'DIR_NOT_MEMWAL'
+  /**
+   * A data directory opened with another backend than the one its BACKEND record names (log/backend-record.ts):
+   * details.path, details.recorded (null: no record, but its store shows another backend), details.given. Nothing written.
+   */
+  | 'BACKEND_MISMATCH'
   | 'PERMISSION_DENIED'
   | 'LOCK_HELD'
   | 'LOCK_COMPROMISED'

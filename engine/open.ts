@@ -1,4 +1,5 @@
 import { WalFailedError } from './errors.js'
+import { BackendClaim } from './backend-claim.js'
 import { PendingLog } from './apply/pending-log.js'
 import { BacklogLoad } from './apply/backlog-load.js'
 import { createChecksums, type Checksums } from './format/checksum.js'
@@ -59,9 +60,12 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
   const undo: (() => Promise<unknown>)[] = [() => lock.release()]
   try {
     if (kind === 'unmarked') await writeMarker(fs, dir)
+    // Before the store opens: a directory written with another backend is refused with nothing written.
+    const claim = await BackendClaim.check(fs, dir, config.backend?.backendKind() ?? { kind: 'leveldb' }, kind === 'missing' || kind === 'empty')
     for (const l of await looseDirs(fs, dir)) config.logger.warn({ path: l.path, mode: `0${(l.mode & 0o777).toString(8)}` }, describeLooseDir(l))
     const store = await openStore(fs, dir, config.level, { clock: config.clock, config: config.storeSync })
     undo.push(() => store.close())
+    await claim.settle(store, config.logger)
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
     const backend = wrap(config.backend ?? new LevelBackend(store))
     const index = wrap(new IndexSink(store))

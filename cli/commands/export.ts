@@ -10,8 +10,9 @@ import type { Output } from '../output.js'
  * has it open they stop with LOCK_HELD, and that process exports with
  * db.export() (the snapshot is read through the engine that holds it).
  * Export opens a PostgreSQL-backed store with its PgBackend when given
- * --pg and --writer-id (the data directory does not say which backend it
- * was used with).
+ * --pg and --writer-id; without them such a store is refused with
+ * BACKEND_MISMATCH (the directory records its backend), and the CLI's
+ * message names the options to add (backend-hint.ts).
  */
 
 export interface ExportCommandOptions {
@@ -22,8 +23,8 @@ export interface ExportCommandOptions {
   /**
    * The store's backend is PostgreSQL at this URL: the store is opened with
    * a PgBackend (its `writerId`, its `schema`), so the export is its rows
-   * (every writer's) with this writer's pending writes over them. The data
-   * directory does not say which backend it was used with.
+   * (every writer's) with this writer's pending writes over them. They must
+   * be those the directory records (BACKEND_MISMATCH otherwise).
    */
   readonly pg?: string
   readonly writerId?: string

@@ -3,6 +3,7 @@ import { defaultDirLocker, type DirLocker } from '../io/dir-lock.js'
 import type { FileSystem } from '../io/fs.js'
 import { NodeFileSystem } from '../io/node-fs.js'
 import { checkDataDir, writeMarker } from '../log/data-dir.js'
+import { checkBackendRecord, readBackendRecord } from '../log/backend-record.js'
 import { listWal } from '../log/segment-list.js'
 import type { Finding } from '../log/recovery/findings.js'
 import { acknowledgeGaps, gapsOf, openGaps, readGaps } from '../log/recovery/gap-record.js'
@@ -56,6 +57,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   const started = now()
   const dir = path.resolve(o.dir)
   const kind = await checkDataDir(dir, fs)
+  // fsck compares the log with the local store's backend: a directory recorded with another backend is not its to judge.
+  checkBackendRecord(dir, await readBackendRecord(fs, dir), { kind: 'leveldb' })
   const walDir = path.join(dir, 'wal')
   const sums = o.sums ?? (await createChecksums())
   const locker = o.locker ?? defaultDirLocker(fs)

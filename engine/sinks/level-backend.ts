@@ -6,6 +6,7 @@ import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
 import { decodeRow, encodeRow, spliceRow } from './backend-row.js'
+import type { BackendKind } from '../log/backend-record.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
 
@@ -35,6 +36,10 @@ export class LevelBackend extends BackendSink {
 
   constructor(private readonly store: LevelStore) {
     super()
+  }
+
+  override backendKind(): BackendKind {
+    return { kind: 'leveldb' }
   }
 
   protected async _open(): Promise<number> {

@@ -3,6 +3,7 @@ import { MemwalError } from '../errors.js'
 import type { Change } from '../format/change.js'
 import type { WalRecord } from '../format/record-codec.js'
 import type { AllWritersQuery } from './all-writers-query.js'
+import type { BackendKind } from '../log/backend-record.js'
 
 /** One acknowledged record on its way to a sink. */
 export interface AppliedRecord {
@@ -135,6 +136,13 @@ export interface StoredEntry {
  */
 export abstract class BackendSink extends Sink {
   readonly durable = true
+  /**
+   * Which backend this is, as the data directory records it (log/backend-record.ts): a store is
+   * never opened with another. A backend of one's own is `custom` with its `name`.
+   */
+  backendKind(): BackendKind {
+    return { kind: 'custom', name: this.name }
+  }
   /** The entry stored under identity `id`, or undefined. Rejects when the backend cannot answer. */
   abstract get(id: string): Promise<StoredEntry | undefined>
 

@@ -53,3 +53,35 @@ t.test('a PostgreSQL-backed store: every writer\'s rows, at this writer\'s versi
   sameEntries(t, await all(into), want, 'imported')
   t.strictSame(want.map((e) => e.key), ['big', 'date', 'map'], 'the other writer\'s row is in it')
 })
+
+t.test('a PostgreSQL-backed directory read without --pg (or a LevelDB one with it): BACKEND_MISMATCH, exit 16, the message says which option to add', async (t) => {
+  if (!(await requirePg(t))) return
+  const schema = testSchemaName('clikind')
+  t.teardown(() => dropSchema(schema))
+  const dir = tmpDir(t)
+  const db = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'a', schema }) })
+  await db.put('k', 'v')
+  await db.close()
+  const before = fs.readdirSync(dir, { recursive: true }).sort()
+  const out = path.join(tmpDir(t), 'x.ndjson')
+  const exp = await runCli(['export', dir, '--out', out])
+  t.equal(exp.code, 16, 'export without --pg: usage (16)')
+  t.match(exp.stderr, `[BACKEND_MISMATCH]`)
+  t.match(exp.stderr, `Add --pg URL --writer-id a --schema ${schema}`, 'names the options to add, with the recorded writer and schema')
+  t.notOk(fs.existsSync(out), 'no export written')
+  const wrongWriter = await runCli(['export', dir, '--pg', PG_URL, '--writer-id', 'b', '--schema', schema, '--out', out, '--json'])
+  t.equal(wrongWriter.code, 16)
+  t.match(oneJson(wrongWriter), { error: { code: 'BACKEND_MISMATCH', message: /Give the writer id and schema it was written with: --pg URL --writer-id a/ } })
+  for (const args of [['get', dir, 'k'], ['query', dir], ['namespaces', dir], ['replay', dir], ['fsck', dir]]) {
+    const r = await runCli([...args, '--json'])
+    t.equal(r.code, 16, `${args[0]}: usage (16)`)
+    t.match(oneJson(r), { error: { code: 'BACKEND_MISMATCH', message: new RegExp(`memwal ${args[0]} opens a store with the LevelDB backend only: export it with memwal export <dir> --pg URL --writer-id a`) } }, `${args[0]}: points to export --pg`)
+  }
+  t.strictSame(fs.readdirSync(dir, { recursive: true }).sort(), before, 'no file added to the directory (no LevelDB backend store made)')
+
+  const level = tmpDir(t)
+  await (await MemWAL.open({ dir: level })).close()
+  const r = await runCli(['export', level, '--pg', PG_URL, '--writer-id', 'a', '--schema', schema, '--json'])
+  t.equal(r.code, 16)
+  t.match(oneJson(r), { error: { code: 'BACKEND_MISMATCH', message: /drop --pg, --writer-id and --schema/ } })
+})

@@ -10,10 +10,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { checkDataDir, fsck, inspectDataDir, isMemwalError, MemWAL, type FileSystem } from '../../engine/index.js'
+import { checkDataDir, fsck, inspectDataDir, isMemwalError, MemWAL } from '../../engine/index.js'
 import { NodeFileSystem } from '../../engine/testing.js'
 import { MARKER_NAME } from '../../engine/log/data-dir.js'
-import { ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { RecordingFileSystem } from '../support/recording-fs.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 const DATADIRS = path.resolve(import.meta.dirname, '..', '..', 'fixtures', 'datadirs')
@@ -33,28 +33,6 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 /** Every path under `dir` with its size: to show that nothing changed. */
 function tree(dir: string): string[] {
   return (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => `${f} ${fs.statSync(path.join(dir, f)).isDirectory() ? 'dir' : fs.statSync(path.join(dir, f)).size}`)
-}
-
-class RecordingFileSystem extends ForwardingFileSystem {
-  readonly calls: string[] = []
-  constructor(inner: FileSystem) {
-    super(inner)
-  }
-
-  override mkdirp(p: string): Promise<void> {
-    this.calls.push(`mkdirp ${p}`)
-    return super.mkdirp(p)
-  }
-
-  override rename(from: string, to: string): Promise<void> {
-    this.calls.push(`rename ${to}`)
-    return super.rename(from, to)
-  }
-
-  override syncDir(p: string): Promise<void> {
-    this.calls.push(`syncDir ${p}`)
-    return super.syncDir(p)
-  }
 }
 
 t.test('a new data directory gets its marker first, durably', async (t) => {

@@ -20,7 +20,8 @@
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import xxhash from 'xxhash-wasm'
-import { BackendSink, decodeJsonValue, encodeJsonValue, MemWAL, PgBackend, type StoredEntry } from '../../engine/index.js'
+import { decodeJsonValue, encodeJsonValue, MemWAL, PgBackend } from '../../engine/index.js'
+import { EmptyBackend } from '../support/empty-backend.js'
 import { fastResilience, SinkFaults } from '../support/faulty-sink.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
 import { all, collect, sameEntries } from '../support/export-entries.js'
@@ -474,23 +475,8 @@ t.test('progress: after each batch, with the entries and bytes so far', async (t
   t.match(r, { entries: 25, batches: 3 })
 })
 
-/** A backend of one's own that gives export no snapshot (no exportSnapshot): it holds nothing. */
-class NoSnapshotBackend extends BackendSink {
-  readonly name = 'backend'
-  protected async _open(): Promise<number> {
-    return 0
-  }
-  protected async _apply(): Promise<void> {}
-  protected async _close(): Promise<void> {}
-  async get(): Promise<StoredEntry | undefined> {
-    return undefined
-  }
-  async *entries(): AsyncIterable<[string, StoredEntry]> {}
-  async repair(): Promise<void> {}
-}
-
 t.test('a backend of one\'s own without exportSnapshot: export is refused (EXPORT_UNSUPPORTED)', async (t) => {
-  const db = await MemWAL.open({ dir: tmpDir(t), backend: new NoSnapshotBackend() })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend: new EmptyBackend() })
   t.teardown(() => db.close())
   t.throws(() => db.export(), { code: 'EXPORT_UNSUPPORTED' })
 })

@@ -5,6 +5,7 @@ import { identityOf, splitIdentity } from '../../format/identity.js'
 import { hlcMs } from '../../format/record-codec.js'
 import { createPackr, packValue } from '../../format/value-codec.js'
 import type { DumpEntry } from '../../log/dump-entry.js'
+import type { BackendKind } from '../../log/backend-record.js'
 import { BackendSink, type AppliedRecord, type BackendSnapshot, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
@@ -96,6 +97,11 @@ export class PgBackend extends BackendSink {
     this.conn = new PgConnections(this.c)
     this.t = tables(this.schema)
     this.allWritersQuery = new PgAllWritersQuery({ conn: this.conn, t: this.t, pageRows: this.c.pageRows, entryOf: (row) => this.entryOf(row) })
+  }
+
+  /** The writer and the schema are the store's identity in PostgreSQL; the URL is where it is served from, never recorded. */
+  override backendKind(): BackendKind {
+    return { kind: 'postgres', writerId: this.writerId, schema: this.schema }
   }
 
   // ---- lifecycle ----

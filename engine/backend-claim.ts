@@ -1,0 +1,54 @@
+import { backendMismatch, checkBackendRecord, describeBackend, readBackendRecord, writeBackendRecord, type BackendKind } from './log/backend-record.js'
+import type { FileSystem } from './io/fs.js'
+import type { Logger } from './io/logger.js'
+import type { LevelStore } from './sinks/level-store.js'
+
+/**
+ * The engine's side of the data directory's backend record
+ * (log/backend-record.ts), at open and under the lock:
+ *
+ * - a record naming another backend than the one given: BACKEND_MISMATCH,
+ *   before the store is opened or anything written;
+ * - a directory this open creates: the given backend is recorded before
+ *   anything else is written in it;
+ * - a directory from before records (or a crash before the record's rename):
+ *   recorded at this open, once its local store was looked at. A default
+ *   (LevelDB) open is what a forgotten `backend` option looks like, so it is
+ *   refused where the store shows records applied (an index checkpoint)
+ *   but no LevelDB backend checkpoint: that directory was written with
+ *   another backend, and recording it as LevelDB would lock its real writer
+ *   out. A PgBackend or a backend of one's own is given on purpose: it is
+ *   recorded on its word (with a warning when a LevelDB backend had applied
+ *   records there too, as an open without the option before records did).
+ */
+export class BackendClaim {
+  private constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+    readonly given: BackendKind,
+    private readonly recorded: BackendKind | undefined,
+  ) {}
+
+  /** Reads the record and refuses a mismatch; a new directory (`fresh`) gets its record here. */
+  static async check(fs: FileSystem, dir: string, given: BackendKind, fresh: boolean): Promise<BackendClaim> {
+    const recorded = await readBackendRecord(fs, dir)
+    checkBackendRecord(dir, recorded, given)
+    if (recorded === undefined && fresh) {
+      await writeBackendRecord(fs, dir, given)
+      return new BackendClaim(fs, dir, given, given)
+    }
+    return new BackendClaim(fs, dir, given, recorded)
+  }
+
+  /** For a directory without a record: judged by its store (see the header), then recorded. */
+  async settle(store: LevelStore, logger: Logger): Promise<void> {
+    if (this.recorded !== undefined) return
+    const levelLsn = await store.readCheckpoint('backend')
+    const indexLsn = await store.readCheckpoint('index')
+    if (this.given.kind === 'leveldb' && indexLsn > 0 && levelLsn === 0) throw backendMismatch(this.dir, undefined, this.given)
+    if (this.given.kind !== 'leveldb' && levelLsn > 0) {
+      logger.warn({ path: this.dir, levelCheckpoint: levelLsn }, `${this.dir} had no backend record and its local store holds records a LevelDB backend applied (through ${levelLsn}); recording ${describeBackend(this.given)} as given`)
+    }
+    await writeBackendRecord(this.fs, this.dir, this.given)
+  }
+}
