@@ -119,17 +119,21 @@ const GROUP_INITIAL_BYTES = 64 * 1024
 /**
  * Longest a run of inline writes keeps the event loop before it lets timers
  * and I/O run. Any chain of asynchronous steps beside a writer (a query's
- * index reads, an export, the expiry sweep) takes at most one step per turn
- * while the writer writes: at 5 ms, a query of the 20,000-record agent store
- * under one writer awaiting put after put took a median 27-31 ms, at 1 ms
- * 16-18 ms, the writer's rate the same within the noise (206-246 against
- * 258-265 puts/s on a loaded machine). Measured in real time (performance.now), not by the injected
- * clock: it budgets how long this thread is held, which a clock a test has
- * frozen (ManualClock, fake timers) must not stretch to forever, and it
- * decides only when other callbacks run, never what is written
- * (simulations, whose files have no writeSync, never take this path).
+ * index reads, an export, the expiry sweep and the appliers) takes at most
+ * one step per turn while the writer writes, and a writer waits for all the
+ * work pending at each turn. 1 ms was tried: a query of the 20,000-record
+ * agent store beside one writer awaiting put after put went from a median
+ * 27-31 ms to 16-18 ms, but during the expiry sweep of 100,000 entries
+ * (bench:expiry, idle machine) that writer made 1,939 puts instead of
+ * 15,128 and its p99 went from 10.7 to 27.6 ms: every turn it waited for an
+ * apply batch. Acknowledgements come first, so 5 ms. Measured in real time
+ * (performance.now), not by the injected clock: it budgets how long this
+ * thread is held, which a clock a test has frozen (ManualClock, fake timers)
+ * must not stretch to forever, and it decides only when other callbacks
+ * run, never what is written (simulations, whose files have no writeSync,
+ * never take this path).
  */
-const INLINE_TURN_MS = 1
+const INLINE_TURN_MS = 5
 
 export class WalWriter {
   private stateValue: WriterState = { kind: 'open' }
