@@ -1,12 +1,10 @@
 import { MemwalError, type BackendKind } from '../engine/index.js'
-
-/** The commands that can open a store with its PgBackend (`--pg URL --writer-id ID [--schema S]`). */
-const PG_COMMANDS: ReadonlySet<string> = new Set(['export'])
+import { PG_COMMANDS } from './pg-options.js'
 
 /**
  * BACKEND_MISMATCH as the CLI reports it: the engine's message, then which
- * option to add (or drop), or which command can open that store. The code
- * and the details stay the engine's.
+ * option to add (or drop), or, for a command that cannot open such a store,
+ * why and what to run instead. The code and the details stay the engine's.
  */
 export function withBackendHint(err: MemwalError, command: string): MemwalError {
   const recorded = (err.details['recorded'] ?? null) as BackendKind | null
@@ -15,12 +13,22 @@ export function withBackendHint(err: MemwalError, command: string): MemwalError 
 }
 
 function hintFor(recorded: BackendKind | null, given: BackendKind | undefined, command: string): string {
-  const canPg = PG_COMMANDS.has(command)
+  const canPg = PG_COMMANDS.includes(command)
   if (recorded === null || recorded.kind === 'postgres') {
     const flags = recorded === null ? '--pg URL --writer-id ID' : `--pg URL --writer-id ${recorded.writerId}${recorded.schema !== 'memwal' ? ` --schema ${recorded.schema}` : ''}`
     if (canPg) return given?.kind === 'postgres' ? `Give the writer id and schema it was written with: ${flags}` : `Add ${flags} (URL: the PostgreSQL it is backed by)`
-    return `memwal ${command} opens a store with the LevelDB backend only: export it with memwal export <dir> ${flags}, or read it through the application's MemWAL.open with its PgBackend`
+    return notForPg(command, flags)
   }
   if (recorded.kind === 'leveldb') return canPg ? 'It is a LevelDB-backed store: drop --pg, --writer-id and --schema' : 'It is a LevelDB-backed store'
   return `Its backend is the application's own (${JSON.stringify(recorded.name)}): read it through the application's MemWAL.open with that backend`
+}
+
+/** Why a command without the PostgreSQL options cannot take a PostgreSQL-backed store, and what does the job instead. */
+function notForPg(command: string, flags: string): string {
+  if (command === 'fsck') {
+    // The reconciler compares the log with the local LevelDB backend and index; PostgreSQL holds every writer's rows.
+    return `memwal fsck checks LevelDB-backed stores only (it compares the log with the local backend's rows; this store's rows are in PostgreSQL, every writer's): apply its log with memwal replay <dir> ${flags}, and check it against PostgreSQL from the application with PgBackend.verifyLog(dumpLog({ dir }))`
+  }
+  if (command === 'backup') return 'memwal backup copies LevelDB-backed stores only: this store\'s rows are in PostgreSQL, not in its data directory (back up the database with its own tools)'
+  return `memwal ${command} opens LevelDB-backed stores only; ${PG_COMMANDS.join(', ')} open this one with ${flags}`
 }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput, type Output } from './output.js'
+import { PG_COMMANDS, pgOptions, type PgFlags } from './pg-options.js'
 import { backup, restore } from './commands/backup.js'
 import { get, namespaces, query, stats, watch } from './commands/data.js'
 import { top } from './commands/top.js'
@@ -28,6 +29,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('memwal: a write-ahead-log storage engine; tools for its data directories')
     .version(packageVersion(), '-V, --version', 'print the version of memwal')
     .exitOverride()
+    .addHelpText('after', `\nA PostgreSQL-backed store (PgBackend) is opened with --pg URL --writer-id ID [--schema S]: ${PG_COMMANDS.join(', ')} take them (deadletter for retry and drop). fsck and backup work on LevelDB-backed stores only.`)
   const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
     fn().then(setExit, (raw: unknown) => {
       const err = asReported(raw, name)
@@ -38,27 +40,32 @@ export function buildProgram(setExit: (code: number) => void): Command {
     })
   /**
    * A command on a data directory whose options (but --json, added last)
-   * go to `fn` as commander parsed them: `options` adds the command's own.
+   * go to `fn` as commander parsed them: `options` adds the command's own,
+   * and the PostgreSQL backend's (pg-options.ts) are added to every one.
    */
-  const dirCommand = <O extends object>(name: string, description: string, options: (c: Command) => Command, fn: (dir: string, o: O, out: Output) => Promise<number>): void => {
-    options(program.command(`${name} <dir>`).description(description))
+  const dirCommand = <O extends object>(name: string, description: string, options: (c: Command) => Command, fn: (dir: string, o: O & PgFlags, out: Output) => Promise<number>): void => {
+    // Each opens the store through the engine, so each takes the PostgreSQL backend's options.
+    pgOptions(options(program.command(`${name} <dir>`).description(description)))
       .option('--json', 'one JSON document on stdout')
-      .action((dir: string, o: O & { json?: boolean }) => {
+      .action((dir: string, o: O & PgFlags & { json?: boolean }) => {
         const { json, ...rest } = o
-        return run(name, json === true, () => fn(dir, rest as O, createOutput(json === true)))
+        return run(name, json === true, () => fn(dir, rest as O & PgFlags, createOutput(json === true)))
       })
   }
 
-  program
+  pgOptions(program
     .command('replay <dir>')
-    .description('recover the log and apply everything unapplied to every sink, then exit')
+    .description('recover the log and apply everything unapplied to every sink, then exit (a PostgreSQL-backed store: with --pg, --writer-id)')
     .option('--json', 'one JSON document on stdout')
-    .option('--timeout <ms>', 'give up waiting for the sinks after this long', positiveInt, 600_000)
-    .action((dir: string, o: { json?: boolean; timeout: number }) => run('replay', o.json === true, () => replay(dir, { timeoutMs: o.timeout }, createOutput(o.json === true))))
+    .option('--timeout <ms>', 'give up waiting for the sinks after this long', positiveInt, 600_000))
+    .action((dir: string, o: { json?: boolean; timeout: number } & PgFlags) => {
+      const { json, timeout, ...flags } = o
+      return run('replay', json === true, () => replay(dir, { timeoutMs: timeout, ...flags }, createOutput(json === true)))
+    })
 
   program
     .command('fsck <dir>')
-    .description('verify segments, frames, checkpoints, backend, index; --repair fixes what it can')
+    .description('verify segments, frames, checkpoints, backend, index; --repair fixes what it can (LevelDB-backed stores only: it compares the log with the local backend)')
     .option('--repair', 'repair: keep every verified frame and drop only damage (evidence to quarantine/), replay, re-apply, rebuild the index')
     .option('--ack-gaps', 'acknowledge the gaps memwal declared (LSNs it dropped): they are no longer reported')
     .option('--json', 'one JSON document on stdout')
@@ -83,26 +90,30 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'one JSON document on stdout')
     .action((dir: string, o: { json?: boolean }) => run('status', o.json === true, () => status(dir, createOutput(o.json === true))))
 
-  program
+  pgOptions(program
     .command('deadletter <dir> <action>')
-    .description('records a sink rejected for good: list them, retry them (written again through the log) or drop them (recorded)')
+    .description('records a sink rejected for good: list them, retry them (written again through the log) or drop them (recorded); retry and drop open the store (a PostgreSQL-backed one: with --pg, --writer-id)')
     .option('--lsn <lsn>', 'retry or drop the dead letter of this LSN', positiveInt)
     .option('--all', 'retry or drop every open dead letter')
     .option('--timeout <ms>', 'retry: give up waiting for the sinks after this long', positiveInt, 600_000)
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, action: string, o: { json?: boolean; lsn?: number; all?: boolean; timeout: number }, cmd: Command) => {
+    .option('--json', 'one JSON document on stdout'))
+    .action((dir: string, action: string, o: { json?: boolean; lsn?: number; all?: boolean; timeout: number } & PgFlags, cmd: Command) => {
       if (action !== 'list' && action !== 'retry' && action !== 'drop') cmd.error(`error: the action is list, retry or drop, not ${JSON.stringify(action)}`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
       const which = o.all === true ? 'all' : o.lsn
       if (action !== 'list' && (which === undefined || (o.all === true && o.lsn !== undefined))) cmd.error(`error: ${action} takes one of --lsn N or --all`, { exitCode: ExitCode.USAGE, code: 'memwal.usage' })
-      return run('deadletter', o.json === true, () => deadletter(dir, action as DeadLetterAction, { timeoutMs: o.timeout, ...(which !== undefined ? { which } : {}) }, createOutput(o.json === true)))
+      const { json, lsn: _lsn, all: _all, timeout, ...flags } = o
+      return run('deadletter', json === true, () => deadletter(dir, action as DeadLetterAction, { timeoutMs: timeout, ...(which !== undefined ? { which } : {}), ...flags }, createOutput(json === true)))
     })
 
-  program
+  pgOptions(program
     .command('get <dir> <key>')
     .description('the entry stored under a key, with its metadata (exit 4 when there is none)')
     .option('--namespace <ns>', 'the namespace (default: default)')
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, key: string, o: { json?: boolean; namespace?: string }) => run('get', o.json === true, () => get(dir, key, o, createOutput(o.json === true))))
+    .option('--json', 'one JSON document on stdout'))
+    .action((dir: string, key: string, o: { json?: boolean; namespace?: string } & PgFlags) => {
+      const { json, ...rest } = o
+      return run('get', json === true, () => get(dir, key, rest, createOutput(json === true)))
+    })
 
   dirCommand('query', 'entries matching every filter given, in (namespace, key) order, one page; prints the cursor of the next page', (c) => c
     .option('--namespace <ns>', 'exactly this namespace')
@@ -119,7 +130,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--reverse', 'in descending order')
     .option('--limit <n>', 'at most this many (a page; default 1000)', positiveInt)
     .option('--cursor <cursor>', 'continue after the page that printed this cursor (same filters)')
-    .option('--count', 'print how many entries match instead of them'), (dir, o: Omit<QueryFlags, 'json'>, out) => {
+    .option('--count', 'print how many entries match instead of them'), (dir, o: Omit<QueryFlags, 'json'> & PgFlags, out) => {
     const { tag, anyTag, namespacePrefix, ...rest } = o
     const tags = { ...(tag.length > 0 ? { all: tag } : {}), ...(anyTag.length > 0 ? { any: anyTag } : {}) }
     return query(dir, { ...rest, ...(namespacePrefix !== undefined ? { namespacePrefix } : {}), ...(Object.keys(tags).length > 0 ? { tags } : {}) }, out)
@@ -173,27 +184,27 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'one JSON document on stdout')
     .action((from: string, dir: string, o: { json?: boolean }) => run('restore', o.json === true, () => restore(from, dir, createOutput(o.json === true))))
 
-  program
+  pgOptions(program
     .command('export <dir>')
-    .description('the entries of a store (or of one namespace) as of one version, to stdout or a file')
+    .description('the entries of a store (or of one namespace) as of one version, to stdout or a file (a PostgreSQL-backed store: its rows, every writer\'s)')
     .option('--namespace <ns>', 'only this namespace (exactly)')
     .addOption(new Option('--format <format>', 'ndjson (one JSON object per line) or msgpack (checksummed frames)').choices(['ndjson', 'msgpack']).default('ndjson'))
     .option('--out <file>', 'write this file (whole or not at all) instead of stdout')
-    .option('--pg <url>', 'the store\'s backend is this PostgreSQL (needs --writer-id): export its rows, every writer\'s')
-    .option('--writer-id <id>', 'with --pg: the writer id the store is opened with')
-    .option('--schema <name>', 'with --pg: the schema (default memwal)')
-    .option('--json', 'with --out: one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; namespace?: string; format: 'ndjson' | 'msgpack'; out?: string; pg?: string; writerId?: string; schema?: string }) => {
+    .option('--json', 'with --out: one JSON document on stdout'))
+    .action((dir: string, o: { json?: boolean; namespace?: string; format: 'ndjson' | 'msgpack'; out?: string } & PgFlags) => {
       const { json, ...rest } = o
       return run('export', json === true, () => exportStore(dir, rest, createOutput(json === true)))
     })
 
-  program
+  pgOptions(program
     .command('import <dir> <file>')
-    .description('write an export (a file, or - for stdin) into a store through the log, in atomic batches')
+    .description('write an export (a file, or - for stdin) into a store through the log, in atomic batches (a new store takes the backend --pg asks for)')
     .option('--batch-ops <n>', 'puts per batch (each batch is one atomic record)', positiveInt)
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, file: string, o: { json?: boolean; batchOps?: number }) => run('import', o.json === true, () => importStore(dir, file, o.batchOps !== undefined ? { batchOps: o.batchOps } : {}, createOutput(o.json === true))))
+    .option('--json', 'one JSON document on stdout'))
+    .action((dir: string, file: string, o: { json?: boolean; batchOps?: number } & PgFlags) => {
+      const { json, ...rest } = o
+      return run('import', json === true, () => importStore(dir, file, rest, createOutput(json === true)))
+    })
 
   program
     .command('bench')

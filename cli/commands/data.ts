@@ -1,16 +1,20 @@
-import { checkDataDir, followLog, InvalidOptionsError, MemWAL, PgBackend, type Change, type Entry, type QueryOptions } from '../../engine/index.js'
+import { checkDataDir, followLog, InvalidOptionsError, PgBackend, type Change, type Entry, type MemWAL, type QueryOptions } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
+import { openStore } from '../open-store.js'
 import { displayValue, type Output } from '../output.js'
+import { withoutPgFlags, type PgFlags } from '../pg-options.js'
 
 /**
  * The data commands. `memwal get`, `memwal query`, `memwal namespaces` and `memwal stats` read a store through the
  * engine (so pending writes show, as in the API): they open it, so they need
  * its lock, and beside a running process they stop with LOCK_HELD naming the
- * holder. `memwal watch` reads the log alone, without the lock.
+ * holder. A PostgreSQL-backed store is opened with its PgBackend (`--pg URL
+ * --writer-id ID [--schema S]`, pg-options.ts), so they read its tables (every
+ * writer's rows) with this writer's pending writes over them. `memwal watch`
+ * reads the log alone, without the lock.
  */
-async function withEngine<T>(dir: string, fn: (db: MemWAL) => Promise<T>): Promise<T> {
-  await checkDataDir(dir)
-  const db = await MemWAL.open({ dir })
+async function withEngine<T>(dir: string, flags: PgFlags, fn: (db: MemWAL) => Promise<T>): Promise<T> {
+  const db = await openStore(dir, flags, { existing: true })
   try {
     return await fn(db)
   } finally {
@@ -19,8 +23,8 @@ async function withEngine<T>(dir: string, fn: (db: MemWAL) => Promise<T>): Promi
 }
 
 /** `memwal get <dir> <key> [--namespace NS]`: the entry with its metadata; exit 4 when there is none. */
-export function get(dir: string, key: string, o: { readonly namespace?: string }, out: Output): Promise<number> {
-  return withEngine(dir, async (db) => {
+export function get(dir: string, key: string, o: { readonly namespace?: string } & PgFlags, out: Output): Promise<number> {
+  return withEngine(dir, o, async (db) => {
     const e = await db.getEntry(key, o.namespace !== undefined ? { namespace: o.namespace } : undefined)
     if (out.json) out.document({ found: e !== undefined, ...(e !== undefined ? { entry: e } : {}) })
     else if (e === undefined) out.line(`${o.namespace ?? 'default'}/${key}: not found`)
@@ -34,9 +38,9 @@ export function get(dir: string, key: string, o: { readonly namespace?: string }
  * identity order (namespace, then key), then the cursor that continues it when more follow; with
  * --count, how many match. The filters are the query language's fields (README, "Queries").
  */
-export function query(dir: string, q: QueryOptions & { readonly count?: boolean }, out: Output): Promise<number> {
-  return withEngine(dir, async (db) => {
-    const { count, ...criteria } = q
+export function query(dir: string, q: QueryOptions & { readonly count?: boolean } & PgFlags, out: Output): Promise<number> {
+  return withEngine(dir, q, async (db) => {
+    const { count, ...criteria } = withoutPgFlags(q)
     if (count === true) {
       const n = await db.count(criteria)
       if (out.json) out.document({ count: n })
@@ -54,9 +58,9 @@ export function query(dir: string, q: QueryOptions & { readonly count?: boolean 
 }
 
 /** `memwal namespaces <dir> [--prefix P] [--limit N]`: the namespaces holding entries, with how many. */
-export function namespaces(dir: string, o: { readonly prefix?: string; readonly limit?: number }, out: Output): Promise<number> {
-  return withEngine(dir, async (db) => {
-    const list = await db.listNamespaces(o)
+export function namespaces(dir: string, o: { readonly prefix?: string; readonly limit?: number } & PgFlags, out: Output): Promise<number> {
+  return withEngine(dir, o, async (db) => {
+    const list = await db.listNamespaces(withoutPgFlags(o))
     if (out.json) out.document({ namespaces: list })
     else for (const n of list) out.line(`${n.namespace}  ${n.entries}`)
     return ExitCode.CLEAN
@@ -64,9 +68,9 @@ export function namespaces(dir: string, o: { readonly prefix?: string; readonly 
 }
 
 /** `memwal stats <dir> [--prefix P] [--limit N]`: entries and value bytes per namespace, then the totals. */
-export function stats(dir: string, o: { readonly prefix?: string; readonly limit?: number }, out: Output): Promise<number> {
-  return withEngine(dir, async (db) => {
-    const s = await db.stats(o)
+export function stats(dir: string, o: { readonly prefix?: string; readonly limit?: number } & PgFlags, out: Output): Promise<number> {
+  return withEngine(dir, o, async (db) => {
+    const s = await db.stats(withoutPgFlags(o))
     if (out.json) out.document(s)
     else {
       for (const n of s.namespaces) out.line(`${n.namespace}  ${n.entries} entries  ${n.bytes} bytes`)

@@ -1,10 +1,12 @@
-import { checkDataDir, DEFAULT_NAMESPACE, isLegacyDelete, listDeadLetters, MemWAL, opsOf, type DeadLetter, type Op } from '../../engine/index.js'
+import { checkDataDir, DEFAULT_NAMESPACE, InvalidOptionsError, isLegacyDelete, listDeadLetters, opsOf, type DeadLetter, type Op } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
+import { openStore } from '../open-store.js'
 import type { Output } from '../output.js'
+import { hasPgFlags, type PgFlags } from '../pg-options.js'
 
 export type DeadLetterAction = 'list' | 'retry' | 'drop'
 
-export interface DeadLetterCommandOptions {
+export interface DeadLetterCommandOptions extends PgFlags {
   /** retry and drop: one dead letter by its LSN, or every open one. */
   readonly which?: number | 'all'
   readonly timeoutMs: number
@@ -16,11 +18,13 @@ export interface DeadLetterCommandOptions {
  * (beside a running process too); `retry` writes each record again through
  * the log (a new LSN) and waits until the sinks applied it (or rejected it
  * again); `drop` records, durably, that it is not to be applied. Both open the
- * store, so they need the lock.
+ * store, so they need the lock, and a PostgreSQL-backed store's backend
+ * (`--pg URL --writer-id ID`): only they take those flags.
  */
 export async function deadletter(dir: string, action: DeadLetterAction, o: DeadLetterCommandOptions, out: Output): Promise<number> {
-  await checkDataDir(dir)
   if (action === 'list') {
+    if (hasPgFlags(o)) throw new InvalidOptionsError('deadletter list reads the dead-letter logs without opening the store: --pg, --writer-id and --schema go with retry and drop', 'pg')
+    await checkDataDir(dir)
     const { open, resolved } = await listDeadLetters(dir)
     if (out.json) {
       out.document({ open, resolved: resolved.length })
@@ -32,7 +36,7 @@ export async function deadletter(dir: string, action: DeadLetterAction, o: DeadL
   }
   const which = o.which
   if (which === undefined) throw new Error('retry and drop take --lsn N or --all')
-  const db = await MemWAL.open({ dir })
+  const db = await openStore(dir, o, { existing: true })
   try {
     if (action === 'drop') {
       const r = await db.deadLetters.drop(which)

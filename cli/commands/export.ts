@@ -1,41 +1,35 @@
 import { once } from 'node:events'
 import fs from 'node:fs'
-import { checkDataDir, InvalidOptionsError, isMemwalError, MemWAL, MemwalError, PgBackend } from '../../engine/index.js'
+import { MemwalError } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
+import { openStore } from '../open-store.js'
 import type { Output } from '../output.js'
+import type { PgFlags } from '../pg-options.js'
 
 /**
  * `memwal export` and `memwal import`: db.export and db.import from the
  * shell. Both open the store, so they need its lock: beside a process that
  * has it open they stop with LOCK_HELD, and that process exports with
  * db.export() (the snapshot is read through the engine that holds it).
- * Export opens a PostgreSQL-backed store with its PgBackend when given
- * --pg and --writer-id; without them such a store is refused with
- * BACKEND_MISMATCH (the directory records its backend), and the CLI's
- * message names the options to add (backend-hint.ts).
+ * Both open a PostgreSQL-backed store with its PgBackend when given
+ * --pg and --writer-id (pg-options.ts); without them such a store is
+ * refused with BACKEND_MISMATCH (the directory records its backend), and
+ * the CLI's message names the options to add (backend-hint.ts).
  */
 
-export interface ExportCommandOptions {
+export interface ExportCommandOptions extends PgFlags {
   readonly namespace?: string
   readonly format?: 'ndjson' | 'msgpack'
   /** A file to write (through `<file>.partial`, renamed once whole); stdout when absent. */
   readonly out?: string
-  /**
-   * The store's backend is PostgreSQL at this URL: the store is opened with
-   * a PgBackend (its `writerId`, its `schema`), so the export is its rows
-   * (every writer's) with this writer's pending writes over them. They must
-   * be those the directory records (BACKEND_MISMATCH otherwise).
-   */
-  readonly pg?: string
-  readonly writerId?: string
-  readonly schema?: string
 }
 
-/** `memwal export <dir> [--namespace NS] [--format ndjson|msgpack] [--out FILE] [--pg URL --writer-id ID [--schema S]]`. */
+/**
+ * `memwal export <dir> [--namespace NS] [--format ndjson|msgpack] [--out FILE] [--pg URL --writer-id ID [--schema S]]`.
+ * A PostgreSQL-backed store's export is its tables' rows (every writer's) with this writer's pending writes over them.
+ */
 export async function exportStore(dir: string, o: ExportCommandOptions, out: Output, stdout: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const backend = pgBackendOf(o)
-  await checkDataDir(dir)
-  const db = await openLocked(dir, 'export', 'db.export()', backend)
+  const db = await openStore(dir, o, { existing: true, lockHint: { command: 'export', api: 'db.export()' } })
   try {
     const stream = db.export({ ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.format !== undefined ? { format: o.format } : {}) })
     let bytes = 0
@@ -73,12 +67,15 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
   }
 }
 
-/** `memwal import <dir> <file> [--batch-ops N]`: `-` reads stdin. Progress on a terminal (stderr). */
-export async function importStore(dir: string, file: string, o: { readonly batchOps?: number }, out: Output, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
+/**
+ * `memwal import <dir> <file> [--batch-ops N] [--pg URL --writer-id ID [--schema S]]`: `-` reads stdin. Progress on
+ * a terminal (stderr). A missing or empty directory becomes a new store (with the backend the flags ask for).
+ */
+export async function importStore(dir: string, file: string, o: { readonly batchOps?: number } & PgFlags, out: Output, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
   // Read first: a missing file must not leave a new, empty data directory behind.
   const size = file === '-' ? 0 : (await fs.promises.stat(file)).size
+  const db = await openStore(dir, o, { existing: false, lockHint: { command: 'import', api: 'db.import()' } })
   const source = file === '-' ? stdin : fs.createReadStream(file)
-  const db = await openLocked(dir, 'import', 'db.import()')
   const bar = out.progress(size, `import ${file === '-' ? 'stdin' : file}`)
   try {
     const r = await db.import(source as AsyncIterable<Buffer>, { ...(o.batchOps !== undefined ? { batchOps: o.batchOps } : {}), onProgress: (p) => bar.update(p.bytes) })
@@ -91,26 +88,5 @@ export async function importStore(dir: string, file: string, o: { readonly batch
     bar.stop()
     ;(source as { destroy?: () => void }).destroy?.()
     await db.close()
-  }
-}
-
-/** The PgBackend --pg asks for (with its --writer-id, and --schema if given), or none. */
-function pgBackendOf(o: ExportCommandOptions): PgBackend | undefined {
-  if (o.pg === undefined) {
-    if (o.writerId !== undefined || o.schema !== undefined) throw new InvalidOptionsError('--writer-id and --schema go with --pg', 'pg')
-    return undefined
-  }
-  if (o.writerId === undefined) throw new InvalidOptionsError('--pg opens the store with its PostgreSQL backend: give the writer id it was opened with, --writer-id', 'writerId')
-  return new PgBackend({ connectionString: o.pg, writerId: o.writerId, ...(o.schema !== undefined ? { schema: o.schema } : {}) })
-}
-
-async function openLocked(dir: string, command: string, api: string, backend?: PgBackend): Promise<MemWAL> {
-  try {
-    return await MemWAL.open(backend === undefined ? { dir } : { dir, backend })
-  } catch (err) {
-    if (isMemwalError(err) && err.code === 'LOCK_HELD') {
-      throw new MemwalError('LOCK_HELD', `${err.message}: memwal ${command} opens the store and needs its lock; from the process that holds it, call ${api}`, { cause: err, details: err.details })
-    }
-    throw err
   }
 }

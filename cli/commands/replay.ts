@@ -1,19 +1,22 @@
-import { checkDataDir, describeFinding, MemWAL } from '../../engine/index.js'
+import { describeFinding } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
+import { openStore } from '../open-store.js'
 import type { Output } from '../output.js'
+import type { PgFlags } from '../pg-options.js'
 
-export interface ReplayOptions {
+export interface ReplayOptions extends PgFlags {
   readonly timeoutMs: number
 }
 
 /**
  * `memwal replay <dir>`: recover the log and apply everything the sinks have
  * not applied, then exit. Opening the engine is recovery; `flush` is replay.
+ * A PostgreSQL-backed store (`--pg URL --writer-id ID`) is replayed into
+ * PostgreSQL, by the apply rule every writer's applies follow.
  */
 export async function replay(dir: string, o: ReplayOptions, out: Output): Promise<number> {
-  await checkDataDir(dir)
   const started = performance.now()
-  const engine = await MemWAL.open({ dir })
+  const engine = await openStore(dir, o, { existing: true })
   try {
     const opened = performance.now()
     const h0 = engine.health()
