@@ -1,5 +1,5 @@
 import { MemwalError, type BackendKind } from '../engine/index.js'
-import { PG_COMMANDS } from './pg-options.js'
+import { PG_COMMANDS, pgFlagsFor } from './pg-options.js'
 
 /**
  * BACKEND_MISMATCH as the CLI reports it: the engine's message, then which
@@ -15,7 +15,7 @@ export function withBackendHint(err: MemwalError, command: string): MemwalError 
 function hintFor(recorded: BackendKind | null, given: BackendKind | undefined, command: string): string {
   const canPg = PG_COMMANDS.includes(command)
   if (recorded === null || recorded.kind === 'postgres') {
-    const flags = recorded === null ? '--pg URL --writer-id ID' : `--pg URL --writer-id ${recorded.writerId}${recorded.schema !== 'memwal' ? ` --schema ${recorded.schema}` : ''}`
+    const flags = recorded === null ? '--pg URL --writer-id ID' : pgFlagsFor(recorded)
     if (canPg) return given?.kind === 'postgres' ? `Give the writer id and schema it was written with: ${flags}` : `Add ${flags} (URL: the PostgreSQL it is backed by)`
     return notForPg(command, flags)
   }

@@ -84,11 +84,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
       return run('dump', o.json === true, () => dump(dir, { ...(o.from !== undefined ? { from: o.from } : {}), ...(o.to !== undefined ? { to: o.to } : {}), ...(o.key !== undefined ? { key: o.key } : {}) }, createOutput(o.json === true)))
     })
 
-  program
+  pgOptions(program
     .command('status <dir>')
-    .description('segments, last LSN, checkpoints, backlog, lock holder')
-    .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean }) => run('status', o.json === true, () => status(dir, createOutput(o.json === true))))
+    .description('the recorded backend, segments, last LSN, checkpoints, backlog, lock holder (a PostgreSQL-backed store\'s backend checkpoint and backlog: with --pg, --writer-id; read, never written)')
+    .option('--json', 'one JSON document on stdout'))
+    .action((dir: string, o: { json?: boolean } & PgFlags) => {
+      const { json, ...flags } = o
+      return run('status', json === true, () => status(dir, flags, createOutput(json === true)))
+    })
 
   pgOptions(program
     .command('deadletter <dir> <action>')

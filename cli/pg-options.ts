@@ -18,12 +18,19 @@ export interface PgFlags {
 
 /**
  * The commands that take the group: every one that opens a store through
- * the engine. Not `fsck` (the reconciler compares the log with the local
- * LevelDB backend only), nor `backup` (a PostgreSQL-backed store's rows are
- * not in its data directory: BACKUP_UNSUPPORTED), nor the commands that read
- * only the log (`dump`, `status`, `watch`, whose --pg is --all-writers').
+ * the engine, and `status`, which reads the backend's checkpoint from
+ * PostgreSQL (only reads it). Not `fsck` (the reconciler compares the log
+ * with the local LevelDB backend only), nor `backup` (a PostgreSQL-backed
+ * store's rows are not in its data directory: BACKUP_UNSUPPORTED), nor the
+ * commands that read only the log (`dump`, `watch`, whose --pg is
+ * --all-writers').
  */
-export const PG_COMMANDS: readonly string[] = ['replay', 'get', 'query', 'namespaces', 'stats', 'export', 'import', 'deadletter']
+export const PG_COMMANDS: readonly string[] = ['replay', 'status', 'get', 'query', 'namespaces', 'stats', 'export', 'import', 'deadletter']
+
+/** The group as a store recorded with PgBackend needs it (the URL left to the user: it is never recorded). */
+export function pgFlagsFor(recorded: { readonly writerId: string; readonly schema: string }): string {
+  return `--pg URL --writer-id ${recorded.writerId}${recorded.schema !== 'memwal' ? ` --schema ${recorded.schema}` : ''}`
+}
 
 /** Adds the group's three options to a command (main.ts, for each of PG_COMMANDS). */
 export function pgOptions(c: Command): Command {

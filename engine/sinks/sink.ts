@@ -186,6 +186,14 @@ export abstract class BackendSink extends Sink {
    */
   exportSnapshot?(namespace: string | undefined): BackendSnapshot
 
+  /**
+   * This writer's checkpoint as the backend holds it, read without opening
+   * the sink or writing anything (`inspectDataDir`, `memwal status`), for a
+   * backend whose rows are not in the data directory (PgBackend); absent on
+   * one whose checkpoint the directory's store holds, or that cannot say.
+   */
+  storedCheckpoint?(): Promise<number>
+
   /** One point read (of a key nobody writes: what is stored does not matter, that the backend answers does). */
   override async probe(): Promise<void> {
     await this.get(PROBE_KEY)

@@ -31,16 +31,16 @@ import { tmpDir } from '../support/tmp-dir.js'
 const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 }
 const fastBackend = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
 
-t.test('--help: the commands that open a store through the engine take --pg, --writer-id, --schema; fsck and backup do not', async (t) => {
+t.test('--help: the commands that open a store through the engine, and status, take --pg, --writer-id, --schema; fsck and backup do not', async (t) => {
   const program = buildProgram(() => undefined)
   const help = (name: string): string => {
     const c = program.commands.find((x) => x.name() === name)
     if (c === undefined) throw new Error(`no command ${name}`)
     return c.helpInformation()
   }
-  t.strictSame([...PG_COMMANDS].sort(), ['deadletter', 'export', 'get', 'import', 'namespaces', 'query', 'replay', 'stats'])
+  t.strictSame([...PG_COMMANDS].sort(), ['deadletter', 'export', 'get', 'import', 'namespaces', 'query', 'replay', 'stats', 'status'])
   for (const name of PG_COMMANDS) t.match(help(name), /--pg <url>[\s\S]*--writer-id <id>[\s\S]*--schema <name>/, `${name} --help shows the three`)
-  for (const name of ['fsck', 'backup', 'dump', 'status']) t.notMatch(help(name), /--writer-id/, `${name} takes no --writer-id`)
+  for (const name of ['fsck', 'backup', 'dump']) t.notMatch(help(name), /--writer-id/, `${name} takes no --writer-id`)
   t.match(help('fsck'), /LevelDB-backed stores only/, 'fsck --help says it checks LevelDB-backed stores only')
   let all = ''
   program.configureOutput({ writeOut: (s) => (all += s) })
@@ -49,7 +49,7 @@ t.test('--help: the commands that open a store through the engine take --pg, --w
   } catch {
     // exitOverride: help ends the parse by throwing.
   }
-  t.match(all, /--pg URL --writer-id ID \[--schema S\]: replay, get, query, namespaces, stats, export, import, deadletter take them/, 'memwal --help lists them')
+  t.match(all, /--pg URL --writer-id ID \[--schema S\]: replay, status, get, query, namespaces, stats, export, import, deadletter take them/, 'memwal --help lists them')
 })
 
 t.test('flag misuse: INVALID_OPTIONS (16) naming the flag, before the directory is touched', async (t) => {

@@ -154,9 +154,10 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
   const r = await runCli(['status', dir, '--json'])
   t.equal(r.code, 0, r.stderr)
   const s = oneJson(r)
-  t.strictSame(Object.keys(s).sort(), ['backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'openDeadLetters', 'quarantined', 'segments', 'verified', 'warnings'])
+  t.strictSame(Object.keys(s).sort(), ['backend', 'backlogRecords', 'checkpoints', 'deadLetterBytes', 'dir', 'elapsedMs', 'gaps', 'lastLsn', 'openDeadLetters', 'quarantined', 'segments', 'verified', 'warnings'])
   t.match(s, {
     dir,
+    backend: null,
     segments: { count: 3, bytes: 3 * 64 * 1024, firstLsn: 1, active: manifest.clean.segments[2] },
     lastLsn: RECORDS,
     checkpoints: { backend: RECORDS, index: RECORDS },
@@ -172,6 +173,7 @@ t.test('status --json: segments, last LSN, checkpoints, backlog, dead letters, q
 
   const text = await runCli(['status', dir])
   t.equal(text.code, 0)
+  t.match(text.stdout, /backend\s+leveldb \(not recorded: a directory from before records\)/, 'the fixture is from before backend records')
   t.match(text.stdout, /lock\s+free/)
   t.match(text.stdout, /last LSN\s+480/)
   t.match(text.stdout, /backlog\s+0 records not yet applied everywhere/)

@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { inspectDataDir, MemWAL } from '../../engine/index.js'
+import { inspectDataDir, MemWAL, PgBackend } from '../../engine/index.js'
 import { NodeFileSystem, ProcessDirLocker } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
@@ -41,7 +41,7 @@ t.test('status takes no lock, opens the store once, reads the dead letters once'
     ProcessDirLocker.prototype.acquire = acquire
   })
   const counting = new CountingFs()
-  const s = await inspectDataDir(dir, counting)
+  const s = await inspectDataDir(dir, { fs: counting })
   t.match(s.verified, { clean: true }, 'the dry-run check ran')
   t.equal(s.lastLsn, 20)
   t.equal(locks, 0, 'no directory lock taken')
@@ -49,4 +49,16 @@ t.test('status takes no lock, opens the store once, reads the dead letters once'
   t.equal(counting.storeSyncs, 1, 'the store opened once')
   // One listing for the sizes status shows, one for the dead letters themselves.
   t.equal(counting.deadLetterListings, 2, 'the dead letters read once')
+})
+
+t.test('inspectDataDir refuses an option it does not know, and a backend that is not the recorded one', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  const db = await MemWAL.open({ dir })
+  await db.close()
+  await t.rejects(inspectDataDir(dir, { fss: new NodeFileSystem() } as never), { code: 'INVALID_OPTIONS', details: { field: 'fss' } })
+  await t.rejects(inspectDataDir(dir, { backend: {} } as never), { code: 'INVALID_OPTIONS', details: { field: 'backend' } }, 'not a backend sink')
+  // Never opened: BACKEND_MISMATCH comes before any connection.
+  const pg = new PgBackend({ connectionString: 'postgres://127.0.0.1:1/none', writerId: 'w' })
+  await t.rejects(inspectDataDir(dir, { backend: pg }), { code: 'BACKEND_MISMATCH', details: { recorded: { kind: 'leveldb' }, given: { kind: 'postgres', writerId: 'w' } } })
+  t.match(await inspectDataDir(dir), { backend: { kind: 'leveldb' }, checkpoints: { backend: 0, index: 0 } })
 })

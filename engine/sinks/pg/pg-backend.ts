@@ -110,12 +110,10 @@ export class PgBackend extends BackendSink {
     this.conn.start()
     try {
       await migrate(this.conn, this.t, this.c)
-      const r = await this.conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
-      return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+      return await this.checkpointRow()
     } catch (cause) {
       await this.conn.end()
-      if (cause instanceof MemwalError) throw cause
-      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `cannot open the PostgreSQL backend (schema ${this.schema}): ${(cause as Error).message}`, { cause, transient: true })
+      throw this.unavailable(cause)
     }
   }
 
@@ -132,8 +130,25 @@ export class PgBackend extends BackendSink {
       await requireSchema(this.conn, this.t, this.schema)
     } catch (cause) {
       await this.conn.end()
-      if (cause instanceof MemwalError) throw cause
-      throw new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `cannot open the PostgreSQL backend (schema ${this.schema}): ${(cause as Error).message}`, { cause, transient: true })
+      throw this.unavailable(cause)
+    }
+  }
+
+  /**
+   * This writer's checkpoint as PostgreSQL holds it (0 when it has applied
+   * nothing), read as a watcher reads (openToWatch: no migration, nothing
+   * written, the schema required as it is), for `memwal status` and
+   * `inspectDataDir({ backend })`. On a backend not open: its connections
+   * are made for the read and ended after it.
+   */
+  override async storedCheckpoint(): Promise<number> {
+    await this.openToWatch()
+    try {
+      return await this.checkpointRow()
+    } catch (cause) {
+      throw this.unavailable(cause)
+    } finally {
+      await this.conn.end()
     }
   }
 
@@ -328,6 +343,18 @@ export class PgBackend extends BackendSink {
   }
 
   // ---- internals ----
+
+  /** This writer's checkpoint row's LSN, 0 without a row. */
+  private async checkpointRow(): Promise<number> {
+    const r = await this.conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
+    return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+  }
+
+  /** A failure to reach PostgreSQL as the engine reports it (memwal's own errors pass as they are). */
+  private unavailable(cause: unknown): MemwalError {
+    if (cause instanceof MemwalError) return cause
+    return new MemwalError('ENGINE_BACKEND_UNAVAILABLE', `cannot open the PostgreSQL backend (schema ${this.schema}): ${(cause as Error).message}`, { cause, transient: true })
+  }
 
   private entryOf(row: EntryRow): PgStoredEntry {
     assert(row.value !== null, 'a live row has a value')
