@@ -37,6 +37,12 @@ export type OpenMode =
 
 export interface OpenOptions {
   readonly dsync?: boolean
+  /**
+   * The log's active segment, whose writes and syncs acknowledge appends: the
+   * real filesystem does them on a thread of the log's own (io/io-thread.ts),
+   * not in libuv's pool behind the store's work. A simulated one may ignore it.
+   */
+  readonly appender?: boolean
 }
 
 export interface FileStat {

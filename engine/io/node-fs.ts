@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import type { DiskSpace, FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js'
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './modes.js'
+import { IoThread } from './io-thread.js'
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_DSYNC } = fs.constants
 
@@ -10,6 +11,9 @@ const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_DSYNC } = fs.constants
  * append path (fs.promises' FileHandle adds work per call).
  */
 export class NodeFileSystem implements FileSystem {
+  /** The log's I/O thread, while an appender handle is open (started by the first, stopped with the last). */
+  private logIo: { readonly thread: IoThread; handles: number } | undefined
+
   /** statfs: the blocks available to an unprivileged user (what a write can still take), and the filesystem's size. */
   async diskSpace(path: string): Promise<DiskSpace> {
     const s = await fs.promises.statfs(path)
@@ -28,7 +32,14 @@ export class NodeFileSystem implements FileSystem {
     const fd = await new Promise<number>((resolve, reject) =>
       fs.open(path, flags, PRIVATE_FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
     )
-    return new NodeFileHandle(fd)
+    if (options.appender !== true) return new NodeFileHandle(fd)
+    const io = (this.logIo ??= { thread: new IoThread(), handles: 0 })
+    io.handles++
+    return new AppenderFileHandle(fd, io.thread, async () => {
+      if (--io.handles > 0) return
+      if (this.logIo === io) this.logIo = undefined
+      await io.thread.stop()
+    })
   }
 
   async readFile(path: string): Promise<Uint8Array> {
@@ -76,7 +87,7 @@ export class NodeFileSystem implements FileSystem {
 }
 
 class NodeFileHandle implements FileHandle {
-  constructor(private readonly fd: number) {}
+  constructor(protected readonly fd: number) {}
 
   write(data: Uint8Array, position: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -116,5 +127,48 @@ class NodeFileHandle implements FileHandle {
 
   close(): Promise<void> {
     return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())))
+  }
+}
+
+/**
+ * The log's active segment: writes and syncs on the log's I/O thread
+ * (io-thread.ts), not in libuv's pool behind LevelDB's work; `writeSync`
+ * (the writer's small groups) stays on the calling thread. Closing waits for
+ * this handle's requests still in flight before the descriptor is closed, so
+ * a number the kernel hands out again can never take a late write.
+ */
+class AppenderFileHandle extends NodeFileHandle {
+  private readonly inFlight = new Set<Promise<void>>()
+
+  constructor(
+    fd: number,
+    private readonly io: IoThread,
+    private readonly released: () => Promise<void>,
+  ) {
+    super(fd)
+  }
+
+  override write(data: Uint8Array, position: number): Promise<void> {
+    return this.track(this.io.write(this.fd, data, position))
+  }
+
+  override datasync(): Promise<void> {
+    return this.track(this.io.datasync(this.fd))
+  }
+
+  override async close(): Promise<void> {
+    await Promise.allSettled([...this.inFlight])
+    try {
+      await super.close()
+    } finally {
+      await this.released()
+    }
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.inFlight.add(p)
+    const done = (): void => void this.inFlight.delete(p)
+    p.then(done, done)
+    return p
   }
 }

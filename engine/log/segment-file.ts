@@ -75,6 +75,6 @@ export async function installSegment(c: SegmentInstall): Promise<OpenSegment> {
   }
   await c.fs.rename(spare, path.join(c.walDir, name))
   await c.fs.syncDir(c.walDir)
-  const appender = await c.fs.open(path.join(c.walDir, name), 'readwrite', { dsync: c.dsync })
+  const appender = await c.fs.open(path.join(c.walDir, name), 'readwrite', { dsync: c.dsync, appender: true })
   return { name, handle: appender, baseLsn: c.baseLsn, salt: c.salt, version: FORMAT_VERSION, capacity: c.segmentBytes }
 }

@@ -290,7 +290,7 @@ async function openResume(o: WalConfig, sums: Checksums, r: Resume): Promise<{ s
     await o.fs.syncDir(o.walDir)
   }
   if (r.kind === 'append' && r.offset + FRAME_HEADER_BYTES <= r.capacity) {
-    const handle = await o.fs.open(r.segment.path, 'readwrite', { dsync })
+    const handle = await o.fs.open(r.segment.path, 'readwrite', { dsync, appender: true })
     return { segment: { name: r.segment.name, handle, baseLsn: r.header.baseLsn, salt: r.header.salt, version: r.header.version, capacity: r.capacity }, offset: r.offset, nextLsn: r.nextLsn }
   }
   const baseLsn = r.kind === 'append' ? r.nextLsn : r.baseLsn

@@ -1,0 +1,106 @@
+/**
+ * The log's appender handles write and sync on a thread of the log's own
+ * (engine/io/io-thread.ts, through NodeFileSystem's `appender` open option):
+ * bytes land where asked, in order; errors keep the `code` the writer's
+ * error handling reads (ENOSPC); closing waits for writes still in flight
+ * (a descriptor number reused must never take a late write); an idle
+ * thread never keeps the process alive; and the engine's log, on the real
+ * filesystem, acknowledges through it.
+ */
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { MemWAL } from '../../engine/index.js'
+import { NodeFileSystem } from '../../engine/testing.js'
+import { tmpDir } from '../support/tmp-dir.js'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+t.test('writes through the thread land at their positions, in order, and sync', async (t) => {
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'seg')
+  fs.writeFileSync(file, Buffer.alloc(64 * 1024))
+  const nfs = new NodeFileSystem()
+  const h = await nfs.open(file, 'readwrite', { dsync: true, appender: true })
+  const writes: Promise<void>[] = []
+  // Not awaited one by one: the thread keeps them in the order asked, so an overlapping later write wins.
+  for (let i = 0; i < 32; i++) writes.push(h.write(Buffer.alloc(4096, i + 1), i * 1024))
+  await Promise.all(writes)
+  await h.datasync()
+  await h.close()
+  const bytes = fs.readFileSync(file)
+  for (let i = 0; i < 31; i++) t.equal(bytes[i * 1024], i + 1, `block ${i} holds write ${i}'s first byte, overwritten in order after it`)
+  t.equal(bytes[31 * 1024 + 4095], 32, 'the last write is whole')
+  t.equal(bytes[31 * 1024 + 4096], 0, 'and nothing past it')
+})
+
+t.test('an error from the thread keeps its code (ENOSPC from /dev/full)', { skip: fs.existsSync('/dev/full') ? false : 'no /dev/full here' }, async (t) => {
+  const nfs = new NodeFileSystem()
+  const h = await nfs.open('/dev/full', 'readwrite', { appender: true })
+  await t.rejects(h.write(Buffer.alloc(512, 7), 0), { code: 'ENOSPC', syscall: 'write' })
+  // The thread lives on after an error: the next request is answered too.
+  await t.rejects(h.write(Buffer.alloc(1, 7), 0), { code: 'ENOSPC' })
+  await h.close()
+})
+
+t.test('close waits for the handle\'s writes still in flight', async (t) => {
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'seg')
+  fs.writeFileSync(file, Buffer.alloc(0))
+  const nfs = new NodeFileSystem()
+  const h = await nfs.open(file, 'readwrite', { appender: true })
+  let landed = false
+  const w = h.write(Buffer.alloc(1 << 20, 9), 0).then(() => (landed = true))
+  await h.close()
+  t.ok(landed, 'the write had landed when close resolved')
+  await w
+  t.equal(fs.statSync(file).size, 1 << 20, 'all of it')
+  await t.rejects(h.write(Buffer.alloc(1), 0), 'a write after close is refused')
+})
+
+t.test('the thread restarts for the next appender after the last one closed', async (t) => {
+  const dir = tmpDir(t)
+  const nfs = new NodeFileSystem()
+  for (let i = 0; i < 3; i++) {
+    const file = path.join(dir, `seg${i}`)
+    fs.writeFileSync(file, Buffer.alloc(0))
+    const h = await nfs.open(file, 'readwrite', { appender: true })
+    await h.write(Buffer.from(`segment ${i}`), 0)
+    await h.close()
+    t.equal(fs.readFileSync(file, 'utf8'), `segment ${i}`)
+  }
+})
+
+t.test('an appender left open does not keep the process alive', (t) => {
+  // Node 20 refs a worker for good when a listener is added after unref() (nodejs/node#53036): the
+  // child would then never exit. It opens an appender, writes, and ends without closing it.
+  const dir = tmpDir(t)
+  const child = path.join(dir, 'child.mjs')
+  const testing = path.join(here, '..', '..', 'engine', 'testing.ts')
+  fs.writeFileSync(child, [
+    `import { NodeFileSystem } from ${JSON.stringify(testing)}`,
+    `const h = await new NodeFileSystem().open(${JSON.stringify(path.join(dir, 'seg'))}, 'create', { appender: true })`,
+    `await h.write(Buffer.from('x'), 0)`,
+    `console.log('written')`,
+  ].join('\n'))
+  const r = spawnSync(process.execPath, [...process.execArgv, child], { encoding: 'utf8', timeout: 60_000 })
+  t.equal(r.signal, null, 'the child exited by itself (not killed at the timeout)')
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /written/)
+  t.end()
+})
+
+t.test('the engine on the real filesystem acknowledges through the thread, small groups and large', async (t) => {
+  const dir = tmpDir(t)
+  const db = await MemWAL.open({ dir })
+  await db.put('one', { n: 1 }, { namespace: 'a' })
+  const big = 'x'.repeat(64 * 1024)
+  await Promise.all(Array.from({ length: 64 }, (_, i) => db.put(`k${i}`, { big, i }, { namespace: 'a' })))
+  await db.close()
+  const again = await MemWAL.open({ dir })
+  t.same(await again.get('one', { namespace: 'a' }), { n: 1 })
+  t.same(await again.get('k63', { namespace: 'a' }), { big, i: 63 })
+  await again.close()
+})
