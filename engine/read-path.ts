@@ -122,7 +122,7 @@ export class ReadPath {
   async currentMany(ids: readonly string[]): Promise<({ readonly expiresAt?: number } | undefined)[]> {
     const of = (p: PendingVersion): { expiresAt?: number } | undefined => (p.kind === 'del' ? undefined : p.op.expiresAt !== undefined ? { expiresAt: p.op.expiresAt } : {})
     const unpending = ids.filter((id) => this.p.pending.lookup(id) === undefined)
-    const rows = unpending.length > 0 ? await this.readBackend(() => this.p.backend.getMany(unpending)) : []
+    const rows = unpending.length > 0 ? await this.readBackend(() => this.p.backend.metaMany(unpending)) : []
     const stored = new Map(unpending.map((id, i) => [id, rows[i]]))
     // Pending now wins, as in current: a write during the read is newer than the row.
     return ids.map((id) => {

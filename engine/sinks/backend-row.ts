@@ -3,7 +3,7 @@ import { splitIdentity } from '../format/identity.js'
 import { msgpackEnd } from '../format/msgpack-scan.js'
 import { toWireValue } from '../format/value-codec.js'
 import { assert } from '../assert.js'
-import type { StoredEntry } from './sink.js'
+import type { EntryMeta, StoredEntry } from './sink.js'
 
 /**
  * The LevelDB backend's row (store layout 2 and on), the one place that knows
@@ -24,7 +24,7 @@ import type { StoredEntry } from './sink.js'
 export type RowFields = readonly [value: unknown, tags: string[] | null, lsn: number, createdAt: number, updatedAt: number, expiresAt: number | null]
 
 /** What a row holds besides the value. */
-export type RowMeta = Omit<StoredEntry, 'namespace' | 'key' | 'value'>
+export type RowMeta = EntryMeta
 
 const ROW_FIELDS = 6
 /** msgpack's header of an array of six: every row starts with it. */
@@ -89,4 +89,20 @@ export function rowBounds(row: Uint8Array): RowBounds {
 export function decodeRow(packr: Packr, id: string, row: Uint8Array): StoredEntry {
   const [value, tags, lsn, createdAt, updatedAt, expiresAt] = rowFields(packr, row)
   return { value, ...splitIdentity(id), lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
+}
+
+/**
+ * What a row holds besides the value, without decoding the value: its bytes
+ * are skipped by their msgpack headers (format/msgpack-scan.ts) and only the
+ * five fields after it decoded. The apply path's createdAt and the sweep's
+ * judgement need no more; a value is most of a row.
+ */
+export function rowMeta(packr: Packr, row: Uint8Array): RowMeta {
+  assert(row[0] === MSGPACK_FIXARRAY_6, 'a backend row is a msgpack array of six')
+  const valueEnd = msgpackEnd(row, 1)
+  assert(valueEnd > 0, 'a backend row\'s value is whole')
+  const rest = packr.unpackMultiple(row.subarray(valueEnd)) as unknown[]
+  assert(rest.length === ROW_FIELDS - 1, 'a backend row has six fields')
+  const [tags, lsn, createdAt, updatedAt, expiresAt] = rest as [string[] | null, number, number, number, number | null]
+  return { lsn, createdAt, updatedAt, ...(tags !== null ? { tags } : {}), ...(expiresAt !== null ? { expiresAt } : {}) }
 }

@@ -2,10 +2,10 @@ import type { AbstractBatchOperation } from 'abstract-level'
 import { opIdentity } from '../format/identity.js'
 import { hlcMs, opsOf, packedValueOf } from '../format/record-codec.js'
 import { keepsCreatedAt } from '../format/expiry-key.js'
-import { BackendSink, type AppliedRecord, type StoredEntry } from './sink.js'
+import { BackendSink, type AppliedRecord, type EntryMeta, type StoredEntry } from './sink.js'
 import { encodeLsn, type LevelStore } from './level-store.js'
 import { namespacesByKey, resolveLegacyOps } from './legacy-ops.js'
-import { decodeRow, encodeRow, spliceRow } from './backend-row.js'
+import { decodeRow, encodeRow, rowMeta, spliceRow } from './backend-row.js'
 import type { BackendKind } from '../log/backend-record.js'
 
 type Batch = AbstractBatchOperation<LevelStore['db'], string, Uint8Array>[]
@@ -16,7 +16,7 @@ interface CreatedOf {
   readonly expiresAt: number | undefined
 }
 
-const createdOf = (e: StoredEntry): CreatedOf => ({ createdAt: e.createdAt, expiresAt: e.expiresAt })
+const createdOf = (e: EntryMeta): CreatedOf => ({ createdAt: e.createdAt, expiresAt: e.expiresAt })
 
 /**
  * The default backend: LevelDB (`level`), store layout 2. A row is keyed by
@@ -68,7 +68,7 @@ export class LevelBackend extends BackendSink {
     const current = new Map<string, CreatedOf | undefined>()
     ids.forEach((id, i) => {
       const v = stored[i]
-      current.set(id, v === undefined ? undefined : createdOf(decodeRow(this.store.packr, id, v)))
+      current.set(id, v === undefined ? undefined : createdOf(rowMeta(this.store.packr, v)))
     })
     const ops: Batch = []
     for (const r of records) {
@@ -107,9 +107,9 @@ export class LevelBackend extends BackendSink {
     return v === undefined ? undefined : decodeRow(this.store.packr, id, v)
   }
 
-  override async getMany(ids: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+  override async metaMany(ids: readonly string[]): Promise<(EntryMeta | undefined)[]> {
     const rows = ids.length > 0 ? await this.store.data.getMany([...ids]) : []
-    return rows.map((v, i) => (v === undefined ? undefined : decodeRow(this.store.packr, ids[i] as string, v)))
+    return rows.map((v) => (v === undefined ? undefined : rowMeta(this.store.packr, v)))
   }
 
   async *entries(options: { readonly gte?: string; readonly lt?: string } = {}): AsyncIterable<[string, StoredEntry]> {

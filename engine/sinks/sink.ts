@@ -129,6 +129,9 @@ export interface StoredEntry {
   readonly expiresAt?: number
 }
 
+/** A stored entry without its identity and value: what a backend can answer without decoding values. */
+export type EntryMeta = Omit<StoredEntry, 'namespace' | 'key' | 'value'>
+
 /**
  * A backend is a sink that can also be read. Entries are addressed by their
  * identity string (engine/format/identity.ts: namespace + NUL + key) and
@@ -147,13 +150,19 @@ export abstract class BackendSink extends Sink {
   abstract get(id: string): Promise<StoredEntry | undefined>
 
   /**
-   * The rows of several identities, in their order (undefined where absent):
-   * one read where the backend can (LevelBackend: one LevelDB getMany), so a
-   * caller that judges many entries (the expiry sweep) waits once, not once
-   * per entry. By default one `get` each, all at once.
+   * What the rows of several identities hold besides their values (version,
+   * times, tags, expiry), in their order (undefined where absent): one read
+   * where the backend can (LevelBackend: one LevelDB getMany, the values
+   * skipped undecoded), so a caller that judges many entries (the expiry
+   * sweep) waits once, not once per entry. By default one `get` each, all at once.
    */
-  getMany(ids: readonly string[]): Promise<(StoredEntry | undefined)[]> {
-    return Promise.all(ids.map((id) => this.get(id)))
+  async metaMany(ids: readonly string[]): Promise<(EntryMeta | undefined)[]> {
+    const entries = await Promise.all(ids.map((id) => this.get(id)))
+    return entries.map((e) => {
+      if (e === undefined) return undefined
+      const { namespace: _n, key: _k, value: _v, ...meta } = e
+      return meta
+    })
   }
   /** Every live entry in identity order (for the reconciler and index rebuilds). */
   abstract entries(options?: { readonly gte?: string; readonly lt?: string }): AsyncIterable<[string, StoredEntry]>

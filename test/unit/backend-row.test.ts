@@ -10,7 +10,7 @@ import fc from 'fast-check'
 import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
 import { createPackr, packValue } from '../../engine/format/value-codec.js'
-import { decodeRow, encodeRow, rowBounds, spliceRow } from '../../engine/sinks/backend-row.js'
+import { decodeRow, encodeRow, rowBounds, rowMeta, spliceRow } from '../../engine/sinks/backend-row.js'
 import { contractValueArb, valueDifference } from '../support/values.js'
 
 const runs = (n: number): number => Math.max(1, Math.round(n * Number(process.env.FUZZ_SCALE ?? 1)))
@@ -41,6 +41,9 @@ t.test('a row spliced from the packed value equals the row encoded whole, and de
       const diff = valueDifference(back.value, value)
       if (diff !== undefined) throw new Error(`value reads back changed: ${diff}`)
       if (back.lsn !== meta.lsn || back.createdAt !== meta.createdAt || back.updatedAt !== meta.updatedAt || back.expiresAt !== meta.expiresAt) throw new Error('metadata changed')
+      // rowMeta skips the value undecoded: the same metadata as the whole decode, field for field, absent fields absent.
+      const { value: _v, namespace: _n, key: _k, ...decoded } = back
+      if (!isDeepStrictEqual(rowMeta(packr, spliced), decoded)) throw new Error(`rowMeta ${JSON.stringify(rowMeta(packr, spliced))} != ${JSON.stringify(decoded)}`)
       n++
       return true
     }),
