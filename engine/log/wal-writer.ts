@@ -148,8 +148,12 @@ export class WalWriter {
   private pumping: Promise<void> = Promise.resolve()
   private running = false
   private scheduled = false
-  /** When (performance.now) the pump last started after a macrotask turn (see schedule). */
-  private lastTurnAt = Number.NEGATIVE_INFINITY
+  /** Since when (performance.now) the writer has held the event loop without its turning, as far as it can tell (see schedule). */
+  private holdingSince = 0
+  /** The event loop has turned since the writer last looked (a setImmediate armed then has run). */
+  private turned = true
+  /** A setImmediate is armed to notice the loop's next turn. */
+  private armed = false
   /** Settles when a pump scheduled for the next macrotask turn has started. */
   private turn: Promise<void> | undefined
   private unsyncedBytes = 0
@@ -332,7 +336,6 @@ export class WalWriter {
       this.turn = new Promise((resolve) =>
         setImmediate(() => {
           this.turn = undefined
-          this.lastTurnAt = performance.now()
           run()
           resolve()
         }),
@@ -343,9 +346,34 @@ export class WalWriter {
     queueMicrotask(run)
   }
 
-  /** Whether writes can be inline (the real filesystem) and have held the event loop for INLINE_TURN_MS since its last turn. */
+  /**
+   * Whether writes can be inline (the real filesystem) and the writer has
+   * held the event loop for INLINE_TURN_MS. The hold is measured from the
+   * first schedule after the loop last turned, whoever turned it: a
+   * setImmediate armed at each schedule notices the turn. A caller whose
+   * writes are spaced by other I/O (a LangGraph step reads between its
+   * writes; the appliers' callbacks run) lets the loop turn on its own;
+   * counting from the writer's own last turn instead made nearly every such
+   * write wait behind the callbacks queued for a turn it did not need
+   * (issue 13: a MemwalSaver put at 1 thread). A tight loop of awaited puts
+   * runs on microtasks alone: the armed immediate never runs, and the writer
+   * takes its turn after INLINE_TURN_MS as before.
+   */
   private turnDue(): boolean {
-    return this.c.inlineWriteBytesMax > 0 && this.segment.handle.writeSync !== undefined && performance.now() - this.lastTurnAt >= INLINE_TURN_MS
+    if (!(this.c.inlineWriteBytesMax > 0 && this.segment.handle.writeSync !== undefined)) return false
+    const now = performance.now()
+    if (this.turned) {
+      this.turned = false
+      this.holdingSince = now
+    }
+    if (!this.armed) {
+      this.armed = true
+      setImmediate(() => {
+        this.armed = false
+        this.turned = true
+      })
+    }
+    return now - this.holdingSince >= INLINE_TURN_MS
   }
 
   /**

@@ -60,3 +60,24 @@ t.test('writers with many puts in flight do not hold the event loop either', asy
   clearInterval(timer)
   t.ok(ticks > 0, `a 1 ms timer fired ${ticks} times during 3,000 puts, 64 in flight`)
 })
+
+t.test('a put made after the event loop turned on its own does not wait for a turn of its own', async (t) => {
+  // The hold is counted from the loop's last turn, whoever turned it: a caller whose puts are spaced by other
+  // I/O (a LangGraph step reads between its writes) is not holding the loop, and its small write goes inline at
+  // once. Counted from the writer's own last turn, every such put waited behind the callbacks queued for the
+  // next turn (issue 13: a MemwalSaver put at 1 thread). Here: 200 immediates queued before the put; the put
+  // must resolve before the first of them runs, after pauses longer than the 5 ms budget.
+  const db = await MemWAL.open({ dir: tmpDir(t) })
+  t.teardown(() => db.close())
+  await db.put('warm', 0)
+  let early = 0
+  for (let round = 0; round < 5; round++) {
+    await new Promise((r) => setTimeout(r, 15))
+    let immediatesRan = 0
+    for (let i = 0; i < 200; i++) setImmediate(() => immediatesRan++)
+    await db.put(`k${round}`, round)
+    if (immediatesRan === 0) early++
+    await new Promise((r) => setImmediate(r))
+  }
+  t.equal(early, 5, 'each put resolved before the immediates queued ahead of it ran')
+})
