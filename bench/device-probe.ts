@@ -25,14 +25,24 @@ export interface DeviceProbe {
   phase(name: string): void
   /** Ends the probe: each phase's write latencies in ms. */
   stop(): Promise<Record<string, number[]>>
+  /** Ends it at once, if it still runs (a round that failed): no latencies. */
+  kill(): void
 }
 
 export async function startDeviceProbe(dir: string): Promise<DeviceProbe> {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [path.join(dir, 'device-probe.bin')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const next = (): Promise<FromProbe> =>
     new Promise((resolve, reject) => {
-      child.once('message', (m) => resolve(m as FromProbe))
-      child.once('exit', (code) => reject(new Error(`device probe exited (${String(code)}) before answering`)))
+      const onMessage = (m: unknown): void => {
+        child.off('exit', onExit)
+        resolve(m as FromProbe)
+      }
+      const onExit = (code: number | null): void => {
+        child.off('message', onMessage)
+        reject(new Error(`device probe exited (${String(code)}) before answering`))
+      }
+      child.once('message', onMessage)
+      child.once('exit', onExit)
     })
   await next()
   return {
@@ -43,6 +53,9 @@ export async function startDeviceProbe(dir: string): Promise<DeviceProbe> {
       const m = await answer
       if (!('latencies' in m)) throw new Error('device probe answered without latencies')
       return m.latencies
+    },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     },
   }
 }
@@ -71,6 +84,8 @@ function runProbe(file: string): void {
       process.send?.({ latencies } satisfies FromProbe, () => process.exit(0))
     }
   })
+  // The parent gone (it failed, or was killed), the probe goes too, rather than writing every 2 ms forever.
+  process.on('disconnect', () => process.exit(0))
   process.send?.({ ready: true } satisfies FromProbe)
 }
 

@@ -162,6 +162,7 @@ async function round(dir: string, n: number, writer: boolean): Promise<Partial<R
     }
   } finally {
     clearInterval(keepAlive)
+    probe?.kill()
     await db.close()
   }
 }

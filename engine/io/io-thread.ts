@@ -10,8 +10,8 @@ import { assert } from '../assert.js'
  * the event loop is one message each way.
  *
  * The worker is plain CommonJS given as a string: no file to resolve, the same
- * under the test runner's TypeScript loader and in dist/. A request carries a
- * copy of its bytes (structured clone: the writer reuses its group buffers).
+ * under the test runner's TypeScript loader and in dist/. A request carries an
+ * exact copy of its bytes, transferred (the writer reuses its group buffers).
  * An error comes back as its errno fields and is rebuilt, so the writer sees
  * the `code` (ENOSPC, EIO, ...) that `fs` would have given it.
  */
@@ -82,7 +82,14 @@ export class IoThread {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject })
       if (this.waiting.size === 1) this.worker.ref()
-      this.worker.postMessage({ id, ...m })
+      if (m.op === 'write') {
+        // An exact copy, transferred: posting the caller's view would clone the whole buffer under it
+        // (a group buffer grows to groupBytesMax and is reused), and the caller reuses it at once.
+        const data = new Uint8Array(m.data)
+        this.worker.postMessage({ id, ...m, data }, [data.buffer])
+      } else {
+        this.worker.postMessage({ id, ...m })
+      }
     })
   }
 

@@ -33,7 +33,18 @@ export class NodeFileSystem implements FileSystem {
       fs.open(path, flags, PRIVATE_FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
     )
     if (options.appender !== true) return new NodeFileHandle(fd)
-    const io = (this.logIo ??= { thread: new IoThread(), handles: 0 })
+    let io = this.logIo
+    if (io === undefined) {
+      let thread: IoThread
+      try {
+        thread = new IoThread()
+      } catch {
+        // No worker to be had (a permission model without --allow-worker, a thread limit): the log's
+        // writes go through libuv's pool as they did before the thread, rather than the store not opening.
+        return new NodeFileHandle(fd)
+      }
+      io = this.logIo = { thread, handles: 0 }
+    }
     io.handles++
     return new AppenderFileHandle(fd, io.thread, async () => {
       if (--io.handles > 0) return
@@ -139,6 +150,8 @@ class NodeFileHandle implements FileHandle {
  */
 class AppenderFileHandle extends NodeFileHandle {
   private readonly inFlight = new Set<Promise<void>>()
+  /** Set as close begins: from then on the descriptor's number may belong to another file, so nothing more goes out. */
+  private closed = false
 
   constructor(
     fd: number,
@@ -149,14 +162,22 @@ class AppenderFileHandle extends NodeFileHandle {
   }
 
   override write(data: Uint8Array, position: number): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('write'))
     return this.track(this.io.write(this.fd, data, position))
   }
 
+  override writeSync(data: Uint8Array, position: number): void {
+    if (this.closed) throw closedError('write')
+    super.writeSync(data, position)
+  }
+
   override datasync(): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('fdatasync'))
     return this.track(this.io.datasync(this.fd))
   }
 
   override async close(): Promise<void> {
+    this.closed = true
     await Promise.allSettled([...this.inFlight])
     try {
       await super.close()
@@ -171,4 +192,9 @@ class AppenderFileHandle extends NodeFileHandle {
     p.then(done, done)
     return p
   }
+}
+
+/** What fs gives for a call on a closed descriptor (EBADF), for a handle that knows it is closed. */
+function closedError(syscall: string): Error {
+  return Object.assign(new Error(`EBADF: bad file descriptor, ${syscall} (the handle is closed)`), { code: 'EBADF', errno: -9, syscall })
 }

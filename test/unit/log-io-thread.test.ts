@@ -60,6 +60,40 @@ t.test('close waits for the handle\'s writes still in flight', async (t) => {
   await t.rejects(h.write(Buffer.alloc(1), 0), 'a write after close is refused')
 })
 
+t.test('a closed handle refuses writes while another keeps the thread: its descriptor number may be another file\'s now', async (t) => {
+  const dir = tmpDir(t)
+  const nfs = new NodeFileSystem()
+  for (const name of ['a', 'b']) fs.writeFileSync(path.join(dir, name), Buffer.alloc(0))
+  const a = await nfs.open(path.join(dir, 'a'), 'readwrite', { appender: true })
+  const b = await nfs.open(path.join(dir, 'b'), 'readwrite', { appender: true })
+  await a.close()
+  // The kernel hands the lowest free number out again: this file takes a's.
+  const other = path.join(dir, 'other')
+  const fd = fs.openSync(other, 'w+')
+  t.teardown(() => fs.closeSync(fd))
+  await t.rejects(a.write(Buffer.from('late'), 0), { code: 'EBADF' }, 'a write through the closed handle is refused')
+  await t.rejects(a.datasync(), { code: 'EBADF' }, 'and a sync')
+  t.throws(() => a.writeSync?.(Buffer.from('late'), 0), { code: 'EBADF' }, 'and an inline write')
+  t.equal(fs.readFileSync(other, 'utf8'), '', 'nothing reached the file that took the number')
+  await b.write(Buffer.from('still here'), 0)
+  await b.close()
+  t.equal(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'still here', 'the other handle writes on')
+})
+
+t.test('a write from a view into a larger buffer writes the view', async (t) => {
+  // Only the view's bytes go to the thread (an exact copy, transferred), not the buffer under it.
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'seg')
+  fs.writeFileSync(file, Buffer.alloc(0))
+  const h = await new NodeFileSystem().open(file, 'readwrite', { appender: true })
+  const big = Buffer.alloc(4 << 20, 0x61)
+  big.write('view', 1000)
+  await h.write(big.subarray(1000, 1004), 0)
+  await h.close()
+  t.equal(fs.readFileSync(file, 'utf8'), 'view')
+  t.equal(big.toString('utf8', 1000, 1004), 'view', 'the caller\'s buffer is left as it was (copied, not transferred away)')
+})
+
 t.test('the thread restarts for the next appender after the last one closed', async (t) => {
   const dir = tmpDir(t)
   const nfs = new NodeFileSystem()
