@@ -54,7 +54,7 @@ export interface DataDirStatus {
    * is judged by the backend's checkpoint, and left out when it is not known.
    */
   readonly logVerified?: StatusVerification
-  /** What an operator should fix that is not damage: directories others may write. */
+  /** What an operator should look at that fsck does not report: directories others may write, a checkpoint past the log's end. */
   readonly warnings: readonly string[]
 }
 
@@ -134,8 +134,24 @@ export async function inspectDataDir(dir: string, options?: InspectOptions): Pro
     gaps: { open, acknowledged: gapFile.gaps.length - open.length },
     verified,
     ...(logVerified ? { logVerified } : {}),
-    warnings: (await looseDirs(fs, root)).map(describeLooseDir),
+    warnings: [...(await looseDirs(fs, root)).map(describeLooseDir), ...(holder ? [] : checkpointsAhead(checkpoints, lastLsn))],
   }
+}
+
+/**
+ * A sink's checkpoint beyond the log's last record: the sink holds records
+ * this log does not (the directory was restored from an older copy, its log
+ * cut, or another process wrote with the same PostgreSQL writer id). The
+ * backlog then reads 0, which hides it. Only judged with no process holding
+ * the directory: one writing meanwhile may have advanced a checkpoint past
+ * the last LSN read a moment before.
+ */
+function checkpointsAhead(checkpoints: { readonly backend?: number; readonly index?: number } | undefined, lastLsn: number): string[] {
+  const out: string[] = []
+  for (const [sink, lsn] of Object.entries(checkpoints ?? {})) {
+    if (lsn !== undefined && lsn > lastLsn) out.push(`the ${sink}'s checkpoint (${lsn}) is past the log's last record (${lastLsn}): it holds records this log does not (a directory restored from an older copy, a log cut short, or another process writing with the same writer id); the next open decides by the corruption policy`)
+  }
+  return out
 }
 
 interface Look extends Omit<ClosedDirCheck, 'store' | 'nowMs' | 'startedMs'> {
