@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Sink } from './sinks/sink.js'
+import { microtask } from './io/host-timers.js'
 import type { WalRecord } from './format/record-codec.js'
 import type { EngineHealth } from './health.js'
 import type { BreakerState } from './resilience/policy.js'
@@ -94,7 +95,7 @@ export class EngineMetrics {
     if (this.scraped) return this.scraped
     const h = this.engine.health()
     this.scraped = h
-    queueMicrotask(() => (this.scraped = undefined))
+    microtask(() => (this.scraped = undefined))
     return h
   }
 

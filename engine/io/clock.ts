@@ -1,3 +1,5 @@
+import { clearInterval, clearTimeout, setInterval, setTimeout } from './host-timers.js'
+
 /** Time, injected: the real clock in production, a manual one in tests. */
 export interface Clock {
   /** Milliseconds since the epoch. */

@@ -2,6 +2,7 @@ import { posix as path } from 'node:path'
 import { assert } from '../assert.js'
 import { MemwalError, RecordTooLargeError, WalClosedError, WalFailedError } from '../errors.js'
 import type { Clock } from '../io/clock.js'
+import { microtask, monotonicMs, setImmediate } from '../io/host-timers.js'
 import type { FileSystem } from '../io/fs.js'
 import { isSpaceError } from '../io/fs.js'
 import type { Random } from '../io/random.js'
@@ -127,7 +128,7 @@ const GROUP_INITIAL_BYTES = 64 * 1024
  * (bench:expiry, idle machine) that writer made 1,939 puts instead of
  * 15,128 and its p99 went from 10.7 to 27.6 ms: every turn it waited for an
  * apply batch. Acknowledgements come first, so 5 ms. Measured in real time
- * (performance.now), not by the injected clock: it budgets how long this
+ * (monotonicMs: performance.now as the host gave it), not by the injected clock: it budgets how long this
  * thread is held, which a clock a test has frozen (ManualClock, fake timers)
  * must not stretch to forever, and it decides only when other callbacks
  * run, never what is written (simulations, whose files have no writeSync,
@@ -148,7 +149,7 @@ export class WalWriter {
   private pumping: Promise<void> = Promise.resolve()
   private running = false
   private scheduled = false
-  /** Since when (performance.now) the writer has held the event loop without its turning, as far as it can tell (see schedule). */
+  /** Since when (monotonicMs) the writer has held the event loop without its turning, as far as it can tell (see schedule). */
   private holdingSince = 0
   /** The event loop has turned since the writer last looked (a setImmediate armed then has run). */
   private turned = true
@@ -343,7 +344,7 @@ export class WalWriter {
       return
     }
     // A microtask, not now: appends made in the same tick join one group.
-    queueMicrotask(run)
+    microtask(run)
   }
 
   /**
@@ -361,7 +362,7 @@ export class WalWriter {
    */
   private turnDue(): boolean {
     if (!(this.c.inlineWriteBytesMax > 0 && this.segment.handle.writeSync !== undefined)) return false
-    const now = performance.now()
+    const now = monotonicMs()
     if (this.turned) {
       this.turned = false
       this.holdingSince = now

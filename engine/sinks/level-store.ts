@@ -91,6 +91,7 @@ export class LevelStore {
     const s = new LevelStore(location, db)
     try {
       await s.db.open({ createIfMissing: true })
+      await s.openSublevels()
     } catch (cause) {
       throw new MemwalError('IO_ERROR', `cannot open the LevelDB store at ${location}: ${(cause as Error).message}`, { cause })
     }
@@ -254,6 +255,17 @@ export class LevelStore {
     return run
   }
 
+  /**
+   * Opens the sublevels, which abstract-level would open from a microtask
+   * queued by their constructor: not after a reopen (they do not reopen with
+   * their parent), and never while an application's tests fake
+   * `queueMicrotask` (Jest's fake timers: every read and write then waited
+   * forever; test/adapters/fake-timers.test.ts).
+   */
+  private async openSublevels(): Promise<void> {
+    for (const s of [this.data, this.index, this.meta, this.legacyData, this.legacyIndex]) await s.open()
+  }
+
   private async reopenIfDamaged(): Promise<void> {
     if (this.lostWrites) throw this.lostWrites
     if (!this.logDamaged) return
@@ -261,8 +273,7 @@ export class LevelStore {
     try {
       await this.db.close()
       await this.db.open({ createIfMissing: false })
-      // Sublevels do not reopen with their parent (abstract-level): each is opened again.
-      for (const s of [this.data, this.index, this.meta, this.legacyData, this.legacyIndex]) await s.open()
+      await this.openSublevels()
     } catch (cause) {
       throw new MemwalError('IO_ERROR', `cannot reopen the LevelDB store at ${this.location} after a failed write: ${(cause as Error).message}`, { cause })
     }
