@@ -49,7 +49,9 @@ export class IoThread {
   private ended: Error | undefined
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, name: 'memwal-log-io' })
+    // None of the process's flags: they are for its own code (--input-type=module would evaluate this
+    // CommonJS source as a module, and the thread would die at once; a loader would only slow its start).
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, name: 'memwal-log-io', execArgv: [] })
     this.worker.on('message', (r: Reply) => this.settle(r))
     this.worker.on('error', (err) => this.failAll(err))
     this.worker.on('exit', (code) => this.failAll(new Error(`the log's I/O thread exited (code ${code})`)))

@@ -10,10 +10,11 @@
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import t from 'tap'
 import { MemWAL } from '../../engine/index.js'
 import { NodeFileSystem } from '../../engine/testing.js'
+import { childEnv } from '../support/child-env.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -123,6 +124,26 @@ t.test('an appender left open does not keep the process alive', (t) => {
   t.equal(r.signal, null, 'the child exited by itself (not killed at the timeout)')
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /written/)
+  t.end()
+})
+
+t.test('the thread runs under --input-type=module: it takes none of the process\'s flags', (t) => {
+  // Its source is CommonJS: evaluated as a module (the flag is inherited by default), it died at once, and
+  // every write through it failed the log closed.
+  const dir = tmpDir(t)
+  const testing = pathToFileURL(path.join(here, '..', '..', 'engine', 'testing.ts')).href
+  const script = [
+    `import { NodeFileSystem } from ${JSON.stringify(testing)}`,
+    `const h = await new NodeFileSystem().open(${JSON.stringify(path.join(dir, 'seg'))}, 'create', { appender: true })`,
+    `await h.write(Buffer.alloc(1 << 20, 1), 0)`,
+    `await h.datasync()`,
+    `await h.close()`,
+    `console.log('written')`,
+  ].join('\n')
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: childEnv() })
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /written/)
+  t.equal(fs.statSync(path.join(dir, 'seg')).size, 1 << 20, 'the write landed')
   t.end()
 })
 
