@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { assert } from '../assert.js'
+import { MemwalError } from '../errors.js'
 
 /**
  * A thread of the log's own for its writes and syncs (node-fs.ts gives one
@@ -14,6 +15,13 @@ import { assert } from '../assert.js'
  * exact copy of its bytes, transferred (the writer reuses its group buffers).
  * An error comes back as its errno fields and is rebuilt, so the writer sees
  * the `code` (ENOSPC, EIO, ...) that `fs` would have given it.
+ *
+ * Should the thread end without being stopped (it catches its calls' errors,
+ * so only something outside them ends it: out of memory, a termination), the
+ * requests waiting for it and every later one are refused with IO_ERROR
+ * (details.reason `log-io-thread-ended`): a write that was in flight may have
+ * landed in part or not at all, so the log's writer fails closed on it, as on
+ * any write error that is not a full disk.
  */
 const WORKER_SOURCE = `
 const fs = require('node:fs')
@@ -46,15 +54,16 @@ export class IoThread {
   private readonly worker: Worker
   private readonly waiting = new Map<number, { readonly resolve: () => void; readonly reject: (err: Error) => void }>()
   private nextId = 1
-  private ended: Error | undefined
+  private endedBy: MemwalError | undefined
 
   constructor() {
     // None of the process's flags: they are for its own code (--input-type=module would evaluate this
     // CommonJS source as a module, and the thread would die at once; a loader would only slow its start).
     this.worker = new Worker(WORKER_SOURCE, { eval: true, name: 'memwal-log-io', execArgv: [] })
     this.worker.on('message', (r: Reply) => this.settle(r))
+    // An uncaught error ends the thread: 'error', then 'exit' (the first one says why).
     this.worker.on('error', (err) => this.failAll(err))
-    this.worker.on('exit', (code) => this.failAll(new Error(`the log's I/O thread exited (code ${code})`)))
+    this.worker.on('exit', (code) => this.failAll(new Error(`the log's I/O thread exited with code ${code}`)))
     // Idle, it must not keep the process alive (a request in flight refs it). After the listeners:
     // on Node 20 a listener added after unref() refs the worker again for good (nodejs/node#53036).
     this.worker.unref()
@@ -69,16 +78,29 @@ export class IoThread {
     return this.request({ op: 'datasync', fd })
   }
 
+  /** Why the thread takes no more requests (stopped, or ended by itself), or undefined while it does. */
+  get ended(): MemwalError | undefined {
+    return this.endedBy
+  }
+
   /** Ends the thread; a request asked afterwards is refused. The caller has waited for its requests. */
   async stop(): Promise<void> {
-    if (this.ended) return
+    if (this.endedBy) return
     assert(this.waiting.size === 0, 'the log\'s I/O thread stops with no request in flight')
-    this.ended = new Error('the log\'s I/O thread is stopped')
+    this.endedBy = new MemwalError('IO_ERROR', 'the log\'s I/O thread is stopped', { details: { reason: 'log-io-thread-stopped' } })
+    await this.worker.terminate()
+  }
+
+  /**
+   * For tests only: ends the thread as a crash would (not stopped: what is
+   * waiting, and what comes later, is refused as after a real death).
+   */
+  async terminateForTesting(): Promise<void> {
     await this.worker.terminate()
   }
 
   private request(m: Request): Promise<void> {
-    if (this.ended) return Promise.reject(this.ended)
+    if (this.endedBy) return Promise.reject(this.endedBy)
     assert(this.waiting.size < IN_FLIGHT_MAX, `at most ${IN_FLIGHT_MAX} requests wait for the log's I/O thread`)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
@@ -105,8 +127,9 @@ export class IoThread {
   }
 
   /** The thread died (it should not: its calls catch their errors): every request waiting fails, and later ones too. */
-  private failAll(err: Error): void {
-    this.ended ??= err
+  private failAll(cause: Error): void {
+    // After stop() the 'exit' is expected: nothing waits, and the reason stays `stopped`.
+    const err = (this.endedBy ??= new MemwalError('IO_ERROR', `the log's I/O thread ended: ${cause.message}`, { cause, details: { reason: 'log-io-thread-ended' } }))
     for (const w of this.waiting.values()) w.reject(err)
     this.waiting.clear()
   }

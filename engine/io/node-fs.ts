@@ -34,6 +34,8 @@ export class NodeFileSystem implements FileSystem {
     )
     if (options.appender !== true) return new NodeFileHandle(fd)
     let io = this.logIo
+    // A thread that ended by itself is kept until its last handle closes: a segment the log opens
+    // meanwhile is refused as the others are, so the log fails closed rather than carry on half-way.
     if (io === undefined) {
       let thread: IoThread
       try {
@@ -51,6 +53,13 @@ export class NodeFileSystem implements FileSystem {
       if (this.logIo === io) this.logIo = undefined
       await io.thread.stop()
     })
+  }
+
+  /** For tests only: ends the log's I/O thread as a crash would (IoThread.terminateForTesting); false when none runs. */
+  async terminateLogIoThreadForTesting(): Promise<boolean> {
+    if (this.logIo === undefined) return false
+    await this.logIo.thread.terminateForTesting()
+    return true
   }
 
   async readFile(path: string): Promise<Uint8Array> {
@@ -146,12 +155,17 @@ class NodeFileHandle implements FileHandle {
  * (io-thread.ts), not in libuv's pool behind LevelDB's work; `writeSync`
  * (the writer's small groups) stays on the calling thread. Closing waits for
  * this handle's requests still in flight before the descriptor is closed, so
- * a number the kernel hands out again can never take a late write.
+ * a number the kernel hands out again can never take a late write. Once the
+ * thread has ended by itself, the inline writes are refused too: the writer
+ * fails closed at its next write, whatever its size.
  */
 class AppenderFileHandle extends NodeFileHandle {
-  private readonly inFlight = new Set<Promise<void>>()
+  /** This handle's requests not yet settled (the thread keeps the requests themselves). */
+  private inFlight = 0
+  /** Resolves close's wait once the last request in flight settles. */
+  private onIdle: (() => void) | undefined
   /** Set as close begins: from then on the descriptor's number may belong to another file, so nothing more goes out. */
-  private closed = false
+  private closing: Promise<void> | undefined
 
   constructor(
     fd: number,
@@ -162,23 +176,29 @@ class AppenderFileHandle extends NodeFileHandle {
   }
 
   override write(data: Uint8Array, position: number): Promise<void> {
-    if (this.closed) return Promise.reject(closedError('write'))
+    if (this.closing) return Promise.reject(closedError('write'))
     return this.track(this.io.write(this.fd, data, position))
   }
 
   override writeSync(data: Uint8Array, position: number): void {
-    if (this.closed) throw closedError('write')
+    if (this.closing) throw closedError('write')
+    if (this.io.ended) throw this.io.ended
     super.writeSync(data, position)
   }
 
   override datasync(): Promise<void> {
-    if (this.closed) return Promise.reject(closedError('fdatasync'))
+    if (this.closing) return Promise.reject(closedError('fdatasync'))
     return this.track(this.io.datasync(this.fd))
   }
 
-  override async close(): Promise<void> {
-    this.closed = true
-    await Promise.allSettled([...this.inFlight])
+  /** Closes once: a second call waits for the first (closing the number twice could close another file's). */
+  override close(): Promise<void> {
+    return (this.closing ??= this.closeOnce())
+  }
+
+  private async closeOnce(): Promise<void> {
+    // No request goes out from here on, so the count only falls.
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve))
     try {
       await super.close()
     } finally {
@@ -187,9 +207,11 @@ class AppenderFileHandle extends NodeFileHandle {
   }
 
   private track(p: Promise<void>): Promise<void> {
-    this.inFlight.add(p)
-    const done = (): void => void this.inFlight.delete(p)
-    p.then(done, done)
+    this.inFlight++
+    const settled = (): void => {
+      if (--this.inFlight === 0) this.onIdle?.()
+    }
+    p.then(settled, settled)
     return p
   }
 }

@@ -2,17 +2,24 @@
  * The log's appender handles write and sync on a thread of the log's own
  * (engine/io/io-thread.ts, through NodeFileSystem's `appender` open option):
  * bytes land where asked, in order; errors keep the `code` the writer's
- * error handling reads (ENOSPC); closing waits for writes still in flight
- * (a descriptor number reused must never take a late write); an idle
- * thread never keeps the process alive; and the engine's log, on the real
- * filesystem, acknowledges through it.
+ * error handling reads (ENOSPC, and fdatasync's own); closing waits for
+ * writes still in flight (a descriptor number reused must never take a late
+ * write); an idle thread never keeps the process alive; the engine's log, on
+ * the real filesystem, acknowledges through it; and a thread that dies (ended
+ * for real, through NodeFileSystem's test-only terminate) refuses what
+ * waits and what comes later with IO_ERROR, the engine fails closed having
+ * acknowledged only what is on disk, and nothing hangs.
+ *
+ * A sync error failing the log closed is the writer's (wal-io-faults.test.ts,
+ * on the simulated filesystem: any sync error, whatever its code); here, that
+ * the thread gives the writer such an error as fs would.
  */
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import t from 'tap'
-import { MemWAL } from '../../engine/index.js'
+import { MemWAL, MemwalError } from '../../engine/index.js'
 import { NodeFileSystem } from '../../engine/testing.js'
 import { childEnv } from '../support/child-env.js'
 import { tmpDir } from '../support/tmp-dir.js'
@@ -43,6 +50,17 @@ t.test('an error from the thread keeps its code (ENOSPC from /dev/full)', { skip
   await t.rejects(h.write(Buffer.alloc(512, 7), 0), { code: 'ENOSPC', syscall: 'write' })
   // The thread lives on after an error: the next request is answered too.
   await t.rejects(h.write(Buffer.alloc(1, 7), 0), { code: 'ENOSPC' })
+  await h.close()
+})
+
+t.test('an fdatasync error from the thread keeps its code and syscall (EINVAL on a FIFO)', { skip: process.platform === 'linux' ? false : 'EINVAL from fdatasync on a pipe is Linux\'s' }, async (t) => {
+  const fifo = path.join(tmpDir(t), 'fifo')
+  const made = spawnSync('mkfifo', [fifo])
+  if (made.status !== 0) return t.plan(0, `no mkfifo here: ${String(made.error ?? made.stderr)}`)
+  // Opened read-write, a FIFO does not wait for a peer (Linux); a pipe cannot be synced.
+  const h = await new NodeFileSystem().open(fifo, 'readwrite', { appender: true })
+  await t.rejects(h.datasync(), { code: 'EINVAL', syscall: 'fdatasync', errno: -22 })
+  await t.rejects(h.datasync(), { code: 'EINVAL' }, 'the thread lives on after it')
   await h.close()
 })
 
@@ -158,4 +176,103 @@ t.test('the engine on the real filesystem acknowledges through the thread, small
   t.same(await again.get('one', { namespace: 'a' }), { n: 1 })
   t.same(await again.get('k63', { namespace: 'a' }), { big, i: 63 })
   await again.close()
+})
+
+/** How a call settled: acknowledged, or the error it was refused with. */
+async function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; err: unknown }> {
+  try {
+    return { ok: true, value: await p }
+  } catch (err) {
+    return { ok: false, err }
+  }
+}
+
+const THREAD_ENDED = { code: 'IO_ERROR', details: { reason: 'log-io-thread-ended' } }
+
+t.test('the thread dying mid-request: what waits and what comes later is refused with IO_ERROR; close does not wait for it', async (t) => {
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'seg')
+  fs.writeFileSync(file, Buffer.alloc(0))
+  const nfs = new NodeFileSystem()
+  const h = await nfs.open(file, 'readwrite', { appender: true })
+  const block = 8 << 20
+  // Posted at once: the thread takes them one by one, so most still wait when it is ended.
+  const asked = [0, 1, 2, 3].map((i) => h.write(Buffer.alloc(block, i + 1), i * block))
+  asked.push(h.datasync())
+  t.equal(await nfs.terminateLogIoThreadForTesting(), true, 'the thread ended')
+  const settled = await Promise.all(asked.map(outcome))
+  const refused = settled.filter((o) => !o.ok)
+  t.ok(refused.length >= 1, `requests still waiting were refused (${refused.length} of ${settled.length})`)
+  for (const o of refused) {
+    t.ok(!o.ok && o.err instanceof MemwalError, 'a MemwalError')
+    t.match(!o.ok && o.err, THREAD_ENDED, 'IO_ERROR, the thread ended')
+  }
+  const bytes = fs.readFileSync(file)
+  settled.slice(0, 4).forEach((o, i) => {
+    if (o.ok) t.equal(bytes[i * block + block - 1], i + 1, `write ${i}, acknowledged, is in the file`)
+  })
+  await t.rejects(h.write(Buffer.from('late'), 0), THREAD_ENDED, 'a later write is refused')
+  await t.rejects(h.datasync(), THREAD_ENDED, 'and a sync')
+  t.throws(() => h.writeSync?.(Buffer.from('late'), 0), THREAD_ENDED, 'and an inline write: the writer fails at its next write, whatever its size')
+  await h.close()
+  await h.close() // once: the second waits for the first, the number is not closed twice
+
+  const next = await nfs.open(file, 'readwrite', { appender: true })
+  await next.write(Buffer.from('again'), 0)
+  await next.close()
+  t.equal(fs.readFileSync(file).toString('utf8', 0, 5), 'again', 'an appender opened once the last one closed gets a new thread')
+})
+
+t.test('the engine on a thread that dies fails closed: puts refused (ENGINE_FAILED), every one acknowledged is on disk', async (t) => {
+  const dir = tmpDir(t)
+  const nfs = new NodeFileSystem()
+  const db = await MemWAL.open({ dir, fs: nfs })
+  await db.put('before', 0)
+  const big = 'x'.repeat(64 * 1024) // a group past inlineWriteBytesMax: written by the thread
+  await Promise.all(Array.from({ length: 4 }, (_, i) => db.put(`early${i}`, { big, i })))
+  const puts = Array.from({ length: 32 }, (_, i) => db.put(`k${i}`, { big, i }))
+  await nfs.terminateLogIoThreadForTesting()
+  const settled = await Promise.all(puts.map(outcome))
+  await t.rejects(db.put('after-large', { big }), { code: 'ENGINE_FAILED' }, 'a later large put is refused')
+  await t.rejects(db.put('after-small', 1), { code: 'ENGINE_FAILED' }, 'and a small one (inline)')
+  t.equal(db.health().state, 'failed', 'the engine failed')
+  for (const o of settled) if (!o.ok) t.match(o.err, { code: 'ENGINE_FAILED' }, 'a put refused is ENGINE_FAILED')
+  const failed = settled.find((o) => !o.ok)
+  const walError = failed === undefined ? undefined : (failed as { err: { cause?: { code?: string; cause?: unknown } } }).err.cause
+  if (walError !== undefined) t.match(walError, { code: 'WAL_FAILED', cause: THREAD_ENDED }, 'because of the log, because of the thread')
+  await db.close()
+
+  const again = await MemWAL.open({ dir })
+  t.equal(await again.get('before'), 0)
+  for (let i = 0; i < 4; i++) t.same(await again.get(`early${i}`), { big, i }, `early${i}, acknowledged through the thread before it ended, is there`)
+  const acknowledged = settled.flatMap((o, i) => (o.ok ? [i] : []))
+  for (const i of acknowledged) t.same(await again.get(`k${i}`), { big, i }, `k${i}, acknowledged, is there after a reopen`)
+  t.equal(await again.get('after-small'), undefined, 'a refused put after the failure is not')
+  await again.close()
+  t.comment(`${acknowledged.length} of ${settled.length} puts acknowledged before the thread ended`)
+})
+
+t.test('a process whose log thread died ends by itself', (t) => {
+  const dir = tmpDir(t)
+  const child = path.join(dir, 'child.mjs')
+  const index = path.join(here, '..', '..', 'engine', 'index.ts')
+  const testing = path.join(here, '..', '..', 'engine', 'testing.ts')
+  fs.writeFileSync(child, [
+    `import { MemWAL } from ${JSON.stringify(index)}`,
+    `import { NodeFileSystem } from ${JSON.stringify(testing)}`,
+    `const fs = new NodeFileSystem()`,
+    `const db = await MemWAL.open({ dir: ${JSON.stringify(path.join(dir, 'db'))}, fs, inlineWriteBytesMax: 0 })`,
+    `await db.put('a', 1)`,
+    `const pending = db.put('b', 'x'.repeat(1 << 20))`,
+    `await fs.terminateLogIoThreadForTesting()`,
+    `await pending.then(() => console.log('b acknowledged'), (err) => console.log('b refused', err.code))`,
+    `await db.put('c', 1).catch((err) => console.log('c refused', err.code))`,
+    `await db.close()`,
+    `console.log('closed')`,
+  ].join('\n'))
+  const r = spawnSync(process.execPath, [...process.execArgv, child], { encoding: 'utf8', timeout: 60_000 })
+  t.equal(r.signal, null, 'the child exited by itself (not killed at the timeout)')
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /c refused ENGINE_FAILED\nclosed/)
+  t.end()
 })
