@@ -197,7 +197,8 @@ export abstract class BackendSink extends Sink {
 
   /**
    * This writer's checkpoint as the backend holds it, read without opening
-   * the sink or writing anything (`inspectDataDir`, `memwal status`), for a
+   * the sink (on one open: with its connections) or writing anything
+   * (`inspectDataDir`, `memwal status`), for a
    * backend whose rows are not in the data directory (PgBackend); absent on
    * one whose checkpoint the directory's store holds, or that cannot say.
    */

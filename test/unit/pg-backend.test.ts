@@ -548,6 +548,24 @@ if (await requirePg(t)) {
     t.equal(await codeOf(reused.get(dflt('k1'))), 'ENGINE_CLOSED', 'the failed open closed the backend it had opened (no pool left behind)')
   })
 
+  t.test('storedCheckpoint: on a backend open, read with its connections, which stay; on one not open, through connections of the call\'s own', async (t) => {
+    const schema = newSchema()
+    const other = new PgBackend({ connectionString: PG_URL, writerId: 'sc', schema })
+    t.equal(await codeOf(other.storedCheckpoint()), 'INVALID_OPTIONS', 'not open, on a schema no writer made: refused (and not made)')
+    const b = await backendOn(t, schema, 'sc')
+    t.equal(await b.storedCheckpoint(), 0, 'open, nothing applied: 0 (it used to fail an assertion)')
+    await b.apply({ records: [rec(1, 1000, put('k', 'v'))], upToLsn: 3 })
+    t.equal(await b.storedCheckpoint(), 3, 'open: the row as stored')
+    t.equal(await b.storedCheckpoint(), 3, 'again')
+    t.match(await b.get(dflt('k')), { value: 'v' }, 'and the backend still reads: its connections were not ended')
+    t.equal(await other.storedCheckpoint(), 3, 'a backend not open reads it too')
+    t.equal(await codeOf(other.get(dflt('k'))), 'ENGINE_CLOSED', '... and is left not open')
+    const [read, opened] = await Promise.all([other.storedCheckpoint(), other.open()])
+    t.same([read, opened], [3, 3], 'opened while such a read runs: both answer (the read\'s connections are its own)')
+    t.match(await other.get(dflt('k')), { value: 'v' }, 'and the opened backend reads: the read ended only its own connections')
+    await other.close()
+  })
+
   t.test('two writers: get and PgBackend.query see every writer\'s entries', async (t) => {
     const schema = newSchema()
     const ba = new PgBackend({ connectionString: PG_URL, writerId: 'a', schema })

@@ -136,19 +136,30 @@ export class PgBackend extends BackendSink {
 
   /**
    * This writer's checkpoint as PostgreSQL holds it (0 when it has applied
-   * nothing), read as a watcher reads (openToWatch: no migration, nothing
-   * written, the schema required as it is), for `memwal status` and
-   * `inspectDataDir({ backend })`. On a backend not open: its connections
-   * are made for the read and ended after it.
+   * nothing), for `memwal status` and `inspectDataDir({ backend })`. On a
+   * backend open (or watching), read with its connections, which stay as
+   * they are. On one not open, read as a watcher reads (no migration,
+   * nothing written, the schema required as it is) through connections of
+   * the call's own, ended after it: the backend's own are left alone, so it
+   * may be opened meanwhile.
    */
   override async storedCheckpoint(): Promise<number> {
-    await this.openToWatch()
+    if (this.conn.started) {
+      try {
+        return await this.checkpointRow(this.conn)
+      } catch (cause) {
+        throw this.unavailable(cause)
+      }
+    }
+    const conn = new PgConnections(this.c)
+    conn.start()
     try {
-      return await this.checkpointRow()
+      await requireSchema(conn, this.t, this.schema)
+      return await this.checkpointRow(conn)
     } catch (cause) {
       throw this.unavailable(cause)
     } finally {
-      await this.conn.end()
+      await conn.end()
     }
   }
 
@@ -345,8 +356,8 @@ export class PgBackend extends BackendSink {
   // ---- internals ----
 
   /** This writer's checkpoint row's LSN, 0 without a row. */
-  private async checkpointRow(): Promise<number> {
-    const r = await this.conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
+  private async checkpointRow(conn = this.conn): Promise<number> {
+    const r = await conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
     return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
   }
 

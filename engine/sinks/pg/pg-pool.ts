@@ -38,6 +38,11 @@ export class PgConnections {
 
   constructor(private readonly c: PgConfig) {}
 
+  /** Whether the pool is there: from start() to end(). */
+  get started(): boolean {
+    return this.pool !== undefined
+  }
+
   /** Creates the pool (connections are made on first use). */
   start(): void {
     assert(this.pool === undefined, 'a PgBackend is opened once (close it before opening it again)')
