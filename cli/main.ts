@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { asReported, describeError, exitCodeFor, ExitCode } from './exit-codes.js'
 import { createOutput, type Output } from './output.js'
-import { PG_COMMANDS, pgOptions, type PgFlags } from './pg-options.js'
+import { PG_COMMANDS, PG_URL_ENV, pgOptions, type PgFlags } from './pg-options.js'
 import { backup, restore } from './commands/backup.js'
 import { get, namespaces, query, stats, watch } from './commands/data.js'
 import { top } from './commands/top.js'
@@ -29,7 +29,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('memwal: a write-ahead-log storage engine; tools for its data directories')
     .version(packageVersion(), '-V, --version', 'print the version of memwal')
     .exitOverride()
-    .addHelpText('after', `\nA PostgreSQL-backed store (PgBackend) is opened with --pg URL --writer-id ID [--schema S]: ${PG_COMMANDS.join(', ')} take them (deadletter for retry and drop). fsck and backup work on LevelDB-backed stores only.`)
+    .addHelpText('after', `\nA PostgreSQL-backed store (PgBackend) is opened with --pg URL --writer-id ID [--schema S]: ${PG_COMMANDS.join(', ')} take them (deadletter for retry and drop). ${PG_URL_ENV}=URL in the environment stands for --pg URL (out of ps and the shell's history). fsck and backup work on LevelDB-backed stores only.`)
   const run = (name: string, json: boolean, fn: () => Promise<number>): Promise<void> =>
     fn().then(setExit, (raw: unknown) => {
       const err = asReported(raw, name)

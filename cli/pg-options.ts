@@ -1,4 +1,4 @@
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { InvalidOptionsError, PgBackend } from '../engine/index.js'
 
 /**
@@ -9,6 +9,13 @@ import { InvalidOptionsError, PgBackend } from '../engine/index.js'
  * without the group a command opens the store with LevelDB's backend, and a
  * PostgreSQL-backed directory refuses that with BACKEND_MISMATCH
  * (backend-hint.ts names the flags to add).
+ *
+ * The URL may carry a password, which `--pg` would show in `ps` and keep in
+ * the shell's history: MEMWAL_PG_URL in the environment stands for `--pg`
+ * (`MEMWAL_PG_URL=... memwal get DIR k --writer-id w`), `--pg` winning when
+ * both are there. It counts only with `--writer-id` or `--schema`: set for
+ * another reason (PgBackend reads it too), it does not make every command on
+ * a LevelDB-backed store ask for a writer id.
  */
 export interface PgFlags {
   readonly pg?: string
@@ -32,12 +39,20 @@ export function pgFlagsFor(recorded: { readonly writerId: string; readonly schem
   return `--pg URL --writer-id ${recorded.writerId}${recorded.schema !== 'memwal' ? ` --schema ${recorded.schema}` : ''}`
 }
 
+/** The environment variable that stands for `--pg URL` (with --writer-id or --schema). */
+export const PG_URL_ENV = 'MEMWAL_PG_URL'
+
 /** Adds the group's three options to a command (main.ts, for each of PG_COMMANDS). */
 export function pgOptions(c: Command): Command {
   return c
-    .option('--pg <url>', 'the store\'s backend is this PostgreSQL: open it with its PgBackend (needs --writer-id)')
+    .addOption(new Option('--pg <url>', `the store's backend is this PostgreSQL: open it with its PgBackend (needs --writer-id); or set ${PG_URL_ENV}, out of ps and the shell's history`).env(PG_URL_ENV))
     .option('--writer-id <id>', 'with --pg: the writer id the store was written with')
     .option('--schema <name>', 'with --pg: the schema it was written in (default memwal)')
+    .hook('preAction', (cmd) => {
+      // The environment's URL counts only for a command that asks for the backend (see above).
+      const o = cmd.opts<PgFlags>()
+      if (cmd.getOptionValueSource('pg') === 'env' && o.writerId === undefined && o.schema === undefined) cmd.setOptionValue('pg', undefined)
+    })
 }
 
 /** Whether any of the three was given. */
@@ -54,7 +69,7 @@ export function hasPgFlags(o: PgFlags): boolean {
  */
 export function pgBackendOf(o: PgFlags): PgBackend | undefined {
   if (o.pg === undefined) {
-    if (o.writerId !== undefined || o.schema !== undefined) throw new InvalidOptionsError(`${o.writerId !== undefined ? '--writer-id' : '--schema'} goes with --pg URL (the PostgreSQL the store is backed by)`, o.writerId !== undefined ? 'writerId' : 'schema')
+    if (o.writerId !== undefined || o.schema !== undefined) throw new InvalidOptionsError(`${o.writerId !== undefined ? '--writer-id' : '--schema'} goes with --pg URL, or ${PG_URL_ENV} in the environment (the PostgreSQL the store is backed by)`, o.writerId !== undefined ? 'writerId' : 'schema')
     return undefined
   }
   if (o.writerId === undefined) throw new InvalidOptionsError('--pg opens the store with its PostgreSQL backend: give the writer id it was written with, --writer-id', 'writerId')

@@ -13,7 +13,10 @@
  *   flags to add, with the recorded writer and schema; `fsck` and `backup`,
  *   which cannot take such a store, say why and what to run instead;
  * - misuse of the flags is INVALID_OPTIONS (16), before the directory is
- *   touched; `--help` of each command that takes them shows them.
+ *   touched; `--help` of each command that takes them shows them;
+ * - MEMWAL_PG_URL in the environment stands for `--pg URL` (a password kept
+ *   out of `ps` and the shell's history) with --writer-id, `--pg` winning;
+ *   without --writer-id it changes nothing for a LevelDB-backed store.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -40,6 +43,7 @@ t.test('--help: the commands that open a store through the engine, and status, t
   }
   t.strictSame([...PG_COMMANDS].sort(), ['deadletter', 'export', 'get', 'import', 'namespaces', 'query', 'replay', 'stats', 'status'])
   for (const name of PG_COMMANDS) t.match(help(name), /--pg <url>[\s\S]*--writer-id <id>[\s\S]*--schema <name>/, `${name} --help shows the three`)
+  for (const name of PG_COMMANDS) t.match(help(name), /MEMWAL_PG_URL[\s\S]*\(env: MEMWAL_PG_URL\)/, `${name} --help names MEMWAL_PG_URL`)
   for (const name of ['fsck', 'backup', 'dump']) t.notMatch(help(name), /--writer-id/, `${name} takes no --writer-id`)
   t.match(help('fsck'), /LevelDB-backed stores only/, 'fsck --help says it checks LevelDB-backed stores only')
   let all = ''
@@ -50,6 +54,7 @@ t.test('--help: the commands that open a store through the engine, and status, t
     // exitOverride: help ends the parse by throwing.
   }
   t.match(all, /--pg URL --writer-id ID \[--schema S\]: replay, status, get, query, namespaces, stats, export, import, deadletter take them/, 'memwal --help lists them')
+  t.match(all, /MEMWAL_PG_URL=URL in the environment stands for --pg URL/, 'and says the environment may carry the URL')
 })
 
 t.test('flag misuse: INVALID_OPTIONS (16) naming the flag, before the directory is touched', async (t) => {
@@ -68,7 +73,8 @@ t.test('flag misuse: INVALID_OPTIONS (16) naming the flag, before the directory 
     [['deadletter', dir, 'list', '--pg', PG_URL, '--writer-id', 'w'], /deadletter list reads the dead-letter logs without opening the store/],
   ]
   for (const [args, message] of cases) {
-    const r = await runCli([...args, '--json'])
+    // Without MEMWAL_PG_URL, which would stand for --pg where --writer-id is given.
+    const r = await runCli([...args, '--json'], { env: { MEMWAL_PG_URL: undefined } })
     t.equal(r.code, 16, `${args.join(' ')}: usage (16)`)
     t.match(oneJson(r), { error: { code: 'INVALID_OPTIONS', message } }, `${args[0]}: says what is wrong`)
   }
@@ -173,4 +179,38 @@ t.test('a PostgreSQL-backed store left with a backlog: replay, get, query, names
   const replayedImport = await runCli(['replay', target, ...importFlags, '--json'])
   t.equal(replayedImport.code, 0, replayedImport.stderr)
   t.strictSame(await rowsOf(into, 'imp'), ['n1/a', 'n1/b', 'n2/c', 'n2/theirs'], 'the import\'s rows are in PostgreSQL, written by the importing writer')
+})
+
+t.test('MEMWAL_PG_URL stands for --pg URL with --writer-id (no password in ps), --pg wins; without --writer-id a LevelDB-backed store is opened as before', async (t) => {
+  if (!(await requirePg(t))) return
+  const schema = testSchemaName('clienv')
+  t.teardown(() => dropSchema(schema))
+  const dir = path.join(tmpDir(t), 'w')
+  const db = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'w', schema }) })
+  await db.put('k', 'from pg', { namespace: 'n' })
+  await db.flush({ timeoutMs: 20_000 })
+  await db.close()
+  const flags = ['--writer-id', 'w', '--schema', schema]
+
+  const got = await runCli(['get', dir, 'k', '--namespace', 'n', ...flags, '--json'], { env: { MEMWAL_PG_URL: PG_URL } })
+  t.equal(got.code, 0, got.stderr)
+  t.match(oneJson(got), { found: true, entry: { namespace: 'n', key: 'k', value: 'from pg' } }, 'get with the URL from the environment')
+  const st = await runCli(['status', dir, ...flags, '--json'], { env: { MEMWAL_PG_URL: PG_URL } })
+  t.equal(st.code, 0, st.stderr)
+  t.match(oneJson(st), { checkpoints: { backend: 1 } }, 'status reads the writer\'s checkpoint from PostgreSQL')
+  const nowhere = 'postgres://nobody@127.0.0.1:1/none'
+  const both = await runCli(['get', dir, 'k', '--namespace', 'n', '--pg', PG_URL, ...flags, '--json'], { env: { MEMWAL_PG_URL: nowhere } })
+  t.equal(both.code, 0, both.stderr)
+  t.match(oneJson(both), { found: true }, '--pg given wins over the environment')
+  const noWriter = await runCli(['get', dir, 'k', '--namespace', 'n', '--json'], { env: { MEMWAL_PG_URL: PG_URL } })
+  t.match(oneJson(noWriter), { error: { code: 'BACKEND_MISMATCH', message: /Add --pg URL --writer-id w/ } }, 'without --writer-id the environment is not taken: the store asks for its options')
+
+  const level = path.join(tmpDir(t), 'level')
+  const local = await MemWAL.open({ dir: level })
+  await local.put('k', 'from leveldb')
+  await local.close()
+  for (const args of [['get', level, 'k'], ['deadletter', level, 'list']]) {
+    const r = await runCli([...args, '--json'], { env: { MEMWAL_PG_URL: nowhere } })
+    t.equal(r.code, 0, `${args[0]} on a LevelDB-backed store with MEMWAL_PG_URL set: as before (${r.stderr})`)
+  }
 })

@@ -45,11 +45,13 @@ export interface RunOptions {
    * (see world-readable-cli.ts).
    */
   readonly entry?: string
+  /** Variables set for the child over the test's own (undefined: removed). */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 /** `memwal <args...>`; resolves when it exits, with everything it wrote. */
 export function runCli(args: readonly string[], o: RunOptions = {}): Promise<CliResult> {
-  const options: SpawnOptions = { cwd: o.entry !== undefined ? path.dirname(o.entry) : REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }
+  const options: SpawnOptions = { cwd: o.entry !== undefined ? path.dirname(o.entry) : REPO_DIR, env: childEnv(o.env), stdio: ['ignore', 'pipe', 'pipe'], ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }
   const node = o.entry !== undefined ? [process.execPath, o.entry, ...args] : [process.execPath, '--import', 'tsx', CLI_ENTRY, ...args]
   // The test runner's process tracking re-adds its hooks to every child (they write under .tap/, which another
   // user may not): a child running as another user goes through env(1), which drops them before node starts.
