@@ -142,14 +142,14 @@ export class ProcessDirLocker implements DirLocker {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw osError(err, `lock ${dir}`, dir)
       const holder = readOwner(lockPath)
       const seen = lockMtimeMs(lockPath)
-      if (!leftOver(holder, seen, host, this.updateMs)) throw new LockHeldError(dir, describe(holder), err)
+      if (!leftOver(holder, seen, host, this.updateMs)) throw new LockHeldError(dir, describe(holder, host), err)
       // The holder is gone: its lock is left over. Take it, if nobody else did meanwhile.
       const again = readOwner(lockPath)
       if (again?.pid === holder?.pid && again?.startedAtMs === holder?.startedAtMs && lockMtimeMs(lockPath) === seen) removeLockDirSync(lockPath, owner)
       try {
         release = await lockfile.lock(dir, options)
       } catch (err2) {
-        throw new LockHeldError(dir, describe(readOwner(lockPath)), err2)
+        throw new LockHeldError(dir, describe(readOwner(lockPath), host), err2)
       }
     }
     return { release: () => release() }
@@ -251,7 +251,7 @@ export const noDirLocker: DirLocker = Object.freeze({
 export function lockHolder(dir: string): string | undefined {
   const lockPath = path.join(dir, LOCK_NAME)
   if (!fs.existsSync(lockPath)) return undefined
-  return describe(readOwner(lockPath))
+  return describe(readOwner(lockPath), systemLockHost)
 }
 
 function readOwner(lockPath: string): Owner | undefined {
@@ -291,8 +291,16 @@ function lockMtimeMs(lockPath: string): number | undefined {
   }
 }
 
-function describe(o: Owner | undefined): string {
-  return o ? `process ${o.pid} on ${o.hostname} (since ${new Date(o.startedAtMs).toISOString()})` : 'an unknown process'
+/**
+ * The holder, as the refusal names it. When it is this very process, say so:
+ * a second MemWAL (or adapter) opened on a directory this process already has
+ * open is a mistake in the caller (a dev server's hot reload keeps the old
+ * module's store open), not another program to look for.
+ */
+function describe(o: Owner | undefined, host: LockHost): string {
+  if (!o) return 'an unknown process'
+  const holder = `process ${o.pid} on ${o.hostname} (since ${new Date(o.startedAtMs).toISOString()})`
+  return o.pid === process.pid && o.hostname === host.hostname() ? `${holder}, this very process: it already has the directory open; close that MemWAL first (a hot reload keeps the old one open)` : holder
 }
 
 /**

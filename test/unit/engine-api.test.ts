@@ -324,7 +324,7 @@ t.test('a second open of the same directory is refused with LOCK_HELD (G7)', asy
     (e: unknown) => e as { code: string; details: { holder?: string } },
   )
   t.equal(err?.code, 'LOCK_HELD')
-  t.match(err?.details.holder, new RegExp(String(process.pid)), 'naming the holder (this process)')
+  t.match(err?.details.holder, new RegExp(`^process ${process.pid} on .*, this very process: it already has the directory open`), 'naming the holder: this very process, said so (a second open here is the caller\'s mistake)')
   t.equal(await engine.get('a'), 1, 'the first engine is unaffected')
   await engine.put('b', 2)
   await engine.close()
