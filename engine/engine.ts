@@ -412,7 +412,16 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    */
   import(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, options?: ImportOptions): Promise<ImportResult> {
     this.lifecycle.assertWritable()
-    return importEntries({ config: this.o, sums: this.sums, batch: (ops) => this.writes.batch(ops) }, source, options)
+    return importEntries(
+      {
+        config: this.o,
+        sums: this.sums,
+        batch: (ops) => this.writes.batch(ops),
+        put: (op) => this.writes.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags !== undefined ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }),
+      },
+      source,
+      options,
+    )
   }
 
   // ---- verify ----

@@ -8,6 +8,8 @@ import { identityOf, splitIdentity } from './format/identity.js'
 import { decodeJsonValue } from './format/json-values.js'
 import { assert } from './assert.js'
 import { createPackr, packValue } from './format/value-codec.js'
+import { PutRecordSizer } from './format/record-codec.js'
+import { SourceBytes } from './source-bytes.js'
 import { compareCodePoints } from './query/match.js'
 import type { RowSnapshot } from './sinks/level-snapshot.js'
 import { rowBounds } from './sinks/backend-row.js'
@@ -142,8 +144,14 @@ const BATCH_OPS_DEFAULT = 1000
  * the entry is read.
  */
 export const EXPIRED_MARGIN_MS = 1000
-/** Bytes of a put in a record beyond its value, key, namespace and tags (msgpack headers, expiresAt, generously). */
-const PUT_OP_OVERHEAD_BYTES = 48
+/**
+ * How many times its value's bytes (the value codec's) an ndjson line may
+ * take: the JSON form's worst, measured, is 6.7 (an array of undefined:
+ * `{"$undefined":true},` for 3 bytes), then a Date (6.2), control characters
+ * in a string and typed arrays (6); the labels add their own (escapes: 6).
+ * A line longer than this times recordBytesMax is no entry put takes.
+ */
+const LINE_EXPANSION_MAX = 8
 
 export interface ExportSource {
   readonly config: Limits
@@ -416,7 +424,12 @@ export interface ImportSink {
   readonly sums: Checksums
   /** Writes one logged batch of puts, atomic, acknowledged once durable. */
   batch(ops: readonly BatchOp[]): Promise<{ lsn: number }>
+  /** Writes one put as a record of its own (as db.put does): a batch of one takes 2 bytes more, which an entry at put's maximum has not. */
+  put(op: ImportPut): Promise<{ lsn: number }>
 }
+
+/** A put as import writes it. */
+export type ImportPut = Extract<BatchOp, { readonly type: 'put' }>
 
 /** Where a record of the source starts: its line (ndjson) or its byte offset (msgpack). */
 interface Place {
@@ -447,16 +460,17 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
   const l = sink.config
   const batchOps = o.batchOps ?? Math.min(BATCH_OPS_DEFAULT, l.batchOpsMax)
   if (batchOps < 1 || batchOps > l.batchOpsMax) throw new InvalidOptionsError(`import options: batchOps must be an integer in [1, ${l.batchOpsMax}] (batchOpsMax), not ${batchOps}`, 'batchOps')
-  const budget = Math.floor(l.wal.limits.recordBytesMax * 0.9)
-  // A record of the source may be larger than the put it becomes (base64, tags in JSON), never beyond a few times.
-  const recordMax = Math.max(4 * l.wal.limits.recordBytesMax, 1 << 20)
+  const recordBytesMax = l.wal.limits.recordBytesMax
+  // A record of the source may be larger than the put it becomes (the JSON form), never beyond LINE_EXPANSION_MAX times.
+  const recordMax = Math.max(LINE_EXPANSION_MAX * recordBytesMax, 1 << 20)
   const packr = createPackr()
+  const sizer = new PutRecordSizer(packr)
   let entries = 0
   let expired = 0
   let batches = 0
   let lsn: number | undefined
-  let batch: BatchOp[] = []
-  let batchBytes = 0
+  let batch: ImportPut[] = []
+  let batchBytes = 0 // the batch's puts' PutRecordSizer.opBytes: exact
   let read = 0
   const refuse = (place: Place, what: string, cause?: unknown): MemwalError => {
     const where = place.line !== undefined ? `line ${place.line}` : `byte offset ${place.offset}`
@@ -472,7 +486,8 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
     const live = batch.filter((op) => op.type !== 'put' || op.expiresAt === undefined || op.expiresAt > now + EXPIRED_MARGIN_MS)
     expired += batch.length - live.length
     if (live.length > 0) {
-      lsn = (await sink.batch(live)).lsn
+      // One put goes as a put record: the same, atomic, 2 bytes shorter (an entry at put's maximum fits no batch).
+      lsn = (await (live.length === 1 ? sink.put(live[0] as ImportPut) : sink.batch(live))).lsn
       batches++
     }
     entries += live.length
@@ -508,7 +523,7 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
         continue
       }
       seen++
-      const checked = checkEntry(r.record, r.place.line !== undefined, l, packr, (what, cause) => refuse(r.place, what, cause))
+      const checked = checkEntry(r.record, r.place.line !== undefined, l, { packr, sizer }, (what, cause) => refuse(r.place, what, cause))
       // After the entry check: its namespace and key are ones put takes.
       if (sourceFormat >= CHECKSUMMED_FORMAT) before = checkOrder(rec, before, (what) => refuse(r.place, what))
       if (checked === 'expired') {
@@ -516,8 +531,10 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
         continue
       }
       const { op, bytes } = checked
-      if (bytes > budget) throw refuse(r.place, `the entry takes about ${bytes} bytes, more than one record holds (recordBytesMax ${l.wal.limits.recordBytesMax})`)
-      if (batchBytes + bytes > budget) await write()
+      // Exactly what put checks: an entry put takes is imported, alone in its record if it must be.
+      const alone = sizer.putBytes(bytes)
+      if (alone > recordBytesMax) throw refuse(r.place, `the entry takes ${alone} bytes as a record, more than recordBytesMax ${recordBytesMax} (put refuses it too)`)
+      if (batch.length > 0 && sizer.batchBytes(batch.length + 1, batchBytes + bytes) > recordBytesMax) await write()
       batch.push(op)
       batchBytes += bytes
       // Written once full, not when the next entry comes: a damaged next line then finds it already written.
@@ -583,8 +600,8 @@ function checkOrder(r: unknown, before: string | undefined, refuse: (what: strin
 
 const ENTRY_FIELDS = new Set(['namespace', 'key', 'value', 'tags', 'expiresAt'])
 
-/** One entry record as a put, checked as put checks it, and about the bytes it takes in a record; or 'expired' (not to be written). */
-function checkEntry(r: unknown, json: boolean, l: PutLimits, packr: ReturnType<typeof createPackr>, refuse: (what: string, cause?: unknown) => MemwalError): { op: BatchOp; bytes: number } | 'expired' {
+/** One entry record as a put, checked as put checks it, and the bytes it takes in a batch record (PutRecordSizer.opBytes); or 'expired' (not to be written). */
+function checkEntry(r: unknown, json: boolean, l: PutLimits, c: { readonly packr: Packr; readonly sizer: PutRecordSizer }, refuse: (what: string, cause?: unknown) => MemwalError): { op: ImportPut; bytes: number } | 'expired' {
   if (!isObject(r)) throw refuse('an entry is not an object')
   for (const k of Object.keys(r)) if (!ENTRY_FIELDS.has(k)) throw refuse(`an entry has an unknown field ${JSON.stringify(k)}`)
   if (!Object.hasOwn(r, 'value')) throw refuse('an entry has no value')
@@ -603,7 +620,7 @@ function checkEntry(r: unknown, json: boolean, l: PutLimits, packr: ReturnType<t
     if (r['namespace'] === undefined) throw new InvalidOptionsError('an entry has no namespace', 'namespace')
     put = checkPutOptions({ namespace: r['namespace'], tags: r['tags'] }, l)
     if (value === undefined) throw new MemwalError('ENGINE_INVALID_VALUE', 'value at $: undefined')
-    bytes = packValue(packr, value).length
+    bytes = packValue(c.packr, value).length
     // Checked like the rest first: an expired entry is skipped only when it is otherwise one put would take.
     if (typeof expiresAt === 'number' && Number.isSafeInteger(expiresAt) && expiresAt <= l.clock.nowMs() + EXPIRED_MARGIN_MS) return 'expired'
     if (expiresAt !== undefined) put = checkPutOptions({ namespace: put.namespace, tags: put.tags, expiresAt }, l)
@@ -611,8 +628,8 @@ function checkEntry(r: unknown, json: boolean, l: PutLimits, packr: ReturnType<t
     if (!isMemwalError(cause)) throw cause
     throw refuse(`${cause.message} [${cause.code}]`, cause)
   }
-  const labels = Buffer.byteLength(key) + Buffer.byteLength(put.namespace) + (put.tags ?? []).reduce((n, t) => n + Buffer.byteLength(t) + 2, 0)
-  return { op: { type: 'put', key, value, ...put }, bytes: bytes + labels + PUT_OP_OVERHEAD_BYTES }
+  const op: ImportPut = { type: 'put', key, value, ...put }
+  return { op, bytes: c.sizer.opBytes(op, bytes) }
 }
 
 /** The source is not a well-formed stream at `place`. */
@@ -625,37 +642,45 @@ class SourceError extends Error {
   }
 }
 
-/** The source's records: ndjson when it starts with `{`, else msgpack frames. */
+/**
+ * The source's records: ndjson when it starts with `{`, else msgpack frames.
+ * Linear in the source's size however it is cut into chunks (SourceBytes):
+ * each byte is searched for a newline once, a frame's header read once its
+ * 8 bytes are in, and a record is a view of the bytes once it is whole.
+ */
 async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, recordMax: number, sums: Checksums): AsyncGenerator<SourceRecord> {
-  let buf: Buffer = Buffer.alloc(0)
-  let base = 0 // source offset of buf[0]
+  const bytes = new SourceBytes()
+  let base = 0 // source offset of the first byte held
+  let scanned = 0 // ndjson: the bytes held that were searched for a newline (none there)
   let line = 0
   let kind: 'ndjson' | 'msgpack' | undefined
   let packr: ReturnType<typeof createPackr> | undefined
   const parse = function* (final: boolean): Generator<SourceRecord> {
     for (;;) {
       if (kind === undefined) {
-        if (buf.length === 0) return
-        kind = buf[0] === 0x7b ? 'ndjson' : 'msgpack'
+        if (bytes.length === 0) return
+        kind = bytes.at(0) === 0x7b ? 'ndjson' : 'msgpack'
       }
       if (kind === 'ndjson') {
-        const nl = buf.indexOf(0x0a)
+        const nl = bytes.indexOf(0x0a, scanned)
+        // Refused whether the newline came in the same chunk or not: what is refused does not hang on how the source is cut.
+        if ((nl < 0 ? bytes.length : nl) > recordMax) throw new SourceError({ line: line + 1, offset: base }, `a line longer than ${recordMax} bytes`)
         if (nl < 0) {
-          if (buf.length > recordMax) throw new SourceError({ line: line + 1, offset: base }, `a line longer than ${recordMax} bytes`)
-          if (!final || buf.length === 0) return
+          scanned = bytes.length
+          if (!final || bytes.length === 0) return
           // The last line without its newline: read it (it may be the end record cut short; then it fails to parse).
         }
-        const end = nl < 0 ? buf.length : nl
-        const bytes = buf.subarray(0, end)
+        const end = nl < 0 ? bytes.length : nl
+        const consumed = nl < 0 ? end : nl + 1
+        const text = bytes.take(consumed).subarray(0, end)
+        scanned = 0
         line++
         const place = { line, offset: base }
-        const consumed = nl < 0 ? buf.length : nl + 1
-        buf = buf.subarray(consumed)
         base += consumed
-        const sum = lineSum(bytes, sums, place)
+        const sum = lineSum(text, sums, place)
         let record: unknown
         try {
-          record = JSON.parse(bytes.toString('utf8'))
+          record = JSON.parse(text.toString('utf8'))
         } catch (cause) {
           throw new SourceError(place, `not JSON (${(cause as Error).message})`)
         }
@@ -664,19 +689,22 @@ async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterabl
         yield { place, record, read: base, checked: sum !== undefined }
         continue
       }
-      if (buf.length < FRAME_HEADER_BYTES) {
-        if (final && buf.length > 0) throw new SourceError({ offset: base }, `a frame header cut short (${buf.length} of ${FRAME_HEADER_BYTES} bytes): truncated`)
+      if (bytes.length < FRAME_HEADER_BYTES) {
+        if (final && bytes.length > 0) throw new SourceError({ offset: base }, `a frame header cut short (${bytes.length} of ${FRAME_HEADER_BYTES} bytes): truncated`)
         return
       }
-      const length = buf.readUInt32BE(0)
+      const length = bytes.readUInt32BE(0)
       if (length > recordMax) throw new SourceError({ offset: base }, `a frame of ${length} bytes, more than ${recordMax} (not a memwal export, or damaged)`)
-      if (buf.length < FRAME_HEADER_BYTES + length) {
-        if (final) throw new SourceError({ offset: base }, `a frame of ${length} bytes cut short at ${buf.length - FRAME_HEADER_BYTES}: truncated`)
+      if (bytes.length < FRAME_HEADER_BYTES + length) {
+        if (final) throw new SourceError({ offset: base }, `a frame of ${length} bytes cut short at ${bytes.length - FRAME_HEADER_BYTES}: truncated`)
         return
       }
-      const payload = buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length)
       const place = { offset: base }
-      if (sums.h32(payload, EXPORT_SEED) !== buf.readUInt32BE(4)) throw new SourceError(place, 'a frame whose checksum does not match (damaged)')
+      const frame = bytes.take(FRAME_HEADER_BYTES + length)
+      base += frame.length
+      // A view of SourceBytes' own copy: the values unpack gives as views of it stay as they are.
+      const payload = frame.subarray(FRAME_HEADER_BYTES)
+      if (sums.h32(payload, EXPORT_SEED) !== frame.readUInt32BE(4)) throw new SourceError(place, 'a frame whose checksum does not match (damaged)')
       packr ??= createPackr()
       let record: unknown
       try {
@@ -684,14 +712,11 @@ async function* readRecords(source: AsyncIterable<Uint8Array | string> | Iterabl
       } catch (cause) {
         throw new SourceError(place, `a frame that is not msgpack (${(cause as Error).message})`)
       }
-      buf = buf.subarray(FRAME_HEADER_BYTES + length)
-      base += FRAME_HEADER_BYTES + length
       yield { place, record, read: base, checked: true }
     }
   }
   for await (const chunk of source) {
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-    buf = buf.length === 0 ? bytes : Buffer.concat([buf, bytes])
+    bytes.append(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk)
     yield* parse(false)
   }
   yield* parse(true)

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import fs from 'node:fs'
-import { MemwalError } from '../../engine/index.js'
+import path from 'node:path'
+import { MemwalError, osError, type ExportStream } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import { openStore } from '../open-store.js'
 import type { Output } from '../output.js'
@@ -20,7 +22,7 @@ import type { PgFlags } from '../pg-options.js'
 export interface ExportCommandOptions extends PgFlags {
   readonly namespace?: string
   readonly format?: 'ndjson' | 'msgpack'
-  /** A file to write (through `<file>.partial`, renamed once whole); stdout when absent. */
+  /** A file to write (through `<file>.partial-<8 hex>`, renamed once whole and synced); stdout when absent. */
   readonly out?: string
 }
 
@@ -33,30 +35,14 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
   try {
     const stream = db.export({ ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.format !== undefined ? { format: o.format } : {}) })
     let bytes = 0
-    const into = async (sink: NodeJS.WritableStream): Promise<void> => {
-      for await (const chunk of stream) {
-        bytes += chunk.length
-        if (!sink.write(chunk)) await once(sink, 'drain')
-      }
-    }
     if (o.out === undefined) {
       if (out.json) throw new MemwalError('INVALID_OPTIONS', 'memwal export --json needs --out FILE: without it, stdout is the export', { details: { field: 'json' } })
-      await into(stdout)
-    } else {
-      const partial = `${o.out}.partial`
-      const file = fs.createWriteStream(partial, { flags: 'w', mode: 0o600 })
-      try {
-        await into(file)
-        file.end()
-        await once(file, 'finish')
-        const fd = await fs.promises.open(partial, 'r+')
-        await fd.sync().finally(() => fd.close())
-        await fs.promises.rename(partial, o.out)
-      } catch (err) {
-        file.destroy()
-        await fs.promises.rm(partial, { force: true })
-        throw err
+      for await (const chunk of stream) {
+        bytes += chunk.length
+        if (!stdout.write(chunk)) await once(stdout, 'drain')
       }
+    } else {
+      bytes = await exportToFile(stream, o.out)
     }
     const summary = { version: stream.version, entries: stream.entries, bytes, format: o.format ?? 'ndjson', ...(o.out !== undefined ? { file: o.out } : {}) }
     if (out.json) out.document(summary)
@@ -68,14 +54,73 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
 }
 
 /**
+ * Writes `stream` to `file` so that the file is whole or absent, even after
+ * a crash, and returns the bytes written. It goes to `<file>.partial-<8 hex>`,
+ * created with 'wx' (a file or symlink already there is refused, never
+ * followed: a link planted at a name a user can guess overwrote its target
+ * with 'w', and kept the target's mode), mode 0600; written through the
+ * file handle's promises (each chunk whole before the next is read), so that a write failure (ENOSPC, EFBIG, EIO) rejects here,
+ * whenever it comes: a write stream's failure while the loop was not
+ * waiting for 'drain' was an 'error' event with no listener, and the
+ * process died with a stack. The export's snapshot is closed. Then the file is
+ * fsynced, renamed to `file`, and the directory fsynced: an export reported
+ * written survives a crash. Any failure removes the partial file and is
+ * IO_ERROR (PERMISSION_DENIED for a permission) with its errno.
+ */
+async function exportToFile(stream: ExportStream, file: string): Promise<number> {
+  const partial = `${file}.partial-${randomBytes(4).toString('hex')}`
+  const doing = `write the export to ${file}`
+  let handle: fs.promises.FileHandle
+  try {
+    handle = await fs.promises.open(partial, 'wx', 0o600)
+  } catch (err) {
+    await stream.return?.(undefined)
+    throw osError(err, doing, partial)
+  }
+  let bytes = 0
+  try {
+    try {
+      for await (const chunk of stream) {
+        // A write may take part of the chunk (a signal, a file size limit): the rest is written, or its failure met.
+        for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at, chunk.length - at)).bytesWritten
+        bytes += chunk.length
+      }
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await fs.promises.rename(partial, file)
+  } catch (err) {
+    await stream.return?.(undefined) // closes the snapshot if the writer stopped before the stream's end
+    await fs.promises.rm(partial, { force: true })
+    throw osError(err, doing, partial)
+  }
+  // After the rename: the name is in the directory only once the directory is synced.
+  try {
+    const dir = await fs.promises.open(path.dirname(path.resolve(file)), 'r')
+    await dir.sync().finally(() => dir.close())
+  } catch (err) {
+    throw osError(err, `sync the directory of ${file}`, path.dirname(path.resolve(file)))
+  }
+  return bytes
+}
+
+/**
  * `memwal import <dir> <file> [--batch-ops N] [--pg URL --writer-id ID [--schema S]]`: `-` reads stdin. Progress on
  * a terminal (stderr). A missing or empty directory becomes a new store (with the backend the flags ask for).
  */
 export async function importStore(dir: string, file: string, o: { readonly batchOps?: number } & PgFlags, out: Output, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
-  // Read first: a missing file must not leave a new, empty data directory behind.
-  const size = file === '-' ? 0 : (await fs.promises.stat(file)).size
-  const db = await openStore(dir, o, { existing: false, lockHint: { command: 'import', api: 'db.import()' } })
-  const source = file === '-' ? stdin : fs.createReadStream(file)
+  // Opened first: a missing, unreadable or directory source must not leave a new, empty data directory behind.
+  const input = file === '-' ? undefined : await openSource(file)
+  let db: Awaited<ReturnType<typeof openStore>>
+  try {
+    db = await openStore(dir, o, { existing: false, lockHint: { command: 'import', api: 'db.import()' } })
+  } catch (err) {
+    await input?.handle.close()
+    throw err
+  }
+  const size = input?.size ?? 0
+  const source = input === undefined ? stdin : input.handle.createReadStream()
   const bar = out.progress(size, `import ${file === '-' ? 'stdin' : file}`)
   try {
     const r = await db.import(source as AsyncIterable<Buffer>, { ...(o.batchOps !== undefined ? { batchOps: o.batchOps } : {}), onProgress: (p) => bar.update(p.bytes) })
@@ -88,5 +133,28 @@ export async function importStore(dir: string, file: string, o: { readonly batch
     bar.stop()
     ;(source as { destroy?: () => void }).destroy?.()
     await db.close()
+  }
+}
+
+/**
+ * The export file to import, opened for reading, and its size: refused
+ * before the store is opened or created (IO_ERROR with errno, or
+ * PERMISSION_DENIED) when it is missing, unreadable or a directory (which
+ * opens for reading on Linux and fails only at the first read, EISDIR).
+ */
+async function openSource(file: string): Promise<{ readonly handle: fs.promises.FileHandle; readonly size: number }> {
+  let handle: fs.promises.FileHandle
+  try {
+    handle = await fs.promises.open(file, 'r')
+  } catch (err) {
+    throw osError(err, `read the export ${file}`, file)
+  }
+  try {
+    const st = await handle.stat()
+    if (st.isDirectory()) throw new MemwalError('IO_ERROR', `cannot read the export ${file}: it is a directory, not an export file`, { details: { path: file, errno: 'EISDIR' } })
+    return { handle, size: st.size }
+  } catch (err) {
+    await handle.close()
+    throw osError(err, `read the export ${file}`, file)
   }
 }

@@ -170,6 +170,49 @@ export function packedValueOf(packr: Packr, op: PutOp): Uint8Array {
   return op.packed ?? packValue(packr, op.value)
 }
 
+/** The bytes of a msgpack array header for `n` elements (fixarray, array 16, array 32). */
+function arrayHeaderBytesFor(n: number): number {
+  return n < 0x10 ? 1 : n <= 0xffff ? 3 : 5
+}
+
+/** The bytes of a msgpack bin header for `n` bytes (bin 8, 16, 32: msgpackr writes a Buffer as the shortest). */
+function binHeaderBytes(n: number): number {
+  return n <= 0xff ? 2 : n <= 0xffff ? 3 : 5
+}
+
+/**
+ * The exact payload bytes of version-3 records of puts, stamped HLC_SIZING
+ * as the write path sizes them against recordBytesMax, from each put's value
+ * bytes (packValue's length) and labels, without encoding the value again:
+ * what import fills its records with, up to what put takes and not a byte
+ * less. toWire is the layout; test/unit/import-records.test.ts checks these against encode.
+ *   PUT    [3, hlc, ns, key, bin, tags, expiresAt]       = op + hlc
+ *   BATCH  [3, hlc, [1, ns, key, bin, tags, expiresAt]...] = header(2 + n) + 1 + hlc + sum(op)
+ */
+export class PutRecordSizer {
+  private readonly hlcBytes: number
+  constructor(private readonly packr: Packr) {
+    this.hlcBytes = packr.encode(HLC_SIZING).length
+  }
+
+  /** What one put takes inside a BATCH record: `[1, ns, key, bin, tags, expiresAt]`. */
+  opBytes(op: Pick<PutOp, 'namespace' | 'key' | 'tags' | 'expiresAt'>, valueBytes: number): number {
+    // The labels as msgpackr writes them, less their 4-element array's header (1 byte).
+    const labels = this.packr.encode([op.namespace ?? DEFAULT_NAMESPACE, op.key, op.tags ?? null, op.expiresAt ?? null]).length - 1
+    return 2 + labels + binHeaderBytes(valueBytes) + valueBytes
+  }
+
+  /** A PUT record of the op whose opBytes is `opBytes` (its array has one element more at the head, the hlc, and no type). */
+  putBytes(opBytes: number): number {
+    return opBytes + this.hlcBytes
+  }
+
+  /** A BATCH record of `count` puts whose opBytes add up to `opsBytes`. */
+  batchBytes(count: number, opsBytes: number): number {
+    return arrayHeaderBytesFor(2 + count) + 1 + this.hlcBytes + opsBytes
+  }
+}
+
 /** The operations of a record, in order. */
 export function opsOf(r: WalRecord): readonly Op[] {
   return r.type === RecordType.BATCH ? r.ops : [r.op]

@@ -7,8 +7,15 @@
  * - a truncated file, or one with a digit or a letter changed in a value (the
  *   line's checksum), is refused naming its line, exit 8, and the store holds
  *   the batches before it;
- * - import draws its progress on a terminal, nothing through a pipe.
+ * - import draws its progress on a terminal, nothing through a pipe;
+ * - export --out that cannot write (a file size limit: EFBIG) is IO_ERROR
+ *   naming the errno, exit 8, one line, and leaves no partial file; its
+ *   partial file is created, never opened through a symlink planted at its
+ *   name (the target is left as it was; the export is a file of mode 0600);
+ * - import from a directory, or a file it may not read, is refused before
+ *   the store is created: no new, empty data directory is left.
  */
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -16,7 +23,8 @@ import t, { type Test } from 'tap'
 import { MemWAL, type Entry } from '../../engine/index.js'
 import { importStore } from '../../cli/commands/export.js'
 import { createOutput } from '../../cli/output.js'
-import { oneJson, runCli } from '../support/cli-run.js'
+import { childEnv, CLI_ENTRY, oneJson, REPO_DIR, runCli, type CliResult } from '../support/cli-run.js'
+import { worldReadableCli } from '../support/world-readable-cli.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { valueDifference } from '../support/values.js'
 
@@ -53,7 +61,7 @@ t.test('export --out then import: every entry equal with its type; ndjson on std
     const r = await runCli(['export', dir, '--format', format, '--out', file, '--json'])
     t.equal(r.code, 0, r.stderr)
     t.match(oneJson(r), { version: VALUES.length, entries: VALUES.length, format, file })
-    t.notOk(fs.existsSync(`${file}.partial`), 'no partial file left')
+    t.strictSame(fs.readdirSync(work).filter((f) => f.includes('.partial')), [], 'no partial file left')
     const into = path.join(work, `into-${format}`)
     const i = await runCli(['import', into, file, '--json', '--batch-ops', '3'])
     t.equal(i.code, 0, i.stderr)
@@ -136,4 +144,91 @@ t.test('import: a progress bar on a terminal, none through a pipe', async (t) =>
     else t.equal(text, '', 'no bar through a pipe')
     t.match(said, /imported 10 entries into .* in 3 batches; the export was of version 10/)
   }
+})
+
+/** Files named as export's partial files in `dir`. */
+function partials(dir: string): string[] {
+  return fs.readdirSync(dir).filter((f) => f.includes('.partial'))
+}
+
+/**
+ * `memwal <args...>` with a limit on the size of the files it writes
+ * (RLIMIT_FSIZE, `ulimit -f` in sh's blocks of 512 or 1024 bytes): a write
+ * past it fails with EFBIG, as one on a full disk fails with ENOSPC, with
+ * no root needed (a full tmpfs needs a mount). SIGXFSZ, which would kill the
+ * process first, is ignored by a handler loaded before the CLI.
+ */
+function runCliWithFileLimit(args: readonly string[], blocks: number): Promise<CliResult> {
+  const node = [process.execPath, '--import', 'tsx', '--import', 'data:text/javascript,process.on("SIGXFSZ",()=>{})', CLI_ENTRY, ...args]
+  const proc = spawn('sh', ['-c', `ulimit -f ${blocks} && exec "$@"`, 'sh', ...node], { cwd: REPO_DIR, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  return new Promise((resolve, reject) => {
+    proc.on('error', reject)
+    proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+}
+
+t.test('export --out that cannot write (EFBIG past a file size limit): IO_ERROR with its errno, exit 8, one line, no partial file left', async (t) => {
+  const dir = tmpDir(t)
+  const db = await MemWAL.open({ dir })
+  // 310 kB of export, which LevelDB compresses to a few kB: the store opens under the limit, the export is past it.
+  for (let i = 0; i < 300; i++) await db.put(`k${String(i).padStart(3, '0')}`, 'v'.repeat(1000))
+  await db.close()
+  const work = tmpDir(t)
+  for (const json of [false, true]) {
+    const file = path.join(work, 'all.ndjson')
+    const r = await runCliWithFileLimit(['export', dir, '--out', file, ...(json ? ['--json'] : [])], 128)
+    t.equal(r.code, 8, `exit 8: ${r.stderr}`)
+    if (json) t.match(oneJson(r), { error: { code: 'IO_ERROR', message: /^cannot write the export to .*all\.ndjson: EFBIG/ }, exitCode: 8 })
+    else t.match(r.stderr, /^memwal export: cannot write the export to \S*all\.ndjson: EFBIG: file too large, write \[IO_ERROR\]\n$/, 'one line naming what failed and its errno, no stack')
+    t.notMatch(r.stderr, /Unhandled|\n\s+at /, 'no unhandled error, no stack')
+    t.notOk(fs.existsSync(file), 'no export file')
+    t.strictSame(partials(work), [], 'no partial file left')
+  }
+})
+
+t.test('export --out: a symlink planted at a partial file\'s name is not followed; the export is a file of its own, mode 0600', async (t) => {
+  const dir = await store(t)
+  const work = tmpDir(t)
+  const file = path.join(work, 'all.ndjson')
+  const victim = path.join(work, 'victim.txt')
+  fs.writeFileSync(victim, 'not to be overwritten\n', { mode: 0o644 })
+  // The name memwal used before (a name anyone may guess), and a file already at the export's name.
+  fs.symlinkSync(victim, `${file}.partial`)
+  fs.writeFileSync(file, 'an older export\n')
+  const r = await runCli(['export', dir, '--out', file])
+  t.equal(r.code, 0, r.stderr)
+  t.equal(fs.readFileSync(victim, 'utf8'), 'not to be overwritten\n', 'the symlink\'s target is left as it was')
+  t.equal(fs.statSync(victim).mode & 0o777, 0o644, 'and its mode')
+  const st = fs.lstatSync(file)
+  t.ok(st.isFile(), 'the export is a file, not a link')
+  t.equal(st.mode & 0o777, 0o600 & ~process.umask(), 'mode 0600 (less the umask)')
+  t.match(fs.readFileSync(file, 'utf8'), /^\{"memwal":"export"/)
+  t.strictSame(partials(work), ['all.ndjson.partial'], 'only the planted link: no partial file of its own left')
+})
+
+t.test('import from a directory, or a file it may not read: refused before the store is created (no new, empty data directory)', async (t) => {
+  const work = tmpDir(t)
+  const into = path.join(work, 'into')
+  const r = await runCli(['import', into, work])
+  t.equal(r.code, 8, r.stderr)
+  t.match(r.stderr, /^memwal import: cannot read the export \S+: it is a directory, not an export file \[IO_ERROR\]\n$/)
+  t.notOk(fs.existsSync(into), 'no data directory created')
+  const j = await runCli(['import', into, work, '--json'])
+  t.match(oneJson(j), { error: { code: 'IO_ERROR' }, exitCode: 8 })
+  // The tests run as root, whom permissions do not stop: the CLI runs as `nobody` then, in a directory it may write.
+  const asRoot = process.getuid?.() === 0
+  const open = tmpDir(t)
+  fs.chmodSync(open, 0o777)
+  const file = path.join(open, 'secret.ndjson')
+  fs.writeFileSync(file, '{"memwal":"export"}\n', { mode: 0o600 })
+  if (!asRoot) fs.chmodSync(file, 0o000)
+  const target = path.join(open, 'into')
+  const u = await runCli(['import', target, file], asRoot ? { uid: 65534, gid: 65534, entry: worldReadableCli(t) } : {})
+  t.equal(u.code, 8, u.stderr)
+  t.match(u.stderr, /^memwal import: permission denied: \S*secret\.ndjson \(EACCES, while trying to read the export .*\[PERMISSION_DENIED\]\n$/)
+  t.notOk(fs.existsSync(target), 'no data directory created')
 })
