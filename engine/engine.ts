@@ -345,6 +345,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       committedLsn: () => this.pending.nextLsn - 1,
       logExtent: () => this.wal.extent,
       holding: (fn) => this.retention.holding(fn),
+      locker: o.locker,
     }, target)
     this.backups.add(running)
     try {

@@ -52,6 +52,11 @@ export type ErrorCode =
   | 'DEADLETTER_LIMIT'
   | 'HISTORY_PURGED'
   | 'BACKUP_UNSUPPORTED'
+  /**
+   * A directory a backup or a restore was building when it was interrupted (killed, power lost): it holds the
+   * `INCOMPLETE` sentinel (log/data-dir.ts), and no tool restores, opens or checks it. details.path, details.sentinel.
+   */
+  | 'BACKUP_INCOMPLETE'
   | 'TARGET_NOT_EMPTY'
   /** An export stream memwal cannot import: details.line (ndjson) or details.offset (msgpack) names where, details.entriesWritten what went in before. */
   | 'IMPORT_INVALID'

@@ -51,6 +51,8 @@ export interface FileStat {
   readonly isDirectory: boolean
   /** Permission bits (`st_mode & 0o7777`), where the filesystem has them. */
   readonly mode?: number
+  /** Set by `lstat` only: the path is a symbolic link (neither isFile nor isDirectory then). */
+  readonly isSymbolicLink?: boolean
 }
 
 export interface FileSystem {
@@ -67,6 +69,10 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>
   /** Undefined when nothing is at `path`. */
   stat(path: string): Promise<FileStat | undefined>
+  /** As `stat`, of the link itself when `path` is a symbolic link (a filesystem without links: as `stat`). */
+  lstat(path: string): Promise<FileStat | undefined>
+  /** The absolute path with every symbolic link resolved (ENOENT when nothing is there). */
+  realpath(path: string): Promise<string>
   /** Makes the directory's entries (creates, renames, unlinks) durable. */
   syncDir(path: string): Promise<void>
   /**

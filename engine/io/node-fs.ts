@@ -96,6 +96,20 @@ export class NodeFileSystem implements FileSystem {
     }
   }
 
+  async lstat(path: string): Promise<FileStat | undefined> {
+    try {
+      const s = await fs.promises.lstat(path)
+      return { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory(), isSymbolicLink: s.isSymbolicLink(), mode: s.mode & 0o7777 }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  realpath(path: string): Promise<string> {
+    return fs.promises.realpath(path)
+  }
+
   async syncDir(path: string): Promise<void> {
     const handle = await fs.promises.open(path, 'r')
     try {

@@ -267,6 +267,16 @@ export class SimulatedFileSystem implements FileSystem {
     return inode ? { size: inode.current.length, isFile: true, isDirectory: false } : undefined
   }
 
+  /** The simulated filesystem has no symbolic links. */
+  lstat(file: string): Promise<FileStat | undefined> {
+    return this.stat(file)
+  }
+
+  async realpath(file: string): Promise<string> {
+    if (!(await this.stat(file))) throw errno('ENOENT', norm(file))
+    return norm(file)
+  }
+
   async syncDir(dir: string): Promise<void> {
     await this.tick()
     const d = norm(dir)

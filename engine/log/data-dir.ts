@@ -29,6 +29,14 @@ import { listWal, readPrefix } from './segment-list.js'
 export const MARKER_NAME = 'MEMWAL'
 export const MARKER_VERSION = 1
 const MARKER_KIND = 'data directory'
+/**
+ * The sentinel of a directory a backup or a restore is building (backup.ts):
+ * written, durably, before anything else in it and removed, durably, after
+ * everything else is synced. A directory holding it is refused everywhere
+ * with BACKUP_INCOMPLETE: an interrupted copy may hold the marker and a store
+ * with none of its tables, which would open as an empty store.
+ */
+export const INCOMPLETE_NAME = 'INCOMPLETE'
 /** The temporary replaceFile writes the marker through (`<file>.tmp`): a directory holding only it is still empty. */
 const MARKER_TEMP = `${MARKER_NAME}${TEMP_SUFFIX}`
 
@@ -38,12 +46,14 @@ const MARKER_TEMP = `${MARKER_NAME}${TEMP_SUFFIX}`
  * - `unmarked`: a memwal directory made before the marker (recognised by its log);
  * - `empty`: a directory with nothing in it (or only a marker's temp file left by a crash);
  * - `missing`: nothing at that path.
+ * A directory holding the INCOMPLETE sentinel is none of these: refused (BACKUP_INCOMPLETE).
  */
 export type DataDirKind = 'marked' | 'unmarked' | 'empty' | 'missing'
 
 /**
  * Tells what `dir` is, or refuses it: a file in the way or a directory that is
- * not memwal's (DIR_NOT_MEMWAL naming the path), a marker from a newer memwal
+ * not memwal's (DIR_NOT_MEMWAL naming the path), an interrupted backup or
+ * restore (BACKUP_INCOMPLETE), a marker from a newer memwal
  * (WAL_UNKNOWN_VERSION), an OS refusal (PERMISSION_DENIED, IO_ERROR). Reads only.
  */
 export async function recogniseDataDir(fs: FileSystem, dir: string): Promise<DataDirKind> {
@@ -57,6 +67,10 @@ export async function recogniseDataDir(fs: FileSystem, dir: string): Promise<Dat
   const names = (await fs.readdir(dir).catch((cause: unknown) => {
     throw osError(cause, `read the data directory ${dir}`, dir)
   })).filter((n) => n !== MARKER_TEMP)
+  if (names.includes(INCOMPLETE_NAME)) {
+    const sentinel = path.join(dir, INCOMPLETE_NAME)
+    throw new MemwalError('BACKUP_INCOMPLETE', `${dir} is a backup or restore that was interrupted (it holds ${sentinel}): it lacks part of its data; delete it and run the backup or restore again`, { details: { path: dir, sentinel } })
+  }
   if (names.includes(MARKER_NAME)) {
     await readMarker(fs, dir)
     return 'marked'

@@ -150,16 +150,35 @@ async function copyUnlessGone(fs: FileSystem, from: string, to: string, stable: 
   }
 }
 
-/** Step 5: whether LevelDB opens the copy (it replays the logs, refuses a table its MANIFEST names and the copy lacks). */
+/**
+ * Step 5: whether LevelDB opens the copy (it replays the logs, refuses a table
+ * its MANIFEST names and the copy lacks). Only what a race with a compaction
+ * makes (LevelDB's Corruption, "missing files" among them, or a file not
+ * found) is a copy to make again; an error of the disk the copy is on
+ * (ENOSPC, EIO: an errno, or LevelDB's IO error saying anything else) is
+ * reported as it is rather than taken for a race and met four times more.
+ */
 async function opens(fs: FileSystem, dataDir: string): Promise<boolean> {
   let copy: LevelStore
   try {
     copy = await openStore(fs, dataDir)
-  } catch {
-    return false
+  } catch (err) {
+    if (raceWithCompaction(err)) return false
+    throw err
   }
   await copy.close()
   return true
+}
+
+/** An error from opening a copy (its cause chain) that a compaction under the copy explains. */
+function raceWithCompaction(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = errnoCode(e)
+    if (code === 'LEVEL_CORRUPTION') return true
+    if (code === 'LEVEL_IO_ERROR') return /No such file|not found/i.test(String((e as { message?: unknown }).message))
+    if (code !== undefined && /^E[A-Z0-9]+$/.test(code)) return false
+  }
+  return false
 }
 
 /** The fallback: every entry through one iterator (a snapshot as of its creation) into a new database, in batches. */

@@ -8,9 +8,10 @@
  *   engine <dir> <seed> <engine profile> <deletable> [backup target]  MemWAL with a misbehaving backend (backing up, given a target)
  *   wal-try-open | wal-hold | wal-exit-open <dir>     the lock's cases (test/unit/wal-lock.test.ts)
  *   pg <dir> <writerId> <incarnation> <seed> <url> <schema>   MemWAL into a shared PostgreSQL (pg-multiwriter)
+ *   backup-slow <dir> <target> | restore-slow <backup> <target>   a backup or a restore slowed to be killed part-way
  *
  * What each prints is described in children/wal-writer.ts,
- * children/engine-writer.ts and children/pg-writer.ts; the line protocol in test/support/child-process.ts.
+ * children/engine-writer.ts, children/pg-writer.ts and children/backup-child.ts; the line protocol in test/support/child-process.ts.
  * A profile's module is loaded only when it runs, so that a WAL child does not
  * pay for loading LevelDB.
  */
@@ -19,7 +20,7 @@ import { exitWithError, exitWithUsage, isMainModule, spawnChild, type Child, typ
 
 export const KILL_CHILD_FILE = fileURLToPath(import.meta.url)
 
-const USAGE = 'kill-child.ts wal <dir> <seed> | engine <dir> <seed> <outage|flaky-backend|backup> <deletable-file|-> [backup target] | wal-try-open|wal-hold|wal-exit-open <dir> | pg <dir> <writerId> <incarnation> <seed> <url> <schema>'
+const USAGE = 'kill-child.ts wal <dir> <seed> | engine <dir> <seed> <outage|flaky-backend|backup> <deletable-file|-> [backup target] | wal-try-open|wal-hold|wal-exit-open <dir> | pg <dir> <writerId> <incarnation> <seed> <url> <schema> | backup-slow|restore-slow <from> <target>'
 
 /** Spawns the kill child with `args` (see above). */
 export function spawnKillChild(args: readonly string[], options: SpawnOptions = {}): Child {
@@ -52,6 +53,13 @@ async function main([profile, dir, ...rest]: string[]): Promise<void> {
       if (!writerId || !isSeed(incarnation) || !isSeed(seed) || !url || !schema) exitWithUsage(USAGE)
       const { writeToPg } = await import('./children/pg-writer.js')
       return writeToPg({ dir, writerId, incarnation: Number(incarnation), seed: Number(seed), url, schema })
+    }
+    case 'backup-slow':
+    case 'restore-slow': {
+      const [target] = rest
+      if (target === undefined) exitWithUsage(USAGE)
+      const child = await import('./children/backup-child.js')
+      return profile === 'backup-slow' ? child.slowBackup(dir, target) : child.slowRestore(dir, target)
     }
     default:
       exitWithUsage(USAGE)

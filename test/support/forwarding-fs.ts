@@ -43,6 +43,14 @@ export class ForwardingFileSystem implements FileSystem {
     return this.inner.stat(p)
   }
 
+  lstat(p: string): Promise<FileStat | undefined> {
+    return this.inner.lstat(p)
+  }
+
+  realpath(p: string): Promise<string> {
+    return this.inner.realpath(p)
+  }
+
   syncDir(p: string): Promise<void> {
     return this.inner.syncDir(p)
   }

@@ -15,24 +15,27 @@
  *   IO_ERROR naming the errno and removes its partial directory; the engine
  *   goes on, and the next backup to the same target works;
  * - a partial directory a crash left is removed by the next backup or
- *   restore to the same target (only `<target>.partial-<8 hex>`).
+ *   restore to the same target (only `<target>.partial-<8 hex>`);
+ * - a directory holding the INCOMPLETE sentinel (an interrupted copy) is
+ *   refused by restore, open, checkDataDir and fsck (BACKUP_INCOMPLETE; the
+ *   kills themselves: test/process/backup-restore-kill9.test.ts);
+ * - a restore holds the backup's lock for the whole copy; a second backup or
+ *   restore to a target being built is refused (LOCK_HELD), not let delete it;
+ * - nesting is judged by real paths, both ways; a restore refuses links and
+ *   special files, leaves out the spare segment; a target's own error (a
+ *   file in the way, a link) is reported as it is.
  */
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { fsck, isMemwalError, MemWAL, restoreBackup, type FileHandle, type OpenMode, type OpenOptions } from '../../engine/index.js'
-import { NodeFileSystem } from '../../engine/testing.js'
+import { fsck, MemWAL, restoreBackup, type FileHandle, type OpenMode, type OpenOptions } from '../../engine/index.js'
+import { NodeFileSystem, ProcessDirLocker, systemRandom } from '../../engine/testing.js'
+import { codeOf } from '../support/code-of.js'
 import { ForwardingFileHandle, ForwardingFileSystem } from '../support/forwarding-fs.js'
+import { expectRefusedAsIncomplete } from '../support/incomplete-copy.js'
+import { pausedCopyFs } from '../support/partial-copy-fs.js'
 import { tmpDir } from '../support/tmp-dir.js'
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p
-    return undefined
-  } catch (err) {
-    return isMemwalError(err) ? err.code : `not a MemwalError: ${String(err)}`
-  }
-}
 
 interface Acked {
   readonly lsn: number
@@ -199,4 +202,164 @@ t.test('a partial directory a crash left is removed by the next backup or restor
   await restoreBackup(target, path.join(root, 'restored'))
   t.notOk(fs.existsSync(path.join(root, 'restored.partial-12345678')), 'restore removes its target\'s stale partial too')
   t.ok(fs.existsSync(path.join(root, 'restored', 'MEMWAL')))
+})
+
+async function closedStoreWithBackup(root: string, name = 'bk'): Promise<string> {
+  const dir = path.join(root, `data-${name}`)
+  const db = await MemWAL.open({ dir })
+  for (let i = 0; i < 20; i++) await db.put(`k${i}`, { i, name })
+  const backup = path.join(root, name)
+  await db.backup(backup)
+  await db.close()
+  return backup
+}
+
+t.test('an interrupted copy (the INCOMPLETE sentinel) is refused by restore, open, checkDataDir and fsck with BACKUP_INCOMPLETE', async (t) => {
+  const root = tmpDir(t)
+  const backup = await closedStoreWithBackup(root)
+  fs.writeFileSync(path.join(backup, 'INCOMPLETE'), '{}\n')
+  await expectRefusedAsIncomplete(t, backup, root)
+  fs.unlinkSync(path.join(backup, 'INCOMPLETE'))
+  await restoreBackup(backup, path.join(root, 'r'))
+  t.notOk(fs.existsSync(path.join(root, 'r', 'INCOMPLETE')), 'without it the backup restores, and a finished copy holds no sentinel')
+})
+
+t.test('a restore holds the backup\'s lock for the whole copy: a writer opening it meanwhile is refused', async (t) => {
+  const root = tmpDir(t)
+  const backup = await closedStoreWithBackup(root)
+  const paused = pausedCopyFs()
+  const target = path.join(root, 'restored')
+  const restoring = restoreBackup(backup, target, paused.fs, systemRandom, new ProcessDirLocker())
+  await paused.copying
+  t.equal(await codeOf(MemWAL.open({ dir: backup })), 'LOCK_HELD', 'opening the backup mid-copy is refused')
+  t.equal(await codeOf(restoreBackup(backup, path.join(root, 'other'))), 'LOCK_HELD', 'so is a second restore of it')
+  paused.go()
+  t.equal((await restoring).dir, target, 'the restore finishes')
+  t.notOk(fs.existsSync(path.join(backup, 'memwal.lock')), 'and releases the lock')
+  t.notOk(fs.readdirSync(target).some((n) => n.startsWith('memwal.lock') || n === 'INCOMPLETE'), 'which is not copied, nor is the sentinel')
+  const back = await MemWAL.open({ dir: target })
+  t.teardown(() => back.close())
+  t.match(await back.get('k19'), { i: 19 }, 'the restored store reads back')
+  const source = await MemWAL.open({ dir: backup })
+  await source.close()
+  t.pass('the backup opens once the restore is over')
+})
+
+t.test('two backups or two restores to one target at once: the second is refused (LOCK_HELD) and the first finishes', async (t) => {
+  const root = tmpDir(t)
+  const bk1 = await closedStoreWithBackup(root, 'bk1')
+  const bk2 = await closedStoreWithBackup(root, 'bk2')
+  const target = path.join(root, 'restored')
+  const paused = pausedCopyFs()
+  const first = restoreBackup(bk1, target, paused.fs, systemRandom, new ProcessDirLocker())
+  await paused.copying
+  const err = await restoreBackup(bk2, target).then(() => undefined, (e: unknown) => e)
+  t.match(err, { code: 'LOCK_HELD', message: /another backup or restore to .* is running/ }, 'a second restore to the target is refused')
+  paused.go()
+  await first
+  t.match(JSON.parse(fs.readFileSync(path.join(target, 'MEMWAL'), 'utf8')), { memwal: 'data directory' }, 'the first restore is whole')
+  t.strictSame(fs.readdirSync(root).filter((n) => n.includes('.partial-')), [], 'no partial directory left')
+
+  const slow = pausedCopyFs()
+  const db = await MemWAL.open({ dir: path.join(root, 'live'), fs: slow.fs, locker: new ProcessDirLocker() })
+  t.teardown(() => db.close())
+  await db.put('k', 1)
+  const bkTarget = path.join(root, 'bk3')
+  const one = db.backup(bkTarget)
+  await slow.copying
+  t.equal(await codeOf(db.backup(bkTarget)), 'LOCK_HELD', 'a second backup to the same target is refused')
+  slow.go()
+  t.equal((await one).dir, bkTarget, 'the first backup finishes')
+  t.equal((await fsck({ dir: bkTarget, repair: false })).clean, true, 'and passes fsck')
+})
+
+t.test('nesting by real paths: a restore into its own subdirectory, a backup through a symbolic link into the data directory', async (t) => {
+  const root = tmpDir(t)
+  const backup = await closedStoreWithBackup(root)
+  t.equal(await codeOf(restoreBackup(backup, path.join(backup, 'sub'))), 'INVALID_OPTIONS', 'a restore into the backup itself is refused')
+  t.equal(await codeOf(restoreBackup(backup, path.join(backup, 'a', 'b'))), 'INVALID_OPTIONS', 'at any depth')
+  fs.symlinkSync(backup, path.join(root, 'link-to-bk'))
+  t.equal(await codeOf(restoreBackup(path.join(root, 'link-to-bk'), path.join(backup, 'sub'))), 'INVALID_OPTIONS', 'given through a link to the backup')
+  t.equal(await codeOf(restoreBackup(backup, path.join(root, 'link-to-bk', 'sub'))), 'INVALID_OPTIONS', 'or a target through a link into it')
+  t.notOk(fs.existsSync(path.join(backup, 'sub')) || fs.existsSync(path.join(backup, 'a')), 'nothing made in the backup')
+  const outer = path.join(root, 'outer')
+  fs.mkdirSync(outer)
+  const inner = path.join(outer, 'bk')
+  await restoreBackup(backup, inner)
+  t.match(await restoreBackup(inner, outer).then(() => undefined, (e: unknown) => e), { code: 'INVALID_OPTIONS', message: /inside the target/ }, 'and the other way: a target that holds the backup')
+
+  const dir = path.join(root, 'data')
+  const db = await MemWAL.open({ dir })
+  t.teardown(() => db.close())
+  await db.put('k', 1)
+  fs.symlinkSync(dir, path.join(root, 'link-to-data'))
+  t.equal(await codeOf(db.backup(path.join(root, 'link-to-data', 'bk'))), 'INVALID_OPTIONS', 'a backup through a link into the data directory is refused')
+  t.notOk(fs.existsSync(path.join(dir, 'bk')), 'and made nothing there')
+})
+
+t.test('restore copies plain files and directories only: links and special files are refused, the spare segment is left out', async (t) => {
+  const root = tmpDir(t)
+  const backup = await closedStoreWithBackup(root)
+  const wal = path.join(backup, 'wal')
+  fs.writeFileSync(path.join(wal, 'spare.tmp'), Buffer.alloc(4096))
+  const r = await restoreBackup(backup, path.join(root, 'r0'))
+  t.notOk(fs.existsSync(path.join(r.dir, 'wal', 'spare.tmp')), 'the preallocated spare is not copied')
+  for (const [what, make, undo] of [
+    ['a dangling symbolic link segment', () => fs.symlinkSync(path.join(root, 'nowhere'), path.join(wal, '99999999999999999999.seg')), () => fs.unlinkSync(path.join(wal, '99999999999999999999.seg'))],
+    ['a symbolic link to a directory above (a loop)', () => fs.symlinkSync(backup, path.join(backup, 'deadletter-link')), () => fs.unlinkSync(path.join(backup, 'deadletter-link'))],
+    ['a FIFO', () => execFileSync('mkfifo', [path.join(backup, 'fifo')]), () => fs.unlinkSync(path.join(backup, 'fifo'))],
+  ] as const) {
+    make()
+    const target = path.join(root, `r-${what.length}`)
+    const err = await restoreBackup(backup, target).then(() => undefined, (e: unknown) => e)
+    t.match(err, { code: 'BACKUP_UNSUPPORTED' }, `${what}: refused`)
+    t.notOk(fs.existsSync(target), `${what}: nothing made`)
+    t.strictSame(fs.readdirSync(root).filter((n) => n.includes('.partial-')), [], `${what}: no partial directory left`)
+    undo()
+  }
+})
+
+t.test('target checks pass the real error on: a file in the way, a file as target, a link as target', async (t) => {
+  const root = tmpDir(t)
+  const backup = await closedStoreWithBackup(root)
+  const file = path.join(root, 'afile')
+  fs.writeFileSync(file, 'x')
+  const inWay = await restoreBackup(backup, path.join(file, 'sub')).then(() => undefined, (e: unknown) => e)
+  t.match(inWay, { code: 'INVALID_OPTIONS', message: /a file is in the way/ }, 'a file on the target\'s path: said so, not TARGET_NOT_EMPTY')
+  t.match(await restoreBackup(backup, file).then(() => undefined, (e: unknown) => e), { code: 'TARGET_NOT_EMPTY', message: /not a directory/ }, 'a file as target')
+  const empty = path.join(root, 'empty')
+  fs.mkdirSync(empty)
+  fs.symlinkSync(empty, path.join(root, 'link'))
+  t.match(await restoreBackup(backup, path.join(root, 'link')).then(() => undefined, (e: unknown) => e), { code: 'INVALID_OPTIONS', message: /symbolic link/ }, 'a link to an empty directory as target: refused up front')
+  t.strictSame(fs.readdirSync(empty), [], 'and nothing copied through it')
+  t.strictSame(fs.readdirSync(root).filter((n) => n.includes('.partial-')), [], 'no partial directory left')
+})
+
+/** The real filesystem, except that syncing a partial directory's `store/` once LevelDB has opened it there (its LOCK file) fails EIO. */
+class FailingStoreOpenFs extends ForwardingFileSystem {
+  failures = 0
+
+  constructor() {
+    super(new NodeFileSystem())
+  }
+
+  override async syncDir(p: string): Promise<void> {
+    if (/\.partial-[0-9a-f]{8}\/store$/.test(p) && fs.existsSync(path.join(p, 'LOCK'))) {
+      this.failures++
+      throw Object.assign(new Error(`EIO: injected on the sync of ${p}`), { code: 'EIO' })
+    }
+    return super.syncDir(p)
+  }
+}
+
+t.test('an errno error while the store\'s copy is opened is reported at once, not taken for a race with a compaction', async (t) => {
+  const root = tmpDir(t)
+  const failing = new FailingStoreOpenFs()
+  const db = await MemWAL.open({ dir: path.join(root, 'data'), fs: failing })
+  t.teardown(() => db.close())
+  for (let i = 0; i < 20; i++) await db.put(`k${i}`, i)
+  const err = await db.backup(path.join(root, 'bk')).then(() => undefined, (e: unknown) => e)
+  t.match(err, { code: 'IO_ERROR', details: { errno: 'EIO' } }, 'rejected with the errno')
+  t.equal(failing.failures, 1, 'after one open of the copy, not after every copy attempt and the copy entry by entry')
+  t.strictSame(fs.readdirSync(root), ['data'], 'no partial directory left')
 })
