@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'SINK_TIMEOUT'
   | 'SINK_BREAKER_OPEN'
   | 'STORE_UNKNOWN_LAYOUT'
+  /** LevelDB's store lost what opening it needs (its CURRENT file, with tables still there): refused, nothing written (sinks/store-dir.ts). details.dir. */
+  | 'STORE_DAMAGED'
   | 'VERSION_MISMATCH'
   | 'DIR_NOT_FOUND'
   | 'DIR_NOT_MEMWAL'

@@ -1,4 +1,5 @@
 import { posix as path } from 'node:path'
+import { MemwalError } from '../errors.js'
 import { makeDirDurable } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
 import { tightenModes } from '../io/modes.js'
@@ -23,6 +24,7 @@ export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDa
   const dir = path.join(dataDir, STORE_DIR)
   if (level) return LevelStore.open(dir, level, group)
   await makeDirDurable(fs, dir)
+  await refuseHeadless(fs, dir)
   const logFiles = async (): Promise<number> => (await fs.readdir(dir)).filter((name) => name.endsWith('.log')).length
   const store = await LevelStore.open(dir, undefined, group ? { ...group, logFiles } : undefined)
   try {
@@ -35,3 +37,27 @@ export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDa
   }
   return store
 }
+
+/** LevelDB's files that hold data: its tables and its write-ahead logs (`000123.ldb`, `.sst`, `.log`). */
+const DATA_FILE = /^\d+\.(ldb|sst|log)$/
+
+/**
+ * Refuses a store whose `CURRENT` is gone while its tables or logs are there
+ * (a copy or a backup cut short, a file deleted by hand). LevelDB would
+ * open it as a new database (we open with createIfMissing) that replays its
+ * newest log and forgets every table: the sinks' checkpoints read back from
+ * that log while the rows and index entries in the tables are gone (measured:
+ * a 60,000-entry store opened with 0 entries and its checkpoints at the log's
+ * end, so nothing was replayed). Without data files, a missing `CURRENT` is a
+ * create that was interrupted (LevelDB writes MANIFEST-000001, then CURRENT),
+ * which opening again finishes.
+ */
+async function refuseHeadless(fs: FileSystem, dir: string): Promise<void> {
+  // Unreadable (a file where store/ should be, no access): LevelDB's open says so, as IO_ERROR naming the store.
+  const names = await fs.readdir(dir).catch(() => undefined)
+  if (names === undefined || names.includes('CURRENT')) return
+  const data = names.filter((n) => DATA_FILE.test(n))
+  if (data.length === 0) return
+  throw new MemwalError('STORE_DAMAGED', `the LevelDB store ${dir} has data files (${data.slice(0, 3).join(', ')}${data.length > 3 ? ', ...' : ''}) but no CURRENT file: it cannot be opened without losing them. Restore the data directory from a backup (memwal restore), or, if its log still holds every record from LSN 1, move store/ aside and open again to rebuild it from the log`, { details: { dir, dataFiles: data.length } })
+}
+

@@ -9,20 +9,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL, isMemwalError, osError, type MemwalError, type MemwalOptions } from '../../engine/index.js'
+import { MemWAL, osError, type MemwalError, type MemwalOptions } from '../../engine/index.js'
 import { NodeFileSystem } from '../../engine/testing.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { openError } from '../support/open-error.js'
 
-async function openError(options: MemwalOptions): Promise<MemwalError | undefined> {
-  try {
-    const e = await MemWAL.open(options)
-    await e.close()
-    return undefined
-  } catch (err) {
-    if (!isMemwalError(err)) throw err
-    return err
-  }
-}
 
 t.test('bad options: INVALID_OPTIONS naming the option and its range, and nothing created', async (t) => {
   const cases: [string, Partial<MemwalOptions>, RegExp][] = [

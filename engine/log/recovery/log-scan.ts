@@ -131,6 +131,13 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
       continue
     }
     const header = h.header
+    // The oldest segment must reach back to the first record a sink still needs (verifyFromLsn: the lowest checkpoint + 1):
+    // retention never deletes past it, so a log that starts later lost records that no sink holds. That is a store replaced
+    // or emptied under its log (a restore without the store's files, LevelDB's CURRENT gone, a backend's tables dropped),
+    // not a log to open as if whole: before, the engine opened it and silently lacked those records.
+    if (i === 0 && o.verifyFromLsn > 0 && header.baseLsn > o.verifyFromLsn && !declaresGap(header, o.verifyFromLsn)) {
+      problems.push({ kind: 'missing-lsns', segmentIndex: i, offset: 0, due: o.verifyFromLsn, lsnFirst: o.verifyFromLsn, lsnLast: header.baseLsn - 1, detail: `no segment holds LSNs ${o.verifyFromLsn}-${header.baseLsn - 1}, which a sink has not applied (its checkpoint is ${o.verifyFromLsn - 1}; the oldest segment starts at LSN ${header.baseLsn})`, atTail: false })
+    }
     if (expected !== undefined && header.baseLsn !== expected) {
       if (!declaresGap(header, expected)) {
         problems.push(
