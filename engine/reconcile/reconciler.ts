@@ -78,7 +78,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     const backendLsn = await store.readCheckpoint('backend')
     // With a replay to come, the sinks are compared with a later scan: this one builds no latest versions.
     const first = o.replay ? undefined : new LatestVersions(sums, backendLsn)
-    let scan = await scanWithProgress(src, o.onProgress, first)
+    let scan = await scanWithProgress(src, o.onProgress, first, await heldFromLsn(store))
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
     const repairing = scan.problems.length > 0
@@ -98,7 +98,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     if (repairing || latest === undefined) {
       // The log was cut or the backend replayed into since the scan: the sinks are compared with a scan taken now.
       latest = new LatestVersions(sums, await store.readCheckpoint('backend'))
-      const rescan = await scanWholeLog(src, undefined, latest)
+      const rescan = await scanWholeLog(src, undefined, latest, await heldFromLsn(store))
       // The report counts the log as it was found, unless the replay's open changed it (its recovery).
       if (o.replay) scan = rescan
     }
@@ -136,7 +136,7 @@ export interface ClosedDirCheck extends LogSource {
 export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
   const backendLsn = await c.store.readCheckpoint('backend')
   const latest = new LatestVersions(c.sums, backendLsn)
-  const scan = await scanWithProgress(c, c.onProgress, latest)
+  const scan = await scanWithProgress(c, c.onProgress, latest, await heldFromLsn(c.store))
   const logFound = withPlans(scan, backendLsn, repairPlan(scan).actions, false)
   return checkSinksAndReport({ ...c, repair: false }, scan, latest, logFound)
 }
@@ -199,11 +199,16 @@ function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number
   return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
 }
 
-async function scanWithProgress(src: LogSource, onProgress: FsckOptions['onProgress'], latest: LatestVersions | undefined): Promise<LogScan> {
-  if (!onProgress) return scanWholeLog(src, undefined, latest)
+/** The first LSN a sink of `store` has not applied: the log must hold it (ScanOptions.heldFromLsn). */
+async function heldFromLsn(store: LevelStore): Promise<number> {
+  return Math.min(await store.readCheckpoint('backend'), await store.readCheckpoint('index')) + 1
+}
+
+async function scanWithProgress(src: LogSource, onProgress: FsckOptions['onProgress'], latest: LatestVersions | undefined, held: number): Promise<LogScan> {
+  if (!onProgress) return scanWholeLog(src, undefined, latest, held)
   // The segments only: the scan reads nothing else (counting the 64 MiB spare left the bar at 0% after a replay had made one).
   let total = 0
   for (const s of (await listWal(src.fs, src.walDir)).segments) total += (await src.fs.stat(s.path))?.size ?? 0
   let done = 0
-  return scanWholeLog(src, (bytes) => onProgress((done += bytes), total), latest)
+  return scanWholeLog(src, (bytes) => onProgress((done += bytes), total), latest, held)
 }

@@ -110,11 +110,15 @@ export interface LiveLog {
   pause(): Promise<() => void>
 }
 
-/** Scans the whole log: every header, every frame; each verified frame also feeds `latest`, when given (one pass). */
-export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void, latest?: LatestVersions): Promise<LogScan> {
+/**
+ * Scans the whole log: every header, every frame; each verified frame also
+ * feeds `latest`, when given (one pass). `heldFromLsn`: the lowest sink
+ * checkpoint + 1, which the log must reach back to (ScanOptions.heldFromLsn).
+ */
+export function scanWholeLog(src: LogSource, onProgress?: (bytes: number) => void, latest?: LatestVersions, heldFromLsn?: number): Promise<LogScan> {
   // LatestVersions reads a payload during the call only, and skips the stale frames itself, as the salvaging reader does.
   const frames: FrameConsumer | undefined = latest ? { keepsBytes: false, onFrame: (f) => latest.addFrame(f.lsn, f.type, f.payload) } : undefined
-  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(onProgress ? { onProgress } : {}), ...(frames ? { frames } : {}) })
+  return scanLog({ fs: src.fs, sums: src.sums, walDir: src.walDir, recordBytesMax: limits.recordBytesHardMax, verifyFromLsn: 0, ...(heldFromLsn !== undefined ? { heldFromLsn } : {}), ...(onProgress ? { onProgress } : {}), ...(frames ? { frames } : {}) })
 }
 
 /**

@@ -11,13 +11,14 @@
  *   (log/recovery/log-scan.ts): WAL_MISSING_SEGMENT under the default
  *   policy; `skip-corrupt` opens with the loss declared as a gap.
  * A store rebuilt from a log that holds every record, and a LevelDB create
- * cut short before it held anything, open as before.
+ * cut short before it held anything, open as before. `fsck` reports the
+ * hole (it said clean before) and `--repair` declares it.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { MemWAL } from '../../engine/index.js'
+import { MemWAL, fsck } from '../../engine/index.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { openError } from '../support/open-error.js'
 
@@ -104,4 +105,21 @@ t.test('a LevelDB create cut short (MANIFEST written, no CURRENT, no data): open
   const again = await MemWAL.open({ dir })
   t.teardown(() => again.close())
   t.equal(await again.get('a'), 1, 'rebuilt from the log')
+})
+
+t.test('fsck finds the same hole: a missing-lsns finding (not clean), --repair declares it, then open passes with the gap visible', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  await makeStore(dir, true)
+  const base = baseOf(segmentsOf(dir)[0] ?? '')
+  fs.rmSync(path.join(dir, 'store'), { recursive: true })
+  const dry = await fsck({ dir, repair: false })
+  t.notOk(dry.clean, 'not clean (it said clean before: the log alone agreed with itself)')
+  t.match(dry.findings, [{ kind: 'missing-lsns', lsnFirst: 1, lsnLast: base - 1, alreadyApplied: false, action: 'none' }])
+  const repaired = await fsck({ dir, repair: true })
+  t.match(repaired.findings.find((f) => f.kind === 'missing-lsns'), { lsnFirst: 1, lsnLast: base - 1, repaired: true })
+  const again = await fsck({ dir, repair: false })
+  t.strictSame(again.findings.map((f) => f.kind), ['declared-gap'], 'afterwards only the declared gap, as a notice')
+  const db = await MemWAL.open({ dir })
+  t.teardown(() => db.close())
+  t.match(db.health().gaps, [{ lsnFirst: 1, lsnLast: base - 1, by: 'fsck --repair' }])
 })

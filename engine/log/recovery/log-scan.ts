@@ -18,6 +18,13 @@ export interface ScanOptions {
   readonly recordBytesMax: number
   /** Segments wholly below this LSN get only their header checked. */
   readonly verifyFromLsn: number
+  /**
+   * The first LSN some sink has not applied (the lowest checkpoint + 1), which
+   * the log must hold: a log that starts later is a `missing-lsns` problem.
+   * Default `verifyFromLsn` (recovery at open verifies from there); fsck
+   * verifies the whole log (verifyFromLsn 0) and gives it apart.
+   */
+  readonly heldFromLsn?: number
   /** Called for each segment as it is verified, with bytes read: for progress. */
   readonly onProgress?: (bytes: number) => void
   /** Reads the frames in this same pass: open's backlog, fsck's latest versions. */
@@ -135,8 +142,9 @@ export async function scanLog(o: ScanOptions): Promise<LogScan> {
     // retention never deletes past it, so a log that starts later lost records that no sink holds. That is a store replaced
     // or emptied under its log (a restore without the store's files, LevelDB's CURRENT gone, a backend's tables dropped),
     // not a log to open as if whole: before, the engine opened it and silently lacked those records.
-    if (i === 0 && o.verifyFromLsn > 0 && header.baseLsn > o.verifyFromLsn && !declaresGap(header, o.verifyFromLsn)) {
-      problems.push({ kind: 'missing-lsns', segmentIndex: i, offset: 0, due: o.verifyFromLsn, lsnFirst: o.verifyFromLsn, lsnLast: header.baseLsn - 1, detail: `no segment holds LSNs ${o.verifyFromLsn}-${header.baseLsn - 1}, which a sink has not applied (its checkpoint is ${o.verifyFromLsn - 1}; the oldest segment starts at LSN ${header.baseLsn})`, atTail: false })
+    const held = o.heldFromLsn ?? o.verifyFromLsn
+    if (i === 0 && held > 0 && header.baseLsn > held && !declaresGap(header, held)) {
+      problems.push({ kind: 'missing-lsns', segmentIndex: i, offset: 0, due: held, lsnFirst: held, lsnLast: header.baseLsn - 1, detail: `no segment holds LSNs ${held}-${header.baseLsn - 1}, which a sink has not applied (its checkpoint is ${held - 1}; the oldest segment starts at LSN ${header.baseLsn})`, atTail: false })
     }
     if (expected !== undefined && header.baseLsn !== expected) {
       if (!declaresGap(header, expected)) {
