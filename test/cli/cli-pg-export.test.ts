@@ -19,7 +19,8 @@ import { tmpDir } from '../support/tmp-dir.js'
 t.test('usage: --pg needs --writer-id; --writer-id and --schema need --pg', async (t) => {
   const dir = tmpDir(t)
   for (const args of [['--pg', PG_URL], ['--writer-id', 'a'], ['--schema', 's']]) {
-    const r = await runCli(['export', dir, ...args, '--out', path.join(dir, 'x'), '--json'])
+    // Without MEMWAL_PG_URL, which stands for --pg (and .ci/run sets for the PostgreSQL tests).
+    const r = await runCli(['export', dir, ...args, '--out', path.join(dir, 'x'), '--json'], { env: { MEMWAL_PG_URL: undefined } })
     t.equal(r.code, 16, `${args.join(' ')}: usage (16)`)
     t.match(oneJson(r), { error: { code: 'INVALID_OPTIONS' } })
   }
