@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { backendMismatch, checkBackendRecord, describeBackend, readBackendRecord, writeBackendRecord, type BackendKind } from './log/backend-record.js'
 import type { FileSystem } from './io/fs.js'
 import type { Logger } from './io/logger.js'
@@ -20,6 +21,11 @@ import type { LevelStore } from './sinks/level-store.js'
  *   out. A PgBackend or a backend of one's own is given on purpose: it is
  *   recorded on its word (with a warning when a LevelDB backend had applied
  *   records there too, as an open without the option before records did).
+ *
+ * A PostgreSQL record also carries the directory's id (`dirId`), made here
+ * when the record is first written or, for a record from before ids, added
+ * to it at this open: the backend binds its writer id to it (`dirId`, given
+ * to BackendSink.bindDataDir before the backend opens).
  */
 export class BackendClaim {
   private constructor(
@@ -29,10 +35,23 @@ export class BackendClaim {
     private readonly recorded: BackendKind | undefined,
   ) {}
 
-  /** Reads the record and refuses a mismatch; a new directory (`fresh`) gets its record here. */
+  /** The directory's id, for a PostgreSQL record (recorded by `check`, or by `settle` for a directory without a record). */
+  get dirId(): string | undefined {
+    return this.given.kind === 'postgres' ? this.given.dirId : undefined
+  }
+
+  /** Reads the record and refuses a mismatch; a new directory (`fresh`) gets its record here, a PostgreSQL one without an id its id. */
   static async check(fs: FileSystem, dir: string, given: BackendKind, fresh: boolean): Promise<BackendClaim> {
     const recorded = await readBackendRecord(fs, dir)
     checkBackendRecord(dir, recorded, given)
+    if (given.kind === 'postgres') {
+      const dirId = recorded?.kind === 'postgres' ? recorded.dirId : undefined
+      given = { ...given, dirId: dirId ?? newDirId() }
+      if (recorded !== undefined && dirId === undefined) {
+        await writeBackendRecord(fs, dir, given)
+        return new BackendClaim(fs, dir, given, given)
+      }
+    }
     if (recorded === undefined && fresh) {
       await writeBackendRecord(fs, dir, given)
       return new BackendClaim(fs, dir, given, given)
@@ -51,4 +70,13 @@ export class BackendClaim {
     }
     await writeBackendRecord(this.fs, this.dir, this.given)
   }
+}
+
+/**
+ * 128 random bits, hex: a directory's id. From the system's generator, not the
+ * injected `random`: two directories opened with the same seed must still
+ * get ids of their own, or the binding would not tell them apart.
+ */
+function newDirId(): string {
+  return randomBytes(16).toString('hex')
 }

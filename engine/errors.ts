@@ -40,6 +40,11 @@ export type ErrorCode =
    * details.path, details.recorded (null: no record, but its store shows another backend), details.given. Nothing written.
    */
   | 'BACKEND_MISMATCH'
+  /**
+   * A PgBackend's writer id is bound to another data directory (its checkpoint row's dir_id): two directories writing
+   * under one id lose records. details.writerId, details.schema, details.dirId (this directory's), details.boundTo. Nothing applied.
+   */
+  | 'WRITER_IN_USE'
   | 'PERMISSION_DENIED'
   | 'LOCK_HELD'
   | 'LOCK_COMPROMISED'

@@ -67,6 +67,8 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     undo.push(() => store.close())
     await claim.settle(store, config.logger)
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
+    // Before the backend opens: a backend several writers share binds this writer id to this directory there (PgBackend: WRITER_IN_USE).
+    if (claim.dirId !== undefined) config.backend?.bindDataDir?.(claim.dirId)
     const backend = wrap(config.backend ?? new LevelBackend(store))
     const index = wrap(new IndexSink(store))
     let backendLsn = await backend.open()

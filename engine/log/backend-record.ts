@@ -13,10 +13,17 @@ import type { FileSystem } from '../io/fs.js'
  *
  * The file is one line of JSON, one of:
  *   {"kind":"leveldb"}
- *   {"kind":"postgres","writerId":"w1","schema":"memwal"}
+ *   {"kind":"postgres","writerId":"w1","schema":"memwal","dirId":"<32 hex digits>"}
  *   {"kind":"custom","name":"<the sink's name>"}
  * Never a URL or a credential: which server is a deployment's concern, which
  * writer and schema are the store's identity.
+ *
+ * `dirId` (PostgreSQL only) is this directory's own random id, made when the
+ * record is first written (or added to a record from before it): PgBackend
+ * keeps it in its writer's checkpoint row, so that a second directory opened
+ * with a writer id already in use is refused (WRITER_IN_USE) instead of both
+ * applying under one id and losing records. A copy of the directory put back
+ * holds the record, so it opens as the same directory.
  *
  * It is written like the marker (replaceFile: temp synced, renamed, directory
  * synced): a crash leaves no record (at most `BACKEND.tmp`, which counts for
@@ -24,7 +31,7 @@ import type { FileSystem } from '../io/fs.js'
  */
 export type BackendKind =
   | { readonly kind: 'leveldb' }
-  | { readonly kind: 'postgres'; readonly writerId: string; readonly schema: string }
+  | { readonly kind: 'postgres'; readonly writerId: string; readonly schema: string; readonly dirId?: string }
   | { readonly kind: 'custom'; readonly name: string }
 
 export const BACKEND_RECORD_NAME = 'BACKEND'
@@ -58,7 +65,7 @@ export async function writeBackendRecord(fs: FileSystem, dir: string, kind: Back
   }
 }
 
-/** Whether two kinds name the same backend (for PostgreSQL: the same writer in the same schema). */
+/** Whether two kinds name the same backend (for PostgreSQL: the same writer in the same schema; the directory's id is not the backend's). */
 export function sameBackend(a: BackendKind, b: BackendKind): boolean {
   switch (a.kind) {
     case 'leveldb':
@@ -113,7 +120,9 @@ function asBackendKind(v: unknown): BackendKind | undefined {
   if (typeof v !== 'object' || v === null) return undefined
   const o = v as Record<string, unknown>
   if (o['kind'] === 'leveldb') return { kind: 'leveldb' }
-  if (o['kind'] === 'postgres' && typeof o['writerId'] === 'string' && typeof o['schema'] === 'string') return { kind: 'postgres', writerId: o['writerId'], schema: o['schema'] }
+  if (o['kind'] === 'postgres' && typeof o['writerId'] === 'string' && typeof o['schema'] === 'string') {
+    return { kind: 'postgres', writerId: o['writerId'], schema: o['schema'], ...(typeof o['dirId'] === 'string' ? { dirId: o['dirId'] } : {}) }
+  }
   if (o['kind'] === 'custom' && typeof o['name'] === 'string') return { kind: 'custom', name: o['name'] }
   return undefined
 }

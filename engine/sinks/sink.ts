@@ -146,6 +146,13 @@ export abstract class BackendSink extends Sink {
   backendKind(): BackendKind {
     return { kind: 'custom', name: this.name }
   }
+  /**
+   * The data directory's id (its BACKEND record), given by MemWAL.open before
+   * `open`, to a backend that several writers share: it binds this writer to
+   * that directory and refuses another's (PgBackend: WRITER_IN_USE). Absent
+   * on a backend that only this directory writes.
+   */
+  bindDataDir?(dirId: string): void
   /** The entry stored under identity `id`, or undefined. Rejects when the backend cannot answer. */
   abstract get(id: string): Promise<StoredEntry | undefined>
 

@@ -106,7 +106,9 @@ t.test('PostgreSQL: the record holds writerId and schema, not the URL; other kin
   await db.put('k', 'v')
   await db.flush({ timeoutMs: 10_000 })
   await db.close()
-  t.strictSame(record(dir), { kind: 'postgres', writerId: 'w1', schema })
+  const dirId = (record(dir) as { dirId: string }).dirId
+  t.strictSame(record(dir), { kind: 'postgres', writerId: 'w1', schema, dirId }, 'and the directory\'s own id')
+  t.match(dirId, /^[0-9a-f]{32}$/)
   t.notMatch(fs.readFileSync(path.join(dir, BACKEND_RECORD_NAME), 'utf8'), /postgres:\/\//, 'no URL, no credentials')
   const before = tree(dir)
   const other = `${schema}_other`
@@ -117,7 +119,7 @@ t.test('PostgreSQL: the record holds writerId and schema, not the URL; other kin
   ] as const) {
     const err = await refusal(options)
     t.equal(err?.code, 'BACKEND_MISMATCH', what)
-    t.strictSame(err?.details, { path: dir, recorded: { kind: 'postgres', writerId: 'w1', schema }, given }, `${what}: recorded and given in details`)
+    t.strictSame(err?.details, { path: dir, recorded: { kind: 'postgres', writerId: 'w1', schema, dirId }, given }, `${what}: recorded and given in details`)
   }
   t.strictSame(tree(dir), before, 'nothing in the directory changed')
   t.equal((await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [other])).rowCount, 0, 'the other schema was not created')
@@ -134,12 +136,14 @@ t.test('PostgreSQL: the record holds writerId and schema, not the URL; other kin
 
   // A PG directory from before records: a default open is refused (its store has an index checkpoint, no LevelDB backend one), PgBackend records it.
   fs.rmSync(path.join(dir, BACKEND_RECORD_NAME))
+  // Such a directory is older than the binding of writer ids to directories: its checkpoint row names none.
+  await client.query(`UPDATE "${schema}".checkpoints SET dir_id = NULL`)
   t.match(await refusal({ dir }), { code: 'BACKEND_MISMATCH', details: { recorded: null, given: { kind: 'leveldb' } } }, 'old PG directory opened without its backend: refused')
   t.notOk(fs.existsSync(path.join(dir, BACKEND_RECORD_NAME)), 'and not recorded')
   const back = await MemWAL.open({ dir, backend: backend('w1') })
   t.equal(await back.get('k'), 'v')
   await back.close()
-  t.strictSame(record(dir), { kind: 'postgres', writerId: 'w1', schema }, 'recorded by the open with its backend')
+  t.match(record(dir), { kind: 'postgres', writerId: 'w1', schema, dirId: /^[0-9a-f]{32}$/ }, 'recorded by the open with its backend')
 })
 
 t.test('directories from before records (fixtures/datadirs/*) open as before and get the record', async (t) => {

@@ -544,7 +544,7 @@ if (await requirePg(t)) {
     await first.close()
     const reused = new PgBackend({ connectionString: PG_URL, writerId: 'same', schema })
     const err = (await errorOf(MemWAL.open({ dir: tmpDir(t, 'memwal-pgw-'), backend: reused }))) as { code?: string }
-    t.equal(err.code, 'WAL_HOLE', 'PostgreSQL holds LSNs 1-5 of this writer that the new log lacks: a hole, not a fresh start')
+    t.equal(err.code, 'WRITER_IN_USE', 'the writer id is bound to the first directory: refused before the log is judged (it used to be WAL_HOLE, and in interval durability nothing)')
     t.equal(await codeOf(reused.get(dflt('k1'))), 'ENGINE_CLOSED', 'the failed open closed the backend it had opened (no pool left behind)')
   })
 

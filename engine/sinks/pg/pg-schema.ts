@@ -14,7 +14,12 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  *           tags text[], hlc bigint, writer text, lsn bigint, deleted boolean,
  *           created_at bigint, updated_at bigint, expires_at bigint,
  *           PRIMARY KEY (namespace, key))
- *   checkpoints(writer text PRIMARY KEY, lsn bigint)
+ *   checkpoints(writer text PRIMARY KEY, lsn bigint, changes_from bigint, dir_id text)
+ *
+ * `dir_id` (version 6) is the id of the data directory this writer id is
+ * bound to (its BACKEND record): set by the first directory that opens with
+ * the writer id (a row from before version 6 adopts the first that opens it),
+ * and another directory is refused (PgBackend: WRITER_IN_USE).
  *
  * Identity is (namespace, key), as in the engine. Schema version 3 made it
  * so: an existing table (primary key `key`) is migrated in place, rows
@@ -29,7 +34,7 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  */
 
 /** The newest schema version this code creates and reads. */
-export const PG_SCHEMA_VERSION = 5
+export const PG_SCHEMA_VERSION = 6
 
 /** A row of `entries` as pg returns it. */
 export interface EntryRow {
@@ -124,6 +129,7 @@ export interface Tables {
   readonly changes: string
   readonly version: string
   readonly applySql: string
+  readonly claimSql: string
   readonly repairLogSql: string
   readonly repairOwnSql: string
   readonly repairVersionedSql: string
@@ -219,6 +225,11 @@ const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): st
     version: 5,
     statements: (t) => [`CREATE INDEX IF NOT EXISTS entries_live_updated_at ON ${t.entries} (updated_at) WHERE NOT deleted`],
   },
+  {
+    // One writer id, one data directory: the id of the directory a writer id is bound to (claimSql), NULL until one opens it.
+    version: 6,
+    statements: (t) => [`ALTER TABLE ${t.checkpoints} ADD COLUMN IF NOT EXISTS dir_id text`],
+  },
 ]
 
 /** The input arrays, one row per identity ($1..$10), this writer ($11). */
@@ -277,6 +288,10 @@ export function tables(schema: string): Tables {
       cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn, changes_from) VALUES ($11, $12, GREATEST(0, $12::int8 - $23::int8 + 1))
         ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn), changes_from = GREATEST(c.changes_from, EXCLUDED.changes_from) RETURNING c.lsn)
       SELECT (SELECT lsn FROM cp) AS checkpoint, (SELECT count(*) FROM up) AS applied`,
+    // This writer's row, bound to data directory $2 unless bound to another already (then it returns no row, and writes nothing).
+    claimSql: `INSERT INTO ${checkpoints} AS c (writer, lsn, dir_id) VALUES ($1, 0, $2)
+      ON CONFLICT (writer) DO UPDATE SET dir_id = EXCLUDED.dir_id WHERE c.dir_id IS NULL OR c.dir_id = EXCLUDED.dir_id
+      RETURNING c.lsn`,
     repairLogSql: upsert('>='),
     legacyDeleteSql: `UPDATE ${entries} AS e SET deleted = true, value = NULL, tags = NULL, expires_at = NULL, hlc = $2, writer = $3, lsn = $4
       WHERE e.key = $1 AND NOT e.deleted AND ($2::int8, $3::text COLLATE "C", $4::int8) > (e.hlc, e.writer, e.lsn)`,
