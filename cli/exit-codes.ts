@@ -27,7 +27,7 @@ export function asReported(err: unknown, command: string): MemwalError | Error {
 export function exitCodeFor(err: unknown): number {
   if (isMemwalError(err)) {
     if (err.code.startsWith('WAL_') && err.code !== 'WAL_UNKNOWN_VERSION' && err.code !== 'WAL_FAILED' && err.code !== 'WAL_CLOSED' && err.code !== 'WAL_WRITE_FAILED') return ExitCode.UNCORRECTED
-    if (err.code === 'STORE_DAMAGED') return ExitCode.UNCORRECTED
+    if (err.code === 'STORE_DAMAGED' || err.code === 'BACKEND_SCHEMA_DAMAGED') return ExitCode.UNCORRECTED
     // A cursor that is not this store's, or not this query's, is input the user gave: a usage error, as a bad flag is.
     // So is a store opened with another backend than it was written with: an option is missing or wrong (--pg),
     // or with a writer id another data directory holds (--writer-id).

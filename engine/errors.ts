@@ -32,6 +32,12 @@ export type ErrorCode =
   | 'STORE_UNKNOWN_LAYOUT'
   /** LevelDB's store lost what opening it needs (its CURRENT file, with tables still there): refused, nothing written (sinks/store-dir.ts). details.dir. */
   | 'STORE_DAMAGED'
+  /**
+   * A backend's schema lost what memwal created in it (PostgreSQL: a table dropped, the schema dropped, privileges
+   * revoked): refused at open naming what is missing (details.missing), and the apply's error while open
+   * (details.sqlState), transient (it applies again once the schema is restored). A TRUNCATE is not seen: PgBackend.verifyLog.
+   */
+  | 'BACKEND_SCHEMA_DAMAGED'
   | 'VERSION_MISMATCH'
   | 'DIR_NOT_FOUND'
   | 'DIR_NOT_MEMWAL'

@@ -251,6 +251,7 @@ export function resolveOptions(o: MemwalOptions): ResolvedOptions {
     throw new InvalidOptionsError(`watchHistoryRecords must be an integer >= 0, not ${String(r.watchHistoryRecords)}`, 'watchHistoryRecords')
   }
   if (typeof r.metricsHost !== 'string' || r.metricsHost.length === 0) throw new InvalidOptionsError(`metricsHost must be a host name or address, not ${String(r.metricsHost)}`)
+  r.backend?.checkEngineOptions?.({ keyBytesMax: r.keyBytesMax, labelBytesMax: r.labelBytesMax, applyTimeoutMs: r.resilience.applyTimeoutMs })
   const diskReadOnlyBytes = o.diskReadOnlyBytes ?? Math.min(2 * wal.limits.segmentBytes, r.diskLowBytes)
   if (typeof diskReadOnlyBytes !== 'number' || !Number.isFinite(diskReadOnlyBytes) || diskReadOnlyBytes < 0 || diskReadOnlyBytes > r.diskLowBytes) {
     throw new InvalidOptionsError(`diskReadOnlyBytes must be a number in [0, diskLowBytes ${r.diskLowBytes}], not ${String(diskReadOnlyBytes)}`)

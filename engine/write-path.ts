@@ -93,6 +93,16 @@ export class WritePath {
     return this.write(record, undefined, conditions)
   }
 
+  /** A key with NUL, on a backend whose keys cannot hold it (PgBackend): refused before anything is logged, not dead-lettered after. */
+  private refuseNulKeys(r: WalRecord): void {
+    if (this.p.config.backend?.keysMayHoldNul !== false) return
+    const ops = opsOf(r)
+    const i = ops.findIndex((op) => op.key.includes('\u0000'))
+    if (i < 0) return
+    const where = r.type === RecordType.BATCH ? `ops[${i}].key` : 'key'
+    throw new MemwalError('ENGINE_INVALID_KEY', `${where} holds NUL, which this backend cannot store (PostgreSQL text)`, { details: { field: where } })
+  }
+
   private write(unstamped: WalRecord, decide: undefined, conditions: readonly WriteCondition[]): Promise<{ lsn: number }>
   private write(unstamped: WalRecord, decide: (r: WalRecord) => WalRecord | undefined): Promise<{ lsn: number } | undefined>
   /**
@@ -103,6 +113,7 @@ export class WritePath {
   private async write(unstamped: WalRecord, decide?: (r: WalRecord) => WalRecord | undefined, conditions: readonly WriteCondition[] = []): Promise<{ lsn: number } | undefined> {
     const { clock, pending, metrics } = this.p
     this.p.assertWritable()
+    this.refuseNulKeys(unstamped)
     // Sized with a stand-in stamp no shorter than any real one: the real stamp is taken after every wait below, so
     // that a write that waited (backlog, gate) is not stamped older than one appended before it (a shared backend orders versions by hlc).
     let payload = this.encode({ ...unstamped, hlc: HLC_SIZING })

@@ -405,6 +405,8 @@ export class Applier {
 
   private noteError(err: unknown): void {
     this.failures++
+    // The breaker's refusal says nothing new: lastError keeps the failure that opened it (a PostgreSQL SQLSTATE, say).
+    if (err instanceof BreakerOpenError && this.lastError !== undefined) return
     const code = err instanceof MemwalError ? err.code : ((err as { code?: string }).code ?? 'SINK_APPLY_FAILED')
     this.lastError = { code, message: (err as Error)?.message ?? String(err), atMs: this.host.clock.nowMs() }
   }

@@ -140,6 +140,20 @@ export type EntryMeta = Omit<StoredEntry, 'namespace' | 'key' | 'value'>
 export abstract class BackendSink extends Sink {
   readonly durable = true
   /**
+   * Whether a key may hold NUL. PostgreSQL's text cannot (PgBackend): such a
+   * key would be acknowledged, then dead-lettered by the backend, so the
+   * write path refuses it (ENGINE_INVALID_KEY) before anything is logged.
+   */
+  readonly keysMayHoldNul: boolean = true
+
+  /**
+   * Refuses (INVALID_OPTIONS) engine options this backend cannot honour,
+   * called by MemWAL.open once the options are resolved: a key bound its
+   * index cannot hold, a timeout that would let abandoned calls pile up.
+   */
+  checkEngineOptions?(o: BackendEngineOptions): void
+
+  /**
    * Which backend this is, as the data directory records it (log/backend-record.ts): a store is
    * never opened with another. A backend of one's own is `custom` with its `name`.
    */
@@ -215,6 +229,14 @@ export abstract class BackendSink extends Sink {
   override async probe(): Promise<void> {
     await this.get(PROBE_KEY)
   }
+}
+
+/** The engine options a backend may refuse (BackendSink.checkEngineOptions). */
+export interface BackendEngineOptions {
+  readonly keyBytesMax: number
+  readonly labelBytesMax: number
+  /** resilience.applyTimeoutMs: how long the engine waits for a sink call before it abandons it. */
+  readonly applyTimeoutMs: number
 }
 
 /** A row of a backend snapshot, as export writes it. */

@@ -26,7 +26,8 @@ import { dropSchema, PG_URL, pgTarget, requirePg, testSchemaName, viaPort } from
 import { tmpDir } from '../support/tmp-dir.js'
 
 /** Applies that give up quickly while the proxy swallows everything, and a close that does not wait long for them. */
-const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 }
+/** applyTimeoutMs above the backends' statementTimeoutMs (800) + 1 s, as PgBackend requires. */
+const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 2500 }
 const fastBackend = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
 
 interface StatusDoc {

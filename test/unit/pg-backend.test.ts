@@ -46,7 +46,8 @@ class Replayer extends PgBackend {
   }
 }
 
-const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 }
+/** applyTimeoutMs above the backends' statementTimeoutMs (800) + 1 s, as PgBackend requires. */
+const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 2500 }
 const fastBackend = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
 /** How long a PostgreSQL outage may take to show. */
 const SHOWS_WITHIN_MS = 20_000
@@ -451,7 +452,7 @@ if (await requirePg(t)) {
     t.pass('25 random schedules converged to the model')
   })
 
-  t.test('classify: data errors (SQLSTATE 22, 23) are permanent; connection loss, timeouts, conflicts transient', async (t) => {
+  t.test('classify: data errors (SQLSTATE 21, 22, 23, 54) are permanent; connection loss, timeouts, conflicts transient', async (t) => {
     const schema = newSchema()
     const b = await backendOn(t, schema, 'a')
     const dbErr = (code: string): Error => Object.assign(new pg.DatabaseError(`synthetic ${code}`, 0, 'error'), { code })
@@ -493,7 +494,7 @@ if (await requirePg(t)) {
     proxy.heal()
 
     for (const code of ['40001', '40P01', '08006', '08001', '53300', '57P01', '55P03']) t.equal(b.classify(dbErr(code)), 'transient', `${code} is transient`)
-    for (const code of ['22001', '22021', '23503', '23514']) t.equal(b.classify(dbErr(code)), 'permanent', `${code} is permanent`)
+    for (const code of ['21000', '22001', '22021', '23503', '23514', '54000']) t.equal(b.classify(dbErr(code)), 'permanent', `${code} is permanent`)
     t.equal(b.classify(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })), 'transient', 'ECONNRESET')
     t.equal(b.classify(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })), 'transient', 'EPIPE (five capitals, but no SQLSTATE)')
     t.equal(b.classify(new PermanentSinkError('no')), 'permanent', 'PermanentSinkError')
@@ -504,17 +505,19 @@ if (await requirePg(t)) {
     const dir = tmpDir(t, 'memwal-pg-')
     const backend = new PgBackend({ connectionString: PG_URL, writerId: 'solo', schema, ...fastBackend })
     const engine = await openEngine(t, dir, backend)
+    // A key with NUL is refused at put now (pg-failures.test.ts): the poison is a row a constraint refuses (23514).
+    await db.query(`ALTER TABLE "${schema}".entries ADD CONSTRAINT no_poison CHECK (key <> 'poison')`)
     const dead: { sink: string; lsn: number }[] = []
     engine.on('dead-letter', (e: { sink: string; lsn: number }) => dead.push(e))
     await engine.put('a', { v: 1 }, { namespace: 'n', tags: ['x'] })
     await engine.batch([{ type: 'put', key: 'b', value: 2 }, { type: 'put', key: 'c', value: 3 }, { type: 'del', key: 'a', namespace: 'n' }])
     // Issued together, so that they are likely one apply batch: the poison is isolated from its neighbours either way.
-    const [, bad] = await Promise.all([engine.put('good1', 1), engine.put('bad\u0000key', 'nul'), engine.put('good2', 2)])
+    const [, bad] = await Promise.all([engine.put('good1', 1), engine.put('poison', 'refused'), engine.put('good2', 2)])
     await engine.flush({ timeoutMs: 20_000 })
     const last = engine.health().wal.lastLsn
     t.equal(await checkpointRow(schema, 'solo'), last, 'the checkpoint row is the last LSN')
     t.same((await rowsOf(schema)).map((r) => [r.key, r.deleted]), [['a', true], ['b', false], ['c', false], ['good1', false], ['good2', false]], 'PostgreSQL holds every record but the poison')
-    t.same(dead.map((d) => [d.sink, d.lsn]), [['backend', bad.lsn]], 'the NUL key was dead-lettered by the backend, by LSN')
+    t.same(dead.map((d) => [d.sink, d.lsn]), [['backend', bad.lsn]], 'the refused row was dead-lettered by the backend, by LSN')
     t.ok(fs.statSync(path.join(dir, 'deadletter', 'backend.log')).size > 0, 'into deadletter/backend.log')
     t.equal(engine.health().sinks['backend']?.deadLetters, 1, 'health counts it')
     t.same([await engine.get('a', { namespace: 'n' }), await engine.get('b'), await engine.get('good2')], [undefined, 2, 2], 'reads through the engine')
@@ -538,7 +541,7 @@ if (await requirePg(t)) {
 
   t.test('a writer id belongs to one data directory: reused on a fresh one, open refuses and closes the backend', async (t) => {
     const schema = newSchema()
-    const first = await openEngine(t, tmpDir(t, 'memwal-pgw-'), new PgBackend({ connectionString: PG_URL, writerId: 'same', schema }))
+    const first = await openEngine(t, tmpDir(t, 'memwal-pgw-'), new PgBackend({ connectionString: PG_URL, writerId: 'same', schema, ...fastBackend }))
     for (let i = 0; i < 5; i++) await first.put(`k${i}`, i)
     await first.flush()
     await first.close()
@@ -568,8 +571,8 @@ if (await requirePg(t)) {
 
   t.test('two writers: get and PgBackend.query see every writer\'s entries', async (t) => {
     const schema = newSchema()
-    const ba = new PgBackend({ connectionString: PG_URL, writerId: 'a', schema })
-    const bb = new PgBackend({ connectionString: PG_URL, writerId: 'b', schema })
+    const ba = new PgBackend({ connectionString: PG_URL, writerId: 'a', schema, ...fastBackend })
+    const bb = new PgBackend({ connectionString: PG_URL, writerId: 'b', schema, ...fastBackend })
     // B's clock runs a second ahead of A's, and neither caches (cacheBytes: 1), so reads go to PostgreSQL.
     const A = await openEngine(t, tmpDir(t, 'memwal-pga-'), ba, { cacheBytes: 1, clock: new ManualClock(1_800_000_000_000) })
     const B = await openEngine(t, tmpDir(t, 'memwal-pgb-'), bb, { cacheBytes: 1, clock: new ManualClock(1_800_000_001_000) })
@@ -643,7 +646,7 @@ if (await requirePg(t)) {
     await e2.close()
     t.pass('close() returned with the connection blackholed')
     proxy.heal()
-    const again = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'p', schema }), resilience: fastResilience })
+    const again = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'p', schema, ...fastBackend }), resilience: fastResilience })
     await again.flush({ timeoutMs: 20_000 })
     await again.close()
     t.equal((await db.query(`SELECT count(*)::int AS n FROM "${schema}".entries WHERE key = 'p/1'`)).rows[0].n, 1, 'and the write reached PostgreSQL after the reopen')
@@ -652,7 +655,7 @@ if (await requirePg(t)) {
   t.test('the reconciler: verifyLog finds what is wrong, repairs it, never beats a greater version', async (t) => {
     const schema = newSchema()
     const dir = tmpDir(t, 'memwal-pgr-')
-    const engine = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'r', schema }), resilience: fastResilience })
+    const engine = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'r', schema, ...fastBackend }), resilience: fastResilience })
     for (let i = 1; i <= 6; i++) await engine.put(`r/${i}`, { i })
     await engine.delete('r/6')
     await engine.flush()
@@ -681,7 +684,7 @@ if (await requirePg(t)) {
     t.match(await b.get(dflt('r/4')), { writer: 'zz' }, 'the greater version of another writer stands')
 
     // The engine's generic reconciler (single-writer checks) repairs conservatively: never over another writer's row.
-    const e2 = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'r', schema }), resilience: fastResilience })
+    const e2 = await MemWAL.open({ dir, backend: new PgBackend({ connectionString: PG_URL, writerId: 'r', schema, ...fastBackend }), resilience: fastResilience })
     await e2.verify({ repair: true })
     await e2.close()
     t.match(await b.get(dflt('r/4')), { writer: 'zz' }, 'MemWAL.verify({ repair }) left the other writer\'s row alone')

@@ -113,7 +113,7 @@ t.test('PostgreSQL unreachable: query and count are ENGINE_BACKEND_UNAVAILABLE (
   const proxy = await TcpProxy.start(pgTarget())
   t.teardown(() => proxy.close())
   const backend = new PgBackend({ connectionString: viaPort(proxy.port), writerId: 'a', schema: pgdb.schema, statementTimeoutMs: 800, connectTimeoutMs: 500 })
-  const db = await MemWAL.open({ dir: tmpDir(t), backend, resilience: { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 } })
+  const db = await MemWAL.open({ dir: tmpDir(t), backend, resilience: { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerHalfOpenMs: 200, applyTimeoutMs: 2500 } })
   t.teardown(() => db.close())
   await db.put('applied', 1, { namespace: 'n' })
   await db.flush()

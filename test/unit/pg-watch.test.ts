@@ -23,7 +23,8 @@ import { take } from '../support/take.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { dropSchema, PG_URL, requirePg, testSchemaName } from '../support/pg.js'
 
-const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 1500 }
+/** applyTimeoutMs above the backends' statementTimeoutMs (800) + 1 s, as PgBackend requires. */
+const fastResilience = { retryDelayMsMin: 5, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 2500 }
 
 
 const id = (c: PgChange): string => `${c.writer}/${c.version}/${c.namespace ?? '*'}/${c.key}/${c.type}`
@@ -49,7 +50,7 @@ if (await requirePg(t)) {
   }
   type Teardown = { teardown(fn: () => unknown): void }
   const backend = (tt: Teardown, schema: string, writerId: string, extra: Partial<PgBackendOptions> = {}): PgBackend => {
-    const b = new PgBackend({ connectionString: PG_URL, writerId, schema, watchPollMs: 20, pageRows: 50, ...extra })
+    const b = new PgBackend({ connectionString: PG_URL, writerId, schema, watchPollMs: 20, pageRows: 50, statementTimeoutMs: 800, ...extra })
     tt.teardown(() => b.close())
     return b
   }

@@ -1,18 +1,18 @@
 import { assert } from '../../assert.js'
-import { MemwalError } from '../../errors.js'
+import { InvalidOptionsError, MemwalError } from '../../errors.js'
 import { limits } from '../../limits.js'
 import { identityOf, splitIdentity } from '../../format/identity.js'
 import { hlcMs } from '../../format/record-codec.js'
 import { createPackr, packValue } from '../../format/value-codec.js'
 import type { DumpEntry } from '../../log/dump-entry.js'
 import type { BackendKind } from '../../log/backend-record.js'
-import { BackendSink, type AppliedRecord, type BackendSnapshot, type FailureClass, type StoredEntry } from '../sink.js'
+import { BackendSink, type AppliedRecord, type BackendEngineOptions, type BackendSnapshot, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
-import { columnArgs, migrate, requireSchema, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
+import { columnArgs, migrate, requireSchema, requireTables, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
-import { PgAllWritersQuery } from './pg-query.js'
+import { nulFree, PgAllWritersQuery } from './pg-query.js'
 import { openPgExport } from './pg-export.js'
 import { columnsOf, latestPerKey, valuePacker } from './pg-versions.js'
 
@@ -67,13 +67,35 @@ export interface PgQueryResult {
 
 /**
  * SQLSTATE classes of errors that come from the data and will fail the same
- * way every time: 22 data exception (a NUL in a key, an invalid byte
- * sequence), 23 integrity constraint violation. Anything else (connection
+ * way every time: 21 cardinality violation, 22 data exception (an invalid
+ * byte sequence; a NUL in a key is refused before it is logged), 23
+ * integrity constraint violation, 54 program limit exceeded (an index row
+ * too large: 54000). Anything else (connection
  * exceptions 08, serialization failure 40001, deadlock 40P01, statement
  * timeout 57014, server shutdown 57P0x, too many connections 53300, socket
  * errors, our own read timeout) may pass when retried: transient.
  */
-const PERMANENT_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(['22', '23'])
+const PERMANENT_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(['21', '22', '23', '54'])
+
+/**
+ * SQLSTATEs of an apply that found memwal's schema damaged (a table or the
+ * schema dropped, privileges revoked): reported as BACKEND_SCHEMA_DAMAGED,
+ * transient (the backlog applies once the schema is restored).
+ */
+const SCHEMA_DAMAGED_SQLSTATES: ReadonlySet<string> = new Set(['42P01', '3F000', '42501'])
+
+/**
+ * The most bytes of namespace plus key whose primary-key entry PostgreSQL's
+ * btree always holds (8 KiB pages): an index tuple may take 2,704 bytes
+ * (BTMaxItemSize), of which 8 are its header, 4 each the two text headers
+ * and up to 3 the namespace's padding. A longer pair that does not compress
+ * fails with 54000 on every apply, so the limits that allow one are refused
+ * at open. (The GIN entry of a tag, at most labelBytesMax, fits within it too.)
+ */
+export const PG_KEY_BYTES_MAX = 2_704 - 8 - 4 - 3 - 4
+
+/** How long the client waits past the server's statement timeout (pg-pool.ts): applyTimeoutMs must exceed both. */
+const APPLY_TIMEOUT_MARGIN_MS = 1_000
 
 export class PgBackend extends BackendSink {
   readonly name = 'backend'
@@ -90,6 +112,8 @@ export class PgBackend extends BackendSink {
   override readonly allWritersQuery: PgAllWritersQuery
   /** The data directory this writer id is bound to in PostgreSQL (bindDataDir); undefined: a backend opened on its own, no binding. */
   private dirId: string | undefined
+  /** PostgreSQL text holds no NUL. */
+  override readonly keysMayHoldNul = false
 
   constructor(options: PgBackendOptions) {
     super()
@@ -117,6 +141,7 @@ export class PgBackend extends BackendSink {
     this.conn.start()
     try {
       await migrate(this.conn, this.t, this.c)
+      await requireTables(this.conn, this.t, this.schema)
       return this.dirId === undefined ? await this.checkpointRow() : await this.claimWriter(this.dirId)
     } catch (cause) {
       await this.conn.end()
@@ -204,6 +229,8 @@ export class PgBackend extends BackendSink {
         await c.query('ROLLBACK').catch(() => undefined)
         throw err
       }
+    }).catch((err: unknown) => {
+      throw this.schemaDamaged(err) ?? err
     })
     const stored = toInt(r.rows[0]?.checkpoint ?? 0)
     if (stored > checkpoint) {
@@ -211,7 +238,23 @@ export class PgBackend extends BackendSink {
     }
   }
 
-  /** Data errors (SQLSTATE classes 22, 23) are permanent; everything else may pass on a retry. */
+  /**
+   * Limits the tables cannot honour, refused at MemWAL.open: a key bound whose
+   * primary-key entry the btree cannot hold (PG_KEY_BYTES_MAX), and an
+   * applyTimeoutMs the statement timeout (plus the client's margin) reaches:
+   * the engine would abandon calls the server still runs, and each retry
+   * would take one more server connection, past poolSize.
+   */
+  override checkEngineOptions(o: BackendEngineOptions): void {
+    if (o.keyBytesMax + o.labelBytesMax > PG_KEY_BYTES_MAX) {
+      throw new InvalidOptionsError(`keyBytesMax ${o.keyBytesMax} + labelBytesMax ${o.labelBytesMax} exceeds ${PG_KEY_BYTES_MAX} bytes, the most PostgreSQL's primary-key index holds for a namespace and key (PgBackend)`, 'keyBytesMax')
+    }
+    if (this.c.statementTimeoutMs + APPLY_TIMEOUT_MARGIN_MS >= o.applyTimeoutMs) {
+      throw new InvalidOptionsError(`resilience.applyTimeoutMs ${o.applyTimeoutMs} must exceed PgBackend statementTimeoutMs ${this.c.statementTimeoutMs} + ${APPLY_TIMEOUT_MARGIN_MS} ms: an apply abandoned while the server still runs it takes another connection`, 'resilience.applyTimeoutMs')
+    }
+  }
+
+  /** Data errors (SQLSTATE classes 21, 22, 23, 54) are permanent; everything else may pass on a retry. */
   override classify(err: unknown): FailureClass {
     if (super.classify(err) === 'permanent') return 'permanent'
     const code = sqlState(err)
@@ -222,6 +265,7 @@ export class PgBackend extends BackendSink {
 
   async get(id: string): Promise<PgStoredEntry | undefined> {
     const { namespace, key } = splitIdentity(id)
+    if (key.includes('\u0000')) return undefined // never a row (text cannot hold it), and never a parameter
     const r = await this.conn.query<EntryRow>(`SELECT ${ROW} FROM ${this.t.entries} WHERE namespace = $1 AND key = $2`, [namespace, key])
     const row = r.rows[0]
     return row === undefined || row.deleted ? undefined : this.entryOf(row)
@@ -255,16 +299,20 @@ export class PgBackend extends BackendSink {
   /** Live rows in (namespace, key) order, keyset-paginated (no transaction held open between pages); gte/lt are identities. */
   /** `liveAtMs`: only rows not expired at that time (entries() leaves it out: verify compares every row with the log). */
   private async *pages(q: { readonly gte?: string; readonly lt?: string; readonly namespace?: string; readonly tag?: string; readonly prefix?: string; readonly liveAtMs?: number }, limit: number): AsyncGenerator<EntryRow> {
+    // No stored namespace, tag or key holds a NUL (text cannot), nor could it be a parameter: nothing matches.
+    if ([q.namespace, q.tag, q.prefix].some((v) => v?.includes('\u0000') === true)) return
     const where = ['NOT deleted']
     const params: unknown[] = []
     const param = (v: unknown): string => `$${params.push(v)}`
-    const pair = (id: string): string => {
+    // A bound's key may hold a NUL (no row's does): compared as the NUL-free string the same rows pass (pg-query.ts).
+    const bound = (op: '>=' | '<', id: string): string => {
       const { namespace, key } = splitIdentity(id)
-      return `(${param(namespace)}, ${param(key)})`
+      const [o, k] = nulFree(op, key)
+      return `(namespace, key) ${o} (${param(namespace)}, ${param(k)})`
     }
     if (q.liveAtMs !== undefined) where.push(`(expires_at IS NULL OR expires_at > ${param(q.liveAtMs)})`)
-    if (q.gte !== undefined) where.push(`(namespace, key) >= ${pair(q.gte)}`)
-    if (q.lt !== undefined) where.push(`(namespace, key) < ${pair(q.lt)}`)
+    if (q.gte !== undefined) where.push(bound('>=', q.gte))
+    if (q.lt !== undefined) where.push(bound('<', q.lt))
     if (q.namespace !== undefined) where.push(`namespace = ${param(q.namespace)}`)
     if (q.tag !== undefined) where.push(`tags @> ARRAY[${param(q.tag)}]::text[]`)
     if (q.prefix !== undefined && q.prefix.length > 0) where.push(`key LIKE ${param(q.prefix.replace(/[\\%_]/g, '\\$&') + '%')}`)
@@ -385,6 +433,15 @@ export class PgBackend extends BackendSink {
   private async checkpointRow(conn = this.conn): Promise<number> {
     const r = await conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
     return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+  }
+
+  /** An apply's error that says the schema lost a table, the schema itself or its privileges, as BACKEND_SCHEMA_DAMAGED; else undefined. */
+  private schemaDamaged(err: unknown): MemwalError | undefined {
+    const code = sqlState(err)
+    if (code === undefined || !SCHEMA_DAMAGED_SQLSTATES.has(code)) return undefined
+    return new MemwalError('BACKEND_SCHEMA_DAMAGED', `PostgreSQL schema ${this.schema} is damaged (${code}: ${(err as Error).message}): restore it; the backlog applies once it is back`, {
+      cause: err, transient: true, details: { schema: this.schema, sqlState: code },
+    })
   }
 
   /** A failure to reach PostgreSQL as the engine reports it (memwal's own errors pass as they are). */

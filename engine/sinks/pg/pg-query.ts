@@ -90,7 +90,11 @@ function conditions(c: EntryCriteria, nowMs: number, q: Statement): string[] {
   }
   const k = c.key
   if (k.prefix !== undefined && k.prefix !== '') {
-    if (k.prefix.includes('\u0000')) return ['false']
+    // The conditions so far keep their parameters: dropping them would leave parameters no placeholder names.
+    if (k.prefix.includes('\u0000')) {
+      where.push('false')
+      return where
+    }
     where.push(`key >= ${q.param(k.prefix)}`)
     const end = prefixEnd(k.prefix)
     if (end !== undefined) where.push(`key < ${q.param(end)}`)
@@ -114,7 +118,7 @@ function conditions(c: EntryCriteria, nowMs: number, q: Statement): string[] {
  * with u and goes on with the smallest character): x < s and x <= s are
  * x <= u; x > s and x >= s are x > u.
  */
-function nulFree(op: Comparison, s: string): [Comparison, string] {
+export function nulFree(op: Comparison, s: string): [Comparison, string] {
   const cut = s.indexOf('\u0000')
   if (cut < 0) return [op, s]
   const u = s.slice(0, cut)

@@ -87,10 +87,28 @@ export async function migrate(conn: PgConnections, t: Tables, s: { readonly sche
  */
 export async function requireSchema(conn: PgConnections, t: Tables, schema: string): Promise<void> {
   const v = await schemaVersion(conn, t, schema)
-  if (v === PG_SCHEMA_VERSION) return
+  if (v === PG_SCHEMA_VERSION) return requireTables(conn, t, schema)
   throw new MemwalError('INVALID_OPTIONS', v === 0
     ? `PostgreSQL schema ${schema} holds no memwal tables: no writer has opened it (check the schema's name)`
     : `PostgreSQL schema ${schema} is at version ${v}: a writer of this memwal migrates it when it opens; a watcher does not`, { details: { field: 'schema', schema, version: v } })
+}
+
+/**
+ * The tables memwal reads and writes, checked at every open even when
+ * schema_version is current (migrate then does nothing): a table dropped by
+ * hand would otherwise open fine and fail every apply. BACKEND_SCHEMA_DAMAGED
+ * names the missing ones (details.missing). A table emptied (TRUNCATE) is
+ * still there: only PgBackend.verifyLog sees that.
+ */
+export async function requireTables(conn: PgConnections, t: Tables, schema: string): Promise<void> {
+  const names = { entries: t.entries, checkpoints: t.checkpoints, changes: t.changes, schema_version: t.version }
+  const r = await conn.query<Record<string, string | null>>(`SELECT ${Object.keys(names).map((n, i) => `to_regclass($${i + 1}) AS ${n}`).join(', ')}`, Object.values(names))
+  const row = r.rows[0] ?? {}
+  const missing = Object.keys(names).filter((n) => row[n] === null || row[n] === undefined)
+  if (missing.length === 0) return
+  throw new MemwalError('BACKEND_SCHEMA_DAMAGED', `PostgreSQL schema ${schema} is at memwal's version but lacks ${missing.join(', ')}: restore it from a backup (or open another schema); memwal does not recreate a table that held rows`, {
+    details: { schema, missing },
+  })
 }
 
 /** The schema's version: 0 when it does not exist yet. */

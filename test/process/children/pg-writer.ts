@@ -31,7 +31,7 @@ const BURST_GAP_MS = 3
 /** What the writers apply and time out with: short, so that outages show within a test. */
 export const pgChildBackendOptions = { statementTimeoutMs: 1500, connectTimeoutMs: 1000, poolSize: 2 } as const
 export const pgChildEngineOptions = {
-  resilience: { retryDelayMsMin: 5, retryDelayMsMax: 250, breakerThreshold: 3, breakerHalfOpenMs: 250, applyTimeoutMs: 2500 },
+  resilience: { retryDelayMsMin: 5, retryDelayMsMax: 250, breakerThreshold: 3, breakerHalfOpenMs: 250, applyTimeoutMs: 3000 },
   closeGraceMs: 3000,
 } as const
 
