@@ -228,17 +228,23 @@ t.test('a batch is all or nothing: one record, visible whole', async (t) => {
   // Observe visibility at every point the event loop gives: never a partial batch.
   const seen = new Set<number>()
   let observing = true
+  let acked = false
+  // Passes that began after the batch was acknowledged: one is awaited (a fixed sleep let a slow machine stop first).
+  let passesAfterAck = 0
   const observer = (async () => {
     while (observing) {
+      const afterAck = acked
       let n = 0
       for await (const r of engine.query({ namespace: 'batch', limit: 1000 })) if (r) n++
       seen.add(n)
+      if (afterAck) passesAfterAck++
       await new Promise((r) => setImmediate(r))
     }
   })()
   await new Promise((r) => setTimeout(r, 5))
   const { lsn } = await engine.batch(ops)
-  await new Promise((r) => setTimeout(r, 5))
+  acked = true
+  while (passesAfterAck === 0) await new Promise((r) => setImmediate(r))
   observing = false
   await observer
   t.ok([...seen].every((n) => n === 0 || n === 50), `query saw only 0 or 50 keys of the batch (${[...seen].join(', ')})`)
