@@ -138,9 +138,10 @@ async function copyLog(fs: FileSystem, walFrom: string, walTo: string, extent: L
  * The backup's lock (`locker`, the one the engine takes) is held for the
  * whole copy: a writer that opens it meanwhile is refused rather than change
  * it under the copy, a live store is refused (LOCK_HELD naming its holder),
- * and a lock left by a holder that is gone (killed) is taken over. On a
- * read-only filesystem (EROFS), where no lock can be made and no writer can
- * open the backup either, the copy goes on without one.
+ * and a lock left by a holder that is gone (killed) is taken over. Where no
+ * lock can be made (a read-only filesystem, a backup this user may not
+ * write: EROFS, EACCES, EPERM), no writer can open the backup either, and
+ * the copy goes on without one.
  */
 export async function restoreBackup(backup: string, target: string, fs: FileSystem = new NodeFileSystem(), random: Random = systemRandom, locker: DirLocker = defaultDirLocker(fs)): Promise<{ readonly dir: string; readonly bytes: number }> {
   const to = path.resolve(target)
@@ -184,7 +185,10 @@ async function lockSource(locker: DirLocker, from: string): Promise<HeldLock> {
     if (isMemwalError(err) && err.code === 'LOCK_HELD') {
       throw new MemwalError('LOCK_HELD', `${from} is locked by ${String(err.details?.['holder'] ?? 'another process')}: a store open there (a live data directory is backed up with memwal backup, not restored), or another restore copying it`, { cause: err, details: { ...err.details, path: from } })
     }
-    if (errnoCode(err) === 'EROFS' || errnoCode(isMemwalError(err) ? err.cause : undefined) === 'EROFS') return held
+    // No lock can be made in a backup this user may not write (a read-only mount, another user's files, 0555): no writer
+    // can open it there either, so the copy goes on without one (restoring such a backup worked before the lock existed).
+    const unlockable = (code: string | undefined): boolean => code === 'EROFS' || code === 'EACCES' || code === 'EPERM'
+    if (unlockable(errnoCode(err)) || unlockable(errnoCode(isMemwalError(err) ? err.cause : undefined))) return held
     throw osError(err, `lock the backup ${from}`, from)
   }
 }
