@@ -71,23 +71,29 @@ export class IndexSink extends Sink {
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
     // A write that failed earlier leaves the store to reopen first (level-store.ts writeBatch); the reads below need it open.
     await this.store.ready()
-    const records = await resolveLegacyOps(applied, async (keys) => {
-      const ids: string[] = []
-      for await (const k of this.store.index.keys(prefixRange(`f${SEP}`))) ids.push(k.slice(2))
-      return namespacesByKey(ids, keys)
-    })
-    const ops = records.flatMap((r) => opsOf(r.record).map((op) => [op, hlcMs(r.record.hlc ?? 0)] as const))
-    // What each touched identity is indexed under now, then as the batch leaves it.
-    const ids = [...new Set(ops.map(([o]) => opIdentity(o)))]
-    const before = new Map<string, IndexedEntry | undefined>()
-    const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
-    ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
-    const after = new Map(before)
-    for (const [op, at] of ops) after.set(opIdentity(op), indexedOf(this.store, op, at))
-    const batch: Batch = []
-    for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
-    batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.applyBatch(this.name, checkpoint, batch)
+    // One LevelDB write for the backend's and the index's batches of an apply group (level-store.ts joinApplyGroup).
+    this.store.beginApply(this.name)
+    try {
+      const records = await resolveLegacyOps(applied, async (keys) => {
+        const ids: string[] = []
+        for await (const k of this.store.index.keys(prefixRange(`f${SEP}`))) ids.push(k.slice(2))
+        return namespacesByKey(ids, keys)
+      })
+      const ops = records.flatMap((r) => opsOf(r.record).map((op) => [op, hlcMs(r.record.hlc ?? 0)] as const))
+      // What each touched identity is indexed under now, then as the batch leaves it.
+      const ids = [...new Set(ops.map(([o]) => opIdentity(o)))]
+      const before = new Map<string, IndexedEntry | undefined>()
+      const stored = await this.store.index.getMany(ids.map((id) => `f${SEP}${id}`))
+      ids.forEach((id, i) => before.set(id, decodeForward(this.store, id, stored[i])))
+      const after = new Map(before)
+      for (const [op, at] of ops) after.set(opIdentity(op), indexedOf(this.store, op, at))
+      const batch: Batch = []
+      for (const id of ids) this.diff(batch, id, before.get(id), after.get(id))
+      batch.push({ type: 'put', sublevel: this.store.meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
+      await this.store.applyBatch(this.name, checkpoint, batch)
+    } finally {
+      this.store.endApply(this.name)
+    }
   }
 
   /** The first indexed key, read and let go: the index answers. */

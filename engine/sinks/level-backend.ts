@@ -53,41 +53,47 @@ export class LevelBackend extends BackendSink {
   protected async _apply(applied: readonly AppliedRecord[], checkpoint: number): Promise<void> {
     // A write that failed earlier leaves the store to reopen first (level-store.ts writeBatch); the reads below need it open.
     await this.store.ready()
-    const { data, meta } = this.store
-    const records = await resolveLegacyOps(applied, async (keys) => {
-      const out = new Map<string, Set<string>>()
-      const ids: string[] = []
-      for await (const id of data.keys()) ids.push(id)
-      return namespacesByKey(ids, keys, out)
-    })
-    const putIds = new Set<string>()
-    for (const r of records) for (const op of opsOf(r.record)) if (op.type === 'put') putIds.add(opIdentity(op))
-    const ids = [...putIds]
-    const stored = ids.length > 0 ? await data.getMany(ids) : []
-    // Each identity's version now, as far as createdAt goes: undefined when absent (deleted or never put).
-    const current = new Map<string, CreatedOf | undefined>()
-    ids.forEach((id, i) => {
-      const v = stored[i]
-      current.set(id, v === undefined ? undefined : createdOf(rowMeta(this.store.packr, v)))
-    })
-    const ops: Batch = []
-    for (const r of records) {
-      const updatedAt = hlcMs(r.record.hlc ?? 0)
-      for (const op of opsOf(r.record)) {
-        const id = opIdentity(op)
-        if (op.type === 'del') {
-          current.set(id, undefined)
-          ops.push({ type: 'del', sublevel: data, key: id })
-          continue
+    // One LevelDB write for the backend's and the index's batches of an apply group (level-store.ts joinApplyGroup).
+    this.store.beginApply(this.name)
+    try {
+      const { data, meta } = this.store
+      const records = await resolveLegacyOps(applied, async (keys) => {
+        const out = new Map<string, Set<string>>()
+        const ids: string[] = []
+        for await (const id of data.keys()) ids.push(id)
+        return namespacesByKey(ids, keys, out)
+      })
+      const putIds = new Set<string>()
+      for (const r of records) for (const op of opsOf(r.record)) if (op.type === 'put') putIds.add(opIdentity(op))
+      const ids = [...putIds]
+      const stored = ids.length > 0 ? await data.getMany(ids) : []
+      // Each identity's version now, as far as createdAt goes: undefined when absent (deleted or never put).
+      const current = new Map<string, CreatedOf | undefined>()
+      ids.forEach((id, i) => {
+        const v = stored[i]
+        current.set(id, v === undefined ? undefined : createdOf(rowMeta(this.store.packr, v)))
+      })
+      const ops: Batch = []
+      for (const r of records) {
+        const updatedAt = hlcMs(r.record.hlc ?? 0)
+        for (const op of opsOf(r.record)) {
+          const id = opIdentity(op)
+          if (op.type === 'del') {
+            current.set(id, undefined)
+            ops.push({ type: 'del', sublevel: data, key: id })
+            continue
+          }
+          const cur = current.get(id)
+          const createdAt = cur !== undefined && keepsCreatedAt(cur.expiresAt, updatedAt) ? cur.createdAt : updatedAt
+          current.set(id, { createdAt, expiresAt: op.expiresAt })
+          ops.push({ type: 'put', sublevel: data, key: id, value: spliceRow(this.store.packr, packedValueOf(this.store.packr, op), { ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
         }
-        const cur = current.get(id)
-        const createdAt = cur !== undefined && keepsCreatedAt(cur.expiresAt, updatedAt) ? cur.createdAt : updatedAt
-        current.set(id, { createdAt, expiresAt: op.expiresAt })
-        ops.push({ type: 'put', sublevel: data, key: id, value: spliceRow(this.store.packr, packedValueOf(this.store.packr, op), { ...(op.tags ? { tags: op.tags } : {}), lsn: r.lsn, createdAt, updatedAt, ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }) })
       }
+      ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
+      await this.store.applyBatch(this.name, checkpoint, ops)
+    } finally {
+      this.store.endApply(this.name)
     }
-    ops.push({ type: 'put', sublevel: meta, key: `checkpoint:${this.name}`, value: encodeLsn(checkpoint) })
-    await this.store.applyBatch(this.name, checkpoint, ops)
   }
 
   /** The base probe's read, after the store is ready for writes again (level-store.ts writeBatch). */

@@ -97,6 +97,7 @@ export class LevelStore {
     }
     if (group) {
       await s.syncedWrite(undefined)
+      s.groupClock = group.clock
       s.groupSync = new StoreSync(group.config, {
         clock: group.clock,
         syncedWrite: () => s.syncedWrite(group.logFiles),
@@ -151,9 +152,86 @@ export class LevelStore {
    */
   async applyBatch(name: string, lsn: number, ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]): Promise<void> {
     const group = this.groupSync
-    await this.writeBatch(ops, group === undefined)
+    const written = this.joinApplyGroup(ops, group === undefined)
+    this.endApply(name)
+    await written
     group?.wrote(name, lsn, batchBytes(ops))
   }
+
+  /**
+   * A sink's apply on this store has begun (after `ready()`): the apply
+   * group waiting for the store's write waits for its batch too (see
+   * joinApplyGroup), until `applyBatch` or `endApply`. Only with group sync
+   * (the engine's store, where both the backend and the index apply).
+   */
+  beginApply(name: string): void {
+    if (this.groupSync) this.applying.add(name)
+  }
+
+  /** The apply `beginApply` announced is over (its batch joined a group, or it failed before): idempotent. */
+  endApply(name: string): void {
+    if (!this.applying.delete(name) || this.applying.size > 0) return
+    const open = this.gateOpen
+    this.gateOpen = undefined
+    open?.()
+  }
+
+  /**
+   * One LevelDB write per apply group (issue 15 item 1). The backend and the
+   * index apply the same acknowledged records, each from its own applier; an
+   * apply group is their batches written as one atomic LevelDB batch. A group
+   * takes batches until its turn to write comes and no sink's apply is under
+   * way (begun, its batch not yet given), or `APPLY_GROUP_WAIT_MS` passed
+   * (a sink whose apply hangs holds the other's writes no longer than that);
+   * then the next group starts. Each sink's data and checkpoint stay in one
+   * atomic batch, now with the other's: a failed write fails every apply in
+   * it, each retried by its own applier. At most `APPLY_GROUP_OPS_MAX`
+   * operations unless one batch alone holds more: classic-level marshals a
+   * batch on this thread, and the bound keeps one write from holding it
+   * longer than two applies would.
+   */
+  private joinApplyGroup(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[], sync: boolean): Promise<void> {
+    const open = this.applyGroup
+    if (open !== undefined && open.ops.length + ops.length <= APPLY_GROUP_OPS_MAX) {
+      for (const op of ops) open.ops.push(op)
+      open.sync ||= sync
+      return open.written
+    }
+    const g: ApplyGroup = { ops: [...ops], sync, written: Promise.resolve() }
+    this.applyGroup = g
+    g.written = this.writeSerially(async () => {
+      await this.applyGate()
+      // Its turn: later applies start the next group.
+      if (this.applyGroup === g) this.applyGroup = undefined
+      return g
+    })
+    return g.written
+  }
+
+  /** Resolves once no sink's apply is under way on this store, or after APPLY_GROUP_WAIT_MS. */
+  private applyGate(): Promise<void> {
+    const clock = this.groupClock
+    if (this.applying.size === 0 || clock === undefined) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const cancel = clock.setTimer(APPLY_GROUP_WAIT_MS, () => {
+        if (this.gateOpen === done) this.gateOpen = undefined
+        resolve()
+      })
+      const done = (): void => {
+        cancel()
+        resolve()
+      }
+      this.gateOpen = done
+    })
+  }
+
+  /** The apply group still taking batches (its write not begun), if any. */
+  private applyGroup: ApplyGroup | undefined
+  /** Sinks whose apply has begun and whose batch has not joined a group yet (beginApply). */
+  private readonly applying = new Set<string>()
+  /** Opens the gate the group about to write waits at (applyGate), once `applying` is empty. */
+  private gateOpen: (() => void) | undefined
+  private groupClock: Clock | undefined
 
   /**
    * LevelDB's estimate of the bytes its table files hold of the index keys in
@@ -200,20 +278,32 @@ export class LevelStore {
    * makes sure nothing is appended between the failure and the reopen.
    */
   async writeBatch(ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[], sync = true): Promise<void> {
+    await this.writeSerially(() => ({ ops, sync }))
+  }
+
+  /**
+   * Writes, in the store's one-at-a-time order, the batch `take` gives when
+   * its turn comes (an apply group is closed then: joinApplyGroup).
+   */
+  private writeSerially(take: () => WriteStep | Promise<WriteStep>): Promise<void> {
     if (!this.ownLevelDb) {
-      await this.db.batch(ops, { sync } as AbstractBatchOptions<string, Uint8Array>)
-      return
+      // A database of the caller's (memory-level in simulations) orders its own writes.
+      return this.serially(async () => {
+        const { ops, sync } = await take()
+        await this.db.batch(ops, { sync } as AbstractBatchOptions<string, Uint8Array>)
+      })
     }
-    // Our own LevelDB: keys are utf8 and values views, as in every sublevel here,
-    // so the ops are encoded once, here, and handed to classic-level's batch hook.
-    // abstract-level's public batch() normalises every op (copies, encoding
-    // lookups, validation, hooks and events, none of which memwal uses): that
-    // was half of the apply path's time, measured at 85k against 172k puts/s.
-    const encoded = ops.map((op) => {
-      const key = op.sublevel ? op.sublevel.prefixKey(op.key, 'utf8') : op.key
-      return op.type === 'put' ? { type: 'put' as const, key, value: op.value, keyEncoding: 'utf8', valueEncoding: 'view' } : { type: 'del' as const, key, keyEncoding: 'utf8' }
-    })
-    await this.serially(async () => {
+    return this.serially(async () => {
+      const { ops, sync } = await take()
+      // Our own LevelDB: keys are utf8 and values views, as in every sublevel here,
+      // so the ops are encoded once, here, and handed to classic-level's batch hook.
+      // abstract-level's public batch() normalises every op (copies, encoding
+      // lookups, validation, hooks and events, none of which memwal uses): that
+      // was half of the apply path's time, measured at 85k against 172k puts/s.
+      const encoded = ops.map((op) => {
+        const key = op.sublevel ? op.sublevel.prefixKey(op.key, 'utf8') : op.key
+        return op.type === 'put' ? { type: 'put' as const, key, value: op.value, keyEncoding: 'utf8', valueEncoding: 'view' } : { type: 'del' as const, key, keyEncoding: 'utf8' }
+      })
       await this.reopenIfDamaged()
       try {
         await (this.db as unknown as { _batch(ops: unknown[], options: object): Promise<void> })._batch(encoded, { sync })
@@ -323,6 +413,24 @@ export class LevelStore {
     return logFiles === undefined || (await logFiles()) <= 1
   }
 }
+
+/** Apply batches waiting for the store's write, gathered into one (LevelStore.joinApplyGroup). */
+interface ApplyGroup {
+  readonly ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]
+  sync: boolean
+  written: Promise<void>
+}
+
+/** A batch the store writes when its turn comes. */
+interface WriteStep {
+  readonly ops: AbstractBatchOperation<LevelDatabase, string, Uint8Array>[]
+  readonly sync: boolean
+}
+
+/** LevelDB operations one apply group gathers at most (a single batch of more goes alone). */
+const APPLY_GROUP_OPS_MAX = 16_384
+/** How long an apply group waits for a sink's apply under way to give its batch (LevelStore.applyGate). */
+const APPLY_GROUP_WAIT_MS = 20
 
 /** The key the store's sync deletes: never written, so the delete changes nothing. */
 const SYNC_KEY = 'sync'

@@ -27,8 +27,9 @@ export async function failAndReopen(db: MemWAL, key: string, v: unknown): Promis
   const reopened = new Promise<void>((resolve) => store.db.once('open', () => resolve()))
   try {
     const { lsn } = await db.put(key, v)
-    await reopened
+    // flush first: it holds the process while the appliers retry on their (unref'd) backoff timers, which bring the reopen.
     await db.flush({ timeoutMs: 20_000 })
+    await reopened
     return lsn
   } finally {
     level._batch = real
