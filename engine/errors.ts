@@ -35,7 +35,9 @@ export type ErrorCode =
   /**
    * A backend's schema lost what memwal created in it (PostgreSQL: a table dropped, the schema dropped, privileges
    * revoked): refused at open naming what is missing (details.missing), and the apply's error while open
-   * (details.sqlState), transient (it applies again once the schema is restored). A TRUNCATE is not seen: PgBackend.verifyLog.
+   * (details.sqlState), transient (it applies again once the schema is restored). Also at the open of a directory that
+   * applied records there when the schema or its checkpoint row is gone (details.missing ['schema'] or ['checkpoint row'],
+   * details.writerId, dirId): nothing recreated (sinks/pg/pg-claim.ts). Other TRUNCATEs are not seen: PgBackend.verifyLog.
    */
   | 'BACKEND_SCHEMA_DAMAGED'
   | 'VERSION_MISMATCH'
@@ -48,7 +50,9 @@ export type ErrorCode =
   | 'BACKEND_MISMATCH'
   /**
    * A PgBackend's writer id is bound to another data directory (its checkpoint row's dir_id): two directories writing
-   * under one id lose records. details.writerId, details.schema, details.dirId (this directory's), details.boundTo. Nothing applied.
+   * under one id lose records; or unbound (schema 5) with a checkpoint that a new directory, holding no records, cannot have
+   * written (details.boundTo null). details.writerId, details.schema, details.dirId (this directory's), details.boundTo,
+   * details.checkpoint. Nothing applied, and a BACKEND record this open wrote is removed (backend-claim.ts).
    */
   | 'WRITER_IN_USE'
   | 'PERMISSION_DENIED'

@@ -24,7 +24,7 @@ export { DEFAULT_NAMESPACE } from './format/identity.js'
 export const QUERY_RESULTS_MAX: number = limits.queryResultsMax
 /** What a logged record writes (a dead letter's `record`, a dump entry's): its operations, one for a put or a delete. */
 export { opsOf, isLegacyDelete, type WalRecord, type Op, type PutOp, type DeleteOp } from './format/record-codec.js'
-export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type BackendSnapshot, type FailureClass, type SnapshotRow, type StoredEntry } from './sinks/sink.js'
+export { Sink, BackendSink, PermanentSinkError, type AppliedRecord, type ApplyBatch, type BackendSnapshot, type DataDirBinding, type FailureClass, type SnapshotRow, type StoredEntry } from './sinks/sink.js'
 export { PgBackend } from './sinks/pg/pg-backend.js'
 export type { PgBackendOptions, PgPoolSettings } from './sinks/pg/pg-options.js'
 export type { PgChange, PgWatchOptions } from './sinks/pg/pg-changes.js'

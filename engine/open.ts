@@ -68,10 +68,11 @@ export async function assemble(config: ResolvedOptions, onFailed: (err: WalFaile
     await claim.settle(store, config.logger)
     const wrap = config.wrapSink ?? (<S,>(s: S) => s)
     // Before the backend opens: a backend several writers share binds this writer id to this directory there (PgBackend: WRITER_IN_USE).
-    if (claim.dirId !== undefined) config.backend?.bindDataDir?.(claim.dirId)
+    const binding = await claim.binding(store)
+    if (binding !== undefined) config.backend?.bindDataDir?.(binding)
     const backend = wrap(config.backend ?? new LevelBackend(store))
     const index = wrap(new IndexSink(store))
-    let backendLsn = await backend.open()
+    let backendLsn = await claim.openBackend(() => backend.open())
     // A backend with its own connections (PostgreSQL) must not outlive a failed open.
     undo.push(() => backend.close())
     let indexLsn = await index.open()

@@ -65,6 +65,21 @@ export async function writeBackendRecord(fs: FileSystem, dir: string, kind: Back
   }
 }
 
+/**
+ * Removes the record durably (unlinked, the directory synced): for an open
+ * that wrote it and whose backend then refused the directory
+ * (engine/backend-claim.ts). A crash before the sync may leave it.
+ */
+export async function removeBackendRecord(fs: FileSystem, dir: string): Promise<void> {
+  const file = path.join(dir, BACKEND_RECORD_NAME)
+  try {
+    if (await fs.stat(file)) await fs.unlink(file)
+    await fs.syncDir(dir)
+  } catch (cause) {
+    throw osError(cause, `remove the backend record ${file}`, dir)
+  }
+}
+
 /** Whether two kinds name the same backend (for PostgreSQL: the same writer in the same schema; the directory's id is not the backend's). */
 export function sameBackend(a: BackendKind, b: BackendKind): boolean {
   switch (a.kind) {

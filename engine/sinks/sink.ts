@@ -161,12 +161,15 @@ export abstract class BackendSink extends Sink {
     return { kind: 'custom', name: this.name }
   }
   /**
-   * The data directory's id (its BACKEND record), given by MemWAL.open before
-   * `open`, to a backend that several writers share: it binds this writer to
-   * that directory and refuses another's (PgBackend: WRITER_IN_USE). Absent
-   * on a backend that only this directory writes.
+   * The data directory (its id from its BACKEND record, and what it held
+   * before this open), given by MemWAL.open before `open`, to a backend that
+   * several writers share: it binds this writer to that directory and
+   * refuses another's (PgBackend: WRITER_IN_USE), and refuses to start over
+   * empty under a directory that applied records to it
+   * (BACKEND_SCHEMA_DAMAGED). Absent on a backend that only this directory
+   * writes.
    */
-  bindDataDir?(dirId: string): void
+  bindDataDir?(dir: DataDirBinding): void
   /** The entry stored under identity `id`, or undefined. Rejects when the backend cannot answer. */
   abstract get(id: string): Promise<StoredEntry | undefined>
 
@@ -239,6 +242,28 @@ export interface BackendEngineOptions {
   readonly applyTimeoutMs: number
 }
 
+
+/**
+ * A data directory as MemWAL.open gives it to a shared backend
+ * (BackendSink.bindDataDir), read under its lock before the backend opens.
+ */
+export interface DataDirBinding {
+  /** Its id, from its BACKEND record. */
+  readonly dirId: string
+  /**
+   * Its local store shows records applied (an index checkpoint above 0): it
+   * wrote records before this open, and its log holds them or, purged,
+   * held them.
+   */
+  readonly holdsRecords: boolean
+  /**
+   * What its BACKEND record said of this backend before this open: `none`
+   * (no record: a new directory, or one from before records), `writer` (this
+   * writer, from before directory ids), `bound` (this writer and this id: a
+   * backend was bound to it at an earlier open).
+   */
+  readonly recorded: 'none' | 'writer' | 'bound'
+}
 /** A row of a backend snapshot, as export writes it. */
 export interface SnapshotRow {
   /** The value codec's bytes of the value (msgpack), as the log held them. */

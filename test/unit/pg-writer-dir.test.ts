@@ -11,34 +11,22 @@
  * - the same directory reopened, a copy of it put back, and a watcher with
  *   the same writer id open as before;
  * - a checkpoint row from before the binding (schema version 5) and a record
- *   from before the directory id adopt the first directory that opens them;
+ *   from before the directory id adopt the first directory that opens them
+ *   (one that holds records: pg-open-refusals.test.ts);
  * - the CLI reports it as a usage error (exit 16).
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import pg from 'pg'
-import { isMemwalError, MemWAL, MemwalError, PgBackend } from '../../engine/index.js'
+import { MemWAL, MemwalError, PgBackend } from '../../engine/index.js'
 import { BACKEND_RECORD_NAME } from '../../engine/log/backend-record.js'
 import { exitCodeFor, ExitCode } from '../../cli/exit-codes.js'
 import { PG_URL, schemaWithClient } from '../support/pg.js'
 import { tmpDir } from '../support/tmp-dir.js'
+import { recordOf, refusal } from '../support/open-error.js'
 
 const DIR_ID = /^[0-9a-f]{32}$/
-
-function recordOf(dir: string): { writerId: string; dirId?: string } {
-  return JSON.parse(fs.readFileSync(path.join(dir, BACKEND_RECORD_NAME), 'utf8'))
-}
-
-async function refusal(p: Promise<MemWAL>): Promise<MemwalError | undefined> {
-  try {
-    await (await p).close()
-    return undefined
-  } catch (err) {
-    if (!isMemwalError(err)) throw err
-    return err
-  }
-}
 
 t.test('a second directory with a writer id in use is refused, at once or after, nothing written; the same directory opens as before', async (t) => {
   const server = await schemaWithClient(t, 'wdir')
@@ -61,7 +49,8 @@ t.test('a second directory with a writer id in use is refused, at once or after,
   const winner = both[0].status === 'fulfilled' ? dirA : dirB
   const loser = winner === dirA ? dirB : dirA
   t.equal(refused[0]?.details?.['boundTo'], recordOf(winner).dirId, 'bound to the directory that opened')
-  t.equal(refused[0]?.details?.['dirId'], recordOf(loser).dirId, 'details name the refused directory\'s id')
+  t.not(refused[0]?.details?.['dirId'], recordOf(winner).dirId, 'details name the refused directory\'s own id')
+  t.notOk(fs.existsSync(path.join(loser, BACKEND_RECORD_NAME)), 'a new directory refused keeps no record (pg-open-refusals.test.ts)')
   await opened[0]?.close()
 
   // One open, then another opening while it is: refused; it puts and applies as usual.

@@ -6,9 +6,10 @@ import { hlcMs } from '../../format/record-codec.js'
 import { createPackr, packValue } from '../../format/value-codec.js'
 import type { DumpEntry } from '../../log/dump-entry.js'
 import type { BackendKind } from '../../log/backend-record.js'
-import { BackendSink, type AppliedRecord, type BackendEngineOptions, type BackendSnapshot, type FailureClass, type StoredEntry } from '../sink.js'
+import { BackendSink, type AppliedRecord, type BackendEngineOptions, type BackendSnapshot, type DataDirBinding, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
 import { PgConnections, sqlState } from './pg-pool.js'
+import { claimWriter, requireAppliedSchema } from './pg-claim.js'
 import { columnArgs, migrate, requireSchema, requireTables, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
 import { verifyWriterLog, type PgLogReport } from './pg-verify.js'
@@ -111,7 +112,7 @@ export class PgBackend extends BackendSink {
   /** MemWAL.query and count: every writer's rows (pg-query.ts). */
   override readonly allWritersQuery: PgAllWritersQuery
   /** The data directory this writer id is bound to in PostgreSQL (bindDataDir); undefined: a backend opened on its own, no binding. */
-  private dirId: string | undefined
+  private dir: DataDirBinding | undefined
   /** PostgreSQL text holds no NUL. */
   override readonly keysMayHoldNul = false
 
@@ -130,9 +131,9 @@ export class PgBackend extends BackendSink {
     return { kind: 'postgres', writerId: this.writerId, schema: this.schema }
   }
 
-  /** MemWAL.open gives the data directory's id before opening: this writer id is bound to that directory (claimWriter). */
-  override bindDataDir(dirId: string): void {
-    this.dirId = dirId
+  /** MemWAL.open gives the data directory before opening: this writer id is bound to it (pg-claim.ts). */
+  override bindDataDir(dir: DataDirBinding): void {
+    this.dir = dir
   }
 
   // ---- lifecycle ----
@@ -140,9 +141,12 @@ export class PgBackend extends BackendSink {
   protected async _open(): Promise<number> {
     this.conn.start()
     try {
+      const claim = { conn: this.conn, t: this.t, schema: this.schema, writerId: this.writerId }
+      // Before migrate, which would recreate a schema dropped under a directory that applied records to it.
+      if (this.dir !== undefined) await requireAppliedSchema(claim, this.dir)
       await migrate(this.conn, this.t, this.c)
       await requireTables(this.conn, this.t, this.schema)
-      return this.dirId === undefined ? await this.checkpointRow() : await this.claimWriter(this.dirId)
+      return this.dir === undefined ? await this.checkpointRow() : await claimWriter(claim, this.dir)
     } catch (cause) {
       await this.conn.end()
       throw this.unavailable(cause)
@@ -409,25 +413,6 @@ export class PgBackend extends BackendSink {
   }
 
   // ---- internals ----
-
-  /**
-   * This writer's checkpoint row, bound to data directory `dirId` (made, or
-   * adopted when it has no directory yet) in one statement, so that of two
-   * directories opening at once with the same writer id one binds it and the
-   * other is refused; one opened after it, too, while the binding stands.
-   * Two directories applying under one writer id lose records silently (the
-   * change feed keeps one's rows, the checkpoint jumps past the other's).
-   */
-  private async claimWriter(dirId: string): Promise<number> {
-    const r = await this.conn.query<{ lsn: string }>(this.t.claimSql, [this.writerId, dirId])
-    if (r.rows[0] !== undefined) return toInt(r.rows[0].lsn)
-    // Bound to another directory (a new statement: it sees the binding whichever transaction committed it).
-    const b = await this.conn.query<{ dir_id: string | null }>(`SELECT dir_id FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
-    const boundTo = b.rows[0]?.dir_id ?? null
-    throw new MemwalError('WRITER_IN_USE', `writerId ${JSON.stringify(this.writerId)} in PostgreSQL schema ${this.schema} is bound to another data directory (id ${String(boundTo)}; this one's is ${dirId}): each data directory needs a writer id of its own, or the two lose each other's records. Open this one with another writerId; if that directory is gone for good and this one replaces it, release the id first (UPDATE ${this.t.checkpoints} SET dir_id = NULL WHERE writer = '${this.writerId.replace(/'/g, "''")}'). Nothing was applied`, {
-      details: { writerId: this.writerId, schema: this.schema, dirId, boundTo },
-    })
-  }
 
   /** This writer's checkpoint row's LSN, 0 without a row. */
   private async checkpointRow(conn = this.conn): Promise<number> {

@@ -18,8 +18,9 @@ import { sqlState, type PgConnections } from './pg-pool.js'
  *
  * `dir_id` (version 6) is the id of the data directory this writer id is
  * bound to (its BACKEND record): set by the first directory that opens with
- * the writer id (a row from before version 6 adopts the first that opens it),
- * and another directory is refused (PgBackend: WRITER_IN_USE).
+ * the writer id (a row from before version 6 adopts the first that opens it
+ * and holds records, or any when the row's checkpoint is 0), and another
+ * directory is refused (PgBackend: WRITER_IN_USE; pg-claim.ts).
  *
  * Identity is (namespace, key), as in the engine. Schema version 3 made it
  * so: an existing table (primary key `key`) is migrated in place, rows
@@ -101,14 +102,23 @@ export async function requireSchema(conn: PgConnections, t: Tables, schema: stri
  * still there: only PgBackend.verifyLog sees that.
  */
 export async function requireTables(conn: PgConnections, t: Tables, schema: string): Promise<void> {
-  const names = { entries: t.entries, checkpoints: t.checkpoints, changes: t.changes, schema_version: t.version }
-  const r = await conn.query<Record<string, string | null>>(`SELECT ${Object.keys(names).map((n, i) => `to_regclass($${i + 1}) AS ${n}`).join(', ')}`, Object.values(names))
-  const row = r.rows[0] ?? {}
-  const missing = Object.keys(names).filter((n) => row[n] === null || row[n] === undefined)
+  const missing = await missingParts(conn, t)
   if (missing.length === 0) return
   throw new MemwalError('BACKEND_SCHEMA_DAMAGED', `PostgreSQL schema ${schema} is at memwal's version but lacks ${missing.join(', ')}: restore it from a backup (or open another schema); memwal does not recreate a table that held rows`, {
     details: { schema, missing },
   })
+}
+
+/** What of memwal's schema is not there: `['schema']` when the schema itself is not, else the tables missing (none: []). */
+export async function missingParts(conn: PgConnections, t: Tables): Promise<string[]> {
+  const names = { entries: t.entries, checkpoints: t.checkpoints, changes: t.changes, schema_version: t.version }
+  const r = await conn.query<Record<string, string | null>>(
+    `SELECT to_regnamespace($1) AS schema, ${Object.keys(names).map((n, i) => `to_regclass($${i + 2}) AS ${n}`).join(', ')}`,
+    [t.schema, ...Object.values(names)],
+  )
+  const row = r.rows[0] ?? {}
+  if (row['schema'] === null || row['schema'] === undefined) return ['schema']
+  return Object.keys(names).filter((n) => row[n] === null || row[n] === undefined)
 }
 
 /** The schema's version: 0 when it does not exist yet. */
@@ -306,9 +316,11 @@ export function tables(schema: string): Tables {
       cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn, changes_from) VALUES ($11, $12, GREATEST(0, $12::int8 - $23::int8 + 1))
         ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn), changes_from = GREATEST(c.changes_from, EXCLUDED.changes_from) RETURNING c.lsn)
       SELECT (SELECT lsn FROM cp) AS checkpoint, (SELECT count(*) FROM up) AS applied`,
-    // This writer's row, bound to data directory $2 unless bound to another already (then it returns no row, and writes nothing).
+    // This writer's row, bound to data directory $2 unless bound to another already, or unbound (schema 5) with a checkpoint
+    // that a directory holding no records ($3 false) cannot have written: then it returns no row, and writes nothing.
     claimSql: `INSERT INTO ${checkpoints} AS c (writer, lsn, dir_id) VALUES ($1, 0, $2)
-      ON CONFLICT (writer) DO UPDATE SET dir_id = EXCLUDED.dir_id WHERE c.dir_id IS NULL OR c.dir_id = EXCLUDED.dir_id
+      ON CONFLICT (writer) DO UPDATE SET dir_id = EXCLUDED.dir_id
+        WHERE c.dir_id = EXCLUDED.dir_id OR (c.dir_id IS NULL AND (c.lsn = 0 OR $3::boolean))
       RETURNING c.lsn`,
     repairLogSql: upsert('>='),
     legacyDeleteSql: `UPDATE ${entries} AS e SET deleted = true, value = NULL, tags = NULL, expires_at = NULL, hlc = $2, writer = $3, lsn = $4
