@@ -417,6 +417,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       {
         config: this.o,
         sums: this.sums,
+        keysMayHoldNul: this.o.backend?.keysMayHoldNul !== false,
         batch: (ops) => this.writes.batch(ops),
         put: (op) => this.writes.put(op.key, op.value, { ...(op.namespace !== undefined ? { namespace: op.namespace } : {}), ...(op.tags !== undefined ? { tags: op.tags } : {}), ...(op.expiresAt !== undefined ? { expiresAt: op.expiresAt } : {}) }),
       },

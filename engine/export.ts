@@ -15,7 +15,7 @@ import type { RowSnapshot } from './sinks/level-snapshot.js'
 import { rowBounds } from './sinks/backend-row.js'
 import type { BackendSnapshot, SnapshotRow } from './sinks/sink.js'
 import { checkFields } from './option-fields.js'
-import { checkKey, checkNamespace, checkPutOptions, type BatchOp, type Limits, type PutLimits } from './validate.js'
+import { checkKey, checkNamespace, checkPutOptions, refuseNulKey, type BatchOp, type Limits, type PutLimits } from './validate.js'
 
 /**
  * Export and import (issue 12 item 2): every entry of a store (or of one
@@ -422,6 +422,8 @@ async function* merged<R>(overlay: ReadonlyMap<string, PendingVersion>, rows: Ro
 export interface ImportSink {
   readonly config: PutLimits & { readonly wal: { readonly limits: { readonly recordBytesMax: number } } }
   readonly sums: Checksums
+  /** Whether the store's backend takes a key holding NUL (BackendSink.keysMayHoldNul): an entry with one is refused where it stands in the source. */
+  readonly keysMayHoldNul: boolean
   /** Writes one logged batch of puts, atomic, acknowledged once durable. */
   batch(ops: readonly BatchOp[]): Promise<{ lsn: number }>
   /** Writes one put as a record of its own (as db.put does): a batch of one takes 2 bytes more, which an entry at put's maximum has not. */
@@ -523,7 +525,7 @@ export async function importEntries(sink: ImportSink, source: AsyncIterable<Uint
         continue
       }
       seen++
-      const checked = checkEntry(r.record, r.place.line !== undefined, l, { packr, sizer }, (what, cause) => refuse(r.place, what, cause))
+      const checked = checkEntry(r.record, r.place.line !== undefined, l, { packr, sizer, keysMayHoldNul: sink.keysMayHoldNul }, (what, cause) => refuse(r.place, what, cause))
       // After the entry check: its namespace and key are ones put takes.
       if (sourceFormat >= CHECKSUMMED_FORMAT) before = checkOrder(rec, before, (what) => refuse(r.place, what))
       if (checked === 'expired') {
@@ -601,7 +603,7 @@ function checkOrder(r: unknown, before: string | undefined, refuse: (what: strin
 const ENTRY_FIELDS = new Set(['namespace', 'key', 'value', 'tags', 'expiresAt'])
 
 /** One entry record as a put, checked as put checks it, and the bytes it takes in a batch record (PutRecordSizer.opBytes); or 'expired' (not to be written). */
-function checkEntry(r: unknown, json: boolean, l: PutLimits, c: { readonly packr: Packr; readonly sizer: PutRecordSizer }, refuse: (what: string, cause?: unknown) => MemwalError): { op: ImportPut; bytes: number } | 'expired' {
+function checkEntry(r: unknown, json: boolean, l: PutLimits, c: { readonly packr: Packr; readonly sizer: PutRecordSizer; readonly keysMayHoldNul: boolean }, refuse: (what: string, cause?: unknown) => MemwalError): { op: ImportPut; bytes: number } | 'expired' {
   if (!isObject(r)) throw refuse('an entry is not an object')
   for (const k of Object.keys(r)) if (!ENTRY_FIELDS.has(k)) throw refuse(`an entry has an unknown field ${JSON.stringify(k)}`)
   if (!Object.hasOwn(r, 'value')) throw refuse('an entry has no value')
@@ -617,6 +619,7 @@ function checkEntry(r: unknown, json: boolean, l: PutLimits, c: { readonly packr
   let key: string
   try {
     key = checkKey(r['key'], l)
+    refuseNulKey(key, 'key', c.keysMayHoldNul)
     if (r['namespace'] === undefined) throw new InvalidOptionsError('an entry has no namespace', 'namespace')
     put = checkPutOptions({ namespace: r['namespace'], tags: r['tags'] }, l)
     if (value === undefined) throw new MemwalError('ENGINE_INVALID_VALUE', 'value at $: undefined')

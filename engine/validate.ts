@@ -77,6 +77,16 @@ export function checkKey(key: unknown, l: Limits): string {
 }
 
 /**
+ * A key holding NUL, for a backend whose keys cannot hold it (PgBackend:
+ * PostgreSQL text): ENGINE_INVALID_KEY naming `field`, refused before it is
+ * logged (the write path) or imported (import), never dead-lettered after.
+ */
+export function refuseNulKey(key: string, field: string, keysMayHoldNul: boolean): void {
+  if (keysMayHoldNul || !key.includes('\u0000')) return
+  throw new MemwalError('ENGINE_INVALID_KEY', `${field} holds NUL, which this backend cannot store (PostgreSQL text)`, { details: { field } })
+}
+
+/**
  * Only the top level here: the value contract (engine/format/value-codec.ts)
  * is checked by the record codec as it encodes, in the same walk, which
  * refuses with ENGINE_INVALID_VALUE naming the path inside the value.

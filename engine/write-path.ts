@@ -8,7 +8,7 @@ import type { Clock } from './io/clock.js'
 import type { Wal } from './log/wal.js'
 import type { EngineMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
-import { checkBatch, checkDeleteOptions, checkKey, checkPutOptions, checkValue, invalidValue, putCondition, type BatchOp, type DeleteOptions, type PutOptions, type WriteCondition } from './validate.js'
+import { checkBatch, checkDeleteOptions, checkKey, checkPutOptions, checkValue, invalidValue, putCondition, refuseNulKey, type BatchOp, type DeleteOptions, type PutOptions, type WriteCondition } from './validate.js'
 import { identityOf, opIdentity, splitIdentity } from './format/identity.js'
 import { gateState, type VersionGate } from './version-gate.js'
 import { WriteWatches, type WriteWatch } from './write-watch.js'
@@ -96,11 +96,7 @@ export class WritePath {
   /** A key with NUL, on a backend whose keys cannot hold it (PgBackend): refused before anything is logged, not dead-lettered after. */
   private refuseNulKeys(r: WalRecord): void {
     if (this.p.config.backend?.keysMayHoldNul !== false) return
-    const ops = opsOf(r)
-    const i = ops.findIndex((op) => op.key.includes('\u0000'))
-    if (i < 0) return
-    const where = r.type === RecordType.BATCH ? `ops[${i}].key` : 'key'
-    throw new MemwalError('ENGINE_INVALID_KEY', `${where} holds NUL, which this backend cannot store (PostgreSQL text)`, { details: { field: where } })
+    for (const [i, op] of opsOf(r).entries()) refuseNulKey(op.key, r.type === RecordType.BATCH ? `ops[${i}].key` : 'key', false)
   }
 
   private write(unstamped: WalRecord, decide: undefined, conditions: readonly WriteCondition[]): Promise<{ lsn: number }>

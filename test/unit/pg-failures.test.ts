@@ -183,3 +183,23 @@ t.test('applyTimeoutMs within statementTimeoutMs + 1 s is refused at open', asyn
   await db.close()
   t.pass('above it: opens')
 })
+
+t.test('import of an export holding a key with NUL into a PgBackend store: IMPORT_INVALID naming its line, the batches before it written', async (t) => {
+  const pgdb = await schemaWithClient(t, 'pgfimport')
+  if (!pgdb) return
+  // LevelDB keys may hold NUL: an export from such a store holds one.
+  const from = await MemWAL.open({ dir: tmpDir(t, 'memwal-pgf-') })
+  for (const k of ['a', 'b', 'c\u0000d', 'e']) await from.put(k, k)
+  const chunks: (string | Uint8Array)[] = []
+  for await (const c of from.export({ format: 'ndjson' })) chunks.push(c)
+  await from.close()
+  const db = await open(t, pgdb.schema, 'w')
+  const err = await refusal(db.import(chunks, { batchOps: 2 }))
+  t.equal(err.code, 'IMPORT_INVALID', `a typed refusal: ${err.message ?? ''}`)
+  t.match(err.details, { line: 4, entriesWritten: 2, batchesWritten: 1 }, 'naming the line (the header is line 1), and what was written')
+  t.match(err.message, /line 4: .*NUL/, 'the message says why')
+  t.equal(await db.get('a'), 'a', 'the batch before it is written')
+  t.equal(await db.get('e'), undefined, 'nothing from its batch on')
+  await db.flush()
+  t.equal(db.health().sinks['backend']?.deadLetters, 0, 'nothing dead-lettered')
+})
