@@ -25,8 +25,8 @@ import { waitFor } from '../support/wait-for.js'
 const resilience = { retryDelayMsMin: 5, retryDelayMsMax: 100, breakerThreshold: 3, breakerHalfOpenMs: 200, applyTimeoutMs: 2500 }
 const backendOptions = { statementTimeoutMs: 800, connectTimeoutMs: 500 } as const
 
-/** `n` ASCII characters that do not compress (PostgreSQL compresses a long index value when it can). */
-const incompressible = (n: number): string => randomBytes(n).toString('base64').slice(0, n)
+/** `n` ASCII characters that do not compress (PostgreSQL compresses a long index value when it can), without `/`: a namespace's `//` is refused. */
+const incompressible = (n: number): string => randomBytes(n).toString('base64url').slice(0, n)
 
 async function refusal(p: Promise<unknown>): Promise<{ code?: string; message?: string; details?: Record<string, unknown> }> {
   try {
