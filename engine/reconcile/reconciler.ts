@@ -14,7 +14,7 @@ import { resumeRepair } from '../log/recovery/repair-intent.js'
 import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
-import { openStore } from '../sinks/store-dir.js'
+import { openStore, STORE_DIR, storeExists } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { migrateLayout, type MigrationLog } from '../sinks/level-layout.js'
 import { RecordCodec } from '../format/record-codec.js'
@@ -67,13 +67,15 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   let store: LevelStore | undefined
   try {
     if (!o.repair) {
-      store = await openStore(fs, dir)
+      // A dry run writes nothing: a missing store is reported (checkClosedDir), not made by opening it.
+      store = (await storeExists(fs, dir)) ? await openStore(fs, dir) : undefined
       return await checkClosedDir({ ...src, dir, store, dead: await deadLetterView(src, dir), nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) })
     }
     // A directory from before the marker gets it from a repair (which holds the lock).
     if (kind === 'unmarked') await writeMarker(fs, dir)
     // A log repair that a crash interrupted after its commit point is finished before the log is read.
     await resumeRepair({ ...src, quarantineDir: path.join(dir, 'quarantine') })
+    const storeFound = await storeExists(fs, dir)
     store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
     // With a replay to come, the sinks are compared with a later scan: this one builds no latest versions.
@@ -82,7 +84,8 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
     const repairing = scan.problems.length > 0
-    const logFound = withPlans(scan, backendLsn, actions, repairing)
+    // A store made just now is filled from the log by the replay (or the next open): the log's `hole` says so if it cannot be.
+    const logFound = [...withPlans(scan, backendLsn, actions, repairing), ...(storeFound ? [] : [missingStore(dir, true)])]
     // What the repair drops is recorded (before it is dropped) and stays visible until an operator acknowledges it.
     if (repairing) await carryOut({ ...src, quarantineDir: path.join(dir, 'quarantine') }, scan, plan, { dataDir: dir, gaps: gapsOf(logFound, 'fsck --repair', now()) })
     if (o.replay) {
@@ -111,10 +114,10 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   }
 }
 
-/** A data directory no process writes (its lock held by the caller, or found free by `memwal status`), its store open. */
+/** A data directory no process writes (its lock held by the caller, or found free by `memwal status`), its store open (undefined: it has none). */
 export interface ClosedDirCheck extends LogSource {
   readonly dir: string
-  readonly store: LevelStore
+  readonly store: LevelStore | undefined
   /** The directory's dead letters, as the checks see them (read once by the caller). */
   readonly dead: Awaited<ReturnType<typeof deadLetterView>>
   readonly nowMs: () => number
@@ -134,11 +137,28 @@ export interface ClosedDirCheck extends LogSource {
  * them, layout 2's postings lack what layout 3 checks).
  */
 export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
-  const backendLsn = await c.store.readCheckpoint('backend')
+  const { store } = c
+  // No store: its sinks have applied nothing, so the whole log is theirs to hold, as the open that makes the store replays it.
+  const backendLsn = store ? await store.readCheckpoint('backend') : 0
   const latest = new LatestVersions(c.sums, backendLsn)
-  const scan = await scanWithProgress(c, c.onProgress, latest, await heldFromLsn(c.store))
+  const scan = await scanWithProgress(c, c.onProgress, latest, store ? await heldFromLsn(store) : 1)
   const logFound = withPlans(scan, backendLsn, repairPlan(scan).actions, false)
-  return checkSinksAndReport({ ...c, repair: false }, scan, latest, logFound)
+  if (store) return checkSinksAndReport({ ...c, store, repair: false }, scan, latest, logFound)
+  // Nothing to compare the log with; the notices are still the directory's.
+  const findings = [...logFound, missingStore(c.dir, false), ...c.dead.notices, ...(await gapNoticesAfterAck(c))]
+  return report(findings, scan, lastLsnOf(scan), { backend: 0, index: 0 }, c.nowMs() - c.startedMs)
+}
+
+/** The data directory's store/ is missing: what `--repair` does about it, or did (`done`). */
+function missingStore(dir: string, done: boolean): Finding<ReconcileFindingKind> {
+  const what = `${path.join(dir, STORE_DIR)} is missing (never made, or lost): the backend's rows, the index and both checkpoints with it`
+  return { kind: 'missing-store', detail: done ? `${what}; repair: made again, the log replayed into it` : `${what}; --repair makes it and replays the log into it`, action: done ? 'repaired' : 'none' }
+}
+
+/** The open declared gaps as notices, after acknowledging them when asked. */
+async function gapNoticesAfterAck(c: Pick<ClosedDirCheck, 'fs' | 'dir' | 'nowMs' | 'ackGaps'>): Promise<Finding<ReconcileFindingKind>[]> {
+  if (c.ackGaps) await acknowledgeGaps(c.fs, c.dir, c.nowMs())
+  return gapNotices(openGaps(await readGaps(c.fs, c.dir)))
 }
 
 /** The scan's findings, each with what `--repair` does (or did, when `done`) about it. */
@@ -147,7 +167,7 @@ function withPlans(scan: LogScan, backendLsn: number, actions: readonly LogRepai
 }
 
 /** The sinks compared with the log (repaired when `repair`), the notices added, and the report. */
-async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { readonly repair: boolean }, scan: LogScan, latest: LatestVersions, logFound: readonly Finding[]): Promise<VerifyReport> {
+async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress' | 'store'> & { readonly store: LevelStore; readonly repair: boolean }, scan: LogScan, latest: LatestVersions, logFound: readonly Finding<ReconcileFindingKind>[]): Promise<VerifyReport> {
   const findings: Finding<ReconcileFindingKind>[] = [...logFound]
   const lastLsn = lastLsnOf(scan)
   let checkpoints: VerifyReport['checkpoints']
@@ -164,9 +184,7 @@ async function checkSinksAndReport(c: Omit<ClosedDirCheck, 'onProgress'> & { rea
     findings.push(...(await checkReplicas({ ...c, latest, backend, index, repair: c.repair, lastLsn, deadLettered: c.dead.excluded })))
     checkpoints = { backend: backend.checkpoint, index: index.checkpoint }
   }
-  findings.push(...c.dead.notices)
-  if (c.ackGaps) await acknowledgeGaps(c.fs, c.dir, c.nowMs())
-  findings.push(...gapNotices(openGaps(await readGaps(c.fs, c.dir))))
+  findings.push(...c.dead.notices, ...(await gapNoticesAfterAck(c)))
   return report(findings, scan, lastLsn, checkpoints, c.nowMs() - c.startedMs)
 }
 

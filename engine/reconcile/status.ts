@@ -12,7 +12,7 @@ import { checkBackendRecord, describeBackend, readBackendRecord, type BackendKin
 import { BackendSink } from '../sinks/sink.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
-import { openStore } from '../sinks/store-dir.js'
+import { openStore, storeExists } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
@@ -175,8 +175,15 @@ async function checkpointsAndChecks(c: Look): Promise<Pick<DataDirStatus, 'check
   const notLocal = local ? undefined : notChecked(c.kind)
   let verified: StatusVerification
   if (c.holder) verified = { skipped: notLocal ?? `${c.holder} holds the directory: MemWAL.verify() in that process, or memwal fsck once it has closed` }
-  else if (!(await c.fs.stat(path.join(c.dir, 'store')))) verified = { skipped: notLocal ?? 'the directory has no store yet: run memwal fsck' }
-  else {
+  else if (!(await storeExists(c.fs, c.dir))) {
+    // Opening would make it: a look writes nothing. Its sinks have applied nothing (what the open that makes it replays).
+    if (notLocal !== undefined) verified = { skipped: notLocal }
+    else {
+      checkpoints = { backend: 0, index: 0 }
+      const v = await verification({ fs: c.fs, sums: c.sums, walDir: c.walDir, dir: c.dir, dead: c.dead, store: undefined }, c.bytes)
+      verified = 'skipped' in v ? { skipped: `the directory has no store/ (never made, or lost): ${v.skipped}` } : v
+    }
+  } else {
     const store = await openStore(c.fs, c.dir)
     try {
       const index = await store.readCheckpoint('index')

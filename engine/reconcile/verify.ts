@@ -36,8 +36,11 @@ export type NoticeKind = 'declared-gap' | 'dead-letter' | 'needs-migration'
 
 export const NOTICE_KINDS: readonly string[] = ['declared-gap', 'dead-letter', 'needs-migration'] satisfies readonly NoticeKind[]
 
+/** A closed directory whose store/ is missing (never made, or lost): `memwal fsck` reports it; `--repair` makes it again from the log. */
+export type StoreFindingKind = 'missing-store'
+
 /** What `verify` and `memwal fsck` report about the log and the sinks. */
-export type ReconcileFindingKind = FindingKind | SinkFindingKind | NoticeKind
+export type ReconcileFindingKind = FindingKind | SinkFindingKind | NoticeKind | StoreFindingKind
 
 export function isNotice(f: Finding<string>): boolean {
   return NOTICE_KINDS.includes(f.kind)

@@ -38,6 +38,22 @@ export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDa
   return store
 }
 
+/**
+ * Whether data directory `dataDir` has a store to open: `store/` holding
+ * LevelDB's `CURRENT` or a data file (a headless store is there, and
+ * openStore refuses it). A missing `store/` (never made, or lost), or one
+ * whose creation stopped before LevelDB wrote anything, is not: openStore
+ * would make it, so the tools that write nothing (a dry-run fsck, status)
+ * ask first and report it instead. A `store/` that cannot be listed counts
+ * as there, so that opening it says what is wrong.
+ */
+export async function storeExists(fs: FileSystem, dataDir: string): Promise<boolean> {
+  const dir = path.join(dataDir, STORE_DIR)
+  if (!(await fs.stat(dir))) return false
+  const names = await fs.readdir(dir).catch(() => undefined)
+  return names === undefined || names.some((n) => n === 'CURRENT' || DATA_FILE.test(n))
+}
+
 /** LevelDB's files that hold data: its tables and its write-ahead logs (`000123.ldb`, `.sst`, `.log`). */
 const DATA_FILE = /^\d+\.(ldb|sst|log)$/
 
