@@ -28,6 +28,13 @@ interface Owner {
   readonly startedAtMs: number
   /** The kernel's boot id when the lock was taken: a lock from another boot of this host is left over from before a reboot. */
   readonly bootId?: string
+  /**
+   * When the holder process began, as its host tells (LockHost.processStart):
+   * with the boot id, it tells the holder from a later process given the same
+   * PID (a container's PID 1 after a restart, a PID reused), which PID and
+   * host alone cannot.
+   */
+  readonly processStart?: string
 }
 
 /**
@@ -42,9 +49,26 @@ export interface LockHost {
   bootTimeMs(): number
   /** True when no process `pid` runs on this host. */
   processIsGone(pid: number): boolean
+  /**
+   * When process `pid` began, exactly, in this boot (Linux: the start time
+   * in clock ticks, field 22 of /proc/<pid>/stat); undefined where the
+   * system does not say, or no such process runs.
+   */
+  processStart(pid: number): string | undefined
 }
 
 const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
+
+/** Field 22 of /proc/<pid>/stat, the start time: counted after the command's closing parenthesis (the command may hold spaces and parentheses), where field 3 begins. */
+function procStartTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3]
+    return start !== undefined && /^\d+$/.test(start) ? start : undefined
+  } catch {
+    return undefined
+  }
+}
 
 export const systemLockHost: LockHost = Object.freeze({
   hostname: () => os.hostname(),
@@ -64,6 +88,7 @@ export const systemLockHost: LockHost = Object.freeze({
       return (err as NodeJS.ErrnoException).code === 'ESRCH'
     }
   },
+  processStart: procStartTime,
 })
 
 /**
@@ -113,7 +138,8 @@ export class ProcessDirLocker implements DirLocker {
     const host = this.host
     removeDeadTemps(dir, host)
     const bootId = host.bootId()
-    const owner: Owner = { pid: process.pid, hostname: host.hostname(), startedAtMs: Date.now(), ...(bootId !== undefined ? { bootId } : {}) }
+    const processStart = host.processStart(process.pid)
+    const owner: Owner = { pid: process.pid, hostname: host.hostname(), startedAtMs: Date.now(), ...(bootId !== undefined ? { bootId } : {}), ...(processStart !== undefined ? { processStart } : {}) }
     const options = {
       lockfilePath: lockPath,
       realpath: false,
@@ -259,7 +285,8 @@ function readOwner(lockPath: string): Owner | undefined {
     const o: unknown = JSON.parse(fs.readFileSync(path.join(lockPath, OWNER_FILE), 'utf8'))
     if (typeof o === 'object' && o !== null && 'pid' in o && 'hostname' in o && typeof o.pid === 'number' && typeof o.hostname === 'string') {
       const bootId = 'bootId' in o && typeof o.bootId === 'string' ? o.bootId : undefined
-      return { pid: o.pid, hostname: o.hostname, startedAtMs: 'startedAtMs' in o && typeof o.startedAtMs === 'number' ? o.startedAtMs : 0, ...(bootId !== undefined ? { bootId } : {}) }
+      const processStart = 'processStart' in o && typeof o.processStart === 'string' ? o.processStart : undefined
+      return { pid: o.pid, hostname: o.hostname, startedAtMs: 'startedAtMs' in o && typeof o.startedAtMs === 'number' ? o.startedAtMs : 0, ...(bootId !== undefined ? { bootId } : {}), ...(processStart !== undefined ? { processStart } : {}) }
     }
   } catch {
     // No owner file yet (being taken right now), or unreadable: the holder is unknown.
@@ -277,10 +304,35 @@ function leftOver(o: Owner | undefined, mtimeMs: number | undefined, host: LockH
   // A live holder, even on another host sharing the directory, refreshes the mtime every updateMs.
   if (!o) return mtimeMs !== undefined && mtimeMs < host.bootTimeMs() - BOOT_TIME_SLACK_MS && Date.now() - mtimeMs > 2 * updateMs
   if (o.hostname !== host.hostname()) return false
-  const bootId = host.bootId()
-  if (o.bootId !== undefined && bootId !== undefined && o.bootId !== bootId) return true
+  if (otherBoot(o, host)) return true
+  // The PID runs a process that began at another moment (or none): not the holder, though it may be this very process.
+  const started = samePidStart(o, host)
+  if (started !== undefined) return !started
   if (o.pid === process.pid) return false
   return host.processIsGone(o.pid)
+}
+
+/** The owner's boot is known to be another than this one (of the same host). */
+function otherBoot(o: Owner, host: LockHost): boolean {
+  const bootId = host.bootId()
+  return o.bootId !== undefined && bootId !== undefined && o.bootId !== bootId
+}
+
+/**
+ * Whether the process now running under the owner's PID began when the owner
+ * did; undefined when that cannot be told (an owner record from before start
+ * times were kept, a system that does not say). A PID gone reads as false.
+ */
+function samePidStart(o: Owner, host: LockHost): boolean | undefined {
+  if (o.processStart === undefined) return undefined
+  const now = host.processStart(o.pid)
+  if (now === undefined) return host.processIsGone(o.pid) ? false : undefined
+  return now === o.processStart
+}
+
+/** The owner is this very process: same host, boot, PID and, where both are known, start time. */
+function isThisProcess(o: Owner, host: LockHost): boolean {
+  return o.pid === process.pid && o.hostname === host.hostname() && !otherBoot(o, host) && samePidStart(o, host) !== false
 }
 
 function lockMtimeMs(lockPath: string): number | undefined {
@@ -300,7 +352,7 @@ function lockMtimeMs(lockPath: string): number | undefined {
 function describe(o: Owner | undefined, host: LockHost): string {
   if (!o) return 'an unknown process'
   const holder = `process ${o.pid} on ${o.hostname} (since ${new Date(o.startedAtMs).toISOString()})`
-  return o.pid === process.pid && o.hostname === host.hostname() ? `${holder}, this very process: it already has the directory open; close that MemWAL first (a hot reload keeps the old one open)` : holder
+  return isThisProcess(o, host) ? `${holder}, this very process: it already has the directory open; close that MemWAL first (a hot reload keeps the old one open)` : holder
 }
 
 /**

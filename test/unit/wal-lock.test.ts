@@ -266,6 +266,34 @@ t.test('a lock from an earlier boot of this host is taken over at once, even if 
   t.equal(written.bootId, bootId, 'the owner record carries this boot id')
 })
 
+t.test('a lock left by an earlier process with this PID (a container\'s PID 1 after a restart) is taken over at once; this very process\'s own is refused as such', async (t) => {
+  const dir = path.join(tmpDir(t), 'data')
+  fs.mkdirSync(dir, { mode: 0o700 })
+  const bootId = systemLockHost.bootId()
+  const start = systemLockHost.processStart(process.pid)
+  // Linux says (/proc/<pid>/stat); where the system does not, the test fails rather than skip.
+  if (start === undefined) {
+    t.fail('this system does not say when a process began')
+    return
+  }
+  const fresh = Date.now() + 3600_000 // not stale by proper-lockfile's mtime rule for an hour
+  // This host, this boot, this PID: only the start time tells the earlier process from this one.
+  const owner = (processStart: string): string => JSON.stringify({ pid: process.pid, hostname: os.hostname(), startedAtMs: Date.now() - 60_000, ...(bootId !== undefined ? { bootId } : {}), processStart })
+  craftLock(dir, owner(String(Number(start) - 1)), fresh)
+  t.equal(await takes(new ProcessDirLocker(), dir), 'taken', 'an earlier process with this PID: left over, taken at once')
+
+  // A live process under a PID the lock names, begun at another moment: the PID was reused, the holder is gone.
+  craftLock(dir, JSON.stringify({ pid: 1, hostname: os.hostname(), startedAtMs: Date.now() - 60_000, ...(bootId !== undefined ? { bootId } : {}), processStart: 'not-when-pid-1-began' }), fresh)
+  t.equal(await takes(new ProcessDirLocker(), dir), 'taken', 'PID 1 alive, but another process than the holder: left over')
+
+  // This very process's lock, as it writes it: refused, and said to be this process.
+  const wal = await openWal(dir)
+  t.teardown(() => wal.close())
+  const written = JSON.parse(fs.readFileSync(path.join(dir, LOCK_DIR, 'owner.json'), 'utf8')) as { processStart?: string }
+  t.equal(written.processStart, start, 'the owner record carries the holder\'s start time')
+  t.match(await takes(new ProcessDirLocker(), dir), new RegExp(`^LOCK_HELD: .*process ${process.pid} on .*, this very process: it already has the directory open`), 'this process\'s own lock: held, and said so')
+})
+
 t.test('a lock with no readable owner is taken over at once if it was last refreshed before this boot, and held otherwise', async (t) => {
   const dir = path.join(tmpDir(t), 'data')
   fs.mkdirSync(dir, { mode: 0o700 })
