@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import os from 'node:os'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -22,7 +23,7 @@ import type { PgFlags } from '../pg-options.js'
 export interface ExportCommandOptions extends PgFlags {
   readonly namespace?: string
   readonly format?: 'ndjson' | 'msgpack'
-  /** A file to write (through `<file>.partial-<8 hex>`, renamed once whole and synced); stdout when absent. */
+  /** A file to write (through `<file>.partial-<host>-<pid>-<8 hex>`, renamed once whole and synced); stdout when absent. */
   readonly out?: string
 }
 
@@ -30,7 +31,7 @@ export interface ExportCommandOptions extends PgFlags {
  * `memwal export <dir> [--namespace NS] [--format ndjson|msgpack] [--out FILE] [--pg URL --writer-id ID [--schema S]]`.
  * A PostgreSQL-backed store's export is its tables' rows (every writer's) with this writer's pending writes over them.
  */
-export async function exportStore(dir: string, o: ExportCommandOptions, out: Output, stdout: NodeJS.WritableStream = process.stdout): Promise<number> {
+export async function exportStore(dir: string, o: ExportCommandOptions, out: Output, stdout: NodeJS.WritableStream = process.stdout, signals: NodeJS.EventEmitter = process): Promise<number> {
   const db = await openStore(dir, o, { existing: true, lockHint: { command: 'export', api: 'db.export()' } })
   try {
     const stream = db.export({ ...(o.namespace !== undefined ? { namespace: o.namespace } : {}), ...(o.format !== undefined ? { format: o.format } : {}) })
@@ -42,7 +43,7 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
         if (!stdout.write(chunk)) await once(stdout, 'drain')
       }
     } else {
-      bytes = await exportToFile(stream, o.out)
+      bytes = await exportToFile(stream, o.out, signals)
     }
     const summary = { version: stream.version, entries: stream.entries, bytes, format: o.format ?? 'ndjson', ...(o.out !== undefined ? { file: o.out } : {}) }
     if (out.json) out.document(summary)
@@ -55,7 +56,8 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
 
 /**
  * Writes `stream` to `file` so that the file is whole or absent, even after
- * a crash, and returns the bytes written. It goes to `<file>.partial-<8 hex>`,
+ * a crash, and returns the bytes written. It goes to
+ * `<file>.partial-<host>-<pid>-<8 hex>` (partialName),
  * created with 'wx' (a file or symlink already there is refused, never
  * followed: a link planted at a name a user can guess overwrote its target
  * with 'w', and kept the target's mode), mode 0600; written through the
@@ -65,11 +67,25 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
  * process died with a stack. The export's snapshot is closed. Then the file is
  * fsynced, renamed to `file`, and the directory fsynced: an export reported
  * written survives a crash. Any failure removes the partial file and is
- * IO_ERROR (PERMISSION_DENIED for a permission) with its errno.
+ * IO_ERROR (PERMISSION_DENIED for a permission) with its errno; so does
+ * SIGINT or SIGTERM (EXPORT_INTERRUPTED, exit 8), even while the stream
+ * waits. A process killed outright (SIGKILL, a power loss) cannot remove
+ * its partial file: the next export to the same file removes those whose
+ * writer is gone (removeStalePartials).
  */
-async function exportToFile(stream: ExportStream, file: string): Promise<number> {
-  const partial = `${file}.partial-${randomBytes(4).toString('hex')}`
+async function exportToFile(stream: ExportStream, file: string, signals: NodeJS.EventEmitter): Promise<number> {
+  await removeStalePartials(file)
+  const partial = partialName(file, process.pid, randomBytes(4).toString('hex'))
   const doing = `write the export to ${file}`
+  const interrupt = interruption(signals, file)
+  try {
+    return await writeThenRename(stream, file, partial, doing, interrupt.signalled)
+  } finally {
+    interrupt.dispose()
+  }
+}
+
+async function writeThenRename(stream: ExportStream, file: string, partial: string, doing: string, signalled: Promise<never>): Promise<number> {
   let handle: fs.promises.FileHandle
   try {
     handle = await fs.promises.open(partial, 'wx', 0o600)
@@ -80,7 +96,11 @@ async function exportToFile(stream: ExportStream, file: string): Promise<number>
   let bytes = 0
   try {
     try {
-      for await (const chunk of stream) {
+      for (;;) {
+        // A signal ends the export even while the stream waits (a backend that does not answer).
+        const next = await Promise.race([stream.next(), signalled])
+        if (next.done === true) break
+        const chunk = next.value
         // A write may take part of the chunk (a signal, a file size limit): the rest is written, or its failure met.
         for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at, chunk.length - at)).bytesWritten
         bytes += chunk.length
@@ -91,8 +111,9 @@ async function exportToFile(stream: ExportStream, file: string): Promise<number>
     }
     await fs.promises.rename(partial, file)
   } catch (err) {
-    await stream.return?.(undefined) // closes the snapshot if the writer stopped before the stream's end
+    // The partial file first: closing the stream may wait for the read a signal cut short.
     await fs.promises.rm(partial, { force: true })
+    await stream.return?.(undefined) // closes the snapshot if the writer stopped before the stream's end
     throw osError(err, doing, partial)
   }
   // After the rename: the name is in the directory only once the directory is synced.
@@ -103,6 +124,74 @@ async function exportToFile(stream: ExportStream, file: string): Promise<number>
     throw osError(err, `sync the directory of ${file}`, path.dirname(path.resolve(file)))
   }
   return bytes
+}
+
+/**
+ * The partial file of an export to `file` by process `pid` on this host:
+ * `<file>.partial-<host>-<pid>-<hex>`, `host` the first 8 hex digits of the
+ * SHA-256 of the host name, so that a later export can tell which partial
+ * files are this host's and whose writer is gone.
+ */
+function partialName(file: string, pid: number, hex: string): string {
+  return `${file}.partial-${hostTag()}-${pid}-${hex}`
+}
+
+function hostTag(): string {
+  return createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)
+}
+
+/**
+ * Removes the partial files of earlier exports to `file` that no process
+ * writes any more: this host's (another host's PIDs mean nothing here)
+ * whose PID is gone, or is this process's (one export per CLI process: the
+ * file is left from an earlier process given the same PID, as a container's
+ * PID 1 is after a restart). A partial file of a live PID is left, though
+ * the PID may be reused: at most one per live process. Files of other names
+ * (an older memwal's `<file>.partial-<hex>`, anything else) are not touched.
+ */
+async function removeStalePartials(file: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file))
+  const prefix = `${path.basename(file)}.partial-${hostTag()}-`
+  let names: string[]
+  try {
+    names = await fs.promises.readdir(dir)
+  } catch {
+    return // The open of the partial file says what is wrong with the directory.
+  }
+  for (const name of names) {
+    const pid = name.startsWith(prefix) ? /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length))?.[1] : undefined
+    if (pid === undefined || !(Number(pid) === process.pid || processIsGone(Number(pid)))) continue
+    await fs.promises.rm(path.join(dir, name), { force: true })
+  }
+}
+
+function processIsGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
+/** SIGINT and SIGTERM, while an export is written, as a rejection (EXPORT_INTERRUPTED) that ends it. */
+function interruption(signals: NodeJS.EventEmitter, file: string): { readonly signalled: Promise<never>; dispose(): void } {
+  let fail: (err: Error) => void = () => undefined
+  const signalled = new Promise<never>((_resolve, reject) => (fail = reject))
+  // Only raced while the export runs: unhandled otherwise.
+  signalled.catch(() => undefined)
+  const on = (signal: string) => (): void => fail(new MemwalError('EXPORT_INTERRUPTED', `the export to ${file} was interrupted by ${signal}: no file written (its partial file removed)`, { details: { signal } }))
+  const onInt = on('SIGINT')
+  const onTerm = on('SIGTERM')
+  signals.once('SIGINT', onInt)
+  signals.once('SIGTERM', onTerm)
+  return {
+    signalled,
+    dispose: () => {
+      signals.off('SIGINT', onInt)
+      signals.off('SIGTERM', onTerm)
+    },
+  }
 }
 
 /**
