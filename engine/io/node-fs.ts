@@ -55,6 +55,11 @@ export class NodeFileSystem implements FileSystem {
     })
   }
 
+  /** For tests only: whether the log's I/O thread runs and takes requests (an appender handle is open, and the thread has not ended). */
+  logIoThreadRunningForTesting(): boolean {
+    return this.logIo !== undefined && this.logIo.thread.ended === undefined
+  }
+
   /** For tests only: ends the log's I/O thread as a crash would (IoThread.terminateForTesting); false when none runs. */
   async terminateLogIoThreadForTesting(): Promise<boolean> {
     if (this.logIo === undefined) return false
