@@ -14,7 +14,7 @@ import { resumeRepair } from '../log/recovery/repair-intent.js'
 import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
 import type { LevelStore } from '../sinks/level-store.js'
-import { openStore, STORE_DIR, storeExists } from '../sinks/store-dir.js'
+import { openStore, openStoreView, STORE_DIR, storeExists } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { migrateLayout, type MigrationLog } from '../sinks/level-layout.js'
 import { RecordCodec } from '../format/record-codec.js'
@@ -67,9 +67,14 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
   let store: LevelStore | undefined
   try {
     if (!o.repair) {
-      // A dry run writes nothing: a missing store is reported (checkClosedDir), not made by opening it.
-      store = (await storeExists(fs, dir)) ? await openStore(fs, dir) : undefined
-      return await checkClosedDir({ ...src, dir, store, dead: await deadLetterView(src, dir), nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) })
+      // A dry run writes nothing: a missing store is reported (checkClosedDir), not made by opening it; a present
+      // one is opened from a private copy (LevelDB's open rewrites its files).
+      const view = (await storeExists(fs, dir)) ? await openStoreView(fs, dir) : undefined
+      try {
+        return await checkClosedDir({ ...src, dir, store: view?.store, dead: await deadLetterView(src, dir), nowMs: now, startedMs: started, ...(o.ackGaps ? { ackGaps: true } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) })
+      } finally {
+        await view?.close()
+      }
     }
     // A directory from before the marker gets it from a repair (which holds the lock).
     if (kind === 'unmarked') await writeMarker(fs, dir)

@@ -12,7 +12,7 @@ import { checkBackendRecord, describeBackend, readBackendRecord, type BackendKin
 import { BackendSink } from '../sinks/sink.js'
 import { describeFinding } from '../log/recovery/findings.js'
 import { openGaps, readGaps, type DeclaredGap } from '../log/recovery/gap-record.js'
-import { openStore, storeExists } from '../sinks/store-dir.js'
+import { openStoreView, storeExists } from '../sinks/store-dir.js'
 import { createChecksums } from '../format/checksum.js'
 import { listWal } from '../log/segment-list.js'
 import { framesOf, segmentsOf } from '../log/segment-cursor.js'
@@ -184,13 +184,14 @@ async function checkpointsAndChecks(c: Look): Promise<Pick<DataDirStatus, 'check
       verified = 'skipped' in v ? { skipped: `the directory has no store/ (never made, or lost): ${v.skipped}` } : v
     }
   } else {
-    const store = await openStore(c.fs, c.dir)
+    // Read only, from a private copy: LevelDB's open rewrites its files.
+    const { store, close } = await openStoreView(c.fs, c.dir)
     try {
       const index = await store.readCheckpoint('index')
       checkpoints = local ? { backend: await store.readCheckpoint('backend'), index } : { ...checkpoints, index }
       verified = notLocal !== undefined ? { skipped: notLocal } : await verification({ fs: c.fs, sums: c.sums, walDir: c.walDir, dir: c.dir, dead: c.dead, store }, c.bytes)
     } finally {
-      await store.close()
+      await close()
     }
   }
   if (notLocal === undefined) return { ...(checkpoints ? { checkpoints } : {}), verified }

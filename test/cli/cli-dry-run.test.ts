@@ -3,11 +3,14 @@
  * without --repair, `memwal status` and `memwal dump` on a directory whose
  * store/ is missing (never made, or lost) create nothing, and fsck and
  * status report the missing store; `fsck --repair` makes it again from the
- * log.
+ * log. On a directory with its store, LevelDB's open (which rewrites its
+ * files) is of a private copy: every file as it was, its mode too.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
+import { MemWAL } from '../../engine/index.js'
+import { tmpDir } from '../support/tmp-dir.js'
 import { copyFixture, fsckReport, oneJson, runCli } from '../support/cli-run.js'
 
 /** Every entry under `root` (itself included) with its size, mtime and mode: what a write would change. */
@@ -68,4 +71,27 @@ t.test('fsck --repair makes the missing store again from the log (exit 1), and i
   const again = await runCli(['fsck', dir, '--json'])
   t.equal(again.code, 0, again.stderr)
   t.match(fsckReport(t, again), { clean: true, findings: [] })
+})
+
+t.test('fsck without --repair and status on a directory with its store leave every file as it was (LevelDB opened from a copy)', async (t) => {
+  // A store memwal wrote (its LevelDB log not yet in a table: the next open of it would write one), and a fixture's (mode 0644).
+  const written = path.join(tmpDir(t), 'data')
+  const db = await MemWAL.open({ dir: written })
+  for (let i = 0; i < 200; i++) await db.put(`k${i}`, { i }, { namespace: 'ns', tags: ['t'] })
+  await db.flush()
+  await db.close()
+  for (const [label, dir] of [['written by memwal', written], ['the clean fixture', copyFixture(t, 'clean')]] as const) {
+    const before = snapshot(dir)
+    const s = await runCli(['status', dir, '--json'])
+    t.equal(s.code, 0, s.stderr)
+    t.match(oneJson(s), { verified: { clean: true } }, `${label}: status verified it`)
+    t.strictSame([...snapshot(dir)], [...before], `${label}: status left every entry as it was, the directory's mtime too`)
+    const r = await runCli(['fsck', dir, '--json'])
+    t.equal(r.code, 0, r.stderr)
+    t.match(fsckReport(t, r), { clean: true })
+    const after = snapshot(dir)
+    before.delete('.')
+    after.delete('.')
+    t.strictSame([...after], [...before], `${label}: fsck left every entry as it was (the directory's mtime aside: the lock)`)
+  }
 })

@@ -8,9 +8,10 @@ import path from 'node:path'
 import t from 'tap'
 import { inspectDataDir, MemWAL, PgBackend } from '../../engine/index.js'
 import { NodeFileSystem, ProcessDirLocker } from '../../engine/testing.js'
+import { LevelStore } from '../../engine/sinks/level-store.js'
 import { tmpDir } from '../support/tmp-dir.js'
 
-/** The real filesystem, counting what status does to the store and the dead letters. */
+/** The real filesystem, counting what status does to the store (a sync: something written) and the dead letters. */
 class CountingFs extends NodeFileSystem {
   storeSyncs = 0
   deadLetterListings = 0
@@ -37,16 +38,24 @@ t.test('status takes no lock, opens the store once, reads the dead letters once'
     locks++
     return acquire.apply(this, args)
   }
+  let opens = 0
+  const open = LevelStore.open.bind(LevelStore)
+  LevelStore.open = (...args: Parameters<typeof open>) => {
+    opens++
+    return open(...args)
+  }
   t.teardown(() => {
     ProcessDirLocker.prototype.acquire = acquire
+    LevelStore.open = open
   })
   const counting = new CountingFs()
   const s = await inspectDataDir(dir, { fs: counting })
   t.match(s.verified, { clean: true }, 'the dry-run check ran')
   t.equal(s.lastLsn, 20)
   t.equal(locks, 0, 'no directory lock taken')
-  // openStore syncs store/ once per open (a new directory's entries made durable).
-  t.equal(counting.storeSyncs, 1, 'the store opened once')
+  t.equal(opens, 1, 'the store opened once')
+  // A look opens a private copy of the store (LevelDB rewrites what it opens): store/ itself is neither written nor synced.
+  t.equal(counting.storeSyncs, 0, 'store/ not synced: nothing was written in it')
   // One listing for the sizes status shows, one for the dead letters themselves.
   t.equal(counting.deadLetterListings, 2, 'the dead letters read once')
 })
