@@ -657,6 +657,12 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         this.emit('dead-letter', { sink: sink.name, lsn: record.lsn, error })
       },
       applyFailed: (sink, failure) => this.metrics?.applyFailed(sink, failure),
+      halted: (sink, error) => {
+        const code = (error as { code?: string })?.code ?? 'SINK_APPLY_FAILED'
+        this.o.logger.error({ sink: sink.name, err: error }, 'sink halted: no more writes are accepted until reopened')
+        this.lifecycle.setReadOnly('halted', `sink ${sink.name} halted (${code}): ${(error as Error)?.message ?? String(error)}`)
+        this.backpressure.wakeAll() // writes waiting for backlog room would wait for ever: each sees the refusal
+      },
       retried: (sink) => this.metrics?.retried(sink),
       sinkHealth: (sink, down, error) => {
         this.o.logger.warn({ sink: sink.name, err: error }, down ? 'sink down' : 'sink recovered')

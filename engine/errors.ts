@@ -37,7 +37,10 @@ export type ErrorCode =
    * revoked): refused at open naming what is missing (details.missing), and the apply's error while open
    * (details.sqlState), transient (it applies again once the schema is restored). Also at the open of a directory that
    * applied records there when the schema or its checkpoint row is gone (details.missing ['schema'] or ['checkpoint row'],
-   * details.writerId, dirId): nothing recreated (sinks/pg/pg-claim.ts). Other TRUNCATEs are not seen: PgBackend.verifyLog.
+   * details.writerId, dirId): nothing recreated (sinks/pg/pg-claim.ts). And, not transient, an apply while open that found
+   * this writer's checkpoint row missing, behind the checkpoint it last wrote, or bound to another directory
+   * (details.expected, found): nothing written, the applier halts (sinks/pg/pg-backend.ts). Other TRUNCATEs are not
+   * seen: PgBackend.verifyLog.
    */
   | 'BACKEND_SCHEMA_DAMAGED'
   | 'VERSION_MISMATCH'

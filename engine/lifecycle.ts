@@ -14,10 +14,12 @@ export type LifecycleState =
 
 /**
  * Why writes are refused while the engine stays open: an operator asked
- * (`setReadOnly`), or the disk is nearly full. The backlog limit is
+ * (`setReadOnly`), the disk is nearly full, or a sink halted (it can take
+ * nothing more from this process: records acknowledged now would never
+ * apply; lifted only by reopening). The backlog limit is
  * backpressure's own (it refuses with ENGINE_BACKLOG_FULL or waits).
  */
-export type ReadOnlyCause = 'forced' | 'disk'
+export type ReadOnlyCause = 'forced' | 'disk' | 'halted'
 
 /** Told after each transition (and each read-only change): the engine works out the `state` event from there. */
 export type LifecycleListener = (cause: string) => void
@@ -42,8 +44,10 @@ export class Lifecycle {
     return this.current.kind === 'closing' || this.current.kind === 'closed'
   }
 
-  /** Why writes are refused although the engine is open (the operator's reason first), or undefined. */
+  /** Why writes are refused although the engine is open (a halted sink first: no operator can lift it; then the operator's reason), or undefined. */
   get readOnlyReason(): string | undefined {
+    const halted = this.readOnlyHolds.get('halted')
+    if (halted !== undefined) return halted
     const forced = this.readOnlyHolds.get('forced')
     if (forced !== undefined) return `read-only by request: ${forced}`
     return this.readOnlyHolds.get('disk')

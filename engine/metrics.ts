@@ -9,7 +9,7 @@ import type { BreakerState } from './resilience/policy.js'
 export type ReadTier = 'overlay' | 'cache' | 'backend'
 
 /** How an apply call failed: the sink's classification, or the engine's own refusals. */
-export type ApplyFailureClass = 'transient' | 'permanent' | 'timeout' | 'breaker-open'
+export type ApplyFailureClass = 'transient' | 'permanent' | 'halt' | 'timeout' | 'breaker-open'
 
 /**
  * memwal's metrics, registered on the registry the user passes (a library
@@ -51,7 +51,7 @@ export class EngineMetrics {
     this.names.push('memwal_ack_seconds')
     this.ackSeconds = new Histogram({ name: 'memwal_ack_seconds', help: 'Time from write call to durable acknowledgement', buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1], registers })
     this.applies = counter('memwal_apply_batches_total', 'Batches applied by sink', ['sink'])
-    this.applyFailures = counter('memwal_apply_failures_total', 'Failed apply calls by sink and class (transient, permanent, timeout, breaker-open)', ['sink', 'class'])
+    this.applyFailures = counter('memwal_apply_failures_total', 'Failed apply calls by sink and class (transient, permanent, halt, timeout, breaker-open)', ['sink', 'class'])
     this.retries = counter('memwal_apply_retries_total', 'Apply attempts made again after a failure, by sink', ['sink'])
     this.breakerTransitions = counter('memwal_breaker_transitions_total', 'Circuit breaker state changes by sink and new state', ['sink', 'to'])
     this.deadLetters = counter('memwal_dead_letters_total', 'Records a sink rejected for good', ['sink'])

@@ -29,7 +29,9 @@ export interface ApplierHost {
   /** The sink went down (breaker opened or failures piled up) or came back. */
   sinkHealth(sink: Sink, down: boolean, error?: unknown): void
   /** An apply call failed (for the metrics): the sink's classification, or a timeout, or the breaker refused it. */
-  applyFailed(sink: Sink, failure: 'transient' | 'permanent' | 'timeout' | 'breaker-open'): void
+  applyFailed(sink: Sink, failure: 'transient' | 'permanent' | 'halt' | 'timeout' | 'breaker-open'): void
+  /** The sink refused to take anything more (its `classify` said `halt`): this applier has stopped for good. */
+  halted(sink: Sink, error: unknown): void
   /** A failed batch is being tried again after its backoff. */
   retried(sink: Sink): void
 }
@@ -50,11 +52,14 @@ export interface ApplierStatus {
  * limit, and read back from the segments at open), and delivers each until the sink takes it: transient failures are retried
  * with capped, fully jittered backoff, for ever (the record is durable); a
  * permanent one is narrowed down to the one poison record, which goes to the
- * dead-letter log. One call at a time: after a timeout the next attempt waits
+ * dead-letter log; one the sink classifies `halt` stops the applier for good
+ * (no retry, no dead letter: the records stay in the log). One call at a time: after a timeout the next attempt waits
  * for the abandoned call to settle, so two applies never overlap.
  */
 export class Applier {
   private stopping = false
+  /** The sink said it can take nothing more (classify: halt): no more applies or probes, down until the engine reopens. */
+  private halted = false
   private paused: { done: Promise<void>; resume: () => void } | undefined
   /** Ceilings set by holdAt: no batch takes a record past the lowest (one per export whose snapshot is being taken). */
   private readonly holds = new Set<{ readonly lsn: number }>()
@@ -176,7 +181,7 @@ export class Applier {
    * whenever it comes, is not counted.
    */
   async probeIfDue(idleMs: number, stop?: AbortSignal): Promise<void> {
-    if (this.stopping || this.paused || this.probeCall || stop?.aborted || this.sink.checkpoint < this.host.ackedLsn()) return
+    if (this.stopping || this.halted || this.paused || this.probeCall || stop?.aborted || this.sink.checkpoint < this.host.ackedLsn()) return
     const idle = this.host.clock.nowMs() - this.lastUsedMs >= idleMs
     const breakerClosed = this.policy.breakerState() === 'closed'
     if (!idle && !this.isDown && breakerClosed) return
@@ -235,6 +240,8 @@ export class Applier {
     const done = new Promise<void>((r) => (resume = r))
     this.paused = { done, resume }
     await new Promise<void>((r) => {
+      // A halted applier's loop has ended, and its last call settled: nothing touches the sink.
+      if (this.halted) return r()
       this.idle = r
       this.notify()
       this.cancelSleep?.()
@@ -271,7 +278,7 @@ export class Applier {
   }
 
   private async run(): Promise<void> {
-    while (!this.stopping) {
+    while (!this.stopping && !this.halted) {
       if (this.paused) {
         await this.inflight // a timed-out call may still be running: nothing may touch the sink until it settles
         this.idle?.()
@@ -289,6 +296,9 @@ export class Applier {
       if (this.stopping) return
       await this.deliver(batch)
     }
+    // Halted while a pause waited for the loop to go idle: it is, for good.
+    this.idle?.()
+    this.idle = undefined
   }
 
   /** Up to the batch limits of consecutive records from `from`, from the pending log (at least one record). */
@@ -335,6 +345,7 @@ export class Applier {
         let err = caught
         const failure = err instanceof BreakerOpenError ? 'breaker-open' : err instanceof SinkTimeoutError ? 'timeout' : this.sink.classify(err)
         this.host.applyFailed(this.sink, failure)
+        if (failure === 'halt') return this.halt(err)
         if (failure === 'permanent' && batch.records.length > 0) {
           try {
             await this.isolate(batch, err)
@@ -397,8 +408,18 @@ export class Applier {
     this.host.advanced(this.sink)
   }
 
+  /** Stops for good: down (a probe or a read that answers does not bring it back), and the engine told why. */
+  private halt(err: unknown): void {
+    this.halted = true
+    this.noteError(err)
+    const wasDown = this.isDown
+    this.down = true
+    if (!wasDown) this.host.sinkHealth(this.sink, true, err)
+    this.host.halted(this.sink, err)
+  }
+
   private recovered(): void {
-    if (!this.down) return
+    if (!this.down || this.halted) return
     this.down = false
     if (!this.unreadable) this.host.sinkHealth(this.sink, false)
   }

@@ -23,7 +23,12 @@ export interface ApplyBatch {
   readonly upToLsn: number
 }
 
-export type FailureClass = 'transient' | 'permanent'
+/**
+ * `transient`: may pass when retried. `permanent`: this record will never apply (it goes to the dead-letter log).
+ * `halt`: the sink can take nothing more from this process, whatever the record (PgBackend: its checkpoint row is
+ * not the one it last wrote): the applier stops, and the engine refuses writes until it is reopened.
+ */
+export type FailureClass = 'transient' | 'permanent' | 'halt'
 
 /**
  * The contract every replica implements (abstract-level's pattern: the public
@@ -36,7 +41,7 @@ export type FailureClass = 'transient' | 'permanent'
  *   trusts only `durableCheckpoint`: the checkpoint once that step is known to
  *   survive power loss (at once for a sink whose step is synced before it
  *   resolves; after the store's next sync for LevelDB's group-synced applies).
- * - `classify` says whether a failure may succeed if retried.
+ * - `classify` says whether a failure may succeed if retried, or the sink must stop taking applies (`halt`).
  */
 export abstract class Sink {
   abstract readonly name: string

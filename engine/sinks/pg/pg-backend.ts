@@ -115,6 +115,11 @@ export class PgBackend extends BackendSink {
   private dir: DataDirBinding | undefined
   /** PostgreSQL text holds no NUL. */
   override readonly keysMayHoldNul = false
+  /**
+   * The checkpoint this process last knew its row to hold (read at open, then each apply's answer): an apply finding the
+   * row missing or behind it finds PostgreSQL lost what this writer applied, and halts (applySql, checkpointLost).
+   */
+  private written = 0
 
   constructor(options: PgBackendOptions) {
     super()
@@ -146,7 +151,8 @@ export class PgBackend extends BackendSink {
       if (this.dir !== undefined) await requireAppliedSchema(claim, this.dir)
       await migrate(this.conn, this.t, this.c)
       await requireTables(this.conn, this.t, this.schema)
-      return this.dir === undefined ? await this.checkpointRow() : await claimWriter(claim, this.dir)
+      this.written = this.dir === undefined ? await this.checkpointRow() : await claimWriter(claim, this.dir)
+      return this.written
     } catch (cause) {
       await this.conn.end()
       throw this.unavailable(cause)
@@ -214,20 +220,33 @@ export class PgBackend extends BackendSink {
    * destroys the connection, so the call settles at once; the server rolls
    * the statement back unless it had committed, and either way a retry
    * converges to the same rows.
+   *
+   * The statement writes only while this writer's checkpoint row is the one
+   * it last wrote, or later (its reply lost: a re-sent batch changes nothing),
+   * and bound to this data directory. A row missing or behind it means
+   * PostgreSQL lost what this writer applied (the schema dropped and made
+   * again by another directory, the row deleted, an older backup restored):
+   * applying on would leave that loss unreported and let retention purge the
+   * log that still holds it. Nothing is written; BACKEND_SCHEMA_DAMAGED, not
+   * transient, which classify calls `halt`.
    */
   protected async _apply(records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal): Promise<void> {
     const { versions, legacy } = latestPerKey(records)
     // Each put's value packed once: the upsert's rows and the feed's rows carry the same bytes.
     const pack = valuePacker(this.packr)
-    const args = [...columnArgs(columnsOf(versions, pack)), this.writerId, checkpoint, ...changeArgs(records, pack), this.c.changeHistoryRecords]
+    const args = [...columnArgs(columnsOf(versions, pack)), this.writerId, checkpoint, ...changeArgs(records, pack), this.c.changeHistoryRecords, this.written, this.dir?.dirId ?? null]
     const r = await this.conn.withClient(signal, async (c) => {
-      if (legacy.length === 0) return c.query<{ checkpoint: string }>(this.t.applySql, args)
+      // An apply only updates the row. claimWriter made it at open; a backend opened on its own makes it before its first
+      // apply (not at open: a backend opened only to read or set up leaves no row, hence no writer in the change feed).
+      if (this.dir === undefined && this.written === 0) await c.query(`INSERT INTO ${this.t.checkpoints} (writer, lsn) VALUES ($1, 0) ON CONFLICT (writer) DO NOTHING`, [this.writerId])
+      if (legacy.length === 0) return c.query<{ checkpoint: string | null }>(this.t.applySql, args)
       // Version-1 deletes (no namespace): the key in every namespace, before the rest, in one transaction.
       try {
         await c.query('BEGIN')
         for (const d of legacy) await c.query(this.t.legacyDeleteSql, [d.key, d.hlc, this.writerId, d.lsn])
-        const out = await c.query<{ checkpoint: string }>(this.t.applySql, args)
-        await c.query('COMMIT')
+        const out = await c.query<{ checkpoint: string | null }>(this.t.applySql, args)
+        // The checkpoint row refused the apply: the deletes go with it.
+        await c.query(out.rows[0]?.checkpoint == null ? 'ROLLBACK' : 'COMMIT')
         return out
       } catch (err) {
         await c.query('ROLLBACK').catch(() => undefined)
@@ -236,7 +255,10 @@ export class PgBackend extends BackendSink {
     }).catch((err: unknown) => {
       throw this.schemaDamaged(err) ?? err
     })
-    const stored = toInt(r.rows[0]?.checkpoint ?? 0)
+    const answer = r.rows[0]?.checkpoint
+    if (answer == null) throw await this.checkpointLost()
+    const stored = toInt(answer)
+    this.written = Math.max(this.written, stored)
     if (stored > checkpoint) {
       this.c.logger.warn({ writer: this.writerId, stored, checkpoint }, 'the stored checkpoint is ahead of this apply: is another process using the same writer id?')
     }
@@ -258,8 +280,9 @@ export class PgBackend extends BackendSink {
     }
   }
 
-  /** Data errors (SQLSTATE classes 21, 22, 23, 54) are permanent; everything else may pass on a retry. */
+  /** Data errors (SQLSTATE classes 21, 22, 23, 54) are permanent; a lost checkpoint row halts; everything else may pass on a retry. */
   override classify(err: unknown): FailureClass {
+    if (err instanceof MemwalError && err.code === 'BACKEND_SCHEMA_DAMAGED' && !err.transient) return 'halt'
     if (super.classify(err) === 'permanent') return 'permanent'
     const code = sqlState(err)
     return code !== undefined && PERMANENT_SQLSTATE_CLASSES.has(code.slice(0, 2)) ? 'permanent' : 'transient'
@@ -418,6 +441,22 @@ export class PgBackend extends BackendSink {
   private async checkpointRow(conn = this.conn): Promise<number> {
     const r = await conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
     return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+  }
+
+  /**
+   * BACKEND_SCHEMA_DAMAGED, not transient: the apply found this writer's checkpoint row missing, behind the checkpoint
+   * this process last wrote, or bound to another directory. Names what it expected and what it found (read again,
+   * best effort: the row as it is now).
+   */
+  private async checkpointLost(): Promise<MemwalError> {
+    const found = await this.conn.query<{ lsn: string; dir_id: string | null }>(`SELECT lsn, dir_id FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId]).then((r) => r.rows[0], () => undefined)
+    const expected = this.written
+    const dirId = this.dir?.dirId ?? null
+    const now = found === undefined ? 'no checkpoint row for it' : `its checkpoint row at LSN ${toInt(found.lsn)}${dirId !== null && found.dir_id !== dirId ? `, bound to data directory ${String(found.dir_id)}` : ''}`
+    return new MemwalError('BACKEND_SCHEMA_DAMAGED', `PostgreSQL schema ${this.schema} lost what writerId ${JSON.stringify(this.writerId)} applied: it last wrote its checkpoint at LSN ${expected}${dirId !== null ? ` (data directory ${dirId})` : ''}, and the schema holds ${now} (the schema or the row dropped and made again, or restored from an older backup). Nothing was applied, and this writer applies nothing more (its log keeps the records): close it, restore the schema from a backup holding its row, and reopen (the log re-applies what it holds after the restored checkpoint)`, {
+      transient: false,
+      details: { schema: this.schema, writerId: this.writerId, dirId, expected, found: found === undefined ? null : toInt(found.lsn), foundDirId: found?.dir_id ?? null, missing: ['checkpoint row'] },
+    })
   }
 
   /** An apply's error that says the schema lost a table, the schema itself or its privileges, as BACKEND_SCHEMA_DAMAGED; else undefined. */

@@ -260,11 +260,12 @@ const MIGRATIONS: readonly { readonly version: number; statements(t: Tables): st
   },
 ]
 
-/** The input arrays, one row per identity ($1..$10), this writer ($11). */
-const INPUT = `SELECT u.namespace, u.key, u.value,
+/** The input arrays, one row per identity ($1..$10), this writer ($11); `only`: a WHERE that holds them back. */
+const INPUT = (only: string): string => `SELECT u.namespace, u.key, u.value,
     CASE WHEN u.tags IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text(u.tags::json)) END AS tags,
     u.hlc, $11::text AS writer, u.lsn, u.deleted, u.created / 1000 AS created_at, u.hlc / 1000 AS updated_at, u.expires_at
   FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], $7::bool[], $8::int8[], $9::bool[], $10::int8[]) AS u(namespace, key, value, tags, hlc, lsn, deleted, expires_at, fresh, created)
+  ${only}
   ORDER BY u.namespace, u.key`
 
 /**
@@ -283,11 +284,12 @@ const SET_ALL = `SET value = EXCLUDED.value, tags = EXCLUDED.tags, hlc = EXCLUDE
  * operation, this writer $11). A replayed or re-sent batch finds its rows
  * there already: DO NOTHING, so each (writer, lsn, seq) is there once.
  */
-const CHANGES_INSERT = (changes: string): string => `INSERT INTO ${changes} (writer, lsn, seq, last, namespace, key, deleted, value, tags, hlc, expires_at)
+const CHANGES_INSERT = (changes: string, only: string): string => `INSERT INTO ${changes} (writer, lsn, seq, last, namespace, key, deleted, value, tags, hlc, expires_at)
   SELECT $11::text, u.lsn, u.seq, u.last, u.namespace, u.key, u.deleted, u.value,
     CASE WHEN u.tags IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text(u.tags::json)) END, u.hlc, u.expires_at
   FROM unnest($13::int8[], $14::int4[], $15::bool[], $16::text[], $17::text[], $18::bool[], $19::bytea[], $20::text[], $21::int8[], $22::int8[])
     AS u(lsn, seq, last, namespace, key, deleted, value, tags, hlc, expires_at)
+  ${only}
   ON CONFLICT (writer, lsn, seq) DO NOTHING`
 
 const COLUMNS = '(namespace, key, value, tags, hlc, writer, lsn, deleted, created_at, updated_at, expires_at)'
@@ -298,8 +300,8 @@ export function tables(schema: string): Tables {
   const entries = `${s}.entries`
   const checkpoints = `${s}.checkpoints`
   const changes = `${s}.changes`
-  const upsert = (op: '>' | '>='): string =>
-    `INSERT INTO ${entries} AS e ${COLUMNS} ${INPUT}
+  const upsert = (op: '>' | '>=', only = ''): string =>
+    `INSERT INTO ${entries} AS e ${COLUMNS} ${INPUT(only)}
     ON CONFLICT (namespace, key) DO UPDATE ${SET_ALL}
     WHERE (EXCLUDED.hlc, EXCLUDED.writer, EXCLUDED.lsn) ${op} (e.hlc, e.writer, e.lsn)`
   const tagsOf = (n: number): string => `CASE WHEN $${n}::text IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text($${n}::json)) END`
@@ -310,11 +312,15 @@ export function tables(schema: string): Tables {
     checkpoints,
     changes,
     version: `${s}.schema_version`,
-    applySql: `WITH up AS (${upsert('>')} RETURNING 1),
-      ch AS (${CHANGES_INSERT(changes)}),
-      pr AS (DELETE FROM ${changes} WHERE writer = $11 AND lsn <= $12::int8 - $23::int8),
-      cp AS (INSERT INTO ${checkpoints} AS c (writer, lsn, changes_from) VALUES ($11, $12, GREATEST(0, $12::int8 - $23::int8 + 1))
-        ON CONFLICT (writer) DO UPDATE SET lsn = GREATEST(c.lsn, EXCLUDED.lsn), changes_from = GREATEST(c.changes_from, EXCLUDED.changes_from) RETURNING c.lsn)
+    // This writer's checkpoint row is updated first, and only where it is the row this process last wrote or one after it
+    // (a statement that committed while its reply was lost): at or past $24, bound to data directory $25 (NULL: a backend
+    // opened without one). The data, the feed and its pruning read cp's row, so a row missing or set back (the schema
+    // recreated, the row deleted or restored from an older backup) writes nothing and answers checkpoint NULL.
+    applySql: `WITH cp AS (UPDATE ${checkpoints} AS c SET lsn = GREATEST(c.lsn, $12::int8), changes_from = GREATEST(c.changes_from, $12::int8 - $23::int8 + 1)
+        WHERE c.writer = $11 AND c.lsn >= $24::int8 AND ($25::text IS NULL OR c.dir_id = $25::text) RETURNING c.lsn),
+      up AS (${upsert('>', 'WHERE EXISTS (SELECT 1 FROM cp)')} RETURNING 1),
+      ch AS (${CHANGES_INSERT(changes, 'WHERE EXISTS (SELECT 1 FROM cp)')}),
+      pr AS (DELETE FROM ${changes} WHERE EXISTS (SELECT 1 FROM cp) AND writer = $11 AND lsn <= $12::int8 - $23::int8)
       SELECT (SELECT lsn FROM cp) AS checkpoint, (SELECT count(*) FROM up) AS applied`,
     // This writer's row, bound to data directory $2 unless bound to another already, or unbound (schema 5) with a checkpoint
     // that a directory holding no records ($3 false) cannot have written: then it returns no row, and writes nothing.
