@@ -1,3 +1,4 @@
+import { assert } from '../assert.js'
 import type { Checksums } from '../format/checksum.js'
 import type { RecordType } from '../format/format.js'
 import { DEFAULT_NAMESPACE, identityOf, splitIdentity } from '../format/identity.js'
@@ -68,10 +69,24 @@ export class LatestVersions {
   private last = 0
   private readonly gaps: LsnRange[] = []
 
+  /**
+   * `keepThroughLsn`: versions above it are not kept (their frames only move
+   * `lastLsn` and the gaps): `get` and `entries` then answer each identity's
+   * latest version at or below it. A closed directory's check passes its
+   * sinks' highest checkpoint: no sink holds anything above it, so a version
+   * there is compared with nothing, and a key whose later versions no sink
+   * applied yet is compared at the version the sinks must hold. After a
+   * crash that is most of the log (the whole backlog of a store whose sinks
+   * were down): its frames are verified by the scan and not decoded again.
+   * A running engine's verify keeps every version (its sinks move meanwhile).
+   */
   constructor(
     private readonly sums: Checksums,
     private readonly hashThroughLsn: number,
-  ) {}
+    private readonly keepThroughLsn = Number.MAX_SAFE_INTEGER,
+  ) {
+    assert(keepThroughLsn >= hashThroughLsn, 'the versions hashed are kept')
+  }
 
   /**
    * A frame that verified, in the log's order. A frame at or below the last
@@ -82,6 +97,7 @@ export class LatestVersions {
     if (lsn <= this.last) return
     if (this.last !== 0 && lsn > this.last + 1) this.gaps.push([this.last + 1, lsn - 1])
     this.last = lsn
+    if (lsn > this.keepThroughLsn) return
     const r = this.codec.decodeLabels(type, payload)
     const updatedAt = hlcMs(r.hlc ?? 0)
     for (const op of opsOf(r)) {

@@ -13,7 +13,7 @@ import { carryOut } from '../log/recovery/repair-executor.js'
 import { resumeRepair } from '../log/recovery/repair-intent.js'
 import { IndexSink } from '../sinks/index-sink.js'
 import { LevelBackend } from '../sinks/level-backend.js'
-import type { LevelStore } from '../sinks/level-store.js'
+import { LAYOUT, type LevelStore } from '../sinks/level-store.js'
 import { openStore, openStoreView, STORE_DIR, storeExists } from '../sinks/store-dir.js'
 import { createChecksums, type Checksums } from '../format/checksum.js'
 import { migrateLayout, type MigrationLog } from '../sinks/level-layout.js'
@@ -84,7 +84,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     store = await openStore(fs, dir)
     const backendLsn = await store.readCheckpoint('backend')
     // With a replay to come, the sinks are compared with a later scan: this one builds no latest versions.
-    const first = o.replay ? undefined : new LatestVersions(sums, backendLsn)
+    const first = o.replay ? undefined : new LatestVersions(sums, backendLsn, await highestCheckpoint(store))
     let scan = await scanWithProgress(src, o.onProgress, first, await heldFromLsn(store))
     // The dry run reports exactly what --repair does: the same plan, made from the same scan.
     const { plan, actions } = repairPlan(scan)
@@ -105,7 +105,7 @@ export async function fsck(o: FsckOptions): Promise<VerifyReport> {
     let latest = first
     if (repairing || latest === undefined) {
       // The log was cut or the backend replayed into since the scan: the sinks are compared with a scan taken now.
-      latest = new LatestVersions(sums, await store.readCheckpoint('backend'))
+      latest = new LatestVersions(sums, await store.readCheckpoint('backend'), await highestCheckpoint(store))
       const rescan = await scanWholeLog(src, undefined, latest, await heldFromLsn(store))
       // The report counts the log as it was found, unless the replay's open changed it (its recovery).
       if (o.replay) scan = rescan
@@ -145,7 +145,7 @@ export async function checkClosedDir(c: ClosedDirCheck): Promise<VerifyReport> {
   const { store } = c
   // No store: its sinks have applied nothing, so the whole log is theirs to hold, as the open that makes the store replays it.
   const backendLsn = store ? await store.readCheckpoint('backend') : 0
-  const latest = new LatestVersions(c.sums, backendLsn)
+  const latest = new LatestVersions(c.sums, backendLsn, store ? await highestCheckpoint(store) : 0)
   const scan = await scanWithProgress(c, c.onProgress, latest, store ? await heldFromLsn(store) : 1)
   const logFound = withPlans(scan, backendLsn, repairPlan(scan).actions, false)
   if (store) return checkSinksAndReport({ ...c, store, repair: false }, scan, latest, logFound)
@@ -220,6 +220,18 @@ function withPlan(f: Finding, a: LogRepairAction | undefined, backendLsn: number
   const action = !done || a.action === 'none' ? 'none' : a.action === 'gap-declared' || a.action === 'rewritten' ? 'repaired' : a.action
   const { lsnFirst: _f, lsnLast: _l, alreadyApplied: _a, ...rest } = f
   return { ...rest, ...(a.lsnFirst !== undefined ? lost : f.lsnFirst !== undefined ? { lsnFirst: f.lsnFirst, ...(f.lsnLast !== undefined ? { lsnLast: f.lsnLast } : {}) } : {}), ...(applied !== undefined ? { alreadyApplied: applied } : {}), detail: `${f.detail}; ${done ? 'repair' : '--repair'}: ${a.detail}${resurrect}`, action }
+}
+
+/**
+ * The highest checkpoint of a closed directory's sinks: no sink holds a
+ * version above it (LatestVersions' keepThroughLsn). Unbounded for a store
+ * of an earlier layout, whose migration (after the scan) moves the
+ * checkpoints it is compared at.
+ */
+async function highestCheckpoint(store: LevelStore): Promise<number> {
+  const layout = await store.layout()
+  if (layout !== 0 && layout !== LAYOUT) return Number.MAX_SAFE_INTEGER
+  return Math.max(await store.readCheckpoint('backend'), await store.readCheckpoint('index'))
 }
 
 /** The first LSN a sink of `store` has not applied: the log must hold it (ScanOptions.heldFromLsn). */

@@ -12,7 +12,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { Packr } from 'msgpackr'
 import t from 'tap'
-import { fsck, MemWAL, type FileSystem } from '../../engine/index.js'
+import { fsck, MemWAL, type FileSystem, type Sink } from '../../engine/index.js'
 import { encodeVersion1, NodeFileSystem, RecordCodec, RecordType, type Op, type PutOp, type WalRecord } from '../../engine/testing.js'
 import { createChecksums } from '../../engine/format/checksum.js'
 import { LegacyDeleteResolver } from '../../engine/format/record-codec.js'
@@ -169,4 +169,49 @@ t.test('duplicate LSNs are skipped and missing ones are lost ranges, as the read
   t.match(latest.get(identityOf('x', 'a')), { lsn: 4 })
   t.strictSame(latest.lost(8), [[5, 7]])
   t.strictSame(latest.lost(10), [[5, 7], [9, 10]], 'and past the last record, up to the checkpoint')
+})
+
+t.test('versions above every sink\'s checkpoint are not kept: a key is compared at the version its sinks must hold', async (t) => {
+  const { dir, versions } = await closedDir(t, 600)
+  // New versions of keys 0-299 acknowledged while the sinks are down (their applies fail), then a close: unapplied in the log.
+  const down = <S extends Sink>(sink: S): S => {
+    if (sink.durable) sink.apply = () => Promise.reject(new Error('down (test outage)'))
+    return sink
+  }
+  const e = await MemWAL.open({ dir, segmentBytes: 64 * 1024, wrapSink: down, closeGraceMs: 100 })
+  const newer = new Map<string, number>()
+  for (let i = 0; i < 300; i += 100) {
+    const lsns = await Promise.all(Array.from({ length: 100 }, (_, j) => e.put(keyOf(i + j), { ...valueOf(i + j), newer: true }, { namespace: 'notes' })))
+    lsns.forEach((r, j) => newer.set(keyOf(i + j), r.lsn))
+  }
+  await e.close()
+  t.equal((await fsck({ dir, repair: false })).clean, true, 'clean: the sinks hold every version their checkpoints cover')
+  // The applied version of a key whose newer version is in the backlog, stored wrong: before, such a key was skipped as "in flux".
+  const key = keyOf(123)
+  await tamperValue(dir, key, { i: 123, text: 'b'.repeat(200) })
+  const r = await fsck({ dir, repair: false })
+  t.strictSame(r.counts, { 'backend-stale': 1 }, 'found')
+  t.match(r.findings, [{ kind: 'backend-stale', namespace: 'notes', key, lsnFirst: versions.get(key) }], 'at the version the backend must hold')
+  const fixed = await fsck({ dir, repair: true })
+  t.ok(fixed.findings.every((f) => f.repaired), 'repaired')
+  t.equal((await fsck({ dir, repair: false })).clean, true, 'clean after')
+  const back = await MemWAL.open({ dir })
+  t.teardown(() => back.close())
+  await back.flush()
+  const entry = await back.getEntry(key, { namespace: 'notes' })
+  t.strictSame(entry?.value, { ...valueOf(123), newer: true }, 'the backlog\'s newer version applied over the repaired row')
+  t.equal(entry?.version, newer.get(key))
+})
+
+t.test('frames above keepThroughLsn move the last LSN and the gaps, and are not decoded', async (t) => {
+  const latest = new LatestVersions(await createChecksums(), 2, 3)
+  const codec = new RecordCodec()
+  latest.addFrame(2, ...frameOf(codec, { type: RecordType.PUT, op: { type: 'put', key: 'a', value: 1, namespace: 'x' } }))
+  latest.addFrame(3, ...frameOf(codec, { type: RecordType.PUT, op: { type: 'put', key: 'a', value: 2, namespace: 'x' } }))
+  // Not a record at all: decoding it would throw. Above the bound it is only counted.
+  latest.addFrame(4, RecordType.PUT, new Uint8Array([0xc1, 0xc1, 0xc1]))
+  latest.addFrame(7, RecordType.PUT, new Uint8Array([0xc1]))
+  t.equal(latest.lastLsn, 7)
+  t.match(latest.get(identityOf('x', 'a')), { lsn: 3, type: 'put', valueHash: undefined }, 'the latest version at or below the bound; hashed only at or below hashThroughLsn')
+  t.strictSame(latest.lost(7), [[5, 6]], 'a gap above the bound is still a lost range')
 })
