@@ -16,6 +16,7 @@ import { exportStore, importStore } from './commands/export.js'
 import { fsck } from './commands/fsck.js'
 import { replay } from './commands/replay.js'
 import { status } from './commands/status.js'
+import { removingViewsOnSignal } from './view-cleanup.js'
 
 /**
  * The `memwal` command. Every command takes --json (one JSON document on
@@ -69,7 +70,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--repair', 'repair: keep every verified frame and drop only damage (evidence to quarantine/), replay, re-apply, rebuild the index')
     .option('--ack-gaps', 'acknowledge the gaps memwal declared (LSNs it dropped): they are no longer reported')
     .option('--json', 'one JSON document on stdout')
-    .action((dir: string, o: { json?: boolean; repair?: boolean; ackGaps?: boolean }) => run('fsck', o.json === true, () => fsck(dir, { repair: o.repair === true, ackGaps: o.ackGaps === true }, createOutput(o.json === true))))
+    .action((dir: string, o: { json?: boolean; repair?: boolean; ackGaps?: boolean }) => run('fsck', o.json === true, () => removingViewsOnSignal('fsck', () => fsck(dir, { repair: o.repair === true, ackGaps: o.ackGaps === true }, createOutput(o.json === true)))))
 
   program
     .command('dump <dir>')
@@ -90,7 +91,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'one JSON document on stdout'))
     .action((dir: string, o: { json?: boolean } & PgFlags) => {
       const { json, ...flags } = o
-      return run('status', json === true, () => status(dir, flags, createOutput(json === true)))
+      return run('status', json === true, () => removingViewsOnSignal('status', () => status(dir, flags, createOutput(json === true))))
     })
 
   pgOptions(program

@@ -43,6 +43,12 @@ export type ErrorCode =
    * seen: PgBackend.verifyLog.
    */
   | 'BACKEND_SCHEMA_DAMAGED'
+  /**
+   * The LevelDB store kept changing under the private copy status and a dry-run fsck read it from
+   * (sinks/store-view.ts): each copy raced a live engine's compaction. Transient, not damage: run again when it is idle.
+   * details.dir, details.attempts.
+   */
+  | 'STORE_CHANGING'
   | 'VERSION_MISMATCH'
   | 'DIR_NOT_FOUND'
   | 'DIR_NOT_MEMWAL'

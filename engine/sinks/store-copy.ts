@@ -2,6 +2,7 @@ import { posix as path } from 'node:path'
 import { MemwalError } from '../errors.js'
 import { copyFileData, makeDirDurable, removeTree } from '../io/file-ops.js'
 import { errnoCode, type FileSystem } from '../io/fs.js'
+import { COPY_ATTEMPTS_MAX, raceWithCompaction } from './copy-race.js'
 import type { LevelStore } from './level-store.js'
 import { openStore, STORE_DIR } from './store-dir.js'
 
@@ -54,7 +55,7 @@ export interface StoreCopy {
 }
 
 /** Copies by files before falling back to entries: each attempt that races with a compaction or a log switch is made again. */
-export const COPY_ATTEMPTS_MAX = 4
+export { COPY_ATTEMPTS_MAX }
 /** Tables copied at once (each its own copy and fdatasync). */
 const TABLE_COPIES_IN_FLIGHT = 4
 /** Store entries per batch written into the copy when copying entry by entry: bounds the memory of one step. */
@@ -153,10 +154,8 @@ async function copyUnlessGone(fs: FileSystem, from: string, to: string, stable: 
 /**
  * Step 5: whether LevelDB opens the copy (it replays the logs, refuses a table
  * its MANIFEST names and the copy lacks). Only what a race with a compaction
- * makes (LevelDB's Corruption, "missing files" among them, or a file not
- * found) is a copy to make again; an error of the disk the copy is on
- * (ENOSPC, EIO: an errno, or LevelDB's IO error saying anything else) is
- * reported as it is rather than taken for a race and met four times more.
+ * makes (copy-race.ts) is a copy to make again; an error of the disk the copy
+ * is on is reported as it is rather than taken for a race and met four times more.
  */
 async function opens(fs: FileSystem, dataDir: string): Promise<boolean> {
   let copy: LevelStore
@@ -168,17 +167,6 @@ async function opens(fs: FileSystem, dataDir: string): Promise<boolean> {
   }
   await copy.close()
   return true
-}
-
-/** An error from opening a copy (its cause chain) that a compaction under the copy explains. */
-function raceWithCompaction(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = errnoCode(e)
-    if (code === 'LEVEL_CORRUPTION') return true
-    if (code === 'LEVEL_IO_ERROR') return /No such file|not found/i.test(String((e as { message?: unknown }).message))
-    if (code !== undefined && /^E[A-Z0-9]+$/.test(code)) return false
-  }
-  return false
 }
 
 /** The fallback: every entry through one iterator (a snapshot as of its creation) into a new database, in batches. */

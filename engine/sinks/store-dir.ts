@@ -1,10 +1,8 @@
-import os from 'node:os'
 import { posix as path } from 'node:path'
-import { MemwalError, osError } from '../errors.js'
+import { MemwalError } from '../errors.js'
 import { makeDirDurable } from '../io/file-ops.js'
 import type { FileSystem } from '../io/fs.js'
 import { tightenModes } from '../io/modes.js'
-import { privateCopy } from '../io/private-copy.js'
 import { LevelStore, type GroupSyncOptions, type LevelDatabase } from './level-store.js'
 
 /** The LevelDB store's folder inside a data directory. */
@@ -40,53 +38,6 @@ export async function openStore(fs: FileSystem, dataDir: string, level?: LevelDa
   return store
 }
 
-/** A store opened to be read only, and what closes it. */
-export interface StoreView {
-  readonly store: LevelStore
-  close(): Promise<void>
-}
-
-/**
- * Opens data directory `dataDir`'s store for the tools that write nothing (a
- * dry-run fsck, status), leaving its files as they are. LevelDB has no
- * read-only open: its open writes its log into a table, a new MANIFEST and
- * LOG, deletes what they replace, and LevelStore's close writes a synced
- * record; openStore then makes the files 0600. So the store is opened from
- * a private copy under `tmpRoot` (the system's temp directory by default; io/private-copy.ts): its tables (written
- * whole, never changed after, only deleted) hard-linked, so that the copy
- * costs no more than the MANIFEST and the logs (a few MB) on the same
- * filesystem; LOCK and LevelDB's info logs left out. Closing removes the
- * copy. A headless store is refused first, as openStore does.
- */
-export async function openStoreView(fs: FileSystem, dataDir: string, tmpRoot: string = os.tmpdir()): Promise<StoreView> {
-  const dir = path.join(dataDir, STORE_DIR)
-  await refuseHeadless(fs, dir)
-  // A store/ that cannot be listed (a file there, no access) is named as LevelDB's open would be.
-  const copy = await privateCopy(dir, { tmpRoot, link: (name) => TABLE_FILE.test(name), skip: (name) => name === 'LOCK' || name === 'LOG' || name === 'LOG.old' }).catch((err: unknown) => {
-    throw osError(err, `open the LevelDB store at ${dir}`, dir)
-  })
-  let store: LevelStore
-  try {
-    store = await LevelStore.open(copy.dir)
-  } catch (err) {
-    await copy.remove()
-    throw err
-  }
-  return {
-    store,
-    close: async () => {
-      try {
-        await store.close()
-      } finally {
-        await copy.remove()
-      }
-    },
-  }
-}
-
-/** LevelDB's tables: written whole once, never changed in place. */
-const TABLE_FILE = /^\d+\.(ldb|sst)$/
-
 /**
  * Whether data directory `dataDir` has a store to open: `store/` holding
  * LevelDB's `CURRENT` or a data file (a headless store is there, and
@@ -117,7 +68,7 @@ const DATA_FILE = /^\d+\.(ldb|sst|log)$/
  * create that was interrupted (LevelDB writes MANIFEST-000001, then CURRENT),
  * which opening again finishes.
  */
-async function refuseHeadless(fs: FileSystem, dir: string): Promise<void> {
+export async function refuseHeadless(fs: FileSystem, dir: string): Promise<void> {
   // Unreadable (a file where store/ should be, no access): LevelDB's open says so, as IO_ERROR naming the store.
   const names = await fs.readdir(dir).catch(() => undefined)
   if (names === undefined || names.includes('CURRENT')) return

@@ -10,20 +10,14 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { MemWAL } from '../../engine/index.js'
 import { spawnChild, type Child } from '../support/child-process.js'
 import { CLI_ENTRY, runCli } from '../support/cli-run.js'
+import { fortyMbStore } from '../support/big-store.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { waitFor } from '../support/wait-for.js'
 
-/** 20,000 entries of 2 kB: an export of 40 MB, long enough to be caught while its partial file is there. */
-async function bigStore(t: Parameters<typeof tmpDir>[0]): Promise<string> {
-  const dir = path.join(tmpDir(t, 'memwal-export-kill9-'), 'data')
-  const db = await MemWAL.open({ dir })
-  const value = 'v'.repeat(2000)
-  for (let b = 0; b < 40; b++) await db.batch(Array.from({ length: 500 }, (_, i) => ({ type: 'put' as const, key: `k${b}-${i}`, value })))
-  await db.close()
-  return dir
+function bigStore(t: Parameters<typeof tmpDir>[0]): Promise<string> {
+  return fortyMbStore(t, 'memwal-export-kill9-')
 }
 
 function partials(dir: string): string[] {

@@ -53,13 +53,15 @@ export interface SpawnOptions {
   readonly keepLines?: boolean
   /** Give the child a stdin pipe (default: stdin ignored). */
   readonly stdin?: boolean
+  /** Variables added to the child's environment (childEnv's). */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 /** Runs `node --import tsx <file> <args...>` from the repository's root. */
 export function spawnChild(file: string, args: readonly string[], options: SpawnOptions = {}): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
     cwd: REPO_DIR,
-    env: childEnv(),
+    env: childEnv(options.env),
     stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   const pid = proc.pid
