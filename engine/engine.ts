@@ -95,6 +95,8 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
   private readonly disk: DiskWatch
   /** Log payload bytes acknowledged since open: the disk watch's write rate. */
   private writtenBytes = 0
+  /** The first sink that halted, and why: until reopened, what needs that sink to take more is refused (haltedRefusal). */
+  private halt: { readonly sink: string; readonly error: unknown } | undefined
   /** The state last announced by a `state` event. */
   private announced: ServiceStatus = { state: 'open', level: 'full' }
 
@@ -435,10 +437,14 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
    * keys are re-applied from the log, the index is rebuilt from the backend
    * and stale cache entries are dropped (the appliers pause meanwhile). Damage
    * in the log itself is reported; repairing it takes `memwal fsck --repair`
-   * on a closed directory.
+   * on a closed directory. After a sink halted, a repair is SINK_HALTED (it
+   * would write past the halt); without repair the report names the halted
+   * sink (`sink-halted`).
    */
   async verify(options: { readonly repair?: boolean } = {}): Promise<VerifyReport> {
     this.lifecycle.assertReadable()
+    // A repair would write into a sink past its halt (into a PostgreSQL schema made again under this writer, say).
+    if (options.repair === true && this.halt) throw this.haltedRefusal('verify with repair writes into the sinks')
     // Retention must not delete a segment under the scan: no purge starts meanwhile, and one in progress is waited for.
     return this.retention.holding(() => {
       const wal = this.wal
@@ -446,6 +452,7 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         fs: this.o.fs, sums: this.sums, walDir: path.join(this.dirPath, 'wal'),
         backend: this.backend, index: this.index, cache: this.cache, repair: options.repair === true, clock: this.o.clock,
         notices: gapNotices(openGaps(this.gapFile)),
+        halted: this.halt ? [{ kind: 'sink-halted', sink: this.halt.sink, lsnFirst: (this.sinks.find((s) => s.name === this.halt?.sink)?.checkpoint ?? 0) + 1, detail: `halted: ${this.haltReason()}; it applies nothing more until the engine is reopened`, action: 'none' }] : [],
         dataDir: this.dirPath,
         live: {
           activeSegment: wal.activeSegment,
@@ -466,9 +473,14 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
 
   // ---- flush, health, close ----
 
-  /** Resolves when every sink has applied everything acknowledged before the call. */
+  /**
+   * Resolves when every sink has applied everything acknowledged before the call. SINK_HALTED once a sink halted
+   * (waiting then, or called after): it would never apply more until the engine is reopened.
+   */
   async flush(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     this.lifecycle.assertReadable()
+    // The halted sink's checkpoint never moves again in this process: waiting would be for ever.
+    if (this.halt) throw this.haltedRefusal('flush cannot complete')
     const target = this.wal.lastLsn
     if (this.minCheckpoint() >= target) {
       // A sink's checkpoint moves a few promise hops before its applier reports it (advanced): trim now, so the backlog reads empty.
@@ -658,10 +670,12 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
       },
       applyFailed: (sink, failure) => this.metrics?.applyFailed(sink, failure),
       halted: (sink, error) => {
-        const code = (error as { code?: string })?.code ?? 'SINK_APPLY_FAILED'
+        if (this.halt) return // the first halt is the one named; the engine is read-only already
+        this.halt = { sink: sink.name, error }
         this.o.logger.error({ sink: sink.name, err: error }, 'sink halted: no more writes are accepted until reopened')
-        this.lifecycle.setReadOnly('halted', `sink ${sink.name} halted (${code}): ${(error as Error)?.message ?? String(error)}`)
+        this.lifecycle.setReadOnly('halted', this.haltReason())
         this.backpressure.wakeAll() // writes waiting for backlog room would wait for ever: each sees the refusal
+        this.flushes.failAll(this.haltedRefusal('flush cannot complete')) // so would flushes (and they hold the process)
       },
       retried: (sink) => this.metrics?.retried(sink),
       sinkHealth: (sink, down, error) => {
@@ -671,6 +685,20 @@ export class MemWAL extends EventEmitter<MemwalEventMap> {
         this.stateMayHaveChanged(down ? `sink ${sink.name} down` : `sink ${sink.name} recovered`)
       },
     }
+  }
+
+  /** `sink NAME halted (CODE): message`, for the read-only reason and each refusal. */
+  private haltReason(): string {
+    const error = this.halt?.error
+    return `sink ${this.halt?.sink ?? '?'} halted (${haltCode(error)}): ${(error as Error | undefined)?.message ?? String(error)}`
+  }
+
+  /** SINK_HALTED: `what` needs the halted sink to take more, which it will not until the engine is reopened. */
+  private haltedRefusal(what: string): MemwalError {
+    return new MemwalError('SINK_HALTED', `${what}: ${this.haltReason()}; the engine is read-only until reopened`, {
+      details: { sink: this.halt?.sink, haltCode: haltCode(this.halt?.error) },
+      cause: this.halt?.error,
+    })
   }
 
   private applierOf(sink: Sink): Applier {
@@ -743,4 +771,9 @@ async function readChangesFrom(wal: Wal, from: number, to: number, maxBytes: num
 
 function summarise(r: RecoveryReport): object {
   return { records: r.records, lastLsn: r.lastLsn, findings: r.findings.length }
+}
+
+/** A halt's error code (a sink's own error may carry none). */
+function haltCode(error: unknown): string {
+  return (error as { code?: string } | undefined)?.code ?? 'SINK_APPLY_FAILED'
 }

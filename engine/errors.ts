@@ -26,6 +26,13 @@ export type ErrorCode =
   | 'ENGINE_CLOSED'
   | 'ENGINE_FLUSH_TIMEOUT'
   | 'ENGINE_READ_ONLY'
+  /**
+   * A sink halted (its `classify` said `halt`: PgBackend found its checkpoint row lost): the engine is read-only until
+   * reopened, and what would need that sink to take more is refused at once, not left waiting: `flush()` (one waiting
+   * when it halts, and any call after) and `verify({ repair: true })` (a repair would write past the halt). Not
+   * transient. details.sink, details.haltCode (the halt's own code); `cause` is the halt's error.
+   */
+  | 'SINK_HALTED'
   | 'SINK_APPLY_FAILED'
   | 'SINK_TIMEOUT'
   | 'SINK_BREAKER_OPEN'

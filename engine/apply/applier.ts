@@ -328,8 +328,9 @@ export class Applier {
   /** Delivers until the sink has taken the batch (or its poison went to the dead-letter log). */
   private async deliver(batch: ApplyBatch): Promise<void> {
     let backoff: Backoff | undefined
-    // Paused: give the batch up; the loop rebuilds it from the checkpoint on resume.
-    while (!this.stopping && !this.paused) {
+    // Paused: give the batch up; the loop rebuilds it from the checkpoint on resume. Halted (by this batch, or by a record
+    // before it while narrowing): the sink takes nothing more.
+    while (!this.stopping && !this.paused && !this.halted) {
       await this.inflight
       try {
         this.lastUsedMs = this.host.clock.nowMs()
@@ -373,11 +374,12 @@ export class Applier {
       this.deadLetters++
       return this.deliver({ records: [], upToLsn: batch.upToLsn })
     }
+    // A record that halts the sink ends the narrowing: the rest are not tried, and none is dead-lettered after it.
     for (const r of batch.records) {
-      if (this.stopping) return
+      if (this.stopping || this.halted) return
       await this.deliver({ records: [r], upToLsn: r.lsn })
     }
-    if (!this.stopping) await this.deliver({ records: [], upToLsn: batch.upToLsn })
+    if (!this.stopping && !this.halted) await this.deliver({ records: [], upToLsn: batch.upToLsn })
   }
 
   /**

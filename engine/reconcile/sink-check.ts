@@ -16,7 +16,8 @@ import type { LatestVersion, LatestVersions, LsnRange } from './latest-versions.
  * index both sort keys as bytes), so memory holds the log's latest versions
  * (labels and a hash of the value: latest-versions.ts) and little else.
  */
-export type SinkFindingKind = 'checkpoint-ahead' | 'backend-missing' | 'backend-stale' | 'backend-extra' | 'index-missing' | 'index-orphan' | 'index-mismatch' | 'cache-stale'
+/** `sink-halted`: the sink took nothing since it halted (MemWAL.verify on an engine a halt made read-only; never repaired). */
+export type SinkFindingKind = 'sink-halted' | 'checkpoint-ahead' | 'backend-missing' | 'backend-stale' | 'backend-extra' | 'index-missing' | 'index-orphan' | 'index-mismatch' | 'cache-stale'
 
 /** A finding about a sink: `sink` is always set. */
 type SinkFinding = Finding<SinkFindingKind> & { readonly sink: string }

@@ -253,6 +253,8 @@ export interface OpenLogVerify extends LogSource {
   readonly clock: Clock
   /** Notices the engine knows of (open declared gaps). */
   readonly notices?: readonly Finding<NoticeKind>[]
+  /** Sinks the engine knows halted (`sink-halted`): the report is not clean while one is. */
+  readonly halted?: readonly Finding<SinkFindingKind>[]
   /** The data directory, for its dead letters. */
   readonly dataDir: string
 }
@@ -269,7 +271,7 @@ export async function verifyOpenLog(v: OpenLogVerify): Promise<VerifyReport> {
   const scan = await scanWholeLog(v, undefined, latest)
   const findings: Finding<ReconcileFindingKind>[] = logFindings(scan, v.backend.checkpoint, v.live)
   const dead = await deadLetterView(v, v.dataDir)
-  findings.push(...(await checkReplicas({ ...v, latest, lastLsn: v.live.lastLsn, deadLettered: dead.excluded })), ...(v.notices ?? []), ...dead.notices)
+  findings.push(...(await checkReplicas({ ...v, latest, lastLsn: v.live.lastLsn, deadLettered: dead.excluded })), ...(v.halted ?? []), ...(v.notices ?? []), ...dead.notices)
   return report(findings, scan, v.live.lastLsn, { backend: v.backend.checkpoint, index: v.index.checkpoint }, v.clock.nowMs() - started)
 }
 

@@ -7,12 +7,19 @@
  * Now its apply finds its checkpoint row is not the one it last wrote: the
  * backend is halted (BACKEND_SCHEMA_DAMAGED in health(), the engine
  * read-only), nothing of it goes into the recreated schema, nothing is
- * dead-lettered, and its log keeps every acknowledged record. An apply whose
- * reply was lost (the statement committed) is re-sent without a refusal.
+ * dead-lettered, and its log keeps every acknowledged record. A flush waiting
+ * then, or called after, is refused at once (SINK_HALTED; before, it waited
+ * for ever, holding the process); verify with repair is refused (before, it
+ * wrote the halted writer's rows into the recreated schema), and so is
+ * PgBackend.repair on its own. A halt while a batch is narrowed to its poison
+ * record ends the narrowing. An apply whose reply was lost (the statement
+ * committed) is re-sent without a refusal.
  */
 import t from 'tap'
-import { dumpLog, MemWAL, PgBackend, type AppliedRecord, type MemwalOptions } from '../../engine/index.js'
+import { DEFAULT_NAMESPACE, dumpLog, MemWAL, PgBackend, type AppliedRecord, type MemwalOptions, type Sink } from '../../engine/index.js'
+import { identityOf } from '../../engine/format/identity.js'
 import { RecordType } from '../../engine/testing.js'
+import { SinkFaults } from '../support/faulty-sink.js'
 import { PG_URL, schemaWithClient } from '../support/pg.js'
 import { tmpDir } from '../support/tmp-dir.js'
 import { waitFor } from '../support/wait-for.js'
@@ -38,14 +45,18 @@ for (const loss of ['schema dropped', 'checkpoint row deleted'] as const) {
     const { schema, client } = server
     const open = opener(schema)
     const dirB = tmpDir(t)
-    const B = await open(dirB, 'b')
+    const backendB = new PgBackend({ connectionString: PG_URL, writerId: 'b', schema, ...backendOptions })
+    const B = await open(dirB, 'b', { backend: backendB })
     t.teardown(() => B.close())
     for (let i = 0; i < 3; i++) await B.put(`b-${i}`, i)
     await B.flush({ timeoutMs: 10_000 })
 
+    // A flush waiting for b-3 when the backend halts.
+    let early: Promise<unknown> = Promise.resolve()
     if (loss === 'schema dropped') {
       await client.query(`DROP SCHEMA "${schema}" CASCADE`)
       await B.put('b-3', 3)
+      early = B.flush().catch((e: unknown) => e)
       await waitFor(() => B.health().sinks['backend']?.lastError?.code === 'BACKEND_SCHEMA_DAMAGED', 'the apply fails on the dropped schema', 10_000)
       // A brand-new directory recreates the schema (right for it), while B retries.
       const fresh = await open(tmpDir(t), 'new')
@@ -55,6 +66,7 @@ for (const loss of ['schema dropped', 'checkpoint row deleted'] as const) {
     } else {
       await client.query(`DELETE FROM "${schema}".checkpoints WHERE writer = 'b'`)
       await B.put('b-3', 3)
+      early = B.flush().catch((e: unknown) => e)
     }
 
     // Before the fix, B's backlog applied into the recreated schema: its checkpoint reached 4, no error.
@@ -68,6 +80,22 @@ for (const loss of ['schema dropped', 'checkpoint row deleted'] as const) {
     t.equal(backend?.deadLetters, 0, 'nothing dead-lettered')
     t.equal(backend?.checkpoint, 3, 'its checkpoint stays at what PostgreSQL lost')
     t.match(await B.put('b-4', 4).catch((e: unknown) => e), { code: 'ENGINE_READ_ONLY' }, 'a write is refused, not acknowledged into a backlog that cannot apply')
+
+    // A flush waiting when it halted was refused then (a pending one would hold the process for ever); one after, at once.
+    const halted = { code: 'SINK_HALTED', details: { sink: 'backend', haltCode: 'BACKEND_SCHEMA_DAMAGED' } }
+    // (Settled already, or 'still waiting': the race is decided by what happened, not by a clock.)
+    const settled = (p: Promise<unknown>): Promise<unknown> => Promise.race([p.catch((e: unknown) => e), new Promise((r) => setImmediate(() => r('still waiting')))])
+    t.match(await settled(early), halted, 'the flush waiting for b-3 was refused at the halt')
+    t.match(await settled(B.flush()), halted, 'a flush after it is refused at once')
+    t.match(await settled(B.flush({ timeoutMs: 600_000 })), halted, 'with a timeout too')
+
+    // verify reports the halt; a repair, which would write past it into the schema, is refused, and so is the backend's own.
+    const report = await B.verify()
+    t.equal(report.clean, false, 'verify: not clean')
+    t.equal(report.counts['sink-halted'], 1, `naming the halted sink: ${JSON.stringify(report.findings.filter((f) => f.kind === 'sink-halted'))}`)
+    t.match(await B.verify({ repair: true }).catch((e: unknown) => e), halted, 'verify with repair is refused')
+    const entry = { value: 0, namespace: DEFAULT_NAMESPACE, key: 'b-0', lsn: 1, createdAt: 1, updatedAt: 1 }
+    t.match(await backendB.repair([[identityOf(DEFAULT_NAMESPACE, 'b-0'), entry]]).catch((e: unknown) => e), { code: 'BACKEND_SCHEMA_DAMAGED', transient: false }, 'PgBackend.repair checks the checkpoint row as an apply does')
 
     const rows = await client.query(`SELECT key FROM "${schema}".entries WHERE writer = 'b' ORDER BY key`)
     const expectRows = loss === 'schema dropped' ? [] : [{ key: 'b-0' }, { key: 'b-1' }, { key: 'b-2' }]
@@ -110,4 +138,53 @@ t.test('an apply re-sent after its reply was lost is not refused; a row behind t
   t.match(err, { code: 'BACKEND_SCHEMA_DAMAGED', transient: false, details: { writerId: 'w', expected: 5, found: 2 } }, 'refused, naming what it expected and found')
   t.equal(a.classify(err), 'halt', 'which halts the applier: no retry, no dead letter')
   t.equal((await client.query(`SELECT count(*)::int AS n FROM "${schema}".entries WHERE key = 'k6'`)).rows[0].n, 0, 'nothing of it applied')
+})
+
+type ApplyHook = (records: readonly AppliedRecord[], checkpoint: number, signal?: AbortSignal) => Promise<void>
+
+t.test('a record that halts the backend while a batch is narrowed to its poison record ends the narrowing', async (t) => {
+  const server = await schemaWithClient(t, 'narrow')
+  if (!server) return
+  const { schema, client } = server
+  const faults = new SinkFaults()
+  const calls: number[][] = []
+  let deleteRowAtNextSingle = false
+  // After SinkFaults' hook: the batch holding 'poison' is refused for good, and its first record alone finds the row gone.
+  const wrapSink = <S extends Sink>(s: S): S => {
+    faults.wrap(s)
+    if (s.name !== 'backend') return s
+    const hooks = s as unknown as { _apply: ApplyHook }
+    const inner = hooks._apply.bind(s)
+    hooks._apply = async (records, checkpoint, signal) => {
+      calls.push(records.map((r) => r.lsn))
+      if (deleteRowAtNextSingle && records.length === 1) {
+        deleteRowAtNextSingle = false
+        await client.query(`DELETE FROM "${schema}".checkpoints WHERE writer = 'b'`)
+      }
+      return inner(records, checkpoint, signal)
+    }
+    return s
+  }
+  const errorsLogged: string[] = []
+  const logger = { debug() {}, info() {}, warn() {}, error: (_o: object, msg?: string) => void errorsLogged.push(msg ?? '') }
+  const B = await opener(schema)(tmpDir(t), 'b', { wrapSink, logger })
+  t.teardown(() => B.close())
+  let deadLetters = 0
+  B.on('dead-letter', () => deadLetters++)
+
+  faults.hang()
+  await B.put('a', 0) // LSN 1: its apply waits, so that LSNs 2-4 go in one batch
+  await waitFor(() => faults.hanging === 1, 'the first apply waits', 10_000)
+  faults.rejectKeys('poison')
+  await B.put('h-1', 1)
+  await B.put('h-2', 2)
+  await B.put('poison', 3)
+  deleteRowAtNextSingle = true
+  faults.release()
+  await waitFor(() => B.health().state === 'read-only', 'the backend halts', 10_000)
+  await B.close() // the applier's loop has ended: whatever it was going to deliver, it has
+
+  t.strictSame(calls, [[1], [2, 3, 4], [2]], 'nothing delivered after the record that halted it')
+  t.equal(deadLetters, 0, 'the poison record after them is not dead-lettered')
+  t.equal(errorsLogged.filter((m) => m.startsWith('sink halted')).length, 1, `one log line: ${JSON.stringify(errorsLogged)}`)
 })

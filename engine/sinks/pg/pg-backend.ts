@@ -8,7 +8,7 @@ import type { DumpEntry } from '../../log/dump-entry.js'
 import type { BackendKind } from '../../log/backend-record.js'
 import { BackendSink, type AppliedRecord, type BackendEngineOptions, type BackendSnapshot, type DataDirBinding, type FailureClass, type StoredEntry } from '../sink.js'
 import { resolvePgOptions, type PgBackendOptions, type PgConfig } from './pg-options.js'
-import { PgConnections, sqlState } from './pg-pool.js'
+import { PgConnections, sqlState, type PgClient } from './pg-pool.js'
 import { claimWriter, requireAppliedSchema } from './pg-claim.js'
 import { columnArgs, migrate, requireSchema, requireTables, ROW, tables, toInt, type EntryRow, type Tables } from './pg-schema.js'
 import { changeArgs, encodeResumeToken, openFeed, presentPositions, type PgChange, type PgChangeFeed, type PgWatchOptions } from './pg-changes.js'
@@ -236,9 +236,7 @@ export class PgBackend extends BackendSink {
     const pack = valuePacker(this.packr)
     const args = [...columnArgs(columnsOf(versions, pack)), this.writerId, checkpoint, ...changeArgs(records, pack), this.c.changeHistoryRecords, this.written, this.dir?.dirId ?? null]
     const r = await this.conn.withClient(signal, async (c) => {
-      // An apply only updates the row. claimWriter made it at open; a backend opened on its own makes it before its first
-      // apply (not at open: a backend opened only to read or set up leaves no row, hence no writer in the change feed).
-      if (this.dir === undefined && this.written === 0) await c.query(`INSERT INTO ${this.t.checkpoints} (writer, lsn) VALUES ($1, 0) ON CONFLICT (writer) DO NOTHING`, [this.writerId])
+      await this.ownRowFirst(c)
       if (legacy.length === 0) return c.query<{ checkpoint: string | null }>(this.t.applySql, args)
       // Version-1 deletes (no namespace): the key in every namespace, before the rest, in one transaction.
       try {
@@ -412,22 +410,35 @@ export class PgBackend extends BackendSink {
    * `get` returns them) is upserted by the same rule as an apply.
    */
   async repair(entries: readonly (readonly [string, StoredEntry | undefined])[]): Promise<void> {
-    for (const [id, e] of entries) {
-      const { namespace, key } = splitIdentity(id)
-      if (e === undefined) {
-        await this.conn.query(`UPDATE ${this.t.entries} SET deleted = true, value = NULL, tags = NULL, expires_at = NULL WHERE namespace = $1 AND key = $2 AND writer = $3`, [namespace, key, this.writerId])
-        continue
+    // One transaction holding this writer's checkpoint row as an apply finds it: a row lost (the schema made again under
+    // this writer, the row deleted or set back) writes nothing, and fails as the apply does (checkpointLost).
+    const held = await this.conn.withClient(undefined, async (c) => {
+      try {
+        await c.query('BEGIN')
+        await this.ownRowFirst(c)
+        const row = await c.query(this.t.ownRowSql, [this.writerId, this.written, this.dir?.dirId ?? null])
+        if (row.rows.length > 0) for (const [id, e] of entries) await c.query(...this.repairStatement(id, e))
+        await c.query(row.rows.length > 0 ? 'COMMIT' : 'ROLLBACK')
+        return row.rows.length > 0
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined)
+        throw err
       }
-      const value = Buffer.from(packValue(this.packr, e.value))
-      const tags = e.tags ? JSON.stringify(e.tags) : null
-      const times = [e.createdAt, e.updatedAt, e.expiresAt ?? null]
-      const versioned = e as Partial<PgStoredEntry>
-      if (typeof versioned.hlc === 'number' && typeof versioned.writer === 'string') {
-        await this.conn.query(this.t.repairVersionedSql, [namespace, key, value, tags, versioned.hlc, versioned.writer, e.lsn, ...times])
-      } else {
-        await this.conn.query(this.t.repairOwnSql, [namespace, key, value, tags, this.writerId, e.lsn, ...times])
-      }
-    }
+    })
+    // Named once the client is back (checkpointLost reads the row on a connection of its own).
+    if (!held) throw await this.checkpointLost()
+  }
+
+  /** The statement that repairs one entry (undefined: deleted) by the rules of `repair`. */
+  private repairStatement(id: string, e: StoredEntry | undefined): [string, unknown[]] {
+    const { namespace, key } = splitIdentity(id)
+    if (e === undefined) return [`UPDATE ${this.t.entries} SET deleted = true, value = NULL, tags = NULL, expires_at = NULL WHERE namespace = $1 AND key = $2 AND writer = $3`, [namespace, key, this.writerId]]
+    const value = Buffer.from(packValue(this.packr, e.value))
+    const tags = e.tags ? JSON.stringify(e.tags) : null
+    const times = [e.createdAt, e.updatedAt, e.expiresAt ?? null]
+    const versioned = e as Partial<PgStoredEntry>
+    if (typeof versioned.hlc === 'number' && typeof versioned.writer === 'string') return [this.t.repairVersionedSql, [namespace, key, value, tags, versioned.hlc, versioned.writer, e.lsn, ...times]]
+    return [this.t.repairOwnSql, [namespace, key, value, tags, this.writerId, e.lsn, ...times]]
   }
 
   /** The reconciler for a shared backend: this writer's log (as `dumpLog({ dir })` reads it) against the tables (pg-verify.ts). */
@@ -441,6 +452,15 @@ export class PgBackend extends BackendSink {
   private async checkpointRow(conn = this.conn): Promise<number> {
     const r = await conn.query<{ lsn: string }>(`SELECT lsn FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
     return r.rows[0] === undefined ? 0 : toInt(r.rows[0].lsn)
+  }
+
+  /**
+   * A write only updates this writer's checkpoint row. claimWriter made it at open; a backend opened on its own makes it
+   * before its first write (not at open: a backend opened only to read or set up leaves no row, hence no writer in the
+   * change feed).
+   */
+  private async ownRowFirst(c: PgClient): Promise<void> {
+    if (this.dir === undefined && this.written === 0) await c.query(`INSERT INTO ${this.t.checkpoints} (writer, lsn) VALUES ($1, 0) ON CONFLICT (writer) DO NOTHING`, [this.writerId])
   }
 
   /**

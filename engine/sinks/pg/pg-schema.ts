@@ -158,6 +158,8 @@ export interface Tables {
   readonly version: string
   readonly applySql: string
   readonly claimSql: string
+  /** This writer's checkpoint row ($1) at or past LSN $2, bound to data directory $3 (NULL: none), locked FOR SHARE. */
+  readonly ownRowSql: string
   readonly repairLogSql: string
   readonly repairOwnSql: string
   readonly repairVersionedSql: string
@@ -294,6 +296,15 @@ const CHANGES_INSERT = (changes: string, only: string): string => `INSERT INTO $
 
 const COLUMNS = '(namespace, key, value, tags, hlc, writer, lsn, deleted, created_at, updated_at, expires_at)'
 
+/**
+ * The condition on this writer's checkpoint row (`c`) for it to write at all: the writer's row ($writer), holding the
+ * checkpoint this process last wrote ($written) or a later one (its reply lost), bound to its data directory ($dirId;
+ * NULL: a backend opened without one). A row missing, set back or bound elsewhere means PostgreSQL lost what it applied.
+ */
+function ownRow(writer: string, written: string, dirId: string): string {
+  return `c.writer = ${writer} AND c.lsn >= ${written}::int8 AND (${dirId}::text IS NULL OR c.dir_id = ${dirId}::text)`
+}
+
 /** The tables and statements of one schema. */
 export function tables(schema: string): Tables {
   const s = `"${schema}"`
@@ -317,7 +328,7 @@ export function tables(schema: string): Tables {
     // opened without one). The data, the feed and its pruning read cp's row, so a row missing or set back (the schema
     // recreated, the row deleted or restored from an older backup) writes nothing and answers checkpoint NULL.
     applySql: `WITH cp AS (UPDATE ${checkpoints} AS c SET lsn = GREATEST(c.lsn, $12::int8), changes_from = GREATEST(c.changes_from, $12::int8 - $23::int8 + 1)
-        WHERE c.writer = $11 AND c.lsn >= $24::int8 AND ($25::text IS NULL OR c.dir_id = $25::text) RETURNING c.lsn),
+        WHERE ${ownRow('$11', '$24', '$25')} RETURNING c.lsn),
       up AS (${upsert('>', 'WHERE EXISTS (SELECT 1 FROM cp)')} RETURNING 1),
       ch AS (${CHANGES_INSERT(changes, 'WHERE EXISTS (SELECT 1 FROM cp)')}),
       pr AS (DELETE FROM ${changes} WHERE EXISTS (SELECT 1 FROM cp) AND writer = $11 AND lsn <= $12::int8 - $23::int8)
@@ -328,6 +339,8 @@ export function tables(schema: string): Tables {
       ON CONFLICT (writer) DO UPDATE SET dir_id = EXCLUDED.dir_id
         WHERE c.dir_id = EXCLUDED.dir_id OR (c.dir_id IS NULL AND (c.lsn = 0 OR $3::boolean))
       RETURNING c.lsn`,
+    // The same guard for PgBackend.repair, held (FOR SHARE) until its transaction ends: no row, no repair.
+    ownRowSql: `SELECT c.lsn FROM ${checkpoints} AS c WHERE ${ownRow('$1', '$2', '$3')} FOR SHARE`,
     repairLogSql: upsert('>='),
     legacyDeleteSql: `UPDATE ${entries} AS e SET deleted = true, value = NULL, tags = NULL, expires_at = NULL, hlc = $2, writer = $3, lsn = $4
       WHERE e.key = $1 AND NOT e.deleted AND ($2::int8, $3::text COLLATE "C", $4::int8) > (e.hlc, e.writer, e.lsn)`,
