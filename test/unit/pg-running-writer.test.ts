@@ -188,3 +188,40 @@ t.test('a record that halts the backend while a batch is narrowed to its poison 
   t.equal(deadLetters, 0, 'the poison record after them is not dead-lettered')
   t.equal(errorsLogged.filter((m) => m.startsWith('sink halted')).length, 1, `one log line: ${JSON.stringify(errorsLogged)}`)
 })
+
+t.test('a backend opened without a data directory writes neither into a directory\'s row nor into a row made again', async (t) => {
+  const server = await schemaWithClient(t, 'nodir')
+  if (!server) return
+  const { schema, client } = server
+  const backend = (writerId: string): PgBackend => new PgBackend({ connectionString: PG_URL, writerId, schema, ...backendOptions })
+  const put = (lsn: number): AppliedRecord => ({ lsn, bytes: 8, record: { type: RecordType.PUT, hlc: 1_000_000 * lsn, op: { type: 'put', key: `k${lsn}`, value: lsn } } })
+
+  // Writer id 'd' belongs to a data directory.
+  const D = await opener(schema)(tmpDir(t), 'd')
+  await D.put('d-0', 0)
+  await D.flush({ timeoutMs: 10_000 })
+  await D.close()
+  const alone = backend('d')
+  await alone.open()
+  t.teardown(() => alone.close())
+  const err = await alone.apply({ records: [put(2)], upToLsn: 2 }).catch((e: unknown) => e)
+  t.match(err, { code: 'BACKEND_SCHEMA_DAMAGED', transient: false, details: { writerId: 'd', dirId: null } }, `refused: ${(err as Error | undefined)?.message ?? ''}`)
+  t.match((err as Error | undefined)?.message, /bound to data directory/, 'naming the binding')
+  t.equal((await client.query(`SELECT count(*)::int AS n FROM "${schema}".entries WHERE key = 'k2'`)).rows[0].n, 0, 'nothing of it applied')
+
+  // Writer id 'w' had its row (LSN 0) when the backend opened; the row deleted, the first apply does not make it again.
+  await client.query(`INSERT INTO "${schema}".checkpoints (writer, lsn) VALUES ('w', 0)`)
+  const w = backend('w')
+  await w.open()
+  t.teardown(() => w.close())
+  await client.query(`DELETE FROM "${schema}".checkpoints WHERE writer = 'w'`)
+  t.match(await w.apply({ records: [put(1)], upToLsn: 1 }).catch((e: unknown) => e), { code: 'BACKEND_SCHEMA_DAMAGED', details: { writerId: 'w', found: null } }, 'a row there at open and gone since is lost')
+  t.strictSame((await client.query(`SELECT lsn FROM "${schema}".checkpoints WHERE writer = 'w'`)).rows, [], 'not made again')
+
+  // A writer id with no row at open: its first apply makes it, as before.
+  const fresh = backend('f')
+  await fresh.open()
+  t.teardown(() => fresh.close())
+  await fresh.apply({ records: [put(1)], upToLsn: 1 })
+  t.equal(fresh.checkpoint, 1, 'a new writer id applies')
+})

@@ -120,6 +120,8 @@ export class PgBackend extends BackendSink {
    * row missing or behind it finds PostgreSQL lost what this writer applied, and halts (applySql, checkpointLost).
    */
   private written = 0
+  /** A backend opened on its own whose writer had no checkpoint row at open: its first write makes it (ownRowFirst). */
+  private rowToMake = false
 
   constructor(options: PgBackendOptions) {
     super()
@@ -151,6 +153,10 @@ export class PgBackend extends BackendSink {
       if (this.dir !== undefined) await requireAppliedSchema(claim, this.dir)
       await migrate(this.conn, this.t, this.c)
       await requireTables(this.conn, this.t, this.schema)
+      if (this.dir === undefined) {
+        const row = await this.conn.query(`SELECT 1 FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId])
+        this.rowToMake = row.rows.length === 0
+      }
       this.written = this.dir === undefined ? await this.checkpointRow() : await claimWriter(claim, this.dir)
       return this.written
     } catch (cause) {
@@ -457,10 +463,13 @@ export class PgBackend extends BackendSink {
   /**
    * A write only updates this writer's checkpoint row. claimWriter made it at open; a backend opened on its own makes it
    * before its first write (not at open: a backend opened only to read or set up leaves no row, hence no writer in the
-   * change feed).
+   * change feed), and only if there was none at open: a row there at open and gone since was lost, which the write's
+   * guard then finds (made again, it would hide the loss).
    */
   private async ownRowFirst(c: PgClient): Promise<void> {
-    if (this.dir === undefined && this.written === 0) await c.query(`INSERT INTO ${this.t.checkpoints} (writer, lsn) VALUES ($1, 0) ON CONFLICT (writer) DO NOTHING`, [this.writerId])
+    if (!this.rowToMake) return
+    await c.query(`INSERT INTO ${this.t.checkpoints} (writer, lsn) VALUES ($1, 0) ON CONFLICT (writer) DO NOTHING`, [this.writerId])
+    this.rowToMake = false
   }
 
   /**
@@ -472,7 +481,7 @@ export class PgBackend extends BackendSink {
     const found = await this.conn.query<{ lsn: string; dir_id: string | null }>(`SELECT lsn, dir_id FROM ${this.t.checkpoints} WHERE writer = $1`, [this.writerId]).then((r) => r.rows[0], () => undefined)
     const expected = this.written
     const dirId = this.dir?.dirId ?? null
-    const now = found === undefined ? 'no checkpoint row for it' : `its checkpoint row at LSN ${toInt(found.lsn)}${dirId !== null && found.dir_id !== dirId ? `, bound to data directory ${String(found.dir_id)}` : ''}`
+    const now = found === undefined ? 'no checkpoint row for it' : `its checkpoint row at LSN ${toInt(found.lsn)}${found.dir_id !== dirId ? (found.dir_id === null ? ', bound to no data directory' : `, bound to data directory ${found.dir_id}`) : ''}`
     return new MemwalError('BACKEND_SCHEMA_DAMAGED', `PostgreSQL schema ${this.schema} lost what writerId ${JSON.stringify(this.writerId)} applied: it last wrote its checkpoint at LSN ${expected}${dirId !== null ? ` (data directory ${dirId})` : ''}, and the schema holds ${now} (the schema or the row dropped and made again, or restored from an older backup). Nothing was applied, and this writer applies nothing more (its log keeps the records): close it, restore the schema from a backup holding its row, and reopen (the log re-applies what it holds after the restored checkpoint)`, {
       transient: false,
       details: { schema: this.schema, writerId: this.writerId, dirId, expected, found: found === undefined ? null : toInt(found.lsn), foundDirId: found?.dir_id ?? null, missing: ['checkpoint row'] },

@@ -299,10 +299,11 @@ const COLUMNS = '(namespace, key, value, tags, hlc, writer, lsn, deleted, create
 /**
  * The condition on this writer's checkpoint row (`c`) for it to write at all: the writer's row ($writer), holding the
  * checkpoint this process last wrote ($written) or a later one (its reply lost), bound to its data directory ($dirId;
- * NULL: a backend opened without one). A row missing, set back or bound elsewhere means PostgreSQL lost what it applied.
+ * NULL: a backend opened without one, which writes only an unbound row: one bound to a directory is that directory's).
+ * A row missing, set back or bound elsewhere means PostgreSQL lost what it applied, or another owns the writer id.
  */
 function ownRow(writer: string, written: string, dirId: string): string {
-  return `c.writer = ${writer} AND c.lsn >= ${written}::int8 AND (${dirId}::text IS NULL OR c.dir_id = ${dirId}::text)`
+  return `c.writer = ${writer} AND c.lsn >= ${written}::int8 AND c.dir_id IS NOT DISTINCT FROM ${dirId}::text`
 }
 
 /** The tables and statements of one schema. */
@@ -325,7 +326,7 @@ export function tables(schema: string): Tables {
     version: `${s}.schema_version`,
     // This writer's checkpoint row is updated first, and only where it is the row this process last wrote or one after it
     // (a statement that committed while its reply was lost): at or past $24, bound to data directory $25 (NULL: a backend
-    // opened without one). The data, the feed and its pruning read cp's row, so a row missing or set back (the schema
+    // opened without one, which needs a row bound to none: ownRow). The data, the feed and its pruning read cp's row, so a row missing or set back (the schema
     // recreated, the row deleted or restored from an older backup) writes nothing and answers checkpoint NULL.
     applySql: `WITH cp AS (UPDATE ${checkpoints} AS c SET lsn = GREATEST(c.lsn, $12::int8), changes_from = GREATEST(c.changes_from, $12::int8 - $23::int8 + 1)
         WHERE ${ownRow('$11', '$24', '$25')} RETURNING c.lsn),
