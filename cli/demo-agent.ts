@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs'
 import { MemWAL, type Sink } from '../engine/index.js'
+import { AGENT_NAMESPACE, keyOf, memoryOf, topicOf } from './demo-memory.js'
 
 /**
  * The agent of `npm run demo`: stores memories in memwal while its backend is
@@ -18,10 +19,8 @@ function backendDown<S extends Sink>(sink: S): S {
 const db = await MemWAL.open({ dir, wrapSink: backendDown, resilience: { retryDelayMsMin: 20, retryDelayMsMax: 200, breakerThreshold: 3, breakerHalfOpenMs: 500 } })
 db.on('sink-down', ({ sink }: { sink: string }) => writeSync(2, `agent: sink ${sink} is down; writes are still acknowledged from the log\n`))
 writeSync(1, 'ready\n')
-const topics = ['weather', 'groceries', 'meeting', 'birthday', 'project', 'travel']
 for (let i = 1; ; i++) {
-  const topic = topics[i % topics.length] ?? 'misc'
-  const key = `memory/${String(i).padStart(6, '0')}`
-  const { lsn } = await db.put(key, { text: `note ${i} about ${topic}`, at: i }, { namespace: 'agent-1', tags: [topic] })
+  const key = keyOf(i)
+  const { lsn } = await db.put(key, memoryOf(i), { namespace: AGENT_NAMESPACE, tags: [topicOf(i)] })
   writeSync(1, `ack ${lsn} ${key}\n`)
 }

@@ -5,6 +5,7 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { MemWAL, QUERY_RESULTS_MAX } from '../engine/index.js'
+import { AGENT_NAMESPACE, indexOf, memoryOf } from './demo-memory.js'
 
 /**
  * `npm run demo`: memwal's main job, end to end, on the embedded default
@@ -14,8 +15,13 @@ import { MemWAL, QUERY_RESULTS_MAX } from '../engine/index.js'
  * `memwal fsck` shows everything consistent, and every acknowledged memory
  * is read back.
  */
-const here = path.dirname(fileURLToPath(import.meta.url))
-const cli = path.join(here, 'main.js')
+const self = fileURLToPath(import.meta.url)
+const here = path.dirname(self)
+// Built, it runs the built CLI and agent; from source (the test runs it through tsx), their sources.
+const fromSource = self.endsWith('.ts')
+const ext = fromSource ? 'ts' : 'js'
+const node = (script: string): string[] => [...(fromSource ? ['--import', 'tsx'] : []), path.join(here, `${script}.${ext}`)]
+const cli = node('main')
 const keep = process.argv.includes('--keep')
 const dir = mkdtempSync(path.join(os.tmpdir(), 'memwal-demo-'))
 const say = (s: string): void => void process.stdout.write(`${s}\n`)
@@ -24,7 +30,7 @@ const step = (n: number, s: string): void => say(`\n== ${n}. ${s}`)
 async function runAgent(ms: number): Promise<{ acked: Map<string, number>; lastLsn: number }> {
   const acked = new Map<string, number>()
   let lastLsn = 0
-  const child = spawn(process.execPath, [path.join(here, 'demo-agent.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...node('demo-agent'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
   let ready!: () => void
   const isReady = new Promise<void>((r) => (ready = r))
   createInterface({ input: child.stdout }).on('line', (line) => {
@@ -44,7 +50,7 @@ async function runAgent(ms: number): Promise<{ acked: Map<string, number>; lastL
 }
 
 function cliRun(args: string[]): number {
-  const r = spawnSync(process.execPath, [cli, ...args], { stdio: 'inherit' })
+  const r = spawnSync(process.execPath, [...cli, ...args], { stdio: 'inherit' })
   return r.status ?? -1
 }
 
@@ -64,11 +70,15 @@ try {
   step(5, 'Read back every memory the agent was told was stored.')
   const db = await MemWAL.open({ dir })
   let missing = 0
-  for (const [key] of acked) if ((await db.get(key)) === undefined) missing++
+  // Read as the agent wrote it: in its namespace, with the value it was acknowledged with (demo-agent.ts's memoryOf).
+  for (const [key, lsn] of acked) {
+    const entry = await db.getEntry(key, { namespace: AGENT_NAMESPACE })
+    if (entry === undefined || entry.version !== lsn || JSON.stringify(entry.value) !== JSON.stringify(memoryOf(indexOf(key)))) missing++
+  }
   let inNamespace = 0
-  for await (const _ of db.query({ namespace: 'agent-1', limit: QUERY_RESULTS_MAX })) inNamespace++
+  for await (const _ of db.query({ namespace: AGENT_NAMESPACE, limit: QUERY_RESULTS_MAX })) inNamespace++
   await db.close()
-  say(`   ${acked.size - missing} of ${acked.size} acknowledged memories read back; ${missing} missing. A query for namespace agent-1 finds ${inNamespace}.`)
+  say(`   ${acked.size - missing} of ${acked.size} acknowledged memories read back; ${missing} missing. A query for namespace ${AGENT_NAMESPACE} finds ${inNamespace}.`)
   const ok = missing === 0 && replayCode <= 1 && fsckCode === 0
   say(ok ? '\nResult: no acknowledged write was lost across a backend outage and a kill -9.' : '\nResult: FAILED: see above.')
   process.exitCode = ok ? 0 : 1
