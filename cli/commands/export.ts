@@ -1,9 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto'
-import os from 'node:os'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
-import { MemwalError, osError, type ExportStream } from '../../engine/index.js'
+import { MemwalError, osError, ownerGone, ownerTag, splitOwnerTag, type ExportStream } from '../../engine/index.js'
 import { ExitCode } from '../exit-codes.js'
 import { openStore } from '../open-store.js'
 import type { Output } from '../output.js'
@@ -57,7 +56,7 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
 /**
  * Writes `stream` to `file` so that the file is whole or absent, even after
  * a crash, and returns the bytes written. It goes to
- * `<file>.partial-<host>-<pid>-<8 hex>` (partialName),
+ * `<file>.partial-<owner tag>-<8 hex>` (partialName),
  * created with 'wx' (a file or symlink already there is refused, never
  * followed: a link planted at a name a user can guess overwrote its target
  * with 'w', and kept the target's mode), mode 0600; written through the
@@ -75,7 +74,7 @@ export async function exportStore(dir: string, o: ExportCommandOptions, out: Out
  */
 async function exportToFile(stream: ExportStream, file: string, signals: NodeJS.EventEmitter): Promise<number> {
   await removeStalePartials(file)
-  const partial = partialName(file, process.pid, randomBytes(4).toString('hex'))
+  const partial = partialName(file, randomBytes(4).toString('hex'))
   const doing = `write the export to ${file}`
   const interrupt = interruption(signals, file)
   try {
@@ -127,31 +126,28 @@ async function writeThenRename(stream: ExportStream, file: string, partial: stri
 }
 
 /**
- * The partial file of an export to `file` by process `pid` on this host:
- * `<file>.partial-<host>-<pid>-<hex>`, `host` the first 8 hex digits of the
- * SHA-256 of the host name, so that a later export can tell which partial
- * files are this host's and whose writer is gone.
+ * The partial file of an export to `file` by this process:
+ * `<file>.partial-<owner tag>-<hex>` (the engine's ownerTag: host, PID and
+ * the process's start time, as the store's private copies are named), so
+ * that a later export can tell which partial files are this host's and
+ * whose writer is gone.
  */
-function partialName(file: string, pid: number, hex: string): string {
-  return `${file}.partial-${hostTag()}-${pid}-${hex}`
-}
-
-function hostTag(): string {
-  return createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8)
+function partialName(file: string, hex: string): string {
+  return `${file}.partial-${ownerTag()}-${hex}`
 }
 
 /**
  * Removes the partial files of earlier exports to `file` that no process
  * writes any more: this host's (another host's PIDs mean nothing here)
- * whose PID is gone, or is this process's (one export per CLI process: the
- * file is left from an earlier process given the same PID, as a container's
- * PID 1 is after a restart). A partial file of a live PID is left, though
- * the PID may be reused: at most one per live process. Files of other names
- * (an older memwal's `<file>.partial-<hex>`, anything else) are not touched.
+ * whose owner is gone (ownerGone: its PID gone, or now another process's,
+ * as a container's PID 1 is after a restart). A partial file of a live
+ * process is left. Files of other names (an older memwal's
+ * `<file>.partial-<hex>` or `<file>.partial-<host>-<pid>-<hex>`, anything
+ * else) are not touched.
  */
 async function removeStalePartials(file: string): Promise<void> {
   const dir = path.dirname(path.resolve(file))
-  const prefix = `${path.basename(file)}.partial-${hostTag()}-`
+  const prefix = `${path.basename(file)}.partial-`
   let names: string[]
   try {
     names = await fs.promises.readdir(dir)
@@ -159,18 +155,9 @@ async function removeStalePartials(file: string): Promise<void> {
     return // The open of the partial file says what is wrong with the directory.
   }
   for (const name of names) {
-    const pid = name.startsWith(prefix) ? /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length))?.[1] : undefined
-    if (pid === undefined || !(Number(pid) === process.pid || processIsGone(Number(pid)))) continue
+    const owned = name.startsWith(prefix) ? splitOwnerTag(name.slice(prefix.length)) : undefined
+    if (owned === undefined || !/^[0-9a-f]{8}$/.test(owned.rest) || !ownerGone(owned.tag)) continue
     await fs.promises.rm(path.join(dir, name), { force: true })
-  }
-}
-
-function processIsGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH'
   }
 }
 

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { posix as path } from 'node:path'
-import { systemLockHost, type LockHost } from './dir-lock.js'
+import { systemLockHost } from './dir-lock.js'
+import { ownerGone, ownerTag, splitOwnerTag, type OwnerHost } from './owner-tag.js'
 
-/** What a copy's name records of its owner, and how a later process tells whether that owner still runs (dir-lock.ts's host). */
-export type CopyOwnerHost = Pick<LockHost, 'hostname' | 'processIsGone' | 'processStart'>
+/** What a copy's name records of its owner (owner-tag.ts). */
+export type CopyOwnerHost = OwnerHost
 
 export interface PrivateCopyOptions {
   /** Where the copy's directory is made (its own, from mkdtemp, mode 0700). */
@@ -45,7 +45,6 @@ export class PrivateCopyFailure extends Error {
 
 /** Every copy's name begins so; then `<host>-<pid>-<start>-` of the process that made it and mkdtemp's 6 characters. */
 const COPY_PREFIX = 'memwal-view-'
-const COPY_NAME = /^memwal-view-([0-9a-f]{8})-(\d+)-(\d+|x)-[A-Za-z0-9]{6}$/
 
 /**
  * A private copy of the flat directory `from`, for a program that rewrites
@@ -124,27 +123,17 @@ async function linked(source: string, target: string): Promise<boolean> {
 }
 
 function ownPrefix(host: CopyOwnerHost): string {
-  return `${COPY_PREFIX}${hostTag(host)}-${process.pid}-${host.processStart(process.pid) ?? 'x'}-`
-}
-
-function hostTag(host: CopyOwnerHost): string {
-  return createHash('sha256').update(host.hostname()).digest('hex').slice(0, 8)
+  return `${COPY_PREFIX}${ownerTag(host)}-`
 }
 
 /**
  * Whether the copy named `name` (any name) was left by a process of this
- * host that no longer runs: its PID gone, or now another process's (a start
- * time other than the one recorded). A copy of a live process, of another
- * host (a TMPDIR shared between hosts), one whose owner cannot be told (no
- * start time recorded or readable, its PID alive) or of another name is not.
+ * host that no longer runs (ownerGone): `memwal-view-<owner tag>-<6 chars
+ * of mkdtemp>`. Any other name is not.
  */
 function leftByGone(name: string, host: CopyOwnerHost): boolean {
-  const m = COPY_NAME.exec(name)
-  if (m === null || m[1] !== hostTag(host)) return false
-  const pid = Number(m[2])
-  if (host.processIsGone(pid)) return true
-  const start = host.processStart(pid)
-  return m[3] !== 'x' && start !== undefined && start !== m[3]
+  const owned = name.startsWith(COPY_PREFIX) ? splitOwnerTag(name.slice(COPY_PREFIX.length)) : undefined
+  return owned !== undefined && /^[A-Za-z0-9]{6}$/.test(owned.rest) && ownerGone(owned.tag, host)
 }
 
 /** Removes the copies under `tmpRoot` that processes now gone left (leftByGone); what cannot be listed or removed is left. */
